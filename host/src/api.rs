@@ -1,0 +1,201 @@
+//! Dialect codecs: each caller-facing API shape decodes into `canonical` and encodes back out,
+//! and the same module speaks that shape to upstreams. This file holds what every dialect
+//! shares — decode errors, SSE framing, ids — and the dispatch over `Dialect`.
+
+pub mod anthropic;
+pub mod openai_chat;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::canonical::{Dialect, Request, Response, StreamEvent};
+
+/// A request or response body that does not have the expected shape; `path` says where.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{message}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
+pub struct DecodeError {
+    path: String,
+    message: String,
+}
+
+impl DecodeError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        DecodeError { path: path.into(), message: message.into() }
+    }
+
+    /// Prefixes the path with the location of the enclosing value.
+    pub fn at(mut self, prefix: impl AsRef<str>) -> Self {
+        let prefix = prefix.as_ref();
+        self.path = match (self.path.is_empty(), self.path.starts_with('[')) {
+            (true, _) => prefix.to_owned(),
+            (false, true) => format!("{prefix}{}", self.path),
+            (false, false) => format!("{prefix}.{}", self.path),
+        };
+        self
+    }
+}
+
+/// Parses JSON into `T`, naming the field that did not fit.
+pub(crate) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            DecodeError::new("", format!("the body is not valid JSON: {inner}"))
+        } else {
+            let path = if path == "." { String::new() } else { path };
+            // serde's message carries "at line 1 column 9"; the path already says where.
+            let msg = inner.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+            DecodeError::new(path, msg)
+        }
+    })
+}
+
+pub(crate) fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Appends one `data:` SSE event.
+pub(crate) fn sse_data(out: &mut Vec<u8>, v: &Value) {
+    out.extend_from_slice(b"data: ");
+    // Writing a Value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, v);
+    out.extend_from_slice(b"\n\n");
+}
+
+/// Appends one named SSE event.
+pub(crate) fn sse_event(out: &mut Vec<u8>, name: &str, v: &Value) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'\n');
+    sse_data(out, v);
+}
+
+pub(crate) fn new_id(prefix: &str) -> String {
+    format!("{prefix}{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..))
+}
+
+/// The human message inside a provider's error object (`{"message": ...}`) or the value itself.
+pub(crate) fn error_message(err: &Value) -> String {
+    match err.get("message").and_then(Value::as_str) {
+        Some(m) => m.to_owned(),
+        None => match err {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        },
+    }
+}
+
+/// Decodes a caller's request body in `dialect`.
+pub fn decode_request(dialect: Dialect, body: &[u8]) -> Result<Request, DecodeError> {
+    match dialect {
+        Dialect::OpenAiChat => openai_chat::decode_request(body),
+        Dialect::Anthropic => anthropic::decode_request(body),
+    }
+}
+
+/// Encodes a request for an upstream that speaks `dialect`.
+pub fn encode_request(dialect: Dialect, request: &Request, model: &str) -> Value {
+    match dialect {
+        Dialect::OpenAiChat => openai_chat::encode_request(request, model),
+        Dialect::Anthropic => anthropic::encode_request(request, model),
+    }
+}
+
+pub fn decode_response(dialect: Dialect, body: &[u8]) -> Result<Response, DecodeError> {
+    match dialect {
+        Dialect::OpenAiChat => openai_chat::decode_response(body),
+        Dialect::Anthropic => anthropic::decode_response(body),
+    }
+}
+
+pub fn encode_response(dialect: Dialect, response: &Response) -> Bytes {
+    match dialect {
+        Dialect::OpenAiChat => openai_chat::encode_response(response),
+        Dialect::Anthropic => anthropic::encode_response(response),
+    }
+}
+
+/// The message inside an upstream's error body, whatever its dialect; the raw text otherwise.
+pub fn upstream_error_message(body: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => match v.get("error") {
+            Some(e) => error_message(e),
+            None => v.get("message").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| v.to_string()),
+        },
+        Err(_) => {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            if text.is_empty() { "(empty body)".to_owned() } else { text.chars().take(500).collect() }
+        }
+    }
+}
+
+/// Encodes canonical events in the caller's dialect.
+pub enum StreamEncoder {
+    OpenAiChat(openai_chat::StreamEncoder),
+    Anthropic(anthropic::StreamEncoder),
+}
+
+impl StreamEncoder {
+    pub fn new(dialect: Dialect, include_usage: bool) -> Self {
+        match dialect {
+            Dialect::OpenAiChat => StreamEncoder::OpenAiChat(openai_chat::StreamEncoder::new(include_usage)),
+            Dialect::Anthropic => StreamEncoder::Anthropic(anthropic::StreamEncoder::new()),
+        }
+    }
+
+    pub fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+        match self {
+            StreamEncoder::OpenAiChat(e) => e.encode(event, out),
+            StreamEncoder::Anthropic(e) => e.encode(event, out),
+        }
+    }
+
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        match self {
+            StreamEncoder::OpenAiChat(e) => e.finish(out),
+            StreamEncoder::Anthropic(e) => e.finish(out),
+        }
+    }
+}
+
+/// Decodes an upstream's SSE payloads in its dialect.
+pub enum StreamDecoder {
+    OpenAiChat(openai_chat::StreamDecoder),
+    Anthropic(anthropic::StreamDecoder),
+}
+
+impl StreamDecoder {
+    pub fn new(dialect: Dialect) -> Self {
+        match dialect {
+            Dialect::OpenAiChat => StreamDecoder::OpenAiChat(openai_chat::StreamDecoder::new()),
+            Dialect::Anthropic => StreamDecoder::Anthropic(anthropic::StreamDecoder::new()),
+        }
+    }
+
+    pub fn decode(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), DecodeError> {
+        match self {
+            StreamDecoder::OpenAiChat(d) => d.decode(data, out),
+            StreamDecoder::Anthropic(d) => d.decode(data, out),
+        }
+    }
+
+    /// Whether the upstream ended the message properly.
+    pub fn finished(&self) -> bool {
+        match self {
+            StreamDecoder::OpenAiChat(d) => d.finished(),
+            StreamDecoder::Anthropic(d) => d.finished(),
+        }
+    }
+}

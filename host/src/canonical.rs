@@ -1,0 +1,237 @@
+//! The canonical request, response and stream events that every dialect decodes into and
+//! encodes from. No I/O here: a dialect pair (caller ⇄ upstream) meets only through these types.
+
+use serde_json::{Map, Value};
+
+/// The wire dialects the gateway speaks, on either side of the proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// OpenAI Chat Completions (`/v1/chat/completions`).
+    OpenAiChat,
+    /// Anthropic Messages (`/v1/messages`).
+    Anthropic,
+}
+
+impl Dialect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::OpenAiChat => "openai",
+            Dialect::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// A model call, independent of the dialect it arrived in.
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    pub model: String,
+    pub messages: Vec<Message>,
+    pub max_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub stop: Vec<String>,
+    pub stream: bool,
+    /// The caller asked for a usage event at the end of the stream (OpenAI `stream_options`).
+    pub include_usage: bool,
+    pub tools: Vec<Tool>,
+    pub tool_choice: Option<ToolChoice>,
+    pub parallel_tool_calls: Option<bool>,
+    /// Fields of the caller's dialect that have no canonical meaning; re-emitted untouched
+    /// when the upstream speaks the same dialect, dropped otherwise.
+    pub extra: Extra,
+}
+
+/// Unmodelled fields, tagged with the dialect they came from so they are only ever
+/// replayed to a peer that understands them.
+#[derive(Clone, Debug, Default)]
+pub struct Extra {
+    pub dialect: Option<Dialect>,
+    pub fields: Map<String, Value>,
+}
+
+impl Extra {
+    pub fn new(dialect: Dialect, fields: Map<String, Value>) -> Self {
+        Extra { dialect: Some(dialect), fields }
+    }
+
+    /// The fields to replay to a peer speaking `dialect` (empty for any other dialect).
+    pub fn for_dialect(&self, dialect: Dialect) -> Option<&Map<String, Value>> {
+        (self.dialect == Some(dialect) && !self.fields.is_empty()).then_some(&self.fields)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    /// Results of tool calls. Anthropic carries these inside user messages; the codecs
+    /// convert between the two shapes.
+    Tool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Message {
+    pub role: Role,
+    pub content: Vec<Part>,
+    pub extra: Extra,
+}
+
+impl Message {
+    pub fn text(role: Role, text: impl Into<String>) -> Self {
+        Message {
+            role,
+            content: vec![Part::text(text)],
+            extra: Extra::default(),
+        }
+    }
+}
+
+/// One piece of message content.
+#[derive(Clone, Debug)]
+pub enum Part {
+    Text {
+        text: String,
+        extra: Extra,
+    },
+    Image {
+        source: ImageSource,
+        extra: Extra,
+    },
+    ToolCall(ToolCall),
+    ToolResult {
+        call_id: String,
+        content: Vec<Part>,
+        is_error: bool,
+        extra: Extra,
+    },
+    Reasoning {
+        text: String,
+        /// Anthropic's thinking signature; it must go back verbatim on the next turn.
+        signature: Option<String>,
+    },
+    /// A content block only its own dialect understands (an Anthropic `document`, an
+    /// OpenAI `input_audio`): replayed to that dialect, dropped for any other.
+    Opaque { dialect: Dialect, value: Value },
+}
+
+impl Part {
+    pub fn text(text: impl Into<String>) -> Self {
+        Part::Text {
+            text: text.into(),
+            extra: Extra::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum ImageSource {
+    Url(String),
+    Base64 { media_type: String, data: String },
+}
+
+impl ImageSource {
+    /// Parses a `data:<media>;base64,<data>` URL into its parts; any other URL stays a URL.
+    pub fn from_url(url: &str) -> Self {
+        if let Some(rest) = url.strip_prefix("data:") {
+            if let Some((media_type, data)) = rest.split_once(";base64,") {
+                return ImageSource::Base64 {
+                    media_type: media_type.to_owned(),
+                    data: data.to_owned(),
+                };
+            }
+        }
+        ImageSource::Url(url.to_owned())
+    }
+
+    pub fn to_url(&self) -> String {
+        match self {
+            ImageSource::Url(u) => u.clone(),
+            ImageSource::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// The arguments as JSON text: OpenAI carries them as a string, Anthropic as an object.
+    pub arguments: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Tool {
+    pub name: String,
+    pub description: Option<String>,
+    /// JSON Schema of the arguments.
+    pub parameters: Value,
+    pub extra: Extra,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ToolChoice {
+    Auto,
+    None,
+    Required,
+    Tool(String),
+}
+
+/// A complete (non-streamed) model answer.
+#[derive(Clone, Debug, Default)]
+pub struct Response {
+    pub id: String,
+    pub model: String,
+    /// Text, reasoning and tool calls, in the order the model produced them.
+    pub content: Vec<Part>,
+    pub finish: FinishReason,
+    pub usage: Usage,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum FinishReason {
+    #[default]
+    Stop,
+    StopSequence,
+    Length,
+    ToolCalls,
+    ContentFilter,
+    Other(String),
+}
+
+/// Token counts, normalised: `input_tokens` includes cached tokens (OpenAI's convention),
+/// `output_tokens` includes reasoning tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    /// Input tokens that were neither read from nor written to a cache.
+    pub fn uncached_input_tokens(&self) -> u64 {
+        self.input_tokens
+            .saturating_sub(self.cache_read_tokens + self.cache_write_tokens)
+    }
+}
+
+/// One event of a streamed answer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamEvent {
+    /// The message began; carries the upstream's id and model.
+    Start { id: String, model: String },
+    TextDelta(String),
+    ReasoningDelta(String),
+    ReasoningSignature(String),
+    /// A tool call began. `index` counts tool calls within the message from 0.
+    ToolCallStart { index: u32, id: String, name: String },
+    ToolCallDelta { index: u32, arguments: String },
+    ToolCallEnd { index: u32 },
+    Usage(Usage),
+    Finish(FinishReason),
+    /// The upstream reported an error mid-stream.
+    Error(String),
+}

@@ -1,0 +1,245 @@
+//! The gateway's one error type. Its kind decides the HTTP status, whether failover may try
+//! the next endpoint, and how the error is spelled in the caller's dialect.
+
+use bytes::Bytes;
+use http::StatusCode;
+
+use crate::canonical::Dialect;
+
+/// What went wrong, in the categories failover and observability care about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The caller's request is malformed (bad JSON, wrong types, missing fields).
+    BadRequest,
+    /// The body is larger than `server.max_body_size`.
+    PayloadTooLarge,
+    /// No route, provider or endpoint by that name.
+    NotFound,
+    /// The path exists but not with this method.
+    MethodNotAllowed,
+    /// Could not reach the upstream (connection refused, reset, DNS, TLS).
+    Transport,
+    /// The upstream did not answer (or send its first byte) in time.
+    Timeout,
+    /// The upstream answered 429.
+    RateLimited,
+    /// The upstream answered with an error status other than 429.
+    Provider,
+    /// The upstream answered 2xx with something we could not decode.
+    BadUpstreamResponse,
+    /// The request needs something the configuration does not provide (e.g. an API key).
+    NotConfigured,
+    /// The caller waited too long to send its request.
+    ClientTimeout,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "BadRequest",
+            ErrorKind::PayloadTooLarge => "PayloadTooLarge",
+            ErrorKind::NotFound => "NotFound",
+            ErrorKind::MethodNotAllowed => "MethodNotAllowed",
+            ErrorKind::Transport => "Transport",
+            ErrorKind::Timeout => "Timeout",
+            ErrorKind::RateLimited => "RateLimited",
+            ErrorKind::Provider => "Provider",
+            ErrorKind::BadUpstreamResponse => "BadUpstreamResponse",
+            ErrorKind::NotConfigured => "NotConfigured",
+            ErrorKind::ClientTimeout => "ClientTimeout",
+        }
+    }
+}
+
+/// An upstream's own error answer, kept so it can go back to the caller unchanged when the
+/// caller speaks the upstream's dialect.
+#[derive(Clone, Debug)]
+pub struct UpstreamError {
+    pub status: StatusCode,
+    pub dialect: Dialect,
+    pub body: Bytes,
+    /// The message extracted from the body, for callers of another dialect.
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    upstream: Option<Box<UpstreamError>>,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            upstream: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::BadRequest, message)
+    }
+
+    /// An error status from an upstream; 429 and 5xx are failover triggers.
+    pub fn from_upstream(upstream: UpstreamError) -> Self {
+        let kind = if upstream.status == StatusCode::TOO_MANY_REQUESTS {
+            ErrorKind::RateLimited
+        } else {
+            ErrorKind::Provider
+        };
+        Error {
+            kind,
+            message: upstream.message.clone(),
+            upstream: Some(Box::new(upstream)),
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn upstream(&self) -> Option<&UpstreamError> {
+        self.upstream.as_deref()
+    }
+
+    /// Prefixes the message with context, keeping the kind and upstream answer.
+    pub fn context(mut self, context: impl std::fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
+    /// Whether the next endpoint may be tried: the request never reached a model
+    /// that could have acted on it, or the provider said to come back later.
+    pub fn is_retryable(&self) -> bool {
+        match self.kind {
+            ErrorKind::Transport | ErrorKind::Timeout | ErrorKind::RateLimited => true,
+            ErrorKind::Provider => self.upstream.as_ref().is_some_and(|u| u.status.is_server_error()),
+            _ => false,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        if let Some(u) = &self.upstream {
+            return u.status;
+        }
+        match self.kind {
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::Transport | ErrorKind::Provider | ErrorKind::BadUpstreamResponse => {
+                StatusCode::BAD_GATEWAY
+            }
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::NotConfigured => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+
+    /// The JSON error body in `dialect`. An upstream error of the same dialect is returned
+    /// byte for byte.
+    pub fn body(&self, dialect: Dialect) -> Bytes {
+        if let Some(u) = &self.upstream {
+            if u.dialect == dialect && !u.body.is_empty() {
+                return u.body.clone();
+            }
+        }
+        let status = self.status();
+        let value = match dialect {
+            Dialect::OpenAiChat => serde_json::json!({
+                "error": {
+                    "message": self.message,
+                    "type": openai_error_type(status),
+                    "param": null,
+                    "code": openai_error_code(self.kind),
+                }
+            }),
+            Dialect::Anthropic => serde_json::json!({
+                "type": "error",
+                "error": { "type": anthropic_error_type(status), "message": self.message }
+            }),
+        };
+        Bytes::from(value.to_string())
+    }
+}
+
+fn openai_error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "server_error",
+    }
+}
+
+fn openai_error_code(kind: ErrorKind) -> Option<&'static str> {
+    match kind {
+        ErrorKind::NotFound => Some("model_not_found"),
+        ErrorKind::PayloadTooLarge => Some("request_too_large"),
+        ErrorKind::Timeout => Some("upstream_timeout"),
+        ErrorKind::Transport => Some("upstream_unreachable"),
+        _ => None,
+    }
+}
+
+fn anthropic_error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_kinds() {
+        assert!(Error::new(ErrorKind::Transport, "x").is_retryable());
+        assert!(Error::new(ErrorKind::Timeout, "x").is_retryable());
+        assert!(!Error::bad_request("x").is_retryable());
+        let up = |s: u16| UpstreamError {
+            status: StatusCode::from_u16(s).unwrap(),
+            dialect: Dialect::OpenAiChat,
+            body: Bytes::new(),
+            message: "m".into(),
+        };
+        assert!(Error::from_upstream(up(429)).is_retryable());
+        assert!(Error::from_upstream(up(503)).is_retryable());
+        assert!(!Error::from_upstream(up(400)).is_retryable());
+        assert!(!Error::from_upstream(up(404)).is_retryable());
+    }
+
+    #[test]
+    fn same_dialect_upstream_error_passes_through_verbatim() {
+        let body = Bytes::from_static(br#"{"type":"error","error":{"type":"invalid_request_error","message":"bad"}}"#);
+        let e = Error::from_upstream(UpstreamError {
+            status: StatusCode::BAD_REQUEST,
+            dialect: Dialect::Anthropic,
+            body: body.clone(),
+            message: "bad".into(),
+        });
+        assert_eq!(e.body(Dialect::Anthropic), body);
+        let openai: serde_json::Value = serde_json::from_slice(&e.body(Dialect::OpenAiChat)).unwrap();
+        assert_eq!(openai["error"]["message"], "bad");
+        assert_eq!(openai["error"]["type"], "invalid_request_error");
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+    }
+}

@@ -1,0 +1,4 @@
+//! BitRouter: one binary between AI agents and LLM providers.
+pub mod api;
+pub mod canonical;
+pub mod error;
