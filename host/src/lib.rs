@@ -2,3 +2,4 @@
 pub mod api;
 pub mod canonical;
 pub mod error;
+pub mod config;

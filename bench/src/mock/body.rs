@@ -1,0 +1,215 @@
+//! Response bodies: a whole JSON document, or an SSE stream that renders one event per frame,
+//! lazily, with the delays, cuts and stalls the behavior asks for.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+/// Where an event sits in a stream. Preamble events (OpenAI's role chunk; Anthropic's
+/// `message_start`, first `content_block_start` and `ping`) always go out; a cut or stall
+/// happens before any later event once enough deltas went out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EventKind {
+    Preamble,
+    /// Carries reasoning, text or tool-argument text: what `chunks`, `cut_after` and
+    /// `stall_after_chunks` count, and what `chunk_delay_ms` separates.
+    Delta,
+    Other,
+}
+
+/// A dialect's stream, rendered one event at a time so a long stream costs no memory up front.
+pub(crate) trait EventSource: Send + 'static {
+    fn event_count(&self) -> usize;
+    fn kind(&self, i: usize) -> EventKind;
+    /// Appends event `i`, SSE framing included, to `out`.
+    fn render(&self, i: usize, out: &mut BytesMut);
+}
+
+/// What happens once `after` deltas went out.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Ending {
+    Cut { after: usize },
+    Stall { after: usize },
+}
+
+pub(crate) struct StreamTiming {
+    pub ttft: Duration,
+    pub chunk_delay: Duration,
+    pub ending: Option<Ending>,
+}
+
+pub(crate) enum MockBody {
+    Full(Option<Bytes>),
+    Sse(Box<SseBody>),
+}
+
+impl MockBody {
+    pub(crate) fn full(bytes: impl Into<Bytes>) -> MockBody {
+        MockBody::Full(Some(bytes.into()))
+    }
+
+    pub(crate) fn sse(source: Box<dyn EventSource>, timing: StreamTiming) -> MockBody {
+        MockBody::Sse(Box::new(SseBody {
+            source,
+            timing,
+            next: 0,
+            deltas_sent: 0,
+            phase: Phase::Next,
+            sleep: None,
+            buf: BytesMut::new(),
+        }))
+    }
+}
+
+impl Body for MockBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        match self.get_mut() {
+            MockBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            MockBody::Sse(sse) => sse.poll_event(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, MockBody::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            MockBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            MockBody::Full(None) => SizeHint::with_exact(0),
+            MockBody::Sse(_) => SizeHint::default(),
+        }
+    }
+}
+
+enum Phase {
+    /// Decide what to do about event `next`.
+    Next,
+    /// Sleeping before event `next`.
+    Waiting,
+    /// Event `next` is due now.
+    Emit,
+    /// Gave the connection one turn to flush before cutting.
+    Cutting,
+    Stalled,
+}
+
+pub(crate) struct SseBody {
+    source: Box<dyn EventSource>,
+    timing: StreamTiming,
+    next: usize,
+    deltas_sent: usize,
+    phase: Phase,
+    /// Allocated on the first delay only, then re-armed: zero-delay streams never touch the timer.
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// Events are split off one shared allocation instead of allocating each.
+    buf: BytesMut,
+}
+
+impl SseBody {
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        loop {
+            match self.phase {
+                Phase::Stalled => return Poll::Pending,
+                Phase::Cutting => {
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "mock upstream: stream cut (cut_after)",
+                    ))));
+                }
+                Phase::Waiting => {
+                    if let Some(sleep) = self.sleep.as_mut() {
+                        ready!(sleep.as_mut().poll(cx));
+                    }
+                    self.phase = Phase::Emit;
+                }
+                Phase::Next => {
+                    if self.next >= self.source.event_count() {
+                        return Poll::Ready(None);
+                    }
+                    let kind = self.source.kind(self.next);
+                    if kind != EventKind::Preamble {
+                        match self.timing.ending {
+                            Some(Ending::Cut { after }) if self.deltas_sent >= after => {
+                                // An error now would make hyper drop events it has buffered but
+                                // not yet written; one pending turn lets it flush them first.
+                                self.phase = Phase::Cutting;
+                                cx.waker().wake_by_ref();
+                                return Poll::Pending;
+                            }
+                            Some(Ending::Stall { after }) if self.deltas_sent >= after => {
+                                // Never woken: the connection ends when the client or the
+                                // server goes away.
+                                self.phase = Phase::Stalled;
+                                return Poll::Pending;
+                            }
+                            _ => {}
+                        }
+                    }
+                    let delay = if self.next == 0 {
+                        self.timing.ttft
+                    } else if kind == EventKind::Delta && self.deltas_sent > 0 {
+                        self.timing.chunk_delay
+                    } else {
+                        Duration::ZERO
+                    };
+                    if delay.is_zero() {
+                        self.phase = Phase::Emit;
+                    } else {
+                        let deadline = Instant::now() + delay;
+                        match self.sleep.as_mut() {
+                            Some(sleep) => sleep.as_mut().reset(deadline),
+                            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                        }
+                        self.phase = Phase::Waiting;
+                    }
+                }
+                Phase::Emit => {
+                    let i = self.next;
+                    self.next += 1;
+                    if self.source.kind(i) == EventKind::Delta {
+                        self.deltas_sent += 1;
+                    }
+                    if self.buf.capacity() < 512 {
+                        self.buf.reserve(8 * 1024);
+                    }
+                    self.source.render(i, &mut self.buf);
+                    self.phase = Phase::Next;
+                    return Poll::Ready(Some(Ok(Frame::data(self.buf.split().freeze()))));
+                }
+            }
+        }
+    }
+}
+
+/// Appends `data: {json}\n\n`.
+pub(crate) fn push_data<T: serde::Serialize + ?Sized>(out: &mut BytesMut, value: &T) {
+    out.extend_from_slice(b"data: ");
+    push_json(out, value);
+    out.extend_from_slice(b"\n\n");
+}
+
+/// Appends `event: {name}\ndata: {json}\n\n`.
+pub(crate) fn push_event<T: serde::Serialize + ?Sized>(out: &mut BytesMut, name: &str, value: &T) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\n");
+    push_data(out, value);
+}
+
+fn push_json<T: serde::Serialize + ?Sized>(out: &mut BytesMut, value: &T) {
+    use bytes::BufMut;
+    // Serializing plain structs and `Value`s into memory cannot fail.
+    let _ = serde_json::to_writer(out.writer(), value);
+}

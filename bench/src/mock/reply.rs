@@ -1,0 +1,261 @@
+//! The dialect-neutral answer: what the model "says" (reasoning, text or a tool call, split into
+//! the deltas a stream will carry), why it stopped, and the usage it reports.
+
+use std::borrow::Cow;
+
+use super::behavior::{DEFAULT_TEXT, MockBehavior};
+use super::request::Inspected;
+
+const REASONING_TEXT: &str = "The mock upstream always answers the same way.";
+const REASONING_DELTAS: usize = 2;
+/// Name used when a tool call is forced but the request declares no tools.
+const FALLBACK_TOOL: &str = "mock_tool";
+
+/// A text cut into the deltas of a stream; the concatenation of the pieces is [`Pieces::full`].
+#[derive(Debug)]
+pub(crate) struct Pieces {
+    text: Cow<'static, str>,
+    /// `n + 1` byte offsets, all on char boundaries.
+    bounds: Vec<usize>,
+}
+
+impl Pieces {
+    /// Cuts `text` into exactly `n` pieces: whole words when there are at least `n` words (so a
+    /// delta never ends mid-word), otherwise evenly by characters (empty pieces only when `n`
+    /// exceeds the character count).
+    pub(crate) fn split(text: Cow<'static, str>, n: usize) -> Pieces {
+        let mut bounds = Vec::with_capacity(n + 1);
+        let words = word_starts(&text).count();
+        if n == 0 {
+            bounds.push(0);
+            return Pieces { text, bounds };
+        }
+        if n <= words {
+            // Piece i starts at word i*words/n; the increasing targets are met in one pass.
+            let mut next = 0;
+            for (w, start) in word_starts(&text).enumerate() {
+                if next < n && w == next * words / n {
+                    bounds.push(start);
+                    next += 1;
+                }
+            }
+        } else if text.is_ascii() {
+            let len = text.len();
+            bounds.extend((0..n).map(|i| i * len / n));
+        } else {
+            let offsets: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+            let chars = offsets.len();
+            bounds.extend((0..n).map(|i| offsets.get(i * chars / n).copied().unwrap_or(0)));
+        }
+        bounds.push(text.len());
+        Pieces { text, bounds }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.bounds.len() - 1
+    }
+
+    pub(crate) fn get(&self, i: usize) -> &str {
+        match (self.bounds.get(i), self.bounds.get(i + 1)) {
+            (Some(&a), Some(&b)) => &self.text[a..b],
+            _ => "",
+        }
+    }
+
+    /// The concatenation of all pieces.
+    pub(crate) fn full(&self) -> &str {
+        &self.text[..self.bounds[self.len()]]
+    }
+
+    /// Keeps only the first `n` pieces (the model ran out of `max_tokens`).
+    fn truncate(&mut self, n: usize) {
+        self.bounds.truncate(n + 1);
+    }
+}
+
+/// Byte offsets where a word starts; a word carries the whitespace before it, so splitting at
+/// these offsets loses nothing.
+fn word_starts(text: &str) -> impl Iterator<Item = usize> + '_ {
+    let mut prev_space = true;
+    let mut first = true;
+    text.char_indices().filter_map(move |(i, c)| {
+        let space = c.is_whitespace();
+        let start = first || (prev_space && !space);
+        first = false;
+        prev_space = space;
+        start.then_some(i)
+    })
+}
+
+#[derive(Debug)]
+pub(crate) enum Content {
+    Text(Pieces),
+    ToolCall { name: String, args: Pieces },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Finish {
+    Stop,
+    ToolCalls,
+    Length,
+}
+
+/// Which text a stream delta carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Part {
+    Reasoning,
+    Text,
+    ToolArgs,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Usage {
+    /// Uncached input.
+    pub input: u64,
+    /// All output, reasoning included.
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+    pub reasoning: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub reasoning: Option<Pieces>,
+    pub content: Content,
+    pub finish: Finish,
+    pub usage: Usage,
+}
+
+impl Reply {
+    pub(crate) fn plan(b: &MockBehavior, req: &Inspected<'_>) -> Reply {
+        let n = b.chunk_count();
+        let call_tool = match b.tool_call {
+            Some(forced) => forced,
+            None => req.tool.is_some() && !req.last_is_tool_result,
+        };
+        let mut finish = Finish::Stop;
+        let content = if call_tool {
+            finish = Finish::ToolCalls;
+            let (name, args) = match req.tool {
+                Some(tool) => (tool.name.to_owned(), tool.arguments()),
+                None => (FALLBACK_TOOL.to_owned(), "{}".to_owned()),
+            };
+            let arg_chars = args.chars().count();
+            let args = Pieces::split(Cow::Owned(args), n.max(2).min(arg_chars));
+            Content::ToolCall { name, args }
+        } else {
+            let text = match &b.text {
+                Some(t) => Cow::Owned(t.clone()),
+                None => default_text(n),
+            };
+            let mut pieces = Pieces::split(text, n);
+            if let Some(limit) = req.max_tokens
+                && limit < pieces.len() as u64
+            {
+                pieces.truncate(limit as usize);
+                finish = Finish::Length;
+            }
+            Content::Text(pieces)
+        };
+        let deltas = match &content {
+            Content::Text(p) | Content::ToolCall { args: p, .. } => p.len() as u64,
+        };
+        let reasoning = b
+            .reasoning
+            .then(|| Pieces::split(Cow::Borrowed(REASONING_TEXT), REASONING_DELTAS));
+        let usage = Usage {
+            input: b.input_tokens.unwrap_or(req.estimated_input_tokens),
+            output: b.output_tokens.unwrap_or(deltas + b.reasoning_tokens),
+            cache_read: b.cache_read_tokens,
+            cache_write: b.cache_write_tokens,
+            reasoning: b.reasoning_tokens,
+        };
+        Reply {
+            reasoning,
+            content,
+            finish,
+            usage,
+        }
+    }
+
+    pub(crate) fn pieces(&self, part: Part) -> &Pieces {
+        match (part, &self.content, &self.reasoning) {
+            (Part::Reasoning, _, Some(r)) => r,
+            (_, Content::Text(p), _) | (_, Content::ToolCall { args: p, .. }, _) => p,
+        }
+    }
+
+    /// The part that carries the answer proper.
+    pub(crate) fn main_part(&self) -> Part {
+        match self.content {
+            Content::Text(_) => Part::Text,
+            Content::ToolCall { .. } => Part::ToolArgs,
+        }
+    }
+}
+
+/// The default sentence, repeated when a stream asks for more deltas than it has words.
+fn default_text(n: usize) -> Cow<'static, str> {
+    let words = word_starts(DEFAULT_TEXT).count();
+    if n <= words {
+        return Cow::Borrowed(DEFAULT_TEXT);
+    }
+    let reps = n.div_ceil(words);
+    let mut text = String::with_capacity(reps * (DEFAULT_TEXT.len() + 1));
+    for i in 0..reps {
+        if i > 0 {
+            text.push(' ');
+        }
+        text.push_str(DEFAULT_TEXT);
+    }
+    Cow::Owned(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(p: &Pieces) -> Vec<&str> {
+        (0..p.len()).map(|i| p.get(i)).collect()
+    }
+
+    #[test]
+    fn splits_on_words_when_possible() {
+        let p = Pieces::split(Cow::Borrowed(DEFAULT_TEXT), 4);
+        assert_eq!(all(&p), ["Hello", " from", " the", " mock upstream."]);
+        assert_eq!(p.full(), DEFAULT_TEXT);
+        let p = Pieces::split(Cow::Borrowed(DEFAULT_TEXT), 1);
+        assert_eq!(all(&p), [DEFAULT_TEXT]);
+    }
+
+    #[test]
+    fn splits_by_chars_otherwise() {
+        let p = Pieces::split(Cow::Borrowed(r#"{"a":"mock"}"#), 3);
+        assert_eq!(p.len(), 3);
+        assert_eq!(all(&p).concat(), r#"{"a":"mock"}"#);
+        let p = Pieces::split(Cow::Borrowed("héllo"), 2);
+        assert_eq!(all(&p).concat(), "héllo");
+        let p = Pieces::split(Cow::Borrowed("ab"), 4);
+        assert_eq!(p.len(), 4);
+        assert_eq!(all(&p).concat(), "ab");
+        let p = Pieces::split(Cow::Borrowed("ab"), 0);
+        assert_eq!(p.len(), 0);
+        assert_eq!(p.full(), "");
+    }
+
+    #[test]
+    fn default_text_grows_with_chunks() {
+        let p = Pieces::split(default_text(12), 12);
+        assert_eq!(p.len(), 12);
+        assert!(all(&p).iter().all(|s| !s.trim().is_empty()));
+    }
+
+    #[test]
+    fn truncation_keeps_a_prefix() {
+        let mut p = Pieces::split(Cow::Borrowed(DEFAULT_TEXT), 4);
+        p.truncate(2);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p.full(), "Hello from");
+    }
+}

@@ -1,0 +1,260 @@
+//! Reads what the mock needs from a chat request body (OpenAI or Anthropic), validating it the
+//! way the real provider would, without copying the body.
+
+use serde_json::{Map, Value, json};
+
+use super::behavior::{BehaviorPatch, parse_directives};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    OpenAi,
+    Anthropic,
+}
+
+/// The first tool the request declares.
+#[derive(Debug)]
+pub(crate) struct Tool<'a> {
+    pub name: &'a str,
+    schema: Option<&'a Value>,
+}
+
+impl Tool<'_> {
+    /// Arguments that satisfy the schema's `required` list: strings are `"mock"`, numbers 1,
+    /// booleans true, and an `enum` contributes its first value.
+    pub(crate) fn arguments(&self) -> String {
+        let mut args = Map::new();
+        let schema = self.schema;
+        let required = schema
+            .and_then(|s| s.get("required"))
+            .and_then(Value::as_array);
+        for name in required.into_iter().flatten().filter_map(Value::as_str) {
+            let prop = schema
+                .and_then(|s| s.get("properties"))
+                .and_then(|p| p.get(name));
+            args.insert(name.to_owned(), sample_value(prop));
+        }
+        Value::Object(args).to_string()
+    }
+}
+
+fn sample_value(prop: Option<&Value>) -> Value {
+    if let Some(first) = prop
+        .and_then(|p| p.get("enum"))
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+    {
+        return first.clone();
+    }
+    let ty = match prop.and_then(|p| p.get("type")) {
+        Some(Value::String(t)) => t.as_str(),
+        // `["string", "null"]`: the first non-null type.
+        Some(Value::Array(types)) => types
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| *t != "null")
+            .unwrap_or("string"),
+        _ => "string",
+    };
+    match ty {
+        "number" | "integer" => json!(1),
+        "boolean" => json!(true),
+        "array" => json!([]),
+        "object" => json!({}),
+        _ => json!("mock"),
+    }
+}
+
+/// A valid chat request, as far as the mock cares.
+#[derive(Debug)]
+pub(crate) struct Inspected<'a> {
+    pub model: &'a str,
+    pub stream: bool,
+    /// OpenAI `stream_options.include_usage`.
+    pub include_usage: bool,
+    pub max_tokens: Option<u64>,
+    pub tool: Option<Tool<'a>>,
+    pub last_is_tool_result: bool,
+    pub estimated_input_tokens: u64,
+    /// `[[mock ...]]` directives of the last user message, or why one is malformed.
+    pub directives: Result<Vec<BehaviorPatch>, String>,
+}
+
+impl Dialect {
+    /// Validates `body` like the provider would; `Err` is the message of a 400.
+    pub(crate) fn inspect(self, body: &Value) -> Result<Inspected<'_>, String> {
+        let Some(obj) = body.as_object() else {
+            return Err("request body must be a JSON object".into());
+        };
+        let model = match obj.get("model").and_then(Value::as_str) {
+            Some(m) => m,
+            None => return Err(self.missing("model")),
+        };
+        let messages = match obj.get("messages").and_then(Value::as_array) {
+            Some(m) if !m.is_empty() => m,
+            Some(_) => {
+                return Err(match self {
+                    Dialect::OpenAi => "'messages' must contain at least one message".into(),
+                    Dialect::Anthropic => "messages: at least one message is required".into(),
+                });
+            }
+            None => return Err(self.missing("messages")),
+        };
+        let max_tokens = match self {
+            Dialect::OpenAi => obj
+                .get("max_completion_tokens")
+                .or_else(|| obj.get("max_tokens"))
+                .and_then(Value::as_u64),
+            Dialect::Anthropic => match obj.get("max_tokens") {
+                Some(v) => match v.as_u64() {
+                    Some(n) => Some(n),
+                    None => return Err("max_tokens: Input should be a valid integer".into()),
+                },
+                None => return Err(self.missing("max_tokens")),
+            },
+        };
+        let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        let include_usage = obj
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+
+        let mut chars = text_len(obj.get("messages"));
+        if self == Dialect::Anthropic {
+            chars += text_len(obj.get("system"));
+        }
+        let last = messages.last();
+        let role_of = |m: &Value| m.get("role").and_then(Value::as_str).unwrap_or("");
+        let last_is_tool_result = match self {
+            Dialect::OpenAi => last.is_some_and(|m| matches!(role_of(m), "tool" | "function")),
+            Dialect::Anthropic => last.is_some_and(|m| {
+                role_of(m) == "user"
+                    && m.get("content")
+                        .and_then(Value::as_array)
+                        .is_some_and(|blocks| {
+                            blocks.iter().any(|b| {
+                                b.get("type").and_then(Value::as_str) == Some("tool_result")
+                            })
+                        })
+            }),
+        };
+        let last_user = messages.iter().rev().find(|m| role_of(m) == "user");
+        let directives = last_user.map_or(Ok(Vec::new()), directives_of);
+
+        Ok(Inspected {
+            model,
+            stream,
+            include_usage,
+            max_tokens,
+            tool: self.first_tool(obj.get("tools")),
+            last_is_tool_result,
+            estimated_input_tokens: (chars as u64 / 4).max(1),
+            directives,
+        })
+    }
+
+    fn missing(self, field: &str) -> String {
+        match self {
+            Dialect::OpenAi if field == "model" => "you must provide a model parameter".into(),
+            Dialect::OpenAi => format!("Missing required parameter: '{field}'."),
+            Dialect::Anthropic => format!("{field}: Field required"),
+        }
+    }
+
+    fn first_tool(self, tools: Option<&Value>) -> Option<Tool<'_>> {
+        let tools = tools?.as_array()?;
+        tools.iter().find_map(|t| {
+            let (def, schema_key) = match self {
+                Dialect::OpenAi => (t.get("function")?, "parameters"),
+                Dialect::Anthropic => (t, "input_schema"),
+            };
+            Some(Tool {
+                name: def.get("name")?.as_str()?,
+                schema: def.get(schema_key),
+            })
+        })
+    }
+}
+
+/// Both dialects put text either in a string `content` or in `{"type": "text", "text": ...}`
+/// parts of a `content` array.
+fn directives_of(message: &Value) -> Result<Vec<BehaviorPatch>, String> {
+    match message.get("content") {
+        Some(Value::String(s)) => parse_directives(s),
+        Some(Value::Array(parts)) => {
+            let mut all = Vec::new();
+            for part in parts {
+                if part.get("type").and_then(Value::as_str) == Some("text")
+                    && let Some(text) = part.get("text").and_then(Value::as_str)
+                {
+                    all.extend(parse_directives(text)?);
+                }
+            }
+            Ok(all)
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Bytes of all strings under `v`: a rough size of what a tokenizer would see.
+fn text_len(v: Option<&Value>) -> usize {
+    match v {
+        Some(Value::String(s)) => s.len(),
+        Some(Value::Array(items)) => items.iter().map(|i| text_len(Some(i))).sum(),
+        Some(Value::Object(map)) => map.values().map(|i| text_len(Some(i))).sum(),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_arguments_follow_the_schema() {
+        let body = json!({
+            "model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string"}, "days": {"type": "integer"},
+                    "metric": {"type": "boolean"}, "unit": {"type": "string", "enum": ["c", "f"]},
+                    "note": {"type": ["null", "string"]}, "optional": {"type": "string"}
+                },
+                "required": ["city", "days", "metric", "unit", "note"]
+            }}}]
+        });
+        let req = Dialect::OpenAi.inspect(&body).unwrap();
+        let tool = req.tool.unwrap();
+        assert_eq!(tool.name, "get_weather");
+        let args: Value = serde_json::from_str(&tool.arguments()).unwrap();
+        assert_eq!(
+            args,
+            json!({"city": "mock", "days": 1, "metric": true, "unit": "c", "note": "mock"})
+        );
+    }
+
+    #[test]
+    fn validation_errors() {
+        let a = Dialect::Anthropic;
+        assert!(a.inspect(&json!([])).is_err());
+        assert!(a.inspect(&json!({"messages": []})).is_err());
+        let no_max = json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+        assert_eq!(a.inspect(&no_max).unwrap_err(), "max_tokens: Field required");
+        assert!(Dialect::OpenAi.inspect(&no_max).is_ok());
+        assert!(
+            Dialect::OpenAi
+                .inspect(&json!({"model": "m", "messages": "x"}))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn anthropic_tool_result_detection() {
+        let body = json!({"model": "m", "max_tokens": 10, "tools": [{"name": "t", "input_schema": {}}],
+            "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "x", "content": "ok"}]}]});
+        let req = Dialect::Anthropic.inspect(&body).unwrap();
+        assert!(req.last_is_tool_result);
+        assert_eq!(req.tool.unwrap().name, "t");
+    }
+}

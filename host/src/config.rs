@@ -1,0 +1,585 @@
+//! Typed configuration, validated once at load: `bitrouter.yaml` layered over the built-in
+//! provider registry, `${VAR}` expanded from the environment and a `.env` beside the file.
+//! Everything the gateway runs on comes out of `Config::load`; nothing re-reads the file.
+
+mod error;
+mod file;
+mod registry;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{ConfigError, Invalid, locate};
+pub use file::{ApiProtocol, ModelInfo, Pricing, Strategy};
+use file::{CooldownSection, FileConfig, ProviderSection, TimeoutsSection};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+const DEFAULT_MAX_BODY: u64 = 32 * 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file this came from (`None` for the built-in defaults).
+    pub source: Option<PathBuf>,
+    pub server: Server,
+    /// Every provider: the built-in registry with the user's entries merged over it.
+    pub providers: BTreeMap<String, Provider>,
+    pub routes: BTreeMap<String, Route>,
+    pub connect_timeout: Duration,
+    /// Things the file says that this build does not act on.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub log_level: String,
+    pub max_body_size: u64,
+    /// How long a client may take to send its request headers.
+    pub header_timeout: Duration,
+    /// How long a client may take to send its request body.
+    pub body_timeout: Duration,
+    /// How long in-flight requests get to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Provider {
+    pub name: String,
+    pub protocol: ApiProtocol,
+    pub api_base: String,
+    pub api_key: Option<String>,
+    pub api_key_required: bool,
+    pub env_prefix: Option<String>,
+    pub default_headers: Vec<(String, String)>,
+    pub timeouts: Option<TimeoutOverrides>,
+    pub models: BTreeMap<String, ModelInfo>,
+    /// Named in the user's file (as opposed to only known from the registry).
+    pub configured: bool,
+}
+
+impl Provider {
+    /// Whether requests can be sent: it has a key, or needs none.
+    pub fn usable(&self) -> bool {
+        !self.api_key_required || self.api_key.is_some()
+    }
+
+    /// Where the key would come from, for error messages.
+    pub fn key_hint(&self) -> String {
+        match &self.env_prefix {
+            Some(p) => format!("set {p}_API_KEY or providers.{}.api_key", self.name),
+            None => format!("set providers.{}.api_key", self.name),
+        }
+    }
+}
+
+/// Timeout overrides of one layer (global `routing.timeouts`, provider, route), applied in
+/// that order by `Timeouts::layer`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TimeoutOverrides {
+    pub first_byte: Option<Duration>,
+    pub idle: Option<Duration>,
+    pub total: Option<Duration>,
+}
+
+impl From<TimeoutsSection> for TimeoutOverrides {
+    fn from(t: TimeoutsSection) -> Self {
+        TimeoutOverrides { first_byte: t.first_byte, idle: t.idle, total: t.total }
+    }
+}
+
+/// The timeouts of one attempt on one endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Connect + request + response headers + (streams) the first event. Expiry fails over.
+    pub first_byte: Duration,
+    /// Longest silence between stream events once the stream has started.
+    pub idle: Duration,
+    /// The whole attempt, body included.
+    pub total: Option<Duration>,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { first_byte: Duration::from_secs(300), idle: Duration::from_secs(120), total: None }
+    }
+}
+
+impl Timeouts {
+    pub fn layer(mut self, o: Option<TimeoutOverrides>) -> Self {
+        if let Some(o) = o {
+            self.first_byte = o.first_byte.unwrap_or(self.first_byte);
+            self.idle = o.idle.unwrap_or(self.idle);
+            self.total = o.total.or(self.total);
+        }
+        self
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cooldown {
+    /// Consecutive failures after which an endpoint is skipped.
+    pub failures: u32,
+    /// How long it is skipped before one request probes it again.
+    pub duration: Duration,
+}
+
+impl Default for Cooldown {
+    fn default() -> Self {
+        Cooldown { failures: 3, duration: Duration::from_secs(30) }
+    }
+}
+
+impl Cooldown {
+    fn layer(mut self, c: Option<CooldownSection>) -> Self {
+        if let Some(c) = c {
+            self.failures = c.failures.unwrap_or(self.failures);
+            self.duration = c.duration.unwrap_or(self.duration);
+        }
+        self
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub name: String,
+    pub strategy: Strategy,
+    pub endpoints: Vec<Endpoint>,
+    pub timeouts: Timeouts,
+    pub cooldown: Cooldown,
+}
+
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub provider: String,
+    pub model_id: String,
+    pub api_key: Option<String>,
+    pub api_base: Option<String>,
+    pub weight: u32,
+    /// Timeouts with the provider's and then the route's overrides applied.
+    pub timeouts: Timeouts,
+}
+
+/// Environment lookups: the process environment first, then the `.env` beside the config.
+struct Env {
+    dotenv: HashMap<String, String>,
+}
+
+impl Env {
+    fn load(config_dir: Option<&Path>) -> Self {
+        let mut dotenv = HashMap::new();
+        if let Some(dir) = config_dir {
+            if let Ok(iter) = dotenvy::from_path_iter(dir.join(".env")) {
+                dotenv.extend(iter.flatten());
+            }
+        }
+        Env { dotenv }
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().or_else(|| self.dotenv.get(name).cloned()).filter(|v| !v.is_empty())
+    }
+
+    /// Expands `${VAR}` and `${VAR:-default}`; an unset variable expands to nothing.
+    fn expand(&self, s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        let mut rest = s;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            match after.find('}') {
+                Some(end) => {
+                    let inner = &after[..end];
+                    let (name, default) = match inner.split_once(":-") {
+                        Some((n, d)) => (n, Some(d)),
+                        None => (inner, None),
+                    };
+                    match self.get(name.trim()) {
+                        Some(v) => out.push_str(&v),
+                        None => out.push_str(default.unwrap_or("")),
+                    }
+                    rest = &after[end + 1..];
+                }
+                None => {
+                    out.push_str(&rest[start..]);
+                    rest = "";
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn expand_opt(&self, s: Option<&String>) -> Option<String> {
+        s.map(|s| self.expand(s)).filter(|s| !s.is_empty())
+    }
+}
+
+impl Config {
+    /// The configuration with no file: defaults and the built-in registry, no routes.
+    pub fn builtin() -> Config {
+        let path = PathBuf::from("<built-in defaults>");
+        Self::from_file(FileConfig::default(), "", &path, None)
+            .unwrap_or_else(|e| unreachable!("built-in defaults are valid: {e}"))
+    }
+
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates YAML `text` as if it had been read from `path` (whose folder holds the `.env`).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let file_path = path.to_owned();
+        let only_comments = text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+        let file: FileConfig = if only_comments {
+            FileConfig::default()
+        } else {
+            let de = serde_yaml::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let key = e.path().to_string();
+                let inner = e.into_inner();
+                let line = inner.location().map(|l| l.line());
+                let key = if key == "." { String::new() } else { key };
+                let line = line.or_else(|| locate(text, &key));
+                let msg = inner.to_string();
+                // serde_yaml appends "at line N column M"; the prefix already says where.
+                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+                let msg = msg.strip_prefix(&format!("{key}: ")).unwrap_or(&msg).to_owned();
+                ConfigError::invalid(&file_path, line, key, msg)
+            })?
+        };
+        Self::from_file(file, text, &file_path, path.parent())
+    }
+
+    fn from_file(file: FileConfig, text: &str, path: &PathBuf, dir: Option<&Path>) -> Result<Config, ConfigError> {
+        let env = Env::load(dir.map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d }));
+        let invalid = |key: &str, msg: String| ConfigError::invalid(path, locate_nearest(text, key), key, msg);
+        let mut warnings = Vec::new();
+        for (name, present) in [
+            ("guardrails", file.guardrails.is_some()),
+            ("database", file.database.is_some()),
+            ("auth", file.auth.is_some()),
+            ("observe", file.observe.is_some()),
+            ("plugins", file.plugins.is_some()),
+        ] {
+            if present {
+                warnings.push(format!("`{name}` is not implemented by this build yet and is ignored"));
+            }
+        }
+
+        let s = &file.server;
+        let listen_text = env.expand_opt(s.listen.as_ref()).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| invalid("server.listen", format!("expected an address such as 127.0.0.1:8787, found {listen_text:?}")))?;
+        let log_level = s.log_level.clone().unwrap_or_else(|| "info".to_owned());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(invalid("server.log_level", format!("expected trace, debug, info, warn, error or a tracing filter, found {log_level:?}")));
+        }
+        let max_body_size = s.max_body_size.map(|b| b.0).unwrap_or(DEFAULT_MAX_BODY);
+        if max_body_size == 0 {
+            return Err(invalid("server.max_body_size", "expected a size above zero".into()));
+        }
+        let server = Server {
+            listen,
+            log_level,
+            max_body_size,
+            header_timeout: s.header_timeout.unwrap_or(Duration::from_secs(30)),
+            body_timeout: s.body_timeout.unwrap_or(Duration::from_secs(60)),
+            shutdown_grace: s.shutdown_grace.unwrap_or(Duration::from_secs(30)),
+        };
+
+        let mut providers = BTreeMap::new();
+        for (name, _) in registry::BUILTIN {
+            let section = registry::builtin(name).unwrap_or_default();
+            providers.insert(name.to_string(), resolve_provider(name, section, false, &env, &invalid)?);
+        }
+        // User providers, resolving `derives` chains between them.
+        let mut pending: Vec<(&String, &ProviderSection)> = file.providers.iter().collect();
+        while !pending.is_empty() {
+            let before = pending.len();
+            let mut waiting = Vec::new();
+            for (name, section) in pending {
+                let base = match &section.derives {
+                    Some(parent) if file.providers.contains_key(parent) && parent != name => {
+                        if !providers.contains_key(parent) || !providers[parent].configured {
+                            waiting.push((name, section));
+                            continue;
+                        }
+                        Some(file.providers[parent].clone())
+                    }
+                    Some(parent) => Some(registry::builtin(parent).ok_or_else(|| {
+                        let known: Vec<&str> = registry::BUILTIN.iter().map(|(n, _)| *n).collect();
+                        invalid(
+                            &format!("providers.{name}.derives"),
+                            format!("unknown provider {parent:?}; expected one of {} or another provider in this file", known.join(", ")),
+                        )
+                    })?),
+                    None => registry::builtin(name),
+                };
+                let merged = match base {
+                    Some(b) => merge_provider(b, section.clone()),
+                    None => section.clone(),
+                };
+                providers.insert(name.clone(), resolve_provider(name, merged, true, &env, &invalid)?);
+            }
+            if waiting.len() == before {
+                let (name, _) = waiting[0];
+                return Err(invalid(&format!("providers.{name}.derives"), "`derives` forms a cycle".into()));
+            }
+            pending = waiting;
+        }
+
+        let global_timeouts = Timeouts::default().layer(file.routing.timeouts.map(Into::into));
+        let global_cooldown = Cooldown::default().layer(file.routing.cooldown);
+        let mut routes = BTreeMap::new();
+        for (route_name, r) in &file.models {
+            let at = format!("models.{route_name}");
+            if r.endpoints.is_empty() {
+                return Err(invalid(&format!("{at}.endpoints"), "expected at least one endpoint".into()));
+            }
+            let cooldown = global_cooldown.layer(r.cooldown);
+            if cooldown.failures == 0 {
+                return Err(invalid(&format!("{at}.cooldown.failures"), "expected 1 or more".into()));
+            }
+            let route_timeouts = r.timeouts.map(TimeoutOverrides::from);
+            let mut endpoints = Vec::with_capacity(r.endpoints.len());
+            for (i, e) in r.endpoints.iter().enumerate() {
+                let eat = format!("{at}.endpoints[{i}]");
+                let Some(p) = providers.get(&e.provider) else {
+                    return Err(invalid(
+                        &format!("{eat}.provider"),
+                        format!("unknown provider {:?}; expected one of {}", e.provider, providers.keys().cloned().collect::<Vec<_>>().join(", ")),
+                    ));
+                };
+                if p.protocol == ApiProtocol::Google {
+                    return Err(invalid(
+                        &format!("{eat}.provider"),
+                        format!("provider {:?} speaks api_protocol google, which this build cannot route to yet; use an openai or anthropic provider", e.provider),
+                    ));
+                }
+                if e.model_id.trim().is_empty() {
+                    return Err(invalid(&format!("{eat}.model_id"), "expected a model id".into()));
+                }
+                let api_key = env.expand_opt(e.api_key.as_ref());
+                if api_key.is_none() && !p.usable() {
+                    return Err(invalid(&format!("{eat}.provider"), format!("provider {:?} has no API key: {}", p.name, p.key_hint())));
+                }
+                let api_base = env.expand_opt(e.api_base.as_ref());
+                if let Some(b) = &api_base {
+                    check_url(b).map_err(|m| invalid(&format!("{eat}.api_base"), m))?;
+                }
+                let weight = e.weight.unwrap_or(1);
+                if weight == 0 {
+                    return Err(invalid(&format!("{eat}.weight"), "expected 1 or more (remove the endpoint to stop using it)".into()));
+                }
+                endpoints.push(Endpoint {
+                    provider: e.provider.clone(),
+                    model_id: e.model_id.clone(),
+                    api_key,
+                    api_base,
+                    weight,
+                    timeouts: global_timeouts.layer(p.timeouts).layer(route_timeouts),
+                });
+            }
+            routes.insert(
+                route_name.clone(),
+                Route {
+                    name: route_name.clone(),
+                    strategy: r.strategy,
+                    endpoints,
+                    timeouts: global_timeouts.layer(route_timeouts),
+                    cooldown,
+                },
+            );
+        }
+
+        Ok(Config {
+            source: (path.to_str() != Some("<built-in defaults>")).then(|| path.clone()),
+            server,
+            providers,
+            routes,
+            connect_timeout: file.routing.connect_timeout.unwrap_or(Duration::from_secs(10)),
+            warnings,
+        })
+    }
+
+    /// Timeouts for a `provider:model` request that names no route.
+    pub fn direct_timeouts(&self, provider: &Provider) -> Timeouts {
+        Timeouts::default().layer(provider.timeouts)
+    }
+}
+
+/// The line of `key`, or of its closest ancestor present in the file (a missing key is
+/// reported at the section that lacks it).
+fn locate_nearest(text: &str, key: &str) -> Option<usize> {
+    let mut key = key;
+    loop {
+        if let Some(line) = locate(text, key) {
+            return Some(line);
+        }
+        key = &key[..key.rfind(['.', '['])?];
+    }
+}
+
+fn merge_provider(base: ProviderSection, over: ProviderSection) -> ProviderSection {
+    let mut models = base.models.unwrap_or_default();
+    models.extend(over.models.unwrap_or_default());
+    let mut headers = base.default_headers.unwrap_or_default();
+    headers.extend(over.default_headers.unwrap_or_default());
+    ProviderSection {
+        derives: over.derives,
+        api_protocol: over.api_protocol.or(base.api_protocol),
+        api_base: over.api_base.or(base.api_base),
+        api_key: over.api_key.or(base.api_key),
+        env_prefix: over.env_prefix.or(base.env_prefix),
+        api_key_required: over.api_key_required.or(base.api_key_required),
+        default_headers: Some(headers),
+        timeouts: over.timeouts.or(base.timeouts),
+        models: Some(models),
+    }
+}
+
+fn check_url(u: &str) -> Result<(), String> {
+    match reqwest::Url::parse(u) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(()),
+        _ => Err(format!("expected an http:// or https:// URL, found {u:?}")),
+    }
+}
+
+fn resolve_provider(
+    name: &str,
+    s: ProviderSection,
+    configured: bool,
+    env: &Env,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Provider, ConfigError> {
+    let at = format!("providers.{name}");
+    let protocol = s
+        .api_protocol
+        .ok_or_else(|| invalid(&format!("{at}.api_protocol"), "is required for a provider that is not built in (openai, anthropic or google), or use `derives`".into()))?;
+    let prefix = s.env_prefix.clone();
+    let from_env = |suffix: &str| prefix.as_ref().and_then(|p| env.get(&format!("{p}_{suffix}")));
+    let api_base = env
+        .expand_opt(s.api_base.as_ref())
+        .or_else(|| from_env("BASE_URL"))
+        .ok_or_else(|| invalid(&format!("{at}.api_base"), "is required: the provider's base URL".into()))?;
+    // An explicit `${PREFIX}_BASE_URL` wins over the registry's default, not over the user's file.
+    let api_base = match (configured && s.api_base.is_some(), from_env("BASE_URL")) {
+        (false, Some(b)) => b,
+        _ => api_base,
+    };
+    check_url(&api_base).map_err(|m| invalid(&format!("{at}.api_base"), m))?;
+    let api_key = env.expand_opt(s.api_key.as_ref()).or_else(|| from_env("API_KEY"));
+    let mut default_headers = Vec::new();
+    for (k, v) in s.default_headers.unwrap_or_default() {
+        let v = env.expand(&v);
+        if http::HeaderName::from_bytes(k.as_bytes()).is_err() || http::HeaderValue::from_str(&v).is_err() {
+            return Err(invalid(&format!("{at}.default_headers.{k}"), "expected a valid HTTP header name and value".into()));
+        }
+        default_headers.push((k, v));
+    }
+    Ok(Provider {
+        name: name.to_owned(),
+        protocol,
+        api_base: api_base.trim_end_matches('/').to_owned(),
+        api_key,
+        api_key_required: s.api_key_required.unwrap_or(true),
+        env_prefix: prefix,
+        default_headers,
+        timeouts: s.timeouts.map(Into::into),
+        models: s.models.unwrap_or_default(),
+        configured,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/nonexistent/bitrouter.yaml"))
+    }
+
+    #[test]
+    fn builtin_registry_is_merged_under_the_file() {
+        let c = parse(
+            "providers:\n  openai:\n    api_key: sk-test\n  mine:\n    derives: anthropic\n    api_key: k\n    api_base: http://127.0.0.1:1\nmodels:\n  smart:\n    endpoints:\n      - provider: mine\n        service_id: claude\n      - provider: openai\n        model_id: gpt-4o\n",
+        )
+        .unwrap();
+        assert_eq!(c.providers["mine"].protocol, ApiProtocol::Anthropic);
+        assert_eq!(c.providers["openai"].api_base, "https://api.openai.com/v1");
+        assert!(c.providers["openai"].models.contains_key("gpt-4o"));
+        assert_eq!(c.routes["smart"].endpoints[0].model_id, "claude");
+        assert_eq!(c.providers.len(), 12);
+    }
+
+    #[test]
+    fn env_expansion_and_env_prefix() {
+        // SAFETY: tests in this module use variable names no other test touches.
+        unsafe {
+            std::env::set_var("BR_TEST_KEY_1", "from-env");
+            std::env::set_var("BRTESTPFX_API_KEY", "prefixed");
+        }
+        let c = parse("providers:\n  a:\n    api_protocol: openai\n    api_base: http://h/v1\n    api_key: ${BR_TEST_KEY_1}\n  b:\n    api_protocol: openai\n    api_base: ${BR_UNSET_VAR:-http://fallback/v1}\n    env_prefix: BRTESTPFX\n").unwrap();
+        assert_eq!(c.providers["a"].api_key.as_deref(), Some("from-env"));
+        assert_eq!(c.providers["b"].api_key.as_deref(), Some("prefixed"));
+        assert_eq!(c.providers["b"].api_base, "http://fallback/v1");
+    }
+
+    #[test]
+    fn dotenv_beside_the_config_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".env"), "BR_DOTENV_ONLY_KEY=dot\n").unwrap();
+        let path = dir.path().join("bitrouter.yaml");
+        std::fs::write(&path, "providers:\n  a:\n    api_protocol: anthropic\n    api_base: http://h\n    api_key: ${BR_DOTENV_ONLY_KEY}\n").unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.providers["a"].api_key.as_deref(), Some("dot"));
+    }
+
+    #[test]
+    fn errors_name_file_line_key_and_expectation() {
+        let e = parse("server:\n  listen: 127.0.0.1:8787\nmodels:\n  fast:\n    strategy: fastest\n    endpoints: []\n").unwrap_err().to_string();
+        assert!(e.starts_with("/nonexistent/bitrouter.yaml:5: `models.fast.strategy`"), "{e}");
+        assert!(e.contains("priority") && e.contains("load_balance"), "{e}");
+
+        let e = parse("server:\n  listne: x\n").unwrap_err().to_string();
+        assert!(e.contains(":2") && e.contains("listne") && e.contains("listen"), "{e}");
+
+        let e = parse("models:\n  fast:\n    endpoints:\n      - provider: nope\n        model_id: m\n").unwrap_err().to_string();
+        assert!(e.contains(":4: `models.fast.endpoints[0].provider`") && e.contains("unknown provider \"nope\""), "{e}");
+
+        let e = parse("server:\n  listen: not-an-addr\n").unwrap_err().to_string();
+        assert!(e.contains(":2: `server.listen`") && e.contains("127.0.0.1:8787"), "{e}");
+
+        let e = parse("models:\n  x:\n    endpoints:\n      - provider: deepseek\n        model_id: deepseek-chat\n").unwrap_err().to_string();
+        assert!(e.contains("DEEPSEEK_API_KEY"), "{e}");
+
+        let e = parse("providers:\n  p:\n    api_base: http://x\n").unwrap_err().to_string();
+        assert!(e.contains("`providers.p.api_protocol`") && e.contains(":2"), "{e}");
+
+        let e = parse("server:\n  max_body_size: lots\n").unwrap_err().to_string();
+        assert!(e.contains("max_body_size") && e.contains("32MiB"), "{e}");
+
+        let e = parse("models: [1, 2]\n").unwrap_err().to_string();
+        assert!(e.contains("`models`") && e.contains(":1"), "{e}");
+    }
+
+    #[test]
+    fn timeouts_layer_global_provider_route() {
+        let c = parse("routing:\n  timeouts: { first_byte: 5s }\nproviders:\n  p:\n    api_protocol: openai\n    api_base: http://x\n    api_key_required: false\n    timeouts: { idle: 7s }\nmodels:\n  r:\n    timeouts: { total: 9s }\n    endpoints:\n      - provider: p\n        model_id: m\n").unwrap();
+        let t = c.routes["r"].endpoints[0].timeouts;
+        assert_eq!(t.first_byte, Duration::from_secs(5));
+        assert_eq!(t.idle, Duration::from_secs(7));
+        assert_eq!(t.total, Some(Duration::from_secs(9)));
+    }
+
+    #[test]
+    fn future_sections_are_reported_not_rejected() {
+        let c = parse("guardrails:\n  enabled: true\n").unwrap();
+        assert_eq!(c.warnings.len(), 1);
+    }
+}

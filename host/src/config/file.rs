@@ -1,0 +1,194 @@
+//! The on-disk shape of `bitrouter.yaml` and of the built-in registry files, exactly as
+//! serde reads them; `config.rs` resolves these into the typed `Config` the gateway runs on.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderSection>,
+    #[serde(default)]
+    pub models: BTreeMap<String, RouteSection>,
+    #[serde(default)]
+    pub routing: RoutingSection,
+    /// Sections that later parts of BitRouter read; accepted so one config file serves every
+    /// version, and reported as ignored by this build.
+    #[serde(default)]
+    pub guardrails: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub database: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub auth: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub observe: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub plugins: Option<serde_yaml::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: Option<String>,
+    pub log_level: Option<String>,
+    pub max_body_size: Option<ByteSize>,
+    #[serde(default, with = "humantime_serde")]
+    pub header_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub body_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_grace: Option<Duration>,
+}
+
+/// A size in bytes: a plain integer or a string such as `32MiB` / `512 KB`.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(try_from = "ByteSizeRepr")]
+pub struct ByteSize(pub u64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ByteSizeRepr {
+    Int(u64),
+    Text(String),
+}
+
+impl TryFrom<ByteSizeRepr> for ByteSize {
+    type Error = String;
+    fn try_from(r: ByteSizeRepr) -> Result<Self, String> {
+        match r {
+            ByteSizeRepr::Int(n) => Ok(ByteSize(n)),
+            ByteSizeRepr::Text(s) => s
+                .parse::<bytesize::ByteSize>()
+                .map(|b| ByteSize(b.as_u64()))
+                .map_err(|_| format!("expected a size such as 32MiB or a number of bytes, found {s:?}")),
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiProtocol {
+    Openai,
+    Anthropic,
+    Google,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSection {
+    pub derives: Option<String>,
+    pub api_protocol: Option<ApiProtocol>,
+    pub api_base: Option<String>,
+    pub api_key: Option<String>,
+    pub env_prefix: Option<String>,
+    pub api_key_required: Option<bool>,
+    pub default_headers: Option<BTreeMap<String, String>>,
+    pub timeouts: Option<TimeoutsSection>,
+    pub models: Option<BTreeMap<String, ModelInfo>>,
+}
+
+/// What the registry knows of one model. Prices are USD per million tokens.
+#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_input_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_modalities: Vec<String>,
+    #[serde(default)]
+    pub pricing: Pricing,
+}
+
+#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pricing {
+    #[serde(default)]
+    pub input_tokens: InputPricing,
+    #[serde(default)]
+    pub output_tokens: OutputPricing,
+}
+
+#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InputPricing {
+    #[serde(default)]
+    pub no_cache: f64,
+    #[serde(default)]
+    pub cache_read: f64,
+    #[serde(default)]
+    pub cache_write: f64,
+}
+
+#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OutputPricing {
+    #[serde(default)]
+    pub text: f64,
+    #[serde(default)]
+    pub reasoning: f64,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsSection {
+    #[serde(default, with = "humantime_serde")]
+    pub first_byte: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub idle: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub total: Option<Duration>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct CooldownSection {
+    pub failures: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub duration: Option<Duration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSection {
+    pub cooldown: Option<CooldownSection>,
+    pub timeouts: Option<TimeoutsSection>,
+    #[serde(default, with = "humantime_serde")]
+    pub connect_timeout: Option<Duration>,
+}
+
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    #[default]
+    Priority,
+    LoadBalance,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    #[serde(default)]
+    pub strategy: Strategy,
+    pub endpoints: Vec<EndpointSection>,
+    pub timeouts: Option<TimeoutsSection>,
+    pub cooldown: Option<CooldownSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSection {
+    pub provider: String,
+    /// BitRouter 0.14 called this `service_id`.
+    #[serde(alias = "service_id")]
+    pub model_id: String,
+    pub api_key: Option<String>,
+    pub api_base: Option<String>,
+    pub weight: Option<u32>,
+}
