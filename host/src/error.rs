@@ -120,7 +120,7 @@ impl Error {
     /// that could have acted on it, or the provider said to come back later.
     pub fn is_retryable(&self) -> bool {
         match self.kind {
-            ErrorKind::Transport | ErrorKind::Timeout | ErrorKind::RateLimited => true,
+            ErrorKind::Transport | ErrorKind::Timeout | ErrorKind::RateLimited | ErrorKind::BadUpstreamResponse => true,
             ErrorKind::Provider => self.upstream.as_ref().is_some_and(|u| u.status.is_server_error()),
             _ => false,
         }

@@ -1,5 +1,27 @@
 //! BitRouter: one binary between AI agents and LLM providers.
+//!
+//! A request travels these modules top-down:
+//!
+//! ```text
+//! server    hyper accept loop, request id, body limit, route table
+//! proxy     one model call: decode → plan → try targets (failover) → answer
+//!   api       dialect codecs (OpenAI chat, Anthropic messages) ⇄ canonical
+//!   router    model name → ordered targets; priority / load_balance; cool-down
+//!   upstream  the shared HTTP client; error classification for failover
+//!   stream    upstream SSE → canonical events → the caller's SSE
+//! ```
+//!
+//! `config` is read once at start; `canonical` and `error` are shared vocabulary.
+
+pub mod config;
+pub mod server;
+pub mod proxy;
 pub mod api;
+pub mod router;
+pub mod upstream;
+pub mod stream;
 pub mod canonical;
 pub mod error;
-pub mod config;
+
+pub use config::Config;
+pub use server::{Gateway, serve};

@@ -80,7 +80,7 @@ fn word_starts(text: &str) -> impl Iterator<Item = usize> + '_ {
     let mut first = true;
     text.char_indices().filter_map(move |(i, c)| {
         let space = c.is_whitespace();
-        let start = first || (prev_space && !space);
+        let start = first || (space && !prev_space);
         first = false;
         prev_space = space;
         start.then_some(i)
@@ -137,7 +137,7 @@ impl Reply {
         let mut finish = Finish::Stop;
         let content = if call_tool {
             finish = Finish::ToolCalls;
-            let (name, args) = match req.tool {
+            let (name, args) = match &req.tool {
                 Some(tool) => (tool.name.to_owned(), tool.arguments()),
                 None => (FALLBACK_TOOL.to_owned(), "{}".to_owned()),
             };

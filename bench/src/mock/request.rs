@@ -124,7 +124,6 @@ impl Dialect {
             chars += text_len(obj.get("system"));
         }
         let last = messages.last();
-        let role_of = |m: &Value| m.get("role").and_then(Value::as_str).unwrap_or("");
         let last_is_tool_result = match self {
             Dialect::OpenAi => last.is_some_and(|m| matches!(role_of(m), "tool" | "function")),
             Dialect::Anthropic => last.is_some_and(|m| {
@@ -174,6 +173,10 @@ impl Dialect {
             })
         })
     }
+}
+
+fn role_of(message: &Value) -> &str {
+    message.get("role").and_then(Value::as_str).unwrap_or("")
 }
 
 /// Both dialects put text either in a string `content` or in `{"type": "text", "text": ...}`

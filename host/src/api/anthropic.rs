@@ -703,6 +703,9 @@ impl StreamDecoder {
         match event {
             WireEvent::MessageStart { message } => {
                 self.usage = message.usage;
+                // Usage first: an Anthropic encoder downstream puts the input tokens into
+                // its own message_start.
+                out.push(StreamEvent::Usage(self.usage.canonical()));
                 out.push(StreamEvent::Start { id: message.id, model: message.model });
             }
             WireEvent::ContentBlockStart { index, content_block } => {
@@ -828,6 +831,8 @@ mod tests {
         ] {
             d.decode(data, &mut ev).unwrap();
         }
+        assert!(matches!(ev[0], StreamEvent::Usage(Usage { input_tokens: 17, output_tokens: 1, .. })));
+        let ev = &ev[1..];
         assert_eq!(ev[1], StreamEvent::ToolCallStart { index: 0, id: "t".into(), name: "f".into() });
         assert_eq!(ev[3], StreamEvent::ToolCallEnd { index: 0 });
         assert_eq!(ev[4], StreamEvent::Finish(FinishReason::ToolCalls));

@@ -1,0 +1,20 @@
+//! A mock LLM upstream speaking OpenAI Chat Completions and Anthropic Messages, for the
+//! gateway's integration tests (in-process) and benchmarks (the `mock-upstream` binary).
+//!
+//! Start one with [`MockServer::start`] (or [`MockServer::builder`] to turn recording off), point
+//! the gateway at [`MockServer::base_url`], and steer it with a [`MockBehavior`]: for the whole
+//! instance ([`MockServer::set_behavior`]), or per request with an `x-mock: {json}` header or a
+//! `[[mock {json}]]` directive in the text of the last user message. Overrides merge field by
+//! field over the instance behavior (header first, then directives); `null` clears an optional
+//! field; unknown fields or bad JSON get a 400 that says what is wrong.
+
+mod anthropic;
+mod behavior;
+mod body;
+mod openai;
+mod reply;
+mod request;
+mod server;
+
+pub use behavior::{DEFAULT_CHUNKS, DEFAULT_TEXT, MockBehavior};
+pub use server::{MockServer, MockServerBuilder, RecordedRequest};

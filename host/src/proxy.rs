@@ -1,0 +1,318 @@
+//! One model call, start to finish: decode the caller's dialect, plan the targets, try them
+//! in order (failing over on transport errors, timeouts, 429 and 5xx — for streams, until
+//! the first event is in hand), and answer in the caller's dialect.
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+
+use crate::api::{self, StreamEncoder};
+use crate::canonical::{Dialect, Request, StreamEvent, Usage};
+use crate::error::{Error, ErrorKind, UpstreamError};
+use crate::router::{Router, Target};
+use crate::stream::{Relay, RelayObserver, UpstreamEvents};
+use crate::upstream::Upstream;
+
+/// Response body type of every route.
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
+
+pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+pub fn error_response(dialect: Dialect, e: &Error) -> Response<Body> {
+    json_response(e.status(), e.body(dialect))
+}
+
+/// One try of one target, kept for the request's log line and, later, its observe event.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    pub target: String,
+    pub duration: Duration,
+    /// `None` when this attempt answered the caller.
+    pub error: Option<AttemptError>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AttemptError {
+    pub kind: ErrorKind,
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+/// What is known about a request while it runs.
+#[derive(Debug)]
+pub struct RequestContext {
+    pub id: String,
+    pub dialect: Dialect,
+    pub model: String,
+    pub route: Option<String>,
+    pub stream: bool,
+    pub started: Instant,
+    pub attempts: Vec<Attempt>,
+    pub usage: Option<Usage>,
+    /// Time until the first byte of the answer went to the caller.
+    pub ttfb: Option<Duration>,
+}
+
+impl RequestContext {
+    pub fn new(id: String, dialect: Dialect) -> Self {
+        RequestContext {
+            id,
+            dialect,
+            model: String::new(),
+            route: None,
+            stream: false,
+            started: Instant::now(),
+            attempts: Vec::new(),
+            usage: None,
+            ttfb: None,
+        }
+    }
+
+    fn served_by(&self) -> &str {
+        self.attempts.last().filter(|a| a.error.is_none()).map(|a| a.target.as_str()).unwrap_or("-")
+    }
+
+    /// The request's one log line.
+    pub fn log(&self, status: u16, error: Option<&Error>) {
+        let usage = self.usage.unwrap_or_default();
+        tracing::info!(
+            request_id = %self.id,
+            dialect = self.dialect.as_str(),
+            model = %self.model,
+            route = self.route.as_deref().unwrap_or("-"),
+            served_by = self.served_by(),
+            stream = self.stream,
+            status,
+            latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            ttfb_ms = self.ttfb.map(|t| t.as_secs_f64() * 1000.0),
+            attempts = self.attempts.len(),
+            input_tokens = usage.input_tokens,
+            output_tokens = usage.output_tokens,
+            error_type = error.map(|e| e.kind().as_str()),
+            error = error.map(|e| e.message()),
+            "request"
+        );
+    }
+}
+
+/// Handles model calls for every dialect.
+pub struct Proxy {
+    pub router: Router,
+    upstream: Upstream,
+}
+
+impl Proxy {
+    pub fn new(router: Router, upstream: Upstream) -> Self {
+        Proxy { router, upstream }
+    }
+
+    /// Serves one model call whose body has been read.
+    pub async fn model_call(&self, mut ctx: RequestContext, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
+        let dialect = ctx.dialect;
+        let request = match api::decode_request(dialect, body) {
+            Ok(r) => r,
+            Err(e) => return finish_with_error(&ctx, Error::bad_request(format!("invalid request: {e}"))),
+        };
+        ctx.model = request.model.clone();
+        ctx.stream = request.stream;
+        let plan = match self.router.plan(&request.model) {
+            Ok(p) => p,
+            Err(e) => return finish_with_error(&ctx, e),
+        };
+        ctx.route = plan.route.clone();
+        let extra_headers = passthrough_headers(dialect, headers);
+        let mut last_error = None;
+        for target in &plan.targets {
+            let started = Instant::now();
+            let outcome = if request.stream {
+                self.try_stream(&request, target, dialect, &extra_headers).await
+            } else {
+                self.try_json(&request, target, dialect, &extra_headers).await
+            };
+            let duration = started.elapsed();
+            match outcome {
+                Ok(answer) => {
+                    self.router.record_success(target);
+                    ctx.attempts.push(Attempt { target: target.label(), duration, error: None });
+                    return answer.into_response(ctx, target);
+                }
+                Err(e) => {
+                    ctx.attempts.push(Attempt {
+                        target: target.label(),
+                        duration,
+                        error: Some(AttemptError { kind: e.kind(), status: e.upstream().map(|u| u.status.as_u16()), message: e.message().to_owned() }),
+                    });
+                    if !e.is_retryable() {
+                        return finish_with_error(&ctx, e);
+                    }
+                    tracing::debug!(request_id = %ctx.id, target = %target.label(), error = %e, "attempt failed; trying the next endpoint");
+                    self.router.record_failure(target, plan.cooldown);
+                    last_error = Some(e);
+                }
+            }
+        }
+        let error = match last_error {
+            Some(e) if ctx.attempts.len() == 1 => e,
+            Some(e) => {
+                let summary: Vec<String> = ctx
+                    .attempts
+                    .iter()
+                    .map(|a| match &a.error {
+                        Some(err) => format!("{} → {}{}: {}", a.target, err.kind.as_str(), err.status.map(|s| format!(" {s}")).unwrap_or_default(), err.message),
+                        None => a.target.clone(),
+                    })
+                    .collect();
+                Error::new(e.kind(), format!("all {} endpoints failed: {}", ctx.attempts.len(), summary.join("; ")))
+            }
+            None => Error::new(ErrorKind::NotFound, "the route has no endpoints"),
+        };
+        finish_with_error(&ctx, error)
+    }
+
+    fn encode_for(&self, request: &Request, target: &Target) -> Result<Bytes, Error> {
+        let value = api::encode_request(target.dialect, request, &target.model_id);
+        serde_json::to_vec(&value)
+            .map(Bytes::from)
+            .map_err(|e| Error::new(ErrorKind::BadRequest, format!("cannot encode the upstream request: {e}")))
+    }
+
+    async fn try_json(&self, request: &Request, target: &Target, dialect: Dialect, extra: &HeaderMap) -> Result<Answer, Error> {
+        let body = self.encode_for(request, target)?;
+        let t = target.timeouts;
+        let response = self.upstream.send(target, body, same_dialect_headers(target, dialect, extra), t.total.unwrap_or(t.first_byte).min(t.first_byte)).await?;
+        let bytes = match tokio::time::timeout(t.idle, response.bytes()).await {
+            Err(_) => return Err(Error::new(ErrorKind::Timeout, "the upstream stopped sending its answer")),
+            Ok(Err(e)) => return Err(crate::upstream::transport_error(e)),
+            Ok(Ok(b)) => b,
+        };
+        let decoded = api::decode_response(target.dialect, &bytes)
+            .map_err(|e| Error::new(ErrorKind::BadUpstreamResponse, format!("undecodable answer from {}: {e}", target.label())))?;
+        // Same dialect: the upstream's bytes go back untouched, fields we do not model included.
+        let body = if target.dialect == dialect { bytes } else { api::encode_response(dialect, &decoded) };
+        Ok(Answer::Json { body, usage: decoded.usage })
+    }
+
+    async fn try_stream(&self, request: &Request, target: &Target, dialect: Dialect, extra: &HeaderMap) -> Result<Answer, Error> {
+        let body = self.encode_for(request, target)?;
+        let t = target.timeouts;
+        let started = Instant::now();
+        let response = self.upstream.send(target, body, same_dialect_headers(target, dialect, extra), t.first_byte).await?;
+        let mut events = UpstreamEvents::new(response, target.dialect);
+        let mut first = Vec::new();
+        let remaining = t.first_byte.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+        let more = events.next_batch(&mut first, remaining).await?;
+        if first.is_empty() && !more {
+            return Err(Error::new(ErrorKind::Transport, "the upstream closed the stream before sending anything"));
+        }
+        // An error before anything reached the caller is as good as an error status.
+        if let Some(StreamEvent::Error(message)) = first.iter().find(|e| matches!(e, StreamEvent::Error(_))) {
+            return Err(Error::from_upstream(UpstreamError {
+                status: StatusCode::BAD_GATEWAY,
+                dialect: target.dialect,
+                body: Bytes::new(),
+                message: message.clone(),
+            }));
+        }
+        let encoder = StreamEncoder::new(dialect, request.include_usage);
+        Ok(Answer::Stream { events, encoder, first, idle: t.idle, total: t.total })
+    }
+}
+
+/// A successful attempt, not yet turned into the caller's response.
+enum Answer {
+    Json { body: Bytes, usage: Usage },
+    Stream { events: UpstreamEvents, encoder: StreamEncoder, first: Vec<StreamEvent>, idle: Duration, total: Option<Duration> },
+}
+
+impl Answer {
+    fn into_response(self, mut ctx: RequestContext, target: &Target) -> Response<Body> {
+        let served_by = HeaderValue::from_str(&target.label()).ok();
+        let attempts = HeaderValue::from(ctx.attempts.len());
+        let mut response = match self {
+            Answer::Json { body, usage } => {
+                ctx.usage = Some(usage);
+                ctx.ttfb = Some(ctx.started.elapsed());
+                ctx.log(200, None);
+                json_response(StatusCode::OK, body)
+            }
+            Answer::Stream { events, encoder, first, idle, total } => {
+                ctx.ttfb = Some(ctx.started.elapsed());
+                let relay = Relay::new(events, encoder, first, idle, total, StreamLog { ctx: Some(ctx) });
+                let body = StreamBody::new(relay.into_stream().map(|b| Ok::<_, Infallible>(http_body::Frame::data(b))));
+                let mut r = Response::new(BodyExt::boxed_unsync(body));
+                let h = r.headers_mut();
+                h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                r
+            }
+        };
+        let h = response.headers_mut();
+        if let Some(v) = served_by {
+            h.insert(HeaderName::from_static("x-bitrouter-upstream"), v);
+        }
+        h.insert(HeaderName::from_static("x-bitrouter-attempts"), attempts);
+        response
+    }
+}
+
+/// Logs a stream's outcome when it ends, or when the caller hangs up first.
+struct StreamLog {
+    ctx: Option<RequestContext>,
+}
+
+impl RelayObserver for StreamLog {
+    fn event(&mut self, event: &StreamEvent) {
+        if let (StreamEvent::Usage(u), Some(ctx)) = (event, self.ctx.as_mut()) {
+            ctx.usage = Some(*u);
+        }
+    }
+
+    fn end(&mut self, outcome: Result<(), &Error>) {
+        if let Some(ctx) = self.ctx.take() {
+            ctx.log(200, outcome.err());
+        }
+    }
+}
+
+impl Drop for StreamLog {
+    fn drop(&mut self) {
+        if let Some(ctx) = self.ctx.take() {
+            tracing::info!(request_id = %ctx.id, "the caller closed the stream early; upstream request cancelled");
+            ctx.log(499, None);
+        }
+    }
+}
+
+fn finish_with_error(ctx: &RequestContext, e: Error) -> Response<Body> {
+    ctx.log(e.status().as_u16(), Some(&e));
+    error_response(ctx.dialect, &e)
+}
+
+fn same_dialect_headers(target: &Target, dialect: Dialect, extra: &HeaderMap) -> HeaderMap {
+    if target.dialect == dialect { extra.clone() } else { HeaderMap::new() }
+}
+
+/// Caller headers an upstream of the same dialect understands and should see.
+fn passthrough_headers(dialect: Dialect, headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    if dialect == Dialect::Anthropic {
+        if let Some(v) = headers.get("anthropic-beta") {
+            out.insert(HeaderName::from_static("anthropic-beta"), v.clone());
+        }
+    }
+    out
+}

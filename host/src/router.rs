@@ -1,0 +1,364 @@
+//! Model name → ordered list of upstream targets. A route name uses its strategy (priority
+//! order, or weighted round-robin for load_balance); `provider:model_id` goes straight to
+//! that provider. Endpoints that keep failing sit out a cool-down and are then probed again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::canonical::Dialect;
+use crate::config::{ApiProtocol, Config, Cooldown, Provider, Strategy, Timeouts};
+use crate::error::{Error, ErrorKind};
+
+/// Anthropic's API version this gateway speaks upstream, whatever the caller sent.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// One upstream model behind one provider, ready to be called: URL and headers are built
+/// once at start-up, not per request.
+#[derive(Debug)]
+pub struct Target {
+    pub provider: String,
+    pub model_id: String,
+    pub dialect: Dialect,
+    pub url: String,
+    pub headers: HeaderMap,
+    pub timeouts: Timeouts,
+    health: Health,
+}
+
+impl Target {
+    /// `provider:model_id`, the name the target goes by in logs and errors.
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.provider, self.model_id)
+    }
+}
+
+/// Consecutive failures of a target and when its cool-down ends, shared by every route
+/// that uses the same provider, model, URL and key.
+#[derive(Debug, Default)]
+struct Health {
+    failures: AtomicU32,
+    /// Milliseconds since the router's epoch until which the target is skipped.
+    cool_until: AtomicU64,
+}
+
+#[derive(Debug)]
+struct RouteState {
+    strategy: Strategy,
+    targets: Vec<Arc<Target>>,
+    cooldown: Cooldown,
+    /// Target indices in smooth weighted round-robin order (load_balance only).
+    schedule: Vec<usize>,
+    cursor: AtomicUsize,
+}
+
+/// The targets to try for one request, in order, and the cool-down policy that applies.
+pub struct Plan {
+    pub route: Option<String>,
+    pub targets: Vec<Arc<Target>>,
+    pub cooldown: Cooldown,
+}
+
+pub struct Router {
+    epoch: Instant,
+    routes: HashMap<String, RouteState>,
+    providers: HashMap<String, Provider>,
+    direct_timeouts: HashMap<String, Timeouts>,
+    /// Targets for `provider:model_id` requests, created on first use so their health persists.
+    direct: Mutex<HashMap<String, Arc<Target>>>,
+}
+
+impl Router {
+    pub fn new(config: &Config) -> Result<Router, Error> {
+        let mut shared: HashMap<(String, String, String, Option<String>), Arc<Target>> = HashMap::new();
+        let mut routes = HashMap::new();
+        for (name, route) in &config.routes {
+            let mut targets = Vec::with_capacity(route.endpoints.len());
+            for e in &route.endpoints {
+                let provider = &config.providers[&e.provider];
+                let base = e.api_base.as_deref().unwrap_or(&provider.api_base);
+                let key = e.api_key.clone().or_else(|| provider.api_key.clone());
+                let id = (e.provider.clone(), e.model_id.clone(), base.to_owned(), key.clone());
+                let target = match shared.get(&id) {
+                    Some(t) if t.timeouts == e.timeouts => t.clone(),
+                    _ => {
+                        let t = Arc::new(build_target(provider, &e.model_id, base, key.as_deref(), e.timeouts)?);
+                        shared.insert(id, t.clone());
+                        t
+                    }
+                };
+                targets.push(target);
+            }
+            let weights: Vec<u32> = route.endpoints.iter().map(|e| e.weight).collect();
+            routes.insert(
+                name.clone(),
+                RouteState {
+                    strategy: route.strategy,
+                    schedule: smooth_weighted_schedule(&weights),
+                    targets,
+                    cooldown: route.cooldown,
+                    cursor: AtomicUsize::new(0),
+                },
+            );
+        }
+        let direct_timeouts = config.providers.values().map(|p| (p.name.clone(), config.direct_timeouts(p))).collect();
+        Ok(Router {
+            epoch: Instant::now(),
+            routes,
+            providers: config.providers.clone().into_iter().collect(),
+            direct_timeouts,
+            direct: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Resolves a requested model name into the targets to try.
+    pub fn plan(&self, model: &str) -> Result<Plan, Error> {
+        if let Some(route) = self.routes.get(model) {
+            return Ok(self.plan_route(model, route));
+        }
+        if let Some((provider, model_id)) = model.split_once(':') {
+            if let Some(p) = self.providers.get(provider) {
+                let target = self.direct_target(p, model_id)?;
+                return Ok(Plan { route: None, targets: vec![target], cooldown: Cooldown::default() });
+            }
+        }
+        Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "model {model:?} is neither a route nor provider:model_id; GET /v1/models lists the names this gateway serves, and `bitrouter route list` prints the routes"
+            ),
+        ))
+    }
+
+    fn plan_route(&self, name: &str, route: &RouteState) -> Plan {
+        let n = route.targets.len();
+        let start = match route.strategy {
+            Strategy::Priority => 0,
+            Strategy::LoadBalance => {
+                let tick = route.cursor.fetch_add(1, Ordering::Relaxed);
+                route.schedule[tick % route.schedule.len()]
+            }
+        };
+        let now = self.now_ms();
+        let mut ready = Vec::with_capacity(n);
+        let mut cooling = Vec::new();
+        for i in 0..n {
+            let t = &route.targets[(start + i) % n];
+            if self.available(t, route.cooldown, now) {
+                ready.push(t.clone());
+            } else {
+                cooling.push(t.clone());
+            }
+        }
+        // Endpoints in cool-down are a last resort, not excluded: when everything else fails,
+        // one of them may have recovered.
+        ready.extend(cooling);
+        Plan { route: Some(name.to_owned()), targets: ready, cooldown: route.cooldown }
+    }
+
+    /// Whether a target may be tried now. A target past its cool-down is claimed for one
+    /// probe: concurrent requests keep skipping it until the probe reports back.
+    fn available(&self, t: &Target, cooldown: Cooldown, now: u64) -> bool {
+        if t.health.failures.load(Ordering::Relaxed) < cooldown.failures {
+            return true;
+        }
+        let until = t.health.cool_until.load(Ordering::Relaxed);
+        now >= until
+            && t.health
+                .cool_until
+                .compare_exchange(until, now + cooldown.duration.as_millis() as u64, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    pub fn record_success(&self, t: &Target) {
+        t.health.failures.store(0, Ordering::Relaxed);
+    }
+
+    /// Counts a failure that says the endpoint is unhealthy (not a caller mistake).
+    pub fn record_failure(&self, t: &Target, cooldown: Cooldown) {
+        let failures = t.health.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= cooldown.failures {
+            t.health
+                .cool_until
+                .store(self.now_ms() + cooldown.duration.as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn direct_target(&self, provider: &Provider, model_id: &str) -> Result<Arc<Target>, Error> {
+        if model_id.is_empty() {
+            return Err(Error::new(ErrorKind::NotFound, format!("{:?} names no model after the colon", provider.name)));
+        }
+        if !provider.usable() {
+            return Err(Error::new(
+                ErrorKind::NotConfigured,
+                format!("provider {:?} has no API key: {}", provider.name, provider.key_hint()),
+            ));
+        }
+        let key = format!("{}:{model_id}", provider.name);
+        let mut cache = self.direct.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = cache.get(&key) {
+            return Ok(t.clone());
+        }
+        let timeouts = self.direct_timeouts.get(&provider.name).copied().unwrap_or_default();
+        let t = Arc::new(build_target(provider, model_id, &provider.api_base, provider.api_key.as_deref(), timeouts)?);
+        cache.insert(key, t.clone());
+        Ok(t)
+    }
+
+    /// Route names in name order, for `/v1/models` and the CLI.
+    pub fn route_names(&self) -> impl Iterator<Item = &String> {
+        let mut names: Vec<&String> = self.routes.keys().collect();
+        names.sort();
+        names.into_iter()
+    }
+}
+
+fn build_target(provider: &Provider, model_id: &str, base: &str, key: Option<&str>, timeouts: Timeouts) -> Result<Target, Error> {
+    let base = base.trim_end_matches('/');
+    let (dialect, url) = match provider.protocol {
+        ApiProtocol::Openai => (Dialect::OpenAiChat, format!("{base}/chat/completions")),
+        ApiProtocol::Anthropic if base.ends_with("/v1") => (Dialect::Anthropic, format!("{base}/messages")),
+        ApiProtocol::Anthropic => (Dialect::Anthropic, format!("{base}/v1/messages")),
+        ApiProtocol::Google => {
+            return Err(Error::new(
+                ErrorKind::NotConfigured,
+                format!("provider {:?} speaks api_protocol google, which this build cannot route to yet", provider.name),
+            ));
+        }
+    };
+    let bad = |what: &str| Error::new(ErrorKind::NotConfigured, format!("provider {:?}: {what} is not a valid HTTP header value", provider.name));
+    let mut headers = HeaderMap::new();
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(key) = key {
+        match dialect {
+            Dialect::OpenAiChat => {
+                let v = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| bad("the API key"))?;
+                headers.insert(http::header::AUTHORIZATION, v);
+            }
+            Dialect::Anthropic => {
+                let v = HeaderValue::from_str(key).map_err(|_| bad("the API key"))?;
+                headers.insert(HeaderName::from_static("x-api-key"), v);
+            }
+        }
+    }
+    if dialect == Dialect::Anthropic {
+        headers.insert(HeaderName::from_static("anthropic-version"), HeaderValue::from_static(ANTHROPIC_VERSION));
+    }
+    for (k, v) in &provider.default_headers {
+        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| bad(k))?;
+        headers.insert(name, HeaderValue::from_str(v).map_err(|_| bad(k))?);
+    }
+    let mut sensitive = headers.clone();
+    for (_, v) in sensitive.iter_mut() {
+        v.set_sensitive(true);
+    }
+    Ok(Target {
+        provider: provider.name.clone(),
+        model_id: model_id.to_owned(),
+        dialect,
+        url,
+        headers: sensitive,
+        timeouts,
+        health: Health::default(),
+    })
+}
+
+/// Smooth weighted round-robin (as in nginx): weights 5,1,1 give a a b a c a a, spreading
+/// the heavy endpoint out instead of sending it five requests in a row.
+fn smooth_weighted_schedule(weights: &[u32]) -> Vec<usize> {
+    let total: i64 = weights.iter().map(|w| *w as i64).sum();
+    let mut current = vec![0i64; weights.len()];
+    let mut schedule = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        for (c, w) in current.iter_mut().zip(weights) {
+            *c += *w as i64;
+        }
+        let Some((best, _)) = current.iter().enumerate().max_by_key(|(i, c)| (**c, -(*i as i64))) else {
+            break;
+        };
+        current[best] -= total;
+        schedule.push(best);
+    }
+    if schedule.is_empty() {
+        schedule.push(0);
+    }
+    schedule
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::time::Duration;
+
+    fn router(yaml: &str) -> Router {
+        Router::new(&Config::parse(yaml, Path::new("t.yaml")).unwrap()).unwrap()
+    }
+
+    const TWO: &str = "providers:\n  a:\n    api_protocol: openai\n    api_base: http://127.0.0.1:1/v1\n    api_key: ka\n  b:\n    api_protocol: anthropic\n    api_base: http://127.0.0.1:2\n    api_key: kb\nmodels:\n  r:\n    strategy: STRATEGY\n    cooldown: { failures: 2, duration: 50ms }\n    endpoints:\n      - provider: a\n        model_id: m1\n        weight: 3\n      - provider: b\n        model_id: m2\n";
+
+    #[test]
+    fn schedule_spreads_by_weight() {
+        assert_eq!(smooth_weighted_schedule(&[5, 1, 1]), vec![0, 0, 1, 0, 2, 0, 0]);
+        assert_eq!(smooth_weighted_schedule(&[1, 1]), vec![0, 1]);
+    }
+
+    #[test]
+    fn targets_carry_url_and_auth() {
+        let r = router(&TWO.replace("STRATEGY", "priority"));
+        let p = r.plan("r").unwrap();
+        assert_eq!(p.targets[0].url, "http://127.0.0.1:1/v1/chat/completions");
+        assert_eq!(p.targets[0].headers["authorization"], "Bearer ka");
+        assert_eq!(p.targets[1].url, "http://127.0.0.1:2/v1/messages");
+        assert_eq!(p.targets[1].headers["x-api-key"], "kb");
+        assert_eq!(p.targets[1].headers["anthropic-version"], ANTHROPIC_VERSION);
+    }
+
+    #[test]
+    fn load_balance_rotates_the_first_choice() {
+        let r = router(&TWO.replace("STRATEGY", "load_balance"));
+        let firsts: Vec<String> = (0..8).map(|_| r.plan("r").unwrap().targets[0].provider.clone()).collect();
+        assert_eq!(firsts.iter().filter(|p| *p == "a").count(), 6);
+        assert_eq!(firsts.iter().filter(|p| *p == "b").count(), 2);
+    }
+
+    #[test]
+    fn cooldown_moves_a_failing_target_last_then_probes_it_once() {
+        let r = router(&TWO.replace("STRATEGY", "priority"));
+        let plan = r.plan("r").unwrap();
+        let a = plan.targets[0].clone();
+        r.record_failure(&a, plan.cooldown);
+        assert_eq!(r.plan("r").unwrap().targets[0].provider, "a", "one failure is below the threshold");
+        r.record_failure(&a, plan.cooldown);
+        assert_eq!(r.plan("r").unwrap().targets[0].provider, "b");
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(r.plan("r").unwrap().targets[0].provider, "a", "probe after the cool-down");
+        assert_eq!(r.plan("r").unwrap().targets[0].provider, "b", "only one probe at a time");
+        r.record_success(&a);
+        assert_eq!(r.plan("r").unwrap().targets[0].provider, "a");
+    }
+
+    #[test]
+    fn direct_and_unknown_models() {
+        let r = router(&TWO.replace("STRATEGY", "priority"));
+        let p = r.plan("b:claude-x").unwrap();
+        assert_eq!(p.targets[0].model_id, "claude-x");
+        assert!(p.route.is_none());
+        let e = r.plan("nope").err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(e.message().contains("/v1/models"));
+        // A registry provider without a key is a clear configuration error.
+        // SAFETY: no other test reads this variable.
+        unsafe { std::env::remove_var("XAI_API_KEY") };
+        let e = router("").plan("xai:grok-4").err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::NotConfigured);
+        assert!(e.message().contains("XAI_API_KEY"));
+    }
+}

@@ -1,0 +1,203 @@
+//! The HTTP front door: hyper accept loop (HTTP/1.1 and h2c on one port), request ids,
+//! header and body limits, graceful shutdown, and the one flat route table.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::canonical::Dialect;
+use crate::config::{ApiProtocol, Config};
+use crate::error::{Error, ErrorKind};
+use crate::proxy::{Body, Proxy, RequestContext, error_response, json_response};
+use crate::router::Router;
+use crate::upstream::Upstream;
+
+/// Everything a request needs, built once from the config.
+pub struct Gateway {
+    config: Config,
+    proxy: Proxy,
+    started: Instant,
+}
+
+impl Gateway {
+    pub fn new(config: Config) -> Result<Arc<Gateway>, Error> {
+        let router = Router::new(&config)?;
+        let upstream = Upstream::new(config.connect_timeout)?;
+        Ok(Arc::new(Gateway { proxy: Proxy::new(router, upstream), config, started: Instant::now() }))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The flat route table.
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let id = request_id(req.headers());
+        let path = req.uri().path();
+        let method = req.method().clone();
+        let mut response = match (path, &method) {
+            ("/v1/chat/completions" | "/chat/completions", &Method::POST) => self.model_call(Dialect::OpenAiChat, id.clone(), req).await,
+            ("/v1/messages" | "/messages", &Method::POST) => self.model_call(Dialect::Anthropic, id.clone(), req).await,
+            ("/v1/models" | "/models", &Method::GET) => self.list_models(req.headers()),
+            ("/health" | "/healthz", &Method::GET) => self.health(),
+            ("/v1/chat/completions" | "/chat/completions" | "/v1/messages" | "/messages", _) => method_not_allowed(req.headers(), path, "POST"),
+            ("/v1/models" | "/models" | "/health" | "/healthz", _) => method_not_allowed(req.headers(), path, "GET"),
+            _ => {
+                let e = Error::new(
+                    ErrorKind::NotFound,
+                    format!("no route {method} {path}; this gateway serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models and GET /health"),
+                );
+                error_response(guess_dialect(req.headers(), path), &e)
+            }
+        };
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert("x-request-id", v);
+        }
+        response
+    }
+
+    async fn model_call(&self, dialect: Dialect, id: String, req: Request<Incoming>) -> Response<Body> {
+        let ctx = RequestContext::new(id, dialect);
+        let (parts, body) = req.into_parts();
+        match self.read_body(&parts.headers, body).await {
+            Ok(bytes) => self.proxy.model_call(ctx, &parts.headers, &bytes).await,
+            Err(e) => {
+                ctx.log(e.status().as_u16(), Some(&e));
+                error_response(dialect, &e)
+            }
+        }
+    }
+
+    /// Reads the whole body within `server.max_body_size` and `server.body_timeout`.
+    async fn read_body(&self, headers: &HeaderMap, body: Incoming) -> Result<Bytes, Error> {
+        let max = self.config.server.max_body_size;
+        let too_large = || Error::new(ErrorKind::PayloadTooLarge, format!("the request body is larger than the limit of {max} bytes (server.max_body_size)"));
+        let declared = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max) {
+            return Err(too_large());
+        }
+        let limit = usize::try_from(max).unwrap_or(usize::MAX);
+        match tokio::time::timeout(self.config.server.body_timeout, Limited::new(body, limit).collect()).await {
+            Err(_) => Err(Error::new(ErrorKind::ClientTimeout, "the request body did not arrive in time (server.body_timeout)")),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Ok(Err(e)) => Err(Error::bad_request(format!("could not read the request body: {e}"))),
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        }
+    }
+
+    /// Routes first, then `provider:model_id` for every provider that can be called.
+    fn list_models(&self, headers: &HeaderMap) -> Response<Body> {
+        let mut ids: Vec<(String, String)> = self.proxy.router.route_names().map(|r| (r.clone(), "bitrouter".to_owned())).collect();
+        for p in self.config.providers.values() {
+            let listed = (p.configured || p.api_key.is_some()) && p.usable() && p.protocol != ApiProtocol::Google;
+            if listed {
+                ids.extend(p.models.keys().map(|m| (format!("{}:{m}", p.name), p.name.clone())));
+            }
+        }
+        let body = if headers.contains_key("anthropic-version") {
+            let data: Vec<_> = ids
+                .iter()
+                .map(|(id, _)| json!({"type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z"}))
+                .collect();
+            json!({"data": data, "has_more": false, "first_id": ids.first().map(|i| &i.0), "last_id": ids.last().map(|i| &i.0)})
+        } else {
+            let data: Vec<_> = ids.iter().map(|(id, owner)| json!({"id": id, "object": "model", "created": 0, "owned_by": owner})).collect();
+            json!({"object": "list", "data": data})
+        };
+        json_response(StatusCode::OK, body.to_string())
+    }
+
+    fn health(&self) -> Response<Body> {
+        let body = json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": self.started.elapsed().as_secs(),
+            "routes": self.config.routes.len(),
+        });
+        json_response(StatusCode::OK, body.to_string())
+    }
+}
+
+/// The caller's `x-request-id` when it is a sane token; a fresh one otherwise.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("req_{:016x}", fastrand::u64(..)))
+}
+
+fn guess_dialect(headers: &HeaderMap, path: &str) -> Dialect {
+    if path.contains("/messages") || headers.contains_key("anthropic-version") {
+        Dialect::Anthropic
+    } else {
+        Dialect::OpenAiChat
+    }
+}
+
+fn method_not_allowed(headers: &HeaderMap, path: &str, allow: &'static str) -> Response<Body> {
+    let e = Error::new(ErrorKind::MethodNotAllowed, format!("{path} accepts {allow} only"));
+    let mut r = error_response(guess_dialect(headers, path), &e);
+    r.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+/// Serves `gateway` on `listener` until `shutdown` resolves, then lets in-flight requests
+/// finish for `server.shutdown_grace`.
+pub async fn serve(gateway: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(gateway.config.server.header_timeout)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let gw = gateway.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let gw = gw.clone();
+            async move { Ok::<_, Infallible>(gw.handle(req).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let grace = gateway.config.server.shutdown_grace;
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(grace) => tracing::warn!("shutdown grace of {} expired; closing remaining connections", humantime::format_duration(grace)),
+    }
+    Ok(())
+}

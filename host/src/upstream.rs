@@ -1,0 +1,70 @@
+//! Sending a request to an upstream over the one shared connection pool, and turning every
+//! way that can fail into an `Error` whose kind says whether failover may try the next target.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderMap;
+
+use crate::api;
+use crate::error::{Error, ErrorKind, UpstreamError};
+use crate::router::Target;
+
+/// The one HTTP client every provider shares: one keep-alive pool, HTTP/2 where the
+/// upstream offers it over TLS, Nagle off so small SSE frames are not held back.
+#[derive(Clone)]
+pub struct Upstream {
+    client: reqwest::Client,
+}
+
+impl Upstream {
+    pub fn new(connect_timeout: Duration) -> Result<Self, Error> {
+        let client = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_keepalive(Duration::from_secs(30))
+            .http2_adaptive_window(true)
+            .user_agent(concat!("bitrouter/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::new(ErrorKind::NotConfigured, format!("cannot build the HTTP client: {e}")))?;
+        Ok(Upstream { client })
+    }
+
+    /// Posts `body` to `target` and waits (at most `timeout`) for a success status.
+    /// An error status is read and returned as the upstream's own error.
+    pub async fn send(&self, target: &Target, body: Bytes, extra_headers: HeaderMap, timeout: Duration) -> Result<reqwest::Response, Error> {
+        let mut headers = target.headers.clone();
+        headers.extend(extra_headers);
+        let request = self.client.post(&target.url).headers(headers).body(body);
+        let response = match tokio::time::timeout(timeout, request.send()).await {
+            Err(_) => {
+                return Err(Error::new(ErrorKind::Timeout, format!("no response within {}", humantime::format_duration(timeout))));
+            }
+            Ok(Err(e)) => return Err(transport_error(e)),
+            Ok(Ok(r)) => r,
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = tokio::time::timeout(timeout, response.bytes()).await.ok().and_then(Result::ok).unwrap_or_default();
+        let message = api::upstream_error_message(&body);
+        Err(Error::from_upstream(UpstreamError { status, dialect: target.dialect, body, message }))
+    }
+}
+
+/// Classifies a reqwest failure: a refused or reset connection is `Transport`, a timer `Timeout`.
+pub fn transport_error(e: reqwest::Error) -> Error {
+    let kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Transport };
+    // reqwest's Display stops at the outermost layer; the cause chain says what happened.
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    Error::new(kind, message)
+}
