@@ -1,0 +1,182 @@
+//! Starts the real gateway in-process on an ephemeral loopback port, next to mock upstreams,
+//! and gives tests a small HTTP client that speaks to it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use bitrouter::{Config, Gateway};
+use bitrouter_bench::{MockBehavior, MockServer};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+/// A running gateway; dropping it shuts it down.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestGateway {
+    /// Starts a gateway from YAML config text.
+    pub async fn start(yaml: &str) -> TestGateway {
+        let config = Config::parse(yaml, Path::new("test.yaml")).unwrap_or_else(|e| panic!("test config invalid: {e}\n{yaml}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let gateway = Gateway::new(config).unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            bitrouter::serve(gateway, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestGateway { addr, shutdown: Some(tx), task: Some(task) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops accepting and waits for the server task.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+pub async fn mock() -> MockServer {
+    MockServer::start(MockBehavior::default()).await.unwrap()
+}
+
+pub async fn mock_with(b: MockBehavior) -> MockServer {
+    MockServer::start(b).await.unwrap()
+}
+
+/// Provider entries for mocks: `(name, protocol, mock)`.
+pub fn providers(list: &[(&str, &str, &MockServer)]) -> String {
+    let mut out = String::from("providers:\n");
+    for (name, protocol, m) in list {
+        let base = if *protocol == "openai" { format!("{}/v1", m.base_url()) } else { m.base_url() };
+        out.push_str(&format!("  {name}:\n    api_protocol: {protocol}\n    api_base: {base}\n    api_key: test-key-{name}\n"));
+    }
+    out
+}
+
+/// An address where nothing listens: connections to it are refused.
+pub fn dead_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    format!("http://{addr}")
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap()
+}
+
+/// A finished HTTP exchange.
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    /// SSE `data:` payloads, in order.
+    pub fn sse_data(&self) -> Vec<String> {
+        self.text.lines().filter_map(|l| l.strip_prefix("data: ")).map(str::to_owned).collect()
+    }
+
+    /// SSE `event:` names, in order.
+    pub fn sse_events(&self) -> Vec<String> {
+        self.text.lines().filter_map(|l| l.strip_prefix("event: ")).map(str::to_owned).collect()
+    }
+}
+
+pub async fn post(gw: &TestGateway, path: &str, body: &Value) -> Reply {
+    post_raw(gw, path, body.to_string().into_bytes(), &[]).await
+}
+
+pub async fn post_raw(gw: &TestGateway, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Reply {
+    let mut req = client().post(gw.url(path)).header("content-type", "application/json").body(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("request to the gateway failed");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    Reply { status, headers, text }
+}
+
+pub async fn get(gw: &TestGateway, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut req = client().get(gw.url(path));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    Reply { status, headers, text: resp.text().await.unwrap() }
+}
+
+pub fn openai_chat(model: &str, text: &str) -> Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
+
+pub fn anthropic_msg(model: &str, text: &str) -> Value {
+    serde_json::json!({"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": text}]})
+}
+
+/// The path and body shape for a dialect name.
+pub fn request_for(dialect: &str, model: &str, text: &str) -> (&'static str, Value) {
+    match dialect {
+        "openai" => ("/v1/chat/completions", openai_chat(model, text)),
+        _ => ("/v1/messages", anthropic_msg(model, text)),
+    }
+}
+
+/// The assistant text of a JSON answer in either dialect.
+pub fn answer_text(dialect: &str, v: &Value) -> String {
+    match dialect {
+        "openai" => v["choices"][0]["message"]["content"].as_str().unwrap_or("").to_owned(),
+        _ => v["content"].as_array().into_iter().flatten().filter_map(|b| b["text"].as_str()).collect(),
+    }
+}
+
+/// The text streamed in either dialect's SSE.
+pub fn streamed_text(dialect: &str, r: &Reply) -> String {
+    r.sse_data()
+        .iter()
+        .filter(|d| d.as_str() != "[DONE]")
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| match dialect {
+            "openai" => v["choices"][0]["delta"]["content"].as_str().map(str::to_owned),
+            _ => v["delta"]["text"].as_str().map(str::to_owned),
+        })
+        .collect()
+}
