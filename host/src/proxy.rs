@@ -212,11 +212,17 @@ impl Proxy {
         let started = Instant::now();
         let response = self.upstream.send(target, body, same_dialect_headers(target, dialect, extra), t.first_byte).await?;
         let mut events = UpstreamEvents::new(response, target.dialect);
+        // Hold back metadata (message start, usage) until the first piece of content: an
+        // upstream that dies in between (Anthropic's mid-stream `overloaded_error`) can still
+        // be failed over, and the caller waits no longer for its first token.
         let mut first = Vec::new();
-        let remaining = t.first_byte.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
-        let more = events.next_batch(&mut first, remaining).await?;
-        if first.is_empty() && !more {
-            return Err(Error::new(ErrorKind::Transport, "the upstream closed the stream before sending anything"));
+        let mut more = true;
+        while more && !first.iter().any(is_content) {
+            let remaining = t.first_byte.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+            more = events.next_batch(&mut first, remaining).await?;
+        }
+        if !more && !first.iter().any(is_content) {
+            return Err(Error::new(ErrorKind::Transport, "the upstream closed the stream before sending any content"));
         }
         // An error before anything reached the caller is as good as an error status.
         if let Some(StreamEvent::Error(message)) = first.iter().find(|e| matches!(e, StreamEvent::Error(_))) {
@@ -230,6 +236,11 @@ impl Proxy {
         let encoder = StreamEncoder::new(dialect, request.include_usage);
         Ok(Answer::Stream { events, encoder, first, idle: t.idle, total: t.total })
     }
+}
+
+/// Whether an event carries what the caller asked for (as opposed to stream metadata).
+fn is_content(e: &StreamEvent) -> bool {
+    !matches!(e, StreamEvent::Start { .. } | StreamEvent::Usage(_))
 }
 
 /// A successful attempt, not yet turned into the caller's response.
