@@ -16,5 +16,5 @@ mod reply;
 mod request;
 mod server;
 
-pub use behavior::{DEFAULT_CHUNKS, DEFAULT_TEXT, MockBehavior};
+pub use behavior::{DEFAULT_CHUNKS, DEFAULT_TEXT, MAX_CHUNKS, MAX_DELAY_MS, MockBehavior};
 pub use server::{MockServer, MockServerBuilder, RecordedRequest};

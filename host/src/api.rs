@@ -21,7 +21,10 @@ pub struct DecodeError {
 
 impl DecodeError {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        DecodeError { path: path.into(), message: message.into() }
+        DecodeError {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 
     /// Prefixes the path with the location of the enclosing value.
@@ -82,7 +85,11 @@ pub(crate) fn sse_event(out: &mut Vec<u8>, name: &str, v: &Value) {
 }
 
 pub(crate) fn new_id(prefix: &str) -> String {
-    format!("{prefix}{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..))
+    format!(
+        "{prefix}{:016x}{:08x}",
+        fastrand::u64(..),
+        fastrand::u32(..)
+    )
 }
 
 /// The human message inside a provider's error object (`{"message": ...}`) or the value itself.
@@ -131,12 +138,20 @@ pub fn upstream_error_message(body: &[u8]) -> String {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => match v.get("error") {
             Some(e) => error_message(e),
-            None => v.get("message").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| v.to_string()),
+            None => v
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string()),
         },
         Err(_) => {
             let text = String::from_utf8_lossy(body);
             let text = text.trim();
-            if text.is_empty() { "(empty body)".to_owned() } else { text.chars().take(500).collect() }
+            if text.is_empty() {
+                "(empty body)".to_owned()
+            } else {
+                text.chars().take(500).collect()
+            }
         }
     }
 }
@@ -150,7 +165,9 @@ pub enum StreamEncoder {
 impl StreamEncoder {
     pub fn new(dialect: Dialect, include_usage: bool) -> Self {
         match dialect {
-            Dialect::OpenAiChat => StreamEncoder::OpenAiChat(openai_chat::StreamEncoder::new(include_usage)),
+            Dialect::OpenAiChat => {
+                StreamEncoder::OpenAiChat(openai_chat::StreamEncoder::new(include_usage))
+            }
             Dialect::Anthropic => StreamEncoder::Anthropic(anthropic::StreamEncoder::new()),
         }
     }

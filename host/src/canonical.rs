@@ -51,7 +51,10 @@ pub struct Extra {
 
 impl Extra {
     pub fn new(dialect: Dialect, fields: Map<String, Value>) -> Self {
-        Extra { dialect: Some(dialect), fields }
+        Extra {
+            dialect: Some(dialect),
+            fields,
+        }
     }
 
     /// The fields to replay to a peer speaking `dialect` (empty for any other dialect).
@@ -112,7 +115,10 @@ pub enum Part {
     },
     /// A content block only its own dialect understands (an Anthropic `document`, an
     /// OpenAI `input_audio`): replayed to that dialect, dropped for any other.
-    Opaque { dialect: Dialect, value: Value },
+    Opaque {
+        dialect: Dialect,
+        value: Value,
+    },
 }
 
 impl Part {
@@ -133,13 +139,13 @@ pub enum ImageSource {
 impl ImageSource {
     /// Parses a `data:<media>;base64,<data>` URL into its parts; any other URL stays a URL.
     pub fn from_url(url: &str) -> Self {
-        if let Some(rest) = url.strip_prefix("data:") {
-            if let Some((media_type, data)) = rest.split_once(";base64,") {
-                return ImageSource::Base64 {
-                    media_type: media_type.to_owned(),
-                    data: data.to_owned(),
-                };
-            }
+        if let Some(rest) = url.strip_prefix("data:")
+            && let Some((media_type, data)) = rest.split_once(";base64,")
+        {
+            return ImageSource::Base64 {
+                media_type: media_type.to_owned(),
+                data: data.to_owned(),
+            };
         }
         ImageSource::Url(url.to_owned())
     }
@@ -222,14 +228,26 @@ impl Usage {
 #[derive(Clone, Debug, PartialEq)]
 pub enum StreamEvent {
     /// The message began; carries the upstream's id and model.
-    Start { id: String, model: String },
+    Start {
+        id: String,
+        model: String,
+    },
     TextDelta(String),
     ReasoningDelta(String),
     ReasoningSignature(String),
     /// A tool call began. `index` counts tool calls within the message from 0.
-    ToolCallStart { index: u32, id: String, name: String },
-    ToolCallDelta { index: u32, arguments: String },
-    ToolCallEnd { index: u32 },
+    ToolCallStart {
+        index: u32,
+        id: String,
+        name: String,
+    },
+    ToolCallDelta {
+        index: u32,
+        arguments: String,
+    },
+    ToolCallEnd {
+        index: u32,
+    },
     Usage(Usage),
     Finish(FinishReason),
     /// The upstream reported an error mid-stream.

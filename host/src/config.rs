@@ -85,7 +85,11 @@ pub struct TimeoutOverrides {
 
 impl From<TimeoutsSection> for TimeoutOverrides {
     fn from(t: TimeoutsSection) -> Self {
-        TimeoutOverrides { first_byte: t.first_byte, idle: t.idle, total: t.total }
+        TimeoutOverrides {
+            first_byte: t.first_byte,
+            idle: t.idle,
+            total: t.total,
+        }
     }
 }
 
@@ -102,7 +106,11 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { first_byte: Duration::from_secs(300), idle: Duration::from_secs(120), total: None }
+        Timeouts {
+            first_byte: Duration::from_secs(300),
+            idle: Duration::from_secs(120),
+            total: None,
+        }
     }
 }
 
@@ -127,7 +135,10 @@ pub struct Cooldown {
 
 impl Default for Cooldown {
     fn default() -> Self {
-        Cooldown { failures: 3, duration: Duration::from_secs(30) }
+        Cooldown {
+            failures: 3,
+            duration: Duration::from_secs(30),
+        }
     }
 }
 
@@ -169,16 +180,19 @@ struct Env {
 impl Env {
     fn load(config_dir: Option<&Path>) -> Self {
         let mut dotenv = HashMap::new();
-        if let Some(dir) = config_dir {
-            if let Ok(iter) = dotenvy::from_path_iter(dir.join(".env")) {
-                dotenv.extend(iter.flatten());
-            }
+        if let Some(dir) = config_dir
+            && let Ok(iter) = dotenvy::from_path_iter(dir.join(".env"))
+        {
+            dotenv.extend(iter.flatten());
         }
         Env { dotenv }
     }
 
     fn get(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().or_else(|| self.dotenv.get(name).cloned()).filter(|v| !v.is_empty())
+        std::env::var(name)
+            .ok()
+            .or_else(|| self.dotenv.get(name).cloned())
+            .filter(|v| !v.is_empty())
     }
 
     /// Expands `${VAR}` and `${VAR:-default}`; an unset variable expands to nothing.
@@ -226,14 +240,19 @@ impl Config {
 
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
     /// Validates YAML `text` as if it had been read from `path` (whose folder holds the `.env`).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let file_path = path.to_owned();
-        let only_comments = text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+        let only_comments = text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
         let file: FileConfig = if only_comments {
             FileConfig::default()
         } else {
@@ -247,16 +266,32 @@ impl Config {
                 let msg = inner.to_string();
                 // serde_yaml appends "at line N column M"; the prefix already says where.
                 let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-                let msg = msg.strip_prefix(&format!("{key}: ")).unwrap_or(&msg).to_owned();
+                let msg = msg
+                    .strip_prefix(&format!("{key}: "))
+                    .unwrap_or(&msg)
+                    .to_owned();
                 ConfigError::invalid(&file_path, line, key, msg)
             })?
         };
         Self::from_file(file, text, &file_path, path.parent())
     }
 
-    fn from_file(file: FileConfig, text: &str, path: &PathBuf, dir: Option<&Path>) -> Result<Config, ConfigError> {
-        let env = Env::load(dir.map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d }));
-        let invalid = |key: &str, msg: String| ConfigError::invalid(path, locate_nearest(text, key), key, msg);
+    fn from_file(
+        file: FileConfig,
+        text: &str,
+        path: &Path,
+        dir: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let env = Env::load(dir.map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        }));
+        let invalid = |key: &str, msg: String| {
+            ConfigError::invalid(path, locate_nearest(text, key), key, msg)
+        };
         let mut warnings = Vec::new();
         for (name, present) in [
             ("guardrails", file.guardrails.is_some()),
@@ -266,22 +301,37 @@ impl Config {
             ("plugins", file.plugins.is_some()),
         ] {
             if present {
-                warnings.push(format!("`{name}` is not implemented by this build yet and is ignored"));
+                warnings.push(format!(
+                    "`{name}` is not implemented by this build yet and is ignored"
+                ));
             }
         }
 
         let s = &file.server;
-        let listen_text = env.expand_opt(s.listen.as_ref()).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let listen: SocketAddr = listen_text
-            .parse()
-            .map_err(|_| invalid("server.listen", format!("expected an address such as 127.0.0.1:8787, found {listen_text:?}")))?;
+        let listen_text = env
+            .expand_opt(s.listen.as_ref())
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!("expected an address such as 127.0.0.1:8787, found {listen_text:?}"),
+            )
+        })?;
         let log_level = s.log_level.clone().unwrap_or_else(|| "info".to_owned());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-            return Err(invalid("server.log_level", format!("expected trace, debug, info, warn, error or a tracing filter, found {log_level:?}")));
+            return Err(invalid(
+                "server.log_level",
+                format!(
+                    "expected trace, debug, info, warn, error or a tracing filter, found {log_level:?}"
+                ),
+            ));
         }
         let max_body_size = s.max_body_size.map(|b| b.0).unwrap_or(DEFAULT_MAX_BODY);
         if max_body_size == 0 {
-            return Err(invalid("server.max_body_size", "expected a size above zero".into()));
+            return Err(invalid(
+                "server.max_body_size",
+                "expected a size above zero".into(),
+            ));
         }
         let server = Server {
             listen,
@@ -295,7 +345,10 @@ impl Config {
         let mut providers = BTreeMap::new();
         for (name, _) in registry::BUILTIN {
             let section = registry::builtin(name).unwrap_or_default();
-            providers.insert(name.to_string(), resolve_provider(name, section, false, &env, &invalid)?);
+            providers.insert(
+                name.to_string(),
+                resolve_provider(name, section, false, &env, &invalid)?,
+            );
         }
         // User providers, resolving `derives` chains between them.
         let mut pending: Vec<(&String, &ProviderSection)> = file.providers.iter().collect();
@@ -324,11 +377,17 @@ impl Config {
                     Some(b) => merge_provider(b, section.clone()),
                     None => section.clone(),
                 };
-                providers.insert(name.clone(), resolve_provider(name, merged, true, &env, &invalid)?);
+                providers.insert(
+                    name.clone(),
+                    resolve_provider(name, merged, true, &env, &invalid)?,
+                );
             }
             if waiting.len() == before {
                 let (name, _) = waiting[0];
-                return Err(invalid(&format!("providers.{name}.derives"), "`derives` forms a cycle".into()));
+                return Err(invalid(
+                    &format!("providers.{name}.derives"),
+                    "`derives` forms a cycle".into(),
+                ));
             }
             pending = waiting;
         }
@@ -339,11 +398,17 @@ impl Config {
         for (route_name, r) in &file.models {
             let at = format!("models.{route_name}");
             if r.endpoints.is_empty() {
-                return Err(invalid(&format!("{at}.endpoints"), "expected at least one endpoint".into()));
+                return Err(invalid(
+                    &format!("{at}.endpoints"),
+                    "expected at least one endpoint".into(),
+                ));
             }
             let cooldown = global_cooldown.layer(r.cooldown);
             if cooldown.failures == 0 {
-                return Err(invalid(&format!("{at}.cooldown.failures"), "expected 1 or more".into()));
+                return Err(invalid(
+                    &format!("{at}.cooldown.failures"),
+                    "expected 1 or more".into(),
+                ));
             }
             let route_timeouts = r.timeouts.map(TimeoutOverrides::from);
             let mut endpoints = Vec::with_capacity(r.endpoints.len());
@@ -352,21 +417,34 @@ impl Config {
                 let Some(p) = providers.get(&e.provider) else {
                     return Err(invalid(
                         &format!("{eat}.provider"),
-                        format!("unknown provider {:?}; expected one of {}", e.provider, providers.keys().cloned().collect::<Vec<_>>().join(", ")),
+                        format!(
+                            "unknown provider {:?}; expected one of {}",
+                            e.provider,
+                            providers.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
                     ));
                 };
                 if p.protocol == ApiProtocol::Google {
                     return Err(invalid(
                         &format!("{eat}.provider"),
-                        format!("provider {:?} speaks api_protocol google, which this build cannot route to yet; use an openai or anthropic provider", e.provider),
+                        format!(
+                            "provider {:?} speaks api_protocol google, which this build cannot route to yet; use an openai or anthropic provider",
+                            e.provider
+                        ),
                     ));
                 }
                 if e.model_id.trim().is_empty() {
-                    return Err(invalid(&format!("{eat}.model_id"), "expected a model id".into()));
+                    return Err(invalid(
+                        &format!("{eat}.model_id"),
+                        "expected a model id".into(),
+                    ));
                 }
                 let api_key = env.expand_opt(e.api_key.as_ref());
                 if api_key.is_none() && !p.usable() {
-                    return Err(invalid(&format!("{eat}.provider"), format!("provider {:?} has no API key: {}", p.name, p.key_hint())));
+                    return Err(invalid(
+                        &format!("{eat}.provider"),
+                        format!("provider {:?} has no API key: {}", p.name, p.key_hint()),
+                    ));
                 }
                 let api_base = env.expand_opt(e.api_base.as_ref());
                 if let Some(b) = &api_base {
@@ -374,7 +452,10 @@ impl Config {
                 }
                 let weight = e.weight.unwrap_or(1);
                 if weight == 0 {
-                    return Err(invalid(&format!("{eat}.weight"), "expected 1 or more (remove the endpoint to stop using it)".into()));
+                    return Err(invalid(
+                        &format!("{eat}.weight"),
+                        "expected 1 or more (remove the endpoint to stop using it)".into(),
+                    ));
                 }
                 endpoints.push(Endpoint {
                     provider: e.provider.clone(),
@@ -398,11 +479,14 @@ impl Config {
         }
 
         Ok(Config {
-            source: (path.to_str() != Some("<built-in defaults>")).then(|| path.clone()),
+            source: (path.to_str() != Some("<built-in defaults>")).then(|| path.to_owned()),
             server,
             providers,
             routes,
-            connect_timeout: file.routing.connect_timeout.unwrap_or(Duration::from_secs(10)),
+            connect_timeout: file
+                .routing
+                .connect_timeout
+                .unwrap_or(Duration::from_secs(10)),
             warnings,
         })
     }
@@ -462,23 +546,39 @@ fn resolve_provider(
         .api_protocol
         .ok_or_else(|| invalid(&format!("{at}.api_protocol"), "is required for a provider that is not built in (openai, anthropic or google), or use `derives`".into()))?;
     let prefix = s.env_prefix.clone();
-    let from_env = |suffix: &str| prefix.as_ref().and_then(|p| env.get(&format!("{p}_{suffix}")));
+    let from_env = |suffix: &str| {
+        prefix
+            .as_ref()
+            .and_then(|p| env.get(&format!("{p}_{suffix}")))
+    };
     let api_base = env
         .expand_opt(s.api_base.as_ref())
         .or_else(|| from_env("BASE_URL"))
-        .ok_or_else(|| invalid(&format!("{at}.api_base"), "is required: the provider's base URL".into()))?;
+        .ok_or_else(|| {
+            invalid(
+                &format!("{at}.api_base"),
+                "is required: the provider's base URL".into(),
+            )
+        })?;
     // An explicit `${PREFIX}_BASE_URL` wins over the registry's default, not over the user's file.
     let api_base = match (configured && s.api_base.is_some(), from_env("BASE_URL")) {
         (false, Some(b)) => b,
         _ => api_base,
     };
     check_url(&api_base).map_err(|m| invalid(&format!("{at}.api_base"), m))?;
-    let api_key = env.expand_opt(s.api_key.as_ref()).or_else(|| from_env("API_KEY"));
+    let api_key = env
+        .expand_opt(s.api_key.as_ref())
+        .or_else(|| from_env("API_KEY"));
     let mut default_headers = Vec::new();
     for (k, v) in s.default_headers.unwrap_or_default() {
         let v = env.expand(&v);
-        if http::HeaderName::from_bytes(k.as_bytes()).is_err() || http::HeaderValue::from_str(&v).is_err() {
-            return Err(invalid(&format!("{at}.default_headers.{k}"), "expected a valid HTTP header name and value".into()));
+        if http::HeaderName::from_bytes(k.as_bytes()).is_err()
+            || http::HeaderValue::from_str(&v).is_err()
+        {
+            return Err(invalid(
+                &format!("{at}.default_headers.{k}"),
+                "expected a valid HTTP header name and value".into(),
+            ));
         }
         default_headers.push((k, v));
     }
@@ -543,25 +643,51 @@ mod tests {
     #[test]
     fn errors_name_file_line_key_and_expectation() {
         let e = parse("server:\n  listen: 127.0.0.1:8787\nmodels:\n  fast:\n    strategy: fastest\n    endpoints: []\n").unwrap_err().to_string();
-        assert!(e.starts_with("/nonexistent/bitrouter.yaml:5: `models.fast.strategy`"), "{e}");
+        assert!(
+            e.starts_with("/nonexistent/bitrouter.yaml:5: `models.fast.strategy`"),
+            "{e}"
+        );
         assert!(e.contains("priority") && e.contains("load_balance"), "{e}");
 
         let e = parse("server:\n  listne: x\n").unwrap_err().to_string();
-        assert!(e.contains(":2") && e.contains("listne") && e.contains("listen"), "{e}");
+        assert!(
+            e.contains(":2") && e.contains("listne") && e.contains("listen"),
+            "{e}"
+        );
 
-        let e = parse("models:\n  fast:\n    endpoints:\n      - provider: nope\n        model_id: m\n").unwrap_err().to_string();
-        assert!(e.contains(":4: `models.fast.endpoints[0].provider`") && e.contains("unknown provider \"nope\""), "{e}");
+        let e = parse(
+            "models:\n  fast:\n    endpoints:\n      - provider: nope\n        model_id: m\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(":4: `models.fast.endpoints[0].provider`")
+                && e.contains("unknown provider \"nope\""),
+            "{e}"
+        );
 
-        let e = parse("server:\n  listen: not-an-addr\n").unwrap_err().to_string();
-        assert!(e.contains(":2: `server.listen`") && e.contains("127.0.0.1:8787"), "{e}");
+        let e = parse("server:\n  listen: not-an-addr\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(":2: `server.listen`") && e.contains("127.0.0.1:8787"),
+            "{e}"
+        );
 
         let e = parse("models:\n  x:\n    endpoints:\n      - provider: deepseek\n        model_id: deepseek-chat\n").unwrap_err().to_string();
         assert!(e.contains("DEEPSEEK_API_KEY"), "{e}");
 
-        let e = parse("providers:\n  p:\n    api_base: http://x\n").unwrap_err().to_string();
-        assert!(e.contains("`providers.p.api_protocol`") && e.contains(":2"), "{e}");
+        let e = parse("providers:\n  p:\n    api_base: http://x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`providers.p.api_protocol`") && e.contains(":2"),
+            "{e}"
+        );
 
-        let e = parse("server:\n  max_body_size: lots\n").unwrap_err().to_string();
+        let e = parse("server:\n  max_body_size: lots\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("max_body_size") && e.contains("32MiB"), "{e}");
 
         let e = parse("models: [1, 2]\n").unwrap_err().to_string();

@@ -120,8 +120,14 @@ impl Error {
     /// that could have acted on it, or the provider said to come back later.
     pub fn is_retryable(&self) -> bool {
         match self.kind {
-            ErrorKind::Transport | ErrorKind::Timeout | ErrorKind::RateLimited | ErrorKind::BadUpstreamResponse => true,
-            ErrorKind::Provider => self.upstream.as_ref().is_some_and(|u| u.status.is_server_error()),
+            ErrorKind::Transport
+            | ErrorKind::Timeout
+            | ErrorKind::RateLimited
+            | ErrorKind::BadUpstreamResponse => true,
+            ErrorKind::Provider => self
+                .upstream
+                .as_ref()
+                .is_some_and(|u| u.status.is_server_error()),
             _ => false,
         }
     }
@@ -148,10 +154,11 @@ impl Error {
     /// The JSON error body in `dialect`. An upstream error of the same dialect is returned
     /// byte for byte.
     pub fn body(&self, dialect: Dialect) -> Bytes {
-        if let Some(u) = &self.upstream {
-            if u.dialect == dialect && !u.body.is_empty() {
-                return u.body.clone();
-            }
+        if let Some(u) = &self.upstream
+            && u.dialect == dialect
+            && !u.body.is_empty()
+        {
+            return u.body.clone();
         }
         let status = self.status();
         let value = match dialect {
@@ -229,7 +236,9 @@ mod tests {
 
     #[test]
     fn same_dialect_upstream_error_passes_through_verbatim() {
-        let body = Bytes::from_static(br#"{"type":"error","error":{"type":"invalid_request_error","message":"bad"}}"#);
+        let body = Bytes::from_static(
+            br#"{"type":"error","error":{"type":"invalid_request_error","message":"bad"}}"#,
+        );
         let e = Error::from_upstream(UpstreamError {
             status: StatusCode::BAD_REQUEST,
             dialect: Dialect::Anthropic,
@@ -237,7 +246,8 @@ mod tests {
             message: "bad".into(),
         });
         assert_eq!(e.body(Dialect::Anthropic), body);
-        let openai: serde_json::Value = serde_json::from_slice(&e.body(Dialect::OpenAiChat)).unwrap();
+        let openai: serde_json::Value =
+            serde_json::from_slice(&e.body(Dialect::OpenAiChat)).unwrap();
         assert_eq!(openai["error"]["message"], "bad");
         assert_eq!(openai["error"]["type"], "invalid_request_error");
         assert_eq!(e.status(), StatusCode::BAD_REQUEST);

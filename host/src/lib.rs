@@ -13,15 +13,15 @@
 //!
 //! `config` is read once at start; `canonical` and `error` are shared vocabulary.
 
-pub mod config;
-pub mod server;
-pub mod proxy;
 pub mod api;
-pub mod router;
-pub mod upstream;
-pub mod stream;
 pub mod canonical;
+pub mod config;
 pub mod error;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod stream;
+pub mod upstream;
 
 pub use config::Config;
 pub use server::{Gateway, serve};

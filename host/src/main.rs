@@ -25,7 +25,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway.
-    #[command(after_help = "Example:\n  bitrouter serve --config examples/quickstart.yaml --listen 127.0.0.1:8787")]
+    #[command(
+        after_help = "Example:\n  bitrouter serve --config examples/quickstart.yaml --listen 127.0.0.1:8787"
+    )]
     Serve {
         /// Config file (default: ./bitrouter.yaml if present, else built-in defaults).
         #[arg(long, short, env = "BITROUTER_CONFIG")]
@@ -38,7 +40,10 @@ enum Command {
         log_format: LogFormat,
     },
     /// Validate a config file and print the routes it resolves to.
-    #[command(name = "check-config", after_help = "Example:\n  bitrouter check-config bitrouter.yaml")]
+    #[command(
+        name = "check-config",
+        after_help = "Example:\n  bitrouter check-config bitrouter.yaml"
+    )]
     CheckConfig {
         /// The config file to check.
         path: PathBuf,
@@ -69,9 +74,15 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config, listen, log_format } => serve(config, listen, log_format),
+        Command::Serve {
+            config,
+            listen,
+            log_format,
+        } => serve(config, listen, log_format),
         Command::CheckConfig { path } => check_config(&path),
-        Command::Route { command: RouteCommand::List { config } } => load(config).map(|c| print_routes(&c)),
+        Command::Route {
+            command: RouteCommand::List { config },
+        } => load(config).map(|c| print_routes(&c)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -83,7 +94,11 @@ fn main() -> ExitCode {
 }
 
 fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
-    let path = path.or_else(|| Path::new("bitrouter.yaml").exists().then(|| PathBuf::from("bitrouter.yaml")));
+    let path = path.or_else(|| {
+        Path::new("bitrouter.yaml")
+            .exists()
+            .then(|| PathBuf::from("bitrouter.yaml"))
+    });
     let config = match path {
         Some(p) => Config::load(&p)?,
         None => Config::builtin(),
@@ -120,13 +135,20 @@ fn print_routes(config: &Config) {
         }
     };
     for (name, route) in &config.routes {
-        println!("{name} ({})", match route.strategy {
-            bitrouter::config::Strategy::Priority => "priority",
-            bitrouter::config::Strategy::LoadBalance => "load_balance",
-        });
+        println!(
+            "{name} ({})",
+            match route.strategy {
+                bitrouter::config::Strategy::Priority => "priority",
+                bitrouter::config::Strategy::LoadBalance => "load_balance",
+            }
+        );
         let plan = router.plan(name).ok();
         for (i, e) in route.endpoints.iter().enumerate() {
-            let url = plan.as_ref().and_then(|p| p.targets.get(i)).map(|t| t.url.clone()).unwrap_or_default();
+            let url = plan
+                .as_ref()
+                .and_then(|p| p.targets.get(i))
+                .map(|t| t.url.clone())
+                .unwrap_or_default();
             println!(
                 "  {}. {}:{} → {url}  weight {}  first_byte {}",
                 i + 1,
@@ -139,21 +161,35 @@ fn print_routes(config: &Config) {
     }
 }
 
-fn serve(config: Option<PathBuf>, listen: Option<String>, log_format: LogFormat) -> anyhow::Result<()> {
+fn serve(
+    config: Option<PathBuf>,
+    listen: Option<String>,
+    log_format: LogFormat,
+) -> anyhow::Result<()> {
     let mut config = load(config)?;
     if let Some(l) = listen {
-        config.server.listen = l.parse().with_context(|| format!("--listen: expected an address such as 127.0.0.1:8787, found {l:?}"))?;
+        config.server.listen = l.parse().with_context(|| {
+            format!("--listen: expected an address such as 127.0.0.1:8787, found {l:?}")
+        })?;
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.server.log_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.server.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listen = config.server.listen;
-        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
         let gateway = bitrouter::Gateway::new(config)?;
         tracing::info!(
             "bitrouter {} listening on http://{} ({} routes)",
@@ -169,10 +205,11 @@ fn serve(config: Option<PathBuf>, listen: Option<String>, log_format: LogFormat)
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

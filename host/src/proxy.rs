@@ -28,7 +28,10 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -83,7 +86,11 @@ impl RequestContext {
     }
 
     fn served_by(&self) -> &str {
-        self.attempts.last().filter(|a| a.error.is_none()).map(|a| a.target.as_str()).unwrap_or("-")
+        self.attempts
+            .last()
+            .filter(|a| a.error.is_none())
+            .map(|a| a.target.as_str())
+            .unwrap_or("-")
     }
 
     /// The request's one log line.
@@ -121,11 +128,21 @@ impl Proxy {
     }
 
     /// Serves one model call whose body has been read.
-    pub async fn model_call(&self, mut ctx: RequestContext, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
+    pub async fn model_call(
+        &self,
+        mut ctx: RequestContext,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Response<Body> {
         let dialect = ctx.dialect;
         let request = match api::decode_request(dialect, body) {
             Ok(r) => r,
-            Err(e) => return finish_with_error(&ctx, Error::bad_request(format!("invalid request: {e}"))),
+            Err(e) => {
+                return finish_with_error(
+                    &ctx,
+                    Error::bad_request(format!("invalid request: {e}")),
+                );
+            }
         };
         ctx.model = request.model.clone();
         ctx.stream = request.stream;
@@ -139,22 +156,32 @@ impl Proxy {
         for target in &plan.targets {
             let started = Instant::now();
             let outcome = if request.stream {
-                self.try_stream(&request, target, dialect, &extra_headers).await
+                self.try_stream(&request, target, dialect, &extra_headers)
+                    .await
             } else {
-                self.try_json(&request, target, dialect, &extra_headers).await
+                self.try_json(&request, target, dialect, &extra_headers)
+                    .await
             };
             let duration = started.elapsed();
             match outcome {
                 Ok(answer) => {
                     self.router.record_success(target);
-                    ctx.attempts.push(Attempt { target: target.label(), duration, error: None });
+                    ctx.attempts.push(Attempt {
+                        target: target.label(),
+                        duration,
+                        error: None,
+                    });
                     return answer.into_response(ctx, target);
                 }
                 Err(e) => {
                     ctx.attempts.push(Attempt {
                         target: target.label(),
                         duration,
-                        error: Some(AttemptError { kind: e.kind(), status: e.upstream().map(|u| u.status.as_u16()), message: e.message().to_owned() }),
+                        error: Some(AttemptError {
+                            kind: e.kind(),
+                            status: e.upstream().map(|u| u.status.as_u16()),
+                            message: e.message().to_owned(),
+                        }),
                     });
                     if !e.is_retryable() {
                         return finish_with_error(&ctx, e);
@@ -172,11 +199,24 @@ impl Proxy {
                     .attempts
                     .iter()
                     .map(|a| match &a.error {
-                        Some(err) => format!("{} → {}{}: {}", a.target, err.kind.as_str(), err.status.map(|s| format!(" {s}")).unwrap_or_default(), err.message),
+                        Some(err) => format!(
+                            "{} → {}{}: {}",
+                            a.target,
+                            err.kind.as_str(),
+                            err.status.map(|s| format!(" {s}")).unwrap_or_default(),
+                            err.message
+                        ),
                         None => a.target.clone(),
                     })
                     .collect();
-                Error::new(e.kind(), format!("all {} endpoints failed: {}", ctx.attempts.len(), summary.join("; ")))
+                Error::new(
+                    e.kind(),
+                    format!(
+                        "all {} endpoints failed: {}",
+                        ctx.attempts.len(),
+                        summary.join("; ")
+                    ),
+                )
             }
             None => Error::new(ErrorKind::NotFound, "the route has no endpoints"),
         };
@@ -185,32 +225,79 @@ impl Proxy {
 
     fn encode_for(&self, request: &Request, target: &Target) -> Result<Bytes, Error> {
         let value = api::encode_request(target.dialect, request, &target.model_id);
-        serde_json::to_vec(&value)
-            .map(Bytes::from)
-            .map_err(|e| Error::new(ErrorKind::BadRequest, format!("cannot encode the upstream request: {e}")))
+        serde_json::to_vec(&value).map(Bytes::from).map_err(|e| {
+            Error::new(
+                ErrorKind::BadRequest,
+                format!("cannot encode the upstream request: {e}"),
+            )
+        })
     }
 
-    async fn try_json(&self, request: &Request, target: &Target, dialect: Dialect, extra: &HeaderMap) -> Result<Answer, Error> {
+    async fn try_json(
+        &self,
+        request: &Request,
+        target: &Target,
+        dialect: Dialect,
+        extra: &HeaderMap,
+    ) -> Result<Answer, Error> {
         let body = self.encode_for(request, target)?;
         let t = target.timeouts;
-        let response = self.upstream.send(target, body, same_dialect_headers(target, dialect, extra), t.total.unwrap_or(t.first_byte).min(t.first_byte)).await?;
+        let response = self
+            .upstream
+            .send(
+                target,
+                body,
+                same_dialect_headers(target, dialect, extra),
+                t.total.unwrap_or(t.first_byte).min(t.first_byte),
+            )
+            .await?;
         let bytes = match tokio::time::timeout(t.idle, response.bytes()).await {
-            Err(_) => return Err(Error::new(ErrorKind::Timeout, "the upstream stopped sending its answer")),
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    "the upstream stopped sending its answer",
+                ));
+            }
             Ok(Err(e)) => return Err(crate::upstream::transport_error(e)),
             Ok(Ok(b)) => b,
         };
-        let decoded = api::decode_response(target.dialect, &bytes)
-            .map_err(|e| Error::new(ErrorKind::BadUpstreamResponse, format!("undecodable answer from {}: {e}", target.label())))?;
+        let decoded = api::decode_response(target.dialect, &bytes).map_err(|e| {
+            Error::new(
+                ErrorKind::BadUpstreamResponse,
+                format!("undecodable answer from {}: {e}", target.label()),
+            )
+        })?;
         // Same dialect: the upstream's bytes go back untouched, fields we do not model included.
-        let body = if target.dialect == dialect { bytes } else { api::encode_response(dialect, &decoded) };
-        Ok(Answer::Json { body, usage: decoded.usage })
+        let body = if target.dialect == dialect {
+            bytes
+        } else {
+            api::encode_response(dialect, &decoded)
+        };
+        Ok(Answer::Json {
+            body,
+            usage: decoded.usage,
+        })
     }
 
-    async fn try_stream(&self, request: &Request, target: &Target, dialect: Dialect, extra: &HeaderMap) -> Result<Answer, Error> {
+    async fn try_stream(
+        &self,
+        request: &Request,
+        target: &Target,
+        dialect: Dialect,
+        extra: &HeaderMap,
+    ) -> Result<Answer, Error> {
         let body = self.encode_for(request, target)?;
         let t = target.timeouts;
         let started = Instant::now();
-        let response = self.upstream.send(target, body, same_dialect_headers(target, dialect, extra), t.first_byte).await?;
+        let response = self
+            .upstream
+            .send(
+                target,
+                body,
+                same_dialect_headers(target, dialect, extra),
+                t.first_byte,
+            )
+            .await?;
         let mut events = UpstreamEvents::new(response, target.dialect);
         // Hold back metadata (message start, usage) until the first piece of content: an
         // upstream that dies in between (Anthropic's mid-stream `overloaded_error`) can still
@@ -218,14 +305,22 @@ impl Proxy {
         let mut first = Vec::new();
         let mut more = true;
         while more && !first.iter().any(is_content) {
-            let remaining = t.first_byte.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+            let remaining = t
+                .first_byte
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(1));
             more = events.next_batch(&mut first, remaining).await?;
         }
         if !more && !first.iter().any(is_content) {
-            return Err(Error::new(ErrorKind::Transport, "the upstream closed the stream before sending any content"));
+            return Err(Error::new(
+                ErrorKind::Transport,
+                "the upstream closed the stream before sending any content",
+            ));
         }
         // An error before anything reached the caller is as good as an error status.
-        if let Some(StreamEvent::Error(message)) = first.iter().find(|e| matches!(e, StreamEvent::Error(_))) {
+        if let Some(StreamEvent::Error(message)) =
+            first.iter().find(|e| matches!(e, StreamEvent::Error(_)))
+        {
             return Err(Error::from_upstream(UpstreamError {
                 status: StatusCode::BAD_GATEWAY,
                 dialect: target.dialect,
@@ -234,7 +329,13 @@ impl Proxy {
             }));
         }
         let encoder = StreamEncoder::new(dialect, request.include_usage);
-        Ok(Answer::Stream { events, encoder, first, idle: t.idle, total: t.total })
+        Ok(Answer::Stream {
+            events,
+            encoder,
+            first,
+            idle: t.idle,
+            total: t.total,
+        })
     }
 }
 
@@ -244,9 +345,20 @@ fn is_content(e: &StreamEvent) -> bool {
 }
 
 /// A successful attempt, not yet turned into the caller's response.
+// Moved once per request, never stored: boxing the stream variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Answer {
-    Json { body: Bytes, usage: Usage },
-    Stream { events: UpstreamEvents, encoder: StreamEncoder, first: Vec<StreamEvent>, idle: Duration, total: Option<Duration> },
+    Json {
+        body: Bytes,
+        usage: Usage,
+    },
+    Stream {
+        events: UpstreamEvents,
+        encoder: StreamEncoder,
+        first: Vec<StreamEvent>,
+        idle: Duration,
+        total: Option<Duration>,
+    },
 }
 
 impl Answer {
@@ -260,14 +372,37 @@ impl Answer {
                 ctx.log(200, None);
                 json_response(StatusCode::OK, body)
             }
-            Answer::Stream { events, encoder, first, idle, total } => {
+            Answer::Stream {
+                events,
+                encoder,
+                first,
+                idle,
+                total,
+            } => {
                 ctx.ttfb = Some(ctx.started.elapsed());
-                let relay = Relay::new(events, encoder, first, idle, total, StreamLog { ctx: Some(ctx) });
-                let body = StreamBody::new(relay.into_stream().map(|b| Ok::<_, Infallible>(http_body::Frame::data(b))));
+                let relay = Relay::new(
+                    events,
+                    encoder,
+                    first,
+                    idle,
+                    total,
+                    StreamLog { ctx: Some(ctx) },
+                );
+                let body = StreamBody::new(
+                    relay
+                        .into_stream()
+                        .map(|b| Ok::<_, Infallible>(http_body::Frame::data(b))),
+                );
                 let mut r = Response::new(BodyExt::boxed_unsync(body));
                 let h = r.headers_mut();
-                h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-                h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                h.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/event-stream"),
+                );
+                h.insert(
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-cache"),
+                );
                 r
             }
         };
@@ -314,16 +449,20 @@ fn finish_with_error(ctx: &RequestContext, e: Error) -> Response<Body> {
 }
 
 fn same_dialect_headers(target: &Target, dialect: Dialect, extra: &HeaderMap) -> HeaderMap {
-    if target.dialect == dialect { extra.clone() } else { HeaderMap::new() }
+    if target.dialect == dialect {
+        extra.clone()
+    } else {
+        HeaderMap::new()
+    }
 }
 
 /// Caller headers an upstream of the same dialect understands and should see.
 fn passthrough_headers(dialect: Dialect, headers: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
-    if dialect == Dialect::Anthropic {
-        if let Some(v) = headers.get("anthropic-beta") {
-            out.insert(HeaderName::from_static("anthropic-beta"), v.clone());
-        }
+    if dialect == Dialect::Anthropic
+        && let Some(v) = headers.get("anthropic-beta")
+    {
+        out.insert(HeaderName::from_static("anthropic-beta"), v.clone());
     }
     out
 }

@@ -73,7 +73,8 @@ pub struct Router {
 
 impl Router {
     pub fn new(config: &Config) -> Result<Router, Error> {
-        let mut shared: HashMap<(String, String, String, Option<String>), Arc<Target>> = HashMap::new();
+        let mut shared: HashMap<(String, String, String, Option<String>), Arc<Target>> =
+            HashMap::new();
         let mut routes = HashMap::new();
         for (name, route) in &config.routes {
             let mut targets = Vec::with_capacity(route.endpoints.len());
@@ -81,11 +82,22 @@ impl Router {
                 let provider = &config.providers[&e.provider];
                 let base = e.api_base.as_deref().unwrap_or(&provider.api_base);
                 let key = e.api_key.clone().or_else(|| provider.api_key.clone());
-                let id = (e.provider.clone(), e.model_id.clone(), base.to_owned(), key.clone());
+                let id = (
+                    e.provider.clone(),
+                    e.model_id.clone(),
+                    base.to_owned(),
+                    key.clone(),
+                );
                 let target = match shared.get(&id) {
                     Some(t) if t.timeouts == e.timeouts => t.clone(),
                     _ => {
-                        let t = Arc::new(build_target(provider, &e.model_id, base, key.as_deref(), e.timeouts)?);
+                        let t = Arc::new(build_target(
+                            provider,
+                            &e.model_id,
+                            base,
+                            key.as_deref(),
+                            e.timeouts,
+                        )?);
                         shared.insert(id, t.clone());
                         t
                     }
@@ -104,7 +116,11 @@ impl Router {
                 },
             );
         }
-        let direct_timeouts = config.providers.values().map(|p| (p.name.clone(), config.direct_timeouts(p))).collect();
+        let direct_timeouts = config
+            .providers
+            .values()
+            .map(|p| (p.name.clone(), config.direct_timeouts(p)))
+            .collect();
         Ok(Router {
             epoch: Instant::now(),
             routes,
@@ -123,11 +139,15 @@ impl Router {
         if let Some(route) = self.routes.get(model) {
             return Ok(self.plan_route(model, route));
         }
-        if let Some((provider, model_id)) = model.split_once(':') {
-            if let Some(p) = self.providers.get(provider) {
-                let target = self.direct_target(p, model_id)?;
-                return Ok(Plan { route: None, targets: vec![target], cooldown: Cooldown::default() });
-            }
+        if let Some((provider, model_id)) = model.split_once(':')
+            && let Some(p) = self.providers.get(provider)
+        {
+            let target = self.direct_target(p, model_id)?;
+            return Ok(Plan {
+                route: None,
+                targets: vec![target],
+                cooldown: Cooldown::default(),
+            });
         }
         Err(Error::new(
             ErrorKind::NotFound,
@@ -160,7 +180,11 @@ impl Router {
         // Endpoints in cool-down are a last resort, not excluded: when everything else fails,
         // one of them may have recovered.
         ready.extend(cooling);
-        Plan { route: Some(name.to_owned()), targets: ready, cooldown: route.cooldown }
+        Plan {
+            route: Some(name.to_owned()),
+            targets: ready,
+            cooldown: route.cooldown,
+        }
     }
 
     /// Whether a target may be tried now. A target past its cool-down is claimed for one
@@ -173,7 +197,12 @@ impl Router {
         now >= until
             && t.health
                 .cool_until
-                .compare_exchange(until, now + cooldown.duration.as_millis() as u64, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(
+                    until,
+                    now + cooldown.duration.as_millis() as u64,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
     }
 
@@ -185,20 +214,28 @@ impl Router {
     pub fn record_failure(&self, t: &Target, cooldown: Cooldown) {
         let failures = t.health.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures >= cooldown.failures {
-            t.health
-                .cool_until
-                .store(self.now_ms() + cooldown.duration.as_millis() as u64, Ordering::Relaxed);
+            t.health.cool_until.store(
+                self.now_ms() + cooldown.duration.as_millis() as u64,
+                Ordering::Relaxed,
+            );
         }
     }
 
     fn direct_target(&self, provider: &Provider, model_id: &str) -> Result<Arc<Target>, Error> {
         if model_id.is_empty() {
-            return Err(Error::new(ErrorKind::NotFound, format!("{:?} names no model after the colon", provider.name)));
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("{:?} names no model after the colon", provider.name),
+            ));
         }
         if !provider.usable() {
             return Err(Error::new(
                 ErrorKind::NotConfigured,
-                format!("provider {:?} has no API key: {}", provider.name, provider.key_hint()),
+                format!(
+                    "provider {:?} has no API key: {}",
+                    provider.name,
+                    provider.key_hint()
+                ),
             ));
         }
         let key = format!("{}:{model_id}", provider.name);
@@ -206,8 +243,18 @@ impl Router {
         if let Some(t) = cache.get(&key) {
             return Ok(t.clone());
         }
-        let timeouts = self.direct_timeouts.get(&provider.name).copied().unwrap_or_default();
-        let t = Arc::new(build_target(provider, model_id, &provider.api_base, provider.api_key.as_deref(), timeouts)?);
+        let timeouts = self
+            .direct_timeouts
+            .get(&provider.name)
+            .copied()
+            .unwrap_or_default();
+        let t = Arc::new(build_target(
+            provider,
+            model_id,
+            &provider.api_base,
+            provider.api_key.as_deref(),
+            timeouts,
+        )?);
         cache.insert(key, t.clone());
         Ok(t)
     }
@@ -220,26 +267,49 @@ impl Router {
     }
 }
 
-fn build_target(provider: &Provider, model_id: &str, base: &str, key: Option<&str>, timeouts: Timeouts) -> Result<Target, Error> {
+fn build_target(
+    provider: &Provider,
+    model_id: &str,
+    base: &str,
+    key: Option<&str>,
+    timeouts: Timeouts,
+) -> Result<Target, Error> {
     let base = base.trim_end_matches('/');
     let (dialect, url) = match provider.protocol {
         ApiProtocol::Openai => (Dialect::OpenAiChat, format!("{base}/chat/completions")),
-        ApiProtocol::Anthropic if base.ends_with("/v1") => (Dialect::Anthropic, format!("{base}/messages")),
+        ApiProtocol::Anthropic if base.ends_with("/v1") => {
+            (Dialect::Anthropic, format!("{base}/messages"))
+        }
         ApiProtocol::Anthropic => (Dialect::Anthropic, format!("{base}/v1/messages")),
         ApiProtocol::Google => {
             return Err(Error::new(
                 ErrorKind::NotConfigured,
-                format!("provider {:?} speaks api_protocol google, which this build cannot route to yet", provider.name),
+                format!(
+                    "provider {:?} speaks api_protocol google, which this build cannot route to yet",
+                    provider.name
+                ),
             ));
         }
     };
-    let bad = |what: &str| Error::new(ErrorKind::NotConfigured, format!("provider {:?}: {what} is not a valid HTTP header value", provider.name));
+    let bad = |what: &str| {
+        Error::new(
+            ErrorKind::NotConfigured,
+            format!(
+                "provider {:?}: {what} is not a valid HTTP header value",
+                provider.name
+            ),
+        )
+    };
     let mut headers = HeaderMap::new();
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Some(key) = key {
         match dialect {
             Dialect::OpenAiChat => {
-                let v = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| bad("the API key"))?;
+                let v = HeaderValue::from_str(&format!("Bearer {key}"))
+                    .map_err(|_| bad("the API key"))?;
                 headers.insert(http::header::AUTHORIZATION, v);
             }
             Dialect::Anthropic => {
@@ -249,7 +319,10 @@ fn build_target(provider: &Provider, model_id: &str, base: &str, key: Option<&st
         }
     }
     if dialect == Dialect::Anthropic {
-        headers.insert(HeaderName::from_static("anthropic-version"), HeaderValue::from_static(ANTHROPIC_VERSION));
+        headers.insert(
+            HeaderName::from_static("anthropic-version"),
+            HeaderValue::from_static(ANTHROPIC_VERSION),
+        );
     }
     for (k, v) in &provider.default_headers {
         let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| bad(k))?;
@@ -280,7 +353,11 @@ fn smooth_weighted_schedule(weights: &[u32]) -> Vec<usize> {
         for (c, w) in current.iter_mut().zip(weights) {
             *c += *w as i64;
         }
-        let Some((best, _)) = current.iter().enumerate().max_by_key(|(i, c)| (**c, -(*i as i64))) else {
+        let Some((best, _)) = current
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, c)| (**c, -(*i as i64)))
+        else {
             break;
         };
         current[best] -= total;
@@ -306,7 +383,10 @@ mod tests {
 
     #[test]
     fn schedule_spreads_by_weight() {
-        assert_eq!(smooth_weighted_schedule(&[5, 1, 1]), vec![0, 0, 1, 0, 2, 0, 0]);
+        assert_eq!(
+            smooth_weighted_schedule(&[5, 1, 1]),
+            vec![0, 0, 1, 0, 2, 0, 0]
+        );
         assert_eq!(smooth_weighted_schedule(&[1, 1]), vec![0, 1]);
     }
 
@@ -324,7 +404,9 @@ mod tests {
     #[test]
     fn load_balance_rotates_the_first_choice() {
         let r = router(&TWO.replace("STRATEGY", "load_balance"));
-        let firsts: Vec<String> = (0..8).map(|_| r.plan("r").unwrap().targets[0].provider.clone()).collect();
+        let firsts: Vec<String> = (0..8)
+            .map(|_| r.plan("r").unwrap().targets[0].provider.clone())
+            .collect();
         assert_eq!(firsts.iter().filter(|p| *p == "a").count(), 6);
         assert_eq!(firsts.iter().filter(|p| *p == "b").count(), 2);
     }
@@ -335,12 +417,24 @@ mod tests {
         let plan = r.plan("r").unwrap();
         let a = plan.targets[0].clone();
         r.record_failure(&a, plan.cooldown);
-        assert_eq!(r.plan("r").unwrap().targets[0].provider, "a", "one failure is below the threshold");
+        assert_eq!(
+            r.plan("r").unwrap().targets[0].provider,
+            "a",
+            "one failure is below the threshold"
+        );
         r.record_failure(&a, plan.cooldown);
         assert_eq!(r.plan("r").unwrap().targets[0].provider, "b");
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(r.plan("r").unwrap().targets[0].provider, "a", "probe after the cool-down");
-        assert_eq!(r.plan("r").unwrap().targets[0].provider, "b", "only one probe at a time");
+        assert_eq!(
+            r.plan("r").unwrap().targets[0].provider,
+            "a",
+            "probe after the cool-down"
+        );
+        assert_eq!(
+            r.plan("r").unwrap().targets[0].provider,
+            "b",
+            "only one probe at a time"
+        );
         r.record_success(&a);
         assert_eq!(r.plan("r").unwrap().targets[0].provider, "a");
     }

@@ -34,7 +34,11 @@ impl Gateway {
     pub fn new(config: Config) -> Result<Arc<Gateway>, Error> {
         let router = Router::new(&config)?;
         let upstream = Upstream::new(config.connect_timeout)?;
-        Ok(Arc::new(Gateway { proxy: Proxy::new(router, upstream), config, started: Instant::now() }))
+        Ok(Arc::new(Gateway {
+            proxy: Proxy::new(router, upstream),
+            config,
+            started: Instant::now(),
+        }))
     }
 
     pub fn config(&self) -> &Config {
@@ -47,16 +51,26 @@ impl Gateway {
         let path = req.uri().path();
         let method = req.method().clone();
         let mut response = match (path, &method) {
-            ("/v1/chat/completions" | "/chat/completions", &Method::POST) => self.model_call(Dialect::OpenAiChat, id.clone(), req).await,
-            ("/v1/messages" | "/messages", &Method::POST) => self.model_call(Dialect::Anthropic, id.clone(), req).await,
+            ("/v1/chat/completions" | "/chat/completions", &Method::POST) => {
+                self.model_call(Dialect::OpenAiChat, id.clone(), req).await
+            }
+            ("/v1/messages" | "/messages", &Method::POST) => {
+                self.model_call(Dialect::Anthropic, id.clone(), req).await
+            }
             ("/v1/models" | "/models", &Method::GET) => self.list_models(req.headers()),
             ("/health" | "/healthz", &Method::GET) => self.health(),
-            ("/v1/chat/completions" | "/chat/completions" | "/v1/messages" | "/messages", _) => method_not_allowed(req.headers(), path, "POST"),
-            ("/v1/models" | "/models" | "/health" | "/healthz", _) => method_not_allowed(req.headers(), path, "GET"),
+            ("/v1/chat/completions" | "/chat/completions" | "/v1/messages" | "/messages", _) => {
+                method_not_allowed(req.headers(), path, "POST")
+            }
+            ("/v1/models" | "/models" | "/health" | "/healthz", _) => {
+                method_not_allowed(req.headers(), path, "GET")
+            }
             _ => {
                 let e = Error::new(
                     ErrorKind::NotFound,
-                    format!("no route {method} {path}; this gateway serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models and GET /health"),
+                    format!(
+                        "no route {method} {path}; this gateway serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models and GET /health"
+                    ),
                 );
                 error_response(guess_dialect(req.headers(), path), &e)
             }
@@ -67,7 +81,12 @@ impl Gateway {
         response
     }
 
-    async fn model_call(&self, dialect: Dialect, id: String, req: Request<Incoming>) -> Response<Body> {
+    async fn model_call(
+        &self,
+        dialect: Dialect,
+        id: String,
+        req: Request<Incoming>,
+    ) -> Response<Body> {
         let ctx = RequestContext::new(id, dialect);
         let (parts, body) = req.into_parts();
         match self.read_body(&parts.headers, body).await {
@@ -82,27 +101,58 @@ impl Gateway {
     /// Reads the whole body within `server.max_body_size` and `server.body_timeout`.
     async fn read_body(&self, headers: &HeaderMap, body: Incoming) -> Result<Bytes, Error> {
         let max = self.config.server.max_body_size;
-        let too_large = || Error::new(ErrorKind::PayloadTooLarge, format!("the request body is larger than the limit of {max} bytes (server.max_body_size)"));
-        let declared = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let too_large = || {
+            Error::new(
+                ErrorKind::PayloadTooLarge,
+                format!(
+                    "the request body is larger than the limit of {max} bytes (server.max_body_size)"
+                ),
+            )
+        };
+        let declared = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > max) {
             return Err(too_large());
         }
         let limit = usize::try_from(max).unwrap_or(usize::MAX);
-        match tokio::time::timeout(self.config.server.body_timeout, Limited::new(body, limit).collect()).await {
-            Err(_) => Err(Error::new(ErrorKind::ClientTimeout, "the request body did not arrive in time (server.body_timeout)")),
+        match tokio::time::timeout(
+            self.config.server.body_timeout,
+            Limited::new(body, limit).collect(),
+        )
+        .await
+        {
+            Err(_) => Err(Error::new(
+                ErrorKind::ClientTimeout,
+                "the request body did not arrive in time (server.body_timeout)",
+            )),
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-            Ok(Err(e)) => Err(Error::bad_request(format!("could not read the request body: {e}"))),
+            Ok(Err(e)) => Err(Error::bad_request(format!(
+                "could not read the request body: {e}"
+            ))),
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
         }
     }
 
     /// Routes first, then `provider:model_id` for every provider that can be called.
     fn list_models(&self, headers: &HeaderMap) -> Response<Body> {
-        let mut ids: Vec<(String, String)> = self.proxy.router.route_names().map(|r| (r.clone(), "bitrouter".to_owned())).collect();
+        let mut ids: Vec<(String, String)> = self
+            .proxy
+            .router
+            .route_names()
+            .map(|r| (r.clone(), "bitrouter".to_owned()))
+            .collect();
         for p in self.config.providers.values() {
-            let listed = (p.configured || p.api_key.is_some()) && p.usable() && p.protocol != ApiProtocol::Google;
+            let listed = (p.configured || p.api_key.is_some())
+                && p.usable()
+                && p.protocol != ApiProtocol::Google;
             if listed {
-                ids.extend(p.models.keys().map(|m| (format!("{}:{m}", p.name), p.name.clone())));
+                ids.extend(
+                    p.models
+                        .keys()
+                        .map(|m| (format!("{}:{m}", p.name), p.name.clone())),
+                );
             }
         }
         let body = if headers.contains_key("anthropic-version") {
@@ -148,15 +198,23 @@ fn guess_dialect(headers: &HeaderMap, path: &str) -> Dialect {
 }
 
 fn method_not_allowed(headers: &HeaderMap, path: &str, allow: &'static str) -> Response<Body> {
-    let e = Error::new(ErrorKind::MethodNotAllowed, format!("{path} accepts {allow} only"));
+    let e = Error::new(
+        ErrorKind::MethodNotAllowed,
+        format!("{path} accepts {allow} only"),
+    );
     let mut r = error_response(guess_dialect(headers, path), &e);
-    r.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    r.headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static(allow));
     r
 }
 
 /// Serves `gateway` on `listener` until `shutdown` resolves, then lets in-flight requests
 /// finish for `server.shutdown_grace`.
-pub async fn serve(gateway: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+pub async fn serve(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -185,7 +243,9 @@ pub async fn serve(gateway: Arc<Gateway>, listener: TcpListener, shutdown: impl 
             let gw = gw.clone();
             async move { Ok::<_, Infallible>(gw.handle(req).await) }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

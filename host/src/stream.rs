@@ -14,7 +14,12 @@ use crate::api::{StreamDecoder, StreamEncoder};
 use crate::canonical::{Dialect, StreamEvent};
 use crate::error::{Error, ErrorKind};
 
-type SseEvents = Pin<Box<dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>> + Send>>;
+type SseEvents = Pin<
+    Box<
+        dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>>
+            + Send,
+    >,
+>;
 
 /// An upstream's SSE response, decoded into canonical events batch by batch.
 pub struct UpstreamEvents {
@@ -24,31 +29,51 @@ pub struct UpstreamEvents {
 
 impl UpstreamEvents {
     pub fn new(response: reqwest::Response, dialect: Dialect) -> Self {
-        UpstreamEvents { events: Box::pin(response.bytes_stream().eventsource()), decoder: StreamDecoder::new(dialect) }
+        UpstreamEvents {
+            events: Box::pin(response.bytes_stream().eventsource()),
+            decoder: StreamDecoder::new(dialect),
+        }
     }
 
     /// Appends the next non-empty batch of events to `out`. `Ok(false)` means the upstream
     /// closed the stream; `wait` bounds the silence before giving up.
-    pub async fn next_batch(&mut self, out: &mut Vec<StreamEvent>, wait: Duration) -> Result<bool, Error> {
+    pub async fn next_batch(
+        &mut self,
+        out: &mut Vec<StreamEvent>,
+        wait: Duration,
+    ) -> Result<bool, Error> {
         let deadline = Instant::now() + wait;
         loop {
             let next = match tokio::time::timeout_at(deadline, self.events.next()).await {
                 Err(_) => {
                     return Err(Error::new(
                         ErrorKind::Timeout,
-                        format!("the upstream sent nothing for {}", humantime::format_duration(wait)),
+                        format!(
+                            "the upstream sent nothing for {}",
+                            humantime::format_duration(wait)
+                        ),
                     ));
                 }
                 Ok(n) => n,
             };
             match next {
                 None => return Ok(false),
-                Some(Err(EventStreamError::Transport(e))) => return Err(crate::upstream::transport_error(e)),
-                Some(Err(e)) => return Err(Error::new(ErrorKind::BadUpstreamResponse, format!("malformed SSE from the upstream: {e}"))),
+                Some(Err(EventStreamError::Transport(e))) => {
+                    return Err(crate::upstream::transport_error(e));
+                }
+                Some(Err(e)) => {
+                    return Err(Error::new(
+                        ErrorKind::BadUpstreamResponse,
+                        format!("malformed SSE from the upstream: {e}"),
+                    ));
+                }
                 Some(Ok(event)) => {
-                    self.decoder
-                        .decode(&event.data, out)
-                        .map_err(|e| Error::new(ErrorKind::BadUpstreamResponse, format!("undecodable stream event from the upstream: {e}")))?;
+                    self.decoder.decode(&event.data, out).map_err(|e| {
+                        Error::new(
+                            ErrorKind::BadUpstreamResponse,
+                            format!("undecodable stream event from the upstream: {e}"),
+                        )
+                    })?;
                     if !out.is_empty() {
                         return Ok(true);
                     }
@@ -84,8 +109,23 @@ pub struct Relay<O: RelayObserver> {
 
 impl<O: RelayObserver> Relay<O> {
     /// `first` holds the events already read while deciding whether to fail over.
-    pub fn new(upstream: UpstreamEvents, encoder: StreamEncoder, first: Vec<StreamEvent>, idle: Duration, total: Option<Duration>, observer: O) -> Self {
-        Relay { upstream, encoder, pending: first, idle, deadline: total.map(|t| Instant::now() + t), done: false, observer }
+    pub fn new(
+        upstream: UpstreamEvents,
+        encoder: StreamEncoder,
+        first: Vec<StreamEvent>,
+        idle: Duration,
+        total: Option<Duration>,
+        observer: O,
+    ) -> Self {
+        Relay {
+            upstream,
+            encoder,
+            pending: first,
+            idle,
+            deadline: total.map(|t| Instant::now() + t),
+            done: false,
+            observer,
+        }
     }
 
     fn encode_pending(&mut self, out: &mut Vec<u8>) {
@@ -120,13 +160,18 @@ impl<O: RelayObserver> Relay<O> {
             }
             Ok(false) => {
                 self.done = true;
-                let e = Error::new(ErrorKind::Transport, "the upstream ended the stream before finishing the message");
-                self.encoder.encode(&StreamEvent::Error(e.message().to_owned()), &mut out);
+                let e = Error::new(
+                    ErrorKind::Transport,
+                    "the upstream ended the stream before finishing the message",
+                );
+                self.encoder
+                    .encode(&StreamEvent::Error(e.message().to_owned()), &mut out);
                 self.observer.end(Err(&e));
             }
             Err(e) => {
                 self.done = true;
-                self.encoder.encode(&StreamEvent::Error(e.message().to_owned()), &mut out);
+                self.encoder
+                    .encode(&StreamEvent::Error(e.message().to_owned()), &mut out);
                 self.observer.end(Err(&e));
             }
         }
@@ -138,6 +183,8 @@ impl<O: RelayObserver> Relay<O> {
     where
         O: 'static,
     {
-        futures_util::stream::unfold(self, |mut relay| async move { relay.next_frame().await.map(|b| (b, relay)) })
+        futures_util::stream::unfold(self, |mut relay| async move {
+            relay.next_frame().await.map(|b| (b, relay))
+        })
     }
 }

@@ -28,19 +28,33 @@ impl Upstream {
             .http2_adaptive_window(true)
             .user_agent(concat!("bitrouter/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| Error::new(ErrorKind::NotConfigured, format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::NotConfigured,
+                    format!("cannot build the HTTP client: {e}"),
+                )
+            })?;
         Ok(Upstream { client })
     }
 
     /// Posts `body` to `target` and waits (at most `timeout`) for a success status.
     /// An error status is read and returned as the upstream's own error.
-    pub async fn send(&self, target: &Target, body: Bytes, extra_headers: HeaderMap, timeout: Duration) -> Result<reqwest::Response, Error> {
+    pub async fn send(
+        &self,
+        target: &Target,
+        body: Bytes,
+        extra_headers: HeaderMap,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, Error> {
         let mut headers = target.headers.clone();
         headers.extend(extra_headers);
         let request = self.client.post(&target.url).headers(headers).body(body);
         let response = match tokio::time::timeout(timeout, request.send()).await {
             Err(_) => {
-                return Err(Error::new(ErrorKind::Timeout, format!("no response within {}", humantime::format_duration(timeout))));
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("no response within {}", humantime::format_duration(timeout)),
+                ));
             }
             Ok(Err(e)) => return Err(transport_error(e)),
             Ok(Ok(r)) => r,
@@ -49,15 +63,28 @@ impl Upstream {
         if status.is_success() {
             return Ok(response);
         }
-        let body = tokio::time::timeout(timeout, response.bytes()).await.ok().and_then(Result::ok).unwrap_or_default();
+        let body = tokio::time::timeout(timeout, response.bytes())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
         let message = api::upstream_error_message(&body);
-        Err(Error::from_upstream(UpstreamError { status, dialect: target.dialect, body, message }))
+        Err(Error::from_upstream(UpstreamError {
+            status,
+            dialect: target.dialect,
+            body,
+            message,
+        }))
     }
 }
 
 /// Classifies a reqwest failure: a refused or reset connection is `Transport`, a timer `Timeout`.
 pub fn transport_error(e: reqwest::Error) -> Error {
-    let kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Transport };
+    let kind = if e.is_timeout() {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Transport
+    };
     // reqwest's Display stops at the outermost layer; the cause chain says what happened.
     let mut message = e.to_string();
     let mut source = std::error::Error::source(&e);

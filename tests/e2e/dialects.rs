@@ -8,11 +8,18 @@ use crate::harness::*;
 const DIALECTS: [&str; 2] = ["openai", "anthropic"];
 
 /// A gateway with routes `to-openai` and `to-anthropic`, each with one mock upstream.
-async fn setup() -> (TestGateway, bitrouter_bench::MockServer, bitrouter_bench::MockServer) {
+async fn setup() -> (
+    TestGateway,
+    bitrouter_bench::MockServer,
+    bitrouter_bench::MockServer,
+) {
     let (o, a) = (mock().await, mock().await);
     let yaml = format!(
         "{}models:\n  to-openai:\n    endpoints: [{{ provider: up-openai, model_id: gpt-up }}]\n  to-anthropic:\n    endpoints: [{{ provider: up-anthropic, model_id: claude-up }}]\n",
-        providers(&[("up-openai", "openai", &o), ("up-anthropic", "anthropic", &a)])
+        providers(&[
+            ("up-openai", "openai", &o),
+            ("up-anthropic", "anthropic", &a)
+        ])
     );
     (TestGateway::start(&yaml).await, o, a)
 }
@@ -26,9 +33,12 @@ fn with_stream(mut body: Value, include_usage: bool) -> Value {
 }
 
 fn weather_tools(dialect: &str) -> Value {
-    let schema = json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]});
+    let schema =
+        json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]});
     match dialect {
-        "openai" => json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": schema}}]),
+        "openai" => {
+            json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": schema}}])
+        }
         _ => json!([{"name": "get_weather", "description": "Weather", "input_schema": schema}]),
     }
 }
@@ -43,7 +53,11 @@ async fn plain_requests_every_dialect_pair() {
             let r = post(&gw, path, &body).await;
             assert_eq!(r.status, 200, "{caller} → {route}: {}", r.text);
             let v = r.json();
-            assert_eq!(answer_text(caller, &v), "Hello from the mock upstream.", "{caller} → {route}: {v}");
+            assert_eq!(
+                answer_text(caller, &v),
+                "Hello from the mock upstream.",
+                "{caller} → {route}: {v}"
+            );
             match caller {
                 "openai" => {
                     assert_eq!(v["object"], "chat.completion");
@@ -67,9 +81,19 @@ async fn plain_requests_every_dialect_pair() {
             } else {
                 assert_eq!(sent.path, "/v1/chat/completions");
                 assert_eq!(sent.body["model"], "gpt-up");
-                assert_eq!(sent.header("authorization"), Some("Bearer test-key-up-openai"));
+                assert_eq!(
+                    sent.header("authorization"),
+                    Some("Bearer test-key-up-openai")
+                );
             }
-            assert_eq!(r.header("x-bitrouter-upstream"), if route == "to-openai" { "up-openai:gpt-up" } else { "up-anthropic:claude-up" });
+            assert_eq!(
+                r.header("x-bitrouter-upstream"),
+                if route == "to-openai" {
+                    "up-openai:gpt-up"
+                } else {
+                    "up-anthropic:claude-up"
+                }
+            );
             assert!(!r.header("x-request-id").is_empty());
         }
     }
@@ -87,8 +111,14 @@ async fn system_prompts_and_images_translate() {
     let sent = a.last_request().unwrap().body;
     assert_eq!(sent["system"], "Be terse.");
     assert_eq!(sent["messages"][0]["content"][1]["type"], "image");
-    assert_eq!(sent["messages"][0]["content"][1]["source"]["media_type"], "image/png");
-    assert_eq!(sent["messages"][0]["content"][1]["source"]["data"], "iVBORw0KGgo=");
+    assert_eq!(
+        sent["messages"][0]["content"][1]["source"]["media_type"],
+        "image/png"
+    );
+    assert_eq!(
+        sent["messages"][0]["content"][1]["source"]["data"],
+        "iVBORw0KGgo="
+    );
 
     let anthropic_body = json!({"model": "to-openai", "max_tokens": 50, "system": [{"type": "text", "text": "Be terse."}],
         "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}, {"type": "text", "text": "What?"}]}]});
@@ -97,7 +127,10 @@ async fn system_prompts_and_images_translate() {
     let sent = o.last_request().unwrap().body;
     assert_eq!(sent["messages"][0]["role"], "system");
     assert_eq!(sent["messages"][0]["content"], "Be terse.");
-    assert_eq!(sent["messages"][1]["content"][0]["image_url"]["url"], "https://example.com/cat.png");
+    assert_eq!(
+        sent["messages"][1]["content"][0]["image_url"]["url"],
+        "https://example.com/cat.png"
+    );
     assert_eq!(sent["max_tokens"], 50);
 }
 
@@ -119,14 +152,30 @@ async fn unknown_fields_pass_through_only_to_the_same_dialect() {
     let mut body = anthropic_msg("to-anthropic", "hi");
     body["top_k"] = json!(3);
     body["metadata"] = json!({"user_id": "u1"});
-    body["messages"][0]["content"] = json!([{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]);
-    let r = post_raw(&gw, "/v1/messages", body.to_string().into_bytes(), &[("anthropic-beta", "prompt-caching-2024-07-31"), ("anthropic-version", "2026-10-21")]).await;
+    body["messages"][0]["content"] =
+        json!([{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]);
+    let r = post_raw(
+        &gw,
+        "/v1/messages",
+        body.to_string().into_bytes(),
+        &[
+            ("anthropic-beta", "prompt-caching-2024-07-31"),
+            ("anthropic-version", "2026-10-21"),
+        ],
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let sent = a.last_request().unwrap();
     assert_eq!(sent.body["top_k"], 3);
     assert_eq!(sent.body["metadata"]["user_id"], "u1");
-    assert_eq!(sent.body["messages"][0]["content"][0]["cache_control"]["type"], "ephemeral");
-    assert_eq!(sent.header("anthropic-beta"), Some("prompt-caching-2024-07-31"));
+    assert_eq!(
+        sent.body["messages"][0]["content"][0]["cache_control"]["type"],
+        "ephemeral"
+    );
+    assert_eq!(
+        sent.header("anthropic-beta"),
+        Some("prompt-caching-2024-07-31")
+    );
     // The caller's unknown anthropic-version is accepted; the upstream gets the one it expects.
     assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
 
@@ -146,13 +195,21 @@ async fn streams_every_dialect_pair() {
             let r = post(&gw, path, &with_stream(body, true)).await;
             assert_eq!(r.status, 200, "{caller} → {route}: {}", r.text);
             assert_eq!(r.header("content-type"), "text/event-stream");
-            assert_eq!(streamed_text(caller, &r), "Hello from the mock upstream.", "{caller} → {route}: {}", r.text);
+            assert_eq!(
+                streamed_text(caller, &r),
+                "Hello from the mock upstream.",
+                "{caller} → {route}: {}",
+                r.text
+            );
             match caller {
                 "openai" => {
                     let data = r.sse_data();
                     assert_eq!(data.last().unwrap(), "[DONE]");
                     let usage: Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
-                    assert!(usage["usage"]["completion_tokens"].as_u64().unwrap() > 0, "{usage}");
+                    assert!(
+                        usage["usage"]["completion_tokens"].as_u64().unwrap() > 0,
+                        "{usage}"
+                    );
                     assert!(data.iter().any(|d| d.contains(r#""finish_reason":"stop""#)));
                 }
                 _ => {
@@ -161,13 +218,25 @@ async fn streams_every_dialect_pair() {
                     assert_eq!(events.last().unwrap(), "message_stop");
                     assert_eq!(events[events.len() - 2], "message_delta");
                     assert!(r.text.contains(r#""stop_reason":"end_turn""#));
-                    let delta = r.sse_data().iter().rev().nth(1).map(|d| serde_json::from_str::<Value>(d).unwrap()).unwrap();
-                    assert!(delta["usage"]["output_tokens"].as_u64().unwrap() > 0, "{delta}");
+                    let delta = r
+                        .sse_data()
+                        .iter()
+                        .rev()
+                        .nth(1)
+                        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+                        .unwrap();
+                    assert!(
+                        delta["usage"]["output_tokens"].as_u64().unwrap() > 0,
+                        "{delta}"
+                    );
                 }
             }
             // OpenAI upstreams are always asked for usage, so every stream can be accounted.
             if route == "to-openai" {
-                assert_eq!(upstream.last_request().unwrap().body["stream_options"]["include_usage"], true);
+                assert_eq!(
+                    upstream.last_request().unwrap().body["stream_options"]["include_usage"],
+                    true
+                );
             }
         }
     }
@@ -177,7 +246,12 @@ async fn streams_every_dialect_pair() {
 async fn openai_callers_see_usage_chunk_only_when_they_ask() {
     let (gw, _o, _a) = setup().await;
     for route in ["to-openai", "to-anthropic"] {
-        let r = post(&gw, "/v1/chat/completions", &with_stream(openai_chat(route, "hi"), false)).await;
+        let r = post(
+            &gw,
+            "/v1/chat/completions",
+            &with_stream(openai_chat(route, "hi"), false),
+        )
+        .await;
         assert!(!r.text.contains("\"usage\""), "{route}: {}", r.text);
         assert_eq!(r.sse_data().last().unwrap(), "[DONE]");
     }
@@ -190,12 +264,25 @@ fn tool_call(caller: &str, v: &Value) -> (String, String, Value) {
             assert_eq!(v["choices"][0]["finish_reason"], "tool_calls", "{v}");
             let c = &v["choices"][0]["message"]["tool_calls"][0];
             let args = serde_json::from_str(c["function"]["arguments"].as_str().unwrap()).unwrap();
-            (c["id"].as_str().unwrap().into(), c["function"]["name"].as_str().unwrap().into(), args)
+            (
+                c["id"].as_str().unwrap().into(),
+                c["function"]["name"].as_str().unwrap().into(),
+                args,
+            )
         }
         _ => {
             assert_eq!(v["stop_reason"], "tool_use", "{v}");
-            let c = v["content"].as_array().unwrap().iter().find(|b| b["type"] == "tool_use").unwrap();
-            (c["id"].as_str().unwrap().into(), c["name"].as_str().unwrap().into(), c["input"].clone())
+            let c = v["content"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["type"] == "tool_use")
+                .unwrap();
+            (
+                c["id"].as_str().unwrap().into(),
+                c["name"].as_str().unwrap().into(),
+                c["input"].clone(),
+            )
         }
     }
 }
@@ -218,7 +305,8 @@ async fn tool_calls_round_trip_every_dialect_pair() {
             match caller {
                 "openai" => {
                     messages.push(json!({"role": "assistant", "content": null, "tool_calls": [{"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}}]}));
-                    messages.push(json!({"role": "tool", "tool_call_id": id, "content": "sunny, 21C"}));
+                    messages
+                        .push(json!({"role": "tool", "tool_call_id": id, "content": "sunny, 21C"}));
                 }
                 _ => {
                     messages.push(json!({"role": "assistant", "content": [{"type": "tool_use", "id": id, "name": name, "input": args}]}));
@@ -226,7 +314,11 @@ async fn tool_calls_round_trip_every_dialect_pair() {
                 }
             }
             let r = post(&gw, path, &body).await;
-            assert_eq!(r.status, 200, "{caller} → {route} (tool result): {}", r.text);
+            assert_eq!(
+                r.status, 200,
+                "{caller} → {route} (tool result): {}",
+                r.text
+            );
             assert!(!answer_text(caller, &r.json()).is_empty());
         }
     }
@@ -241,7 +333,12 @@ async fn streamed_tool_calls_every_dialect_pair() {
             body["tools"] = weather_tools(caller);
             let r = post(&gw, path, &with_stream(body, true)).await;
             assert_eq!(r.status, 200, "{caller} → {route}: {}", r.text);
-            let events: Vec<Value> = r.sse_data().iter().filter(|d| *d != "[DONE]").map(|d| serde_json::from_str(d).unwrap()).collect();
+            let events: Vec<Value> = r
+                .sse_data()
+                .iter()
+                .filter(|d| *d != "[DONE]")
+                .map(|d| serde_json::from_str(d).unwrap())
+                .collect();
             let (name, args) = match caller {
                 "openai" => {
                     let mut name = String::new();
@@ -256,18 +353,35 @@ async fn streamed_tool_calls_every_dialect_pair() {
                             args.push_str(calls[0]["function"]["arguments"].as_str().unwrap_or(""));
                         }
                     }
-                    assert!(events.iter().any(|e| e["choices"][0]["finish_reason"] == "tool_calls"));
+                    assert!(
+                        events
+                            .iter()
+                            .any(|e| e["choices"][0]["finish_reason"] == "tool_calls")
+                    );
                     (name, args)
                 }
                 _ => {
-                    let start = events.iter().find(|e| e["type"] == "content_block_start" && e["content_block"]["type"] == "tool_use").expect("tool_use block");
-                    let args: String = events.iter().filter_map(|e| e["delta"]["partial_json"].as_str()).collect();
+                    let start = events
+                        .iter()
+                        .find(|e| {
+                            e["type"] == "content_block_start"
+                                && e["content_block"]["type"] == "tool_use"
+                        })
+                        .expect("tool_use block");
+                    let args: String = events
+                        .iter()
+                        .filter_map(|e| e["delta"]["partial_json"].as_str())
+                        .collect();
                     assert!(r.text.contains(r#""stop_reason":"tool_use""#));
-                    (start["content_block"]["name"].as_str().unwrap().to_owned(), args)
+                    (
+                        start["content_block"]["name"].as_str().unwrap().to_owned(),
+                        args,
+                    )
                 }
             };
             assert_eq!(name, "get_weather", "{caller} → {route}");
-            let args: Value = serde_json::from_str(&args).unwrap_or_else(|e| panic!("{caller} → {route}: arguments {args:?}: {e}"));
+            let args: Value = serde_json::from_str(&args)
+                .unwrap_or_else(|e| panic!("{caller} → {route}: arguments {args:?}: {e}"));
             assert!(args["city"].is_string());
         }
     }
@@ -280,8 +394,16 @@ async fn models_list_shows_routes_and_provider_models() {
     assert_eq!(r.status, 200);
     let v = r.json();
     assert_eq!(v["object"], "list");
-    let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
-    assert!(ids.contains(&"to-openai") && ids.contains(&"to-anthropic"), "{ids:?}");
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"to-openai") && ids.contains(&"to-anthropic"),
+        "{ids:?}"
+    );
     let r = get(&gw, "/v1/models", &[("anthropic-version", "2023-06-01")]).await;
     let v = r.json();
     assert_eq!(v["has_more"], false);
@@ -293,7 +415,12 @@ async fn models_list_shows_routes_and_provider_models() {
 #[tokio::test]
 async fn direct_provider_model_routing() {
     let (gw, o, _a) = setup().await;
-    let r = post(&gw, "/v1/messages", &anthropic_msg("up-openai:some-model", "hi")).await;
+    let r = post(
+        &gw,
+        "/v1/messages",
+        &anthropic_msg("up-openai:some-model", "hi"),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(o.last_request().unwrap().body["model"], "some-model");
     assert_eq!(r.header("x-bitrouter-upstream"), "up-openai:some-model");
@@ -302,18 +429,45 @@ async fn direct_provider_model_routing() {
 #[tokio::test]
 async fn reasoning_translates_between_dialects() {
     let (o, a) = (
-        mock_with(bitrouter_bench::MockBehavior { reasoning: true, ..Default::default() }).await,
-        mock_with(bitrouter_bench::MockBehavior { reasoning: true, ..Default::default() }).await,
+        mock_with(bitrouter_bench::MockBehavior {
+            reasoning: true,
+            ..Default::default()
+        })
+        .await,
+        mock_with(bitrouter_bench::MockBehavior {
+            reasoning: true,
+            ..Default::default()
+        })
+        .await,
     );
     let yaml = format!(
         "{}models:\n  to-openai:\n    endpoints: [{{ provider: up-openai, model_id: gpt-up }}]\n  to-anthropic:\n    endpoints: [{{ provider: up-anthropic, model_id: claude-up }}]\n",
-        providers(&[("up-openai", "openai", &o), ("up-anthropic", "anthropic", &a)])
+        providers(&[
+            ("up-openai", "openai", &o),
+            ("up-anthropic", "anthropic", &a)
+        ])
     );
     let gw = TestGateway::start(&yaml).await;
-    let r = post(&gw, "/v1/chat/completions", &with_stream(openai_chat("to-anthropic", "think"), false)).await;
+    let r = post(
+        &gw,
+        "/v1/chat/completions",
+        &with_stream(openai_chat("to-anthropic", "think"), false),
+    )
+    .await;
     assert!(r.text.contains("reasoning_content"), "{}", r.text);
-    let r = post(&gw, "/v1/messages", &with_stream(anthropic_msg("to-openai", "think"), false)).await;
+    let r = post(
+        &gw,
+        "/v1/messages",
+        &with_stream(anthropic_msg("to-openai", "think"), false),
+    )
+    .await;
     assert!(r.text.contains("thinking_delta"), "{}", r.text);
     let r = post(&gw, "/v1/messages", &anthropic_msg("to-anthropic", "think")).await;
-    assert!(r.json()["content"].as_array().unwrap().iter().any(|b| b["type"] == "thinking"));
+    assert!(
+        r.json()["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["type"] == "thinking")
+    );
 }

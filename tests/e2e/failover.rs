@@ -12,7 +12,12 @@ use crate::harness::*;
 
 /// Route `r` with a priority list: first the given primary base URL (protocol `proto`),
 /// then a healthy mock `backup` (openai).
-fn two_tier(primary_proto: &str, primary_base: &str, backup: &MockServer, route_extra: &str) -> String {
+fn two_tier(
+    primary_proto: &str,
+    primary_base: &str,
+    backup: &MockServer,
+    route_extra: &str,
+) -> String {
     format!(
         "providers:\n  primary:\n    api_protocol: {primary_proto}\n    api_base: {primary_base}\n    api_key: k1\n  backup:\n    api_protocol: openai\n    api_base: {}/v1\n    api_key: k2\nmodels:\n  r:\n{route_extra}    endpoints:\n      - {{ provider: primary, model_id: p }}\n      - {{ provider: backup, model_id: b }}\n",
         backup.base_url()
@@ -31,8 +36,17 @@ fn streaming(mut body: Value) -> Value {
 #[tokio::test]
 async fn refused_connection_fails_over() {
     let backup = mock().await;
-    let gw = TestGateway::start(&two_tier("openai", &format!("{}/v1", dead_addr()), &backup, "")).await;
-    for (path, body) in [request_for("openai", "r", "hi"), request_for("anthropic", "r", "hi")] {
+    let gw = TestGateway::start(&two_tier(
+        "openai",
+        &format!("{}/v1", dead_addr()),
+        &backup,
+        "",
+    ))
+    .await;
+    for (path, body) in [
+        request_for("openai", "r", "hi"),
+        request_for("anthropic", "r", "hi"),
+    ] {
         for body in [body.clone(), streaming(body)] {
             let r = post(&gw, path, &body).await;
             assert_eq!(r.status, 200, "{}", r.text);
@@ -44,7 +58,11 @@ async fn refused_connection_fails_over() {
 #[tokio::test]
 async fn server_errors_and_rate_limits_fail_over() {
     for status in [500u16, 502, 503, 529, 429] {
-        let primary = mock_with(MockBehavior { status: Some(status), ..Default::default() }).await;
+        let primary = mock_with(MockBehavior {
+            status: Some(status),
+            ..Default::default()
+        })
+        .await;
         let backup = mock().await;
         let gw = TestGateway::start(&two_tier("openai", &openai_base(&primary), &backup, "")).await;
         for body in [openai_chat("r", "hi"), streaming(openai_chat("r", "hi"))] {
@@ -59,7 +77,11 @@ async fn server_errors_and_rate_limits_fail_over() {
 
 #[tokio::test]
 async fn client_errors_go_back_unchanged_without_failover() {
-    let primary = mock_with(MockBehavior { status: Some(400), ..Default::default() }).await;
+    let primary = mock_with(MockBehavior {
+        status: Some(400),
+        ..Default::default()
+    })
+    .await;
     let backup = mock().await;
     let gw = TestGateway::start(&two_tier("anthropic", &primary.base_url(), &backup, "")).await;
     // Same dialect: the upstream's body byte for byte.
@@ -87,9 +109,18 @@ async fn client_errors_go_back_unchanged_without_failover() {
 
 #[tokio::test]
 async fn first_byte_timeout_fails_over() {
-    let primary = mock_with(MockBehavior { stall_before_headers: true, ..Default::default() }).await;
+    let primary = mock_with(MockBehavior {
+        stall_before_headers: true,
+        ..Default::default()
+    })
+    .await;
     let backup = mock().await;
-    let yaml = two_tier("openai", &openai_base(&primary), &backup, "    timeouts: { first_byte: 300ms }\n");
+    let yaml = two_tier(
+        "openai",
+        &openai_base(&primary),
+        &backup,
+        "    timeouts: { first_byte: 300ms }\n",
+    );
     let gw = TestGateway::start(&yaml).await;
     for body in [openai_chat("r", "hi"), streaming(openai_chat("r", "hi"))] {
         let r = post(&gw, "/v1/chat/completions", &body).await;
@@ -97,16 +128,31 @@ async fn first_byte_timeout_fails_over() {
         assert_eq!(r.header("x-bitrouter-upstream"), "backup:b");
     }
     // A stream whose headers arrive but whose first event never does is the same failure.
-    primary.set_behavior(MockBehavior { stall_after_chunks: Some(0), ..Default::default() });
-    let r = post(&gw, "/v1/chat/completions", &streaming(openai_chat("r", "hi"))).await;
+    primary.set_behavior(MockBehavior {
+        stall_after_chunks: Some(0),
+        ..Default::default()
+    });
+    let r = post(
+        &gw,
+        "/v1/chat/completions",
+        &streaming(openai_chat("r", "hi")),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.header("x-bitrouter-upstream"), "backup:b");
 }
 
 #[tokio::test]
 async fn provider_timeout_applies_to_direct_requests() {
-    let slow = mock_with(MockBehavior { stall_before_headers: true, ..Default::default() }).await;
-    let yaml = format!("providers:\n  slow:\n    api_protocol: openai\n    api_base: {}\n    api_key_required: false\n    timeouts: {{ first_byte: 200ms }}\n", openai_base(&slow));
+    let slow = mock_with(MockBehavior {
+        stall_before_headers: true,
+        ..Default::default()
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  slow:\n    api_protocol: openai\n    api_base: {}\n    api_key_required: false\n    timeouts: {{ first_byte: 200ms }}\n",
+        openai_base(&slow)
+    );
     let gw = TestGateway::start(&yaml).await;
     let r = post(&gw, "/v1/chat/completions", &openai_chat("slow:m", "hi")).await;
     assert_eq!(r.status, 504, "{}", r.text);
@@ -115,7 +161,11 @@ async fn provider_timeout_applies_to_direct_requests() {
 
 #[tokio::test]
 async fn stream_cut_before_first_event_fails_over_after_it_does_not() {
-    let primary = mock_with(MockBehavior { cut_after: Some(0), ..Default::default() }).await;
+    let primary = mock_with(MockBehavior {
+        cut_after: Some(0),
+        ..Default::default()
+    })
+    .await;
     let backup = mock().await;
     let gw = TestGateway::start(&two_tier("anthropic", &primary.base_url(), &backup, "")).await;
     let body = streaming(anthropic_msg("r", "hi"));
@@ -125,20 +175,42 @@ async fn stream_cut_before_first_event_fails_over_after_it_does_not() {
     assert_eq!(r.sse_events().last().unwrap(), "message_stop");
 
     // Once the caller has seen bytes, a cut cannot be hidden: the stream ends with an error.
-    primary.set_behavior(MockBehavior { cut_after: Some(2), ..Default::default() });
-    for (path, body) in [("/v1/messages", streaming(anthropic_msg("r", "hi"))), ("/v1/chat/completions", streaming(openai_chat("r", "hi")))] {
+    primary.set_behavior(MockBehavior {
+        cut_after: Some(2),
+        ..Default::default()
+    });
+    for (path, body) in [
+        ("/v1/messages", streaming(anthropic_msg("r", "hi"))),
+        ("/v1/chat/completions", streaming(openai_chat("r", "hi"))),
+    ] {
         let r = post(&gw, path, &body).await;
         assert_eq!(r.status, 200);
         assert_eq!(r.header("x-bitrouter-upstream"), "primary:p");
-        assert!(!r.text.contains("[DONE]") && !r.text.contains("message_stop"), "{}", r.text);
-        assert!(r.text.contains("before finishing") || r.text.contains("error"), "{}", r.text);
+        assert!(
+            !r.text.contains("[DONE]") && !r.text.contains("message_stop"),
+            "{}",
+            r.text
+        );
+        assert!(
+            r.text.contains("before finishing") || r.text.contains("error"),
+            "{}",
+            r.text
+        );
     }
 }
 
 #[tokio::test]
 async fn exhausted_endpoints_report_every_attempt() {
-    let a = mock_with(MockBehavior { status: Some(503), ..Default::default() }).await;
-    let b = mock_with(MockBehavior { status: Some(500), ..Default::default() }).await;
+    let a = mock_with(MockBehavior {
+        status: Some(503),
+        ..Default::default()
+    })
+    .await;
+    let b = mock_with(MockBehavior {
+        status: Some(500),
+        ..Default::default()
+    })
+    .await;
     let yaml = format!(
         "{}models:\n  r:\n    endpoints:\n      - {{ provider: a, model_id: x }}\n      - {{ provider: b, model_id: y }}\n",
         providers(&[("a", "openai", &a), ("b", "anthropic", &b)])
@@ -147,10 +219,22 @@ async fn exhausted_endpoints_report_every_attempt() {
     let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
     assert_eq!(r.status, 502, "{}", r.text);
     let msg = r.json()["error"]["message"].as_str().unwrap().to_owned();
-    assert!(msg.contains("all 2 endpoints failed") && msg.contains("a:x") && msg.contains("b:y") && msg.contains("503"), "{msg}");
+    assert!(
+        msg.contains("all 2 endpoints failed")
+            && msg.contains("a:x")
+            && msg.contains("b:y")
+            && msg.contains("503"),
+        "{msg}"
+    );
 
-    a.set_behavior(MockBehavior { status: Some(429), ..Default::default() });
-    b.set_behavior(MockBehavior { status: Some(429), ..Default::default() });
+    a.set_behavior(MockBehavior {
+        status: Some(429),
+        ..Default::default()
+    });
+    b.set_behavior(MockBehavior {
+        status: Some(429),
+        ..Default::default()
+    });
     let r = post(&gw, "/v1/messages", &anthropic_msg("r", "hi")).await;
     assert_eq!(r.status, 429, "{}", r.text);
     assert_eq!(r.json()["error"]["type"], "rate_limit_error");
@@ -158,24 +242,46 @@ async fn exhausted_endpoints_report_every_attempt() {
 
 #[tokio::test]
 async fn failing_endpoint_sits_out_its_cooldown_then_is_probed() {
-    let primary = mock_with(MockBehavior { status: Some(500), ..Default::default() }).await;
+    let primary = mock_with(MockBehavior {
+        status: Some(500),
+        ..Default::default()
+    })
+    .await;
     let backup = mock().await;
-    let yaml = two_tier("openai", &openai_base(&primary), &backup, "    cooldown: { failures: 2, duration: 400ms }\n");
+    let yaml = two_tier(
+        "openai",
+        &openai_base(&primary),
+        &backup,
+        "    cooldown: { failures: 2, duration: 400ms }\n",
+    );
     let gw = TestGateway::start(&yaml).await;
     for _ in 0..2 {
-        assert_eq!(post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await.status, 200);
+        assert_eq!(
+            post(&gw, "/v1/chat/completions", &openai_chat("r", "hi"))
+                .await
+                .status,
+            200
+        );
     }
     assert_eq!(primary.request_count(), 2);
     for _ in 0..5 {
         let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
-        assert_eq!(r.header("x-bitrouter-attempts"), "1", "the cooled-down endpoint is skipped");
+        assert_eq!(
+            r.header("x-bitrouter-attempts"),
+            "1",
+            "the cooled-down endpoint is skipped"
+        );
     }
     assert_eq!(primary.request_count(), 2);
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     primary.set_behavior(MockBehavior::default());
     let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
-    assert_eq!(r.header("x-bitrouter-upstream"), "primary:p", "probed after the cool-down and recovered");
+    assert_eq!(
+        r.header("x-bitrouter-upstream"),
+        "primary:p",
+        "probed after the cool-down and recovered"
+    );
     assert_eq!(primary.request_count(), 3);
     let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
     assert_eq!(r.header("x-bitrouter-upstream"), "primary:p");
@@ -190,7 +296,11 @@ async fn load_balance_spreads_by_weight() {
     );
     let gw = TestGateway::start(&yaml).await;
     for i in 0..40 {
-        let body = if i % 2 == 0 { openai_chat("lb", "hi") } else { streaming(openai_chat("lb", "hi")) };
+        let body = if i % 2 == 0 {
+            openai_chat("lb", "hi")
+        } else {
+            streaming(openai_chat("lb", "hi"))
+        };
         assert_eq!(post(&gw, "/v1/chat/completions", &body).await.status, 200);
     }
     assert_eq!((a.request_count(), b.request_count()), (30, 10));
@@ -205,8 +315,16 @@ async fn load_balance_spreads_by_weight() {
 
 #[tokio::test]
 async fn caller_hanging_up_cancels_the_upstream_stream() {
-    let slow = mock_with(MockBehavior { chunks: Some(200), chunk_delay_ms: 50, ..Default::default() }).await;
-    let yaml = format!("{}models:\n  r:\n    endpoints: [{{ provider: s, model_id: m }}]\n", providers(&[("s", "anthropic", &slow)]));
+    let slow = mock_with(MockBehavior {
+        chunks: Some(200),
+        chunk_delay_ms: 50,
+        ..Default::default()
+    })
+    .await;
+    let yaml = format!(
+        "{}models:\n  r:\n    endpoints: [{{ provider: s, model_id: m }}]\n",
+        providers(&[("s", "anthropic", &slow)])
+    );
     let gw = TestGateway::start(&yaml).await;
     let resp = client()
         .post(gw.url("/v1/chat/completions"))
@@ -225,5 +343,9 @@ async fn caller_hanging_up_cancels_the_upstream_stream() {
         tokio::time::sleep(Duration::from_millis(20)).await;
         waited += 1;
     }
-    assert_eq!(slow.active_connections(), 0, "the upstream connection outlived the caller");
+    assert_eq!(
+        slow.active_connections(),
+        0,
+        "the upstream connection outlived the caller"
+    );
 }

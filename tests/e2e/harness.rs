@@ -19,7 +19,8 @@ pub struct TestGateway {
 impl TestGateway {
     /// Starts a gateway from YAML config text.
     pub async fn start(yaml: &str) -> TestGateway {
-        let config = Config::parse(yaml, Path::new("test.yaml")).unwrap_or_else(|e| panic!("test config invalid: {e}\n{yaml}"));
+        let config = Config::parse(yaml, Path::new("test.yaml"))
+            .unwrap_or_else(|e| panic!("test config invalid: {e}\n{yaml}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let gateway = Gateway::new(config).unwrap();
@@ -31,21 +32,15 @@ impl TestGateway {
             .await
             .unwrap();
         });
-        TestGateway { addr, shutdown: Some(tx), task: Some(task) }
+        TestGateway {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
-    }
-
-    /// Stops accepting and waits for the server task.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
     }
 }
 
@@ -72,7 +67,11 @@ pub async fn mock_with(b: MockBehavior) -> MockServer {
 pub fn providers(list: &[(&str, &str, &MockServer)]) -> String {
     let mut out = String::from("providers:\n");
     for (name, protocol, m) in list {
-        let base = if *protocol == "openai" { format!("{}/v1", m.base_url()) } else { m.base_url() };
+        let base = if *protocol == "openai" {
+            format!("{}/v1", m.base_url())
+        } else {
+            m.base_url()
+        };
         out.push_str(&format!("  {name}:\n    api_protocol: {protocol}\n    api_base: {base}\n    api_key: test-key-{name}\n"));
     }
     out
@@ -87,7 +86,10 @@ pub fn dead_addr() -> String {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 /// A finished HTTP exchange.
@@ -103,17 +105,28 @@ impl Reply {
     }
 
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 
     /// SSE `data:` payloads, in order.
     pub fn sse_data(&self) -> Vec<String> {
-        self.text.lines().filter_map(|l| l.strip_prefix("data: ")).map(str::to_owned).collect()
+        self.text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// SSE `event:` names, in order.
     pub fn sse_events(&self) -> Vec<String> {
-        self.text.lines().filter_map(|l| l.strip_prefix("event: ")).map(str::to_owned).collect()
+        self.text
+            .lines()
+            .filter_map(|l| l.strip_prefix("event: "))
+            .map(str::to_owned)
+            .collect()
     }
 }
 
@@ -121,8 +134,16 @@ pub async fn post(gw: &TestGateway, path: &str, body: &Value) -> Reply {
     post_raw(gw, path, body.to_string().into_bytes(), &[]).await
 }
 
-pub async fn post_raw(gw: &TestGateway, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Reply {
-    let mut req = client().post(gw.url(path)).header("content-type", "application/json").body(body);
+pub async fn post_raw(
+    gw: &TestGateway,
+    path: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut req = client()
+        .post(gw.url(path))
+        .header("content-type", "application/json")
+        .body(body);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -130,7 +151,11 @@ pub async fn post_raw(gw: &TestGateway, path: &str, body: Vec<u8>, headers: &[(&
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let text = resp.text().await.unwrap();
-    Reply { status, headers, text }
+    Reply {
+        status,
+        headers,
+        text,
+    }
 }
 
 pub async fn get(gw: &TestGateway, path: &str, headers: &[(&str, &str)]) -> Reply {
@@ -141,7 +166,11 @@ pub async fn get(gw: &TestGateway, path: &str, headers: &[(&str, &str)]) -> Repl
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    Reply { status, headers, text: resp.text().await.unwrap() }
+    Reply {
+        status,
+        headers,
+        text: resp.text().await.unwrap(),
+    }
 }
 
 pub fn openai_chat(model: &str, text: &str) -> Value {
@@ -163,8 +192,16 @@ pub fn request_for(dialect: &str, model: &str, text: &str) -> (&'static str, Val
 /// The assistant text of a JSON answer in either dialect.
 pub fn answer_text(dialect: &str, v: &Value) -> String {
     match dialect {
-        "openai" => v["choices"][0]["message"]["content"].as_str().unwrap_or("").to_owned(),
-        _ => v["content"].as_array().into_iter().flatten().filter_map(|b| b["text"].as_str()).collect(),
+        "openai" => v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
+        _ => v["content"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b["text"].as_str())
+            .collect(),
     }
 }
 
@@ -175,7 +212,9 @@ pub fn streamed_text(dialect: &str, r: &Reply) -> String {
         .filter(|d| d.as_str() != "[DONE]")
         .filter_map(|d| serde_json::from_str::<Value>(d).ok())
         .filter_map(|v| match dialect {
-            "openai" => v["choices"][0]["delta"]["content"].as_str().map(str::to_owned),
+            "openai" => v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned),
             _ => v["delta"]["text"].as_str().map(str::to_owned),
         })
         .collect()

@@ -6,7 +6,7 @@ use http::StatusCode;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::body::{EventKind, EventSource, push_event};
+use super::body::{EventSource, push_event};
 use super::reply::{Content, Finish, Part, Reply, Usage};
 use super::server::ReplyCtx;
 
@@ -39,7 +39,9 @@ fn tool_input(args: &str) -> Value {
 pub(crate) fn json_reply(ctx: &ReplyCtx, reply: &Reply) -> Bytes {
     let mut content = Vec::with_capacity(2);
     if let Some(reasoning) = &reply.reasoning {
-        content.push(json!({ "type": "thinking", "thinking": reasoning.full(), "signature": SIGNATURE }));
+        content.push(
+            json!({ "type": "thinking", "thinking": reasoning.full(), "signature": SIGNATURE }),
+        );
     }
     content.push(match &reply.content {
         Content::Text(text) => json!({ "type": "text", "text": text.full() }),
@@ -82,11 +84,22 @@ pub(crate) fn error_body(status: StatusCode, message: &str) -> Bytes {
 #[derive(Clone, Copy, Debug)]
 enum Step {
     MessageStart,
-    BlockStart { index: u32, part: Part },
+    BlockStart {
+        index: u32,
+        part: Part,
+    },
     Ping,
-    Delta { index: u32, part: Part, piece: usize },
-    Signature { index: u32 },
-    BlockStop { index: u32 },
+    Delta {
+        index: u32,
+        part: Part,
+        piece: usize,
+    },
+    Signature {
+        index: u32,
+    },
+    BlockStop {
+        index: u32,
+    },
     MessageDelta,
     MessageStop,
 }
@@ -148,12 +161,16 @@ struct BlockDelta<'a> {
 }
 
 #[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type")]
 enum DeltaBody<'a> {
-    TextDelta { text: &'a str },
-    InputJsonDelta { partial_json: &'a str },
-    ThinkingDelta { thinking: &'a str },
-    SignatureDelta { signature: &'a str },
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
 }
 
 impl EventSource for Stream {
@@ -161,14 +178,8 @@ impl EventSource for Stream {
         self.steps.len()
     }
 
-    fn kind(&self, i: usize) -> EventKind {
-        match self.steps.get(i) {
-            Some(Step::MessageStart | Step::Ping | Step::BlockStart { index: 0, .. }) => {
-                EventKind::Preamble
-            }
-            Some(Step::Delta { .. }) => EventKind::Delta,
-            _ => EventKind::Other,
-        }
+    fn is_delta(&self, i: usize) -> bool {
+        matches!(self.steps.get(i), Some(Step::Delta { .. }))
     }
 
     fn render(&self, i: usize, out: &mut BytesMut) {
@@ -208,14 +219,20 @@ impl EventSource for Stream {
             Step::Delta { index, part, piece } => {
                 let text = self.reply.pieces(part).get(piece);
                 let body = match part {
-                    Part::Reasoning => DeltaBody::ThinkingDelta { thinking: text },
-                    Part::Text => DeltaBody::TextDelta { text },
-                    Part::ToolArgs => DeltaBody::InputJsonDelta { partial_json: text },
+                    Part::Reasoning => DeltaBody::Thinking { thinking: text },
+                    Part::Text => DeltaBody::Text { text },
+                    Part::ToolArgs => DeltaBody::InputJson { partial_json: text },
                 };
                 delta(out, index, body);
             }
             Step::Signature { index } => {
-                delta(out, index, DeltaBody::SignatureDelta { signature: SIGNATURE });
+                delta(
+                    out,
+                    index,
+                    DeltaBody::Signature {
+                        signature: SIGNATURE,
+                    },
+                );
             }
             Step::BlockStop { index } => {
                 let event = json!({ "type": "content_block_stop", "index": index });
@@ -229,7 +246,9 @@ impl EventSource for Stream {
                 });
                 push_event(out, "message_delta", &event);
             }
-            Step::MessageStop => push_event(out, "message_stop", &json!({ "type": "message_stop" })),
+            Step::MessageStop => {
+                push_event(out, "message_stop", &json!({ "type": "message_stop" }))
+            }
         }
     }
 }

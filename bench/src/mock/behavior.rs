@@ -6,6 +6,12 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// Text deltas in a stream when [`MockBehavior::chunks`] is not set.
 pub const DEFAULT_CHUNKS: usize = 4;
 
+/// Upper bound on [`MockBehavior::chunks`], so a stray override cannot exhaust memory.
+pub const MAX_CHUNKS: usize = 100_000;
+
+/// Upper bound on every `*_ms` delay (one day), so deadlines never overflow.
+pub const MAX_DELAY_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// Reply text when [`MockBehavior::text`] is not set.
 pub const DEFAULT_TEXT: &str = "Hello from the mock upstream.";
 
@@ -23,8 +29,8 @@ pub struct MockBehavior {
     pub latency_ms: u64,
     /// Streams: delay after the headers before the first event.
     pub ttft_ms: u64,
-    /// Text deltas in a stream (default 4); the JSON reply text is their concatenation. Tool-call
-    /// arguments are split into `max(chunks, 2)` deltas.
+    /// Text deltas in a stream (default 4, at most [`MAX_CHUNKS`]); the JSON reply text is their
+    /// concatenation. Tool-call arguments are split into `max(chunks, 2)` deltas.
     pub chunks: Option<usize>,
     /// Streams: delay between two delta events.
     pub chunk_delay_ms: u64,
@@ -36,11 +42,12 @@ pub struct MockBehavior {
     /// Include reasoning: OpenAI `reasoning_content`, Anthropic `thinking` block.
     pub reasoning: bool,
     /// Streams: after this many delta events, drop the connection (no finish, no `[DONE]` /
-    /// `message_stop`).
+    /// `message_stop`). `0` cuts right after the headers, before any event.
     pub cut_after: Option<usize>,
     /// Never answer; hold the connection until the client goes away.
     pub stall_before_headers: bool,
     /// Streams: after this many delta events, send nothing more and keep the connection open.
+    /// `0` stalls right after the headers, before any event.
     pub stall_after_chunks: Option<usize>,
     /// Reply text (default [`DEFAULT_TEXT`], repeated when more chunks than words are asked for).
     pub text: Option<String>,
@@ -48,15 +55,18 @@ pub struct MockBehavior {
     pub input_tokens: Option<u64>,
     /// Output tokens including reasoning (default: delta count + `reasoning_tokens`).
     pub output_tokens: Option<u64>,
+    /// Input tokens read from the prompt cache.
     pub cache_read_tokens: u64,
+    /// Input tokens written to the prompt cache.
     pub cache_write_tokens: u64,
+    /// The reasoning share of `output_tokens`.
     pub reasoning_tokens: u64,
 }
 
 impl MockBehavior {
-    /// Text deltas of a stream.
+    /// Text deltas of a stream: `chunks` or [`DEFAULT_CHUNKS`], at most [`MAX_CHUNKS`].
     pub fn chunk_count(&self) -> usize {
-        self.chunks.unwrap_or(DEFAULT_CHUNKS)
+        self.chunks.unwrap_or(DEFAULT_CHUNKS).min(MAX_CHUNKS)
     }
 }
 
@@ -149,7 +159,9 @@ pub(crate) fn parse_directives(text: &str) -> Result<Vec<BehaviorPatch>, String>
                 rest = after;
                 continue;
             }
-            return Err("invalid [[mock ...]] directive: expected a JSON object after `[[mock`".into());
+            return Err(
+                "invalid [[mock ...]] directive: expected a JSON object after `[[mock`".into(),
+            );
         }
         // A stream deserializer stops right after the object, so a `]]` inside a JSON string
         // does not end the directive early.

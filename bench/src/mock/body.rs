@@ -10,22 +10,14 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-/// Where an event sits in a stream. Preamble events (OpenAI's role chunk; Anthropic's
-/// `message_start`, first `content_block_start` and `ping`) always go out; a cut or stall
-/// happens before any later event once enough deltas went out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum EventKind {
-    Preamble,
-    /// Carries reasoning, text or tool-argument text: what `chunks`, `cut_after` and
-    /// `stall_after_chunks` count, and what `chunk_delay_ms` separates.
-    Delta,
-    Other,
-}
-
 /// A dialect's stream, rendered one event at a time so a long stream costs no memory up front.
 pub(crate) trait EventSource: Send + 'static {
     fn event_count(&self) -> usize;
-    fn kind(&self, i: usize) -> EventKind;
+    /// Whether event `i` carries reasoning, text or tool-argument text. Deltas are what
+    /// `chunks`, `cut_after` and `stall_after_chunks` count and what `chunk_delay_ms` separates;
+    /// the structural events before the first delta (role chunk, `message_start`, ...) travel
+    /// with it, so "after 0 deltas" means right after the headers.
+    fn is_delta(&self, i: usize) -> bool;
     /// Appends event `i`, SSE framing included, to `out`.
     fn render(&self, i: usize, out: &mut BytesMut);
 }
@@ -118,7 +110,10 @@ pub(crate) struct SseBody {
 }
 
 impl SseBody {
-    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_event(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         loop {
             match self.phase {
                 Phase::Stalled => return Poll::Pending,
@@ -138,28 +133,26 @@ impl SseBody {
                     if self.next >= self.source.event_count() {
                         return Poll::Ready(None);
                     }
-                    let kind = self.source.kind(self.next);
-                    if kind != EventKind::Preamble {
-                        match self.timing.ending {
-                            Some(Ending::Cut { after }) if self.deltas_sent >= after => {
-                                // An error now would make hyper drop events it has buffered but
-                                // not yet written; one pending turn lets it flush them first.
-                                self.phase = Phase::Cutting;
-                                cx.waker().wake_by_ref();
-                                return Poll::Pending;
-                            }
-                            Some(Ending::Stall { after }) if self.deltas_sent >= after => {
-                                // Never woken: the connection ends when the client or the
-                                // server goes away.
-                                self.phase = Phase::Stalled;
-                                return Poll::Pending;
-                            }
-                            _ => {}
+                    match self.timing.ending {
+                        Some(Ending::Cut { after }) if self.deltas_sent >= after => {
+                            // An error now would make hyper drop events it has buffered but not
+                            // yet written; one pending turn lets it flush them first.
+                            self.phase = Phase::Cutting;
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
                         }
+                        Some(Ending::Stall { after }) if self.deltas_sent >= after => {
+                            // Never woken: the connection ends when the client or the server
+                            // goes away.
+                            self.phase = Phase::Stalled;
+                            return Poll::Pending;
+                        }
+                        _ => {}
                     }
+                    let is_delta = self.source.is_delta(self.next);
                     let delay = if self.next == 0 {
                         self.timing.ttft
-                    } else if kind == EventKind::Delta && self.deltas_sent > 0 {
+                    } else if is_delta && self.deltas_sent > 0 {
                         self.timing.chunk_delay
                     } else {
                         Duration::ZERO
@@ -178,7 +171,7 @@ impl SseBody {
                 Phase::Emit => {
                     let i = self.next;
                     self.next += 1;
-                    if self.source.kind(i) == EventKind::Delta {
+                    if self.source.is_delta(i) {
                         self.deltas_sent += 1;
                     }
                     if self.buf.capacity() < 512 {

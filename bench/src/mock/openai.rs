@@ -6,7 +6,7 @@ use http::StatusCode;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::body::{EventKind, EventSource, push_data};
+use super::body::{EventSource, push_data};
 use super::reply::{Content, Finish, Part, Reply, Usage};
 use super::server::ReplyCtx;
 
@@ -46,11 +46,15 @@ fn is_zero(n: &u64) -> bool {
 
 impl From<&Usage> for UsageOut {
     fn from(u: &Usage) -> UsageOut {
-        let prompt = u.input + u.cache_read + u.cache_write;
+        // Saturating: the numbers come from test overrides and may be absurd.
+        let prompt = u
+            .input
+            .saturating_add(u.cache_read)
+            .saturating_add(u.cache_write);
         UsageOut {
             prompt_tokens: prompt,
             completion_tokens: u.output,
-            total_tokens: prompt + u.output,
+            total_tokens: prompt.saturating_add(u.output),
             prompt_tokens_details: PromptDetails {
                 cached_tokens: u.cache_read,
                 cache_write_tokens: u.cache_write,
@@ -102,7 +106,8 @@ pub(crate) fn error_body(status: StatusCode, message: &str) -> Bytes {
         401 => ("invalid_request_error", Value::from("invalid_api_key")),
         _ => ("invalid_request_error", Value::Null),
     };
-    let body = json!({ "error": { "message": message, "type": kind, "param": null, "code": code } });
+    let body =
+        json!({ "error": { "message": message, "type": kind, "param": null, "code": code } });
     Bytes::from(body.to_string())
 }
 
@@ -203,12 +208,8 @@ impl EventSource for Stream {
         self.steps.len()
     }
 
-    fn kind(&self, i: usize) -> EventKind {
-        match self.steps.get(i) {
-            Some(Step::Role) => EventKind::Preamble,
-            Some(Step::Delta(..)) => EventKind::Delta,
-            _ => EventKind::Other,
-        }
+    fn is_delta(&self, i: usize) -> bool {
+        matches!(self.steps.get(i), Some(Step::Delta(..)))
     }
 
     fn render(&self, i: usize, out: &mut BytesMut) {

@@ -166,7 +166,9 @@ impl Reply {
             .then(|| Pieces::split(Cow::Borrowed(REASONING_TEXT), REASONING_DELTAS));
         let usage = Usage {
             input: b.input_tokens.unwrap_or(req.estimated_input_tokens),
-            output: b.output_tokens.unwrap_or(deltas + b.reasoning_tokens),
+            output: b
+                .output_tokens
+                .unwrap_or(deltas.saturating_add(b.reasoning_tokens)),
             cache_read: b.cache_read_tokens,
             cache_write: b.cache_write_tokens,
             reasoning: b.reasoning_tokens,

@@ -243,7 +243,10 @@ mod tests {
         assert!(a.inspect(&json!([])).is_err());
         assert!(a.inspect(&json!({"messages": []})).is_err());
         let no_max = json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
-        assert_eq!(a.inspect(&no_max).unwrap_err(), "max_tokens: Field required");
+        assert_eq!(
+            a.inspect(&no_max).unwrap_err(),
+            "max_tokens: Field required"
+        );
         assert!(Dialect::OpenAi.inspect(&no_max).is_ok());
         assert!(
             Dialect::OpenAi

@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::anthropic;
-use super::behavior::{MockBehavior, parse_header};
+use super::behavior::{MAX_DELAY_MS, MockBehavior, parse_header};
 use super::body::{Ending, EventSource, MockBody, StreamTiming};
 use super::openai;
 use super::reply::Reply;
@@ -364,7 +364,11 @@ enum Action {
     Stall,
 }
 
-async fn model_request(shared: &Shared, dialect: Dialect, req: Request<Incoming>) -> Response<MockBody> {
+async fn model_request(
+    shared: &Shared,
+    dialect: Dialect,
+    req: Request<Incoming>,
+) -> Response<MockBody> {
     shared.model_requests.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = req.into_parts();
     let bytes = match Limited::new(body, MAX_BODY).collect().await {
@@ -372,16 +376,25 @@ async fn model_request(shared: &Shared, dialect: Dialect, req: Request<Incoming>
         Err(e) => {
             shared.record(&parts, Value::Null);
             let (status, message) = if e.is::<LengthLimitError>() {
-                (StatusCode::PAYLOAD_TOO_LARGE, "request body too large".to_owned())
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body too large".to_owned(),
+                )
             } else {
-                (StatusCode::BAD_REQUEST, format!("could not read the request body: {e}"))
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!("could not read the request body: {e}"),
+                )
             };
             return error_response(dialect, status, &message);
         }
     };
     let (body, parse_error) = match serde_json::from_slice::<Value>(&bytes) {
         Ok(v) => (v, None),
-        Err(e) => (Value::Null, Some(format!("request body is not valid JSON: {e}"))),
+        Err(e) => (
+            Value::Null,
+            Some(format!("request body is not valid JSON: {e}")),
+        ),
     };
     let (latency, action) = decide(shared, dialect, &parts, &body, parse_error);
     shared.record(&parts, body);
@@ -420,7 +433,12 @@ fn decide(
     if let Some(value) = parts.headers.get("x-mock") {
         match parse_header(value.as_bytes()) {
             Ok(patch) => patch.apply(Arc::make_mut(&mut behavior)),
-            Err(message) => return (Duration::ZERO, Action::Fail(StatusCode::BAD_REQUEST, message)),
+            Err(message) => {
+                return (
+                    Duration::ZERO,
+                    Action::Fail(StatusCode::BAD_REQUEST, message),
+                );
+            }
         }
     }
     let mut inspected = match parse_error {
@@ -434,12 +452,17 @@ fn decide(
                     patch.apply(Arc::make_mut(&mut behavior));
                 }
             }
-            Err(message) => return (Duration::ZERO, Action::Fail(StatusCode::BAD_REQUEST, message)),
+            Err(message) => {
+                return (
+                    Duration::ZERO,
+                    Action::Fail(StatusCode::BAD_REQUEST, message),
+                );
+            }
         }
     }
 
     let b = &*behavior;
-    let latency = Duration::from_millis(b.latency_ms);
+    let latency = millis(b.latency_ms);
     if b.stall_before_headers {
         return (latency, Action::Stall);
     }
@@ -483,11 +506,15 @@ fn decide(
         (None, None) => None,
     };
     let timing = StreamTiming {
-        ttft: Duration::from_millis(b.ttft_ms),
-        chunk_delay: Duration::from_millis(b.chunk_delay_ms),
+        ttft: millis(b.ttft_ms),
+        chunk_delay: millis(b.chunk_delay_ms),
         ending,
     };
     (latency, Action::Stream(source, timing))
+}
+
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms.min(MAX_DELAY_MS))
 }
 
 fn forced_status_message(status: StatusCode) -> String {

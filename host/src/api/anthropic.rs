@@ -59,11 +59,18 @@ pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
     if let Some(system) = wire.system {
         let parts = decode_content(system).map_err(|e| e.at("system"))?;
         if !parts.is_empty() {
-            messages.push(Message { role: Role::System, content: parts, extra: Extra::default() });
+            messages.push(Message {
+                role: Role::System,
+                content: parts,
+                extra: Extra::default(),
+            });
         }
     }
     if wire.messages.is_empty() {
-        return Err(DecodeError::new("messages", "must contain at least one message"));
+        return Err(DecodeError::new(
+            "messages",
+            "must contain at least one message",
+        ));
     }
     for (i, m) in wire.messages.into_iter().enumerate() {
         let at = format!("messages[{i}]");
@@ -73,17 +80,26 @@ pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
             other => {
                 return Err(DecodeError::new(
                     format!("{at}.role"),
-                    format!("unknown role {other:?}; expected user or assistant (system goes in the top-level `system` field)"),
+                    format!(
+                        "unknown role {other:?}; expected user or assistant (system goes in the top-level `system` field)"
+                    ),
                 ));
             }
         };
         let content = decode_content(m.content).map_err(|e| e.at(format!("{at}.content")))?;
-        messages.push(Message { role, content, extra: Extra::new(DIALECT, m.rest) });
+        messages.push(Message {
+            role,
+            content,
+            extra: Extra::new(DIALECT, m.rest),
+        });
     }
     let mut tools = Vec::new();
     for (i, mut t) in wire.tools.unwrap_or_default().into_iter().enumerate() {
         let Some(Value::String(name)) = t.remove("name") else {
-            return Err(DecodeError::new(format!("tools[{i}].name"), "expected a string"));
+            return Err(DecodeError::new(
+                format!("tools[{i}].name"),
+                "expected a string",
+            ));
         };
         let description = match t.remove("description") {
             Some(Value::String(d)) => Some(d),
@@ -92,7 +108,12 @@ pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
         // Server tools (web search, code execution) have a `type` and no schema; they only
         // make sense to Anthropic, which gets them back through `extra`.
         let parameters = t.remove("input_schema").unwrap_or(Value::Null);
-        tools.push(Tool { name, description, parameters, extra: Extra::new(DIALECT, t) });
+        tools.push(Tool {
+            name,
+            description,
+            parameters,
+            extra: Extra::new(DIALECT, t),
+        });
     }
     let mut rest = wire.rest;
     let mut parallel_tool_calls = None;
@@ -110,10 +131,20 @@ pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
                 "tool" => ToolChoice::Tool(
                     v.get("name")
                         .and_then(Value::as_str)
-                        .ok_or_else(|| DecodeError::new("tool_choice.name", "is required when type is \"tool\""))?
+                        .ok_or_else(|| {
+                            DecodeError::new(
+                                "tool_choice.name",
+                                "is required when type is \"tool\"",
+                            )
+                        })?
                         .to_owned(),
                 ),
-                _ => return Err(DecodeError::new("tool_choice.type", "expected auto, any, tool or none")),
+                _ => {
+                    return Err(DecodeError::new(
+                        "tool_choice.type",
+                        "expected auto, any, tool or none",
+                    ));
+                }
             })
         }
     };
@@ -149,7 +180,10 @@ fn decode_content(content: Value) -> Result<Vec<Part>, DecodeError> {
             .collect(),
         other => Err(DecodeError::new(
             "",
-            format!("expected a string or an array of content blocks, found {}", super::json_type(&other)),
+            format!(
+                "expected a string or an array of content blocks, found {}",
+                super::json_type(&other)
+            ),
         )),
     }
 }
@@ -165,12 +199,19 @@ fn decode_block(block: Value) -> Result<Part, DecodeError> {
     let Value::Object(mut obj) = block else {
         return Err(DecodeError::new("", "expected a content block object"));
     };
-    let kind = obj.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
+    let kind = obj
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
     match kind.as_str() {
         "text" => {
             obj.remove("type");
             let text = take_str(&mut obj, "text")?;
-            Ok(Part::Text { text, extra: Extra::new(DIALECT, obj) })
+            Ok(Part::Text {
+                text,
+                extra: Extra::new(DIALECT, obj),
+            })
         }
         "image" => {
             obj.remove("type");
@@ -182,16 +223,30 @@ fn decode_block(block: Value) -> Result<Part, DecodeError> {
                     media_type: take_str(&mut src, "media_type").map_err(|e| e.at("source"))?,
                     data: take_str(&mut src, "data").map_err(|e| e.at("source"))?,
                 },
-                Some("url") => ImageSource::Url(take_str(&mut src, "url").map_err(|e| e.at("source"))?),
-                _ => return Err(DecodeError::new("source.type", "expected \"base64\" or \"url\"")),
+                Some("url") => {
+                    ImageSource::Url(take_str(&mut src, "url").map_err(|e| e.at("source"))?)
+                }
+                _ => {
+                    return Err(DecodeError::new(
+                        "source.type",
+                        "expected \"base64\" or \"url\"",
+                    ));
+                }
             };
-            Ok(Part::Image { source, extra: Extra::new(DIALECT, obj) })
+            Ok(Part::Image {
+                source,
+                extra: Extra::new(DIALECT, obj),
+            })
         }
         "tool_use" => {
             let id = take_str(&mut obj, "id")?;
             let name = take_str(&mut obj, "name")?;
             let arguments = obj.remove("input").unwrap_or_else(|| json!({})).to_string();
-            Ok(Part::ToolCall(ToolCall { id, name, arguments }))
+            Ok(Part::ToolCall(ToolCall {
+                id,
+                name,
+                arguments,
+            }))
         }
         "tool_result" => {
             obj.remove("type");
@@ -200,8 +255,16 @@ fn decode_block(block: Value) -> Result<Part, DecodeError> {
                 None | Some(Value::Null) => vec![],
                 Some(c) => decode_content(c).map_err(|e| e.at("content"))?,
             };
-            let is_error = obj.remove("is_error").and_then(|v| v.as_bool()).unwrap_or(false);
-            Ok(Part::ToolResult { call_id, content, is_error, extra: Extra::new(DIALECT, obj) })
+            let is_error = obj
+                .remove("is_error")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
+            Ok(Part::ToolResult {
+                call_id,
+                content,
+                is_error,
+                extra: Extra::new(DIALECT, obj),
+            })
         }
         "thinking" => Ok(Part::Reasoning {
             text: take_str(&mut obj, "thinking")?,
@@ -211,7 +274,10 @@ fn decode_block(block: Value) -> Result<Part, DecodeError> {
             },
         }),
         "" => Err(DecodeError::new("type", "is required on a content block")),
-        _ => Ok(Part::Opaque { dialect: DIALECT, value: Value::Object(obj) }),
+        _ => Ok(Part::Opaque {
+            dialect: DIALECT,
+            value: Value::Object(obj),
+        }),
     }
 }
 
@@ -246,7 +312,11 @@ fn tool_input(arguments: &str) -> Value {
 }
 
 fn message_id(id: &str) -> String {
-    if id.starts_with("msg_") { id.to_owned() } else { super::new_id("msg_") }
+    if id.starts_with("msg_") {
+        id.to_owned()
+    } else {
+        super::new_id("msg_")
+    }
 }
 
 /// Encodes a complete answer as an Anthropic `message` object.
@@ -303,7 +373,13 @@ impl Default for StreamEncoder {
 
 impl StreamEncoder {
     pub fn new() -> Self {
-        StreamEncoder { started: false, open: None, next_block: 0, finish: None, usage: Usage::default() }
+        StreamEncoder {
+            started: false,
+            open: None,
+            next_block: 0,
+            finish: None,
+            usage: Usage::default(),
+        }
     }
 
     fn start(&mut self, id: &str, model: &str, out: &mut Vec<u8>) {
@@ -329,19 +405,31 @@ impl StreamEncoder {
         self.close_block(out);
         self.start("", "", out);
         let index = self.next_block;
-        super::sse_event(out, "content_block_start", &json!({"type": "content_block_start", "index": index, "content_block": start}));
+        super::sse_event(
+            out,
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index, "content_block": start}),
+        );
         self.open = Some(block);
     }
 
     fn close_block(&mut self, out: &mut Vec<u8>) {
         if self.open.take().is_some() {
-            super::sse_event(out, "content_block_stop", &json!({"type": "content_block_stop", "index": self.next_block}));
+            super::sse_event(
+                out,
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": self.next_block}),
+            );
             self.next_block += 1;
         }
     }
 
     fn delta(&self, delta: Value, out: &mut Vec<u8>) {
-        super::sse_event(out, "content_block_delta", &json!({"type": "content_block_delta", "index": self.next_block, "delta": delta}));
+        super::sse_event(
+            out,
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": self.next_block, "delta": delta}),
+        );
     }
 
     pub fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
@@ -352,11 +440,19 @@ impl StreamEncoder {
                 self.delta(json!({"type": "text_delta", "text": t}), out);
             }
             StreamEvent::ReasoningDelta(t) => {
-                self.open_block(Block::Thinking, json!({"type": "thinking", "thinking": ""}), out);
+                self.open_block(
+                    Block::Thinking,
+                    json!({"type": "thinking", "thinking": ""}),
+                    out,
+                );
                 self.delta(json!({"type": "thinking_delta", "thinking": t}), out);
             }
             StreamEvent::ReasoningSignature(s) => {
-                self.open_block(Block::Thinking, json!({"type": "thinking", "thinking": ""}), out);
+                self.open_block(
+                    Block::Thinking,
+                    json!({"type": "thinking", "thinking": ""}),
+                    out,
+                );
                 self.delta(json!({"type": "signature_delta", "signature": s}), out);
             }
             StreamEvent::ToolCallStart { index, id, name } => {
@@ -369,7 +465,10 @@ impl StreamEncoder {
             }
             StreamEvent::ToolCallDelta { index, arguments } => {
                 if self.open == Some(Block::Tool(*index)) {
-                    self.delta(json!({"type": "input_json_delta", "partial_json": arguments}), out);
+                    self.delta(
+                        json!({"type": "input_json_delta", "partial_json": arguments}),
+                        out,
+                    );
                 }
             }
             StreamEvent::ToolCallEnd { index } => {
@@ -380,7 +479,11 @@ impl StreamEncoder {
             StreamEvent::Usage(u) => self.usage = *u,
             StreamEvent::Finish(f) => self.finish = Some(f.clone()),
             StreamEvent::Error(message) => {
-                super::sse_event(out, "error", &json!({"type": "error", "error": {"type": "api_error", "message": message}}));
+                super::sse_event(
+                    out,
+                    "error",
+                    &json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+                );
             }
         }
     }
@@ -413,7 +516,8 @@ pub fn encode_request(r: &Request, model: &str) -> Value {
     }
     body.insert("model".into(), model.into());
     let mut system = Vec::new();
-    let mut messages: Vec<(Role, Vec<Value>, Map<String, Value>)> = Vec::with_capacity(r.messages.len());
+    let mut messages: Vec<(Role, Vec<Value>, Map<String, Value>)> =
+        Vec::with_capacity(r.messages.len());
     for m in &r.messages {
         let role = match m.role {
             Role::System => {
@@ -438,7 +542,9 @@ pub fn encode_request(r: &Request, model: &str) -> Value {
         }
     }
     if !system.is_empty() {
-        let plain = system.iter().all(|b| b.as_object().is_some_and(|o| o.len() == 2));
+        let plain = system
+            .iter()
+            .all(|b| b.as_object().is_some_and(|o| o.len() == 2));
         let value = if plain {
             Value::String(
                 system
@@ -455,13 +561,24 @@ pub fn encode_request(r: &Request, model: &str) -> Value {
     let messages = messages
         .into_iter()
         .map(|(role, blocks, mut extra)| {
-            extra.insert("role".into(), if role == Role::Assistant { "assistant" } else { "user" }.into());
+            extra.insert(
+                "role".into(),
+                if role == Role::Assistant {
+                    "assistant"
+                } else {
+                    "user"
+                }
+                .into(),
+            );
             extra.insert("content".into(), Value::Array(blocks));
             Value::Object(extra)
         })
         .collect();
     body.insert("messages".into(), Value::Array(messages));
-    body.insert("max_tokens".into(), r.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS).into());
+    body.insert(
+        "max_tokens".into(),
+        r.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS).into(),
+    );
     if let Some(t) = r.temperature {
         body.insert("temperature".into(), t.into());
     }
@@ -527,13 +644,22 @@ fn encode_block(p: &Part) -> Option<Value> {
         }
         Part::Image { source, extra } => {
             let src = match source {
-                ImageSource::Base64 { media_type, data } => json!({"type": "base64", "media_type": media_type, "data": data}),
+                ImageSource::Base64 { media_type, data } => {
+                    json!({"type": "base64", "media_type": media_type, "data": data})
+                }
                 ImageSource::Url(u) => json!({"type": "url", "url": u}),
             };
             with_extra(json!({"type": "image", "source": src}), extra)
         }
-        Part::ToolCall(c) => json!({"type": "tool_use", "id": c.id, "name": c.name, "input": tool_input(&c.arguments)}),
-        Part::ToolResult { call_id, content, is_error, extra } => {
+        Part::ToolCall(c) => {
+            json!({"type": "tool_use", "id": c.id, "name": c.name, "input": tool_input(&c.arguments)})
+        }
+        Part::ToolResult {
+            call_id,
+            content,
+            is_error,
+            extra,
+        } => {
             let blocks: Vec<Value> = content.iter().filter_map(encode_block).collect();
             let mut v = json!({"type": "tool_result", "tool_use_id": call_id, "content": blocks});
             if *is_error {
@@ -542,9 +668,17 @@ fn encode_block(p: &Part) -> Option<Value> {
             with_extra(v, extra)
         }
         // Thinking without a signature came from another dialect; Anthropic rejects it.
-        Part::Reasoning { text, signature: Some(sig) } => json!({"type": "thinking", "thinking": text, "signature": sig}),
-        Part::Reasoning { signature: None, .. } => return None,
-        Part::Opaque { dialect: DIALECT, value } => value.clone(),
+        Part::Reasoning {
+            text,
+            signature: Some(sig),
+        } => json!({"type": "thinking", "thinking": text, "signature": sig}),
+        Part::Reasoning {
+            signature: None, ..
+        } => return None,
+        Part::Opaque {
+            dialect: DIALECT,
+            value,
+        } => value.clone(),
         Part::Opaque { .. } => return None,
     })
 }
@@ -568,8 +702,12 @@ impl WireUsage {
     fn merge(&mut self, later: WireUsage) {
         self.input_tokens = later.input_tokens.or(self.input_tokens);
         self.output_tokens = later.output_tokens.or(self.output_tokens);
-        self.cache_creation_input_tokens = later.cache_creation_input_tokens.or(self.cache_creation_input_tokens);
-        self.cache_read_input_tokens = later.cache_read_input_tokens.or(self.cache_read_input_tokens);
+        self.cache_creation_input_tokens = later
+            .cache_creation_input_tokens
+            .or(self.cache_creation_input_tokens);
+        self.cache_read_input_tokens = later
+            .cache_read_input_tokens
+            .or(self.cache_read_input_tokens);
     }
 
     fn canonical(self) -> Usage {
@@ -625,7 +763,11 @@ pub fn decode_response(body: &[u8]) -> Result<Response, DecodeError> {
         id: wire.id,
         model: wire.model,
         content,
-        finish: wire.stop_reason.as_deref().map(decode_stop).unwrap_or_default(),
+        finish: wire
+            .stop_reason
+            .as_deref()
+            .map(decode_stop)
+            .unwrap_or_default(),
         usage: wire.usage.canonical(),
     })
 }
@@ -694,48 +836,81 @@ impl StreamDecoder {
     }
 
     fn tool_index(&self, block: u32) -> Option<u32> {
-        self.tool_blocks.iter().find(|(b, _)| *b == block).map(|(_, t)| *t)
+        self.tool_blocks
+            .iter()
+            .find(|(b, _)| *b == block)
+            .map(|(_, t)| *t)
     }
 
     /// Decodes one SSE data payload (the `type` inside it names the event).
     pub fn decode(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), DecodeError> {
-        let event: WireEvent = serde_json::from_str(data).map_err(|e| DecodeError::new("", e.to_string()))?;
+        let event: WireEvent =
+            serde_json::from_str(data).map_err(|e| DecodeError::new("", e.to_string()))?;
         match event {
             WireEvent::MessageStart { message } => {
                 self.usage = message.usage;
                 // Usage first: an Anthropic encoder downstream puts the input tokens into
                 // its own message_start.
                 out.push(StreamEvent::Usage(self.usage.canonical()));
-                out.push(StreamEvent::Start { id: message.id, model: message.model });
+                out.push(StreamEvent::Start {
+                    id: message.id,
+                    model: message.model,
+                });
             }
-            WireEvent::ContentBlockStart { index, content_block } => {
-                match content_block.get("type").and_then(Value::as_str) {
-                    Some("tool_use") => {
-                        let tool = self.next_tool;
-                        self.next_tool += 1;
-                        self.tool_blocks.push((index, tool));
-                        let field = |k: &str| content_block.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-                        out.push(StreamEvent::ToolCallStart { index: tool, id: field("id"), name: field("name") });
-                    }
-                    Some("text") => {
-                        if let Some(t) = content_block.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                            out.push(StreamEvent::TextDelta(t.to_owned()));
-                        }
-                    }
-                    _ => {}
+            WireEvent::ContentBlockStart {
+                index,
+                content_block,
+            } => match content_block.get("type").and_then(Value::as_str) {
+                Some("tool_use") => {
+                    let tool = self.next_tool;
+                    self.next_tool += 1;
+                    self.tool_blocks.push((index, tool));
+                    let field = |k: &str| {
+                        content_block
+                            .get(k)
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned()
+                    };
+                    out.push(StreamEvent::ToolCallStart {
+                        index: tool,
+                        id: field("id"),
+                        name: field("name"),
+                    });
                 }
-            }
+                Some("text") => {
+                    if let Some(t) = content_block
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .filter(|t| !t.is_empty())
+                    {
+                        out.push(StreamEvent::TextDelta(t.to_owned()));
+                    }
+                }
+                _ => {}
+            },
             WireEvent::ContentBlockDelta { index, delta } => {
-                let s = |k: &str| delta.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+                let s = |k: &str| {
+                    delta
+                        .get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned()
+                };
                 match delta.get("type").and_then(Value::as_str) {
                     Some("text_delta") => out.push(StreamEvent::TextDelta(s("text"))),
                     Some("thinking_delta") => out.push(StreamEvent::ReasoningDelta(s("thinking"))),
-                    Some("signature_delta") => out.push(StreamEvent::ReasoningSignature(s("signature"))),
+                    Some("signature_delta") => {
+                        out.push(StreamEvent::ReasoningSignature(s("signature")))
+                    }
                     Some("input_json_delta") => {
                         if let Some(tool) = self.tool_index(index) {
                             let arguments = s("partial_json");
                             if !arguments.is_empty() {
-                                out.push(StreamEvent::ToolCallDelta { index: tool, arguments });
+                                out.push(StreamEvent::ToolCallDelta {
+                                    index: tool,
+                                    arguments,
+                                });
                             }
                         }
                     }
@@ -757,7 +932,9 @@ impl StreamDecoder {
                 out.push(StreamEvent::Usage(self.usage.canonical()));
             }
             WireEvent::MessageStop => self.finished = true,
-            WireEvent::Error { error } => out.push(StreamEvent::Error(super::error_message(&error))),
+            WireEvent::Error { error } => {
+                out.push(StreamEvent::Error(super::error_message(&error)))
+            }
             WireEvent::Ping | WireEvent::Unknown => {}
         }
         Ok(())
@@ -791,7 +968,10 @@ mod tests {
         let openai = super::super::openai_chat::encode_request(&r, "gpt");
         let msgs = openai["messages"].as_array().unwrap();
         assert_eq!(msgs[0]["role"], "system");
-        assert_eq!(msgs[2]["tool_calls"][0]["function"]["arguments"], r#"{"a":1}"#);
+        assert_eq!(
+            msgs[2]["tool_calls"][0]["function"]["arguments"],
+            r#"{"a":1}"#
+        );
         assert_eq!(msgs[3]["role"], "tool");
         assert_eq!(msgs[3]["tool_call_id"], "t1");
         assert_eq!(msgs[4]["role"], "user");
@@ -813,7 +993,8 @@ mod tests {
 
     #[test]
     fn missing_max_tokens_is_an_error() {
-        let e = decode_request(br#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#).unwrap_err();
+        let e = decode_request(br#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#)
+            .unwrap_err();
         assert!(e.to_string().contains("max_tokens"));
     }
 
@@ -831,14 +1012,34 @@ mod tests {
         ] {
             d.decode(data, &mut ev).unwrap();
         }
-        assert!(matches!(ev[0], StreamEvent::Usage(Usage { input_tokens: 17, output_tokens: 1, .. })));
+        assert!(matches!(
+            ev[0],
+            StreamEvent::Usage(Usage {
+                input_tokens: 17,
+                output_tokens: 1,
+                ..
+            })
+        ));
         let ev = &ev[1..];
-        assert_eq!(ev[1], StreamEvent::ToolCallStart { index: 0, id: "t".into(), name: "f".into() });
+        assert_eq!(
+            ev[1],
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "t".into(),
+                name: "f".into()
+            }
+        );
         assert_eq!(ev[3], StreamEvent::ToolCallEnd { index: 0 });
         assert_eq!(ev[4], StreamEvent::Finish(FinishReason::ToolCalls));
         assert_eq!(
             ev[5],
-            StreamEvent::Usage(Usage { input_tokens: 17, cache_read_tokens: 5, cache_write_tokens: 2, output_tokens: 7, reasoning_tokens: 0 })
+            StreamEvent::Usage(Usage {
+                input_tokens: 17,
+                cache_read_tokens: 5,
+                cache_write_tokens: 2,
+                output_tokens: 7,
+                reasoning_tokens: 0
+            })
         );
         assert!(d.finished());
     }
@@ -848,10 +1049,20 @@ mod tests {
         let mut e = StreamEncoder::new();
         let mut out = Vec::new();
         for ev in [
-            StreamEvent::Start { id: "x".into(), model: "m".into() },
+            StreamEvent::Start {
+                id: "x".into(),
+                model: "m".into(),
+            },
             StreamEvent::TextDelta("a".into()),
-            StreamEvent::ToolCallStart { index: 0, id: "c".into(), name: "f".into() },
-            StreamEvent::ToolCallDelta { index: 0, arguments: "{}".into() },
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "c".into(),
+                name: "f".into(),
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "{}".into(),
+            },
             StreamEvent::ToolCallEnd { index: 0 },
             StreamEvent::Finish(FinishReason::ToolCalls),
         ] {
@@ -859,12 +1070,22 @@ mod tests {
         }
         e.finish(&mut out);
         let s = String::from_utf8(out).unwrap();
-        let names: Vec<&str> = s.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+        let names: Vec<&str> = s
+            .lines()
+            .filter_map(|l| l.strip_prefix("event: "))
+            .collect();
         assert_eq!(
             names,
             [
-                "message_start", "content_block_start", "content_block_delta", "content_block_stop",
-                "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop"
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
             ]
         );
         assert!(s.contains(r#""stop_reason":"tool_use""#));

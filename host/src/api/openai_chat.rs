@@ -117,7 +117,10 @@ pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
         messages.push(decode_message(m).map_err(|e| e.at(format!("messages[{i}]")))?);
     }
     if messages.is_empty() {
-        return Err(DecodeError::new("messages", "must contain at least one message"));
+        return Err(DecodeError::new(
+            "messages",
+            "must contain at least one message",
+        ));
     }
     let tools = wire
         .tools
@@ -129,7 +132,10 @@ pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
             Tool {
                 name: t.function.name,
                 description: t.function.description,
-                parameters: t.function.parameters.unwrap_or_else(|| json!({"type": "object"})),
+                parameters: t
+                    .function
+                    .parameters
+                    .unwrap_or_else(|| json!({"type": "object"})),
                 extra: Extra::new(DIALECT, extra),
             }
         })
@@ -178,7 +184,9 @@ fn decode_message(m: WireMessage) -> Result<Message, DecodeError> {
         other => {
             return Err(DecodeError::new(
                 "role",
-                format!("unknown role {other:?}; expected system, developer, user, assistant or tool"),
+                format!(
+                    "unknown role {other:?}; expected system, developer, user, assistant or tool"
+                ),
             ));
         }
     };
@@ -189,12 +197,18 @@ fn decode_message(m: WireMessage) -> Result<Message, DecodeError> {
     }
     let mut content = Vec::new();
     if let Some(r) = m.reasoning_content.filter(|r| !r.is_empty()) {
-        content.push(Part::Reasoning { text: r, signature: None });
+        content.push(Part::Reasoning {
+            text: r,
+            signature: None,
+        });
     }
     let parts = decode_content(m.content).map_err(|e| e.at("content"))?;
     if role == Role::Tool {
         let call_id = m.tool_call_id.ok_or_else(|| {
-            DecodeError::new("tool_call_id", "is required on a message with role \"tool\"")
+            DecodeError::new(
+                "tool_call_id",
+                "is required on a message with role \"tool\"",
+            )
         })?;
         content.push(Part::ToolResult {
             call_id,
@@ -207,7 +221,10 @@ fn decode_message(m: WireMessage) -> Result<Message, DecodeError> {
     }
     for (i, c) in m.tool_calls.unwrap_or_default().into_iter().enumerate() {
         if role != Role::Assistant {
-            return Err(DecodeError::new(format!("tool_calls[{i}]"), "only assistant messages carry tool calls"));
+            return Err(DecodeError::new(
+                format!("tool_calls[{i}]"),
+                "only assistant messages carry tool calls",
+            ));
         }
         content.push(Part::ToolCall(ToolCall {
             id: c.id,
@@ -233,7 +250,10 @@ fn decode_content(content: Option<Value>) -> Result<Vec<Part>, DecodeError> {
             .collect(),
         Some(other) => Err(DecodeError::new(
             "",
-            format!("expected a string or an array of content parts, found {}", super::json_type(&other)),
+            format!(
+                "expected a string or an array of content parts, found {}",
+                super::json_type(&other)
+            ),
         )),
     }
 }
@@ -242,14 +262,21 @@ fn decode_part(part: Value) -> Result<Part, DecodeError> {
     let Value::Object(mut obj) = part else {
         return Err(DecodeError::new("", "expected a content part object"));
     };
-    let kind = obj.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
+    let kind = obj
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
     match kind.as_str() {
         "text" => {
             let Some(Value::String(text)) = obj.remove("text") else {
                 return Err(DecodeError::new("text", "expected a string"));
             };
             obj.remove("type");
-            Ok(Part::Text { text, extra: Extra::new(DIALECT, obj) })
+            Ok(Part::Text {
+                text,
+                extra: Extra::new(DIALECT, obj),
+            })
         }
         "image_url" => {
             let url = match obj.remove("image_url") {
@@ -263,15 +290,26 @@ fn decode_part(part: Value) -> Result<Part, DecodeError> {
                     }
                     _ => return Err(DecodeError::new("image_url.url", "expected a string")),
                 },
-                _ => return Err(DecodeError::new("image_url", "expected an object with a url")),
+                _ => {
+                    return Err(DecodeError::new(
+                        "image_url",
+                        "expected an object with a url",
+                    ));
+                }
             };
             obj.remove("type");
-            Ok(Part::Image { source: ImageSource::from_url(&url), extra: Extra::new(DIALECT, obj) })
+            Ok(Part::Image {
+                source: ImageSource::from_url(&url),
+                extra: Extra::new(DIALECT, obj),
+            })
         }
         "" => Err(DecodeError::new("type", "is required on a content part")),
         _ => {
             obj.insert("type".into(), Value::String(kind));
-            Ok(Part::Opaque { dialect: DIALECT, value: Value::Object(obj) })
+            Ok(Part::Opaque {
+                dialect: DIALECT,
+                value: Value::Object(obj),
+            })
         }
     }
 }
@@ -316,7 +354,10 @@ fn usage_json(u: &Usage) -> Value {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn tool_call_json(c: &ToolCall) -> Value {
@@ -404,7 +445,11 @@ impl StreamEncoder {
         match event {
             StreamEvent::Start { id, model } => {
                 if !self.started {
-                    self.id = if id.is_empty() { super::new_id("chatcmpl-") } else { id.clone() };
+                    self.id = if id.is_empty() {
+                        super::new_id("chatcmpl-")
+                    } else {
+                        id.clone()
+                    };
                     self.model = model.clone();
                 }
                 self.ensure_started(out);
@@ -428,7 +473,11 @@ impl StreamEncoder {
             }
             StreamEvent::ToolCallDelta { index, arguments } => {
                 self.ensure_started(out);
-                self.chunk(out, json!({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}), None);
+                self.chunk(
+                    out,
+                    json!({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}),
+                    None,
+                );
             }
             StreamEvent::Usage(u) => self.usage = Some(*u),
             StreamEvent::Finish(f) => {
@@ -436,7 +485,10 @@ impl StreamEncoder {
                 self.chunk(out, json!({}), Some(finish_reason(f)));
             }
             StreamEvent::Error(message) => {
-                super::sse_data(out, &json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}}));
+                super::sse_data(
+                    out,
+                    &json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}}),
+                );
             }
         }
     }
@@ -571,7 +623,11 @@ fn encode_message(m: &Message, out: &mut Vec<Value>) {
                 .collect();
             obj.insert(
                 "content".into(),
-                if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) },
+                if text.is_empty() && !calls.is_empty() {
+                    Value::Null
+                } else {
+                    Value::String(text)
+                },
             );
             if !calls.is_empty() {
                 obj.insert("tool_calls".into(), Value::Array(calls));
@@ -587,7 +643,12 @@ fn encode_message(m: &Message, out: &mut Vec<Value>) {
             let mut rest = Vec::new();
             for p in &m.content {
                 match p {
-                    Part::ToolResult { call_id, content, is_error, .. } => {
+                    Part::ToolResult {
+                        call_id,
+                        content,
+                        is_error,
+                        ..
+                    } => {
                         let mut text = content_text(content);
                         if *is_error && !text.starts_with("Error") {
                             text.insert_str(0, "Error: ");
@@ -619,10 +680,10 @@ fn content_text(parts: &[Part]) -> String {
 
 /// A plain string when the content is one text part without extras; parts otherwise.
 fn content_json(parts: &[Part]) -> Value {
-    if let [Part::Text { text, extra }] = parts {
-        if extra.for_dialect(DIALECT).is_none() {
-            return Value::String(text.clone());
-        }
+    if let [Part::Text { text, extra }] = parts
+        && extra.for_dialect(DIALECT).is_none()
+    {
+        return Value::String(text.clone());
     }
     let arr = parts
         .iter()
@@ -644,7 +705,10 @@ fn content_json(parts: &[Part]) -> Value {
                 image.insert("url".into(), source.to_url().into());
                 Some(json!({"type": "image_url", "image_url": image}))
             }
-            Part::Opaque { dialect: DIALECT, value } => Some(value.clone()),
+            Part::Opaque {
+                dialect: DIALECT,
+                value,
+            } => Some(value.clone()),
             _ => None,
         })
         .collect();
@@ -731,10 +795,16 @@ impl From<WireUsage> for Usage {
     fn from(u: WireUsage) -> Usage {
         Usage {
             input_tokens: u.prompt_tokens,
-            cache_read_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0),
+            cache_read_tokens: u
+                .prompt_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
             cache_write_tokens: 0,
             output_tokens: u.completion_tokens,
-            reasoning_tokens: u.completion_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0),
+            reasoning_tokens: u
+                .completion_tokens_details
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
         }
     }
 }
@@ -760,13 +830,19 @@ pub fn decode_response(body: &[u8]) -> Result<Response, DecodeError> {
     let msg = choice.message.unwrap_or_default();
     let mut content = Vec::new();
     if let Some(r) = msg.reasoning_content.filter(|r| !r.is_empty()) {
-        content.push(Part::Reasoning { text: r, signature: None });
+        content.push(Part::Reasoning {
+            text: r,
+            signature: None,
+        });
     }
     if let Some(t) = msg.content.filter(|t| !t.is_empty()) {
         content.push(Part::text(t));
     }
     for c in msg.tool_calls.unwrap_or_default() {
-        let f = c.function.unwrap_or(WireFunctionDelta { name: None, arguments: None });
+        let f = c.function.unwrap_or(WireFunctionDelta {
+            name: None,
+            arguments: None,
+        });
         content.push(Part::ToolCall(ToolCall {
             id: c.id.unwrap_or_default(),
             name: f.name.unwrap_or_default(),
@@ -777,7 +853,11 @@ pub fn decode_response(body: &[u8]) -> Result<Response, DecodeError> {
         id: wire.id,
         model: wire.model,
         content,
-        finish: choice.finish_reason.as_deref().map(decode_finish).unwrap_or_default(),
+        finish: choice
+            .finish_reason
+            .as_deref()
+            .map(decode_finish)
+            .unwrap_or_default(),
         usage: wire.usage.map(Usage::from).unwrap_or_default(),
     })
 }
@@ -801,15 +881,20 @@ impl StreamDecoder {
         if data == "[DONE]" {
             return Ok(());
         }
-        let raw: Value = serde_json::from_str(data).map_err(|e| DecodeError::new("", e.to_string()))?;
+        let raw: Value =
+            serde_json::from_str(data).map_err(|e| DecodeError::new("", e.to_string()))?;
         if let Some(err) = raw.get("error") {
             out.push(StreamEvent::Error(super::error_message(err)));
             return Ok(());
         }
-        let chunk: WireResponse = serde_json::from_value(raw).map_err(|e| DecodeError::new("", e.to_string()))?;
+        let chunk: WireResponse =
+            serde_json::from_value(raw).map_err(|e| DecodeError::new("", e.to_string()))?;
         if !self.started {
             self.started = true;
-            out.push(StreamEvent::Start { id: chunk.id.clone(), model: chunk.model.clone() });
+            out.push(StreamEvent::Start {
+                id: chunk.id.clone(),
+                model: chunk.model.clone(),
+            });
         }
         for choice in chunk.choices {
             let delta = choice.delta.unwrap_or_default();
@@ -821,7 +906,10 @@ impl StreamDecoder {
             }
             for c in delta.tool_calls.unwrap_or_default() {
                 let index = c.index.unwrap_or(0);
-                let f = c.function.unwrap_or(WireFunctionDelta { name: None, arguments: None });
+                let f = c.function.unwrap_or(WireFunctionDelta {
+                    name: None,
+                    arguments: None,
+                });
                 if self.open_tools.insert(index) {
                     out.push(StreamEvent::ToolCallStart {
                         index,
@@ -830,7 +918,10 @@ impl StreamDecoder {
                     });
                 }
                 if let Some(a) = f.arguments.filter(|a| !a.is_empty()) {
-                    out.push(StreamEvent::ToolCallDelta { index, arguments: a });
+                    out.push(StreamEvent::ToolCallDelta {
+                        index,
+                        arguments: a,
+                    });
                 }
             }
             if let Some(f) = choice.finish_reason {
@@ -874,14 +965,23 @@ mod tests {
         assert_eq!(r.messages.len(), 4);
         assert!(r.stream && r.include_usage);
         assert_eq!(r.tool_choice, Some(ToolChoice::Required));
-        assert!(matches!(&r.messages[1].content[1], Part::Image { source: ImageSource::Base64 { media_type, .. }, .. } if media_type == "image/png"));
-        assert!(matches!(&r.messages[2].content[0], Part::ToolCall(c) if c.arguments == "{\"x\":1}"));
-        assert!(matches!(&r.messages[3].content[0], Part::ToolResult { call_id, .. } if call_id == "c1"));
+        assert!(
+            matches!(&r.messages[1].content[1], Part::Image { source: ImageSource::Base64 { media_type, .. }, .. } if media_type == "image/png")
+        );
+        assert!(
+            matches!(&r.messages[2].content[0], Part::ToolCall(c) if c.arguments == "{\"x\":1}")
+        );
+        assert!(
+            matches!(&r.messages[3].content[0], Part::ToolResult { call_id, .. } if call_id == "c1")
+        );
         // Same-dialect replay keeps unknown fields and the image detail.
         let out = encode_request(&r, "up");
         assert_eq!(out["seed"], 7);
         assert_eq!(out["model"], "up");
-        assert_eq!(out["messages"][1]["content"][1]["image_url"]["detail"], "low");
+        assert_eq!(
+            out["messages"][1]["content"][1]["image_url"]["detail"],
+            "low"
+        );
         assert_eq!(out["messages"][3]["role"], "tool");
         assert_eq!(out["stream_options"]["include_usage"], true);
     }
@@ -890,9 +990,11 @@ mod tests {
     fn bad_requests_say_where() {
         let e = decode_request(br#"{"messages":[]}"#).unwrap_err();
         assert!(e.to_string().contains("model"), "{e}");
-        let e = decode_request(br#"{"model":"m","messages":[{"role":"user","content":5}]}"#).unwrap_err();
+        let e = decode_request(br#"{"model":"m","messages":[{"role":"user","content":5}]}"#)
+            .unwrap_err();
         assert!(e.to_string().contains("messages[0].content"), "{e}");
-        let e = decode_request(br#"{"model":"m","messages":[{"role":"robot","content":"x"}]}"#).unwrap_err();
+        let e = decode_request(br#"{"model":"m","messages":[{"role":"robot","content":"x"}]}"#)
+            .unwrap_err();
         assert!(e.to_string().contains("messages[0].role"), "{e}");
         let e = decode_request(br#"{"model":"m","messages":"hi"}"#).unwrap_err();
         assert!(e.to_string().contains("messages"), "{e}");
@@ -914,22 +1016,55 @@ mod tests {
         ] {
             d.decode(data, &mut ev).unwrap();
         }
-        assert_eq!(ev[0], StreamEvent::Start { id: "x".into(), model: "m".into() });
-        assert_eq!(ev[1], StreamEvent::ToolCallStart { index: 0, id: "c".into(), name: "f".into() });
-        assert_eq!(ev[2], StreamEvent::ToolCallDelta { index: 0, arguments: "{}".into() });
+        assert_eq!(
+            ev[0],
+            StreamEvent::Start {
+                id: "x".into(),
+                model: "m".into()
+            }
+        );
+        assert_eq!(
+            ev[1],
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "c".into(),
+                name: "f".into()
+            }
+        );
+        assert_eq!(
+            ev[2],
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "{}".into()
+            }
+        );
         assert_eq!(ev[3], StreamEvent::ToolCallEnd { index: 0 });
         assert_eq!(ev[4], StreamEvent::Finish(FinishReason::ToolCalls));
-        assert!(matches!(ev[5], StreamEvent::Usage(Usage { input_tokens: 5, cache_read_tokens: 3, .. })));
+        assert!(matches!(
+            ev[5],
+            StreamEvent::Usage(Usage {
+                input_tokens: 5,
+                cache_read_tokens: 3,
+                ..
+            })
+        ));
         assert!(d.finished());
     }
 
     #[test]
     fn stream_encoder_hides_usage_unless_asked() {
         let events = [
-            StreamEvent::Start { id: "i".into(), model: "m".into() },
+            StreamEvent::Start {
+                id: "i".into(),
+                model: "m".into(),
+            },
             StreamEvent::TextDelta("hi".into()),
             StreamEvent::Finish(FinishReason::Stop),
-            StreamEvent::Usage(Usage { input_tokens: 1, output_tokens: 1, ..Default::default() }),
+            StreamEvent::Usage(Usage {
+                input_tokens: 1,
+                output_tokens: 1,
+                ..Default::default()
+            }),
         ];
         for include in [false, true] {
             let mut e = StreamEncoder::new(include);

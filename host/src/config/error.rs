@@ -2,7 +2,7 @@
 //! typo is fixed from the message alone.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -39,8 +39,18 @@ impl fmt::Display for Invalid {
 }
 
 impl ConfigError {
-    pub fn invalid(file: &PathBuf, line: Option<usize>, key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError::Invalid(Box::new(Invalid { file: file.clone(), line, key: key.into(), message: message.into() }))
+    pub fn invalid(
+        file: &Path,
+        line: Option<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        ConfigError::Invalid(Box::new(Invalid {
+            file: file.to_owned(),
+            line,
+            key: key.into(),
+            message: message.into(),
+        }))
     }
 }
 
@@ -64,14 +74,24 @@ pub fn locate(text: &str, path: &str) -> Option<usize> {
                 continue;
             }
             let indent = line.len() - trimmed.len();
-            if let Some(p) = parent_indent {
-                if indent <= p && i > start {
-                    break;
-                }
+            if let Some(p) = parent_indent
+                && indent <= p
+                && i > start
+            {
+                break;
             }
             let key = trimmed.trim_start_matches("- ");
-            let bare = key.split(':').next().unwrap_or("").trim().trim_matches(|c| c == '"' || c == '\'');
-            if bare == name && key[bare.len()..].trim_start_matches(['"', '\'']).starts_with(':') {
+            let bare = key
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches(|c| c == '"' || c == '\'');
+            if bare == name
+                && key[bare.len()..]
+                    .trim_start_matches(['"', '\''])
+                    .starts_with(':')
+            {
                 hit = Some((i, indent));
                 break;
             }

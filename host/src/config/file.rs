@@ -65,7 +65,9 @@ impl TryFrom<ByteSizeRepr> for ByteSize {
             ByteSizeRepr::Text(s) => s
                 .parse::<bytesize::ByteSize>()
                 .map(|b| ByteSize(b.as_u64()))
-                .map_err(|_| format!("expected a size such as 32MiB or a number of bytes, found {s:?}")),
+                .map_err(|_| {
+                    format!("expected a size such as 32MiB or a number of bytes, found {s:?}")
+                }),
         }
     }
 }

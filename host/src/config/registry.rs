@@ -32,11 +32,21 @@ mod tests {
     #[test]
     fn every_builtin_parses_and_prices_every_model() {
         for (name, text) in BUILTIN {
-            let p: ProviderSection = serde_yaml::from_str(text).unwrap_or_else(|e| panic!("registry/{name}.yaml: {e}"));
-            assert!(p.api_protocol.is_some() && p.api_base.is_some() && p.env_prefix.is_some(), "{name}");
+            let p: ProviderSection =
+                serde_yaml::from_str(text).unwrap_or_else(|e| panic!("registry/{name}.yaml: {e}"));
+            assert!(
+                p.api_protocol.is_some() && p.api_base.is_some() && p.env_prefix.is_some(),
+                "{name}"
+            );
             for (id, m) in p.models.unwrap_or_default() {
                 let pr = &m.pricing;
-                for v in [pr.input_tokens.no_cache, pr.input_tokens.cache_read, pr.input_tokens.cache_write, pr.output_tokens.text, pr.output_tokens.reasoning] {
+                for v in [
+                    pr.input_tokens.no_cache,
+                    pr.input_tokens.cache_read,
+                    pr.input_tokens.cache_write,
+                    pr.output_tokens.text,
+                    pr.output_tokens.reasoning,
+                ] {
                     assert!(v >= 0.0 && v.is_finite(), "{name}/{id}");
                 }
             }
