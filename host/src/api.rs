@@ -42,7 +42,7 @@ impl DecodeError {
 /// Parses JSON into `T`, naming the field that did not fit.
 pub(crate) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -51,10 +51,28 @@ pub(crate) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeEr
             let path = if path == "." { String::new() } else { path };
             // serde's message carries "at line 1 column 9"; the path already says where.
             let msg = inner.to_string();
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-            DecodeError::new(path, msg)
+            let msg = msg.split(" at line ").next().unwrap_or(&msg);
+            DecodeError::new(path, hide_wire_type(msg))
         }
-    })
+    })?;
+    // Trailing bytes after the JSON value mean the caller sent something other than it meant to.
+    de.end()
+        .map_err(|e| DecodeError::new("", format!("the body is not valid JSON: {e}")))?;
+    Ok(value)
+}
+
+/// serde names the Rust type it expected (`struct WireRequest`); callers know it as an object.
+fn hide_wire_type(msg: &str) -> String {
+    match msg.find("struct Wire") {
+        Some(i) => {
+            let rest = &msg[i + "struct ".len()..];
+            let end = rest
+                .find(|c: char| !c.is_alphanumeric())
+                .unwrap_or(rest.len());
+            format!("{}a JSON object{}", &msg[..i], &rest[end..])
+        }
+        None => msg.to_owned(),
+    }
 }
 
 pub(crate) fn json_type(v: &Value) -> &'static str {

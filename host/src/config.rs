@@ -240,9 +240,9 @@ impl Config {
 
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             file: path.to_owned(),
-            source,
+            error,
         })?;
         Self::parse(&text, path)
     }
@@ -261,15 +261,17 @@ impl Config {
                 let key = e.path().to_string();
                 let inner = e.into_inner();
                 let line = inner.location().map(|l| l.line());
-                let key = if key == "." { String::new() } else { key };
+                // A syntax error has no key (serde_path_to_error shows `?` for it).
+                let key = if key == "." || key.contains('?') {
+                    String::new()
+                } else {
+                    key
+                };
                 let line = line.or_else(|| locate(text, &key));
                 let msg = inner.to_string();
                 // serde_yaml appends "at line N column M"; the prefix already says where.
                 let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-                let msg = msg
-                    .strip_prefix(&format!("{key}: "))
-                    .unwrap_or(&msg)
-                    .to_owned();
+                let msg = strip_path_prefix(&msg, &key).to_owned();
                 ConfigError::invalid(&file_path, line, key, msg)
             })?
         };
@@ -494,6 +496,15 @@ impl Config {
     /// Timeouts for a `provider:model` request that names no route.
     pub fn direct_timeouts(&self, provider: &Provider) -> Timeouts {
         Timeouts::default().layer(provider.timeouts)
+    }
+}
+
+/// serde_yaml prefixes its messages with the path of the enclosing map (`server: unknown
+/// field`); the error already names the key, so drop any such prefix of it.
+fn strip_path_prefix<'a>(msg: &'a str, key: &str) -> &'a str {
+    match msg.split_once(": ") {
+        Some((prefix, rest)) if !prefix.is_empty() && key.starts_with(prefix) => rest,
+        _ => msg,
     }
 }
 

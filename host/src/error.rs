@@ -16,6 +16,8 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// No route, provider or endpoint by that name.
     NotFound,
+    /// No such path on this gateway.
+    UnknownPath,
     /// The path exists but not with this method.
     MethodNotAllowed,
     /// Could not reach the upstream (connection refused, reset, DNS, TLS).
@@ -40,6 +42,7 @@ impl ErrorKind {
             ErrorKind::BadRequest => "BadRequest",
             ErrorKind::PayloadTooLarge => "PayloadTooLarge",
             ErrorKind::NotFound => "NotFound",
+            ErrorKind::UnknownPath => "UnknownPath",
             ErrorKind::MethodNotAllowed => "MethodNotAllowed",
             ErrorKind::Transport => "Transport",
             ErrorKind::Timeout => "Timeout",
@@ -139,7 +142,7 @@ impl Error {
         match self.kind {
             ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::NotFound | ErrorKind::UnknownPath => StatusCode::NOT_FOUND,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::Transport | ErrorKind::Provider | ErrorKind::BadUpstreamResponse => {
                 StatusCode::BAD_GATEWAY

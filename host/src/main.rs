@@ -1,5 +1,6 @@
 //! The `bitrouter` command line: `serve`, `check-config`, `route list`.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -176,6 +177,7 @@ fn serve(
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.server.log_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match log_format {
         LogFormat::Text => builder.init(),

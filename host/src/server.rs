@@ -67,7 +67,7 @@ impl Gateway {
             }
             _ => {
                 let e = Error::new(
-                    ErrorKind::NotFound,
+                    ErrorKind::UnknownPath,
                     format!(
                         "no route {method} {path}; this gateway serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models and GET /health"
                     ),
@@ -208,6 +208,26 @@ fn method_not_allowed(headers: &HeaderMap, path: &str, allow: &'static str) -> R
     r
 }
 
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Waits until the first bytes tell HTTP/1 from the HTTP/2 preface. hyper's header timeout
+/// only starts after that detection, so without this a client that connects and sends
+/// nothing (or half a preface) would hold its connection forever.
+async fn protocol_known(stream: &tokio::net::TcpStream, within: std::time::Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = [0u8; 24];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Err(_) | Ok(Err(_)) | Ok(Ok(0)) => return false,
+            Ok(Ok(n)) if n == buf.len() || buf[..n] != H2_PREFACE[..n] => return true,
+            // A partial preface: peek returns the same bytes at once (and `timeout_at` polls
+            // it before its timer), so check the deadline here and wait a little.
+            Ok(Ok(_)) if tokio::time::Instant::now() >= deadline => return false,
+            Ok(Ok(_)) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+        }
+    }
+}
+
 /// Serves `gateway` on `listener` until `shutdown` resolves, then lets in-flight requests
 /// finish for `server.shutdown_grace`.
 pub async fn serve(
@@ -243,12 +263,17 @@ pub async fn serve(
             let gw = gw.clone();
             async move { Ok::<_, Infallible>(gw.handle(req).await) }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let header_timeout = gateway.config.server.header_timeout;
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            if !protocol_known(&stream, header_timeout).await {
+                return;
+            }
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });

@@ -1,4 +1,8 @@
 //! End-to-end tests: the real gateway on loopback, mock upstreams, real HTTP clients.
 
+mod bad_input;
+mod cli;
 mod dialects;
+mod failover;
 mod harness;
+mod sdk_clients;

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{}: cannot read the config file: {source}", file.display())]
+    #[error("{}: cannot read the config file: {error}", file.display())]
     Read {
         file: PathBuf,
-        #[source]
-        source: std::io::Error,
+        // Not named `source` (thiserror would chain it): the message already carries it,
+        // and `{:#}` would print it twice.
+        error: std::io::Error,
     },
     #[error("{0}")]
     Invalid(Box<Invalid>),

@@ -1,0 +1,274 @@
+//! The official OpenAI and Anthropic Python SDKs against the real gateway binary.
+//!
+//! Starts the mock upstream in-process, writes a config with one route per upstream protocol
+//! (`via-openai`, `via-anthropic`), spawns `bitrouter serve` on a free port and runs
+//! `tests/sdk/sdk_e2e.py`, which drives both SDKs through both routes (chat, streaming, tool
+//! calls, model list, an error). The Python side needs a virtualenv with the pinned SDKs:
+//!
+//! ```sh
+//! python3 -m venv .venv && .venv/bin/pip install -r tests/sdk/requirements.txt
+//! ```
+//!
+//! or `BITROUTER_TEST_PYTHON=/path/to/python` naming an interpreter that has them. Without one
+//! the test fails (it does not skip) and says how to set it up.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use bitrouter_bench::mock::{MockBehavior, MockServer};
+
+const GATEWAY: &str = env!("CARGO_BIN_EXE_bitrouter");
+const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sdk/sdk_e2e.py");
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(20);
+/// Generous: the script makes ~40 requests against a local mock and takes a few seconds.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
+const SETUP_HINT: &str = "set up the SDK virtualenv at the workspace root with\n    \
+    python3 -m venv .venv && .venv/bin/pip install -r tests/sdk/requirements.txt\n\
+    or point BITROUTER_TEST_PYTHON at an interpreter that has the packages in \
+    tests/sdk/requirements.txt";
+
+/// Kills and reaps the child when dropped, so neither a failed assertion nor a panic leaves a
+/// process behind.
+struct ChildGuard {
+    name: &'static str,
+    child: Child,
+}
+
+impl ChildGuard {
+    fn spawn(name: &'static str, cmd: &mut Command) -> ChildGuard {
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        ChildGuard { name, child }
+    }
+
+    /// `Some(status)` once the process has exited.
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .try_wait()
+            .unwrap_or_else(|e| panic!("waiting for {}: {e}", self.name))
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+fn read_lossy(path: &Path) -> String {
+    fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()))
+}
+
+/// The interpreter to run the script with, checked to have both SDKs.
+fn python() -> PathBuf {
+    let python = match std::env::var_os("BITROUTER_TEST_PYTHON").filter(|v| !v.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let venv = Path::new(WORKSPACE).join(".venv/bin/python");
+            if !venv.exists() {
+                panic!(
+                    "no Python for the SDK test: BITROUTER_TEST_PYTHON is not set and {} does \
+                     not exist; {SETUP_HINT}",
+                    venv.display()
+                );
+            }
+            venv
+        }
+    };
+    let probe = Command::new(&python)
+        .args([
+            "-c",
+            "import openai, anthropic; print(openai.__version__, anthropic.__version__)",
+        ])
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => python,
+        Ok(out) => panic!(
+            "{} cannot `import openai, anthropic` ({}):\n{}\n{SETUP_HINT}",
+            python.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        ),
+        Err(e) => panic!("cannot run {}: {e}; {SETUP_HINT}", python.display()),
+    }
+}
+
+fn write_config(dir: &Path, mock: &str) -> PathBuf {
+    let path = dir.join("bitrouter.yaml");
+    let yaml = format!(
+        "server:
+  log_level: info
+
+providers:
+  mock-openai:
+    api_protocol: openai
+    api_base: {mock}/v1
+    api_key_required: false
+  mock-anthropic:
+    api_protocol: anthropic
+    api_base: {mock}
+    api_key_required: false
+
+models:
+  via-openai:
+    endpoints:
+      - provider: mock-openai
+        model_id: mock-gpt
+  via-anthropic:
+    endpoints:
+      - provider: mock-anthropic
+        model_id: mock-claude
+"
+    );
+    fs::write(&path, yaml).expect("write config");
+    path
+}
+
+/// One blocking `GET /health`; true on a 200.
+fn health_ok(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.1 200")
+}
+
+/// Everything that blocks (child processes, polling) runs here, off the runtime that serves the
+/// mock.
+fn run(mock_url: String) {
+    let python = python();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(dir.path(), &mock_url);
+    let gateway_log = dir.path().join("gateway.log");
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+
+    let log = File::create(&gateway_log).expect("gateway log");
+    let mut gateway = ChildGuard::spawn(
+        "bitrouter",
+        Command::new(GATEWAY)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log),
+    );
+
+    let started = Instant::now();
+    while !health_ok(addr) {
+        if let Some(status) = gateway.exited() {
+            panic!(
+                "the gateway exited ({status}) before answering /health; its output:\n{}",
+                read_lossy(&gateway_log)
+            );
+        }
+        if started.elapsed() > HEALTH_TIMEOUT {
+            panic!(
+                "GET http://{addr}/health did not answer 200 within {HEALTH_TIMEOUT:?}; gateway \
+                 output:\n{}",
+                read_lossy(&gateway_log)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let out_path = dir.path().join("sdk.stdout");
+    let err_path = dir.path().join("sdk.stderr");
+    let mut cmd = Command::new(&python);
+    cmd.arg(SCRIPT)
+        .arg("--base-url")
+        .arg(format!("http://{addr}"))
+        .current_dir(WORKSPACE)
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).expect("stdout file"))
+        .stderr(File::create(&err_path).expect("stderr file"));
+    // The SDKs go through httpx, which honours proxy variables; the gateway is local.
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ] {
+        cmd.env_remove(var);
+    }
+    let mut script = ChildGuard::spawn("sdk_e2e.py", &mut cmd);
+
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = script.exited() {
+            break Some(status);
+        }
+        if started.elapsed() > SCRIPT_TIMEOUT {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(script); // kills it on timeout
+    let stdout = read_lossy(&out_path);
+    let stderr = read_lossy(&err_path);
+    let report = || {
+        format!(
+            "--- sdk_e2e.py stdout ---\n{stdout}\n--- sdk_e2e.py stderr ---\n{stderr}\n\
+             --- gateway output ---\n{}",
+            read_lossy(&gateway_log)
+        )
+    };
+    match status {
+        None => panic!(
+            "sdk_e2e.py did not finish within {SCRIPT_TIMEOUT:?}\n{}",
+            report()
+        ),
+        Some(s) if !s.success() => panic!("sdk_e2e.py failed ({s})\n{}", report()),
+        Some(_) => print!("{stdout}"),
+    }
+    assert!(
+        gateway.exited().is_none(),
+        "the gateway exited during the SDK run\n{}",
+        report()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_clients_openai_and_anthropic_through_both_protocols() {
+    let mock = MockServer::start(MockBehavior::default())
+        .await
+        .expect("start mock upstream");
+    let mock_url = mock.base_url();
+    let result = tokio::task::spawn_blocking(move || run(mock_url)).await;
+    mock.shutdown().await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
