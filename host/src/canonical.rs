@@ -41,6 +41,33 @@ pub struct Request {
     pub extra: Extra,
 }
 
+impl Request {
+    /// A rough token count of the prompt (4 bytes per token), for charging a stream that was
+    /// cut before the upstream reported usage.
+    pub fn estimate_input_tokens(&self) -> u64 {
+        fn part_bytes(p: &Part) -> usize {
+            match p {
+                Part::Text { text, .. } | Part::Reasoning { text, .. } => text.len(),
+                Part::ToolCall(c) => c.name.len() + c.arguments.len(),
+                Part::ToolResult { content, .. } => content.iter().map(part_bytes).sum(),
+                Part::Image { .. } | Part::Opaque { .. } => 0,
+            }
+        }
+        let bytes: usize = self
+            .messages
+            .iter()
+            .flat_map(|m| &m.content)
+            .map(part_bytes)
+            .sum::<usize>()
+            + self
+                .tools
+                .iter()
+                .map(|t| t.name.len() + t.parameters.to_string().len())
+                .sum::<usize>();
+        bytes.div_ceil(4) as u64
+    }
+}
+
 /// Unmodelled fields, tagged with the dialect they came from so they are only ever
 /// replayed to a peer that understands them.
 #[derive(Clone, Debug, Default)]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, Invalid, locate};
-pub use file::{ApiProtocol, ModelInfo, Pricing, Strategy};
+pub use file::{ApiProtocol, Durability, ModelInfo, OnFull, Pricing, Strategy};
 use file::{CooldownSection, FileConfig, ProviderSection, TimeoutsSection};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
@@ -27,8 +27,33 @@ pub struct Config {
     pub providers: BTreeMap<String, Provider>,
     pub routes: BTreeMap<String, Route>,
     pub connect_timeout: Duration,
+    pub database: Database,
     /// Things the file says that this build does not act on.
     pub warnings: Vec<String>,
+}
+
+/// The spend ledger's store and queue.
+#[derive(Clone, Debug)]
+pub struct Database {
+    /// `redb://PATH` (default), `sqlite://PATH`, `postgres://…`, `mysql://…` or `memory://`.
+    pub url: String,
+    /// Where relative redb/SQLite paths start: the config file's folder, or ~/.bitrouter.
+    pub base_dir: PathBuf,
+    pub queue_capacity: usize,
+    pub batch_size: usize,
+    pub on_full: OnFull,
+    pub durability: Durability,
+    pub retention_days: Option<u32>,
+}
+
+/// Where BitRouter keeps its files when no config file says otherwise.
+pub fn home_dir() -> PathBuf {
+    if let Some(h) = std::env::var_os("BITROUTER_HOME") {
+        return PathBuf::from(h);
+    }
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".bitrouter"))
+        .unwrap_or_else(|| PathBuf::from(".bitrouter"))
 }
 
 #[derive(Clone, Debug)]
@@ -297,7 +322,6 @@ impl Config {
         let mut warnings = Vec::new();
         for (name, present) in [
             ("guardrails", file.guardrails.is_some()),
-            ("database", file.database.is_some()),
             ("auth", file.auth.is_some()),
             ("observe", file.observe.is_some()),
             ("plugins", file.plugins.is_some()),
@@ -480,8 +504,58 @@ impl Config {
             );
         }
 
+        let builtin = path.to_str() == Some("<built-in defaults>");
+        let d = &file.database;
+        let url = std::env::var("BITROUTER_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(|| env.expand_opt(d.url.as_ref()))
+            .unwrap_or_else(|| "redb://bitrouter.redb".to_owned());
+        let known = [
+            "redb://",
+            "sqlite://",
+            "postgres://",
+            "postgresql://",
+            "mysql://",
+            "mariadb://",
+            "memory://",
+        ];
+        if !known.iter().any(|k| url.starts_with(k)) {
+            return Err(invalid(
+                "database.url",
+                format!(
+                    "expected redb://PATH, sqlite://PATH, postgres://…, mysql://… or memory://, found {url:?}"
+                ),
+            ));
+        }
+        let database = Database {
+            url,
+            base_dir: match dir {
+                Some(d) if !builtin => {
+                    if d.as_os_str().is_empty() {
+                        PathBuf::from(".")
+                    } else {
+                        d.to_owned()
+                    }
+                }
+                _ => home_dir(),
+            },
+            queue_capacity: d.queue_capacity.unwrap_or(10_000),
+            batch_size: d.batch_size.unwrap_or(1_000),
+            on_full: d.on_full.unwrap_or_default(),
+            durability: d.durability.unwrap_or_default(),
+            retention_days: d.retention_days,
+        };
+        if database.queue_capacity == 0 || database.batch_size == 0 {
+            return Err(invalid(
+                "database",
+                "queue_capacity and batch_size must be 1 or more".into(),
+            ));
+        }
+
         Ok(Config {
-            source: (path.to_str() != Some("<built-in defaults>")).then(|| path.to_owned()),
+            database,
+            source: (!builtin).then(|| path.to_owned()),
             server,
             providers,
             routes,
@@ -607,6 +681,25 @@ fn resolve_provider(
     })
 }
 
+/// A price entry, for tests elsewhere in the crate.
+#[cfg(test)]
+pub fn file_pricing(
+    no_cache: f64,
+    read: Option<f64>,
+    write: Option<f64>,
+    text: f64,
+    reasoning: Option<f64>,
+) -> Pricing {
+    Pricing {
+        input_tokens: file::InputPricing {
+            no_cache,
+            cache_read: read,
+            cache_write: write,
+        },
+        output_tokens: file::OutputPricing { text, reasoning },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -712,6 +805,24 @@ mod tests {
         assert_eq!(t.first_byte, Duration::from_secs(5));
         assert_eq!(t.idle, Duration::from_secs(7));
         assert_eq!(t.total, Some(Duration::from_secs(9)));
+    }
+
+    #[test]
+    fn database_defaults_beside_the_config() {
+        let c = parse("database:\n  durability: sync\n  on_full: block\n").unwrap();
+        assert_eq!(c.database.url, "redb://bitrouter.redb");
+        assert_eq!(c.database.base_dir, PathBuf::from("/nonexistent"));
+        assert_eq!(
+            (c.database.durability, c.database.on_full),
+            (Durability::Sync, OnFull::Block)
+        );
+        let e = parse("database:\n  url: oracle://x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(":2: `database.url`") && e.contains("postgres://"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub enum ErrorKind {
     NotConfigured,
     /// The caller waited too long to send its request.
     ClientTimeout,
+    /// The caller hung up before the answer was complete.
+    ClientClosed,
 }
 
 impl ErrorKind {
@@ -51,6 +53,7 @@ impl ErrorKind {
             ErrorKind::BadUpstreamResponse => "BadUpstreamResponse",
             ErrorKind::NotConfigured => "NotConfigured",
             ErrorKind::ClientTimeout => "ClientTimeout",
+            ErrorKind::ClientClosed => "ClientClosed",
         }
     }
 }
@@ -151,6 +154,8 @@ impl Error {
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::NotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
+            // nginx's "client closed request"; never actually sent.
+            ErrorKind::ClientClosed => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
         }
     }
 

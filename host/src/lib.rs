@@ -13,13 +13,16 @@
 //!
 //! `config` is read once at start; `canonical` and `error` are shared vocabulary.
 
+pub mod admin;
 pub mod api;
 pub mod canonical;
 pub mod config;
+pub mod context;
 pub mod error;
 pub mod proxy;
 pub mod router;
 pub mod server;
+pub mod spend;
 pub mod stream;
 pub mod upstream;
 

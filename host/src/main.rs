@@ -39,6 +39,9 @@ enum Command {
         /// Log line format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Spend ledger URL, overriding BITROUTER_DATABASE_URL and `database.url`.
+        #[arg(long)]
+        db: Option<String>,
     },
     /// Validate a config file and print the routes it resolves to.
     #[command(
@@ -53,6 +56,29 @@ enum Command {
     Route {
         #[command(subcommand)]
         command: RouteCommand,
+    },
+    /// Spend by account, session, model, provider or route.
+    #[command(
+        after_help = "Examples:\n  bitrouter spend --group-by model --since 24h\n  bitrouter spend --group-by account --since 2026-11-01 --until 2026-12-01\n  bitrouter spend --db sqlite://spend.db --group-by provider"
+    )]
+    Spend {
+        /// account | session | model | provider | route
+        #[arg(long, default_value = "model")]
+        group_by: String,
+        /// Start: RFC 3339 time, date, Unix seconds, or a duration ago (24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// End (exclusive), same forms as --since.
+        #[arg(long)]
+        until: Option<String>,
+        /// Ask this running gateway (default: server.listen of the config).
+        #[arg(long)]
+        url: Option<String>,
+        /// Read this database directly instead of asking a running gateway.
+        #[arg(long, env = "BITROUTER_DATABASE_URL")]
+        db: Option<String>,
+        #[arg(long, short, env = "BITROUTER_CONFIG")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -79,7 +105,23 @@ fn main() -> ExitCode {
             config,
             listen,
             log_format,
-        } => serve(config, listen, log_format),
+            db,
+        } => serve(config, listen, log_format, db),
+        Command::Spend {
+            group_by,
+            since,
+            until,
+            url,
+            db,
+            config,
+        } => spend(SpendArgs {
+            group_by,
+            since,
+            until,
+            url,
+            db,
+            config,
+        }),
         Command::CheckConfig { path } => check_config(&path),
         Command::Route {
             command: RouteCommand::List { config },
@@ -166,8 +208,12 @@ fn serve(
     config: Option<PathBuf>,
     listen: Option<String>,
     log_format: LogFormat,
+    db: Option<String>,
 ) -> anyhow::Result<()> {
     let mut config = load(config)?;
+    if let Some(db) = db {
+        config.database.url = db;
+    }
     if let Some(l) = listen {
         config.server.listen = l.parse().with_context(|| {
             format!("--listen: expected an address such as 127.0.0.1:8787, found {l:?}")
@@ -192,7 +238,7 @@ fn serve(
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
-        let gateway = bitrouter::Gateway::new(config)?;
+        let gateway = bitrouter::Gateway::new(config).await?;
         tracing::info!(
             "bitrouter {} listening on http://{} ({} routes)",
             env!("CARGO_PKG_VERSION"),
@@ -222,4 +268,109 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
     tracing::info!("shutting down");
+}
+
+struct SpendArgs {
+    group_by: String,
+    since: Option<String>,
+    until: Option<String>,
+    url: Option<String>,
+    db: Option<String>,
+    config: Option<PathBuf>,
+}
+
+/// Prints grouped spend, from a running gateway's `/admin/spend` or straight from a database.
+fn spend(args: SpendArgs) -> anyhow::Result<()> {
+    let mut query = vec![("group_by", args.group_by.clone())];
+    query.extend(args.since.clone().map(|s| ("since", s)));
+    query.extend(args.until.clone().map(|u| ("until", u)));
+    let encoded: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&query)
+        .finish();
+    let parsed = bitrouter::admin::parse_spend_query(Some(&encoded))
+        .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let body: serde_json::Value = runtime.block_on(async {
+        if let Some(db) = &args.db {
+            let config = load(args.config.clone())?;
+            let store = bitrouter::spend::Ledger::open_for_query(db, &config.database.base_dir).await?;
+            let groups = store.query(&parsed).await?;
+            let groups: Vec<serde_json::Value> = groups
+                .iter()
+                .map(|g| serde_json::json!({"key": g.key, "requests": g.requests, "errors": g.errors, "tokens": g.tokens, "cost_nano_usd": g.cost_nano_usd}))
+                .collect();
+            anyhow::Ok(serde_json::json!({ "groups": groups }))
+        } else {
+            let base = match &args.url {
+                Some(u) => u.trim_end_matches('/').to_owned(),
+                None => format!("http://{}", load(args.config.clone())?.server.listen),
+            };
+            let url = format!("{base}/admin/spend?{encoded}");
+            let resp = reqwest::get(&url)
+                .await
+                .with_context(|| format!("cannot reach the gateway at {base} (is it running? or pass --db to read the database directly)"))?;
+            let status = resp.status();
+            let bytes = resp.bytes().await.with_context(|| format!("{url}: reading the answer"))?;
+            let body: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| format!("{url}: not JSON"))?;
+            if !status.is_success() {
+                anyhow::bail!("{url}: {status}: {}", body["error"]["message"].as_str().unwrap_or("error"));
+            }
+            anyhow::Ok(body)
+        }
+    })?;
+    print_spend_table(&args.group_by, &body);
+    Ok(())
+}
+
+fn print_spend_table(group_by: &str, body: &serde_json::Value) {
+    let header = [
+        group_by,
+        "requests",
+        "errors",
+        "input",
+        "cache_read",
+        "cache_write",
+        "output",
+        "reasoning",
+        "cost_usd",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_uppercase()).collect()];
+    let empty = Vec::new();
+    for g in body["groups"].as_array().unwrap_or(&empty) {
+        let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0).to_string();
+        let t = &g["tokens"];
+        rows.push(vec![
+            g["key"].as_str().unwrap_or("(none)").to_owned(),
+            n(&g["requests"]),
+            n(&g["errors"]),
+            n(&t["input_no_cache"]),
+            n(&t["input_cache_read"]),
+            n(&t["input_cache_write"]),
+            n(&t["output_text"]),
+            n(&t["output_reasoning"]),
+            bitrouter::admin::usd(g["cost_nano_usd"].as_u64().unwrap_or(0)),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                if i == 0 {
+                    format!("{cell:<w$}", w = widths[i])
+                } else {
+                    format!("{cell:>w$}", w = widths[i])
+                }
+            })
+            .collect();
+        println!("{}", line.join("  "));
+    }
+    if rows.len() == 1 {
+        println!("(no requests in this window)");
+    }
 }

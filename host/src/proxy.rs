@@ -11,10 +11,16 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
 use crate::api::{self, StreamEncoder};
 use crate::canonical::{Dialect, Request, StreamEvent, Usage};
+pub use crate::context::{Attempt, AttemptError, RequestContext};
 use crate::error::{Error, ErrorKind, UpstreamError};
 use crate::router::{Router, Target};
+use crate::spend::Ledger;
 use crate::stream::{Relay, RelayObserver, UpstreamEvents};
 use crate::upstream::Upstream;
 
@@ -39,92 +45,27 @@ pub fn error_response(dialect: Dialect, e: &Error) -> Response<Body> {
     json_response(e.status(), e.body(dialect))
 }
 
-/// One try of one target, kept for the request's log line and, later, its observe event.
-#[derive(Clone, Debug)]
-pub struct Attempt {
-    pub target: String,
-    pub duration: Duration,
-    /// `None` when this attempt answered the caller.
-    pub error: Option<AttemptError>,
-}
-
-#[derive(Clone, Debug)]
-pub struct AttemptError {
-    pub kind: ErrorKind,
-    pub status: Option<u16>,
-    pub message: String,
-}
-
-/// What is known about a request while it runs.
-#[derive(Debug)]
-pub struct RequestContext {
-    pub id: String,
-    pub dialect: Dialect,
-    pub model: String,
-    pub route: Option<String>,
-    pub stream: bool,
-    pub started: Instant,
-    pub attempts: Vec<Attempt>,
-    pub usage: Option<Usage>,
-    /// Time until the first byte of the answer went to the caller.
-    pub ttfb: Option<Duration>,
-}
-
-impl RequestContext {
-    pub fn new(id: String, dialect: Dialect) -> Self {
-        RequestContext {
-            id,
-            dialect,
-            model: String::new(),
-            route: None,
-            stream: false,
-            started: Instant::now(),
-            attempts: Vec::new(),
-            usage: None,
-            ttfb: None,
-        }
-    }
-
-    fn served_by(&self) -> &str {
-        self.attempts
-            .last()
-            .filter(|a| a.error.is_none())
-            .map(|a| a.target.as_str())
-            .unwrap_or("-")
-    }
-
-    /// The request's one log line.
-    pub fn log(&self, status: u16, error: Option<&Error>) {
-        let usage = self.usage.unwrap_or_default();
-        tracing::info!(
-            request_id = %self.id,
-            dialect = self.dialect.as_str(),
-            model = %self.model,
-            route = self.route.as_deref().unwrap_or("-"),
-            served_by = self.served_by(),
-            stream = self.stream,
-            status,
-            latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
-            ttfb_ms = self.ttfb.map(|t| t.as_secs_f64() * 1000.0),
-            attempts = self.attempts.len(),
-            input_tokens = usage.input_tokens,
-            output_tokens = usage.output_tokens,
-            error_type = error.map(|e| e.kind().as_str()),
-            error = error.map(|e| e.message()),
-            "request"
-        );
-    }
-}
-
 /// Handles model calls for every dialect.
 pub struct Proxy {
     pub router: Router,
     upstream: Upstream,
+    pub ledger: Arc<Ledger>,
 }
 
 impl Proxy {
-    pub fn new(router: Router, upstream: Upstream) -> Self {
-        Proxy { router, upstream }
+    pub fn new(router: Router, upstream: Upstream, ledger: Arc<Ledger>) -> Self {
+        Proxy {
+            router,
+            upstream,
+            ledger,
+        }
+    }
+
+    /// Ends a request that failed: log line, ledger row, error in the caller's dialect.
+    pub async fn fail(&self, ctx: &RequestContext, e: Error) -> Response<Body> {
+        ctx.log(e.status().as_u16(), Some(&e));
+        self.ledger.record(ctx.spend_record(Some(&e))).await;
+        error_response(ctx.dialect, &e)
     }
 
     /// Serves one model call whose body has been read.
@@ -138,22 +79,26 @@ impl Proxy {
         let request = match api::decode_request(dialect, body) {
             Ok(r) => r,
             Err(e) => {
-                return finish_with_error(
-                    &ctx,
-                    Error::bad_request(format!("invalid request: {e}")),
-                );
+                return self
+                    .fail(&ctx, Error::bad_request(format!("invalid request: {e}")))
+                    .await;
             }
         };
         ctx.model = request.model.clone();
         ctx.stream = request.stream;
+        ctx.session = session_id(headers);
+        if request.stream {
+            ctx.input_estimate = request.estimate_input_tokens();
+        }
         let plan = match self.router.plan(&request.model) {
             Ok(p) => p,
-            Err(e) => return finish_with_error(&ctx, e),
+            Err(e) => return self.fail(&ctx, e).await,
         };
         ctx.route = plan.route.clone();
         let extra_headers = passthrough_headers(dialect, headers);
         let mut last_error = None;
         for target in &plan.targets {
+            ctx.trying(target);
             let started = Instant::now();
             let outcome = if request.stream {
                 self.try_stream(&request, target, dialect, &extra_headers)
@@ -171,7 +116,7 @@ impl Proxy {
                         duration,
                         error: None,
                     });
-                    return answer.into_response(ctx, target);
+                    return self.answer(answer, ctx, target).await;
                 }
                 Err(e) => {
                     ctx.attempts.push(Attempt {
@@ -184,7 +129,7 @@ impl Proxy {
                         }),
                     });
                     if !e.is_retryable() {
-                        return finish_with_error(&ctx, e);
+                        return self.fail(&ctx, e).await;
                     }
                     tracing::debug!(request_id = %ctx.id, target = %target.label(), error = %e, "attempt failed; trying the next endpoint");
                     self.router.record_failure(target, plan.cooldown);
@@ -220,7 +165,7 @@ impl Proxy {
             }
             None => Error::new(ErrorKind::NotFound, "the route has no endpoints"),
         };
-        finish_with_error(&ctx, error)
+        self.fail(&ctx, error).await
     }
 
     fn encode_for(&self, request: &Request, target: &Target) -> Result<Bytes, Error> {
@@ -361,15 +306,24 @@ enum Answer {
     },
 }
 
-impl Answer {
-    fn into_response(self, mut ctx: RequestContext, target: &Target) -> Response<Body> {
+impl Proxy {
+    /// Turns a successful attempt into the caller's response. A JSON answer is accounted
+    /// here; a stream is accounted by its relay when it ends.
+    async fn answer(
+        &self,
+        answer: Answer,
+        mut ctx: RequestContext,
+        target: &Target,
+    ) -> Response<Body> {
         let served_by = HeaderValue::from_str(&target.label()).ok();
         let attempts = HeaderValue::from(ctx.attempts.len());
-        let mut response = match self {
+        let mut response = match answer {
             Answer::Json { body, usage } => {
                 ctx.usage = Some(usage);
+                ctx.complete = true;
                 ctx.ttfb = Some(ctx.started.elapsed());
                 ctx.log(200, None);
+                self.ledger.record(ctx.spend_record(None)).await;
                 json_response(StatusCode::OK, body)
             }
             Answer::Stream {
@@ -386,7 +340,10 @@ impl Answer {
                     first,
                     idle,
                     total,
-                    StreamLog { ctx: Some(ctx) },
+                    StreamLog {
+                        ctx: Some(ctx),
+                        ledger: self.ledger.clone(),
+                    },
                 );
                 let body = StreamBody::new(
                     relay
@@ -415,22 +372,34 @@ impl Answer {
     }
 }
 
-/// Logs a stream's outcome when it ends, or when the caller hangs up first.
+/// Accounts for a stream when it ends, or when the caller hangs up first.
 struct StreamLog {
     ctx: Option<RequestContext>,
+    ledger: Arc<Ledger>,
 }
 
 impl RelayObserver for StreamLog {
     fn event(&mut self, event: &StreamEvent) {
-        if let (StreamEvent::Usage(u), Some(ctx)) = (event, self.ctx.as_mut()) {
-            ctx.usage = Some(*u);
+        let Some(ctx) = self.ctx.as_mut() else { return };
+        match event {
+            StreamEvent::Usage(u) => ctx.usage = Some(*u),
+            StreamEvent::TextDelta(t) | StreamEvent::ReasoningDelta(t) => {
+                ctx.output_bytes += t.len() as u64
+            }
+            StreamEvent::ToolCallDelta { arguments, .. } => {
+                ctx.output_bytes += arguments.len() as u64
+            }
+            _ => {}
         }
     }
 
-    fn end(&mut self, outcome: Result<(), &Error>) {
-        if let Some(ctx) = self.ctx.take() {
-            ctx.log(200, outcome.err());
-        }
+    fn end(&mut self, outcome: Result<(), &Error>) -> Option<BoxFuture<'static, ()>> {
+        let mut ctx = self.ctx.take()?;
+        ctx.complete = outcome.is_ok();
+        ctx.log(200, outcome.err());
+        let row = ctx.spend_record(outcome.err());
+        let ledger = self.ledger.clone();
+        Some(Box::pin(async move { ledger.record(row).await }))
     }
 }
 
@@ -439,13 +408,24 @@ impl Drop for StreamLog {
         if let Some(ctx) = self.ctx.take() {
             tracing::info!(request_id = %ctx.id, "the caller closed the stream early; upstream request cancelled");
             ctx.log(499, None);
+            // The caller is gone, so nothing can wait for the write.
+            let e = Error::new(
+                ErrorKind::ClientClosed,
+                "the caller closed the stream before it ended",
+            );
+            self.ledger.record_now(ctx.spend_record(Some(&e)));
         }
     }
 }
 
-fn finish_with_error(ctx: &RequestContext, e: Error) -> Response<Body> {
-    ctx.log(e.status().as_u16(), Some(&e));
-    error_response(ctx.dialect, &e)
+/// The caller's session, from `x-bitrouter-session` (or `x-session-id`).
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    ["x-bitrouter-session", "x-session-id"]
+        .iter()
+        .find_map(|h| headers.get(*h))
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
 }
 
 fn same_dialect_headers(target: &Target, dialect: Dialect, extra: &HeaderMap) -> HeaderMap {

@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use crate::canonical::Dialect;
 use crate::config::{ApiProtocol, Config, Cooldown, Provider, Strategy, Timeouts};
 use crate::error::{Error, ErrorKind};
+use crate::spend::PriceTable;
 
 /// Anthropic's API version this gateway speaks upstream, whatever the caller sent.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -26,6 +27,8 @@ pub struct Target {
     pub url: String,
     pub headers: HeaderMap,
     pub timeouts: Timeouts,
+    /// Prices from the registry or config; `None` for a model nobody priced (cost 0, logged).
+    pub prices: Option<PriceTable>,
     health: Health,
 }
 
@@ -339,6 +342,10 @@ fn build_target(
         url,
         headers: sensitive,
         timeouts,
+        prices: provider
+            .models
+            .get(model_id)
+            .map(|m| PriceTable::from_pricing(&m.pricing)),
         health: Health::default(),
     })
 }

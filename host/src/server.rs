@@ -21,6 +21,7 @@ use crate::config::{ApiProtocol, Config};
 use crate::error::{Error, ErrorKind};
 use crate::proxy::{Body, Proxy, RequestContext, error_response, json_response};
 use crate::router::Router;
+use crate::spend::Ledger;
 use crate::upstream::Upstream;
 
 /// Everything a request needs, built once from the config.
@@ -31,11 +32,19 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: Config) -> Result<Arc<Gateway>, Error> {
+    /// Builds the router and the HTTP client and opens the spend ledger (creating or
+    /// migrating its schema).
+    pub async fn new(config: Config) -> Result<Arc<Gateway>, Error> {
         let router = Router::new(&config)?;
         let upstream = Upstream::new(config.connect_timeout)?;
+        let ledger = Ledger::open(&config.database).await.map_err(|e| {
+            Error::new(
+                ErrorKind::NotConfigured,
+                format!("cannot open the spend ledger: {e}"),
+            )
+        })?;
         Ok(Arc::new(Gateway {
-            proxy: Proxy::new(router, upstream),
+            proxy: Proxy::new(router, upstream, Arc::new(ledger)),
             config,
             started: Instant::now(),
         }))
@@ -43,6 +52,10 @@ impl Gateway {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.proxy.ledger
     }
 
     /// The flat route table.
@@ -59,17 +72,20 @@ impl Gateway {
             }
             ("/v1/models" | "/models", &Method::GET) => self.list_models(req.headers()),
             ("/health" | "/healthz", &Method::GET) => self.health(),
+            ("/admin/spend", &Method::GET) => {
+                crate::admin::spend(&self.proxy.ledger, req.uri().query()).await
+            }
             ("/v1/chat/completions" | "/chat/completions" | "/v1/messages" | "/messages", _) => {
                 method_not_allowed(req.headers(), path, "POST")
             }
-            ("/v1/models" | "/models" | "/health" | "/healthz", _) => {
+            ("/v1/models" | "/models" | "/health" | "/healthz" | "/admin/spend", _) => {
                 method_not_allowed(req.headers(), path, "GET")
             }
             _ => {
                 let e = Error::new(
                     ErrorKind::UnknownPath,
                     format!(
-                        "no route {method} {path}; this gateway serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models and GET /health"
+                        "no route {method} {path}; this gateway serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, GET /health and GET /admin/spend"
                     ),
                 );
                 error_response(guess_dialect(req.headers(), path), &e)
@@ -91,10 +107,7 @@ impl Gateway {
         let (parts, body) = req.into_parts();
         match self.read_body(&parts.headers, body).await {
             Ok(bytes) => self.proxy.model_call(ctx, &parts.headers, &bytes).await,
-            Err(e) => {
-                ctx.log(e.status().as_u16(), Some(&e));
-                error_response(dialect, &e)
-            }
+            Err(e) => self.proxy.fail(&ctx, e).await,
         }
     }
 
@@ -284,5 +297,7 @@ pub async fn serve(
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!("shutdown grace of {} expired; closing remaining connections", humantime::format_duration(grace)),
     }
+    // Everything accepted is accounted: write what the ledger still holds.
+    gateway.proxy.ledger.close().await;
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use eventsource_stream::{EventStreamError, Eventsource};
+use futures_util::future::BoxFuture;
 use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
 
@@ -92,7 +93,9 @@ impl UpstreamEvents {
 /// record usage and the outcome when the stream ends or the caller leaves.
 pub trait RelayObserver: Send {
     fn event(&mut self, event: &StreamEvent);
-    fn end(&mut self, outcome: Result<(), &Error>);
+    /// The stream is over; a returned future is awaited before the last frame goes out
+    /// (so a synchronous ledger write finishes before the caller sees the end).
+    fn end(&mut self, outcome: Result<(), &Error>) -> Option<BoxFuture<'static, ()>>;
 }
 
 /// The caller-facing side of a stream: encodes canonical events into the caller's dialect,
@@ -151,12 +154,13 @@ impl<O: RelayObserver> Relay<O> {
         };
         let result = self.upstream.next_batch(&mut self.pending, wait).await;
         self.encode_pending(&mut out);
+        let mut pending_end = None;
         match result {
             Ok(true) => {}
             Ok(false) if self.upstream.finished() => {
                 self.done = true;
                 self.encoder.finish(&mut out);
-                self.observer.end(Ok(()));
+                pending_end = self.observer.end(Ok(()));
             }
             Ok(false) => {
                 self.done = true;
@@ -166,14 +170,17 @@ impl<O: RelayObserver> Relay<O> {
                 );
                 self.encoder
                     .encode(&StreamEvent::Error(e.message().to_owned()), &mut out);
-                self.observer.end(Err(&e));
+                pending_end = self.observer.end(Err(&e));
             }
             Err(e) => {
                 self.done = true;
                 self.encoder
                     .encode(&StreamEvent::Error(e.message().to_owned()), &mut out);
-                self.observer.end(Err(&e));
+                pending_end = self.observer.end(Err(&e));
             }
+        }
+        if let Some(f) = pending_end {
+            f.await;
         }
         Some(out.into())
     }

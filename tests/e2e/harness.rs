@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 /// A running gateway; dropping it shuts it down.
 pub struct TestGateway {
     pub addr: SocketAddr,
+    pub gateway: std::sync::Arc<Gateway>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -19,11 +20,19 @@ pub struct TestGateway {
 impl TestGateway {
     /// Starts a gateway from YAML config text.
     pub async fn start(yaml: &str) -> TestGateway {
+        // Tests that do not care about the ledger keep it in memory, off the disk.
+        let yaml = if yaml.contains("database:") {
+            yaml.to_owned()
+        } else {
+            format!("{yaml}\ndatabase:\n  url: memory://\n")
+        };
+        let yaml = yaml.as_str();
         let config = Config::parse(yaml, Path::new("test.yaml"))
             .unwrap_or_else(|e| panic!("test config invalid: {e}\n{yaml}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let gateway = Gateway::new(config).unwrap();
+        let gateway = Gateway::new(config).await.unwrap();
+        let handle = gateway.clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             bitrouter::serve(gateway, listener, async {
@@ -34,6 +43,7 @@ impl TestGateway {
         });
         TestGateway {
             addr,
+            gateway: handle,
             shutdown: Some(tx),
             task: Some(task),
         }

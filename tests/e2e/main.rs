@@ -5,4 +5,6 @@ mod cli;
 mod dialects;
 mod failover;
 mod harness;
+mod ledger_backends;
 mod sdk_clients;
+mod spend;

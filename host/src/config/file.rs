@@ -22,13 +22,46 @@ pub struct FileConfig {
     #[serde(default)]
     pub guardrails: Option<serde_yaml::Value>,
     #[serde(default)]
-    pub database: Option<serde_yaml::Value>,
+    pub database: DatabaseSection,
     #[serde(default)]
     pub auth: Option<serde_yaml::Value>,
     #[serde(default)]
     pub observe: Option<serde_yaml::Value>,
     #[serde(default)]
     pub plugins: Option<serde_yaml::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    pub url: Option<String>,
+    pub queue_capacity: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub on_full: Option<OnFull>,
+    pub durability: Option<Durability>,
+    pub retention_days: Option<u32>,
+}
+
+/// What a full ledger queue does with a new row.
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFull {
+    /// Drop the oldest queued row (counted and logged); requests never wait.
+    #[default]
+    DropOldest,
+    /// Make the finishing request wait for room (back-pressure).
+    Block,
+}
+
+/// When a request's ledger row must be on disk.
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Written by the background writer right after the request (group commit).
+    #[default]
+    Async,
+    /// Committed before the response ends.
+    Sync,
 }
 
 #[derive(Deserialize, Default)]
@@ -117,24 +150,27 @@ pub struct Pricing {
     pub output_tokens: OutputPricing,
 }
 
+/// Input prices. A missing `cache_read` / `cache_write` is billed at `no_cache` (the
+/// provider has no cache discount or surcharge); an explicit 0 means free.
 #[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InputPricing {
     #[serde(default)]
     pub no_cache: f64,
-    #[serde(default)]
-    pub cache_read: f64,
-    #[serde(default)]
-    pub cache_write: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write: Option<f64>,
 }
 
+/// Output prices. A missing `reasoning` is billed at `text`.
 #[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OutputPricing {
     #[serde(default)]
     pub text: f64,
-    #[serde(default)]
-    pub reasoning: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<f64>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]

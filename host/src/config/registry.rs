@@ -41,12 +41,15 @@ mod tests {
             for (id, m) in p.models.unwrap_or_default() {
                 let pr = &m.pricing;
                 for v in [
-                    pr.input_tokens.no_cache,
+                    Some(pr.input_tokens.no_cache),
                     pr.input_tokens.cache_read,
                     pr.input_tokens.cache_write,
-                    pr.output_tokens.text,
+                    Some(pr.output_tokens.text),
                     pr.output_tokens.reasoning,
                 ] {
+                    let v = v.unwrap_or_else(|| {
+                        panic!("{name}/{id}: registry entries give all five prices")
+                    });
                     assert!(v >= 0.0 && v.is_finite(), "{name}/{id}");
                 }
             }

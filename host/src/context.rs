@@ -1,0 +1,213 @@
+//! What is known about one request while it runs — attempts, usage, timing — and what it
+//! leaves behind when it ends: its log line and its spend ledger row.
+
+use std::time::{Duration, Instant};
+
+use crate::canonical::{Dialect, Usage};
+use crate::error::{Error, ErrorKind};
+use crate::router::Target;
+use crate::spend::{PriceTable, SpendRecord, TokenBreakdown, cost_nano_usd};
+
+/// One try of one target, kept for the log line and the observe event.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    pub target: String,
+    pub duration: Duration,
+    /// `None` when this attempt answered the caller.
+    pub error: Option<AttemptError>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AttemptError {
+    pub kind: ErrorKind,
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub struct RequestContext {
+    pub id: String,
+    pub dialect: Dialect,
+    /// The model name the caller asked for.
+    pub model: String,
+    pub route: Option<String>,
+    pub stream: bool,
+    pub started: Instant,
+    /// Wall-clock start, Unix milliseconds (the ledger's time column).
+    pub time_ms: i64,
+    pub account: Option<String>,
+    pub session: Option<String>,
+    pub attempts: Vec<Attempt>,
+    /// The target that served the request, or was tried last.
+    pub provider: Option<String>,
+    pub upstream_model: Option<String>,
+    pub prices: Option<PriceTable>,
+    pub usage: Option<Usage>,
+    /// The answer arrived whole (JSON, or a stream that finished its message).
+    pub complete: bool,
+    /// Prompt size estimate and bytes of content streamed so far, for charging a stream
+    /// that ends before the upstream reports usage.
+    pub input_estimate: u64,
+    pub output_bytes: u64,
+    /// Time until the first byte of the answer went to the caller.
+    pub ttfb: Option<Duration>,
+}
+
+impl RequestContext {
+    pub fn new(id: String, dialect: Dialect) -> Self {
+        RequestContext {
+            id,
+            dialect,
+            model: String::new(),
+            route: None,
+            stream: false,
+            started: Instant::now(),
+            time_ms: crate::spend::query_now_ms(),
+            account: None,
+            session: None,
+            attempts: Vec::new(),
+            provider: None,
+            upstream_model: None,
+            prices: None,
+            usage: None,
+            complete: false,
+            input_estimate: 0,
+            output_bytes: 0,
+            ttfb: None,
+        }
+    }
+
+    /// Notes the target about to be tried.
+    pub fn trying(&mut self, target: &Target) {
+        self.provider = Some(target.provider.clone());
+        self.upstream_model = Some(target.model_id.clone());
+        self.prices = target.prices;
+    }
+
+    fn served_by(&self) -> &str {
+        self.attempts
+            .last()
+            .filter(|a| a.error.is_none())
+            .map(|a| a.target.as_str())
+            .unwrap_or("-")
+    }
+
+    /// Tokens to charge, and whether they are an estimate. A complete answer is charged from
+    /// the upstream's usage; a stream cut short is charged for what was produced — the
+    /// upstream's figures where it sent them, else 4 bytes per token (flagged as estimated).
+    pub fn billed_tokens(&self) -> (TokenBreakdown, bool) {
+        if self.complete || (self.usage.is_none() && self.output_bytes == 0) {
+            return (
+                TokenBreakdown::from_usage(&self.usage.unwrap_or_default()),
+                false,
+            );
+        }
+        let mut u = self.usage.unwrap_or_default();
+        let produced = self.output_bytes.div_ceil(4);
+        let estimated = self.usage.is_none() || produced > u.output_tokens;
+        u.output_tokens = u.output_tokens.max(produced);
+        if u.input_tokens == 0 {
+            u.input_tokens = self.input_estimate;
+        }
+        (TokenBreakdown::from_usage(&u), estimated)
+    }
+
+    /// The ledger row for this request.
+    pub fn spend_record(&self, error: Option<&Error>) -> SpendRecord {
+        let (tokens, estimated) = self.billed_tokens();
+        SpendRecord {
+            id: self.id.clone(),
+            time_ms: self.time_ms,
+            account: self.account.clone(),
+            session: self.session.clone(),
+            route: self.route.clone(),
+            provider: self.provider.clone(),
+            model: self.upstream_model.clone(),
+            cost_nano_usd: self.prices.map(|p| cost_nano_usd(&tokens, &p)).unwrap_or(0),
+            tokens,
+            latency_ms: self.started.elapsed().as_millis() as u64,
+            success: error.is_none(),
+            error_type: error.map(|e| e.kind().as_str().to_owned()),
+            attempts: self.attempts.len() as u32,
+            estimated,
+        }
+    }
+
+    /// The request's one log line.
+    pub fn log(&self, status: u16, error: Option<&Error>) {
+        let usage = self.usage.unwrap_or_default();
+        tracing::info!(
+            request_id = %self.id,
+            dialect = self.dialect.as_str(),
+            model = %self.model,
+            route = self.route.as_deref().unwrap_or("-"),
+            served_by = self.served_by(),
+            stream = self.stream,
+            status,
+            latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            ttfb_ms = self.ttfb.map(|t| t.as_secs_f64() * 1000.0),
+            attempts = self.attempts.len(),
+            input_tokens = usage.input_tokens,
+            output_tokens = usage.output_tokens,
+            error_type = error.map(|e| e.kind().as_str()),
+            error = error.map(|e| e.message()),
+            "request"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cut_streams_are_charged_for_what_was_produced() {
+        let mut c = RequestContext::new("r".into(), Dialect::OpenAiChat);
+        c.input_estimate = 100;
+        c.output_bytes = 41;
+        assert_eq!(
+            c.billed_tokens(),
+            (
+                TokenBreakdown {
+                    input_no_cache: 100,
+                    output_text: 11,
+                    ..Default::default()
+                },
+                true
+            )
+        );
+        // Anthropic sent input usage in message_start, then the stream was cut.
+        c.usage = Some(Usage {
+            input_tokens: 80,
+            output_tokens: 1,
+            ..Default::default()
+        });
+        assert_eq!(
+            c.billed_tokens(),
+            (
+                TokenBreakdown {
+                    input_no_cache: 80,
+                    output_text: 11,
+                    ..Default::default()
+                },
+                true
+            )
+        );
+        // A complete answer is charged from usage alone.
+        c.complete = true;
+        assert_eq!(
+            c.billed_tokens(),
+            (
+                TokenBreakdown {
+                    input_no_cache: 80,
+                    output_text: 1,
+                    ..Default::default()
+                },
+                false
+            )
+        );
+        // A failure that produced nothing costs nothing.
+        let c = RequestContext::new("r".into(), Dialect::OpenAiChat);
+        assert_eq!(c.billed_tokens(), (TokenBreakdown::default(), false));
+    }
+}

@@ -1,0 +1,495 @@
+//! The spend ledger on every backend: redb and SQLite files, and the real PostgreSQL and
+//! MariaDB servers on loopback (URLs from `BITROUTER_TEST_POSTGRES_URL` /
+//! `BITROUTER_TEST_MYSQL_URL`, defaulting to the local servers; an unreachable server fails
+//! the test). Each run gets its own schema/database so parallel runs do not meet.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bitrouter::config::{Database, Durability, OnFull};
+use bitrouter::spend::{GroupBy, Ledger, SpendQuery, SpendRecord, TokenBreakdown};
+use sqlx::Connection;
+
+fn postgres_url() -> String {
+    std::env::var("BITROUTER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn mysql_url() -> String {
+    std::env::var("BITROUTER_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
+fn db(url: &str, base: &Path) -> Database {
+    Database {
+        url: url.into(),
+        base_dir: base.to_owned(),
+        queue_capacity: 10_000,
+        batch_size: 250,
+        on_full: OnFull::Block,
+        durability: Durability::Async,
+        retention_days: None,
+    }
+}
+
+/// 600 rows over 3 models, 4 accounts, 2 providers, 5 sessions, 3 routes; every 10th failed.
+fn rows() -> Vec<SpendRecord> {
+    (0..600)
+        .map(|i| SpendRecord {
+            id: format!("req_{i}"),
+            time_ms: 1_700_000_000_000 + i as i64 * 1000,
+            account: Some(format!("eip155:1:0x{:040x}", i % 4)),
+            session: Some(format!("s{}", i % 5)),
+            route: Some(format!("route{}", i % 3)),
+            provider: Some(["openai", "anthropic"][i % 2].into()),
+            model: Some(format!("model{}", i % 3)),
+            tokens: TokenBreakdown {
+                input_no_cache: 10,
+                input_cache_read: 2,
+                input_cache_write: 1,
+                output_text: 5,
+                output_reasoning: 3,
+            },
+            cost_nano_usd: 1_000 + i as u64,
+            latency_ms: 12,
+            success: i % 10 != 0,
+            error_type: (i % 10 == 0).then(|| "Provider".to_owned()),
+            attempts: 1 + (i % 2) as u32,
+            estimated: i % 7 == 0,
+        })
+        .collect()
+}
+
+async fn exercise(url: &str, base: &Path) {
+    let written = rows();
+    let ledger = Ledger::open(&db(url, base))
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    for r in &written {
+        ledger.record(r.clone()).await;
+    }
+    ledger.close().await;
+    assert_eq!(ledger.stats().written, 600, "{url}");
+
+    // Reopening runs the migrations again: a no-op, and the rows are all there, intact.
+    let ledger = if url.starts_with("memory") {
+        ledger
+    } else {
+        drop(ledger);
+        Ledger::open(&db(url, base))
+            .await
+            .unwrap_or_else(|e| panic!("{url} reopen: {e}"))
+    };
+    let mut back = ledger.rows(0, i64::MAX).await.unwrap();
+    back.sort_by_key(|r| r.time_ms);
+    assert_eq!(back.len(), written.len(), "{url}: row count");
+    if let Some(i) = (0..back.len()).find(|&i| back[i] != written[i]) {
+        panic!("{url}: row {i} differs:\n{:?}\n{:?}", back[i], written[i]);
+    }
+
+    let all = |group_by| SpendQuery {
+        group_by,
+        since_ms: 0,
+        until_ms: i64::MAX,
+    };
+    for (by, groups) in [
+        (GroupBy::Account, 4),
+        (GroupBy::Session, 5),
+        (GroupBy::Model, 3),
+        (GroupBy::Provider, 2),
+        (GroupBy::Route, 3),
+    ] {
+        let g = ledger.query(&all(by)).await.unwrap();
+        assert_eq!(g.len(), groups, "{url} {by:?}");
+        assert_eq!(
+            g.iter().map(|g| g.requests).sum::<u64>(),
+            600,
+            "{url} {by:?}"
+        );
+        assert_eq!(g.iter().map(|g| g.errors).sum::<u64>(), 60, "{url} {by:?}");
+        let cost: u64 = g.iter().map(|g| g.cost_nano_usd).sum();
+        assert_eq!(
+            cost,
+            (0..600u64).map(|i| 1_000 + i).sum::<u64>(),
+            "{url} {by:?}"
+        );
+        assert_eq!(
+            g.iter().map(|g| g.tokens.output_reasoning).sum::<u64>(),
+            1800
+        );
+        // Most expensive first.
+        assert!(
+            g.windows(2)
+                .all(|w| w[0].cost_nano_usd >= w[1].cost_nano_usd),
+            "{url} {by:?}"
+        );
+    }
+    let provider = ledger.query(&all(GroupBy::Provider)).await.unwrap();
+    let openai = provider
+        .iter()
+        .find(|g| g.key.as_deref() == Some("openai"))
+        .unwrap();
+    assert_eq!(openai.requests, 300);
+    assert_eq!(
+        openai.cost_nano_usd,
+        (0..600u64)
+            .filter(|i| i % 2 == 0)
+            .map(|i| 1_000 + i)
+            .sum::<u64>()
+    );
+
+    // A window: the first 100 rows only.
+    let q = SpendQuery {
+        group_by: GroupBy::Model,
+        since_ms: 1_700_000_000_000,
+        until_ms: 1_700_000_100_000,
+    };
+    assert_eq!(
+        ledger
+            .query(&q)
+            .await
+            .unwrap()
+            .iter()
+            .map(|g| g.requests)
+            .sum::<u64>(),
+        100,
+        "{url}"
+    );
+    ledger.close().await;
+}
+
+#[tokio::test]
+async fn redb_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    exercise("redb://spend.redb", dir.path()).await;
+    assert!(dir.path().join("spend.redb").exists());
+}
+
+#[tokio::test]
+async fn sqlite_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    exercise("sqlite://spend.db", dir.path()).await;
+    assert!(dir.path().join("spend.db").exists());
+}
+
+#[tokio::test]
+async fn memory_ledger() {
+    exercise("memory://", Path::new(".")).await;
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{:x}_{:x}", std::process::id(), fastrand::u64(..))
+}
+
+#[tokio::test]
+async fn postgres_ledger() {
+    let url = postgres_url();
+    let schema = unique("bitrouter_test");
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL at {url} is unreachable ({e}); set BITROUTER_TEST_POSTGRES_URL")
+    });
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+    exercise(&scoped, Path::new(".")).await;
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn mysql_ledger() {
+    let url = mysql_url();
+    let name = unique("bitrouter_test");
+    let mut admin = sqlx::MySqlConnection::connect(&url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("MySQL/MariaDB at {url} is unreachable ({e}); set BITROUTER_TEST_MYSQL_URL")
+        });
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);
+    exercise(&format!("{base}/{name}"), Path::new(".")).await;
+    sqlx::query(&format!("DROP DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn retention_prunes_old_rows() {
+    let now = bitrouter::spend::query_now_ms();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = db("redb://r.redb", dir.path());
+    let l = Ledger::open(&cfg).await.unwrap();
+    for (i, age_days) in [0i64, 2, 3].iter().enumerate() {
+        l.record(SpendRecord {
+            id: format!("r{i}"),
+            time_ms: now - age_days * 86_400_000,
+            ..Default::default()
+        })
+        .await;
+    }
+    l.close().await;
+    assert_eq!(l.rows(0, i64::MAX).await.unwrap().len(), 3);
+    drop(l);
+    // The pruner runs when the ledger opens and then hourly.
+    cfg.retention_days = Some(1);
+    let l = Ledger::open(&cfg).await.unwrap();
+    for _ in 0..100 {
+        if l.rows(0, i64::MAX).await.unwrap().len() == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("rows older than retention_days were not pruned");
+}
+
+/// A gateway killed with SIGKILL under load leaves a redb file that opens cleanly and holds
+/// every row whose response had completed (durability: sync commits before the answer ends).
+#[tokio::test]
+async fn redb_survives_kill_9_under_load() {
+    let mock = bitrouter_bench::MockServer::start(Default::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("spend.redb");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("bitrouter.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "providers:\n  m:\n    api_protocol: openai\n    api_base: {}/v1\n    api_key_required: false\nmodels:\n  r:\n    endpoints: [{{ provider: m, model_id: x }}]\ndatabase:\n  url: redb://{}\n  durability: sync\n",
+            mock.base_url(),
+            db_path.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bitrouter"))
+        .args([
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = child.id();
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    let mut up = false;
+    for _ in 0..200 {
+        if client
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("gateway exited early: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "gateway did not start");
+    let guard = Kill(child);
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (client, url, acked) = (client.clone(), url.clone(), acked.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let body = serde_json::json!({"model": "r", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+                let Ok(r) = client.post(&url).header("content-type", "application/json").body(body).send().await else { return };
+                if r.status() != 200 || r.bytes().await.is_err() {
+                    return;
+                }
+                acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before_kill = acked.load(std::sync::atomic::Ordering::SeqCst);
+    let status = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for w in workers {
+        let _ = w.await;
+    }
+    drop(guard);
+    let acked = acked.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        before_kill > 10,
+        "too little load to mean anything: {before_kill}"
+    );
+
+    let ledger = Ledger::open(&db(&format!("redb://{}", db_path.display()), dir.path()))
+        .await
+        .expect("the redb file reopens after kill -9");
+    let rows = ledger.rows(0, i64::MAX).await.unwrap();
+    assert!(
+        rows.len() as u64 >= acked,
+        "{} rows for {acked} completed responses",
+        rows.len()
+    );
+    ledger.close().await;
+}
+
+/// SIGTERM flushes what the ledger still holds (async durability), and `bitrouter spend`
+/// reads it back from the database.
+#[tokio::test]
+async fn sigterm_flushes_and_the_cli_reads_the_ledger() {
+    let mock = bitrouter_bench::MockServer::start(bitrouter_bench::MockBehavior {
+        input_tokens: Some(10),
+        output_tokens: Some(5),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("bitrouter.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "providers:\n  m:\n    api_protocol: anthropic\n    api_base: {}\n    api_key_required: false\n    models:\n      x: {{ pricing: {{ input_tokens: {{ no_cache: 1.0 }}, output_tokens: {{ text: 2.0 }} }} }}\nmodels:\n  r:\n    endpoints: [{{ provider: m, model_id: x }}]\ndatabase:\n  url: sqlite://spend.db\n",
+            mock.base_url()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_bitrouter"))
+        .args([
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut guard = Kill(child);
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..20 {
+        let r = client
+            .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(r#"{"model":"r","messages":[{"role":"user","content":"hi"}]}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // The CLI asks the running gateway…
+    let out = Command::new(env!("CARGO_BIN_EXE_bitrouter"))
+        .args([
+            "spend",
+            "--group-by",
+            "route",
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("ROUTE")
+            && text
+                .lines()
+                .any(|l| l.starts_with("r ") && l.contains(" 20 ")),
+        "{text}"
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &guard.0.id().to_string()])
+        .status()
+        .unwrap();
+    let exited = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        matches!(guard.0.try_wait(), Ok(Some(_)))
+    });
+    assert!(exited, "gateway did not exit on SIGTERM");
+    // …or the database directly. 20 × (10 in × $1 + 5 out × $2) per million = 400 µUSD.
+    let out = Command::new(env!("CARGO_BIN_EXE_bitrouter"))
+        .args([
+            "spend",
+            "--group-by",
+            "model",
+            "--db",
+            "sqlite://spend.db",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("x "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains(" 20 ") && line.ends_with("0.000400000"),
+        "{line}"
+    );
+    let _ = guard.0.wait();
+}
