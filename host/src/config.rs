@@ -28,6 +28,7 @@ pub struct Config {
     pub routes: BTreeMap<String, Route>,
     pub connect_timeout: Duration,
     pub database: Database,
+    pub observe: Observe,
     /// Things the file says that this build does not act on.
     pub warnings: Vec<String>,
 }
@@ -44,6 +45,19 @@ pub struct Database {
     pub on_full: OnFull,
     pub durability: Durability,
     pub retention_days: Option<u32>,
+}
+
+/// Request-event sinks.
+#[derive(Clone, Debug)]
+pub struct Observe {
+    /// JSON-lines log of every request event.
+    pub jsonl: Option<PathBuf>,
+    /// Rotate the log past this size…
+    pub jsonl_max_bytes: u64,
+    /// …keeping this many old files.
+    pub jsonl_keep: u32,
+    /// Events queued per sink before new ones are dropped (and counted).
+    pub queue_capacity: usize,
 }
 
 /// Where BitRouter keeps its files when no config file says otherwise.
@@ -323,7 +337,6 @@ impl Config {
         for (name, present) in [
             ("guardrails", file.guardrails.is_some()),
             ("auth", file.auth.is_some()),
-            ("observe", file.observe.is_some()),
             ("plugins", file.plugins.is_some()),
         ] {
             if present {
@@ -553,7 +566,29 @@ impl Config {
             ));
         }
 
+        let o = &file.observe;
+        let observe = Observe {
+            jsonl: env.expand_opt(o.jsonl.as_ref()).map(|p| {
+                let p = PathBuf::from(p);
+                if p.is_absolute() {
+                    p
+                } else {
+                    database.base_dir.join(p)
+                }
+            }),
+            jsonl_max_bytes: o.jsonl_max_size.map(|b| b.0).unwrap_or(100 * 1024 * 1024),
+            jsonl_keep: o.jsonl_keep.unwrap_or(5),
+            queue_capacity: o.queue_capacity.unwrap_or(10_000),
+        };
+        if observe.queue_capacity == 0 {
+            return Err(invalid(
+                "observe.queue_capacity",
+                "expected 1 or more".into(),
+            ));
+        }
+
         Ok(Config {
+            observe,
             database,
             source: (!builtin).then(|| path.to_owned()),
             server,

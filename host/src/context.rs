@@ -5,8 +5,10 @@ use std::time::{Duration, Instant};
 
 use crate::canonical::{Dialect, Usage};
 use crate::error::{Error, ErrorKind};
+use crate::observe::metrics::InFlight;
+use crate::observe::{AttemptRecord, RequestEvent};
 use crate::router::Target;
-use crate::spend::{PriceTable, SpendRecord, TokenBreakdown, cost_nano_usd};
+use crate::spend::{PriceTable, TokenBreakdown, cost_nano_usd};
 
 /// One try of one target, kept for the log line and the observe event.
 #[derive(Clone, Debug)]
@@ -51,6 +53,8 @@ pub struct RequestContext {
     pub output_bytes: u64,
     /// Time until the first byte of the answer went to the caller.
     pub ttfb: Option<Duration>,
+    /// Holds the request in the in-flight gauge until the context is dropped.
+    pub in_flight: Option<InFlight>,
 }
 
 impl RequestContext {
@@ -74,6 +78,7 @@ impl RequestContext {
             input_estimate: 0,
             output_bytes: 0,
             ttfb: None,
+            in_flight: None,
         }
     }
 
@@ -112,24 +117,45 @@ impl RequestContext {
         (TokenBreakdown::from_usage(&u), estimated)
     }
 
-    /// The ledger row for this request.
-    pub fn spend_record(&self, error: Option<&Error>) -> SpendRecord {
+    /// The request event: everything about this request, once it is over.
+    pub fn event(&self, status: u16, error: Option<&Error>) -> RequestEvent {
         let (tokens, estimated) = self.billed_tokens();
-        SpendRecord {
-            id: self.id.clone(),
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        RequestEvent {
+            request_id: self.id.clone(),
             time_ms: self.time_ms,
-            account: self.account.clone(),
-            session: self.session.clone(),
             route: self.route.clone(),
+            requested_model: self.model.clone(),
             provider: self.provider.clone(),
             model: self.upstream_model.clone(),
-            cost_nano_usd: self.prices.map(|p| cost_nano_usd(&tokens, &p)).unwrap_or(0),
-            tokens,
-            latency_ms: self.started.elapsed().as_millis() as u64,
+            account_id: self.account.clone(),
+            session_id: self.session.clone(),
+            dialect: self.dialect.as_str(),
+            stream: self.stream,
+            status,
             success: error.is_none(),
             error_type: error.map(|e| e.kind().as_str().to_owned()),
-            attempts: self.attempts.len() as u32,
+            error: error.map(|e| e.message().to_owned()),
+            latency_ms: ms(self.started.elapsed()),
+            ttfb_ms: self.ttfb.map(ms),
+            upstream_ms: self.attempts.iter().map(|a| ms(a.duration)).sum(),
+            input_tokens: tokens.input_total(),
+            output_tokens: tokens.output_total(),
+            cost_nano_usd: self.prices.map(|p| cost_nano_usd(&tokens, &p)).unwrap_or(0),
+            tokens,
             estimated,
+            attempts: self
+                .attempts
+                .iter()
+                .map(|a| AttemptRecord {
+                    target: a.target.clone(),
+                    duration_ms: ms(a.duration),
+                    error_type: a.error.as_ref().map(|e| e.kind.as_str().to_owned()),
+                    status: a.error.as_ref().and_then(|e| e.status),
+                    error: a.error.as_ref().map(|e| e.message.clone()),
+                })
+                .collect(),
+            guardrail_findings: Vec::new(),
         }
     }
 

@@ -19,6 +19,8 @@ pub mod canonical;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod observe;
+pub mod outcome;
 pub mod proxy;
 pub mod router;
 pub mod server;

@@ -19,8 +19,8 @@ use crate::api::{self, StreamEncoder};
 use crate::canonical::{Dialect, Request, StreamEvent, Usage};
 pub use crate::context::{Attempt, AttemptError, RequestContext};
 use crate::error::{Error, ErrorKind, UpstreamError};
+use crate::outcome::Outcomes;
 use crate::router::{Router, Target};
-use crate::spend::Ledger;
 use crate::stream::{Relay, RelayObserver, UpstreamEvents};
 use crate::upstream::Upstream;
 
@@ -49,22 +49,22 @@ pub fn error_response(dialect: Dialect, e: &Error) -> Response<Body> {
 pub struct Proxy {
     pub router: Router,
     upstream: Upstream,
-    pub ledger: Arc<Ledger>,
+    pub outcomes: Arc<Outcomes>,
 }
 
 impl Proxy {
-    pub fn new(router: Router, upstream: Upstream, ledger: Arc<Ledger>) -> Self {
+    pub fn new(router: Router, upstream: Upstream, outcomes: Arc<Outcomes>) -> Self {
         Proxy {
             router,
             upstream,
-            ledger,
+            outcomes,
         }
     }
 
     /// Ends a request that failed: log line, ledger row, error in the caller's dialect.
     pub async fn fail(&self, ctx: &RequestContext, e: Error) -> Response<Body> {
-        ctx.log(e.status().as_u16(), Some(&e));
-        self.ledger.record(ctx.spend_record(Some(&e))).await;
+        let row = self.outcomes.finish(ctx, e.status().as_u16(), Some(&e));
+        self.outcomes.ledger.record(row).await;
         error_response(ctx.dialect, &e)
     }
 
@@ -322,8 +322,8 @@ impl Proxy {
                 ctx.usage = Some(usage);
                 ctx.complete = true;
                 ctx.ttfb = Some(ctx.started.elapsed());
-                ctx.log(200, None);
-                self.ledger.record(ctx.spend_record(None)).await;
+                let row = self.outcomes.finish(&ctx, 200, None);
+                self.outcomes.ledger.record(row).await;
                 json_response(StatusCode::OK, body)
             }
             Answer::Stream {
@@ -342,7 +342,7 @@ impl Proxy {
                     total,
                     StreamLog {
                         ctx: Some(ctx),
-                        ledger: self.ledger.clone(),
+                        outcomes: self.outcomes.clone(),
                     },
                 );
                 let body = StreamBody::new(
@@ -375,7 +375,7 @@ impl Proxy {
 /// Accounts for a stream when it ends, or when the caller hangs up first.
 struct StreamLog {
     ctx: Option<RequestContext>,
-    ledger: Arc<Ledger>,
+    outcomes: Arc<Outcomes>,
 }
 
 impl RelayObserver for StreamLog {
@@ -396,24 +396,22 @@ impl RelayObserver for StreamLog {
     fn end(&mut self, outcome: Result<(), &Error>) -> Option<BoxFuture<'static, ()>> {
         let mut ctx = self.ctx.take()?;
         ctx.complete = outcome.is_ok();
-        ctx.log(200, outcome.err());
-        let row = ctx.spend_record(outcome.err());
-        let ledger = self.ledger.clone();
-        Some(Box::pin(async move { ledger.record(row).await }))
+        let row = self.outcomes.finish(&ctx, 200, outcome.err());
+        let outcomes = self.outcomes.clone();
+        Some(Box::pin(async move { outcomes.ledger.record(row).await }))
     }
 }
 
 impl Drop for StreamLog {
     fn drop(&mut self) {
         if let Some(ctx) = self.ctx.take() {
-            tracing::info!(request_id = %ctx.id, "the caller closed the stream early; upstream request cancelled");
-            ctx.log(499, None);
             // The caller is gone, so nothing can wait for the write.
             let e = Error::new(
                 ErrorKind::ClientClosed,
-                "the caller closed the stream before it ended",
+                "the caller closed the stream before it ended; upstream request cancelled",
             );
-            self.ledger.record_now(ctx.spend_record(Some(&e)));
+            let row = self.outcomes.finish(&ctx, 499, Some(&e));
+            self.outcomes.ledger.record_now(row);
         }
     }
 }

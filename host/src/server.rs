@@ -19,6 +19,8 @@ use tokio::net::TcpListener;
 use crate::canonical::Dialect;
 use crate::config::{ApiProtocol, Config};
 use crate::error::{Error, ErrorKind};
+use crate::observe::{JsonlSink, Metrics, ObserveCallback, Observers};
+use crate::outcome::Outcomes;
 use crate::proxy::{Body, Proxy, RequestContext, error_response, json_response};
 use crate::router::Router;
 use crate::spend::Ledger;
@@ -35,16 +37,40 @@ impl Gateway {
     /// Builds the router and the HTTP client and opens the spend ledger (creating or
     /// migrating its schema).
     pub async fn new(config: Config) -> Result<Arc<Gateway>, Error> {
+        Self::with_observers(config, Vec::new()).await
+    }
+
+    /// Like `new`, with extra `ObserveCallback` sinks (a library user's own) beside the
+    /// configured ones.
+    pub async fn with_observers(
+        config: Config,
+        extra: Vec<Arc<dyn ObserveCallback>>,
+    ) -> Result<Arc<Gateway>, Error> {
         let router = Router::new(&config)?;
         let upstream = Upstream::new(config.connect_timeout)?;
+        let o = &config.observe;
+        let mut observers = Observers::new();
+        if let Some(path) = &o.jsonl {
+            let sink = JsonlSink::open(path, o.jsonl_max_bytes, o.jsonl_keep).map_err(|e| {
+                Error::new(
+                    ErrorKind::NotConfigured,
+                    format!("observe.jsonl {}: {e}", path.display()),
+                )
+            })?;
+            observers.add(Arc::new(sink), o.queue_capacity);
+        }
+        for sink in extra {
+            observers.add(sink, o.queue_capacity);
+        }
         let ledger = Ledger::open(&config.database).await.map_err(|e| {
             Error::new(
                 ErrorKind::NotConfigured,
                 format!("cannot open the spend ledger: {e}"),
             )
         })?;
+        let outcomes = Outcomes::new(Arc::new(ledger), Arc::new(Metrics::new()), observers);
         Ok(Arc::new(Gateway {
-            proxy: Proxy::new(router, upstream, Arc::new(ledger)),
+            proxy: Proxy::new(router, upstream, Arc::new(outcomes)),
             config,
             started: Instant::now(),
         }))
@@ -55,7 +81,57 @@ impl Gateway {
     }
 
     pub fn ledger(&self) -> &Arc<Ledger> {
-        &self.proxy.ledger
+        &self.proxy.outcomes.ledger
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.proxy.outcomes.metrics
+    }
+
+    /// The `/admin/metrics` document: metrics plus the sinks' and the ledger's counters.
+    fn metrics_json(&self) -> serde_json::Value {
+        let outcomes = &self.proxy.outcomes;
+        let mut doc = outcomes.metrics.snapshot();
+        let sinks = outcomes
+            .observers
+            .read()
+            .map(|o| o.stats())
+            .unwrap_or_default();
+        doc["observe"] = json!({ "sinks": sinks });
+        doc["ledger"] =
+            json!({ "engine": outcomes.ledger.engine(), "stats": outcomes.ledger.stats() });
+        doc
+    }
+
+    fn prometheus(&self) -> Response<Body> {
+        let outcomes = &self.proxy.outcomes;
+        let m = &outcomes.metrics;
+        let l = outcomes.ledger.stats();
+        for (state, v) in [
+            ("written", l.written),
+            ("dropped", l.dropped),
+            ("failed", l.failed),
+            ("queued", l.queued),
+        ] {
+            m.set_state("ledger", state, v);
+        }
+        for s in outcomes
+            .observers
+            .read()
+            .map(|o| o.stats())
+            .unwrap_or_default()
+        {
+            let component = format!("observe_{}", s.name);
+            m.set_state(&component, "delivered", s.delivered);
+            m.set_state(&component, "dropped", s.dropped);
+            m.set_state(&component, "panicked", s.panicked);
+        }
+        let mut r = Response::new(crate::proxy::full(m.prometheus()));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        r
     }
 
     /// The flat route table.
@@ -73,7 +149,14 @@ impl Gateway {
             ("/v1/models" | "/models", &Method::GET) => self.list_models(req.headers()),
             ("/health" | "/healthz", &Method::GET) => self.health(),
             ("/admin/spend", &Method::GET) => {
-                crate::admin::spend(&self.proxy.ledger, req.uri().query()).await
+                crate::admin::spend(&self.proxy.outcomes.ledger, req.uri().query()).await
+            }
+            ("/admin/metrics" | "/v1/metrics", &Method::GET) => {
+                json_response(StatusCode::OK, self.metrics_json().to_string())
+            }
+            ("/metrics", &Method::GET) => self.prometheus(),
+            ("/admin/metrics" | "/v1/metrics" | "/metrics", _) => {
+                method_not_allowed(req.headers(), path, "GET")
             }
             ("/v1/chat/completions" | "/chat/completions" | "/v1/messages" | "/messages", _) => {
                 method_not_allowed(req.headers(), path, "POST")
@@ -85,7 +168,7 @@ impl Gateway {
                 let e = Error::new(
                     ErrorKind::UnknownPath,
                     format!(
-                        "no route {method} {path}; this gateway serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, GET /health and GET /admin/spend"
+                        "no route {method} {path}; this gateway serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, GET /health, GET /metrics, GET /admin/metrics and GET /admin/spend"
                     ),
                 );
                 error_response(guess_dialect(req.headers(), path), &e)
@@ -103,7 +186,8 @@ impl Gateway {
         id: String,
         req: Request<Incoming>,
     ) -> Response<Body> {
-        let ctx = RequestContext::new(id, dialect);
+        let mut ctx = RequestContext::new(id, dialect);
+        ctx.in_flight = Some(self.proxy.outcomes.metrics.in_flight());
         let (parts, body) = req.into_parts();
         match self.read_body(&parts.headers, body).await {
             Ok(bytes) => self.proxy.model_call(ctx, &parts.headers, &bytes).await,
@@ -298,6 +382,6 @@ pub async fn serve(
         _ = tokio::time::sleep(grace) => tracing::warn!("shutdown grace of {} expired; closing remaining connections", humantime::format_duration(grace)),
     }
     // Everything accepted is accounted: write what the ledger still holds.
-    gateway.proxy.ledger.close().await;
+    gateway.proxy.outcomes.close(grace).await;
     Ok(())
 }

@@ -20,6 +20,14 @@ pub struct TestGateway {
 impl TestGateway {
     /// Starts a gateway from YAML config text.
     pub async fn start(yaml: &str) -> TestGateway {
+        Self::start_with(yaml, Vec::new()).await
+    }
+
+    /// Starts a gateway with extra observer sinks.
+    pub async fn start_with(
+        yaml: &str,
+        sinks: Vec<std::sync::Arc<dyn bitrouter::observe::ObserveCallback>>,
+    ) -> TestGateway {
         // Tests that do not care about the ledger keep it in memory, off the disk.
         let yaml = if yaml.contains("database:") {
             yaml.to_owned()
@@ -31,7 +39,7 @@ impl TestGateway {
             .unwrap_or_else(|e| panic!("test config invalid: {e}\n{yaml}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let gateway = Gateway::new(config).await.unwrap();
+        let gateway = Gateway::with_observers(config, sinks).await.unwrap();
         let handle = gateway.clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

@@ -6,5 +6,6 @@ mod dialects;
 mod failover;
 mod harness;
 mod ledger_backends;
+mod observe;
 mod sdk_clients;
 mod spend;

@@ -26,9 +26,18 @@ pub struct FileConfig {
     #[serde(default)]
     pub auth: Option<serde_yaml::Value>,
     #[serde(default)]
-    pub observe: Option<serde_yaml::Value>,
+    pub observe: ObserveSection,
     #[serde(default)]
     pub plugins: Option<serde_yaml::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ObserveSection {
+    pub jsonl: Option<String>,
+    pub jsonl_max_size: Option<ByteSize>,
+    pub jsonl_keep: Option<u32>,
+    pub queue_capacity: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]

@@ -1,0 +1,280 @@
+//! The Prometheus side of the metrics (`GET /metrics`), kept with the `prometheus-client`
+//! crate: counters and histograms labelled by route, provider, model and status. Label sets
+//! are capped so arbitrary `provider:model` names cannot grow the exposition without bound.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::event::RequestEvent;
+
+const MAX_LABEL_SETS: usize = 1_000;
+const OTHER: &str = "_other";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    provider: String,
+    model: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    route: String,
+    provider: String,
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DurationLabels {
+    route: String,
+    provider: String,
+    model: String,
+    /// `json` (end to end) or `stream_start` (time to the stream's first byte).
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    route: String,
+    provider: String,
+    model: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    component: String,
+    state: String,
+}
+
+pub struct PromMetrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<DurationLabels, Histogram>,
+    tokens: Family<TokenLabels, Counter>,
+    cost: Family<TargetLabels, Counter>,
+    pub in_flight: Gauge,
+    overhead: Histogram,
+    uptime: Gauge<f64, AtomicU64>,
+    /// Ledger and sink counters, set from their owners when the page is rendered.
+    states: Family<StateLabels, Gauge>,
+    seen: Mutex<HashSet<(String, String, String)>>,
+}
+
+fn seconds_buckets() -> impl Iterator<Item = f64> {
+    // 50 µs … ~100 s.
+    exponential_buckets(0.000_05, 2.0, 22)
+}
+
+impl PromMetrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("bitrouter");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests by route, endpoint and HTTP status",
+            requests.clone(),
+        );
+        let duration = Family::<DurationLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(seconds_buckets())
+        });
+        registry.register(
+            "request_duration_seconds",
+            "End-to-end latency (json) and time to stream start (stream_start)",
+            duration.clone(),
+        );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register("tokens", "Tokens by billing category", tokens.clone());
+        let cost = Family::<TargetLabels, Counter>::default();
+        registry.register("cost_nano_usd", "Spend in nano-USD", cost.clone());
+        let in_flight = Gauge::default();
+        registry.register(
+            "in_flight_requests",
+            "Requests being served",
+            in_flight.clone(),
+        );
+        let overhead = Histogram::new(seconds_buckets());
+        registry.register(
+            "gateway_overhead_seconds",
+            "Time added by the gateway: latency minus time waiting on providers",
+            overhead.clone(),
+        );
+        let uptime = Gauge::<f64, AtomicU64>::default();
+        registry.register("uptime_seconds", "Seconds since start", uptime.clone());
+        let states = Family::<StateLabels, Gauge>::default();
+        registry.register("component_events", "Ledger rows and observer events by state (written, dropped, failed, queued, delivered, panicked)", states.clone());
+        PromMetrics {
+            registry,
+            requests,
+            duration,
+            tokens,
+            cost,
+            in_flight,
+            overhead,
+            uptime,
+            states,
+            seen: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The (route, provider, model) labels for an event, folded into `_other` past the cap.
+    fn target(&self, route: &str, e: &RequestEvent) -> (String, String, String) {
+        let key = (
+            route.to_owned(),
+            e.provider.clone().unwrap_or_else(|| "-".into()),
+            e.model.clone().unwrap_or_else(|| "-".into()),
+        );
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(&key) || seen.len() < MAX_LABEL_SETS {
+            seen.insert(key.clone());
+            key
+        } else {
+            (OTHER.into(), OTHER.into(), OTHER.into())
+        }
+    }
+
+    pub fn record(&self, e: &RequestEvent, route: Option<&str>, overhead_ms: f64) {
+        let (route, provider, model) = self.target(route.unwrap_or("-"), e);
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.clone(),
+                provider: provider.clone(),
+                model: model.clone(),
+                status: e.status.to_string(),
+            })
+            .inc();
+        let (kind, seconds) = if e.stream {
+            ("stream_start", e.ttfb_ms.unwrap_or(e.latency_ms))
+        } else {
+            ("json", e.latency_ms)
+        };
+        self.duration
+            .get_or_create(&DurationLabels {
+                route: route.clone(),
+                provider: provider.clone(),
+                model: model.clone(),
+                kind: kind.into(),
+            })
+            .observe(seconds / 1000.0);
+        let t = &e.tokens;
+        for (kind, n) in [
+            ("input_no_cache", t.input_no_cache),
+            ("input_cache_read", t.input_cache_read),
+            ("input_cache_write", t.input_cache_write),
+            ("output_text", t.output_text),
+            ("output_reasoning", t.output_reasoning),
+        ] {
+            if n > 0 {
+                self.tokens
+                    .get_or_create(&TokenLabels {
+                        route: route.clone(),
+                        provider: provider.clone(),
+                        model: model.clone(),
+                        kind: kind.into(),
+                    })
+                    .inc_by(n);
+            }
+        }
+        if e.cost_nano_usd > 0 {
+            self.cost
+                .get_or_create(&TargetLabels {
+                    route,
+                    provider,
+                    model,
+                })
+                .inc_by(e.cost_nano_usd);
+        }
+        self.overhead.observe(overhead_ms / 1000.0);
+    }
+
+    pub fn set_state(&self, component: &str, state: &str, value: i64) {
+        self.states
+            .get_or_create(&StateLabels {
+                component: component.into(),
+                state: state.into(),
+            })
+            .set(value);
+    }
+
+    /// Overhead histogram as (upper bound in ms, cumulative count) pairs, for the JSON page.
+    pub fn overhead_buckets(&self) -> Vec<(f64, u64)> {
+        let mut text = String::new();
+        let mut r = Registry::default();
+        r.register("o", "", self.overhead.clone());
+        if prometheus_client::encoding::text::encode(&mut text, &r).is_err() {
+            return Vec::new();
+        }
+        text.lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix("o_bucket{le=\"")?;
+                let (le, count) = rest.split_once("\"} ")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse::<f64>().ok()? * 1000.0
+                };
+                Some((le, count.trim().parse().ok()?))
+            })
+            .filter(|(le, _)| le.is_finite())
+            .collect()
+    }
+
+    /// The Prometheus text format (0.0.4), which every scraper and `promtool` read.
+    pub fn encode(&self, uptime_seconds: f64) -> String {
+        self.uptime.set(uptime_seconds);
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        openmetrics_to_prometheus(&out)
+    }
+}
+
+/// prometheus-client writes OpenMetrics, where a counter family `x` has samples `x_total`;
+/// the Prometheus text format names the family `x_total` itself and has no `# EOF`.
+fn openmetrics_to_prometheus(text: &str) -> String {
+    let counters: HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len() + counters.len() * 16);
+    for line in text.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counters_get_their_total_suffix_in_help_and_type() {
+        let om = "# HELP x Things.\n# TYPE x counter\nx_total 3\n# HELP g G.\n# TYPE g gauge\ng 1\n# EOF\n";
+        assert_eq!(
+            super::openmetrics_to_prometheus(om),
+            "# HELP x_total Things.\n# TYPE x_total counter\nx_total 3\n# HELP g G.\n# TYPE g gauge\ng 1\n"
+        );
+    }
+}

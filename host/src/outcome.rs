@@ -1,0 +1,54 @@
+//! Where a finished request goes: its log line, the metrics (inline), the observer sinks
+//! (queued, on their own threads) and the spend ledger (queued; awaited in sync durability).
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::context::RequestContext;
+use crate::error::Error;
+use crate::observe::{Metrics, Observers};
+use crate::spend::{Ledger, SpendRecord};
+
+pub struct Outcomes {
+    pub ledger: Arc<Ledger>,
+    pub metrics: Arc<Metrics>,
+    /// Written only at shutdown (to close the sinks); every request takes the read lock.
+    pub observers: RwLock<Observers>,
+}
+
+impl Outcomes {
+    pub fn new(ledger: Arc<Ledger>, metrics: Arc<Metrics>, observers: Observers) -> Self {
+        Outcomes {
+            ledger,
+            metrics,
+            observers: RwLock::new(observers),
+        }
+    }
+
+    /// Logs, counts and publishes a finished request; returns its ledger row for the caller
+    /// to record (awaiting it, or not, as its situation allows).
+    pub fn finish(&self, ctx: &RequestContext, status: u16, error: Option<&Error>) -> SpendRecord {
+        ctx.log(status, error);
+        let event = ctx.event(status, error);
+        self.metrics.record(&event);
+        let row = SpendRecord::from(&event);
+        let observers = self.observers.read().unwrap_or_else(|p| p.into_inner());
+        if !observers.is_empty() {
+            observers.emit(Arc::new(event));
+        }
+        row
+    }
+
+    /// Drains the observer sinks and the ledger (shutdown).
+    pub async fn close(&self, grace: Duration) {
+        // Sinks are threads: closing them blocks, so keep it off the async workers.
+        let observers =
+            std::mem::take(&mut *self.observers.write().unwrap_or_else(|p| p.into_inner()));
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut observers = observers;
+            observers.close(grace);
+        })
+        .await;
+        self.ledger.close().await;
+    }
+}
