@@ -4,12 +4,16 @@
 //! the test). Each run gets its own schema/database so parallel runs do not meet.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bitrouter::config::{Database, Durability, OnFull};
 use bitrouter::spend::{GroupBy, Ledger, SpendQuery, SpendRecord, TokenBreakdown};
 use sqlx::Connection;
+
+use crate::child::{BIN, ChildGateway};
 
 fn postgres_url() -> String {
     std::env::var("BITROUTER_TEST_POSTGRES_URL")
@@ -261,11 +265,6 @@ async fn redb_survives_kill_9_under_load() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("spend.redb");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let config = dir.path().join("bitrouter.yaml");
     std::fs::write(
         &config,
@@ -276,48 +275,10 @@ async fn redb_survives_kill_9_under_load() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bitrouter"))
-        .args([
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let pid = child.id();
+    let gateway = ChildGateway::spawn(&config, dir.path());
     let client = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
-    let mut up = false;
-    for _ in 0..200 {
-        if client
-            .get(format!("http://127.0.0.1:{port}/health"))
-            .send()
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("gateway exited early: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "gateway did not start");
-    let guard = Kill(child);
-    let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let url = gateway.url("/v1/chat/completions");
+    let acked = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for _ in 0..8 {
         let (client, url, acked) = (client.clone(), url.clone(), acked.clone());
@@ -328,22 +289,18 @@ async fn redb_survives_kill_9_under_load() {
                 if r.status() != 200 || r.bytes().await.is_err() {
                     return;
                 }
-                acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                acked.fetch_add(1, Ordering::SeqCst);
             }
         }));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let before_kill = acked.load(std::sync::atomic::Ordering::SeqCst);
-    let status = Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let before_kill = acked.load(Ordering::SeqCst);
+    gateway.signal("KILL");
     for w in workers {
         let _ = w.await;
     }
-    drop(guard);
-    let acked = acked.load(std::sync::atomic::Ordering::SeqCst);
+    drop(gateway);
+    let acked = acked.load(Ordering::SeqCst);
     assert!(
         before_kill > 10,
         "too little load to mean anything: {before_kill}"
@@ -362,7 +319,7 @@ async fn redb_survives_kill_9_under_load() {
 }
 
 /// SIGTERM flushes what the ledger still holds (async durability), and `bitrouter spend`
-/// reads it back from the database.
+/// reads it back, from the running gateway and from the database.
 #[tokio::test]
 async fn sigterm_flushes_and_the_cli_reads_the_ledger() {
     let mock = bitrouter_bench::MockServer::start(bitrouter_bench::MockBehavior {
@@ -373,11 +330,6 @@ async fn sigterm_flushes_and_the_cli_reads_the_ledger() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let config = dir.path().join("bitrouter.yaml");
     std::fs::write(
         &config,
@@ -387,42 +339,11 @@ async fn sigterm_flushes_and_the_cli_reads_the_ledger() {
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_bitrouter"))
-        .args([
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut guard = Kill(child);
+    let mut gateway = ChildGateway::spawn(&config, dir.path());
     let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client
-            .get(format!("http://127.0.0.1:{port}/health"))
-            .send()
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     for _ in 0..20 {
         let r = client
-            .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+            .post(gateway.url("/v1/chat/completions"))
             .header("content-type", "application/json")
             .body(r#"{"model":"r","messages":[{"role":"user","content":"hi"}]}"#)
             .send()
@@ -430,23 +351,17 @@ async fn sigterm_flushes_and_the_cli_reads_the_ledger() {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
-    // The CLI asks the running gateway…
-    let out = Command::new(env!("CARGO_BIN_EXE_bitrouter"))
-        .args([
-            "spend",
-            "--group-by",
-            "route",
-            "--url",
-            &format!("http://127.0.0.1:{port}"),
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let spend = |args: &[&str]| {
+        let out = Command::new(BIN).arg("spend").args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let text = spend(&["--group-by", "route", "--url", &gateway.url("")]);
     assert!(
         text.contains("ROUTE")
             && text
@@ -455,34 +370,23 @@ async fn sigterm_flushes_and_the_cli_reads_the_ledger() {
         "{text}"
     );
 
-    Command::new("kill")
-        .args(["-TERM", &guard.0.id().to_string()])
-        .status()
-        .unwrap();
-    let exited = (0..200).any(|_| {
-        std::thread::sleep(Duration::from_millis(50));
-        matches!(guard.0.try_wait(), Ok(Some(_)))
-    });
-    assert!(exited, "gateway did not exit on SIGTERM");
-    // …or the database directly. 20 × (10 in × $1 + 5 out × $2) per million = 400 µUSD.
-    let out = Command::new(env!("CARGO_BIN_EXE_bitrouter"))
-        .args([
-            "spend",
-            "--group-by",
-            "model",
-            "--db",
-            "sqlite://spend.db",
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    gateway.signal("TERM");
     assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        gateway
+            .wait_exit(Duration::from_secs(10))
+            .is_some_and(|s| s.success()),
+        "no clean exit on SIGTERM:\n{}",
+        gateway.log()
     );
+    // 20 × (10 in × $1 + 5 out × $2) per million = 400 µUSD.
+    let text = spend(&[
+        "--group-by",
+        "model",
+        "--db",
+        "sqlite://spend.db",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
     let line = text
         .lines()
         .find(|l| l.starts_with("x "))
@@ -491,5 +395,4 @@ async fn sigterm_flushes_and_the_cli_reads_the_ledger() {
         line.contains(" 20 ") && line.ends_with("0.000400000"),
         "{line}"
     );
-    let _ = guard.0.wait();
 }

@@ -13,18 +13,16 @@
 //! the test fails (it does not skip) and says how to set it up.
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use bitrouter_bench::mock::{MockBehavior, MockServer};
 
-const GATEWAY: &str = env!("CARGO_BIN_EXE_bitrouter");
+use crate::child::ChildGateway;
+
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sdk/sdk_e2e.py");
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(20);
 /// Generous: the script makes ~40 requests against a local mock and takes a few seconds.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
 const SETUP_HINT: &str = "set up the SDK virtualenv at the workspace root with\n    \
@@ -62,11 +60,6 @@ impl Drop for ChildGuard {
         }
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
 }
 
 fn read_lossy(path: &Path) -> String {
@@ -140,65 +133,14 @@ models:
     path
 }
 
-/// One blocking `GET /health`; true on a 200.
-fn health_ok(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.1 200")
-}
-
 /// Everything that blocks (child processes, polling) runs here, off the runtime that serves the
 /// mock.
 fn run(mock_url: String) {
     let python = python();
     let dir = tempfile::tempdir().expect("temp dir");
     let config = write_config(dir.path(), &mock_url);
-    let gateway_log = dir.path().join("gateway.log");
-    let port = free_port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-
-    let log = File::create(&gateway_log).expect("gateway log");
-    let mut gateway = ChildGuard::spawn(
-        "bitrouter",
-        Command::new(GATEWAY)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .arg("--listen")
-            .arg(addr.to_string())
-            .current_dir(dir.path())
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log"))
-            .stderr(log),
-    );
-
-    let started = Instant::now();
-    while !health_ok(addr) {
-        if let Some(status) = gateway.exited() {
-            panic!(
-                "the gateway exited ({status}) before answering /health; its output:\n{}",
-                read_lossy(&gateway_log)
-            );
-        }
-        if started.elapsed() > HEALTH_TIMEOUT {
-            panic!(
-                "GET http://{addr}/health did not answer 200 within {HEALTH_TIMEOUT:?}; gateway \
-                 output:\n{}",
-                read_lossy(&gateway_log)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut gateway = ChildGateway::spawn(&config, dir.path());
+    let addr = gateway.addr;
 
     let out_path = dir.path().join("sdk.stdout");
     let err_path = dir.path().join("sdk.stderr");
@@ -236,13 +178,14 @@ fn run(mock_url: String) {
         std::thread::sleep(Duration::from_millis(50));
     };
     drop(script); // kills it on timeout
+    let exited = gateway.try_wait();
     let stdout = read_lossy(&out_path);
     let stderr = read_lossy(&err_path);
     let report = || {
         format!(
             "--- sdk_e2e.py stdout ---\n{stdout}\n--- sdk_e2e.py stderr ---\n{stderr}\n\
              --- gateway output ---\n{}",
-            read_lossy(&gateway_log)
+            gateway.log()
         )
     };
     match status {
@@ -254,7 +197,7 @@ fn run(mock_url: String) {
         Some(_) => print!("{stdout}"),
     }
     assert!(
-        gateway.exited().is_none(),
+        exited.is_none(),
         "the gateway exited during the SDK run\n{}",
         report()
     );
