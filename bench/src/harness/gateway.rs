@@ -1,0 +1,195 @@
+//! The gateway under test: its config file, its process, and the cold-start measurement.
+//!
+//! The config routes model names so that direct and via requests carry the same body: route
+//! `mock-gpt` → the mock's OpenAI endpoint, route `mock-claude` → its Anthropic endpoint (an
+//! OpenAI caller is translated), and route `failover` → first a port nobody listens on, then
+//! the mock. The failover route never cools its dead endpoint down, so *every* request takes
+//! the failover path instead of only the first few.
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+use http::Method;
+
+use super::http::call;
+use super::scenario::cold_start_body;
+use crate::load::clock::{PreciseTimer, now_ns};
+use crate::process::ChildGuard;
+use crate::procfs;
+
+/// The gateway's config for a mock at `mock`, with a dead endpoint at `dead`.
+pub fn config_yaml(mock: SocketAddr, dead: SocketAddr, log_level: &str) -> String {
+    format!(
+        r#"# Written by the bitrouter-bench harness.
+server:
+  log_level: {log_level}
+providers:
+  mock-openai:
+    api_protocol: openai
+    api_base: http://{mock}/v1
+    api_key_required: false
+  mock-anthropic:
+    api_protocol: anthropic
+    api_base: http://{mock}
+    api_key_required: false
+  dead-openai:
+    api_protocol: openai
+    api_base: http://{dead}/v1
+    api_key_required: false
+models:
+  mock-gpt:
+    endpoints:
+      - {{ provider: mock-openai, model_id: mock-gpt }}
+  mock-claude:
+    endpoints:
+      - {{ provider: mock-anthropic, model_id: mock-claude }}
+  failover:
+    strategy: priority
+    # Never cool the dead endpoint down: measure the failover path on every request.
+    cooldown: {{ failures: 4294967295 }}
+    endpoints:
+      - {{ provider: dead-openai, model_id: mock-gpt }}
+      - {{ provider: mock-openai, model_id: mock-gpt }}
+"#
+    )
+}
+
+/// A loopback address that refuses connections: a port bound and released at once.
+pub fn dead_addr() -> anyhow::Result<SocketAddr> {
+    free_addr()
+}
+
+fn free_addr() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?)
+}
+
+/// How to start a gateway.
+pub struct GatewayLauncher {
+    pub binary: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub cpu: Option<usize>,
+}
+
+/// A running gateway.
+pub struct GatewayProcess {
+    guard: ChildGuard,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl GatewayLauncher {
+    /// Writes the config into `dir`.
+    pub fn new(
+        binary: PathBuf,
+        dir: &Path,
+        yaml: &str,
+        cpu: Option<usize>,
+    ) -> anyhow::Result<GatewayLauncher> {
+        let config = dir.join("bitrouter.yaml");
+        fs::write(&config, yaml).with_context(|| format!("writing {}", config.display()))?;
+        Ok(GatewayLauncher {
+            binary,
+            config,
+            log: dir.join("gateway.log"),
+            cpu,
+        })
+    }
+
+    /// Spawns a gateway and waits for its first successful model request. Returns it with
+    /// the cold-start time in milliseconds (spawn → that request's last byte).
+    pub async fn start(&self) -> anyhow::Result<(GatewayProcess, f64)> {
+        let addr = free_addr()?;
+        let log = fs::File::create(&self.log)
+            .with_context(|| format!("creating {}", self.log.display()))?;
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let started = now_ns();
+        let guard = ChildGuard::spawn("gateway", cmd, self.cpu)
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        let mut gateway = GatewayProcess {
+            guard,
+            addr,
+            log: self.log.clone(),
+        };
+        gateway.first_success().await?;
+        let cold_ms = (now_ns() - started) as f64 / 1e6;
+        Ok((gateway, cold_ms))
+    }
+}
+
+impl GatewayProcess {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
+    pub fn memory(&self) -> anyhow::Result<procfs::Memory> {
+        procfs::memory(self.pid()).context("reading the gateway's memory")
+    }
+
+    /// Fails with the end of the gateway's log if it has exited.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.guard.exited() {
+            bail!(
+                "the gateway exited ({status}); the end of its log:\n{}",
+                self.log_tail()
+            );
+        }
+        Ok(())
+    }
+
+    fn log_tail(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Polls with a model request every 200 µs until one succeeds (10 s at most).
+    async fn first_success(&mut self) -> anyhow::Result<()> {
+        let timer = PreciseTimer::new()?;
+        let deadline = now_ns() + 10_000_000_000;
+        let body = cold_start_body();
+        loop {
+            match call(
+                self.addr,
+                Method::POST,
+                "/v1/chat/completions",
+                body.clone(),
+            )
+            .await
+            {
+                Ok((status, _)) if status.is_success() => return Ok(()),
+                Ok((status, answer)) => bail!(
+                    "the gateway answered its first request with {status}: {}",
+                    String::from_utf8_lossy(&answer)
+                ),
+                // Not listening yet.
+                Err(_) => {}
+            }
+            self.check_alive()?;
+            if now_ns() > deadline {
+                bail!(
+                    "the gateway did not answer within 10 s; its log:\n{}",
+                    self.log_tail()
+                );
+            }
+            timer.sleep_until(now_ns() + 200_000).await?;
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! The report as markdown: goals first, then a one-line summary per scenario, then each
+//! scenario's tables, then the gateway process figures and the notes.
+
+use std::fmt::Write;
+
+use super::{PercentileSpread, Report, ScenarioReport, Spread};
+
+/// Renders `report` as a markdown document.
+pub fn render(report: &Report) -> String {
+    let mut md = String::new();
+    // Writing to a String cannot fail; the Results are dropped on purpose.
+    let _ = write_report(&mut md, report);
+    md
+}
+
+fn write_report(md: &mut String, r: &Report) -> std::fmt::Result {
+    writeln!(md, "# BitRouter benchmark report\n")?;
+    if r.mode == "smoke" {
+        writeln!(
+            md,
+            "**Smoke run**: a few hundred milliseconds per scenario to check the harness works. \
+             The numbers are not meaningful and no goal is judged.\n"
+        )?;
+    }
+    let dirty = if r.git_dirty {
+        " (work tree had uncommitted changes)"
+    } else {
+        ""
+    };
+    writeln!(
+        md,
+        "{} · commit `{}`{dirty} · {}\n",
+        r.date_utc, r.git_commit, r.rustc
+    )?;
+    writeln!(md, "Command: `{}`\n", r.setup.command)?;
+
+    writeln!(md, "## Machine and method\n")?;
+    writeln!(md, "| | |\n|---|---|")?;
+    writeln!(
+        md,
+        "| machine | {} CPUs ({}), Linux {}, {} MiB RAM |",
+        r.machine.nproc, r.machine.cpu_model, r.machine.kernel, r.machine.memory_mib
+    )?;
+    writeln!(
+        md,
+        "| machine load | load average {} at the start, {} at the end |",
+        r.machine.load_average_start, r.machine.load_average_end
+    )?;
+    if let Some(bg) = &r.setup.background_cores {
+        writeln!(
+            md,
+            "| other processes | used {} CPUs during the measured phases (median; max {}): noise in every figure when well above 0 |",
+            num(bg.median),
+            num(bg.max)
+        )?;
+    }
+    writeln!(md, "| pinning | {} |", r.setup.pinning)?;
+    writeln!(md, "| load generator | {} |", r.setup.load_generator)?;
+    writeln!(md, "| mock upstream | {} |", r.setup.mock)?;
+    writeln!(
+        md,
+        "| gateway | `{}`, log level `{}` |",
+        r.setup.gateway_binary, r.setup.gateway_log_level
+    )?;
+    writeln!(
+        md,
+        "| rounds | warm-up {} s, then {} interleaved round(s): direct, via, direct, via… \
+         ({} s open loop, {} s closed loop at {} connections per phase) |",
+        r.setup.warmup_s,
+        r.setup.rounds,
+        r.setup.open_loop_s,
+        r.setup.closed_loop_s,
+        r.setup.closed_loop_concurrency
+    )?;
+    if let Some(lag) = &r.setup.send_lag_us {
+        writeln!(
+            md,
+            "| harness floor | open-loop send lag behind schedule: p50 {} µs, p99 {} µs, p99.9 {} µs (counted in every latency, direct and via alike) |",
+            us(lag.p50),
+            us(lag.p99),
+            us(lag.p999)
+        )?;
+    }
+    writeln!(
+        md,
+        "\nFigures are medians over rounds, with the range over rounds in brackets. *Added* is \
+         computed per round (via percentile − direct percentile at the same rate) and then \
+         summarised. Open-loop latency is counted from each request's scheduled send time.\n"
+    )?;
+
+    writeln!(md, "## Goals (DESIGN.md)\n")?;
+    writeln!(
+        md,
+        "| what | goal | measured | from | verdict |\n|---|---|---|---|---|"
+    )?;
+    for g in &r.goals {
+        let measured = g
+            .measured
+            .map_or("—".to_owned(), |m| format!("{} {}", num(m), g.unit));
+        writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            g.what, g.goal, measured, g.source, g.verdict
+        )?;
+    }
+
+    writeln!(md, "\n## Summary\n")?;
+    writeln!(
+        md,
+        "| scenario | open-loop rate | added p50 | added p90 | added p99 | added p99.9 | added TTFB p50 | throughput via / direct | gateway CPU s per 1k req | mock CPU s per 1k req |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|")?;
+    for s in &r.scenarios {
+        summary_row(md, s)?;
+    }
+
+    writeln!(md, "\n## Scenarios")?;
+    for s in r.scenarios.iter().filter(|s| s.measured()) {
+        scenario_section(md, s)?;
+    }
+
+    writeln!(md, "\n## Gateway process\n")?;
+    writeln!(md, "| figure | value |\n|---|---|")?;
+    let g = &r.gateway;
+    writeln!(
+        md,
+        "| cold start: spawn → first successful model request | {} ms ({} samples) |",
+        spread(&g.cold_start_ms),
+        g.cold_start_ms.samples.len()
+    )?;
+    writeln!(
+        md,
+        "| RSS idle (after start-up and one request) | {} MB |",
+        num(g.rss_idle_mb)
+    )?;
+    if let Some(v) = g.rss_idle_after_load_mb {
+        writeln!(md, "| RSS idle after every scenario | {} MB |", num(v))?;
+    }
+    if let Some(v) = g.rss_peak_mb {
+        writeln!(
+            md,
+            "| RSS high-water mark over the run (VmHWM) | {} MB |",
+            num(v)
+        )?;
+    }
+
+    let unmeasured: Vec<&ScenarioReport> = r.scenarios.iter().filter(|s| !s.measured()).collect();
+    if !unmeasured.is_empty() {
+        writeln!(md, "\n## Not yet measurable\n")?;
+        for s in unmeasured {
+            writeln!(
+                md,
+                "- Scenario {} ({}): {}",
+                s.id,
+                s.name,
+                s.reason.as_deref().unwrap_or("not measured")
+            )?;
+        }
+    }
+    if !r.notes.is_empty() {
+        writeln!(md, "\n## Notes\n")?;
+        for n in &r.notes {
+            writeln!(md, "- {n}")?;
+        }
+    }
+    Ok(())
+}
+
+fn summary_row(md: &mut String, s: &ScenarioReport) -> std::fmt::Result {
+    let label = format!("{}. {}", s.id, s.name);
+    if !s.measured() {
+        return writeln!(
+            md,
+            "| {label} | {} | | | | | | | | |",
+            s.reason.as_deref().unwrap_or("not measured")
+        );
+    }
+    let dash = || "—".to_owned();
+    let (rate, p50, p90, p99, p999, ttfb) = match (&s.open_loop, &s.held_streams) {
+        (Some(o), _) => (
+            format!("{:.0}/s", o.rate),
+            added(&o.added_us.p50),
+            added(&o.added_us.p90),
+            added(&o.added_us.p99),
+            added(&o.added_us.p999),
+            if s.stream {
+                added(&o.ttfb_added_us.p50)
+            } else {
+                dash()
+            },
+        ),
+        (None, Some(h)) => (
+            format!("{} streams held", h.streams),
+            dash(),
+            dash(),
+            dash(),
+            dash(),
+            added(&h.ttfb_added_us.p50),
+        ),
+        _ => (dash(), dash(), dash(), dash(), dash(), dash()),
+    };
+    let ratio = s
+        .closed_loop
+        .as_ref()
+        .map_or_else(dash, |c| format!("{:.0} %", c.ratio.median * 100.0));
+    let cpu = |v: &Option<Spread>| v.as_ref().map_or_else(dash, |s| format!("{:.3}", s.median));
+    writeln!(
+        md,
+        "| {label} | {rate} | {p50} | {p90} | {p99} | {p999} | {ttfb} | {ratio} | {} | {} |",
+        cpu(&s.gateway_cpu_s_per_1k),
+        cpu(&s.mock_cpu_s_per_1k)
+    )
+}
+
+fn scenario_section(md: &mut String, s: &ScenarioReport) -> std::fmt::Result {
+    writeln!(md, "\n### {}. {}\n\n{}\n", s.id, s.name, s.description)?;
+    if let Some(o) = &s.open_loop {
+        writeln!(
+            md,
+            "Open loop at {:.0} req/s, {} requests per phase (µs):\n",
+            o.rate, o.requests_per_round
+        )?;
+        writeln!(md, "| | p50 | p90 | p99 | p99.9 |\n|---|---|---|---|---|")?;
+        pct_row(md, "latency direct", &o.direct_us)?;
+        pct_row(md, "latency via gateway", &o.via_us)?;
+        pct_row(md, "**added latency**", &o.added_us)?;
+        if s.stream {
+            pct_row(md, "TTFB direct", &o.ttfb_direct_us)?;
+            pct_row(md, "TTFB via gateway", &o.ttfb_via_us)?;
+            pct_row(md, "**added TTFB**", &o.ttfb_added_us)?;
+        }
+        failures(md, o.failed_direct, o.failed_via)?;
+    }
+    if let Some(c) = &s.closed_loop {
+        writeln!(
+            md,
+            "\nClosed loop, {} connections: direct {} req/s, via {} req/s, **via / direct {}**.",
+            c.concurrency,
+            spread0(&c.direct_rps),
+            spread0(&c.via_rps),
+            percent(&c.ratio)
+        )?;
+        failures(md, c.failed_direct, c.failed_via)?;
+    }
+    if let Some(h) = &s.held_streams {
+        writeln!(
+            md,
+            "{} streams of ~{:.1} s each, opened at a constant rate over ~1 s. Most open at once \
+             through the gateway: {}. **Gateway RSS with them open: {} MB.**\n",
+            h.streams,
+            h.stream_s,
+            spread0(&h.max_open_via),
+            spread(&h.rss_open_mb)
+        )?;
+        writeln!(md, "| | p50 | p90 | p99 | p99.9 |\n|---|---|---|---|---|")?;
+        pct_row(md, "TTFB direct", &h.ttfb_direct_us)?;
+        pct_row(md, "TTFB via gateway", &h.ttfb_via_us)?;
+        pct_row(md, "**added TTFB**", &h.ttfb_added_us)?;
+        failures(md, h.failed_direct, h.failed_via)?;
+    }
+    let mut extra = Vec::new();
+    if let Some(v) = &s.gateway_cpu_s_per_1k {
+        extra.push(format!(
+            "gateway CPU {} s per 1,000 requests (open loop)",
+            spread3(v)
+        ));
+    }
+    if let Some(v) = &s.gateway_cpu_s_per_1k_saturated {
+        extra.push(format!("{} s saturated", spread3(v)));
+    }
+    if let Some(v) = &s.mock_cpu_s_per_1k {
+        extra.push(format!("mock {} s direct", spread3(v)));
+    }
+    if let Some(v) = s.gateway_rss_peak_mb {
+        extra.push(format!("gateway RSS peak {} MB", num(v)));
+    }
+    if !extra.is_empty() {
+        writeln!(md, "\n{}.", extra.join("; "))?;
+    }
+    Ok(())
+}
+
+fn pct_row(md: &mut String, label: &str, p: &PercentileSpread) -> std::fmt::Result {
+    writeln!(
+        md,
+        "| {label} | {} | {} | {} | {} |",
+        spread(&p.p50),
+        spread(&p.p90),
+        spread(&p.p99),
+        spread(&p.p999)
+    )
+}
+
+fn failures(md: &mut String, direct: u64, via: u64) -> std::fmt::Result {
+    if direct + via > 0 {
+        writeln!(
+            md,
+            "\n**Failures:** {direct} direct, {via} via the gateway (see report.json)."
+        )?;
+    }
+    Ok(())
+}
+
+/// `median [min–max]`, or the median alone when there was one round.
+fn spread(s: &Spread) -> String {
+    spread_with(s, num)
+}
+
+fn spread0(s: &Spread) -> String {
+    spread_with(s, |v| format!("{v:.0}"))
+}
+
+fn spread3(s: &Spread) -> String {
+    spread_with(s, |v| format!("{v:.3}"))
+}
+
+fn spread_with(s: &Spread, f: impl Fn(f64) -> String) -> String {
+    if s.samples.len() > 1 {
+        format!("{} [{}–{}]", f(s.median), f(s.min), f(s.max))
+    } else {
+        f(s.median)
+    }
+}
+
+fn percent(s: &Spread) -> String {
+    spread_with(s, |v| format!("{:.0} %", v * 100.0))
+}
+
+fn added(s: &Spread) -> String {
+    format!("{} µs", signed(s.median))
+}
+
+fn signed(v: f64) -> String {
+    if v >= 0.0 {
+        format!("+{}", num(v))
+    } else {
+        num(v)
+    }
+}
+
+fn us(v: f64) -> String {
+    num(v)
+}
+
+/// Three significant digits or so, without trailing noise.
+fn num(v: f64) -> String {
+    let a = v.abs();
+    if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
