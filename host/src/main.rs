@@ -221,10 +221,16 @@ fn serve(
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.server.log_level));
+    // Log lines are written by a background thread: a slow terminal or pipe must not stall
+    // requests. If it falls 128k lines behind, lines are dropped rather than waited for.
+    let (writer, _log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(128_000)
+        .lossy(true)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -25,6 +25,8 @@ pub struct Target {
     pub model_id: String,
     pub dialect: Dialect,
     pub url: String,
+    /// `url`, parsed once: reqwest would otherwise re-parse (with IDNA) on every request.
+    pub parsed_url: reqwest::Url,
     pub headers: HeaderMap,
     pub timeouts: Timeouts,
     /// Prices from the registry or config; `None` for a model nobody priced (cost 0, logged).
@@ -335,11 +337,21 @@ fn build_target(
     for (_, v) in sensitive.iter_mut() {
         v.set_sensitive(true);
     }
+    let parsed_url = reqwest::Url::parse(&url).map_err(|e| {
+        Error::new(
+            ErrorKind::NotConfigured,
+            format!(
+                "provider {:?}: {url} is not a valid URL: {e}",
+                provider.name
+            ),
+        )
+    })?;
     Ok(Target {
         provider: provider.name.clone(),
         model_id: model_id.to_owned(),
         dialect,
         url,
+        parsed_url,
         headers: sensitive,
         timeouts,
         prices: provider

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::future::BoxFuture;
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::time::Instant;
 
 use crate::api::{StreamDecoder, StreamEncoder};
@@ -26,23 +26,43 @@ type SseEvents = Pin<
 pub struct UpstreamEvents {
     events: SseEvents,
     decoder: StreamDecoder,
+    /// How the stream ended, seen while draining events that were already there; reported
+    /// on the next call so the batch before it goes out first.
+    ended: Option<Result<(), Error>>,
 }
+
+/// Most SSE events folded into one batch (one body frame, one write to the caller).
+const MAX_COALESCED: usize = 64;
 
 impl UpstreamEvents {
     pub fn new(response: reqwest::Response, dialect: Dialect) -> Self {
         UpstreamEvents {
             events: Box::pin(response.bytes_stream().eventsource()),
             decoder: StreamDecoder::new(dialect),
+            ended: None,
         }
     }
 
-    /// Appends the next non-empty batch of events to `out`. `Ok(false)` means the upstream
+    fn decode(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), Error> {
+        self.decoder.decode(data, out).map_err(|e| {
+            Error::new(
+                ErrorKind::BadUpstreamResponse,
+                format!("undecodable stream event from the upstream: {e}"),
+            )
+        })
+    }
+
+    /// Appends the next non-empty batch of events to `out`: what arrives first plus whatever
+    /// else has already arrived, so a burst becomes one write. `Ok(false)` means the upstream
     /// closed the stream; `wait` bounds the silence before giving up.
     pub async fn next_batch(
         &mut self,
         out: &mut Vec<StreamEvent>,
         wait: Duration,
     ) -> Result<bool, Error> {
+        if let Some(end) = self.ended.take() {
+            return end.map(|()| false);
+        }
         let deadline = Instant::now() + wait;
         loop {
             let next = match tokio::time::timeout_at(deadline, self.events.next()).await {
@@ -57,35 +77,49 @@ impl UpstreamEvents {
                 }
                 Ok(n) => n,
             };
-            match next {
+            match next.map(sse_result) {
                 None => return Ok(false),
-                Some(Err(EventStreamError::Transport(e))) => {
-                    return Err(crate::upstream::transport_error(e));
-                }
-                Some(Err(e)) => {
-                    return Err(Error::new(
-                        ErrorKind::BadUpstreamResponse,
-                        format!("malformed SSE from the upstream: {e}"),
-                    ));
-                }
-                Some(Ok(event)) => {
-                    self.decoder.decode(&event.data, out).map_err(|e| {
-                        Error::new(
-                            ErrorKind::BadUpstreamResponse,
-                            format!("undecodable stream event from the upstream: {e}"),
-                        )
-                    })?;
-                    if !out.is_empty() {
-                        return Ok(true);
-                    }
-                }
+                Some(Err(e)) => return Err(e),
+                Some(Ok(event)) => self.decode(&event.data, out)?,
+            }
+            if !out.is_empty() {
+                break;
             }
         }
+        for _ in 0..MAX_COALESCED {
+            let ready = match self.events.next().now_or_never() {
+                None => break,
+                Some(ready) => ready,
+            };
+            let outcome = match ready.map(sse_result) {
+                None => Err(Ok(())),
+                Some(Err(e)) => Err(Err(e)),
+                Some(Ok(event)) => self.decode(&event.data, out).map_err(Err),
+            };
+            if let Err(end) = outcome {
+                self.ended = Some(end);
+                break;
+            }
+        }
+        Ok(true)
     }
 
     /// Whether the upstream finished the message (as opposed to the connection just ending).
     pub fn finished(&self) -> bool {
         self.decoder.finished()
+    }
+}
+
+fn sse_result(
+    r: Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>,
+) -> Result<eventsource_stream::Event, Error> {
+    match r {
+        Ok(e) => Ok(e),
+        Err(EventStreamError::Transport(e)) => Err(crate::upstream::transport_error(e)),
+        Err(e) => Err(Error::new(
+            ErrorKind::BadUpstreamResponse,
+            format!("malformed SSE from the upstream: {e}"),
+        )),
     }
 }
 

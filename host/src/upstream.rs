@@ -48,7 +48,11 @@ impl Upstream {
     ) -> Result<reqwest::Response, Error> {
         let mut headers = target.headers.clone();
         headers.extend(extra_headers);
-        let request = self.client.post(&target.url).headers(headers).body(body);
+        let request = self
+            .client
+            .post(target.parsed_url.clone())
+            .headers(headers)
+            .body(body);
         let response = match tokio::time::timeout(timeout, request.send()).await {
             Err(_) => {
                 return Err(Error::new(

@@ -727,6 +727,9 @@ struct WireResponse {
     choices: Vec<WireChoice>,
     #[serde(default)]
     usage: Option<WireUsage>,
+    /// Some servers report a failure mid-stream as `{"error": {...}}`.
+    #[serde(default)]
+    error: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -881,14 +884,12 @@ impl StreamDecoder {
         if data == "[DONE]" {
             return Ok(());
         }
-        let raw: Value =
+        let chunk: WireResponse =
             serde_json::from_str(data).map_err(|e| DecodeError::new("", e.to_string()))?;
-        if let Some(err) = raw.get("error") {
+        if let Some(err) = &chunk.error {
             out.push(StreamEvent::Error(super::error_message(err)));
             return Ok(());
         }
-        let chunk: WireResponse =
-            serde_json::from_value(raw).map_err(|e| DecodeError::new("", e.to_string()))?;
         if !self.started {
             self.started = true;
             out.push(StreamEvent::Start {
