@@ -155,20 +155,25 @@ impl Gateway {
                 json_response(StatusCode::OK, self.metrics_json().to_string())
             }
             ("/metrics", &Method::GET) => self.prometheus(),
+            ("/admin" | "/admin/", &Method::GET) => {
+                html_response(include_str!("../assets/dashboard.html"))
+            }
             ("/admin/metrics" | "/v1/metrics" | "/metrics", _) => {
                 method_not_allowed(req.headers(), path, "GET")
             }
             ("/v1/chat/completions" | "/chat/completions" | "/v1/messages" | "/messages", _) => {
                 method_not_allowed(req.headers(), path, "POST")
             }
-            ("/v1/models" | "/models" | "/health" | "/healthz" | "/admin/spend", _) => {
-                method_not_allowed(req.headers(), path, "GET")
-            }
+            (
+                "/v1/models" | "/models" | "/health" | "/healthz" | "/admin/spend" | "/admin"
+                | "/admin/",
+                _,
+            ) => method_not_allowed(req.headers(), path, "GET"),
             _ => {
                 let e = Error::new(
                     ErrorKind::UnknownPath,
                     format!(
-                        "no route {method} {path}; this gateway serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, GET /health, GET /metrics, GET /admin/metrics and GET /admin/spend"
+                        "no route {method} {path}; this gateway serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, GET /health, GET /metrics, GET /admin (dashboard), GET /admin/metrics and GET /admin/spend"
                     ),
                 );
                 error_response(guess_dialect(req.headers(), path), &e)
@@ -302,6 +307,39 @@ fn method_not_allowed(headers: &HeaderMap, path: &str, allow: &'static str) -> R
     let mut r = error_response(guess_dialect(headers, path), &e);
     r.headers_mut()
         .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+/// The admin dashboard's Content-Security-Policy: the page is one self-contained file, so
+/// only its own inline script and style run, and it talks to this origin alone (`data:`
+/// images only for its empty favicon, which spares a request for `/favicon.ico`).
+const DASHBOARD_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// An embedded HTML page (the admin dashboard), with a CSP that allows only `'self'` and
+/// inline script/style.
+fn html_response(page: &'static str) -> Response<Body> {
+    let mut r = Response::new(crate::proxy::full(page));
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(DASHBOARD_CSP),
+    );
+    h.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        http::header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     r
 }
 

@@ -3,6 +3,7 @@
 mod bad_input;
 mod child;
 mod cli;
+mod dashboard;
 mod dialects;
 mod failover;
 mod harness;
