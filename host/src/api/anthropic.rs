@@ -4,7 +4,7 @@
 //! (`encode_request`, `decode_response`, `StreamDecoder`).
 
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::{DecodeError, parse_body};
@@ -348,6 +348,21 @@ pub fn encode_response(r: &Response) -> Bytes {
     Bytes::from(body.to_string())
 }
 
+/// One `content_block_delta` payload; exactly one of the optional fields is set.
+#[derive(Serialize, Default)]
+struct TypedDelta<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partial_json: Option<&'a str>,
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Block {
     Text,
@@ -424,11 +439,22 @@ impl StreamEncoder {
         }
     }
 
-    fn delta(&self, delta: Value, out: &mut Vec<u8>) {
+    fn delta<D: Serialize>(&self, delta: D, out: &mut Vec<u8>) {
+        #[derive(Serialize)]
+        struct BlockDelta<D> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            index: u32,
+            delta: D,
+        }
         super::sse_event(
             out,
             "content_block_delta",
-            &json!({"type": "content_block_delta", "index": self.next_block, "delta": delta}),
+            &BlockDelta {
+                kind: "content_block_delta",
+                index: self.next_block,
+                delta,
+            },
         );
     }
 
@@ -437,7 +463,14 @@ impl StreamEncoder {
             StreamEvent::Start { id, model } => self.start(id, model, out),
             StreamEvent::TextDelta(t) => {
                 self.open_block(Block::Text, json!({"type": "text", "text": ""}), out);
-                self.delta(json!({"type": "text_delta", "text": t}), out);
+                self.delta(
+                    TypedDelta {
+                        kind: "text_delta",
+                        text: Some(t),
+                        ..Default::default()
+                    },
+                    out,
+                );
             }
             StreamEvent::ReasoningDelta(t) => {
                 self.open_block(
@@ -445,7 +478,14 @@ impl StreamEncoder {
                     json!({"type": "thinking", "thinking": ""}),
                     out,
                 );
-                self.delta(json!({"type": "thinking_delta", "thinking": t}), out);
+                self.delta(
+                    TypedDelta {
+                        kind: "thinking_delta",
+                        thinking: Some(t),
+                        ..Default::default()
+                    },
+                    out,
+                );
             }
             StreamEvent::ReasoningSignature(s) => {
                 self.open_block(
@@ -453,7 +493,14 @@ impl StreamEncoder {
                     json!({"type": "thinking", "thinking": ""}),
                     out,
                 );
-                self.delta(json!({"type": "signature_delta", "signature": s}), out);
+                self.delta(
+                    TypedDelta {
+                        kind: "signature_delta",
+                        signature: Some(s),
+                        ..Default::default()
+                    },
+                    out,
+                );
             }
             StreamEvent::ToolCallStart { index, id, name } => {
                 self.close_block(out);
@@ -466,7 +513,11 @@ impl StreamEncoder {
             StreamEvent::ToolCallDelta { index, arguments } => {
                 if self.open == Some(Block::Tool(*index)) {
                     self.delta(
-                        json!({"type": "input_json_delta", "partial_json": arguments}),
+                        TypedDelta {
+                            kind: "input_json_delta",
+                            partial_json: Some(arguments),
+                            ..Default::default()
+                        },
                         out,
                     );
                 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::{DecodeError, parse_body};
@@ -398,6 +398,15 @@ pub fn encode_response(r: &Response) -> Bytes {
     Bytes::from(body.to_string())
 }
 
+/// The delta of a text or reasoning chunk, the two that make up nearly every stream.
+#[derive(Serialize)]
+struct TextDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+}
+
 /// Re-encodes canonical stream events as `chat.completion.chunk` SSE events.
 pub struct StreamEncoder {
     id: String,
@@ -420,14 +429,34 @@ impl StreamEncoder {
         }
     }
 
-    fn chunk(&self, out: &mut Vec<u8>, delta: Value, finish: Option<&str>) {
-        let chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish, "logprobs": null }],
-        });
+    fn chunk<D: Serialize>(&self, out: &mut Vec<u8>, delta: D, finish: Option<&str>) {
+        #[derive(Serialize)]
+        struct Chunk<'a, D> {
+            id: &'a str,
+            object: &'static str,
+            created: u64,
+            model: &'a str,
+            choices: [Choice<'a, D>; 1],
+        }
+        #[derive(Serialize)]
+        struct Choice<'a, D> {
+            index: u32,
+            delta: D,
+            finish_reason: Option<&'a str>,
+            logprobs: (),
+        }
+        let chunk = Chunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            choices: [Choice {
+                index: 0,
+                delta,
+                finish_reason: finish,
+                logprobs: (),
+            }],
+        };
         super::sse_data(out, &chunk);
     }
 
@@ -456,11 +485,25 @@ impl StreamEncoder {
             }
             StreamEvent::TextDelta(t) => {
                 self.ensure_started(out);
-                self.chunk(out, json!({"content": t}), None);
+                self.chunk(
+                    out,
+                    TextDelta {
+                        content: Some(t),
+                        reasoning_content: None,
+                    },
+                    None,
+                );
             }
             StreamEvent::ReasoningDelta(t) => {
                 self.ensure_started(out);
-                self.chunk(out, json!({"reasoning_content": t}), None);
+                self.chunk(
+                    out,
+                    TextDelta {
+                        content: None,
+                        reasoning_content: Some(t),
+                    },
+                    None,
+                );
             }
             StreamEvent::ReasoningSignature(_) | StreamEvent::ToolCallEnd { .. } => {}
             StreamEvent::ToolCallStart { index, id, name } => {
