@@ -21,6 +21,7 @@ pub mod context;
 pub mod error;
 pub mod observe;
 pub mod outcome;
+pub mod plugins;
 pub mod proxy;
 pub mod router;
 pub mod server;

@@ -1,0 +1,460 @@
+//! The `guardrail` world: a plugin declares patterns once ([`GuardrailPlugin::patterns`]),
+//! then validates candidates the host found with the declared regexes
+//! ([`GuardrailPlugin::check`]) and scans texts for patterns without a regex
+//! ([`GuardrailPlugin::scan`]).
+//!
+//! Every finding a plugin returns is checked before anyone sees it: the pattern id must be
+//! one the plugin declared, the span must lie inside the text on UTF-8 character boundaries,
+//! a replacement must be short, and there must not be an absurd number of findings. Anything
+//! else fails the call as an invalid result.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use super::PluginInfo;
+use super::engine::Prepared;
+use super::error::{CallError, CallErrorKind, PluginErrorKind};
+use super::sandbox::{Phase, Sandbox, StoreState};
+use super::wit::types as wt;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "guardrail",
+        with: {
+            "bitrouter:plugin/types": crate::plugins::wit::types,
+            "bitrouter:plugin/host": crate::plugins::wit::host,
+        },
+    });
+}
+
+use bindings::{Guardrail, GuardrailPre};
+
+/// Most findings one call may return.
+pub const MAX_FINDINGS: usize = 4096;
+/// Longest replacement text a finding may carry, in bytes.
+pub const MAX_REPLACEMENT: usize = 1024;
+/// Most patterns one plugin may declare.
+pub const MAX_PATTERNS: usize = 256;
+
+/// Which way a text travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Text the model will see (messages, system prompt, tool results and arguments).
+    Request,
+    /// Text the model produced.
+    Response,
+}
+
+impl Direction {
+    fn index(self) -> usize {
+        match self {
+            Direction::Request => 0,
+            Direction::Response => 1,
+        }
+    }
+}
+
+/// What the host does with a finding unless the config overrides it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Block,
+    Redact,
+    Warn,
+}
+
+/// A pattern a guardrail plugin declared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pattern {
+    pub id: String,
+    pub request: bool,
+    pub response: bool,
+    pub default_action: Action,
+    pub description: String,
+    /// The regex the host runs to find candidates; `None`: the plugin's `scan` finds them.
+    pub regex: Option<String>,
+    pub max_match_len: u32,
+}
+
+impl Pattern {
+    pub fn applies_to(&self, direction: Direction) -> bool {
+        match direction {
+            Direction::Request => self.request,
+            Direction::Response => self.response,
+        }
+    }
+}
+
+/// A validated finding: `pattern` indexes [`GuardrailPlugin::patterns`]; `span` is a byte
+/// range of the text on character boundaries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub pattern: usize,
+    pub span: Range<usize>,
+    pub replacement: Option<String>,
+}
+
+/// A loaded guardrail plugin. Cheap to clone; calls may run concurrently, each in its own
+/// instance.
+#[derive(Clone)]
+pub struct GuardrailPlugin(Arc<Inner>);
+
+struct Inner {
+    info: PluginInfo,
+    sandbox: Arc<Sandbox>,
+    pre: GuardrailPre<StoreState>,
+    /// The config JSON re-applied to every fresh instance; `None` when it is `null`.
+    config: Option<String>,
+    patterns: Vec<Pattern>,
+    /// Whether any regex-less pattern applies to a direction (indexed by `Direction`).
+    scans: [bool; 2],
+}
+
+impl std::fmt::Debug for GuardrailPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardrailPlugin")
+            .field("info", &self.0.info)
+            .field("patterns", &self.0.patterns)
+            .finish()
+    }
+}
+
+impl GuardrailPlugin {
+    pub(crate) fn load(
+        info: PluginInfo,
+        sandbox: Arc<Sandbox>,
+        prepared: Prepared,
+        config_json: String,
+    ) -> Result<GuardrailPlugin, PluginErrorKind> {
+        let pre = GuardrailPre::new(prepared.pre)
+            .map_err(|e| PluginErrorKind::WorldMismatch(format!("{e:#}")))?;
+
+        // configure + describe in one instance, under the configure deadline.
+        let mut store = sandbox.store();
+        sandbox.arm(&mut store, sandbox.configure_deadline);
+        let fail = |store: &wasmtime::Store<StoreState>, e, phase| {
+            sandbox.fail("configure", store, e, phase).kind.to_string()
+        };
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| PluginErrorKind::Configure(fail(&store, e, Phase::Instantiate)))?;
+        let guest = instance.bitrouter_plugin_guard();
+        guest
+            .call_configure(&mut store, &config_json)
+            .map_err(|e| PluginErrorKind::Configure(fail(&store, e, Phase::Call)))?
+            .map_err(PluginErrorKind::Configure)?;
+        let raw = guest
+            .call_describe(&mut store)
+            .map_err(|e| PluginErrorKind::Describe(fail(&store, e, Phase::Call)))?;
+        drop(store);
+
+        let patterns = validate_patterns(raw).map_err(PluginErrorKind::Describe)?;
+        let mut scans = [false; 2];
+        for p in patterns.iter().filter(|p| p.regex.is_none()) {
+            scans[0] |= p.request;
+            scans[1] |= p.response;
+        }
+        Ok(GuardrailPlugin(Arc::new(Inner {
+            info,
+            sandbox,
+            pre,
+            config: (config_json != "null").then_some(config_json),
+            patterns,
+            scans,
+        })))
+    }
+
+    pub fn id(&self) -> &str {
+        &self.0.info.id
+    }
+
+    pub fn info(&self) -> &PluginInfo {
+        &self.0.info
+    }
+
+    /// The patterns the plugin declared at load.
+    pub fn patterns(&self) -> &[Pattern] {
+        &self.0.patterns
+    }
+
+    /// Whether `scan` has anything to do for `direction` (some pattern of that direction has
+    /// no regex).
+    pub fn scans(&self, direction: Direction) -> bool {
+        self.0.scans[direction.index()]
+    }
+
+    pub fn stats(&self) -> super::PluginStats {
+        self.0.sandbox.stats()
+    }
+
+    /// Asks the plugin which of `candidates` (byte ranges of `text` where the regex of the
+    /// pattern `pattern` matched) are real findings.
+    pub async fn check(
+        &self,
+        pattern: &str,
+        text: &str,
+        candidates: &[Range<usize>],
+    ) -> Result<Vec<Finding>, CallError> {
+        let _permit = self.0.sandbox.engine.permit().await;
+        if self.0.info.uses_wasi {
+            let (this, pattern, text, candidates) = (
+                self.clone(),
+                pattern.to_owned(),
+                text.to_owned(),
+                candidates.to_vec(),
+            );
+            return self
+                .blocking("check", move || {
+                    this.check_now(&pattern, &text, &candidates)
+                })
+                .await;
+        }
+        self.check_now(pattern, text, candidates)
+    }
+
+    /// Looks for the plugin's regex-less patterns of `direction` in `text`.
+    pub async fn scan(&self, direction: Direction, text: &str) -> Result<Vec<Finding>, CallError> {
+        let _permit = self.0.sandbox.engine.permit().await;
+        if self.0.info.uses_wasi {
+            let (this, text) = (self.clone(), text.to_owned());
+            return self
+                .blocking("scan", move || this.scan_now(direction, &text))
+                .await;
+        }
+        self.scan_now(direction, text)
+    }
+
+    /// Instantiates one instance (configured, when there is a config) and drops it, without
+    /// calling the plugin: the fixed cost of every call, for benchmarks and health checks.
+    pub async fn instantiate_once(&self) -> Result<(), CallError> {
+        let _permit = self.0.sandbox.engine.permit().await;
+        self.call("instantiate", |_, _| Ok(()))
+    }
+
+    /// Components that import WASI p2 call into wasmtime-wasi's sync shims, which block on a
+    /// tokio runtime; that is not allowed on an async worker, so those calls run on the
+    /// blocking pool.
+    async fn blocking<R: Send + 'static>(
+        &self,
+        func: &'static str,
+        f: impl FnOnce() -> Result<R, CallError> + Send + 'static,
+    ) -> Result<R, CallError> {
+        match tokio::task::spawn_blocking(f).await {
+            Ok(r) => r,
+            Err(e) => Err(self
+                .0
+                .sandbox
+                .error(func, CallErrorKind::Trap(format!("host task failed: {e}")))),
+        }
+    }
+
+    fn check_now(
+        &self,
+        pattern: &str,
+        text: &str,
+        candidates: &[Range<usize>],
+    ) -> Result<Vec<Finding>, CallError> {
+        let spans: Vec<wt::Span> = candidates
+            .iter()
+            .map(|r| wt::Span {
+                start: r.start as u32,
+                end: r.end as u32,
+            })
+            .collect();
+        let raw = self.call("check", |store, g| {
+            g.bitrouter_plugin_guard()
+                .call_check(store, pattern, text, &spans)
+        })?;
+        self.validate("check", text, raw)
+    }
+
+    fn scan_now(&self, direction: Direction, text: &str) -> Result<Vec<Finding>, CallError> {
+        let d = match direction {
+            Direction::Request => wt::Direction::Request,
+            Direction::Response => wt::Direction::Response,
+        };
+        let raw = self.call("scan", |store, g| {
+            g.bitrouter_plugin_guard().call_scan(store, d, text)
+        })?;
+        self.validate("scan", text, raw)
+    }
+
+    fn call<R>(
+        &self,
+        func: &'static str,
+        f: impl FnOnce(&mut wasmtime::Store<StoreState>, &Guardrail) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let inner = &*self.0;
+        inner.sandbox.call_fresh(
+            func,
+            inner.config.as_deref(),
+            |store| inner.pre.instantiate(store),
+            |store, g, config| g.bitrouter_plugin_guard().call_configure(store, config),
+            f,
+        )
+    }
+
+    fn validate(
+        &self,
+        func: &'static str,
+        text: &str,
+        raw: Vec<wt::Finding>,
+    ) -> Result<Vec<Finding>, CallError> {
+        validate_findings(&self.0.patterns, text, raw).map_err(|reason| {
+            self.0
+                .sandbox
+                .error(func, CallErrorKind::InvalidResult(reason))
+        })
+    }
+}
+
+fn validate_patterns(raw: Vec<wt::Pattern>) -> Result<Vec<Pattern>, String> {
+    if raw.len() > MAX_PATTERNS {
+        return Err(format!(
+            "{} patterns declared; at most {MAX_PATTERNS}",
+            raw.len()
+        ));
+    }
+    let mut out: Vec<Pattern> = Vec::with_capacity(raw.len());
+    for p in raw {
+        let valid_id = !p.id.is_empty()
+            && p.id.len() <= 64
+            && p.id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+        if !valid_id {
+            return Err(format!("pattern id `{}`: use 1-64 of [a-z0-9._-]", p.id));
+        }
+        if out.iter().any(|q| q.id == p.id) {
+            return Err(format!("pattern id `{}` declared twice", p.id));
+        }
+        if p.directions == wt::Directions::empty() {
+            return Err(format!("pattern `{}` applies to no direction", p.id));
+        }
+        out.push(Pattern {
+            request: p.directions.contains(wt::Directions::REQUEST),
+            response: p.directions.contains(wt::Directions::RESPONSE),
+            default_action: match p.default_action {
+                wt::Action::Block => Action::Block,
+                wt::Action::Redact => Action::Redact,
+                wt::Action::Warn => Action::Warn,
+            },
+            id: p.id,
+            description: p.description,
+            regex: p.regex,
+            max_match_len: p.max_match_len,
+        });
+    }
+    Ok(out)
+}
+
+fn validate_findings(
+    patterns: &[Pattern],
+    text: &str,
+    raw: Vec<wt::Finding>,
+) -> Result<Vec<Finding>, String> {
+    if raw.len() > MAX_FINDINGS {
+        return Err(format!(
+            "{} findings; at most {MAX_FINDINGS} per call",
+            raw.len()
+        ));
+    }
+    raw.into_iter()
+        .map(|f| {
+            let pattern = patterns
+                .iter()
+                .position(|p| p.id == f.pattern)
+                .ok_or_else(|| format!("unknown pattern id `{}`", f.pattern))?;
+            let (start, end) = (f.span.start as usize, f.span.end as usize);
+            if start > end || end > text.len() {
+                return Err(format!(
+                    "span {start}..{end} is outside the text (length {})",
+                    text.len()
+                ));
+            }
+            if !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+                return Err(format!(
+                    "span {start}..{end} is not on UTF-8 character boundaries"
+                ));
+            }
+            if f.replacement
+                .as_ref()
+                .is_some_and(|r| r.len() > MAX_REPLACEMENT)
+            {
+                return Err(format!("replacement longer than {MAX_REPLACEMENT} bytes"));
+            }
+            Ok(Finding {
+                pattern,
+                span: start..end,
+                replacement: f.replacement,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(id: &str) -> Pattern {
+        Pattern {
+            id: id.into(),
+            request: true,
+            response: false,
+            default_action: Action::Block,
+            description: String::new(),
+            regex: None,
+            max_match_len: 10,
+        }
+    }
+
+    fn raw(pattern: &str, start: u32, end: u32) -> wt::Finding {
+        wt::Finding {
+            pattern: pattern.into(),
+            span: wt::Span { start, end },
+            replacement: None,
+        }
+    }
+
+    #[test]
+    fn findings_are_validated() {
+        let ps = [pattern("a"), pattern("b")];
+        let text = "héllo";
+        let ok = validate_findings(&ps, text, vec![raw("b", 0, 3), raw("a", 6, 6)]).unwrap();
+        assert_eq!(ok[0].pattern, 1);
+        assert_eq!(ok[0].span, 0..3);
+        for (f, needle) in [
+            (raw("c", 0, 1), "unknown pattern id"),
+            (raw("a", 0, 7), "outside"),
+            (raw("a", 3, 2), "outside"),
+            (raw("a", 0, 2), "boundaries"),
+        ] {
+            let err = validate_findings(&ps, text, vec![f]).unwrap_err();
+            assert!(err.contains(needle), "{err}");
+        }
+        let many = (0..=MAX_FINDINGS).map(|_| raw("a", 0, 0)).collect();
+        assert!(validate_findings(&ps, text, many).is_err());
+        let mut long = raw("a", 0, 0);
+        long.replacement = Some("x".repeat(MAX_REPLACEMENT + 1));
+        assert!(validate_findings(&ps, text, vec![long]).is_err());
+    }
+
+    #[test]
+    fn patterns_are_validated() {
+        let p = |id: &str, d: wt::Directions| wt::Pattern {
+            id: id.into(),
+            directions: d,
+            default_action: wt::Action::Redact,
+            description: String::new(),
+            regex: Some("x".into()),
+            max_match_len: 1,
+        };
+        let both = wt::Directions::REQUEST | wt::Directions::RESPONSE;
+        let ok = validate_patterns(vec![p("a.b-c_1", both)]).unwrap();
+        assert!(ok[0].request && ok[0].response);
+        assert_eq!(ok[0].default_action, Action::Redact);
+        assert!(validate_patterns(vec![p("A", both)]).is_err());
+        assert!(validate_patterns(vec![p("a", both), p("a", both)]).is_err());
+        assert!(validate_patterns(vec![p("a", wt::Directions::empty())]).is_err());
+    }
+}

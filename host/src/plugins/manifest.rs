@@ -1,0 +1,282 @@
+//! The plugin manifest (`plugin.toml`): who the plugin is, which world it implements, the
+//! sha256 of its component, the capabilities it asks for, and an optional ed25519 signature.
+//!
+//! ```toml
+//! id = "confidential-ids"
+//! version = "0.1.0"
+//! world = "guardrail"            # guardrail | provider-adapter | observer
+//! sha256 = "9f2c…"               # of the .wasm file, lowercase hex
+//! capabilities = []              # e.g. ["wall-clock", "env:TZ"]
+//! signature = "5e1a…"            # optional: ed25519, hex, over signed_message(id, sha256)
+//! ```
+//!
+//! The manifest of `dir/foo.wasm` is `dir/foo.plugin.toml`, or else `dir/plugin.toml`.
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::error::{PluginErrorKind, World};
+
+/// A parsed `plugin.toml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub id: String,
+    pub version: String,
+    pub world: World,
+    /// sha256 of the component file, lowercase hex.
+    pub sha256: String,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// ed25519 signature (hex) over [`signed_message`]`(id, sha256)`.
+    #[serde(default)]
+    pub signature: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Free-form facts recorded by the build (toolchain versions, source path).
+    #[serde(default)]
+    pub build: Option<toml::Table>,
+}
+
+/// A capability a plugin may ask for and the config may grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Capability {
+    /// The real wall clock (otherwise `wasi:clocks/wall-clock` reads the Unix epoch).
+    WallClock,
+    /// One environment variable of the gateway process, read at instantiation.
+    Env(String),
+}
+
+impl Capability {
+    pub fn parse(s: &str) -> Result<Capability, PluginErrorKind> {
+        match s {
+            "wall-clock" => Ok(Capability::WallClock),
+            _ => match s.strip_prefix("env:") {
+                Some(name) if !name.is_empty() && !name.contains('=') => {
+                    Ok(Capability::Env(name.to_owned()))
+                }
+                _ => Err(PluginErrorKind::UnknownCapability(s.to_owned())),
+            },
+        }
+    }
+}
+
+impl Manifest {
+    /// Where the manifest of the component at `wasm` lives, if it exists.
+    pub fn locate(wasm: &Path) -> Result<PathBuf, PluginErrorKind> {
+        let dir = wasm.parent().unwrap_or(Path::new("."));
+        let stem = wasm
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("plugin");
+        let specific = dir.join(format!("{stem}.plugin.toml"));
+        if specific.is_file() {
+            return Ok(specific);
+        }
+        let shared = dir.join("plugin.toml");
+        if shared.is_file() {
+            return Ok(shared);
+        }
+        Err(PluginErrorKind::MissingManifest(specific))
+    }
+
+    pub fn read(path: &Path) -> Result<Manifest, PluginErrorKind> {
+        let text = std::fs::read_to_string(path).map_err(|source| PluginErrorKind::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Manifest::parse(&text).map_err(|message| PluginErrorKind::Manifest {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Manifest, String> {
+        let m: Manifest = toml::from_str(text).map_err(|e| e.to_string())?;
+        if m.id.is_empty()
+            || !m
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        {
+            return Err(format!("id `{}`: use [a-z0-9._-]", m.id));
+        }
+        if m.sha256.len() != 64 || !m.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("sha256: expected 64 hex digits".into());
+        }
+        Ok(m)
+    }
+
+    /// The capabilities asked for, parsed.
+    pub fn capabilities(&self) -> Result<Vec<Capability>, PluginErrorKind> {
+        self.capabilities
+            .iter()
+            .map(|c| Capability::parse(c))
+            .collect()
+    }
+}
+
+/// Lowercase hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// What a signature covers: the plugin's id and the hash of its component, so a signed
+/// component cannot be passed off under another id.
+pub fn signed_message(id: &str, sha256: &str) -> Vec<u8> {
+    format!(
+        "bitrouter:plugin signature v1\nid={id}\nsha256={}\n",
+        sha256.to_ascii_lowercase()
+    )
+    .into_bytes()
+}
+
+/// Signs a manifest's `(id, sha256)` with an ed25519 secret key (32 bytes); returns hex.
+pub fn sign(secret_key: &[u8; 32], id: &str, sha256: &str) -> String {
+    let key = SigningKey::from_bytes(secret_key);
+    hex::encode(key.sign(&signed_message(id, sha256)).to_bytes())
+}
+
+/// The public key (hex) for an ed25519 secret key.
+pub fn public_key_hex(secret_key: &[u8; 32]) -> String {
+    hex::encode(
+        SigningKey::from_bytes(secret_key)
+            .verifying_key()
+            .to_bytes(),
+    )
+}
+
+/// Parses `trusted_keys` entries (64 hex digits each).
+pub fn parse_trusted_keys(keys: &[String]) -> Result<Vec<VerifyingKey>, String> {
+    keys.iter()
+        .map(|k| {
+            let bytes: [u8; 32] = hex::decode(k.trim())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| format!("trusted key `{k}`: expected 64 hex digits"))?;
+            VerifyingKey::from_bytes(&bytes).map_err(|e| format!("trusted key `{k}`: {e}"))
+        })
+        .collect()
+}
+
+/// Checks the manifest's signature against the trusted keys. With no trusted keys a
+/// signature is not required (and not checked); with any, it is mandatory.
+pub fn verify(manifest: &Manifest, trusted: &[VerifyingKey]) -> Result<(), PluginErrorKind> {
+    if trusted.is_empty() {
+        return Ok(());
+    }
+    let Some(sig_hex) = &manifest.signature else {
+        return Err(PluginErrorKind::Unsigned);
+    };
+    let sig_bytes: [u8; 64] = hex::decode(sig_hex.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| PluginErrorKind::BadSignature("expected 128 hex digits".into()))?;
+    let sig = Signature::from_bytes(&sig_bytes);
+    let msg = signed_message(&manifest.id, &manifest.sha256);
+    if trusted.iter().any(|k| k.verify(&msg, &sig).is_ok()) {
+        Ok(())
+    } else {
+        Err(PluginErrorKind::BadSignature(
+            "no trusted key verifies it (wrong key, or the id or sha256 changed after signing)"
+                .into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: [u8; 32] = [7; 32];
+
+    fn manifest(sig: Option<String>) -> Manifest {
+        Manifest {
+            id: "demo".into(),
+            version: "0.1.0".into(),
+            world: World::Guardrail,
+            sha256: sha256_hex(b"component"),
+            capabilities: vec![],
+            signature: sig,
+            description: None,
+            build: None,
+        }
+    }
+
+    #[test]
+    fn parses_a_manifest() {
+        let m = Manifest::parse(&format!(
+            "id = \"a.b-c\"\nversion = \"1.0.0\"\nworld = \"provider-adapter\"\nsha256 = \"{}\"\ncapabilities = [\"wall-clock\", \"env:TZ\"]\n",
+            "ab".repeat(32)
+        ))
+        .unwrap();
+        assert_eq!(m.world, World::ProviderAdapter);
+        assert_eq!(
+            m.capabilities().unwrap(),
+            vec![Capability::WallClock, Capability::Env("TZ".into())]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_manifests() {
+        let sha = "ab".repeat(32);
+        for (text, needle) in [
+            (
+                format!("id = \"A\"\nversion = \"1\"\nworld = \"guardrail\"\nsha256 = \"{sha}\""),
+                "id",
+            ),
+            (
+                "id = \"a\"\nversion = \"1\"\nworld = \"guardrail\"\nsha256 = \"xyz\"".to_owned(),
+                "sha256",
+            ),
+            (
+                format!("id = \"a\"\nversion = \"1\"\nworld = \"filter\"\nsha256 = \"{sha}\""),
+                "world",
+            ),
+            (
+                format!(
+                    "id = \"a\"\nversion = \"1\"\nworld = \"guardrail\"\nsha256 = \"{sha}\"\nsha = 1"
+                ),
+                "sha",
+            ),
+        ] {
+            let err = Manifest::parse(&text).unwrap_err();
+            assert!(err.contains(needle), "{err}");
+        }
+        assert!(matches!(
+            Capability::parse("network"),
+            Err(PluginErrorKind::UnknownCapability(_))
+        ));
+    }
+
+    #[test]
+    fn signatures() {
+        let trusted = parse_trusted_keys(&[public_key_hex(&SECRET)]).unwrap();
+        let m = manifest(Some(sign(&SECRET, "demo", &sha256_hex(b"component"))));
+        verify(&m, &trusted).unwrap();
+        // No trusted keys: not required.
+        verify(&manifest(None), &[]).unwrap();
+        // Trusted keys: mandatory.
+        assert!(matches!(
+            verify(&manifest(None), &trusted),
+            Err(PluginErrorKind::Unsigned)
+        ));
+        // Another key.
+        let other = parse_trusted_keys(&[public_key_hex(&[8; 32])]).unwrap();
+        assert!(matches!(
+            verify(&m, &other),
+            Err(PluginErrorKind::BadSignature(_))
+        ));
+        // Signature moved to another id.
+        let mut renamed = m.clone();
+        renamed.id = "other".into();
+        assert!(matches!(
+            verify(&renamed, &trusted),
+            Err(PluginErrorKind::BadSignature(_))
+        ));
+        assert!(parse_trusted_keys(&["zz".into()]).is_err());
+    }
+}

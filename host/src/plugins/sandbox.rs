@@ -1,0 +1,451 @@
+//! What a plugin instance may touch, and how one call runs.
+//!
+//! Deny by default: a component that imports nothing gets nothing but `host.log`. A component
+//! that imports WASI p2 (JavaScript, Python and C toolchains produce these) gets a
+//! [`WasiCtx`] with no preopened directories, no environment, no arguments, no sockets, no
+//! stdin, stdout/stderr discarded, and a wall clock frozen at the Unix epoch; only the
+//! monotonic clock and random numbers are real. Each grant the manifest asks for and the
+//! config allows ([`Capability`]) adds one thing.
+//!
+//! Every call gets a new [`Store`] with a memory cap ([`Limiter`]), a deadline ([`Budget`]:
+//! epoch-driven, but charging the CPU the call used rather than the wall time it waited)
+//! and, in tests, a fuel budget. [`Sandbox::call_fresh`] runs one call in a fresh instance;
+//! [`Sandbox::fail`] turns whatever went wrong into a [`CallError`], counts it and logs it
+//! with the plugin id.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::engine::{EPOCH_TICK, PluginEngine, deadline_ticks};
+use super::error::{CallError, CallErrorKind};
+use super::manifest::Capability;
+use super::wit::host::{self, Level};
+
+/// Longest log line a plugin may write; the rest is cut.
+pub const MAX_LOG_LINE: usize = 1024;
+/// Most log lines one call may write; the rest are dropped and counted.
+pub const MAX_LOG_LINES_PER_CALL: u32 = 16;
+
+/// One line a plugin logged.
+#[derive(Clone, Debug)]
+pub struct PluginLog {
+    pub plugin: Arc<str>,
+    pub level: tracing::Level,
+    pub message: String,
+}
+
+/// Where plugin log lines go. The default writes them to `tracing` with the plugin's id.
+pub type LogSink = Arc<dyn Fn(&PluginLog) + Send + Sync>;
+
+pub(crate) fn tracing_sink() -> LogSink {
+    Arc::new(|line: &PluginLog| {
+        let plugin = &*line.plugin;
+        let message = &line.message;
+        match line.level {
+            tracing::Level::ERROR => tracing::error!(plugin, "{message}"),
+            tracing::Level::WARN => tracing::warn!(plugin, "{message}"),
+            tracing::Level::INFO => tracing::info!(plugin, "{message}"),
+            tracing::Level::DEBUG => tracing::debug!(plugin, "{message}"),
+            _ => tracing::trace!(plugin, "{message}"),
+        }
+    })
+}
+
+/// Failure and call counters of one plugin.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    calls: AtomicU64,
+    traps: AtomicU64,
+    deadlines: AtomicU64,
+    memory: AtomicU64,
+    invalid: AtomicU64,
+    other: AtomicU64,
+    logs_dropped: AtomicU64,
+}
+
+/// A snapshot of one plugin's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PluginStats {
+    pub calls: u64,
+    pub traps: u64,
+    /// Epoch deadlines and fuel exhaustion.
+    pub deadlines: u64,
+    pub memory: u64,
+    pub invalid_results: u64,
+    /// Instantiation failures and errors the plugin reported itself.
+    pub other_failures: u64,
+    pub logs_dropped: u64,
+}
+
+impl PluginStats {
+    pub fn failures(&self) -> u64 {
+        self.traps + self.deadlines + self.memory + self.invalid_results + self.other_failures
+    }
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> PluginStats {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        PluginStats {
+            calls: l(&self.calls),
+            traps: l(&self.traps),
+            deadlines: l(&self.deadlines),
+            memory: l(&self.memory),
+            invalid_results: l(&self.invalid),
+            other_failures: l(&self.other),
+            logs_dropped: l(&self.logs_dropped),
+        }
+    }
+
+    fn record(&self, kind: &CallErrorKind) {
+        let c = match kind {
+            CallErrorKind::Trap(_) => &self.traps,
+            CallErrorKind::Deadline | CallErrorKind::OutOfFuel => &self.deadlines,
+            CallErrorKind::MemoryLimit(_) => &self.memory,
+            CallErrorKind::InvalidResult(_) => &self.invalid,
+            CallErrorKind::Instantiate(_) | CallErrorKind::Failed(_) => &self.other,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A wall clock stuck at the Unix epoch, for plugins not granted `wall-clock`.
+struct FrozenWallClock;
+
+impl HostWallClock for FrozenWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// The WASI state of a store; built only for components that import WASI.
+pub(crate) struct WasiState {
+    ctx: WasiCtx,
+    table: ResourceTable,
+}
+
+/// Caps memory (and counts when the cap is hit, so a trap after a refused `memory.grow`
+/// is reported as a memory blow-up rather than a plain trap).
+pub(crate) struct Limiter {
+    memory_limit: u64,
+    hit: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok = desired as u64 <= self.memory_limit;
+        self.hit |= !ok;
+        Ok(ok)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// The CPU clock of the calling thread (one syscall, ~1 µs here: read only when a deadline
+/// passes, never on the fast path).
+#[cfg(unix)]
+pub(crate) fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID exists on every
+    // unix we build for. On failure `ts` stays zero, which reads as "no CPU used" and
+    // leaves the wall deadline in charge.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[cfg(not(unix))]
+pub(crate) fn thread_cpu_time() -> Duration {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
+}
+
+/// A call is stopped, whatever else, after this many times its deadline of wall time.
+pub const WALL_DEADLINE_FACTOR: u32 = 10;
+
+/// The running call's deadline. The epoch ticks in wall time, so a call on a machine too
+/// busy to give it a core would hit a plain epoch deadline without having done anything
+/// wrong. Instead, when the deadline passes the host watches the calling thread's CPU clock
+/// for a short window (a quarter of the deadline): if the call kept the core at least half
+/// of that window, it is burning CPU and is interrupted; if not, it was waiting for a core
+/// and is given another window. So a runaway plugin stops after 1.25× to 1.5× its deadline
+/// on an idle machine, and after at most `WALL_DEADLINE_FACTOR`× on any machine.
+struct Budget {
+    deadline: Duration,
+    wall_start: Instant,
+    /// The thread's CPU clock at the start of the current watch window.
+    cpu_mark: Option<Duration>,
+}
+
+impl Budget {
+    fn window(&self) -> Duration {
+        (self.deadline / 4).max(EPOCH_TICK)
+    }
+
+    fn on_deadline(&mut self) -> UpdateDeadline {
+        if self.wall_start.elapsed() >= self.deadline * WALL_DEADLINE_FACTOR {
+            return UpdateDeadline::Interrupt;
+        }
+        let now = thread_cpu_time();
+        let busy = self
+            .cpu_mark
+            .is_some_and(|mark| now.saturating_sub(mark) >= self.window() / 2);
+        if busy {
+            return UpdateDeadline::Interrupt;
+        }
+        self.cpu_mark = Some(now);
+        UpdateDeadline::Continue(deadline_ticks(self.window()))
+    }
+}
+
+/// The data of one store: one plugin instance's view of the host.
+pub(crate) struct StoreState {
+    sandbox: Arc<Sandbox>,
+    limiter: Limiter,
+    wasi: Option<WasiState>,
+    logs: u32,
+    budget: Budget,
+}
+
+impl StoreState {
+    fn wasi_state(&mut self) -> &mut WasiState {
+        let sandbox = &self.sandbox;
+        self.wasi.get_or_insert_with(|| sandbox.build_wasi())
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        let w = self.wasi_state();
+        WasiCtxView {
+            ctx: &mut w.ctx,
+            table: &mut w.table,
+        }
+    }
+}
+
+impl host::Host for StoreState {
+    fn log(&mut self, level: Level, message: String) {
+        self.logs += 1;
+        if self.logs > MAX_LOG_LINES_PER_CALL {
+            self.sandbox
+                .counters
+                .logs_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut message = message;
+        if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let level = match level {
+            Level::Error => tracing::Level::ERROR,
+            Level::Warn => tracing::Level::WARN,
+            Level::Info => tracing::Level::INFO,
+            Level::Debug => tracing::Level::DEBUG,
+            Level::Trace => tracing::Level::TRACE,
+        };
+        (self.sandbox.log_sink)(&PluginLog {
+            plugin: self.sandbox.id.clone(),
+            level,
+            message,
+        });
+    }
+}
+
+/// Where a wasmtime error came from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Phase {
+    Instantiate,
+    Call,
+}
+
+/// Per-plugin limits and grants, shared by all of the plugin's calls.
+pub(crate) struct Sandbox {
+    pub(crate) id: Arc<str>,
+    pub(crate) engine: Arc<PluginEngine>,
+    pub(crate) memory_limit: u64,
+    pub(crate) call_deadline: Duration,
+    pub(crate) configure_deadline: Duration,
+    pub(crate) fuel: Option<u64>,
+    pub(crate) grants: Vec<Capability>,
+    pub(crate) log_sink: LogSink,
+    pub(crate) counters: Counters,
+}
+
+impl Sandbox {
+    fn build_wasi(&self) -> WasiState {
+        let mut b = WasiCtxBuilder::new();
+        // Defaults of WasiCtxBuilder::new: no args, no env, no preopens, stdin empty,
+        // stdout/stderr discarded, sockets denied. We also freeze the wall clock.
+        b.wall_clock(FrozenWallClock);
+        for grant in &self.grants {
+            match grant {
+                Capability::WallClock => {
+                    b.wall_clock(wasmtime_wasi::clocks::WallClock);
+                }
+                Capability::Env(name) => {
+                    if let Ok(value) = std::env::var(name) {
+                        b.env(name, value);
+                    }
+                }
+            }
+        }
+        WasiState {
+            ctx: b.build(),
+            table: ResourceTable::new(),
+        }
+    }
+
+    /// A new store for one call (or one long-lived observer instance).
+    pub(crate) fn store(self: &Arc<Self>) -> Store<StoreState> {
+        let mut store = Store::new(
+            &self.engine.engine,
+            StoreState {
+                sandbox: self.clone(),
+                limiter: Limiter {
+                    memory_limit: self.memory_limit,
+                    hit: false,
+                },
+                wasi: None,
+                logs: 0,
+                budget: Budget {
+                    deadline: Duration::ZERO,
+                    wall_start: Instant::now(),
+                    cpu_mark: None,
+                },
+            },
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().budget.on_deadline()));
+        store
+    }
+
+    /// Arms the store's limits for the next call: the deadline (see [`Budget`]), the fuel
+    /// budget in tests, the per-call log allowance.
+    pub(crate) fn arm(&self, store: &mut Store<StoreState>, deadline: Duration) {
+        store.set_epoch_deadline(deadline_ticks(deadline));
+        let data = store.data_mut();
+        data.budget = Budget {
+            deadline,
+            wall_start: Instant::now(),
+            cpu_mark: None,
+        };
+        if let Some(fuel) = self.fuel {
+            // Only fails when fuel is not enabled, which the engine does whenever `fuel` is
+            // set.
+            let _ = store.set_fuel(fuel);
+        }
+        let data = store.data_mut();
+        data.logs = 0;
+        data.limiter.hit = false;
+    }
+
+    /// One call in a fresh instance: a new store, instantiate (from the pool), re-apply the
+    /// config when there is one, call, drop the instance. Whatever fails is classified,
+    /// counted and logged.
+    pub(crate) fn call_fresh<B, R>(
+        self: &Arc<Self>,
+        func: &'static str,
+        config: Option<&str>,
+        instantiate: impl FnOnce(&mut Store<StoreState>) -> wasmtime::Result<B>,
+        configure: impl FnOnce(&mut Store<StoreState>, &B, &str) -> wasmtime::Result<Result<(), String>>,
+        call: impl FnOnce(&mut Store<StoreState>, &B) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        self.count_call();
+        let mut store = self.store();
+        self.arm(&mut store, self.call_deadline);
+        let bindings =
+            instantiate(&mut store).map_err(|e| self.fail(func, &store, e, Phase::Instantiate))?;
+        if let Some(config) = config {
+            match configure(&mut store, &bindings, config) {
+                Ok(Ok(())) => {}
+                Ok(Err(msg)) => {
+                    return Err(
+                        self.error(func, CallErrorKind::Failed(format!("configure: {msg}")))
+                    );
+                }
+                Err(e) => return Err(self.fail(func, &store, e, Phase::Call)),
+            }
+        }
+        call(&mut store, &bindings).map_err(|e| self.fail(func, &store, e, Phase::Call))
+    }
+
+    /// Classifies a wasmtime error; counts and logs it.
+    pub(crate) fn fail(
+        &self,
+        func: &'static str,
+        store: &Store<StoreState>,
+        err: wasmtime::Error,
+        phase: Phase,
+    ) -> CallError {
+        let kind = if store.data().limiter.hit {
+            CallErrorKind::MemoryLimit(self.memory_limit)
+        } else {
+            match err.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) => CallErrorKind::Deadline,
+                Some(Trap::OutOfFuel) => CallErrorKind::OutOfFuel,
+                Some(trap) => CallErrorKind::Trap(trap.to_string()),
+                // Not a trap: during instantiation, the pool or a limit refused; during a
+                // call, the host could not lift what the guest returned (a bad string, an
+                // out-of-bounds list, an invalid discriminant).
+                None => match phase {
+                    Phase::Instantiate => CallErrorKind::Instantiate(format!("{err:#}")),
+                    Phase::Call => CallErrorKind::InvalidResult(format!("{err:#}")),
+                },
+            }
+        };
+        self.error(func, kind)
+    }
+
+    /// Counts and logs a failure of `func`.
+    pub(crate) fn error(&self, func: &'static str, kind: CallErrorKind) -> CallError {
+        self.counters.record(&kind);
+        tracing::warn!(
+            plugin = &*self.id,
+            func,
+            failure = kind.label(),
+            "plugin call failed: {kind}"
+        );
+        CallError {
+            plugin: self.id.clone(),
+            func,
+            kind,
+        }
+    }
+
+    pub(crate) fn count_call(&self) {
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stats(&self) -> PluginStats {
+        self.counters.snapshot()
+    }
+}
