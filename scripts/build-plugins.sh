@@ -23,6 +23,14 @@ PLUGINS=(
   "rust-guardrail:examples/plugins/rust-guardrail"
   "rust-observer:examples/plugins/rust-observer"
   "hostile:tests/plugins/hostile"
+  # The default guardrails: the built-in patterns (plugins/<id>, crate name = id).
+  "api_keys:plugins/api_keys"
+  "private_keys:plugins/private_keys"
+  "credentials:plugins/credentials"
+  "pii_emails:plugins/pii_emails"
+  "pii_phone_numbers:plugins/pii_phone_numbers"
+  "ip_addresses:plugins/ip_addresses"
+  "suspicious_commands:plugins/suspicious_commands"
 )
 
 RUSTC_DEB=/usr/bin/rustc

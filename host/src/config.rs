@@ -4,6 +4,7 @@
 
 mod error;
 mod file;
+mod guardrails;
 mod registry;
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,6 +15,9 @@ use std::time::Duration;
 pub use error::{ConfigError, Invalid, locate};
 pub use file::{ApiProtocol, Durability, ModelInfo, OnFull, Pricing, Strategy};
 use file::{CooldownSection, FileConfig, ProviderSection, TimeoutsSection};
+pub use guardrails::{
+    ActionName, CustomPattern, DEFAULT_STREAM_WINDOW, Guardrails, PluginRef, Plugins,
+};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 const DEFAULT_MAX_BODY: u64 = 32 * 1024 * 1024;
@@ -29,6 +33,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     pub database: Database,
     pub observe: Observe,
+    pub guardrails: Guardrails,
+    pub plugins: Plugins,
     /// Things the file says that this build does not act on.
     pub warnings: Vec<String>,
 }
@@ -334,11 +340,7 @@ impl Config {
             ConfigError::invalid(path, locate_nearest(text, key), key, msg)
         };
         let mut warnings = Vec::new();
-        for (name, present) in [
-            ("guardrails", file.guardrails.is_some()),
-            ("auth", file.auth.is_some()),
-            ("plugins", file.plugins.is_some()),
-        ] {
+        for (name, present) in [("auth", file.auth.is_some())] {
             if present {
                 warnings.push(format!(
                     "`{name}` is not implemented by this build yet and is ignored"
@@ -587,9 +589,25 @@ impl Config {
             ));
         }
 
+        let expand = |s: &str| env.expand(s);
+        let guardrails = guardrails::resolve_guardrails(
+            file.guardrails.unwrap_or_default(),
+            &database.base_dir,
+            &expand,
+        )
+        .map_err(|(key, msg)| invalid(&key, msg))?;
+        let plugins = guardrails::resolve_plugins(
+            file.plugins.unwrap_or_default(),
+            &database.base_dir,
+            &expand,
+        )
+        .map_err(|(key, msg)| invalid(&key, msg))?;
+
         Ok(Config {
             observe,
             database,
+            guardrails,
+            plugins,
             source: (!builtin).then(|| path.to_owned()),
             server,
             providers,
@@ -862,7 +880,22 @@ mod tests {
 
     #[test]
     fn future_sections_are_reported_not_rejected() {
-        let c = parse("guardrails:\n  enabled: true\n").unwrap();
+        let c = parse("auth:\n  mode: on\n").unwrap();
         assert_eq!(c.warnings.len(), 1);
+    }
+
+    #[test]
+    fn guardrail_errors_name_the_key_and_line() {
+        let e = parse("guardrails:\n  custom_patterns:\n    - name: t\n      regex: \"a(\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("guardrails.custom_patterns[0].regex"), "{e}");
+        let e = parse("guardrails:\n  upgoing: { api_keys: shout }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("guardrails.upgoing.api_keys") && e.contains("block"),
+            "{e}"
+        );
     }
 }

@@ -55,6 +55,8 @@ pub struct RequestContext {
     pub ttfb: Option<Duration>,
     /// Holds the request in the in-flight gauge until the context is dropped.
     pub in_flight: Option<InFlight>,
+    /// What the guardrail firewall found and did, both directions.
+    pub guardrail: crate::guardrails::Tally,
 }
 
 impl RequestContext {
@@ -79,6 +81,7 @@ impl RequestContext {
             output_bytes: 0,
             ttfb: None,
             in_flight: None,
+            guardrail: crate::guardrails::Tally::default(),
         }
     }
 
@@ -155,7 +158,7 @@ impl RequestContext {
                     error: a.error.as_ref().map(|e| e.message.clone()),
                 })
                 .collect(),
-            guardrail_findings: Vec::new(),
+            guardrail_findings: self.guardrail.findings(),
         }
     }
 

@@ -36,6 +36,10 @@ pub enum ErrorKind {
     ClientTimeout,
     /// The caller hung up before the answer was complete.
     ClientClosed,
+    /// A guardrail pattern whose action is `block` matched (request or response).
+    GuardrailBlocked,
+    /// A plugin failed and the policy fails closed.
+    Plugin,
 }
 
 impl ErrorKind {
@@ -54,6 +58,8 @@ impl ErrorKind {
             ErrorKind::NotConfigured => "NotConfigured",
             ErrorKind::ClientTimeout => "ClientTimeout",
             ErrorKind::ClientClosed => "ClientClosed",
+            ErrorKind::GuardrailBlocked => "GuardrailBlocked",
+            ErrorKind::Plugin => "Plugin",
         }
     }
 }
@@ -154,6 +160,8 @@ impl Error {
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::NotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorKind::GuardrailBlocked => StatusCode::FORBIDDEN,
+            ErrorKind::Plugin => StatusCode::SERVICE_UNAVAILABLE,
             // nginx's "client closed request"; never actually sent.
             ErrorKind::ClientClosed => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
         }
@@ -204,6 +212,8 @@ fn openai_error_code(kind: ErrorKind) -> Option<&'static str> {
         ErrorKind::PayloadTooLarge => Some("request_too_large"),
         ErrorKind::Timeout => Some("upstream_timeout"),
         ErrorKind::Transport => Some("upstream_unreachable"),
+        ErrorKind::GuardrailBlocked => Some("guardrail_blocked"),
+        ErrorKind::Plugin => Some("plugin_failed"),
         _ => None,
     }
 }

@@ -19,6 +19,7 @@ pub mod canonical;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod guardrails;
 pub mod observe;
 pub mod outcome;
 pub mod plugins;

@@ -9,12 +9,16 @@ use bitrouter::Config;
 use bitrouter::router::Router;
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod plugin_cli;
+use plugin_cli::ScanDirection;
+
 const EXAMPLES: &str = "\
 Examples:
   bitrouter serve --config examples/quickstart.yaml
   bitrouter serve --config bitrouter.yaml --listen 0.0.0.0:8787
   bitrouter check-config bitrouter.yaml
-  bitrouter route list --config bitrouter.yaml";
+  bitrouter route list --config bitrouter.yaml
+  echo 'key: sk-proj-...' | bitrouter guard scan --config bitrouter.yaml";
 
 #[derive(Parser)]
 #[command(name = "bitrouter", version, about = "One binary between AI agents and LLM providers: routing, failover, streaming.", after_help = EXAMPLES)]
@@ -57,6 +61,16 @@ enum Command {
         #[command(subcommand)]
         command: RouteCommand,
     },
+    /// Try the guardrail firewall (same engine, plugins and config as the server).
+    Guard {
+        #[command(subcommand)]
+        command: GuardCommand,
+    },
+    /// Inspect, try, sign and verify WASM plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Spend by account, session, model, provider or route.
     #[command(
         after_help = "Examples:\n  bitrouter spend --group-by model --since 24h\n  bitrouter spend --group-by account --since 2026-11-01 --until 2026-12-01\n  bitrouter spend --db sqlite://spend.db --group-by provider"
@@ -89,6 +103,74 @@ enum RouteCommand {
     List {
         #[arg(long, short, env = "BITROUTER_CONFIG")]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GuardCommand {
+    /// Scan text (a file, or stdin) and print one JSON line per finding.
+    #[command(
+        after_help = "Examples:\n  bitrouter guard scan notes.txt\n  cat answer.txt | bitrouter guard scan --direction downgoing --config bitrouter.yaml\n\nEach line: {\"pattern\",\"direction\",\"action\",\"start\",\"end\"} (byte offsets). The matched text\nis printed only with --show-match. Exit status: 0 when nothing would be blocked, 2 when\nsomething would, 1 on errors."
+    )]
+    Scan {
+        #[arg(long, short, env = "BITROUTER_CONFIG")]
+        config: Option<PathBuf>,
+        /// Which patterns to run: those that look at requests, at responses, or both.
+        #[arg(long, value_enum, default_value_t = ScanDirection::Both)]
+        direction: ScanDirection,
+        /// Also print the matched text (it may be a secret).
+        #[arg(long)]
+        show_match: bool,
+        /// The text to scan (default: stdin).
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// World, manifest, hash, size, imports, exports and (guardrails) declared patterns.
+    #[command(after_help = "Example:\n  bitrouter plugin inspect target/plugins/api_keys.wasm")]
+    Inspect { file: PathBuf },
+    /// Run one guardrail plugin alone over a text and print its findings (JSON lines).
+    #[command(
+        after_help = "Examples:\n  bitrouter plugin test target/plugins/pii_emails.wasm --text 'mail jane@corp.example'\n  bitrouter plugin test my.wasm --config '{\"strict\":true}' --file sample.txt --show-match"
+    )]
+    Test {
+        file: PathBuf,
+        /// The text to scan (else --file, else stdin).
+        #[arg(long)]
+        text: Option<String>,
+        /// Read the text from this file.
+        #[arg(long = "file", value_name = "PATH")]
+        input: Option<PathBuf>,
+        /// The plugin's config, as JSON (what `guardrails.plugins[].config` would hold).
+        #[arg(long)]
+        config: Option<String>,
+        #[arg(long, value_enum, default_value_t = ScanDirection::Both)]
+        direction: ScanDirection,
+        /// Also print the matched text.
+        #[arg(long)]
+        show_match: bool,
+    },
+    /// Create an ed25519 key for signing plugins (hex, file mode 0600); prints the public key.
+    #[command(after_help = "Example:\n  bitrouter plugin keygen ~/.bitrouter/plugin-signing.key")]
+    Keygen { key: PathBuf },
+    /// Sign a plugin: writes `signature` into its manifest (the hash must match).
+    #[command(
+        after_help = "Example:\n  bitrouter plugin sign my.wasm --key ~/.bitrouter/plugin-signing.key"
+    )]
+    Sign {
+        file: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Check a plugin's hash and signature against public keys.
+    #[command(after_help = "Example:\n  bitrouter plugin verify my.wasm --key 3b6a27bc…")]
+    Verify {
+        file: PathBuf,
+        /// A trusted public key (hex); repeat for several.
+        #[arg(long = "key", required = true)]
+        keys: Vec<String>,
     },
 }
 
@@ -126,6 +208,44 @@ fn main() -> ExitCode {
         Command::Route {
             command: RouteCommand::List { config },
         } => load(config).map(|c| print_routes(&c)),
+        Command::Guard {
+            command:
+                GuardCommand::Scan {
+                    config,
+                    direction,
+                    show_match,
+                    file,
+                },
+        } => match load(config)
+            .and_then(|c| plugin_cli::guard_scan(&c, direction, show_match, file.as_deref()))
+        {
+            Ok(true) => return ExitCode::from(2),
+            other => other.map(|_| ()),
+        },
+        Command::Plugin { command } => match command {
+            PluginCommand::Inspect { file } => plugin_cli::inspect(&file),
+            PluginCommand::Test {
+                file,
+                text,
+                input,
+                config,
+                direction,
+                show_match,
+            } => match plugin_cli::test(
+                &file,
+                config.as_deref(),
+                text,
+                input.as_deref(),
+                direction,
+                show_match,
+            ) {
+                Ok(true) => return ExitCode::from(2),
+                other => other.map(|_| ()),
+            },
+            PluginCommand::Keygen { key } => plugin_cli::keygen(&key),
+            PluginCommand::Sign { file, key } => plugin_cli::sign_plugin(&file, &key),
+            PluginCommand::Verify { file, keys } => plugin_cli::verify(&file, &keys),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -159,10 +279,45 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
     }
     // Building the router checks what only a built target can (header values, protocols).
     Router::new(&config)?;
+    // Loading the plugins checks their files, hashes and signatures, and the pattern ids
+    // the guardrail section names.
+    let firewall =
+        bitrouter::guardrails::load(&config).with_context(|| format!("{}", path.display()))?;
     println!("{}: OK", path.display());
+    print_guardrails(&firewall);
     println!("listen: {}", config.server.listen);
     print_routes(&config);
     Ok(())
+}
+
+fn print_guardrails(firewall: &bitrouter::guardrails::Firewall) {
+    use bitrouter::guardrails::action_str;
+    use bitrouter::plugins::Direction;
+    let patterns = firewall.engine.patterns();
+    if patterns.is_empty() {
+        println!("guardrails: off");
+        return;
+    }
+    println!("guardrails: {} patterns", patterns.len());
+    for p in patterns {
+        let show = |d| p.action(d).map(action_str).unwrap_or("-");
+        println!(
+            "  {:<24} upgoing {:<6}  downgoing {:<6}  {}",
+            &*p.id,
+            show(Direction::Request),
+            show(Direction::Response),
+            p.plugin
+                .as_ref()
+                .map(|pp| format!("plugin {}", pp.plugin.id()))
+                .unwrap_or_else(|| "custom".into())
+        );
+    }
+    if !firewall.missing_builtins.is_empty() {
+        println!(
+            "  missing built-in plugins (run scripts/build-plugins.sh, then rebuild): {}",
+            firewall.missing_builtins.join(", ")
+        );
+    }
 }
 
 fn print_routes(config: &Config) {

@@ -8,8 +8,10 @@ mod jsonl;
 pub mod metrics;
 mod prometheus;
 mod sinks;
+mod wasm;
 
-pub use event::{AttemptRecord, RequestEvent};
+pub use event::{AttemptRecord, GuardrailFinding, RequestEvent};
 pub use jsonl::JsonlSink;
 pub use metrics::Metrics;
 pub use sinks::{ObserveCallback, Observers, SinkStats};
+pub use wasm::WasmObserverSink;

@@ -278,6 +278,29 @@ impl PluginHost {
         })
     }
 
+    /// The imports and exports of a component (compiled on this host's engine, through its
+    /// cache), for `bitrouter plugin inspect`.
+    pub fn component_interface(
+        &self,
+        bytes: &[u8],
+    ) -> Result<(Vec<String>, Vec<String>), PluginError> {
+        let sha = sha256_hex(bytes);
+        let (component, _) = self
+            .engine
+            .compile("(inspect)", bytes, &sha)
+            .map_err(|k| PluginError::new("(inspect)", k))?;
+        let ty = component.component_type();
+        let imports = ty
+            .imports(&self.engine.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        let exports = ty
+            .exports(&self.engine.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        Ok((imports, exports))
+    }
+
     /// Compile-cache use since the host started.
     pub fn cache_stats(&self) -> CacheStats {
         self.engine.cache.stats()

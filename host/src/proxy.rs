@@ -16,9 +16,10 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use crate::api::{self, StreamEncoder};
-use crate::canonical::{Dialect, Request, StreamEvent, Usage};
+use crate::canonical::{Dialect, Request, StreamEvent};
 pub use crate::context::{Attempt, AttemptError, RequestContext};
 use crate::error::{Error, ErrorKind, UpstreamError};
+use crate::guardrails::{GuardrailEngine, StreamGuard, Tally};
 use crate::outcome::Outcomes;
 use crate::router::{Router, Target};
 use crate::stream::{Relay, RelayObserver, UpstreamEvents};
@@ -50,15 +51,36 @@ pub struct Proxy {
     pub router: Router,
     upstream: Upstream,
     pub outcomes: Arc<Outcomes>,
+    /// Swapped whole on plugin reload; a request keeps the engine it started with.
+    guardrails: std::sync::RwLock<Arc<GuardrailEngine>>,
 }
 
 impl Proxy {
-    pub fn new(router: Router, upstream: Upstream, outcomes: Arc<Outcomes>) -> Self {
+    pub fn new(
+        router: Router,
+        upstream: Upstream,
+        outcomes: Arc<Outcomes>,
+        guardrails: Arc<GuardrailEngine>,
+    ) -> Self {
         Proxy {
             router,
             upstream,
             outcomes,
+            guardrails: std::sync::RwLock::new(guardrails),
         }
+    }
+
+    /// The firewall new requests use.
+    pub fn guardrails(&self) -> Arc<GuardrailEngine> {
+        self.guardrails
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Installs a reloaded firewall; requests in flight finish with the old one.
+    pub fn set_guardrails(&self, engine: Arc<GuardrailEngine>) {
+        *self.guardrails.write().unwrap_or_else(|p| p.into_inner()) = engine;
     }
 
     /// Ends a request that failed: log line, ledger row, error in the caller's dialect.
@@ -76,7 +98,7 @@ impl Proxy {
         body: &[u8],
     ) -> Response<Body> {
         let dialect = ctx.dialect;
-        let request = match api::decode_request(dialect, body) {
+        let mut request = match api::decode_request(dialect, body) {
             Ok(r) => r,
             Err(e) => {
                 return self
@@ -95,6 +117,16 @@ impl Proxy {
             Err(e) => return self.fail(&ctx, e).await,
         };
         ctx.route = plan.route.clone();
+        // The firewall sees the request after routing (an unknown model is a 404 first) and
+        // before any upstream does; redactions change what every upstream receives.
+        let guardrails = self.guardrails();
+        guardrails
+            .inspect_request(&mut request, &mut ctx.guardrail)
+            .await;
+        if ctx.guardrail.is_blocked() {
+            let e = ctx.guardrail.block_error(&guardrails);
+            return self.fail(&ctx, e).await;
+        }
         let extra_headers = passthrough_headers(dialect, headers);
         let mut last_error = None;
         for target in &plan.targets {
@@ -116,7 +148,7 @@ impl Proxy {
                         duration,
                         error: None,
                     });
-                    return self.answer(answer, ctx, target).await;
+                    return self.answer(answer, ctx, target, &guardrails).await;
                 }
                 Err(e) => {
                     ctx.attempts.push(Attempt {
@@ -212,15 +244,12 @@ impl Proxy {
                 format!("undecodable answer from {}: {e}", target.label()),
             )
         })?;
-        // Same dialect: the upstream's bytes go back untouched, fields we do not model included.
-        let body = if target.dialect == dialect {
-            bytes
-        } else {
-            api::encode_response(dialect, &decoded)
-        };
+        // Same dialect: the upstream's bytes go back untouched, fields we do not model
+        // included (unless the firewall redacts something; see `answer`).
+        let body = (target.dialect == dialect).then_some(bytes);
         Ok(Answer::Json {
             body,
-            usage: decoded.usage,
+            response: decoded,
         })
     }
 
@@ -294,8 +323,9 @@ fn is_content(e: &StreamEvent) -> bool {
 #[allow(clippy::large_enum_variant)]
 enum Answer {
     Json {
-        body: Bytes,
-        usage: Usage,
+        /// The upstream's own bytes, when they can go back as they are.
+        body: Option<Bytes>,
+        response: crate::canonical::Response,
     },
     Stream {
         events: UpstreamEvents,
@@ -314,14 +344,31 @@ impl Proxy {
         answer: Answer,
         mut ctx: RequestContext,
         target: &Target,
+        guardrails: &Arc<GuardrailEngine>,
     ) -> Response<Body> {
         let served_by = HeaderValue::from_str(&target.label()).ok();
         let attempts = HeaderValue::from(ctx.attempts.len());
+        // Streams send their headers before the answer's text is inspected: only the
+        // request's findings can be reported there.
+        let warnings;
+        let dialect = ctx.dialect;
         let mut response = match answer {
-            Answer::Json { body, usage } => {
-                ctx.usage = Some(usage);
+            Answer::Json { body, mut response } => {
+                ctx.usage = Some(response.usage);
                 ctx.complete = true;
+                let redacted = guardrails
+                    .inspect_response(&mut response, &mut ctx.guardrail)
+                    .await;
+                if ctx.guardrail.is_blocked() {
+                    let e = ctx.guardrail.block_error(guardrails);
+                    return self.fail(&ctx, e).await;
+                }
+                let body = match body {
+                    Some(b) if !redacted => b,
+                    _ => api::encode_response(dialect, &response),
+                };
                 ctx.ttfb = Some(ctx.started.elapsed());
+                warnings = guardrail_headers(&ctx.guardrail);
                 let row = self.outcomes.finish(&ctx, 200, None);
                 self.outcomes.ledger.record(row).await;
                 json_response(StatusCode::OK, body)
@@ -334,6 +381,8 @@ impl Proxy {
                 total,
             } => {
                 ctx.ttfb = Some(ctx.started.elapsed());
+                let guard = StreamGuard::new(guardrails);
+                warnings = guardrail_headers(&ctx.guardrail);
                 let relay = Relay::new(
                     events,
                     encoder,
@@ -344,6 +393,7 @@ impl Proxy {
                         ctx: Some(ctx),
                         outcomes: self.outcomes.clone(),
                     },
+                    guard,
                 );
                 let body = StreamBody::new(
                     relay
@@ -368,6 +418,9 @@ impl Proxy {
             h.insert(HeaderName::from_static("x-bitrouter-upstream"), v);
         }
         h.insert(HeaderName::from_static("x-bitrouter-attempts"), attempts);
+        for (name, value) in warnings {
+            h.insert(name, value);
+        }
         response
     }
 }
@@ -379,6 +432,12 @@ struct StreamLog {
 }
 
 impl RelayObserver for StreamLog {
+    fn guarded(&mut self, tally: &Tally) {
+        if let Some(ctx) = self.ctx.as_mut() {
+            ctx.guardrail.merge(tally);
+        }
+    }
+
     fn event(&mut self, event: &StreamEvent) {
         let Some(ctx) = self.ctx.as_mut() else { return };
         match event {
@@ -414,6 +473,23 @@ impl Drop for StreamLog {
             self.outcomes.ledger.record_now(row);
         }
     }
+}
+
+/// `x-bitrouter-guardrail-warnings` / `-redactions`: `pattern=count` pairs, never the text.
+fn guardrail_headers(tally: &Tally) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    for (name, action) in [
+        ("x-bitrouter-guardrail-warnings", "warn"),
+        ("x-bitrouter-guardrail-redactions", "redact"),
+    ] {
+        if let Some(v) = tally
+            .header(action)
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
+            out.push((HeaderName::from_static(name), v));
+        }
+    }
+    out
 }
 
 /// The caller's session, from `x-bitrouter-session` (or `x-session-id`).

@@ -19,7 +19,8 @@ use tokio::net::TcpListener;
 use crate::canonical::Dialect;
 use crate::config::{ApiProtocol, Config};
 use crate::error::{Error, ErrorKind};
-use crate::observe::{JsonlSink, Metrics, ObserveCallback, Observers};
+use crate::guardrails::{self, Firewall};
+use crate::observe::{JsonlSink, Metrics, ObserveCallback, Observers, WasmObserverSink};
 use crate::outcome::Outcomes;
 use crate::proxy::{Body, Proxy, RequestContext, error_response, json_response};
 use crate::router::Router;
@@ -30,6 +31,10 @@ use crate::upstream::Upstream;
 pub struct Gateway {
     config: Config,
     proxy: Proxy,
+    /// The loaded plugins; replaced whole by a successful reload.
+    firewall: std::sync::Mutex<Firewall>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
     started: Instant,
 }
 
@@ -68,9 +73,27 @@ impl Gateway {
                 format!("cannot open the spend ledger: {e}"),
             )
         })?;
+        let firewall = guardrails::load(&config).map_err(|e| {
+            let file = config
+                .source
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "<built-in defaults>".into());
+            Error::new(ErrorKind::NotConfigured, format!("{file}: {e}"))
+        })?;
+        for plugin in firewall.observers() {
+            observers.add(Arc::new(WasmObserverSink::new(plugin)), o.queue_capacity);
+        }
         let outcomes = Outcomes::new(Arc::new(ledger), Arc::new(Metrics::new()), observers);
         Ok(Arc::new(Gateway {
-            proxy: Proxy::new(router, upstream, Arc::new(outcomes)),
+            proxy: Proxy::new(
+                router,
+                upstream,
+                Arc::new(outcomes),
+                firewall.engine.clone(),
+            ),
+            firewall: std::sync::Mutex::new(firewall),
+            reloading: tokio::sync::Mutex::new(()),
             config,
             started: Instant::now(),
         }))
@@ -78,6 +101,94 @@ impl Gateway {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The guardrail engine new requests use.
+    pub fn guardrails(&self) -> Arc<guardrails::GuardrailEngine> {
+        self.proxy.guardrails()
+    }
+
+    /// The loaded plugins with their counters (`GET /admin/plugins`).
+    pub fn plugins_json(&self) -> serde_json::Value {
+        let firewall = self.firewall.lock().unwrap_or_else(|p| p.into_inner());
+        let plugins: Vec<serde_json::Value> = firewall
+            .host
+            .iter()
+            .flat_map(|h| h.plugins())
+            .map(|p| {
+                let i = p.info();
+                let st = p.stats();
+                json!({
+                    "id": &*i.id, "version": i.version, "world": i.world.to_string(),
+                    "path": i.path.display().to_string(), "sha256": i.sha256,
+                    "wasi": i.uses_wasi,
+                    "compiled": match i.compiled { crate::plugins::CompileSource::Cache => "cache", crate::plugins::CompileSource::Compiled => "compiled" },
+                    "calls": st.calls, "failures": st.failures(), "traps": st.traps,
+                    "deadlines": st.deadlines, "memory": st.memory, "invalid_results": st.invalid_results,
+                })
+            })
+            .collect();
+        let engine = self.proxy.guardrails();
+        let patterns: Vec<serde_json::Value> = engine
+            .patterns()
+            .iter()
+            .map(|p| {
+                let action = |d| p.action(d).map(guardrails::action_str);
+                let n = |i: usize| p.counts[i].load(std::sync::atomic::Ordering::Relaxed);
+                json!({
+                    "id": &*p.id,
+                    "plugin": p.plugin.as_ref().map(|pp| pp.plugin.id().to_owned()),
+                    "upgoing": action(crate::plugins::Direction::Request),
+                    "downgoing": action(crate::plugins::Direction::Response),
+                    "findings": {"block": n(0), "redact": n(1), "warn": n(2)},
+                    "plugin_failures": p.failures.load(std::sync::atomic::Ordering::Relaxed),
+                })
+            })
+            .collect();
+        json!({
+            "plugins": plugins,
+            "guardrail_patterns": patterns,
+            "missing_builtins": firewall.missing_builtins,
+        })
+    }
+
+    /// Reloads every plugin from disk (the config is not re-read) and swaps the firewall in
+    /// at once. Requests in flight finish with the old plugins; on failure the old ones stay
+    /// and the error says why. Unchanged components come from the compile cache.
+    pub async fn reload_plugins(self: &Arc<Self>) -> Result<serde_json::Value, Error> {
+        let _one = self.reloading.lock().await;
+        let this = self.clone();
+        let loaded = tokio::task::spawn_blocking(move || guardrails::load(&this.config))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Plugin, format!("plugin reload failed: {e}")))?;
+        let firewall = loaded.map_err(|e| {
+            tracing::warn!(error = %e, "plugin reload failed; keeping the loaded plugins");
+            Error::new(
+                ErrorKind::Plugin,
+                format!("plugin reload failed, the loaded plugins stay: {e}"),
+            )
+        })?;
+        let old: std::collections::HashMap<String, String> = {
+            let f = self.firewall.lock().unwrap_or_else(|p| p.into_inner());
+            f.host
+                .iter()
+                .flat_map(|h| h.plugins())
+                .map(|p| (p.info().id.to_string(), p.info().sha256.clone()))
+                .collect()
+        };
+        let changed: Vec<String> = firewall
+            .host
+            .iter()
+            .flat_map(|h| h.plugins())
+            .filter(|p| old.get(&*p.info().id) != Some(&p.info().sha256))
+            .map(|p| p.info().id.to_string())
+            .collect();
+        self.proxy.set_guardrails(firewall.engine.clone());
+        *self.firewall.lock().unwrap_or_else(|p| p.into_inner()) = firewall;
+        tracing::info!(changed = ?changed, "plugins reloaded");
+        let mut doc = self.plugins_json();
+        doc["changed"] = json!(changed);
+        Ok(doc)
     }
 
     pub fn ledger(&self) -> &Arc<Ledger> {
@@ -155,6 +266,13 @@ impl Gateway {
                 json_response(StatusCode::OK, self.metrics_json().to_string())
             }
             ("/metrics", &Method::GET) => self.prometheus(),
+            ("/admin/plugins", &Method::GET) => {
+                json_response(StatusCode::OK, self.plugins_json().to_string())
+            }
+            ("/admin/plugins/reload", &Method::POST) => match self.reload_plugins().await {
+                Ok(doc) => json_response(StatusCode::OK, doc.to_string()),
+                Err(e) => error_response(guess_dialect(req.headers(), path), &e),
+            },
             ("/admin" | "/admin/", &Method::GET) => {
                 html_response(include_str!("../assets/dashboard.html"))
             }
@@ -166,14 +284,15 @@ impl Gateway {
             }
             (
                 "/v1/models" | "/models" | "/health" | "/healthz" | "/admin/spend" | "/admin"
-                | "/admin/",
+                | "/admin/" | "/admin/plugins",
                 _,
             ) => method_not_allowed(req.headers(), path, "GET"),
+            ("/admin/plugins/reload", _) => method_not_allowed(req.headers(), path, "POST"),
             _ => {
                 let e = Error::new(
                     ErrorKind::UnknownPath,
                     format!(
-                        "no route {method} {path}; this gateway serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, GET /health, GET /metrics, GET /admin (dashboard), GET /admin/metrics and GET /admin/spend"
+                        "no route {method} {path}; this gateway serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, GET /health, GET /metrics, GET /admin (dashboard), GET /admin/metrics, GET /admin/spend, GET /admin/plugins and POST /admin/plugins/reload"
                     ),
                 );
                 error_response(guess_dialect(req.headers(), path), &e)
@@ -378,6 +497,7 @@ pub async fn serve(
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    let reloader = tokio::spawn(reload_on_sighup(gateway.clone()));
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
@@ -414,6 +534,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    reloader.abort();
     let grace = gateway.config.server.shutdown_grace;
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
@@ -422,4 +543,22 @@ pub async fn serve(
     // Everything accepted is accounted: write what the ledger still holds.
     gateway.proxy.outcomes.close(grace).await;
     Ok(())
+}
+
+/// `SIGHUP` reloads the plugins, like `POST /admin/plugins/reload`.
+async fn reload_on_sighup(gateway: Arc<Gateway>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading plugins");
+            // Failures are logged by `reload_plugins`; the old plugins stay.
+            let _ = gateway.reload_plugins().await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = gateway;
 }

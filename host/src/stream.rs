@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::api::{StreamDecoder, StreamEncoder};
 use crate::canonical::{Dialect, StreamEvent};
 use crate::error::{Error, ErrorKind};
+use crate::guardrails::{StreamGuard, Tally};
 
 type SseEvents = Pin<
     Box<
@@ -130,6 +131,10 @@ pub trait RelayObserver: Send {
     /// The stream is over; a returned future is awaited before the last frame goes out
     /// (so a synchronous ledger write finishes before the caller sees the end).
     fn end(&mut self, outcome: Result<(), &Error>) -> Option<BoxFuture<'static, ()>>;
+    /// What the downgoing firewall found; called before `end` (or when the caller leaves).
+    fn guarded(&mut self, tally: &Tally) {
+        let _ = tally;
+    }
 }
 
 /// The caller-facing side of a stream: encodes canonical events into the caller's dialect,
@@ -142,10 +147,12 @@ pub struct Relay<O: RelayObserver> {
     deadline: Option<Instant>,
     done: bool,
     observer: O,
+    guard: Option<StreamGuard>,
 }
 
 impl<O: RelayObserver> Relay<O> {
-    /// `first` holds the events already read while deciding whether to fail over.
+    /// `first` holds the events already read while deciding whether to fail over; `guard`,
+    /// when set, holds back and scans the answer's text before it is encoded.
     pub fn new(
         upstream: UpstreamEvents,
         encoder: StreamEncoder,
@@ -153,6 +160,7 @@ impl<O: RelayObserver> Relay<O> {
         idle: Duration,
         total: Option<Duration>,
         observer: O,
+        guard: Option<StreamGuard>,
     ) -> Self {
         Relay {
             upstream,
@@ -162,6 +170,7 @@ impl<O: RelayObserver> Relay<O> {
             deadline: total.map(|t| Instant::now() + t),
             done: false,
             observer,
+            guard,
         }
     }
 
@@ -174,49 +183,60 @@ impl<O: RelayObserver> Relay<O> {
 
     /// The next body frame, or `None` once the stream is over.
     pub async fn next_frame(&mut self) -> Option<Bytes> {
-        if self.done {
-            return None;
-        }
-        let mut out = Vec::with_capacity(256);
-        if !self.pending.is_empty() {
-            self.encode_pending(&mut out);
-            return Some(out.into());
-        }
-        let wait = match self.deadline {
-            Some(d) => self.idle.min(d.saturating_duration_since(Instant::now())),
-            None => self.idle,
-        };
-        let result = self.upstream.next_batch(&mut self.pending, wait).await;
-        self.encode_pending(&mut out);
-        let mut pending_end = None;
-        match result {
-            Ok(true) => {}
-            Ok(false) if self.upstream.finished() => {
-                self.done = true;
-                self.encoder.finish(&mut out);
-                pending_end = self.observer.end(Ok(()));
-            }
-            Ok(false) => {
-                self.done = true;
-                let e = Error::new(
+        while !self.done {
+            // The first batch was read while deciding whether to fail over.
+            let read = if self.pending.is_empty() {
+                let wait = match self.deadline {
+                    Some(d) => self.idle.min(d.saturating_duration_since(Instant::now())),
+                    None => self.idle,
+                };
+                Some(self.upstream.next_batch(&mut self.pending, wait).await)
+            } else {
+                None
+            };
+            let mut end = match read {
+                None | Some(Ok(true)) => None,
+                Some(Ok(false)) if self.upstream.finished() => Some(Ok(())),
+                Some(Ok(false)) => Some(Err(Error::new(
                     ErrorKind::Transport,
                     "the upstream ended the stream before finishing the message",
-                );
-                self.encoder
-                    .encode(&StreamEvent::Error(e.message().to_owned()), &mut out);
-                pending_end = self.observer.end(Err(&e));
+                ))),
+                Some(Err(e)) => Some(Err(e)),
+            };
+            if let Some(guard) = &mut self.guard {
+                let events = std::mem::take(&mut self.pending);
+                let mut passed = Vec::with_capacity(events.len());
+                let mut verdict = guard.process(events, &mut passed).await;
+                if verdict.is_ok() && end.is_some() {
+                    verdict = guard.flush(&mut passed).await;
+                }
+                self.pending = passed;
+                if verdict.is_err() {
+                    end = Some(Err(guard.block_error()));
+                }
             }
-            Err(e) => {
+            let mut out = Vec::with_capacity(256);
+            self.encode_pending(&mut out);
+            if let Some(end) = end {
                 self.done = true;
-                self.encoder
-                    .encode(&StreamEvent::Error(e.message().to_owned()), &mut out);
-                pending_end = self.observer.end(Err(&e));
+                match &end {
+                    Ok(()) => self.encoder.finish(&mut out),
+                    Err(e) => self
+                        .encoder
+                        .encode(&StreamEvent::Error(e.message().to_owned()), &mut out),
+                }
+                if let Some(guard) = &self.guard {
+                    self.observer.guarded(&guard.tally);
+                }
+                if let Some(f) = self.observer.end(end.as_ref().map(|_| ())) {
+                    f.await;
+                }
+            }
+            if !out.is_empty() {
+                return Some(out.into());
             }
         }
-        if let Some(f) = pending_end {
-            f.await;
-        }
-        Some(out.into())
+        None
     }
 
     /// The relay as a body stream.
@@ -227,5 +247,16 @@ impl<O: RelayObserver> Relay<O> {
         futures_util::stream::unfold(self, |mut relay| async move {
             relay.next_frame().await.map(|b| (b, relay))
         })
+    }
+}
+
+impl<O: RelayObserver> Drop for Relay<O> {
+    fn drop(&mut self) {
+        // The caller left mid-stream: the observer accounts for it, findings included.
+        if !self.done
+            && let Some(guard) = &self.guard
+        {
+            self.observer.guarded(&guard.tally);
+        }
     }
 }

@@ -20,7 +20,7 @@ pub struct FileConfig {
     /// Sections that later parts of BitRouter read; accepted so one config file serves every
     /// version, and reported as ignored by this build.
     #[serde(default)]
-    pub guardrails: Option<serde_yaml::Value>,
+    pub guardrails: Option<super::guardrails::GuardrailsSection>,
     #[serde(default)]
     pub database: DatabaseSection,
     #[serde(default)]
@@ -28,7 +28,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub observe: ObserveSection,
     #[serde(default)]
-    pub plugins: Option<serde_yaml::Value>,
+    pub plugins: Option<super::guardrails::PluginsSection>,
 }
 
 #[derive(Deserialize, Default)]

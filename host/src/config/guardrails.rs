@@ -1,0 +1,510 @@
+//! The on-disk shape of the `guardrails:` and `plugins:` sections, and their resolution into
+//! the typed settings the firewall and the plugin host run on. Pattern ids are checked
+//! against the loaded plugins later (`guardrails::GuardrailEngine::build`): plugins declare
+//! their patterns only once they are loaded.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::file::ByteSize;
+
+/// What happens to a finding.
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionName {
+    Warn,
+    Redact,
+    Block,
+}
+
+/// Which way a custom pattern looks.
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectionName {
+    Upgoing,
+    Downgoing,
+    Both,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GuardrailsSection {
+    pub enabled: Option<bool>,
+    /// Load the built-in pattern plugins (default true).
+    pub builtin: Option<bool>,
+    #[serde(default)]
+    pub disabled_patterns: Vec<String>,
+    #[serde(default)]
+    pub upgoing: BTreeMap<String, ActionName>,
+    #[serde(default)]
+    pub downgoing: BTreeMap<String, ActionName>,
+    #[serde(default)]
+    pub custom_patterns: Vec<CustomPatternSection>,
+    #[serde(default)]
+    pub custom_upgoing: BTreeMap<String, ActionName>,
+    #[serde(default)]
+    pub custom_downgoing: BTreeMap<String, ActionName>,
+    #[serde(default)]
+    pub block_message: BlockMessageSection,
+    pub stream_window: Option<ByteSize>,
+    #[serde(default)]
+    pub plugins: Vec<PluginEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomPatternSection {
+    pub name: String,
+    pub regex: String,
+    pub direction: Option<DirectionName>,
+    /// Default action when neither `custom_upgoing` nor `custom_downgoing` names it.
+    pub action: Option<ActionName>,
+    /// Longest match, in bytes (default 256); sizes the stream window.
+    pub max_match_len: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BlockMessageSection {
+    pub include_details: Option<bool>,
+    pub include_help_link: Option<bool>,
+}
+
+/// One plugin by path, with its own settings.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginEntry {
+    pub path: String,
+    pub sha256: Option<String>,
+    pub config: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub grants: Vec<String>,
+    pub memory_limit: Option<ByteSize>,
+    #[serde(default, with = "humantime_serde")]
+    pub call_deadline: Option<Duration>,
+}
+
+/// The plugin host's settings.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsSection {
+    /// Compiled-component cache; `false` turns it off.
+    pub cache_dir: Option<serde_yaml::Value>,
+    pub max_instances: Option<u32>,
+    pub memory_limit: Option<ByteSize>,
+    #[serde(default, with = "humantime_serde")]
+    pub call_deadline: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub configure_deadline: Option<Duration>,
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+    /// Observer plugins: receive every request event in batches.
+    #[serde(default)]
+    pub observers: Vec<PluginEntry>,
+}
+
+/// The firewall's settings, validated except for pattern ids (see the module comment).
+#[derive(Clone, Debug)]
+pub struct Guardrails {
+    pub enabled: bool,
+    pub builtin: bool,
+    pub disabled_patterns: Vec<String>,
+    pub upgoing: BTreeMap<String, ActionName>,
+    pub downgoing: BTreeMap<String, ActionName>,
+    pub custom_patterns: Vec<CustomPattern>,
+    pub custom_upgoing: BTreeMap<String, ActionName>,
+    pub custom_downgoing: BTreeMap<String, ActionName>,
+    pub include_details: bool,
+    pub include_help_link: bool,
+    /// Response text held back in streams before it is released (default 1 KiB; raised to
+    /// 4 × the longest downgoing pattern's match when that is longer).
+    pub stream_window: usize,
+    pub plugins: Vec<PluginRef>,
+}
+
+impl Default for Guardrails {
+    fn default() -> Self {
+        Guardrails {
+            enabled: true,
+            builtin: true,
+            disabled_patterns: Vec::new(),
+            upgoing: BTreeMap::new(),
+            downgoing: BTreeMap::new(),
+            custom_patterns: Vec::new(),
+            custom_upgoing: BTreeMap::new(),
+            custom_downgoing: BTreeMap::new(),
+            include_details: true,
+            include_help_link: true,
+            stream_window: DEFAULT_STREAM_WINDOW,
+            plugins: Vec::new(),
+        }
+    }
+}
+
+pub const DEFAULT_STREAM_WINDOW: usize = 1024;
+
+#[derive(Clone, Debug)]
+pub struct CustomPattern {
+    pub name: String,
+    pub regex: regex::Regex,
+    pub upgoing: bool,
+    pub downgoing: bool,
+    pub action: ActionName,
+    pub max_match_len: usize,
+}
+
+/// A plugin the config names, with the config key it came from (for errors).
+#[derive(Clone, Debug)]
+pub struct PluginRef {
+    pub key: String,
+    pub path: PathBuf,
+    pub sha256: Option<String>,
+    pub config: Option<serde_json::Value>,
+    pub grants: Vec<String>,
+    pub memory_limit: Option<u64>,
+    pub call_deadline: Option<Duration>,
+}
+
+/// The plugin host's settings, resolved.
+#[derive(Clone, Debug)]
+pub struct Plugins {
+    /// `None`: no compile cache.
+    pub cache_dir: Option<PathBuf>,
+    pub max_instances: u32,
+    pub memory_limit: u64,
+    pub call_deadline: Duration,
+    pub configure_deadline: Duration,
+    pub trusted_keys: Vec<String>,
+    pub observers: Vec<PluginRef>,
+}
+
+impl Default for Plugins {
+    fn default() -> Self {
+        Plugins {
+            cache_dir: Some(super::home_dir().join("cache/plugins")),
+            max_instances: 64,
+            memory_limit: 64 << 20,
+            call_deadline: Duration::from_millis(10),
+            configure_deadline: Duration::from_secs(1),
+            trusted_keys: Vec::new(),
+            observers: Vec::new(),
+        }
+    }
+}
+
+/// Key and message of the first problem found.
+pub type Problem = (String, String);
+
+/// A pattern id or name: what plugins and config keys may use.
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
+pub fn resolve_guardrails(
+    section: GuardrailsSection,
+    base_dir: &Path,
+    expand: &dyn Fn(&str) -> String,
+) -> Result<Guardrails, Problem> {
+    let mut g = Guardrails {
+        enabled: section.enabled.unwrap_or(true),
+        builtin: section.builtin.unwrap_or(true),
+        disabled_patterns: section.disabled_patterns,
+        upgoing: section.upgoing,
+        downgoing: section.downgoing,
+        custom_upgoing: section.custom_upgoing,
+        custom_downgoing: section.custom_downgoing,
+        include_details: section.block_message.include_details.unwrap_or(true),
+        include_help_link: section.block_message.include_help_link.unwrap_or(true),
+        ..Guardrails::default()
+    };
+    if let Some(w) = section.stream_window {
+        if w.0 == 0 || w.0 > 1 << 20 {
+            return Err((
+                "guardrails.stream_window".into(),
+                "expected a size between 1 byte and 1 MiB".into(),
+            ));
+        }
+        g.stream_window = w.0 as usize;
+    }
+    for (i, c) in section.custom_patterns.into_iter().enumerate() {
+        let key = format!("guardrails.custom_patterns[{i}]");
+        if !valid_name(&c.name) {
+            return Err((
+                format!("{key}.name"),
+                format!(
+                    "expected 1-64 characters of [a-z0-9._-] (lowercase), found {:?}",
+                    c.name
+                ),
+            ));
+        }
+        if g.custom_patterns.iter().any(|p| p.name == c.name) {
+            return Err((
+                format!("{key}.name"),
+                format!("`{}` is defined twice", c.name),
+            ));
+        }
+        let regex = regex::RegexBuilder::new(&c.regex)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| {
+                (
+                    format!("{key}.regex"),
+                    format!("expected a valid regex (Rust regex syntax): {e}"),
+                )
+            })?;
+        if regex.is_match("") {
+            return Err((
+                format!("{key}.regex"),
+                "the regex matches the empty string, so it would match everywhere".into(),
+            ));
+        }
+        let (upgoing, downgoing) = match c.direction.unwrap_or(DirectionName::Upgoing) {
+            DirectionName::Upgoing => (true, false),
+            DirectionName::Downgoing => (false, true),
+            DirectionName::Both => (true, true),
+        };
+        g.custom_patterns.push(CustomPattern {
+            name: c.name,
+            regex,
+            upgoing,
+            downgoing,
+            action: c.action.unwrap_or(ActionName::Warn),
+            max_match_len: match c.max_match_len {
+                None => 256,
+                Some(n) if (1..=65_536).contains(&n) => n,
+                Some(_) => {
+                    return Err((
+                        format!("{key}.max_match_len"),
+                        "expected a number of bytes between 1 and 65536".into(),
+                    ));
+                }
+            },
+        });
+    }
+    for (map, key, direction) in [
+        (&g.custom_upgoing, "guardrails.custom_upgoing", "upgoing"),
+        (
+            &g.custom_downgoing,
+            "guardrails.custom_downgoing",
+            "downgoing",
+        ),
+    ] {
+        for name in map.keys() {
+            match g.custom_patterns.iter().find(|p| &p.name == name) {
+                None => {
+                    let known: Vec<&str> =
+                        g.custom_patterns.iter().map(|p| p.name.as_str()).collect();
+                    return Err((
+                        format!("{key}.{name}"),
+                        format!(
+                            "unknown custom pattern `{name}`; expected one of guardrails.custom_patterns ({})",
+                            if known.is_empty() {
+                                "none defined".to_owned()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    ));
+                }
+                Some(p)
+                    if (direction == "upgoing" && !p.upgoing)
+                        || (direction == "downgoing" && !p.downgoing) =>
+                {
+                    return Err((
+                        format!("{key}.{name}"),
+                        format!(
+                            "custom pattern `{name}` does not look {direction}; set its `direction` to {direction} or both"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    g.plugins = resolve_plugin_entries(section.plugins, "guardrails.plugins", base_dir, expand)?;
+    Ok(g)
+}
+
+pub fn resolve_plugins(
+    section: PluginsSection,
+    base_dir: &Path,
+    expand: &dyn Fn(&str) -> String,
+) -> Result<Plugins, Problem> {
+    let mut p = Plugins::default();
+    match section.cache_dir {
+        None => {}
+        Some(serde_yaml::Value::Bool(false)) | Some(serde_yaml::Value::Null) => p.cache_dir = None,
+        Some(serde_yaml::Value::String(s)) => {
+            let s = expand(&s);
+            p.cache_dir = Some(match (s.strip_prefix("~/"), std::env::var_os("HOME")) {
+                (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+                _ => base_dir.join(s),
+            });
+        }
+        Some(_) => {
+            return Err((
+                "plugins.cache_dir".into(),
+                "expected a folder path, or false for no cache".into(),
+            ));
+        }
+    }
+    if let Some(n) = section.max_instances {
+        if n == 0 || n > 10_000 {
+            return Err((
+                "plugins.max_instances".into(),
+                "expected a number between 1 and 10000".into(),
+            ));
+        }
+        p.max_instances = n;
+    }
+    if let Some(m) = section.memory_limit {
+        if m.0 < 1 << 20 || m.0 > 4 << 30 {
+            return Err((
+                "plugins.memory_limit".into(),
+                "expected a size between 1 MiB and 4 GiB".into(),
+            ));
+        }
+        p.memory_limit = m.0;
+    }
+    if let Some(d) = section.call_deadline {
+        if d.is_zero() {
+            return Err((
+                "plugins.call_deadline".into(),
+                "expected a duration above zero".into(),
+            ));
+        }
+        p.call_deadline = d;
+    }
+    if let Some(d) = section.configure_deadline {
+        if d.is_zero() {
+            return Err((
+                "plugins.configure_deadline".into(),
+                "expected a duration above zero".into(),
+            ));
+        }
+        p.configure_deadline = d;
+    }
+    for (i, k) in section.trusted_keys.iter().enumerate() {
+        let k = expand(k);
+        if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err((
+                format!("plugins.trusted_keys[{i}]"),
+                "expected an ed25519 public key as 64 hex digits".into(),
+            ));
+        }
+        p.trusted_keys.push(k);
+    }
+    p.observers = resolve_plugin_entries(section.observers, "plugins.observers", base_dir, expand)?;
+    Ok(p)
+}
+
+fn resolve_plugin_entries(
+    entries: Vec<PluginEntry>,
+    key: &str,
+    base_dir: &Path,
+    expand: &dyn Fn(&str) -> String,
+) -> Result<Vec<PluginRef>, Problem> {
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, e) in entries.into_iter().enumerate() {
+        let key = format!("{key}[{i}]");
+        let path = expand(&e.path);
+        if path.is_empty() {
+            return Err((
+                format!("{key}.path"),
+                "expected the path of a .wasm component".into(),
+            ));
+        }
+        let config = match e.config {
+            None => None,
+            Some(v) => Some(serde_json::to_value(&v).map_err(|err| {
+                (
+                    format!("{key}.config"),
+                    format!("expected JSON-compatible YAML: {err}"),
+                )
+            })?),
+        };
+        out.push(PluginRef {
+            key,
+            path: base_dir.join(path),
+            sha256: e.sha256.map(|s| expand(&s)),
+            config,
+            grants: e.grants,
+            memory_limit: e.memory_limit.map(|m| m.0),
+            call_deadline: e.call_deadline,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<Guardrails, Problem> {
+        let section: GuardrailsSection = serde_yaml::from_str(yaml).unwrap();
+        resolve_guardrails(section, Path::new("/cfg"), &|s| s.to_owned())
+    }
+
+    #[test]
+    fn the_seed_example_resolves() {
+        let g = parse(
+            r#"
+enabled: true
+disabled_patterns: [ip_addresses]
+upgoing:   { api_keys: redact, private_keys: block, credentials: block, pii_emails: warn }
+downgoing: { suspicious_commands: block }
+custom_patterns:
+  - name: internal_token
+    regex: "myapp_[A-Za-z0-9]{32}"
+    direction: upgoing
+custom_upgoing:   { internal_token: redact }
+custom_downgoing: {}
+block_message: { include_details: true, include_help_link: true }
+"#,
+        )
+        .unwrap();
+        assert!(g.enabled && g.builtin);
+        assert_eq!(g.disabled_patterns, ["ip_addresses"]);
+        assert_eq!(g.upgoing["api_keys"], ActionName::Redact);
+        assert_eq!(g.custom_patterns[0].name, "internal_token");
+        assert!(g.custom_patterns[0].upgoing && !g.custom_patterns[0].downgoing);
+        assert_eq!(g.custom_upgoing["internal_token"], ActionName::Redact);
+        assert_eq!(g.stream_window, DEFAULT_STREAM_WINDOW);
+    }
+
+    #[test]
+    fn bad_regex_names_its_key() {
+        let (key, msg) = parse("custom_patterns: [{ name: t, regex: \"a(b\" }]").unwrap_err();
+        assert_eq!(key, "guardrails.custom_patterns[0].regex");
+        assert!(msg.contains("regex"), "{msg}");
+        let (key, _) = parse("custom_patterns: [{ name: t, regex: \"x*\" }]").unwrap_err();
+        assert_eq!(key, "guardrails.custom_patterns[0].regex");
+    }
+
+    #[test]
+    fn unknown_custom_action_target_is_named() {
+        let (key, msg) = parse("custom_upgoing: { nope: block }").unwrap_err();
+        assert_eq!(key, "guardrails.custom_upgoing.nope");
+        assert!(msg.contains("unknown custom pattern"), "{msg}");
+        let (key, msg) = parse(
+            "custom_patterns: [{ name: t, regex: \"tok_[0-9]{4}\", direction: upgoing }]\ncustom_downgoing: { t: block }",
+        )
+        .unwrap_err();
+        assert_eq!(key, "guardrails.custom_downgoing.t");
+        assert!(msg.contains("does not look downgoing"), "{msg}");
+    }
+
+    #[test]
+    fn plugin_paths_are_relative_to_the_config() {
+        let g = parse("plugins: [{ path: p/x.wasm, config: { a: 1 } }]").unwrap();
+        assert_eq!(g.plugins[0].path, Path::new("/cfg/p/x.wasm"));
+        assert_eq!(g.plugins[0].config, Some(serde_json::json!({"a": 1})));
+        assert_eq!(g.plugins[0].key, "guardrails.plugins[0]");
+    }
+}

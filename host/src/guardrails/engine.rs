@@ -1,0 +1,659 @@
+//! `GuardrailEngine`: every enabled pattern (the plugins' and the config's custom ones),
+//! with the action the config gives it per direction, and the one-pass matcher per
+//! direction that finds their candidates natively.
+//!
+//! Finding a text's hits: one leftmost search with all of a direction's regexes together
+//! (a clean text — the common case — costs exactly that pass); only when it matches does
+//! each pattern's own regex run, from the first match on, so patterns whose matches overlap
+//! are all found. A plugin pattern's candidates then go to its plugin's `check`, with the
+//! text around them; regex-less patterns go to the plugin's `scan`.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use regex_automata::hybrid::dfa::{Cache as DfaCache, DFA};
+use regex_automata::{Anchored, Input, meta};
+
+use crate::config::{ActionName, Guardrails};
+use crate::plugins::{Action, Direction, GuardrailPlugin};
+
+use super::GuardrailError;
+
+/// Most bytes of context given to `check` on either side of the candidates.
+const CHECK_CONTEXT: usize = 256;
+
+/// One enabled pattern.
+pub struct ActivePattern {
+    /// The id findings, logs and config keys use.
+    pub id: Arc<str>,
+    /// `None` for a custom pattern from the config.
+    pub plugin: Option<PluginPattern>,
+    /// The action per direction (`Direction::Request` first); `None`: not looked for.
+    pub actions: [Option<Action>; 2],
+    pub max_match_len: usize,
+    /// Findings so far, by action (block, redact, warn), and plugin-call failures.
+    pub counts: [AtomicU64; 3],
+    pub failures: AtomicU64,
+}
+
+pub struct PluginPattern {
+    pub plugin: GuardrailPlugin,
+    /// The pattern's id inside its plugin.
+    pub local_id: String,
+    /// Found by `scan` rather than by a regex.
+    pub scanned: bool,
+}
+
+impl ActivePattern {
+    pub fn action(&self, direction: Direction) -> Option<Action> {
+        self.actions[dir_index(direction)]
+    }
+}
+
+pub(crate) fn dir_index(d: Direction) -> usize {
+    match d {
+        Direction::Request => 0,
+        Direction::Response => 1,
+    }
+}
+
+pub fn action_index(a: Action) -> usize {
+    match a {
+        Action::Block => 0,
+        Action::Redact => 1,
+        Action::Warn => 2,
+    }
+}
+
+pub fn action_str(a: Action) -> &'static str {
+    match a {
+        Action::Block => "block",
+        Action::Redact => "redact",
+        Action::Warn => "warn",
+    }
+}
+
+fn action_of(a: ActionName) -> Action {
+    match a {
+        ActionName::Block => Action::Block,
+        ActionName::Redact => Action::Redact,
+        ActionName::Warn => Action::Warn,
+    }
+}
+
+/// The patterns of one direction, compiled.
+#[derive(Default)]
+struct Matcher {
+    /// All regexes together; pattern `i` of it is `regexes[i]`.
+    any: Option<meta::Regex>,
+    regexes: Vec<(usize, regex::Regex)>,
+    /// Plugins with regex-less patterns here, and which active patterns those are.
+    scanners: Vec<(GuardrailPlugin, Vec<usize>)>,
+    max_match_len: usize,
+    /// The same regexes as an anchored lazy DFA, to tell whether a text's tail could still
+    /// grow into a match (streams release everything before the first such tail).
+    live: Option<DFA>,
+}
+
+/// Something found in one text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// Index into [`GuardrailEngine::patterns`].
+    pub pattern: usize,
+    pub span: Range<usize>,
+    pub action: Action,
+    pub replacement: Option<String>,
+    /// The pattern's plugin failed, and the pattern blocks: this hit is the fail-closed
+    /// verdict, not a match (its span is empty).
+    pub failed: bool,
+}
+
+pub struct GuardrailEngine {
+    patterns: Vec<ActivePattern>,
+    matchers: [Matcher; 2],
+    pub include_details: bool,
+    pub include_help_link: bool,
+    /// Bytes of response text a stream holds back (see `stream.rs`).
+    pub stream_window: usize,
+}
+
+impl std::fmt::Debug for GuardrailEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardrailEngine")
+            .field(
+                "patterns",
+                &self.patterns.iter().map(|p| &*p.id).collect::<Vec<_>>(),
+            )
+            .field("stream_window", &self.stream_window)
+            .finish()
+    }
+}
+
+impl GuardrailEngine {
+    /// An engine that finds nothing (guardrails disabled).
+    pub fn disabled() -> GuardrailEngine {
+        GuardrailEngine {
+            patterns: Vec::new(),
+            matchers: [Matcher::default(), Matcher::default()],
+            include_details: true,
+            include_help_link: true,
+            stream_window: 0,
+        }
+    }
+
+    /// Resolves the config's actions over the plugins' patterns and compiles the matchers.
+    /// Unknown pattern ids in the config are errors naming the key.
+    pub fn build(
+        config: &Guardrails,
+        plugins: &[GuardrailPlugin],
+    ) -> Result<GuardrailEngine, GuardrailError> {
+        if !config.enabled {
+            return Ok(GuardrailEngine::disabled());
+        }
+        // Every pattern any source declares, enabled or not, to validate config keys.
+        let mut declared: BTreeMap<String, (Option<(GuardrailPlugin, usize)>, String)> =
+            BTreeMap::new();
+        for plugin in plugins {
+            for (i, p) in plugin.patterns().iter().enumerate() {
+                if let Some((Some((other, _)), _)) = declared.get(&p.id) {
+                    return Err(GuardrailError::config(
+                        "guardrails.plugins",
+                        format!(
+                            "pattern `{}` is declared by both plugin `{}` and plugin `{}`",
+                            p.id,
+                            other.id(),
+                            plugin.id()
+                        ),
+                    ));
+                }
+                declared.insert(
+                    p.id.clone(),
+                    (Some((plugin.clone(), i)), plugin.id().into()),
+                );
+            }
+        }
+        for c in &config.custom_patterns {
+            if let Some((Some((plugin, _)), _)) = declared.get(&c.name) {
+                return Err(GuardrailError::config(
+                    "guardrails.custom_patterns",
+                    format!(
+                        "custom pattern `{}` has the id of a pattern of plugin `{}`; rename it",
+                        c.name,
+                        plugin.id()
+                    ),
+                ));
+            }
+            declared.insert(c.name.clone(), (None, "custom".into()));
+        }
+        let known = || {
+            declared
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (key, names) in [
+            (
+                "guardrails.disabled_patterns",
+                config.disabled_patterns.iter().collect::<Vec<_>>(),
+            ),
+            ("guardrails.upgoing", config.upgoing.keys().collect()),
+            ("guardrails.downgoing", config.downgoing.keys().collect()),
+        ] {
+            for name in names {
+                match declared.get(name) {
+                    None => {
+                        return Err(GuardrailError::config(
+                            &format!("{key}.{name}"),
+                            format!(
+                                "unknown pattern `{name}`; the loaded patterns are {}",
+                                known()
+                            ),
+                        ));
+                    }
+                    Some((None, _)) if key != "guardrails.disabled_patterns" => {
+                        return Err(GuardrailError::config(
+                            &format!("{key}.{name}"),
+                            format!(
+                                "`{name}` is a custom pattern; set its action under custom_{}",
+                                &key["guardrails.".len()..]
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+
+        let mut patterns = Vec::new();
+        for plugin in plugins {
+            for p in plugin.patterns() {
+                if config.disabled_patterns.contains(&p.id) {
+                    continue;
+                }
+                let pick = |declared: bool, map: &BTreeMap<String, ActionName>| {
+                    map.get(&p.id)
+                        .map(|a| action_of(*a))
+                        .or(declared.then_some(p.default_action))
+                };
+                patterns.push(ActivePattern {
+                    id: Arc::from(p.id.as_str()),
+                    plugin: Some(PluginPattern {
+                        plugin: plugin.clone(),
+                        local_id: p.id.clone(),
+                        scanned: p.regex.is_none(),
+                    }),
+                    actions: [
+                        pick(p.request, &config.upgoing),
+                        pick(p.response, &config.downgoing),
+                    ],
+                    max_match_len: p.max_match_len as usize,
+                    counts: Default::default(),
+                    failures: AtomicU64::new(0),
+                });
+            }
+        }
+        let mut custom_regexes = Vec::new();
+        for c in &config.custom_patterns {
+            if config.disabled_patterns.contains(&c.name) {
+                continue;
+            }
+            let pick = |on: bool, map: &BTreeMap<String, ActionName>| {
+                on.then(|| action_of(*map.get(&c.name).unwrap_or(&c.action)))
+            };
+            custom_regexes.push((patterns.len(), c.regex.clone()));
+            patterns.push(ActivePattern {
+                id: Arc::from(c.name.as_str()),
+                plugin: None,
+                actions: [
+                    pick(c.upgoing, &config.custom_upgoing),
+                    pick(c.downgoing, &config.custom_downgoing),
+                ],
+                max_match_len: c.max_match_len,
+                counts: Default::default(),
+                failures: AtomicU64::new(0),
+            });
+        }
+
+        let mut matchers = [Matcher::default(), Matcher::default()];
+        for direction in [Direction::Request, Direction::Response] {
+            let m = &mut matchers[dir_index(direction)];
+            let mut sources = Vec::new();
+            for (i, p) in patterns.iter().enumerate() {
+                if p.action(direction).is_none() {
+                    continue;
+                }
+                m.max_match_len = m.max_match_len.max(p.max_match_len);
+                match &p.plugin {
+                    Some(pp) if pp.scanned => {
+                        match m
+                            .scanners
+                            .iter_mut()
+                            .find(|(g, _)| g.id() == pp.plugin.id())
+                        {
+                            Some((_, ids)) => ids.push(i),
+                            None => m.scanners.push((pp.plugin.clone(), vec![i])),
+                        }
+                    }
+                    Some(pp) => {
+                        let source = pp
+                            .plugin
+                            .patterns()
+                            .iter()
+                            .find(|q| q.id == pp.local_id)
+                            .and_then(|q| q.regex.clone())
+                            .unwrap_or_default();
+                        let regex = compile(&source).map_err(|e| {
+                            GuardrailError::plugin(
+                                pp.plugin.id(),
+                                format!("pattern `{}`: invalid regex: {e}", p.id),
+                            )
+                        })?;
+                        sources.push(source);
+                        m.regexes.push((i, regex));
+                    }
+                    None => {
+                        let (_, regex) = custom_regexes
+                            .iter()
+                            .find(|(j, _)| *j == i)
+                            .expect("every custom pattern has its regex");
+                        sources.push(regex.as_str().to_owned());
+                        m.regexes.push((i, regex.clone()));
+                    }
+                }
+            }
+            if !sources.is_empty() {
+                // Without a DFA (it fails to build for some Unicode constructs) streams
+                // fall back to holding back a fixed window.
+                m.live = DFA::builder()
+                    .configure(
+                        DFA::config()
+                            .unicode_word_boundary(true)
+                            .cache_capacity(4 << 20),
+                    )
+                    .build_many(&sources)
+                    .ok();
+                m.any = Some(
+                    meta::Regex::builder()
+                        .configure(meta::Config::new().nfa_size_limit(Some(64 << 20)))
+                        .build_many(&sources)
+                        .map_err(|e| {
+                            GuardrailError::config(
+                                "guardrails",
+                                format!("cannot combine the patterns' regexes: {e}"),
+                            )
+                        })?,
+                );
+            }
+        }
+        let max_down = matchers[1].max_match_len;
+        Ok(GuardrailEngine {
+            patterns,
+            matchers,
+            include_details: config.include_details,
+            include_help_link: config.include_help_link,
+            stream_window: config.stream_window.max(4 * max_down),
+        })
+    }
+
+    pub fn patterns(&self) -> &[ActivePattern] {
+        &self.patterns
+    }
+
+    /// Whether anything is looked for in `direction`.
+    pub fn active(&self, direction: Direction) -> bool {
+        let m = &self.matchers[dir_index(direction)];
+        m.any.is_some() || !m.scanners.is_empty()
+    }
+
+    /// The longest match any pattern of `direction` may have.
+    pub fn max_match_len(&self, direction: Direction) -> usize {
+        self.matchers[dir_index(direction)].max_match_len
+    }
+
+    /// Whether streams of `direction` can release text early: every pattern has a regex and
+    /// the liveness DFA exists. Otherwise they hold back a fixed window.
+    pub fn tail_checkable(&self, direction: Direction) -> bool {
+        let m = &self.matchers[dir_index(direction)];
+        m.scanners.is_empty() && (m.live.is_some() || m.any.is_none())
+    }
+
+    /// A cache for [`GuardrailEngine::live_start`]; one per stream.
+    pub fn live_cache(&self, direction: Direction) -> Option<DfaCache> {
+        self.matchers[dir_index(direction)]
+            .live
+            .as_ref()
+            .map(|d| d.create_cache())
+    }
+
+    /// The first position at or after `from` where a match of `direction`'s regexes could
+    /// start and still be in progress at the end of `text` (it has not failed yet; it may
+    /// already match and grow longer). `None` when no tail can become a match. When the DFA
+    /// gives up (a Unicode word boundary next to non-ASCII text) the position counts as
+    /// live, which only holds text back longer.
+    pub fn live_start(
+        &self,
+        direction: Direction,
+        cache: &mut DfaCache,
+        text: &str,
+        from: usize,
+    ) -> Option<usize> {
+        let dfa = self.matchers[dir_index(direction)].live.as_ref()?;
+        let bytes = text.as_bytes();
+        let mut s = ceil_char(text, from);
+        while s < text.len() {
+            let input = Input::new(text).range(s..).anchored(Anchored::Yes);
+            let alive = match dfa.start_state_forward(cache, &input) {
+                Err(_) => true,
+                Ok(mut state) => {
+                    let mut alive = !state.is_dead();
+                    for &b in &bytes[s..] {
+                        if !alive {
+                            break;
+                        }
+                        match dfa.next_state(cache, state, b) {
+                            Ok(next) => {
+                                state = next;
+                                alive = !state.is_dead() && !state.is_quit();
+                                if state.is_quit() {
+                                    // Gave up: assume the worst.
+                                    return Some(s);
+                                }
+                            }
+                            Err(_) => return Some(s),
+                        }
+                    }
+                    alive
+                }
+            };
+            if alive {
+                return Some(s);
+            }
+            s = next_char(text, s);
+        }
+        None
+    }
+
+    /// Whether `text` might hold something: the one-pass regex test, plus any scanner.
+    pub fn may_match(&self, direction: Direction, text: &str) -> bool {
+        let m = &self.matchers[dir_index(direction)];
+        !m.scanners.is_empty() || m.any.as_ref().is_some_and(|a| a.is_match(text))
+    }
+
+    /// The hits in `text`, sorted by start, overlaps included. Plugin failures are counted;
+    /// for a pattern that blocks they become a fail-closed hit.
+    pub async fn scan(&self, direction: Direction, text: &str) -> Vec<Hit> {
+        let m = &self.matchers[dir_index(direction)];
+        let mut hits = Vec::new();
+        if text.is_empty() {
+            return hits;
+        }
+        if let Some(any) = &m.any
+            && let Some(first) = any.find(text)
+        {
+            for (i, regex) in &m.regexes {
+                let mut spans: Vec<Range<usize>> = Vec::new();
+                let mut at = first.start();
+                while let Some(found) = regex.find_at(text, at) {
+                    let span = found.range();
+                    at = if span.is_empty() {
+                        next_char(text, span.end)
+                    } else {
+                        span.end
+                    };
+                    if !span.is_empty() {
+                        spans.push(span);
+                    }
+                    if at >= text.len() {
+                        break;
+                    }
+                }
+                if spans.is_empty() {
+                    continue;
+                }
+                self.confirm(direction, *i, text, spans, &mut hits).await;
+            }
+        }
+        for (plugin, ids) in &m.scanners {
+            match plugin.scan(direction, text).await {
+                Ok(found) => {
+                    for f in found {
+                        let local = &plugin.patterns()[f.pattern].id;
+                        if let Some(&i) = ids.iter().find(|&&i| {
+                            self.patterns[i]
+                                .plugin
+                                .as_ref()
+                                .is_some_and(|pp| &pp.local_id == local)
+                        }) {
+                            self.push_hit(direction, i, f.span, f.replacement, &mut hits);
+                        }
+                    }
+                }
+                Err(e) => {
+                    for &i in ids {
+                        self.failed(direction, i, &e.to_string(), &mut hits);
+                    }
+                }
+            }
+        }
+        hits.sort_by_key(|h| (h.span.start, std::cmp::Reverse(h.span.end)));
+        hits
+    }
+
+    /// Turns the regex candidates of pattern `i` into hits: directly for a custom pattern,
+    /// through the plugin's `check` (with some text around them) otherwise.
+    async fn confirm(
+        &self,
+        direction: Direction,
+        i: usize,
+        text: &str,
+        spans: Vec<Range<usize>>,
+        hits: &mut Vec<Hit>,
+    ) {
+        let Some(pp) = &self.patterns[i].plugin else {
+            for span in spans {
+                self.push_hit(direction, i, span, None, hits);
+            }
+            return;
+        };
+        let lo = floor_char(text, spans[0].start.saturating_sub(CHECK_CONTEXT));
+        let hi = ceil_char(
+            text,
+            (spans[spans.len() - 1].end + CHECK_CONTEXT).min(text.len()),
+        );
+        let window = &text[lo..hi];
+        let local: Vec<Range<usize>> = spans.iter().map(|s| s.start - lo..s.end - lo).collect();
+        match pp.plugin.check(&pp.local_id, window, &local).await {
+            Ok(found) => {
+                for f in found {
+                    if pp.plugin.patterns()[f.pattern].id != pp.local_id {
+                        // A finding for another of its patterns: that pattern's own
+                        // candidates are confirmed by their own call.
+                        continue;
+                    }
+                    let span = f.span.start + lo..f.span.end + lo;
+                    self.push_hit(direction, i, span, f.replacement, hits);
+                }
+            }
+            Err(e) => self.failed(direction, i, &e.to_string(), hits),
+        }
+    }
+
+    fn push_hit(
+        &self,
+        direction: Direction,
+        i: usize,
+        span: Range<usize>,
+        replacement: Option<String>,
+        hits: &mut Vec<Hit>,
+    ) {
+        if span.is_empty() {
+            return;
+        }
+        let Some(action) = self.patterns[i].action(direction) else {
+            return;
+        };
+        hits.push(Hit {
+            pattern: i,
+            span,
+            action,
+            replacement,
+            failed: false,
+        });
+    }
+
+    fn failed(&self, direction: Direction, i: usize, error: &str, hits: &mut Vec<Hit>) {
+        let p = &self.patterns[i];
+        p.failures.fetch_add(1, Ordering::Relaxed);
+        let Some(action) = p.action(direction) else {
+            return;
+        };
+        let closed = action == Action::Block;
+        tracing::warn!(
+            pattern = &*p.id,
+            error,
+            fail = if closed { "closed" } else { "open" },
+            "guardrail plugin call failed"
+        );
+        if closed {
+            hits.push(Hit {
+                pattern: i,
+                span: 0..0,
+                action,
+                replacement: None,
+                failed: true,
+            });
+        }
+    }
+
+    /// Counts hits that took effect.
+    pub fn count(&self, hits: &[Hit]) {
+        for h in hits.iter().filter(|h| !h.failed) {
+            self.patterns[h.pattern].counts[action_index(h.action)].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The placeholder a redacted span becomes.
+    pub fn replacement<'a>(&'a self, hit: &'a Hit) -> std::borrow::Cow<'a, str> {
+        match &hit.replacement {
+            Some(r) => std::borrow::Cow::Borrowed(r),
+            None => {
+                std::borrow::Cow::Owned(format!("[REDACTED:{}]", self.patterns[hit.pattern].id))
+            }
+        }
+    }
+
+    /// `text` with its redact hits replaced (overlapping hits merge into the first one).
+    /// `None` when nothing is redacted.
+    pub fn redact(&self, text: &str, hits: &[Hit]) -> Option<String> {
+        let mut out = String::new();
+        let mut done = 0;
+        let mut any = false;
+        for h in hits
+            .iter()
+            .filter(|h| h.action == Action::Redact && !h.failed)
+        {
+            if h.span.start < done {
+                continue;
+            }
+            any = true;
+            out.push_str(&text[done..h.span.start]);
+            out.push_str(&self.replacement(h));
+            done = h.span.end;
+        }
+        if !any {
+            return None;
+        }
+        out.push_str(&text[done..]);
+        Some(out)
+    }
+}
+
+fn compile(source: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(source)
+        .size_limit(16 << 20)
+        .build()
+}
+
+fn next_char(text: &str, at: usize) -> usize {
+    text[at..]
+        .chars()
+        .next()
+        .map_or(text.len(), |c| at + c.len_utf8())
+}
+
+pub(crate) fn floor_char(text: &str, mut at: usize) -> usize {
+    while at > 0 && !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+pub(crate) fn ceil_char(text: &str, mut at: usize) -> usize {
+    while at < text.len() && !text.is_char_boundary(at) {
+        at += 1;
+    }
+    at
+}

@@ -1,0 +1,275 @@
+//! The seven default guardrail plugins (`plugins/<id>`, built into `target/plugins/` by
+//! `scripts/build-plugins.sh`) against their fixtures in `tests/guardrails/fixtures/<id>.yaml`:
+//! the declared regex runs natively (as the host's engine does), `check` validates the
+//! candidates, and the findings must be exactly the fixture's expected substrings for each
+//! positive and nothing for each negative. The clean corpus (`tests/guardrails/corpus/`)
+//! must produce no finding from any plugin.
+
+use std::path::{Path, PathBuf};
+
+use bitrouter::plugins::{Action, GuardrailPlugin, HostConfig, Plugin, PluginHost, PluginSpec};
+
+/// id, direction (request: true, response: false), default action.
+const PLUGINS: &[(&str, bool, Action)] = &[
+    ("api_keys", true, Action::Redact),
+    ("private_keys", true, Action::Block),
+    ("credentials", true, Action::Block),
+    ("pii_emails", true, Action::Warn),
+    ("pii_phone_numbers", true, Action::Warn),
+    ("ip_addresses", true, Action::Warn),
+    ("suspicious_commands", false, Action::Block),
+];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn built(id: &str) -> PathBuf {
+    let wasm = root().join(format!("target/plugins/{id}.wasm"));
+    assert!(
+        wasm.is_file(),
+        "{} is missing: run scripts/build-plugins.sh first (it needs Debian's rustc-web, \
+         rust-web-src, lld-19 and wasm-tools; see the script's header)",
+        wasm.display()
+    );
+    wasm
+}
+
+fn load() -> PluginHost {
+    let specs: Vec<PluginSpec> = PLUGINS
+        .iter()
+        .map(|(id, ..)| PluginSpec::new(built(id)))
+        .collect();
+    PluginHost::load(
+        HostConfig {
+            cache_dir: None,
+            max_instances: 8,
+            // Generous: the test runs unoptimised next to other builds on a small machine.
+            call_deadline: std::time::Duration::from_millis(200),
+            ..HostConfig::default()
+        },
+        &specs,
+    )
+    .unwrap()
+}
+
+fn guardrail(host: &PluginHost, id: &str) -> GuardrailPlugin {
+    match host.get(id) {
+        Some(Plugin::Guardrail(g)) => g.clone(),
+        other => panic!("{id}: not a guardrail: {other:?}"),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fixtures {
+    positives: Vec<Positive>,
+    negatives: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Positive {
+    text: String,
+    matches: Vec<String>,
+}
+
+/// The plugin's one pattern, its compiled regex and the findings' substrings for `text`.
+struct Under {
+    g: GuardrailPlugin,
+    regex: regex::Regex,
+    max_match_len: usize,
+}
+
+impl Under {
+    fn new(host: &PluginHost, id: &str) -> Under {
+        let g = guardrail(host, id);
+        let [p] = g.patterns() else {
+            panic!("{id}: expected one pattern, got {:?}", g.patterns())
+        };
+        assert_eq!(p.id, id, "the pattern id is the plugin id");
+        let regex = regex::Regex::new(p.regex.as_deref().expect("a regex")).unwrap();
+        Under {
+            max_match_len: p.max_match_len as usize,
+            g,
+            regex,
+        }
+    }
+
+    async fn findings<'t>(&self, text: &'t str) -> Vec<&'t str> {
+        let candidates: Vec<_> = self.regex.find_iter(text).map(|m| m.range()).collect();
+        for c in &candidates {
+            assert!(
+                c.len() <= self.max_match_len,
+                "{}: a regex match of {} bytes exceeds max-match-len {}: {:?}",
+                self.g.id(),
+                c.len(),
+                self.max_match_len,
+                &text[c.clone()]
+            );
+        }
+        if candidates.is_empty() {
+            return Vec::new();
+        }
+        let found = self.g.check(self.g.id(), text, &candidates).await.unwrap();
+        found
+            .iter()
+            .map(|f| {
+                assert_eq!(f.pattern, 0);
+                // Findings fit the streaming window too, except a private key's, which
+                // `check` widens from the armour line over the key body (documented there).
+                assert!(
+                    f.span.len() <= self.max_match_len || self.g.id() == "private_keys",
+                    "{}: a finding of {} bytes exceeds max-match-len {}",
+                    self.g.id(),
+                    f.span.len(),
+                    self.max_match_len
+                );
+                &text[f.span.clone()]
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn patterns_are_declared_as_documented() {
+    let host = load();
+    for &(id, request, action) in PLUGINS {
+        let g = guardrail(&host, id);
+        let p = &g.patterns()[0];
+        assert_eq!(
+            (p.request, p.response),
+            (request, !request),
+            "{id}: directions"
+        );
+        assert_eq!(p.default_action, action, "{id}: default action");
+        assert!(p.max_match_len > 0 && p.max_match_len <= 1024, "{id}");
+        if !request {
+            // Downgoing patterns size the streaming window: 4 × 256 = the default 1 KiB.
+            assert!(p.max_match_len <= 256, "{id}");
+        }
+        assert!(
+            !g.scans(bitrouter::plugins::Direction::Request),
+            "{id}: regex only"
+        );
+        assert!(
+            !g.scans(bitrouter::plugins::Direction::Response),
+            "{id}: regex only"
+        );
+    }
+}
+
+#[tokio::test]
+async fn fixtures() {
+    let host = load();
+    let mut failures = Vec::new();
+    let mut counts = Vec::new();
+    for &(id, ..) in PLUGINS {
+        let u = Under::new(&host, id);
+        let path = root().join(format!("tests/guardrails/fixtures/{id}.yaml"));
+        let fx: Fixtures = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| {
+                panic!("{}: {e}", path.display());
+            });
+        for p in &fx.positives {
+            let got = u.findings(&p.text).await;
+            if got != p.matches {
+                failures.push(format!(
+                    "{id} positive {:?}\n    expected {:?}\n    got      {:?}",
+                    p.text, p.matches, got
+                ));
+            }
+        }
+        for n in &fx.negatives {
+            let got = u.findings(n).await;
+            if !got.is_empty() {
+                failures.push(format!("{id} negative {n:?}\n    got {got:?}"));
+            }
+        }
+        counts.push(format!(
+            "{id}: {} positives, {} negatives",
+            fx.positives.len(),
+            fx.negatives.len()
+        ));
+    }
+    println!("{}", counts.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} fixture failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The clean corpus, cut into request-sized pieces at line ends (as texts arrive), yields
+/// nothing from any plugin.
+#[tokio::test]
+async fn clean_corpus_has_no_findings() {
+    let host = load();
+    let corpus = std::fs::read_to_string(root().join("tests/guardrails/corpus/clean.txt")).unwrap();
+    assert!(
+        corpus.len() > 200_000,
+        "the corpus is {} bytes",
+        corpus.len()
+    );
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    while start < corpus.len() {
+        let mut end = (start + 4096).min(corpus.len());
+        if end < corpus.len() {
+            end = corpus[..end]
+                .rfind('\n')
+                .filter(|&e| e > start)
+                .map_or(end, |e| e + 1);
+        }
+        pieces.push(&corpus[start..end]);
+        start = end;
+    }
+    let mut failures = Vec::new();
+    for &(id, ..) in PLUGINS {
+        let u = Under::new(&host, id);
+        for piece in &pieces {
+            for f in u.findings(piece).await {
+                failures.push(format!("{id}: {f:?}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} findings in the clean corpus:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Not a benchmark (that is the engine's, in host/benches): a rough figure for the seven
+/// regexes as one `regex` alternation over the clean corpus, to keep an eye on them.
+/// `cargo test --release -p bitrouter --test guardrail_fixtures -- --ignored --nocapture`
+#[tokio::test]
+#[ignore]
+async fn combined_regex_throughput() {
+    let host = load();
+    let corpus = std::fs::read_to_string(root().join("tests/guardrails/corpus/clean.txt")).unwrap();
+    let parts: Vec<String> = PLUGINS
+        .iter()
+        .map(|(id, ..)| {
+            let g = guardrail(&host, id);
+            format!("(?:{})", g.patterns()[0].regex.as_deref().unwrap())
+        })
+        .collect();
+    let one = |regex: &regex::Regex| {
+        let t = std::time::Instant::now();
+        let mut n = 0;
+        for _ in 0..5 {
+            n += regex.find_iter(&corpus).count();
+        }
+        let mbps = (corpus.len() * 5) as f64 / t.elapsed().as_secs_f64() / 1e6;
+        (mbps, n / 5)
+    };
+    for (part, (id, ..)) in parts.iter().zip(PLUGINS) {
+        let (mbps, n) = one(&regex::Regex::new(part).unwrap());
+        println!("{id:>20}: {mbps:8.0} MB/s, {n} candidates");
+    }
+    let (mbps, n) = one(&regex::Regex::new(&parts.join("|")).unwrap());
+    println!("{:>20}: {mbps:8.0} MB/s, {n} candidates", "all seven");
+}

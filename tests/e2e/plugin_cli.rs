@@ -1,0 +1,254 @@
+//! The real binary's firewall and plugin verbs: `guard scan` (findings as JSON lines, exit 2
+//! when something would be blocked, the secret printed only on request), `check-config`
+//! listing the patterns, `plugin inspect|test|keygen|sign|verify`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bitrouter");
+
+fn built(id: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/plugins/{id}.wasm"));
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/build-plugins.sh",
+        p.display()
+    );
+    p
+}
+
+fn run(cwd: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("BITROUTER_CONFIG")
+        .env("BITROUTER_HOME", cwd.join("home"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn lines(o: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn guard_scan_uses_the_builtins_and_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "hunter2hunter2";
+    let text = format!("connect to postgres://admin:{secret}@db.internal:5432/prod please");
+    let o = run(dir.path(), &["guard", "scan"], &text);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let found = lines(&o);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["pattern"], "credentials");
+    assert_eq!(found[0]["action"], "block");
+    assert_eq!(found[0]["direction"], "upgoing");
+    let (s, e) = (
+        found[0]["start"].as_u64().unwrap() as usize,
+        found[0]["end"].as_u64().unwrap() as usize,
+    );
+    assert_eq!(&text[s..e], secret);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains(secret));
+
+    let o = run(dir.path(), &["guard", "scan", "--show-match"], &text);
+    assert_eq!(lines(&o)[0]["match"], secret);
+
+    // Clean text: nothing, exit 0. Downgoing only: the upgoing patterns do not run.
+    let o = run(
+        dir.path(),
+        &["guard", "scan"],
+        "just some ordinary prose, version 1.2.3",
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert!(lines(&o).is_empty());
+    let o = run(
+        dir.path(),
+        &["guard", "scan", "--direction", "downgoing"],
+        &text,
+    );
+    assert_eq!(o.status.code(), Some(0));
+
+    // A config: a custom pattern, a disabled built-in, a changed action.
+    let cfg = dir.path().join("bitrouter.yaml");
+    std::fs::write(
+        &cfg,
+        "guardrails:\n  disabled_patterns: [credentials]\n  upgoing: { pii_emails: redact }\n  custom_patterns:\n    - { name: internal_token, regex: \"myapp_[A-Za-z0-9]{32}\", direction: both }\n  custom_downgoing: { internal_token: block }\n",
+    )
+    .unwrap();
+    let token = format!("myapp_{}", "a".repeat(32));
+    let input = format!("{text} mail jane@corp.example {token}");
+    let o = run(
+        dir.path(),
+        &["guard", "scan", "--config", cfg.to_str().unwrap()],
+        &input,
+    );
+    let found = lines(&o);
+    let mut got: Vec<(String, String, String)> = found
+        .iter()
+        .map(|f| {
+            (
+                f["pattern"].as_str().unwrap().into(),
+                f["direction"].as_str().unwrap().into(),
+                f["action"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("internal_token".into(), "downgoing".into(), "block".into()),
+            ("internal_token".into(), "upgoing".into(), "warn".into()),
+            ("pii_emails".into(), "upgoing".into(), "redact".into()),
+        ]
+    );
+    assert_eq!(o.status.code(), Some(2));
+
+    // check-config lists the patterns with their actions.
+    let o = run(dir.path(), &["check-config", cfg.to_str().unwrap()], "");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("guardrails: 7 patterns"), "{out}");
+    assert!(
+        out.contains("pii_emails") && out.contains("internal_token"),
+        "{out}"
+    );
+    assert!(!out.contains("credentials "), "disabled: {out}");
+
+    // A bad pattern id is a config error naming the key.
+    std::fs::write(&cfg, "guardrails:\n  upgoing: { api_key: block }\n").unwrap();
+    let o = run(dir.path(), &["check-config", cfg.to_str().unwrap()], "");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("guardrails.upgoing.api_key") && err.contains("api_keys"),
+        "{err}"
+    );
+}
+
+#[test]
+fn plugin_inspect_test_sign_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(
+        dir.path(),
+        &[
+            "plugin",
+            "inspect",
+            built("confidential-ids").to_str().unwrap(),
+        ],
+        "",
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("world:      guardrail"), "{out}");
+    assert!(out.contains("matches the manifest"), "{out}");
+    assert!(
+        out.contains("exports:    bitrouter:plugin/guard@0.1.0"),
+        "{out}"
+    );
+    assert!(out.contains("regex: CONFIDENTIAL-\\d{6}"), "{out}");
+
+    let o = run(
+        dir.path(),
+        &[
+            "plugin",
+            "test",
+            built("confidential-ids").to_str().unwrap(),
+            "--text",
+            "doc CONFIDENTIAL-123456 and CONFIDENTIAL-000000",
+            "--show-match",
+        ],
+        "",
+    );
+    let found = lines(&o);
+    assert_eq!(found.len(), 2, "one per direction: {found:?}");
+    assert!(
+        found
+            .iter()
+            .all(|f| f["match"] == "CONFIDENTIAL-123456" && f["pattern"] == "confidential-id")
+    );
+
+    // Sign a copy, verify with its key, refuse another key and a tampered component.
+    for ext in ["wasm", "plugin.toml"] {
+        std::fs::copy(
+            built("hostile").with_extension("").with_extension(ext),
+            dir.path().join(format!("h.{ext}")),
+        )
+        .unwrap();
+    }
+    let wasm = dir.path().join("h.wasm");
+    let key = dir.path().join("k.key");
+    let o = run(dir.path(), &["plugin", "keygen", key.to_str().unwrap()], "");
+    assert!(o.status.success());
+    let public = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: ").map(str::to_owned))
+        .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let o = run(
+        dir.path(),
+        &[
+            "plugin",
+            "sign",
+            wasm.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(
+        dir.path(),
+        &["plugin", "verify", wasm.to_str().unwrap(), "--key", &public],
+        "",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let other = "11".repeat(32);
+    let o = run(
+        dir.path(),
+        &["plugin", "verify", wasm.to_str().unwrap(), "--key", &other],
+        "",
+    );
+    assert!(!o.status.success());
+    let mut bytes = std::fs::read(&wasm).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&wasm, bytes).unwrap();
+    let o = run(
+        dir.path(),
+        &["plugin", "verify", wasm.to_str().unwrap(), "--key", &public],
+        "",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("sha256"), "{err}");
+}
