@@ -39,6 +39,8 @@ pub struct RequestContext {
     pub time_ms: i64,
     pub account: Option<String>,
     pub session: Option<String>,
+    /// The verified caller when auth is on (account, session, scope, allowlist, budget).
+    pub caller: Option<std::sync::Arc<crate::caller::Caller>>,
     pub attempts: Vec<Attempt>,
     /// The target that served the request, or was tried last.
     pub provider: Option<String>,
@@ -71,6 +73,7 @@ impl RequestContext {
             time_ms: crate::spend::query_now_ms(),
             account: None,
             session: None,
+            caller: None,
             attempts: Vec::new(),
             provider: None,
             upstream_model: None,
