@@ -128,21 +128,12 @@ impl Gateway {
                 })
             })
             .collect();
-        let engine = self.proxy.guardrails();
-        let patterns: Vec<serde_json::Value> = engine
-            .patterns()
-            .iter()
-            .map(|p| {
-                let action = |d| p.action(d).map(guardrails::action_str);
-                let n = |i: usize| p.counts[i].load(std::sync::atomic::Ordering::Relaxed);
-                json!({
-                    "id": &*p.id,
-                    "plugin": p.plugin.as_ref().map(|pp| pp.plugin.id().to_owned()),
-                    "upgoing": action(crate::plugins::Direction::Request),
-                    "downgoing": action(crate::plugins::Direction::Response),
-                    "findings": {"block": n(0), "redact": n(1), "warn": n(2)},
-                    "plugin_failures": p.failures.load(std::sync::atomic::Ordering::Relaxed),
-                })
+        let patterns: Vec<serde_json::Value> = self
+            .guardrail_patterns()
+            .into_iter()
+            .map(|(id, mut v)| {
+                v["id"] = json!(id);
+                v
             })
             .collect();
         json!({
@@ -150,6 +141,29 @@ impl Gateway {
             "guardrail_patterns": patterns,
             "missing_builtins": firewall.missing_builtins,
         })
+    }
+
+    /// Every active guardrail pattern with its actions and its findings so far (since the
+    /// plugins were last loaded), in the engine's order.
+    fn guardrail_patterns(&self) -> Vec<(String, serde_json::Value)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let engine = self.proxy.guardrails();
+        engine
+            .patterns()
+            .iter()
+            .map(|p| {
+                let action = |d| p.action(d).map(guardrails::action_str);
+                let n = |i: usize| p.counts[i].load(Relaxed);
+                let doc = json!({
+                    "plugin": p.plugin.as_ref().map(|pp| pp.plugin.id().to_owned()),
+                    "upgoing": action(crate::plugins::Direction::Request),
+                    "downgoing": action(crate::plugins::Direction::Response),
+                    "findings": {"block": n(0), "redact": n(1), "warn": n(2)},
+                    "plugin_failures": p.failures.load(Relaxed),
+                });
+                (p.id.to_string(), doc)
+            })
+            .collect()
     }
 
     /// Reloads every plugin from disk (the config is not re-read) and swaps the firewall in
@@ -211,6 +225,12 @@ impl Gateway {
         doc["observe"] = json!({ "sinks": sinks });
         doc["ledger"] =
             json!({ "engine": outcomes.ledger.engine(), "stats": outcomes.ledger.stats() });
+        let patterns: serde_json::Map<String, serde_json::Value> =
+            self.guardrail_patterns().into_iter().collect();
+        doc["guardrails"] = json!({
+            "enabled": self.config.guardrails.enabled,
+            "patterns": patterns,
+        });
         doc
     }
 
@@ -236,6 +256,16 @@ impl Gateway {
             m.set_state(&component, "delivered", s.delivered);
             m.set_state(&component, "dropped", s.dropped);
             m.set_state(&component, "panicked", s.panicked);
+        }
+        for (id, p) in self.guardrail_patterns() {
+            for action in ["block", "redact", "warn"] {
+                m.set_guardrail(&id, action, p["findings"][action].as_u64().unwrap_or(0));
+            }
+            m.set_guardrail(
+                &id,
+                "plugin_failure",
+                p["plugin_failures"].as_u64().unwrap_or(0),
+            );
         }
         let mut r = Response::new(crate::proxy::full(m.prometheus()));
         r.headers_mut().insert(

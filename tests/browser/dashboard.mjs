@@ -165,7 +165,14 @@ try {
         }
       }
     }
-    if (!shown.__guardrails.includes("guardrails not enabled in this build")) errs.push(`guardrails panel: ${JSON.stringify(shown.__guardrails)}`);
+    const patterns = m.guardrails?.enabled ? Object.entries(m.guardrails.patterns || {}) : [];
+    if (!patterns.length && !shown.__guardrails.includes("guardrail")) errs.push(`guardrails panel: ${JSON.stringify(shown.__guardrails)}`);
+    for (const [p, v] of patterns) {
+      expectNum(`guardrail-block-${p}`, v.findings.block);
+      expectNum(`guardrail-redact-${p}`, v.findings.redact);
+      expectNum(`guardrail-warn-${p}`, v.findings.warn);
+      expectNum(`guardrail-failures-${p}`, v.plugin_failures);
+    }
     if (shown.__chartPoints < 2) errs.push(`charts: only ${shown.__chartPoints} samples after 2 refreshes`);
     return errs;
   }

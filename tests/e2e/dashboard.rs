@@ -115,6 +115,20 @@ async fn dashboard_shows_what_the_gateway_measured() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.sse_data().last().map(String::as_str), Some("[DONE]"));
     sent += 2;
+    // Guardrail findings for the panel: a warned email and a redacted key.
+    let r = post(
+        &gw,
+        "/v1/chat/completions",
+        &openai_chat(
+            "chat",
+            "mail bob@corp.example the token ghp_zy3Lex7BWr2drgd1QsO7jprBGumXxY9B4bZW",
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("x-bitrouter-guardrail-warnings"), "pii_emails=1");
+    assert_eq!(r.header("x-bitrouter-guardrail-redactions"), "api_keys=1");
+    sent += 1;
     for _ in 0..2 {
         let r = post(&gw, "/v1/chat/completions", &openai_chat("failover", "hi")).await;
         assert_eq!(r.status, 200, "{}", r.text);
@@ -138,6 +152,9 @@ async fn dashboard_shows_what_the_gateway_measured() {
     let m = get(&gw, "/admin/metrics", &[]).await.json();
     assert_eq!(m["requests"], sent, "{m}");
     assert_eq!(m["errors"], 4, "{m}");
+    let g = &m["guardrails"]["patterns"];
+    assert_eq!(g["pii_emails"]["findings"]["warn"], 1, "{m}");
+    assert_eq!(g["api_keys"]["findings"]["redact"], 1, "{m}");
     for _ in 0..500 {
         if gw.gateway.ledger().stats().written >= sent {
             break;

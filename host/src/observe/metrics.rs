@@ -278,6 +278,10 @@ impl Metrics {
     }
 
     /// Publishes a counter owned elsewhere (ledger rows, observer events) on `/metrics`.
+    pub fn set_guardrail(&self, pattern: &str, action: &str, value: u64) {
+        self.prom.set_guardrail(pattern, action, value);
+    }
+
     pub fn set_state(&self, component: &str, state: &str, value: u64) {
         self.prom
             .set_state(component, state, value.min(i64::MAX as u64) as i64);

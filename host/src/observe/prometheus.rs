@@ -51,6 +51,13 @@ struct TokenLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GuardrailLabels {
+    pattern: String,
+    /// block | redact | warn | plugin_failure
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     component: String,
     state: String,
@@ -67,6 +74,9 @@ pub struct PromMetrics {
     uptime: Gauge<f64, AtomicU64>,
     /// Ledger and sink counters, set from their owners when the page is rendered.
     states: Family<StateLabels, Gauge>,
+    /// Guardrail findings per pattern and action, copied from the engine's counters when the
+    /// page is rendered (a reload starts them again, hence a gauge).
+    guardrails: Family<GuardrailLabels, Gauge>,
     seen: Mutex<HashSet<(String, String, String)>>,
 }
 
@@ -112,8 +122,15 @@ impl PromMetrics {
         registry.register("uptime_seconds", "Seconds since start", uptime.clone());
         let states = Family::<StateLabels, Gauge>::default();
         registry.register("component_events", "Ledger rows and observer events by state (written, dropped, failed, queued, delivered, panicked)", states.clone());
+        let guardrails = Family::<GuardrailLabels, Gauge>::default();
+        registry.register(
+            "guardrail_findings",
+            "Guardrail findings by pattern and action since the plugins were (re)loaded, and failed plugin calls (action=plugin_failure)",
+            guardrails.clone(),
+        );
         PromMetrics {
             registry,
+            guardrails,
             requests,
             duration,
             tokens,
@@ -203,6 +220,15 @@ impl PromMetrics {
                 state: state.into(),
             })
             .set(value);
+    }
+
+    pub fn set_guardrail(&self, pattern: &str, action: &str, value: u64) {
+        self.guardrails
+            .get_or_create(&GuardrailLabels {
+                pattern: pattern.into(),
+                action: action.into(),
+            })
+            .set(value.min(i64::MAX as u64) as i64);
     }
 
     /// Overhead histogram as (upper bound in ms, cumulative count) pairs, for the JSON page.
