@@ -1,7 +1,8 @@
-//! Embeds the default guardrail plugins (built from `plugins/` by scripts/build-plugins.sh
-//! into target/plugins/) into the binary, so they load at start with no files and no config.
-//! A checkout whose plugins are not built yet still compiles: the binary then says at start
-//! that the built-in patterns are missing and how to build them.
+//! Embeds the default guardrail plugins into the binary, so they load at start with no files
+//! and no config. They come built and committed in `plugins/dist/` (so a fresh checkout needs
+//! no WASM toolchain; CI rebuilds them from source and checks the bytes match), or from
+//! `BITROUTER_DEFAULT_PLUGINS_DIR` (e.g. `target/plugins` after scripts/build-plugins.sh).
+//! Should a file be missing, the binary still builds and says at start which patterns it lacks.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -22,7 +23,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=BITROUTER_DEFAULT_PLUGINS_DIR");
     let dir = std::env::var_os("BITROUTER_DEFAULT_PLUGINS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| manifest_dir.join("../target/plugins"));
+        .unwrap_or_else(|| manifest_dir.join("../plugins/dist"));
     let mut code = String::from(
         "/// Written by host/build.rs: the default guardrail plugins found at build time.\n\
          pub static DEFAULT_PLUGINS: &[(&str, Option<crate::plugins::EmbeddedPlugin>)] = &[\n",

@@ -129,11 +129,11 @@ enum GuardCommand {
 #[derive(Subcommand)]
 enum PluginCommand {
     /// World, manifest, hash, size, imports, exports and (guardrails) declared patterns.
-    #[command(after_help = "Example:\n  bitrouter plugin inspect target/plugins/api_keys.wasm")]
+    #[command(after_help = "Example:\n  bitrouter plugin inspect plugins/dist/api_keys.wasm")]
     Inspect { file: PathBuf },
     /// Run one guardrail plugin alone over a text and print its findings (JSON lines).
     #[command(
-        after_help = "Examples:\n  bitrouter plugin test target/plugins/pii_emails.wasm --text 'mail jane@corp.example'\n  bitrouter plugin test my.wasm --config '{\"strict\":true}' --file sample.txt --show-match"
+        after_help = "Examples:\n  bitrouter plugin test plugins/dist/pii_emails.wasm --text 'mail jane@corp.example'\n  bitrouter plugin test my.wasm --config '{\"strict\":true}' --file sample.txt --show-match"
     )]
     Test {
         file: PathBuf,
