@@ -20,13 +20,30 @@ use crate::load::clock::{PreciseTimer, now_ns};
 use crate::process::ChildGuard;
 use crate::procfs;
 
-/// The gateway's config for a mock at `mock`, with a dead endpoint at `dead`.
-pub fn config_yaml(mock: SocketAddr, dead: SocketAddr, log_level: &str) -> String {
+/// The gateway's config for a mock at `mock`, with a dead endpoint at `dead`. With
+/// `firewall`, the default guardrails run (compiled once into `plugin_cache`); without, the
+/// gateway is the bare proxy. Each gateway keeps its own spend ledger file.
+pub fn config_yaml(
+    mock: SocketAddr,
+    dead: SocketAddr,
+    log_level: &str,
+    firewall: bool,
+    plugin_cache: &Path,
+    ledger: &Path,
+) -> String {
+    let guardrails = if firewall {
+        format!("plugins:\n  cache_dir: {}\n", plugin_cache.display())
+    } else {
+        "guardrails:\n  enabled: false\n".to_owned()
+    };
+    let ledger = ledger.display();
     format!(
         r#"# Written by the bitrouter-bench harness.
 server:
   log_level: {log_level}
-providers:
+database:
+  url: redb://{ledger}
+{guardrails}providers:
   mock-openai:
     api_protocol: openai
     api_base: http://{mock}/v1
@@ -83,19 +100,20 @@ pub struct GatewayProcess {
 }
 
 impl GatewayLauncher {
-    /// Writes the config into `dir`.
+    /// Writes the config into `dir` as `<name>.yaml`; the log goes to `<name>.log`.
     pub fn new(
         binary: PathBuf,
         dir: &Path,
+        name: &str,
         yaml: &str,
         cpu: Option<usize>,
     ) -> anyhow::Result<GatewayLauncher> {
-        let config = dir.join("bitrouter.yaml");
+        let config = dir.join(format!("{name}.yaml"));
         fs::write(&config, yaml).with_context(|| format!("writing {}", config.display()))?;
         Ok(GatewayLauncher {
             binary,
             config,
-            log: dir.join("gateway.log"),
+            log: dir.join(format!("{name}.log")),
             cpu,
         })
     }
