@@ -1,4 +1,5 @@
-//! A mock LLM upstream speaking OpenAI Chat Completions and Anthropic Messages, for the
+//! A mock LLM upstream speaking OpenAI Chat Completions, Anthropic Messages and a Cohere-chat-style
+//! API (`POST /v1/chat`, reached through the gateway's adapter plugin), for the
 //! gateway's integration tests (in-process) and benchmarks (the `mock-upstream` binary).
 //!
 //! Start one with [`MockServer::start`] (or [`MockServer::builder`] to turn recording off), point
@@ -9,6 +10,7 @@
 //! field; unknown fields or bad JSON get a 400 that says what is wrong.
 
 mod anthropic;
+mod cohere;
 mod behavior;
 mod body;
 mod openai;
