@@ -10,9 +10,9 @@
 //! field; unknown fields or bad JSON get a 400 that says what is wrong.
 
 mod anthropic;
-mod cohere;
 mod behavior;
 mod body;
+mod cohere;
 mod openai;
 mod reply;
 mod request;

@@ -188,7 +188,10 @@ impl Dialect {
 /// `message` (required, a string), `chat_history` entries with a `USER`/`CHATBOT`/`SYSTEM`
 /// role and a string `message`, an optional string `preamble`.
 fn inspect_cohere(obj: &Map<String, Value>) -> Result<Inspected<'_>, String> {
-    let model = obj.get("model").and_then(Value::as_str).unwrap_or("command");
+    let model = obj
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("command");
     let message = match obj.get("message") {
         Some(Value::String(m)) if !m.is_empty() => m,
         Some(Value::String(_)) => return Err("message: must not be empty".into()),
@@ -203,7 +206,9 @@ fn inspect_cohere(obj: &Map<String, Value>) -> Result<Inspected<'_>, String> {
         for (i, item) in items.iter().enumerate() {
             let role = item.get("role").and_then(Value::as_str).unwrap_or("");
             if !matches!(role, "USER" | "CHATBOT" | "SYSTEM") {
-                return Err(format!("chat_history[{i}].role: expected USER, CHATBOT or SYSTEM"));
+                return Err(format!(
+                    "chat_history[{i}].role: expected USER, CHATBOT or SYSTEM"
+                ));
             }
             let Some(m) = item.get("message").and_then(Value::as_str) else {
                 return Err(format!("chat_history[{i}].message: must be a string"));

@@ -57,7 +57,11 @@ impl Adapter for CohereChat {
         let history: Vec<Value> = turns
             .into_iter()
             .map(|(role, text)| {
-                let role = if role == Role::User { "USER" } else { "CHATBOT" };
+                let role = if role == Role::User {
+                    "USER"
+                } else {
+                    "CHATBOT"
+                };
                 json!({"role": role, "message": text})
             })
             .collect();
@@ -129,7 +133,11 @@ impl Adapter for CohereChat {
         })
     }
 
-    fn decode_stream(state: Vec<u8>, chunk: Vec<u8>, end: bool) -> Result<StreamStep, UpstreamError> {
+    fn decode_stream(
+        state: Vec<u8>,
+        chunk: Vec<u8>,
+        end: bool,
+    ) -> Result<StreamStep, UpstreamError> {
         let mut buf = state;
         buf.extend_from_slice(&chunk);
         let mut events = Vec::new();
@@ -195,7 +203,9 @@ fn decode_line(line: &[u8], events: &mut Vec<StreamEvent>) -> Result<(), Upstrea
         Some("stream-end") => {
             let reason = v["finish_reason"].as_str();
             if reason == Some("ERROR") {
-                let message = v["response"]["text"].as_str().unwrap_or("the upstream failed");
+                let message = v["response"]["text"]
+                    .as_str()
+                    .unwrap_or("the upstream failed");
                 events.push(StreamEvent::Error(message.into()));
                 return Ok(());
             }

@@ -50,7 +50,11 @@ impl Adapter for Hostile {
         panic!("hostile adapter traps on purpose")
     }
 
-    fn decode_stream(_state: Vec<u8>, _chunk: Vec<u8>, _end: bool) -> Result<StreamStep, UpstreamError> {
+    fn decode_stream(
+        _state: Vec<u8>,
+        _chunk: Vec<u8>,
+        _end: bool,
+    ) -> Result<StreamStep, UpstreamError> {
         panic!("hostile adapter traps on purpose")
     }
 }
