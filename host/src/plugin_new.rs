@@ -180,10 +180,12 @@ pub fn new_plugin(
         }
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
         #[cfg(unix)]
-        if rel.ends_with(".sh") {
+        {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-                .with_context(|| format!("cannot make {} executable", path.display()))?;
+            if rel.ends_with(".sh") {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                    .with_context(|| format!("cannot make {} executable", path.display()))?;
+            }
         }
     }
     println!(

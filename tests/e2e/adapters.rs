@@ -34,7 +34,7 @@ fn adapter_provider(name: &str, base: &str, adapter: &str, config: &str) -> Stri
 /// only), `c-first` (cohere, then native) and `n-first` (native, then cohere).
 fn config(c: &str, n: &MockServer, extra_providers: &str, cache: &std::path::Path) -> String {
     format!(
-        "providers:\n{}  native:\n    api_protocol: openai\n    api_base: {}/v1\n    api_key: key-native\n{extra_providers}models:\n  c:\n    endpoints: [{{ provider: cohere, model_id: command-r }}]\n  c-first:\n    endpoints:\n      - {{ provider: cohere, model_id: command-r }}\n      - {{ provider: native, model_id: gpt-x }}\n  n-first:\n    endpoints:\n      - {{ provider: native, model_id: gpt-x }}\n      - {{ provider: cohere, model_id: command-r }}\nguardrails:\n  builtin: false\nplugins:\n  cache_dir: {}\n",
+        "providers:\n{}  native:\n    api_protocol: openai\n    api_base: {}/v1\n    api_key: key-native\n{extra_providers}models:\n  c:\n    endpoints: [{{ provider: cohere, model_id: command-r }}]\n  c-first:\n    endpoints:\n      - {{ provider: cohere, model_id: command-r }}\n      - {{ provider: native, model_id: gpt-x }}\n  n-first:\n    endpoints:\n      - {{ provider: native, model_id: gpt-x }}\n      - {{ provider: cohere, model_id: command-r }}\nrouting:\n  cooldown: {{ failures: 100 }}\nguardrails:\n  builtin: false\nplugins:\n  cache_dir: {}\n",
         adapter_provider("cohere", c, "cohere-chat", ""),
         n.base_url(),
         cache.display()
