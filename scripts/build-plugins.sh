@@ -22,6 +22,8 @@ ROOT=$(pwd)
 PLUGINS=(
   "rust-guardrail:examples/plugins/rust-guardrail"
   "rust-observer:examples/plugins/rust-observer"
+  "rust-adapter:examples/plugins/rust-adapter"
+  "hostile-adapter:tests/plugins/hostile-adapter"
   "hostile:tests/plugins/hostile"
   # The default guardrails: the built-in patterns (plugins/<id>, crate name = id).
   "api_keys:plugins/api_keys"

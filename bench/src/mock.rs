@@ -1,4 +1,5 @@
-//! A mock LLM upstream speaking OpenAI Chat Completions and Anthropic Messages, for the
+//! A mock LLM upstream speaking OpenAI Chat Completions, Anthropic Messages and a Cohere-chat-style
+//! API (`POST /v1/chat`, reached through the gateway's adapter plugin), for the
 //! gateway's integration tests (in-process) and benchmarks (the `mock-upstream` binary).
 //!
 //! Start one with [`MockServer::start`] (or [`MockServer::builder`] to turn recording off), point
@@ -11,6 +12,7 @@
 mod anthropic;
 mod behavior;
 mod body;
+mod cohere;
 mod openai;
 mod reply;
 mod request;

@@ -1116,3 +1116,65 @@ async fn binary_serves_and_prints_its_address() {
         }
     }
 }
+
+#[tokio::test]
+async fn cohere_style_chat_json_stream_and_errors() {
+    let server = MockServer::start(MockBehavior {
+        input_tokens: Some(9),
+        ..Default::default()
+    })
+    .await
+    .expect("start mock");
+    let body = json!({
+        "model": "command-r",
+        "message": "Say hello.",
+        "chat_history": [{"role": "USER", "message": "hi"}, {"role": "CHATBOT", "message": "hello"}],
+        "preamble": "be terse",
+    });
+    let resp = post(&server, "/v1/chat", &body).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["text"], "Hello from the mock upstream.");
+    assert_eq!(v["finish_reason"], "COMPLETE");
+    assert_eq!(v["meta"]["billed_units"]["input_tokens"], 9);
+    assert_eq!(v["meta"]["billed_units"]["output_tokens"], 4);
+
+    let mut streamed = body.clone();
+    streamed["stream"] = true.into();
+    let resp = post(&server, "/v1/chat", &streamed).await;
+    assert_eq!(resp.headers()["content-type"], "application/stream+json");
+    let (text, cut) = read_all(resp).await;
+    assert!(!cut);
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 6, "{text}");
+    assert_eq!(events[0]["event_type"], "stream-start");
+    let joined: String = events[1..5]
+        .iter()
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(joined, "Hello from the mock upstream.");
+    assert_eq!(events[5]["event_type"], "stream-end");
+    assert_eq!(
+        events[5]["response"]["meta"]["billed_units"]["output_tokens"],
+        4
+    );
+
+    // Fault knobs and validation.
+    let resp = client()
+        .post(format!("{}/v1/chat", server.base_url()))
+        .header("x-mock", r#"{"status": 503}"#)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let v: Value = resp.json().await.unwrap();
+    assert!(v["message"].as_str().unwrap().contains("503"), "{v}");
+    let resp = post(&server, "/v1/chat", &json!({"model": "m"})).await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["message"], "message: Field required");
+}

@@ -224,5 +224,110 @@ fn polyglot(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, polyglot);
+/// The provider-adapter calls one request costs (the example `cohere-chat` adapter):
+/// `encode-request` of a short chat, `decode-response` of a JSON answer, and one
+/// `decode-stream` step of a 6-line NDJSON chunk; each in a fresh pooled instance.
+/// Run only it: `cargo bench -p bitrouter --bench plugins -- adapter`
+fn adapter(c: &mut Criterion) {
+    use bitrouter::canonical::{Message, Request, Role};
+    use bitrouter::plugins::StreamState;
+    let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/cohere-chat.wasm");
+    assert!(
+        wasm.is_file(),
+        "{} is missing: run scripts/build-plugins.sh first",
+        wasm.display()
+    );
+    let host = PluginHost::load(
+        HostConfig {
+            cache_dir: None,
+            ..HostConfig::default()
+        },
+        &[PluginSpec::new(wasm)],
+    )
+    .expect("load cohere-chat");
+    let a = host.adapters().next().expect("an adapter").clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let request = Request {
+        model: "c".into(),
+        messages: vec![
+            Message::text(Role::System, "be brief"),
+            Message::text(Role::User, "first question"),
+            Message::text(Role::Assistant, "first answer"),
+            Message::text(Role::User, "what is the capital of France?"),
+        ],
+        max_tokens: Some(256),
+        ..Request::default()
+    };
+    let answer = br#"{"response_id":"r1","generation_id":"g1","text":"Paris is the capital of France.","finish_reason":"COMPLETE","meta":{"billed_units":{"input_tokens":24,"output_tokens":8}}}"#;
+    let chunk = concat!(
+        r#"{"is_finished":false,"event_type":"stream-start","generation_id":"g1"}"#,
+        "\n",
+        r#"{"is_finished":false,"event_type":"text-generation","text":"Paris"}"#,
+        "\n",
+        r#"{"is_finished":false,"event_type":"text-generation","text":" is"}"#,
+        "\n",
+        r#"{"is_finished":false,"event_type":"text-generation","text":" the"}"#,
+        "\n",
+        r#"{"is_finished":false,"event_type":"text-generation","text":" capital."}"#,
+        "\n",
+        r#"{"is_finished":true,"event_type":"stream-end","finish_reason":"COMPLETE","response":{"text":"Paris is the capital.","meta":{"billed_units":{"input_tokens":24,"output_tokens":4}}}}"#,
+        "\n",
+    );
+    let headers = http::HeaderMap::new();
+    let mut group = c.benchmark_group("adapter");
+    group.measurement_time(Duration::from_secs(3));
+    group.bench_function("encode-request", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let r = a
+                        .encode_request(&request, "command-r")
+                        .await
+                        .expect("encode");
+                    assert_eq!(r.path, "/v1/chat");
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("decode-response", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let r = a
+                        .decode_response(200, &headers, answer)
+                        .await
+                        .expect("decode")
+                        .expect("a response");
+                    assert_eq!(r.usage.output_tokens, 8);
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("decode-stream-6-events", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let mut state = StreamState::default();
+                    let events = a
+                        .decode_stream(&mut state, chunk.as_bytes(), false)
+                        .await
+                        .expect("decode")
+                        .expect("events");
+                    assert_eq!(events.len(), 7);
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, polyglot, adapter);
 criterion_main!(benches);

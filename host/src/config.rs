@@ -102,6 +102,8 @@ pub struct Provider {
     pub models: BTreeMap<String, ModelInfo>,
     /// Named in the user's file (as opposed to only known from the registry).
     pub configured: bool,
+    /// The provider-adapter plugin that speaks this provider's API (`api_protocol: plugin`).
+    pub adapter: Option<PluginRef>,
 }
 
 impl Provider {
@@ -383,12 +385,24 @@ impl Config {
             shutdown_grace: s.shutdown_grace.unwrap_or(Duration::from_secs(30)),
         };
 
+        let builtin = path.to_str() == Some("<built-in defaults>");
+        // Where relative paths (ledger files, plugins) start: the config's folder.
+        let base_dir = match dir {
+            Some(d) if !builtin => {
+                if d.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    d.to_owned()
+                }
+            }
+            _ => home_dir(),
+        };
         let mut providers = BTreeMap::new();
         for (name, _) in registry::BUILTIN {
             let section = registry::builtin(name).unwrap_or_default();
             providers.insert(
                 name.to_string(),
-                resolve_provider(name, section, false, &env, &invalid)?,
+                resolve_provider(name, section, false, &env, &base_dir, &invalid)?,
             );
         }
         // User providers, resolving `derives` chains between them.
@@ -420,7 +434,7 @@ impl Config {
                 };
                 providers.insert(
                     name.clone(),
-                    resolve_provider(name, merged, true, &env, &invalid)?,
+                    resolve_provider(name, merged, true, &env, &base_dir, &invalid)?,
                 );
             }
             if waiting.len() == before {
@@ -519,7 +533,6 @@ impl Config {
             );
         }
 
-        let builtin = path.to_str() == Some("<built-in defaults>");
         let d = &file.database;
         let url = std::env::var("BITROUTER_DATABASE_URL")
             .ok()
@@ -545,16 +558,7 @@ impl Config {
         }
         let database = Database {
             url,
-            base_dir: match dir {
-                Some(d) if !builtin => {
-                    if d.as_os_str().is_empty() {
-                        PathBuf::from(".")
-                    } else {
-                        d.to_owned()
-                    }
-                }
-                _ => home_dir(),
-            },
+            base_dir: base_dir.clone(),
             queue_capacity: d.queue_capacity.unwrap_or(10_000),
             batch_size: d.batch_size.unwrap_or(1_000),
             on_full: d.on_full.unwrap_or_default(),
@@ -662,6 +666,7 @@ fn merge_provider(base: ProviderSection, over: ProviderSection) -> ProviderSecti
         default_headers: Some(headers),
         timeouts: over.timeouts.or(base.timeouts),
         models: Some(models),
+        adapter: over.adapter.or(base.adapter),
     }
 }
 
@@ -677,12 +682,33 @@ fn resolve_provider(
     s: ProviderSection,
     configured: bool,
     env: &Env,
+    base_dir: &Path,
     invalid: &dyn Fn(&str, String) -> ConfigError,
 ) -> Result<Provider, ConfigError> {
     let at = format!("providers.{name}");
     let protocol = s
         .api_protocol
-        .ok_or_else(|| invalid(&format!("{at}.api_protocol"), "is required for a provider that is not built in (openai, anthropic or google), or use `derives`".into()))?;
+        .ok_or_else(|| invalid(&format!("{at}.api_protocol"), "is required for a provider that is not built in (openai, anthropic, google, or plugin with an `adapter`), or use `derives`".into()))?;
+    let expand = |v: &str| env.expand(v);
+    let adapter = match (protocol, s.adapter.clone()) {
+        (ApiProtocol::Plugin, Some(e)) => Some(
+            guardrails::resolve_plugin_entry(e, format!("{at}.adapter"), base_dir, &expand)
+                .map_err(|(key, msg)| invalid(&key, msg))?,
+        ),
+        (ApiProtocol::Plugin, None) => {
+            return Err(invalid(
+                &format!("{at}.adapter"),
+                "is required with api_protocol: plugin: the provider-adapter plugin, e.g. `adapter: { path: plugins/cohere-chat.wasm }`".into(),
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(invalid(
+                &format!("{at}.adapter"),
+                "is only used with `api_protocol: plugin`; set that, or remove `adapter`".into(),
+            ));
+        }
+        (_, None) => None,
+    };
     let prefix = s.env_prefix.clone();
     let from_env = |suffix: &str| {
         prefix
@@ -731,6 +757,7 @@ fn resolve_provider(
         timeouts: s.timeouts.map(Into::into),
         models: s.models.unwrap_or_default(),
         configured,
+        adapter,
     })
 }
 

@@ -81,6 +81,9 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     upstream: Option<Box<UpstreamError>>,
+    /// Overrides the kind's failover rule: a provider-adapter plugin says whether its
+    /// upstream's error may be retried elsewhere, and a failed adapter call always may.
+    retry: Option<bool>,
 }
 
 impl Error {
@@ -89,6 +92,7 @@ impl Error {
             kind,
             message: message.into(),
             upstream: None,
+            retry: None,
         }
     }
 
@@ -107,6 +111,7 @@ impl Error {
             kind,
             message: upstream.message.clone(),
             upstream: Some(Box::new(upstream)),
+            retry: None,
         }
     }
 
@@ -122,6 +127,12 @@ impl Error {
         self.upstream.as_deref()
     }
 
+    /// Sets whether failover may try the next endpoint, whatever the kind says.
+    pub fn retryable(mut self, retry: bool) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
     /// Prefixes the message with context, keeping the kind and upstream answer.
     pub fn context(mut self, context: impl std::fmt::Display) -> Self {
         self.message = format!("{context}: {}", self.message);
@@ -131,6 +142,9 @@ impl Error {
     /// Whether the next endpoint may be tried: the request never reached a model
     /// that could have acted on it, or the provider said to come back later.
     pub fn is_retryable(&self) -> bool {
+        if let Some(retry) = self.retry {
+            return retry;
+        }
         match self.kind {
             ErrorKind::Transport
             | ErrorKind::Timeout

@@ -21,7 +21,8 @@ pub use tally::{HELP_LINK, Tally};
 
 use crate::config::{Config, PluginRef};
 use crate::plugins::{
-    EmbeddedPlugin, GuardrailPlugin, HostConfig, Plugin, PluginError, PluginHost, PluginSpec, World,
+    AdapterPlugin, EmbeddedPlugin, GuardrailPlugin, HostConfig, Plugin, PluginError, PluginHost,
+    PluginSpec, World,
 };
 
 include!(concat!(env!("OUT_DIR"), "/default_plugins.rs"));
@@ -59,6 +60,8 @@ impl GuardrailError {
 /// The loaded plugins and the engine built over them.
 pub struct Firewall {
     pub engine: Arc<GuardrailEngine>,
+    /// Provider-adapter plugins by provider name (`providers.<name>.adapter`).
+    pub adapters: Arc<crate::proxy::Adapters>,
     /// `None` when no plugin is loaded at all.
     pub host: Option<PluginHost>,
     /// Built-in plugins this binary was built without (see `build.rs`).
@@ -101,8 +104,8 @@ fn spec(r: &PluginRef, world: World) -> PluginSpec {
     }
 }
 
-/// Loads the built-in and configured plugins (guardrails and observers) and builds the
-/// engine. Any plugin that fails to load is an error naming it.
+/// Loads the built-in and configured plugins (guardrails, observers, and the providers'
+/// adapters) and builds the engine. Any plugin that fails to load is an error naming it.
 pub fn load(config: &Config) -> Result<Firewall, GuardrailError> {
     let g = &config.guardrails;
     let mut specs: Vec<(String, PluginSpec)> = Vec::new();
@@ -123,16 +126,22 @@ pub fn load(config: &Config) -> Result<Firewall, GuardrailError> {
     for r in &config.plugins.observers {
         specs.push((r.key.clone(), spec(r, World::Observer)));
     }
+    let adapter_refs: Vec<(&String, &PluginRef)> = config
+        .providers
+        .iter()
+        .filter_map(|(name, p)| Some((name, p.adapter.as_ref()?)))
+        .collect();
     if !missing_builtins.is_empty() {
         tracing::warn!(
             missing = ?missing_builtins,
             "this binary was built without the default guardrail plugins; run scripts/build-plugins.sh and rebuild"
         );
     }
-    if specs.is_empty() {
+    if specs.is_empty() && adapter_refs.is_empty() {
         let engine = GuardrailEngine::build(g, &[])?;
         return Ok(Firewall {
             engine: Arc::new(engine),
+            adapters: Arc::default(),
             host: None,
             missing_builtins,
         });
@@ -147,10 +156,41 @@ pub fn load(config: &Config) -> Result<Firewall, GuardrailError> {
             error,
         })?;
     }
+    // Providers that name the same component with the same settings share one plugin.
+    let mut adapters = crate::proxy::Adapters::new();
+    let mut loaded: Vec<(&PluginRef, AdapterPlugin)> = Vec::new();
+    for (provider, r) in adapter_refs {
+        let same = |o: &PluginRef| {
+            o.path == r.path
+                && o.config == r.config
+                && o.sha256 == r.sha256
+                && o.grants == r.grants
+                && o.memory_limit == r.memory_limit
+                && o.call_deadline == r.call_deadline
+        };
+        let plugin = match loaded.iter().find(|(o, _)| same(*o)) {
+            Some((_, p)) => p.clone(),
+            None => {
+                let plugin = host
+                    .add(&spec(r, World::ProviderAdapter))
+                    .map_err(|error| GuardrailError::Load {
+                        key: r.key.clone(),
+                        error,
+                    })?;
+                let Plugin::ProviderAdapter(a) = plugin else {
+                    unreachable!("the spec asks for the provider-adapter world")
+                };
+                loaded.push((r, a.clone()));
+                a
+            }
+        };
+        adapters.insert(provider.clone(), plugin);
+    }
     let guardrails: Vec<GuardrailPlugin> = host.guardrails().cloned().collect();
     let engine = GuardrailEngine::build(g, &guardrails)?;
     Ok(Firewall {
         engine: Arc::new(engine),
+        adapters: Arc::new(adapters),
         host: Some(host),
         missing_builtins,
     })

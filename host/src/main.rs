@@ -10,6 +10,7 @@ use bitrouter::router::Router;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod plugin_cli;
+mod plugin_new;
 use plugin_cli::ScanDirection;
 
 const EXAMPLES: &str = "\
@@ -128,6 +129,20 @@ enum GuardCommand {
 
 #[derive(Subcommand)]
 enum PluginCommand {
+    /// Scaffold a plugin project (a minimal working plugin, its build script, the WIT files).
+    #[command(
+        after_help = "Examples:\n  bitrouter plugin new --lang rust my-guard\n  bitrouter plugin new --lang rust --world provider-adapter my-api\n  bitrouter plugin new --lang python --dir plugins my-guard"
+    )]
+    New {
+        name: String,
+        #[arg(long, value_enum)]
+        lang: plugin_new::Lang,
+        #[arg(long, value_enum, default_value_t = plugin_new::NewWorld::Guardrail)]
+        world: plugin_new::NewWorld,
+        /// Where to create the project folder (default: the current folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// World, manifest, hash, size, imports, exports and (guardrails) declared patterns.
     #[command(after_help = "Example:\n  bitrouter plugin inspect plugins/dist/api_keys.wasm")]
     Inspect { file: PathBuf },
@@ -223,6 +238,12 @@ fn main() -> ExitCode {
             other => other.map(|_| ()),
         },
         Command::Plugin { command } => match command {
+            PluginCommand::New {
+                name,
+                lang,
+                world,
+                dir,
+            } => plugin_new::new_plugin(lang, world, &name, dir.as_deref()).map(|_| ()),
             PluginCommand::Inspect { file } => plugin_cli::inspect(&file),
             PluginCommand::Test {
                 file,

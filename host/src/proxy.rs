@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -21,7 +22,8 @@ pub use crate::context::{Attempt, AttemptError, RequestContext};
 use crate::error::{Error, ErrorKind, UpstreamError};
 use crate::guardrails::{GuardrailEngine, StreamGuard, Tally};
 use crate::outcome::Outcomes;
-use crate::router::{Router, Target};
+use crate::plugins::AdapterPlugin;
+use crate::router::{Protocol, Router, Target};
 use crate::stream::{Relay, RelayObserver, UpstreamEvents};
 use crate::upstream::Upstream;
 
@@ -53,7 +55,12 @@ pub struct Proxy {
     pub outcomes: Arc<Outcomes>,
     /// Swapped whole on plugin reload; a request keeps the engine it started with.
     guardrails: std::sync::RwLock<Arc<GuardrailEngine>>,
+    /// Provider name → its adapter plugin (`api_protocol: plugin`); swapped on reload too.
+    adapters: std::sync::RwLock<Arc<Adapters>>,
 }
+
+/// The loaded provider-adapter plugins, by provider name.
+pub type Adapters = HashMap<String, AdapterPlugin>;
 
 impl Proxy {
     pub fn new(
@@ -67,7 +74,21 @@ impl Proxy {
             upstream,
             outcomes,
             guardrails: std::sync::RwLock::new(guardrails),
+            adapters: std::sync::RwLock::new(Arc::default()),
         }
+    }
+
+    /// The adapters new requests use.
+    pub fn adapters(&self) -> Arc<Adapters> {
+        self.adapters
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Installs (re)loaded adapters; requests in flight finish with the old ones.
+    pub fn set_adapters(&self, adapters: Arc<Adapters>) {
+        *self.adapters.write().unwrap_or_else(|p| p.into_inner()) = adapters;
     }
 
     /// The firewall new requests use.
@@ -128,16 +149,34 @@ impl Proxy {
             return self.fail(&ctx, e).await;
         }
         let extra_headers = passthrough_headers(dialect, headers);
+        let adapters = self.adapters();
         let mut last_error = None;
         for target in &plan.targets {
             ctx.trying(target);
             let started = Instant::now();
-            let outcome = if request.stream {
-                self.try_stream(&request, target, dialect, &extra_headers)
-                    .await
-            } else {
-                self.try_json(&request, target, dialect, &extra_headers)
-                    .await
+            let outcome = match target.protocol {
+                Protocol::Native(upstream) if request.stream => {
+                    self.try_stream(&request, target, upstream, dialect, &extra_headers)
+                        .await
+                }
+                Protocol::Native(upstream) => {
+                    self.try_json(&request, target, upstream, dialect, &extra_headers)
+                        .await
+                }
+                Protocol::Adapter => match adapters.get(&target.provider) {
+                    Some(a) if request.stream => {
+                        self.try_adapted_stream(&request, target, a, dialect).await
+                    }
+                    Some(a) => self.try_adapted_json(&request, target, a).await,
+                    None => Err(Error::new(
+                        ErrorKind::NotConfigured,
+                        format!(
+                            "provider {:?} has no loaded adapter plugin",
+                            target.provider
+                        ),
+                    )
+                    .retryable(true)),
+                },
             };
             let duration = started.elapsed();
             match outcome {
@@ -200,8 +239,13 @@ impl Proxy {
         self.fail(&ctx, error).await
     }
 
-    fn encode_for(&self, request: &Request, target: &Target) -> Result<Bytes, Error> {
-        let value = api::encode_request(target.dialect, request, &target.model_id);
+    fn encode_for(
+        &self,
+        request: &Request,
+        target: &Target,
+        upstream: Dialect,
+    ) -> Result<Bytes, Error> {
+        let value = api::encode_request(upstream, request, &target.model_id);
         serde_json::to_vec(&value).map(Bytes::from).map_err(|e| {
             Error::new(
                 ErrorKind::BadRequest,
@@ -214,31 +258,24 @@ impl Proxy {
         &self,
         request: &Request,
         target: &Target,
+        upstream: Dialect,
         dialect: Dialect,
         extra: &HeaderMap,
     ) -> Result<Answer, Error> {
-        let body = self.encode_for(request, target)?;
+        let body = self.encode_for(request, target, upstream)?;
         let t = target.timeouts;
         let response = self
             .upstream
             .send(
                 target,
+                upstream,
                 body,
-                same_dialect_headers(target, dialect, extra),
+                same_dialect_headers(upstream, dialect, extra),
                 t.total.unwrap_or(t.first_byte).min(t.first_byte),
             )
             .await?;
-        let bytes = match tokio::time::timeout(t.idle, response.bytes()).await {
-            Err(_) => {
-                return Err(Error::new(
-                    ErrorKind::Timeout,
-                    "the upstream stopped sending its answer",
-                ));
-            }
-            Ok(Err(e)) => return Err(crate::upstream::transport_error(e)),
-            Ok(Ok(b)) => b,
-        };
-        let decoded = api::decode_response(target.dialect, &bytes).map_err(|e| {
+        let bytes = read_body(response, t.idle).await?;
+        let decoded = api::decode_response(upstream, &bytes).map_err(|e| {
             Error::new(
                 ErrorKind::BadUpstreamResponse,
                 format!("undecodable answer from {}: {e}", target.label()),
@@ -246,7 +283,7 @@ impl Proxy {
         })?;
         // Same dialect: the upstream's bytes go back untouched, fields we do not model
         // included (unless the firewall redacts something; see `answer`).
-        let body = (target.dialect == dialect).then_some(bytes);
+        let body = (upstream == dialect).then_some(bytes);
         Ok(Answer::Json {
             body,
             response: decoded,
@@ -257,60 +294,159 @@ impl Proxy {
         &self,
         request: &Request,
         target: &Target,
+        upstream: Dialect,
         dialect: Dialect,
         extra: &HeaderMap,
     ) -> Result<Answer, Error> {
-        let body = self.encode_for(request, target)?;
+        let body = self.encode_for(request, target, upstream)?;
         let t = target.timeouts;
         let started = Instant::now();
         let response = self
             .upstream
             .send(
                 target,
+                upstream,
                 body,
-                same_dialect_headers(target, dialect, extra),
+                same_dialect_headers(upstream, dialect, extra),
                 t.first_byte,
             )
             .await?;
-        let mut events = UpstreamEvents::new(response, target.dialect);
-        // Hold back metadata (message start, usage) until the first piece of content: an
-        // upstream that dies in between (Anthropic's mid-stream `overloaded_error`) can still
-        // be failed over, and the caller waits no longer for its first token.
-        let mut first = Vec::new();
-        let mut more = true;
-        while more && !first.iter().any(is_content) {
-            let remaining = t
-                .first_byte
-                .saturating_sub(started.elapsed())
-                .max(Duration::from_millis(1));
-            more = events.next_batch(&mut first, remaining).await?;
+        let events = UpstreamEvents::new(response, upstream);
+        prime(events, request, target, dialect, started).await
+    }
+
+    /// An adapter-built request, answered as a whole: the adapter decodes any status.
+    async fn try_adapted_json(
+        &self,
+        request: &Request,
+        target: &Target,
+        adapter: &AdapterPlugin,
+    ) -> Result<Answer, Error> {
+        let t = target.timeouts;
+        let http = adapter
+            .encode_request(request, &target.model_id)
+            .await
+            .map_err(crate::upstream::adapter_call_error)?;
+        let limit = t.total.unwrap_or(t.first_byte).min(t.first_byte);
+        let response = self.upstream.send_adapted(target, http, limit).await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = read_body(response, t.idle).await?;
+        let mut decoded = match adapter.decode_response(status, &headers, &bytes).await {
+            Err(e) => return Err(crate::upstream::adapter_call_error(e)),
+            Ok(Err(e)) => return Err(crate::upstream::adapter_upstream_error(e)),
+            Ok(Ok(r)) => r,
+        };
+        if decoded.model.is_empty() {
+            decoded.model.clone_from(&target.model_id);
         }
-        if !more && !first.iter().any(is_content) {
-            return Err(Error::new(
-                ErrorKind::Transport,
-                "the upstream closed the stream before sending any content",
-            ));
-        }
-        // An error before anything reached the caller is as good as an error status.
-        if let Some(StreamEvent::Error(message)) =
-            first.iter().find(|e| matches!(e, StreamEvent::Error(_)))
-        {
-            return Err(Error::from_upstream(UpstreamError {
-                status: StatusCode::BAD_GATEWAY,
-                dialect: target.dialect,
-                body: Bytes::new(),
-                message: message.clone(),
-            }));
-        }
-        let encoder = StreamEncoder::new(dialect, request.include_usage);
-        Ok(Answer::Stream {
-            events,
-            encoder,
-            first,
-            idle: t.idle,
-            total: t.total,
+        Ok(Answer::Json {
+            body: None,
+            response: decoded,
         })
     }
+
+    /// An adapter-built streamed request; an error status is read whole and decoded.
+    async fn try_adapted_stream(
+        &self,
+        request: &Request,
+        target: &Target,
+        adapter: &AdapterPlugin,
+        dialect: Dialect,
+    ) -> Result<Answer, Error> {
+        let t = target.timeouts;
+        let started = Instant::now();
+        let http = adapter
+            .encode_request(request, &target.model_id)
+            .await
+            .map_err(crate::upstream::adapter_call_error)?;
+        let response = self
+            .upstream
+            .send_adapted(target, http, t.first_byte)
+            .await?;
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let rest = t.first_byte.saturating_sub(started.elapsed());
+            let bytes = read_body(response, rest.max(Duration::from_millis(1))).await?;
+            return Err(
+                match adapter.decode_response(status, &headers, &bytes).await {
+                    Err(e) => crate::upstream::adapter_call_error(e),
+                    Ok(Err(e)) => crate::upstream::adapter_upstream_error(e),
+                    Ok(Ok(_)) => Error::new(
+                        ErrorKind::BadUpstreamResponse,
+                        format!(
+                            "{} answered {status}, which the adapter took for an answer",
+                            target.label()
+                        ),
+                    ),
+                },
+            );
+        }
+        let events = UpstreamEvents::adapted(response, adapter.clone(), &target.model_id);
+        prime(events, request, target, dialect, started).await
+    }
+}
+
+/// Reads a whole body, giving up after `limit` of waiting.
+async fn read_body(response: reqwest::Response, limit: Duration) -> Result<Bytes, Error> {
+    match tokio::time::timeout(limit, response.bytes()).await {
+        Err(_) => Err(Error::new(
+            ErrorKind::Timeout,
+            "the upstream stopped sending its answer",
+        )),
+        Ok(Err(e)) => Err(crate::upstream::transport_error(e)),
+        Ok(Ok(b)) => Ok(b),
+    }
+}
+
+/// Reads a stream until its first content event, so an upstream that fails before then can
+/// still be failed over, and turns it into an answer.
+async fn prime(
+    mut events: UpstreamEvents,
+    request: &Request,
+    target: &Target,
+    dialect: Dialect,
+    started: Instant,
+) -> Result<Answer, Error> {
+    let t = target.timeouts;
+    // Hold back metadata (message start, usage) until the first piece of content: an
+    // upstream that dies in between (Anthropic's mid-stream `overloaded_error`) can still
+    // be failed over, and the caller waits no longer for its first token.
+    let mut first = Vec::new();
+    let mut more = true;
+    while more && !first.iter().any(is_content) {
+        let remaining = t
+            .first_byte
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(1));
+        more = events.next_batch(&mut first, remaining).await?;
+    }
+    if !more && !first.iter().any(is_content) {
+        return Err(Error::new(
+            ErrorKind::Transport,
+            "the upstream closed the stream before sending any content",
+        ));
+    }
+    // An error before anything reached the caller is as good as an error status.
+    if let Some(StreamEvent::Error(message)) =
+        first.iter().find(|e| matches!(e, StreamEvent::Error(_)))
+    {
+        return Err(Error::from_upstream(UpstreamError {
+            status: StatusCode::BAD_GATEWAY,
+            dialect,
+            body: Bytes::new(),
+            message: message.clone(),
+        }));
+    }
+    let encoder = StreamEncoder::new(dialect, request.include_usage);
+    Ok(Answer::Stream {
+        events,
+        encoder,
+        first,
+        idle: t.idle,
+        total: t.total,
+    })
 }
 
 /// Whether an event carries what the caller asked for (as opposed to stream metadata).
@@ -502,8 +638,8 @@ fn session_id(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn same_dialect_headers(target: &Target, dialect: Dialect, extra: &HeaderMap) -> HeaderMap {
-    if target.dialect == dialect {
+fn same_dialect_headers(upstream: Dialect, dialect: Dialect, extra: &HeaderMap) -> HeaderMap {
+    if upstream == dialect {
         extra.clone()
     } else {
         HeaderMap::new()

@@ -17,13 +17,23 @@ use crate::spend::PriceTable;
 /// Anthropic's API version this gateway speaks upstream, whatever the caller sent.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
+/// How the gateway talks to a target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// A dialect the gateway speaks itself.
+    Native(Dialect),
+    /// Through the provider's adapter plugin (looked up by provider name in the loaded
+    /// plugins, so a reload swaps it); `url` is the base the adapter's path is appended to.
+    Adapter,
+}
+
 /// One upstream model behind one provider, ready to be called: URL and headers are built
 /// once at start-up, not per request.
 #[derive(Debug)]
 pub struct Target {
     pub provider: String,
     pub model_id: String,
-    pub dialect: Dialect,
+    pub protocol: Protocol,
     pub url: String,
     /// `url`, parsed once: reqwest would otherwise re-parse (with IDNA) on every request.
     pub parsed_url: reqwest::Url,
@@ -280,12 +290,20 @@ fn build_target(
     timeouts: Timeouts,
 ) -> Result<Target, Error> {
     let base = base.trim_end_matches('/');
-    let (dialect, url) = match provider.protocol {
-        ApiProtocol::Openai => (Dialect::OpenAiChat, format!("{base}/chat/completions")),
-        ApiProtocol::Anthropic if base.ends_with("/v1") => {
-            (Dialect::Anthropic, format!("{base}/messages"))
-        }
-        ApiProtocol::Anthropic => (Dialect::Anthropic, format!("{base}/v1/messages")),
+    let (protocol, url) = match provider.protocol {
+        ApiProtocol::Openai => (
+            Protocol::Native(Dialect::OpenAiChat),
+            format!("{base}/chat/completions"),
+        ),
+        ApiProtocol::Anthropic if base.ends_with("/v1") => (
+            Protocol::Native(Dialect::Anthropic),
+            format!("{base}/messages"),
+        ),
+        ApiProtocol::Anthropic => (
+            Protocol::Native(Dialect::Anthropic),
+            format!("{base}/v1/messages"),
+        ),
+        ApiProtocol::Plugin => (Protocol::Adapter, base.to_owned()),
         ApiProtocol::Google => {
             return Err(Error::new(
                 ErrorKind::NotConfigured,
@@ -306,24 +324,28 @@ fn build_target(
         )
     };
     let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    if protocol != Protocol::Adapter {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
     if let Some(key) = key {
-        match dialect {
-            Dialect::OpenAiChat => {
+        match protocol {
+            // Adapters never see the key; most APIs take it as a bearer token, and
+            // `default_headers` covers the rest (with `api_key_required: false`).
+            Protocol::Native(Dialect::OpenAiChat) | Protocol::Adapter => {
                 let v = HeaderValue::from_str(&format!("Bearer {key}"))
                     .map_err(|_| bad("the API key"))?;
                 headers.insert(http::header::AUTHORIZATION, v);
             }
-            Dialect::Anthropic => {
+            Protocol::Native(Dialect::Anthropic) => {
                 let v = HeaderValue::from_str(key).map_err(|_| bad("the API key"))?;
                 headers.insert(HeaderName::from_static("x-api-key"), v);
             }
         }
     }
-    if dialect == Dialect::Anthropic {
+    if protocol == Protocol::Native(Dialect::Anthropic) {
         headers.insert(
             HeaderName::from_static("anthropic-version"),
             HeaderValue::from_static(ANTHROPIC_VERSION),
@@ -349,7 +371,7 @@ fn build_target(
     Ok(Target {
         provider: provider.name.clone(),
         model_id: model_id.to_owned(),
-        dialect,
+        protocol,
         url,
         parsed_url,
         headers: sensitive,

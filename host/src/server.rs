@@ -85,13 +85,15 @@ impl Gateway {
             observers.add(Arc::new(WasmObserverSink::new(plugin)), o.queue_capacity);
         }
         let outcomes = Outcomes::new(Arc::new(ledger), Arc::new(Metrics::new()), observers);
+        let proxy = Proxy::new(
+            router,
+            upstream,
+            Arc::new(outcomes),
+            firewall.engine.clone(),
+        );
+        proxy.set_adapters(firewall.adapters.clone());
         Ok(Arc::new(Gateway {
-            proxy: Proxy::new(
-                router,
-                upstream,
-                Arc::new(outcomes),
-                firewall.engine.clone(),
-            ),
+            proxy,
             firewall: std::sync::Mutex::new(firewall),
             reloading: tokio::sync::Mutex::new(()),
             config,
@@ -198,6 +200,7 @@ impl Gateway {
             .map(|p| p.info().id.to_string())
             .collect();
         self.proxy.set_guardrails(firewall.engine.clone());
+        self.proxy.set_adapters(firewall.adapters.clone());
         *self.firewall.lock().unwrap_or_else(|p| p.into_inner()) = firewall;
         tracing::info!(changed = ?changed, "plugins reloaded");
         let mut doc = self.plugins_json();

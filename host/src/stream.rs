@@ -1,6 +1,8 @@
-//! Streaming: SSE frames from an upstream → canonical events (`UpstreamEvents`), and the
-//! response body that re-encodes them in the caller's dialect (`Relay`). The body owns the
-//! upstream response, so a caller that hangs up drops it and the upstream request with it.
+//! Streaming: SSE frames from an upstream → canonical events (`UpstreamEvents`), or for a
+//! provider-adapter plugin, body chunks → the adapter's `decode-stream` fold → canonical
+//! events; and the response body that re-encodes them in the caller's dialect (`Relay`). The
+//! body owns the upstream response, so a caller that hangs up drops it and the upstream
+//! request with it.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use crate::api::{StreamDecoder, StreamEncoder};
 use crate::canonical::{Dialect, StreamEvent};
 use crate::error::{Error, ErrorKind};
 use crate::guardrails::{StreamGuard, Tally};
+use crate::plugins::{AdapterPlugin, StreamState};
 
 type SseEvents = Pin<
     Box<
@@ -23,10 +26,125 @@ type SseEvents = Pin<
     >,
 >;
 
-/// An upstream's SSE response, decoded into canonical events batch by batch.
+type ByteChunks = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+
+/// Where the events come from.
+enum Source {
+    Sse {
+        events: SseEvents,
+        decoder: StreamDecoder,
+    },
+    Adapter(Box<Adapted>),
+}
+
+/// A streamed body decoded by an adapter plugin. The host keeps the adapter's state between
+/// chunks, since each call runs in a fresh instance.
+struct Adapted {
+    body: ByteChunks,
+    adapter: AdapterPlugin,
+    state: StreamState,
+    /// Filled into a `start` event that names no model (the adapter may not know it).
+    model_id: String,
+    body_done: bool,
+    finished: bool,
+    /// A transport error seen after events that still had to go out.
+    cut: Option<Error>,
+}
+
+impl Adapted {
+    async fn decode(
+        &mut self,
+        chunk: &[u8],
+        end: bool,
+        out: &mut Vec<StreamEvent>,
+    ) -> Result<(), Error> {
+        let events = match self
+            .adapter
+            .decode_stream(&mut self.state, chunk, end)
+            .await
+        {
+            Err(e) => return Err(crate::upstream::adapter_call_error(e)),
+            Ok(Err(e)) => return Err(crate::upstream::adapter_upstream_error(e)),
+            Ok(Ok(events)) => events,
+        };
+        for mut e in events {
+            match &mut e {
+                StreamEvent::Start { model, .. } if model.is_empty() => {
+                    model.clone_from(&self.model_id)
+                }
+                StreamEvent::Finish(_) => self.finished = true,
+                _ => {}
+            }
+            out.push(e);
+        }
+        Ok(())
+    }
+
+    /// Like `UpstreamEvents::next_batch`: one adapter call per batch of ready chunks.
+    async fn next_batch(
+        &mut self,
+        out: &mut Vec<StreamEvent>,
+        wait: Duration,
+    ) -> Result<bool, Error> {
+        if let Some(e) = self.cut.take() {
+            return Err(e);
+        }
+        let deadline = Instant::now() + wait;
+        while !self.body_done {
+            let first = match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Err(_) => {
+                    return Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "the upstream sent nothing for {}",
+                            humantime::format_duration(wait)
+                        ),
+                    ));
+                }
+                Ok(None) => None,
+                Ok(Some(Err(e))) => return Err(crate::upstream::transport_error(e)),
+                Ok(Some(Ok(b))) => Some(b),
+            };
+            let Some(first) = first else {
+                self.body_done = true;
+                self.decode(&[], true, out).await?;
+                return Ok(!out.is_empty());
+            };
+            let mut buf = first.to_vec();
+            let mut cut = None;
+            for _ in 0..MAX_COALESCED {
+                match self.body.next().now_or_never() {
+                    None => break,
+                    Some(None) => {
+                        self.body_done = true;
+                        break;
+                    }
+                    Some(Some(Ok(b))) => buf.extend_from_slice(&b),
+                    Some(Some(Err(e))) => {
+                        cut = Some(crate::upstream::transport_error(e));
+                        break;
+                    }
+                }
+            }
+            self.decode(&buf, self.body_done, out).await?;
+            if let Some(e) = cut {
+                if out.is_empty() {
+                    return Err(e);
+                }
+                // The events before the cut go out first; the cut ends the stream next time.
+                self.cut = Some(e);
+            }
+            if !out.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// An upstream's streamed response, decoded into canonical events batch by batch.
 pub struct UpstreamEvents {
-    events: SseEvents,
-    decoder: StreamDecoder,
+    source: Source,
     /// How the stream ended, seen while draining events that were already there; reported
     /// on the next call so the batch before it goes out first.
     ended: Option<Result<(), Error>>,
@@ -38,14 +156,36 @@ const MAX_COALESCED: usize = 64;
 impl UpstreamEvents {
     pub fn new(response: reqwest::Response, dialect: Dialect) -> Self {
         UpstreamEvents {
-            events: Box::pin(response.bytes_stream().eventsource()),
-            decoder: StreamDecoder::new(dialect),
+            source: Source::Sse {
+                events: Box::pin(response.bytes_stream().eventsource()),
+                decoder: StreamDecoder::new(dialect),
+            },
             ended: None,
         }
     }
 
-    fn decode(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), Error> {
-        self.decoder.decode(data, out).map_err(|e| {
+    /// A stream whose body `adapter` decodes; `model_id` names the model when it does not.
+    pub fn adapted(response: reqwest::Response, adapter: AdapterPlugin, model_id: &str) -> Self {
+        UpstreamEvents {
+            source: Source::Adapter(Box::new(Adapted {
+                body: Box::pin(response.bytes_stream()),
+                adapter,
+                state: StreamState::default(),
+                model_id: model_id.to_owned(),
+                body_done: false,
+                finished: false,
+                cut: None,
+            })),
+            ended: None,
+        }
+    }
+
+    fn decode(
+        decoder: &mut StreamDecoder,
+        data: &str,
+        out: &mut Vec<StreamEvent>,
+    ) -> Result<(), Error> {
+        decoder.decode(data, out).map_err(|e| {
             Error::new(
                 ErrorKind::BadUpstreamResponse,
                 format!("undecodable stream event from the upstream: {e}"),
@@ -64,9 +204,13 @@ impl UpstreamEvents {
         if let Some(end) = self.ended.take() {
             return end.map(|()| false);
         }
+        let (events, decoder) = match &mut self.source {
+            Source::Adapter(a) => return a.next_batch(out, wait).await,
+            Source::Sse { events, decoder } => (events, decoder),
+        };
         let deadline = Instant::now() + wait;
         loop {
-            let next = match tokio::time::timeout_at(deadline, self.events.next()).await {
+            let next = match tokio::time::timeout_at(deadline, events.next()).await {
                 Err(_) => {
                     return Err(Error::new(
                         ErrorKind::Timeout,
@@ -81,21 +225,21 @@ impl UpstreamEvents {
             match next.map(sse_result) {
                 None => return Ok(false),
                 Some(Err(e)) => return Err(e),
-                Some(Ok(event)) => self.decode(&event.data, out)?,
+                Some(Ok(event)) => Self::decode(decoder, &event.data, out)?,
             }
             if !out.is_empty() {
                 break;
             }
         }
         for _ in 0..MAX_COALESCED {
-            let ready = match self.events.next().now_or_never() {
+            let ready = match events.next().now_or_never() {
                 None => break,
                 Some(ready) => ready,
             };
             let outcome = match ready.map(sse_result) {
                 None => Err(Ok(())),
                 Some(Err(e)) => Err(Err(e)),
-                Some(Ok(event)) => self.decode(&event.data, out).map_err(Err),
+                Some(Ok(event)) => Self::decode(decoder, &event.data, out).map_err(Err),
             };
             if let Err(end) = outcome {
                 self.ended = Some(end);
@@ -107,7 +251,10 @@ impl UpstreamEvents {
 
     /// Whether the upstream finished the message (as opposed to the connection just ending).
     pub fn finished(&self) -> bool {
-        self.decoder.finished()
+        match &self.source {
+            Source::Sse { decoder, .. } => decoder.finished(),
+            Source::Adapter(a) => a.finished,
+        }
     }
 }
 

@@ -7,7 +7,9 @@ use bytes::Bytes;
 use http::HeaderMap;
 
 use crate::api;
+use crate::canonical::Dialect;
 use crate::error::{Error, ErrorKind, UpstreamError};
+use crate::plugins::HttpRequest;
 use crate::router::Target;
 
 /// The one HTTP client every provider shares: one keep-alive pool, HTTP/2 where the
@@ -42,6 +44,7 @@ impl Upstream {
     pub async fn send(
         &self,
         target: &Target,
+        dialect: Dialect,
         body: Bytes,
         extra_headers: HeaderMap,
         timeout: Duration,
@@ -75,10 +78,51 @@ impl Upstream {
         let message = api::upstream_error_message(&body);
         Err(Error::from_upstream(UpstreamError {
             status,
-            dialect: target.dialect,
+            dialect,
             body,
             message,
         }))
+    }
+}
+
+impl Upstream {
+    /// Sends what a provider-adapter plugin built to `target` (its base URL + the adapter's
+    /// path, the target's credentials over the adapter's headers) and waits at most `timeout`
+    /// for the response headers. Any status comes back: the adapter decodes error answers.
+    pub async fn send_adapted(
+        &self,
+        target: &Target,
+        request: HttpRequest,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, Error> {
+        let url = format!("{}{}", target.url, request.path);
+        let url = reqwest::Url::parse(&url).map_err(|e| {
+            Error::new(
+                ErrorKind::Plugin,
+                format!("the adapter's path makes an invalid URL {url}: {e}"),
+            )
+            .retryable(true)
+        })?;
+        let mut headers = HeaderMap::with_capacity(request.headers.len() + target.headers.len());
+        for (k, v) in request.headers {
+            headers.append(k, v);
+        }
+        for (k, v) in &target.headers {
+            headers.insert(k, v.clone());
+        }
+        let builder = self
+            .client
+            .request(request.method, url)
+            .headers(headers)
+            .body(request.body);
+        match tokio::time::timeout(timeout, builder.send()).await {
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("no response within {}", humantime::format_duration(timeout)),
+            )),
+            Ok(Err(e)) => Err(transport_error(e)),
+            Ok(Ok(r)) => Ok(r),
+        }
     }
 }
 
@@ -98,4 +142,26 @@ pub fn transport_error(e: reqwest::Error) -> Error {
         source = s.source();
     }
     Error::new(kind, message)
+}
+
+/// A failed adapter call (trap, deadline, memory, invalid result, refusal): that attempt
+/// fails, and the next endpoint may be tried.
+pub fn adapter_call_error(e: crate::plugins::CallError) -> Error {
+    Error::new(ErrorKind::Plugin, e.to_string()).retryable(true)
+}
+
+/// An upstream error as the adapter classified it; the adapter decides about failover.
+pub fn adapter_upstream_error(e: crate::plugins::UpstreamError) -> Error {
+    let status = http::StatusCode::from_u16(e.status)
+        .ok()
+        .filter(|s| s.is_client_error() || s.is_server_error())
+        .unwrap_or(http::StatusCode::BAD_GATEWAY);
+    Error::from_upstream(UpstreamError {
+        status,
+        // The body stays empty: the upstream's own bytes are in no dialect a caller speaks.
+        dialect: Dialect::OpenAiChat,
+        body: Bytes::new(),
+        message: e.message,
+    })
+    .retryable(e.retryable)
 }

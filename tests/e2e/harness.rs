@@ -37,6 +37,14 @@ impl TestGateway {
         let yaml = yaml.as_str();
         let config = Config::parse(yaml, Path::new("test.yaml"))
             .unwrap_or_else(|e| panic!("test config invalid: {e}\n{yaml}"));
+        Self::start_config(config, sinks).await
+    }
+
+    /// Starts a gateway from a parsed config.
+    pub async fn start_config(
+        config: Config,
+        sinks: Vec<std::sync::Arc<dyn bitrouter::observe::ObserveCallback>>,
+    ) -> TestGateway {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let gateway = Gateway::with_observers(config, sinks).await.unwrap();

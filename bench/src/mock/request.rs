@@ -9,6 +9,8 @@ use super::behavior::{BehaviorPatch, parse_directives};
 pub(crate) enum Dialect {
     OpenAi,
     Anthropic,
+    /// Cohere-chat style: `message`, `chat_history`, `preamble`; no tools.
+    Cohere,
 }
 
 /// The first tool the request declares.
@@ -85,6 +87,9 @@ impl Dialect {
         let Some(obj) = body.as_object() else {
             return Err("request body must be a JSON object".into());
         };
+        if self == Dialect::Cohere {
+            return inspect_cohere(obj);
+        }
         let model = match obj.get("model").and_then(Value::as_str) {
             Some(m) => m,
             None => return Err(self.missing("model")),
@@ -94,7 +99,9 @@ impl Dialect {
             Some(_) => {
                 return Err(match self {
                     Dialect::OpenAi => "'messages' must contain at least one message".into(),
-                    Dialect::Anthropic => "messages: at least one message is required".into(),
+                    Dialect::Anthropic | Dialect::Cohere => {
+                        "messages: at least one message is required".into()
+                    }
                 });
             }
             None => return Err(self.missing("messages")),
@@ -104,6 +111,7 @@ impl Dialect {
                 .get("max_completion_tokens")
                 .or_else(|| obj.get("max_tokens"))
                 .and_then(Value::as_u64),
+            Dialect::Cohere => None,
             Dialect::Anthropic => match obj.get("max_tokens") {
                 Some(v) => match v.as_u64() {
                     Some(n) => Some(n),
@@ -126,6 +134,7 @@ impl Dialect {
         let last = messages.last();
         let last_is_tool_result = match self {
             Dialect::OpenAi => last.is_some_and(|m| matches!(role_of(m), "tool" | "function")),
+            Dialect::Cohere => false,
             Dialect::Anthropic => last.is_some_and(|m| {
                 role_of(m) == "user"
                     && m.get("content")
@@ -156,7 +165,7 @@ impl Dialect {
         match self {
             Dialect::OpenAi if field == "model" => "you must provide a model parameter".into(),
             Dialect::OpenAi => format!("Missing required parameter: '{field}'."),
-            Dialect::Anthropic => format!("{field}: Field required"),
+            Dialect::Anthropic | Dialect::Cohere => format!("{field}: Field required"),
         }
     }
 
@@ -166,6 +175,7 @@ impl Dialect {
             let (def, schema_key) = match self {
                 Dialect::OpenAi => (t.get("function")?, "parameters"),
                 Dialect::Anthropic => (t, "input_schema"),
+                Dialect::Cohere => return None,
             };
             Some(Tool {
                 name: def.get("name")?.as_str()?,
@@ -173,6 +183,58 @@ impl Dialect {
             })
         })
     }
+}
+
+/// `message` (required, a string), `chat_history` entries with a `USER`/`CHATBOT`/`SYSTEM`
+/// role and a string `message`, an optional string `preamble`.
+fn inspect_cohere(obj: &Map<String, Value>) -> Result<Inspected<'_>, String> {
+    let model = obj
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("command");
+    let message = match obj.get("message") {
+        Some(Value::String(m)) if !m.is_empty() => m,
+        Some(Value::String(_)) => return Err("message: must not be empty".into()),
+        Some(_) => return Err("message: must be a string".into()),
+        None => return Err("message: Field required".into()),
+    };
+    let mut chars = message.len();
+    if let Some(history) = obj.get("chat_history") {
+        let Some(items) = history.as_array() else {
+            return Err("chat_history: must be an array".into());
+        };
+        for (i, item) in items.iter().enumerate() {
+            let role = item.get("role").and_then(Value::as_str).unwrap_or("");
+            if !matches!(role, "USER" | "CHATBOT" | "SYSTEM") {
+                return Err(format!(
+                    "chat_history[{i}].role: expected USER, CHATBOT or SYSTEM"
+                ));
+            }
+            let Some(m) = item.get("message").and_then(Value::as_str) else {
+                return Err(format!("chat_history[{i}].message: must be a string"));
+            };
+            chars += m.len();
+        }
+    }
+    match obj.get("preamble") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(p)) => chars += p.len(),
+        Some(_) => return Err("preamble: must be a string".into()),
+    }
+    let max_tokens = match obj.get("max_tokens") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().ok_or("max_tokens: must be a positive integer")?),
+    };
+    Ok(Inspected {
+        model,
+        stream: obj.get("stream").and_then(Value::as_bool).unwrap_or(false),
+        include_usage: false,
+        max_tokens,
+        tool: None,
+        last_is_tool_result: false,
+        estimated_input_tokens: (chars as u64 / 4).max(1),
+        directives: parse_directives(message),
+    })
 }
 
 fn role_of(message: &Value) -> &str {

@@ -26,6 +26,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::anthropic;
 use super::behavior::{MAX_DELAY_MS, MockBehavior, parse_header};
 use super::body::{Ending, EventSource, MockBody, StreamTiming};
+use super::cohere;
 use super::openai;
 use super::reply::Reply;
 use super::request::Dialect;
@@ -333,6 +334,7 @@ fn route(method: &Method, path: &str) -> Route {
             Route::Model(Dialect::OpenAi)
         }
         (&Method::POST, "/v1/messages" | "/messages") => Route::Model(Dialect::Anthropic),
+        (&Method::POST, "/v1/chat" | "/chat") => Route::Model(Dialect::Cohere),
         (&Method::GET, "/v1/models" | "/models") => Route::Models,
         (_, p) if p.starts_with("/_mock/") => Route::Admin,
         _ => Route::NotFound,
@@ -408,10 +410,11 @@ async fn model_request(
         Action::Stream(source, timing) => {
             let mut response = Response::new(MockBody::sse(source, timing));
             let headers = response.headers_mut();
-            headers.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream; charset=utf-8"),
-            );
+            let content_type = match dialect {
+                Dialect::Cohere => "application/stream+json",
+                _ => "text/event-stream; charset=utf-8",
+            };
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             response
         }
@@ -493,12 +496,14 @@ fn decide(
         let bytes = match dialect {
             Dialect::OpenAi => openai::json_reply(&ctx, &reply),
             Dialect::Anthropic => anthropic::json_reply(&ctx, &reply),
+            Dialect::Cohere => cohere::json_reply(&ctx, &reply),
         };
         return (latency, Action::Json(bytes));
     }
     let source: Box<dyn EventSource> = match dialect {
         Dialect::OpenAi => Box::new(openai::Stream::new(ctx, reply, req.include_usage)),
         Dialect::Anthropic => Box::new(anthropic::Stream::new(ctx, reply)),
+        Dialect::Cohere => Box::new(cohere::Stream::new(ctx, reply)),
     };
     let ending = match (b.cut_after, b.stall_after_chunks) {
         (Some(after), _) => Some(Ending::Cut { after }),
@@ -529,6 +534,7 @@ fn error_response(dialect: Dialect, status: StatusCode, message: &str) -> Respon
     let body = match dialect {
         Dialect::OpenAi => openai::error_body(status, message),
         Dialect::Anthropic => anthropic::error_body(status, message),
+        Dialect::Cohere => cohere::error_body(status, message),
     };
     json_response(status, body)
 }

@@ -120,6 +120,8 @@ pub enum ApiProtocol {
     Openai,
     Anthropic,
     Google,
+    /// Spoken by a provider-adapter plugin (`adapter:`), not by the gateway itself.
+    Plugin,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -134,6 +136,8 @@ pub struct ProviderSection {
     pub default_headers: Option<BTreeMap<String, String>>,
     pub timeouts: Option<TimeoutsSection>,
     pub models: Option<BTreeMap<String, ModelInfo>>,
+    /// The provider-adapter plugin of an `api_protocol: plugin` provider.
+    pub adapter: Option<super::guardrails::PluginEntry>,
 }
 
 /// What the registry knows of one model. Prices are USD per million tokens.

@@ -74,7 +74,7 @@ pub struct BlockMessageSection {
 }
 
 /// One plugin by path, with its own settings.
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct PluginEntry {
     pub path: String,
@@ -412,34 +412,48 @@ fn resolve_plugin_entries(
 ) -> Result<Vec<PluginRef>, Problem> {
     let mut out = Vec::with_capacity(entries.len());
     for (i, e) in entries.into_iter().enumerate() {
-        let key = format!("{key}[{i}]");
-        let path = expand(&e.path);
-        if path.is_empty() {
-            return Err((
-                format!("{key}.path"),
-                "expected the path of a .wasm component".into(),
-            ));
-        }
-        let config = match e.config {
-            None => None,
-            Some(v) => Some(serde_json::to_value(&v).map_err(|err| {
-                (
-                    format!("{key}.config"),
-                    format!("expected JSON-compatible YAML: {err}"),
-                )
-            })?),
-        };
-        out.push(PluginRef {
-            key,
-            path: base_dir.join(path),
-            sha256: e.sha256.map(|s| expand(&s)),
-            config,
-            grants: e.grants,
-            memory_limit: e.memory_limit.map(|m| m.0),
-            call_deadline: e.call_deadline,
-        });
+        out.push(resolve_plugin_entry(
+            e,
+            format!("{key}[{i}]"),
+            base_dir,
+            expand,
+        )?);
     }
     Ok(out)
+}
+
+/// One plugin entry; `key` is where it sits in the file, for errors.
+pub fn resolve_plugin_entry(
+    e: PluginEntry,
+    key: String,
+    base_dir: &Path,
+    expand: &dyn Fn(&str) -> String,
+) -> Result<PluginRef, Problem> {
+    let path = expand(&e.path);
+    if path.is_empty() {
+        return Err((
+            format!("{key}.path"),
+            "expected the path of a .wasm component".into(),
+        ));
+    }
+    let config = match e.config {
+        None => None,
+        Some(v) => Some(serde_json::to_value(&v).map_err(|err| {
+            (
+                format!("{key}.config"),
+                format!("expected JSON-compatible YAML: {err}"),
+            )
+        })?),
+    };
+    Ok(PluginRef {
+        key,
+        path: base_dir.join(path),
+        sha256: e.sha256.map(|s| expand(&s)),
+        config,
+        grants: e.grants,
+        memory_limit: e.memory_limit.map(|m| m.0),
+        call_deadline: e.call_deadline,
+    })
 }
 
 #[cfg(test)]
