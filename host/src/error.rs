@@ -40,6 +40,8 @@ pub enum ErrorKind {
     GuardrailBlocked,
     /// A plugin failed and the policy fails closed.
     Plugin,
+    /// The request's worst-case cost does not fit in what is left of the caller's budget.
+    BudgetExceeded,
 }
 
 impl ErrorKind {
@@ -60,6 +62,7 @@ impl ErrorKind {
             ErrorKind::ClientClosed => "ClientClosed",
             ErrorKind::GuardrailBlocked => "GuardrailBlocked",
             ErrorKind::Plugin => "Plugin",
+            ErrorKind::BudgetExceeded => "BudgetExceeded",
         }
     }
 }
@@ -81,6 +84,8 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     upstream: Option<Box<UpstreamError>>,
+    /// Extra fields of the error object in every dialect (e.g. a budget's remaining amount).
+    details: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Error {
@@ -89,7 +94,14 @@ impl Error {
             kind,
             message: message.into(),
             upstream: None,
+            details: None,
         }
+    }
+
+    /// Adds fields to the error object of the JSON body.
+    pub fn with_details(mut self, details: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.details = Some(Box::new(details));
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -107,6 +119,7 @@ impl Error {
             kind,
             message: upstream.message.clone(),
             upstream: Some(Box::new(upstream)),
+            details: None,
         }
     }
 
@@ -162,6 +175,7 @@ impl Error {
             ErrorKind::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::GuardrailBlocked => StatusCode::FORBIDDEN,
             ErrorKind::Plugin => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::BudgetExceeded => StatusCode::PAYMENT_REQUIRED,
             // nginx's "client closed request"; never actually sent.
             ErrorKind::ClientClosed => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
         }
@@ -177,7 +191,7 @@ impl Error {
             return u.body.clone();
         }
         let status = self.status();
-        let value = match dialect {
+        let mut value = match dialect {
             Dialect::OpenAiChat => serde_json::json!({
                 "error": {
                     "message": self.message,
@@ -191,6 +205,12 @@ impl Error {
                 "error": { "type": anthropic_error_type(status), "message": self.message }
             }),
         };
+        if let (Some(details), Some(error)) = (
+            &self.details,
+            value.get_mut("error").and_then(|e| e.as_object_mut()),
+        ) {
+            error.extend(details.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
         Bytes::from(value.to_string())
     }
 }
@@ -198,6 +218,7 @@ impl Error {
 fn openai_error_type(status: StatusCode) -> &'static str {
     match status.as_u16() {
         401 => "authentication_error",
+        402 => "insufficient_quota",
         403 => "permission_error",
         404 => "not_found_error",
         429 => "rate_limit_error",
@@ -214,6 +235,7 @@ fn openai_error_code(kind: ErrorKind) -> Option<&'static str> {
         ErrorKind::Transport => Some("upstream_unreachable"),
         ErrorKind::GuardrailBlocked => Some("guardrail_blocked"),
         ErrorKind::Plugin => Some("plugin_failed"),
+        ErrorKind::BudgetExceeded => Some("budget_exceeded"),
         _ => None,
     }
 }
@@ -221,6 +243,7 @@ fn openai_error_code(kind: ErrorKind) -> Option<&'static str> {
 fn anthropic_error_type(status: StatusCode) -> &'static str {
     match status.as_u16() {
         401 => "authentication_error",
+        402 => "billing_error",
         403 => "permission_error",
         404 => "not_found_error",
         413 => "request_too_large",
