@@ -35,6 +35,7 @@ pub struct Config {
     pub observe: Observe,
     pub guardrails: Guardrails,
     pub plugins: Plugins,
+    pub budgets: BudgetSettings,
     /// Things the file says that this build does not act on.
     pub warnings: Vec<String>,
 }
@@ -51,6 +52,15 @@ pub struct Database {
     pub on_full: OnFull,
     pub durability: Durability,
     pub retention_days: Option<u32>,
+}
+
+/// How budgets carried by tokens are enforced.
+#[derive(Clone, Copy, Debug)]
+pub struct BudgetSettings {
+    /// Output tokens reserved for a request without `max_tokens` (default 4096).
+    pub default_max_output_tokens: u64,
+    /// Shared stores: how long an unsettled reservation counts (default 10 minutes).
+    pub reservation_ttl: Duration,
 }
 
 /// Request-event sinks.
@@ -607,7 +617,22 @@ impl Config {
         )
         .map_err(|(key, msg)| invalid(&key, msg))?;
 
+        let budgets = BudgetSettings {
+            default_max_output_tokens: file.budgets.default_max_output_tokens.unwrap_or(4096),
+            reservation_ttl: file
+                .budgets
+                .reservation_ttl
+                .unwrap_or(Duration::from_secs(600)),
+        };
+        if budgets.reservation_ttl.is_zero() {
+            return Err(invalid(
+                "budgets.reservation_ttl",
+                "expected a duration longer than zero".into(),
+            ));
+        }
+
         Ok(Config {
+            budgets,
             observe,
             database,
             guardrails,

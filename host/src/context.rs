@@ -59,6 +59,11 @@ pub struct RequestContext {
     pub in_flight: Option<InFlight>,
     /// What the guardrail firewall found and did, both directions.
     pub guardrail: crate::guardrails::Tally,
+    /// The caller's hold on its budget while the request runs; dropped unsettled, it is
+    /// released.
+    pub budget: Option<crate::budget::Reservation>,
+    /// What is left of the caller's budget, as last known (micro-USD).
+    pub budget_remaining: Option<u64>,
 }
 
 impl RequestContext {
@@ -85,6 +90,8 @@ impl RequestContext {
             ttfb: None,
             in_flight: None,
             guardrail: crate::guardrails::Tally::default(),
+            budget: None,
+            budget_remaining: None,
         }
     }
 

@@ -40,6 +40,8 @@ pub enum ErrorKind {
     GuardrailBlocked,
     /// A plugin failed and the policy fails closed.
     Plugin,
+    /// The request's worst-case cost does not fit in what is left of the caller's budget.
+    BudgetExceeded,
 }
 
 impl ErrorKind {
@@ -60,6 +62,7 @@ impl ErrorKind {
             ErrorKind::ClientClosed => "ClientClosed",
             ErrorKind::GuardrailBlocked => "GuardrailBlocked",
             ErrorKind::Plugin => "Plugin",
+            ErrorKind::BudgetExceeded => "BudgetExceeded",
         }
     }
 }
@@ -84,6 +87,8 @@ pub struct Error {
     /// Overrides the kind's failover rule: a provider-adapter plugin says whether its
     /// upstream's error may be retried elsewhere, and a failed adapter call always may.
     retry: Option<bool>,
+    /// Extra fields of the error object in every dialect (e.g. a budget's remaining amount).
+    details: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Error {
@@ -93,7 +98,14 @@ impl Error {
             message: message.into(),
             upstream: None,
             retry: None,
+            details: None,
         }
+    }
+
+    /// Adds fields to the error object of the JSON body.
+    pub fn with_details(mut self, details: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.details = Some(Box::new(details));
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -112,6 +124,7 @@ impl Error {
             message: upstream.message.clone(),
             upstream: Some(Box::new(upstream)),
             retry: None,
+            details: None,
         }
     }
 
@@ -176,6 +189,7 @@ impl Error {
             ErrorKind::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::GuardrailBlocked => StatusCode::FORBIDDEN,
             ErrorKind::Plugin => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::BudgetExceeded => StatusCode::PAYMENT_REQUIRED,
             // nginx's "client closed request"; never actually sent.
             ErrorKind::ClientClosed => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
         }
@@ -191,7 +205,7 @@ impl Error {
             return u.body.clone();
         }
         let status = self.status();
-        let value = match dialect {
+        let mut value = match dialect {
             Dialect::OpenAiChat => serde_json::json!({
                 "error": {
                     "message": self.message,
@@ -205,6 +219,12 @@ impl Error {
                 "error": { "type": anthropic_error_type(status), "message": self.message }
             }),
         };
+        if let (Some(details), Some(error)) = (
+            &self.details,
+            value.get_mut("error").and_then(|e| e.as_object_mut()),
+        ) {
+            error.extend(details.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
         Bytes::from(value.to_string())
     }
 }
@@ -212,6 +232,7 @@ impl Error {
 fn openai_error_type(status: StatusCode) -> &'static str {
     match status.as_u16() {
         401 => "authentication_error",
+        402 => "insufficient_quota",
         403 => "permission_error",
         404 => "not_found_error",
         429 => "rate_limit_error",
@@ -228,6 +249,7 @@ fn openai_error_code(kind: ErrorKind) -> Option<&'static str> {
         ErrorKind::Transport => Some("upstream_unreachable"),
         ErrorKind::GuardrailBlocked => Some("guardrail_blocked"),
         ErrorKind::Plugin => Some("plugin_failed"),
+        ErrorKind::BudgetExceeded => Some("budget_exceeded"),
         _ => None,
     }
 }
@@ -235,6 +257,7 @@ fn openai_error_code(kind: ErrorKind) -> Option<&'static str> {
 fn anthropic_error_type(status: StatusCode) -> &'static str {
     match status.as_u16() {
         401 => "authentication_error",
+        402 => "billing_error",
         403 => "permission_error",
         404 => "not_found_error",
         413 => "request_too_large",

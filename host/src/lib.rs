@@ -15,6 +15,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod budget;
 pub mod caller;
 pub mod canonical;
 pub mod config;

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use crate::api::{self, StreamEncoder};
+use crate::budget::{BudgetError, Budgets};
 use crate::canonical::{Dialect, Request, StreamEvent};
 pub use crate::context::{Attempt, AttemptError, RequestContext};
 use crate::error::{Error, ErrorKind, UpstreamError};
@@ -57,6 +58,9 @@ pub struct Proxy {
     guardrails: std::sync::RwLock<Arc<GuardrailEngine>>,
     /// Provider name → its adapter plugin (`api_protocol: plugin`); swapped on reload too.
     adapters: std::sync::RwLock<Arc<Adapters>>,
+    pub budgets: Budgets,
+    /// Output tokens reserved for a budgeted request without `max_tokens`.
+    default_max_output: u64,
 }
 
 /// The loaded provider-adapter plugins, by provider name.
@@ -68,6 +72,8 @@ impl Proxy {
         upstream: Upstream,
         outcomes: Arc<Outcomes>,
         guardrails: Arc<GuardrailEngine>,
+        budgets: Budgets,
+        settings: crate::config::BudgetSettings,
     ) -> Self {
         Proxy {
             router,
@@ -75,6 +81,8 @@ impl Proxy {
             outcomes,
             guardrails: std::sync::RwLock::new(guardrails),
             adapters: std::sync::RwLock::new(Arc::default()),
+            budgets,
+            default_max_output: settings.default_max_output_tokens,
         }
     }
 
@@ -104,11 +112,70 @@ impl Proxy {
         *self.guardrails.write().unwrap_or_else(|p| p.into_inner()) = engine;
     }
 
-    /// Ends a request that failed: log line, ledger row, error in the caller's dialect.
-    pub async fn fail(&self, ctx: &RequestContext, e: Error) -> Response<Body> {
+    /// Ends a request that failed: log line, ledger row, budget settled to what the failure
+    /// cost (usually nothing), error in the caller's dialect.
+    pub async fn fail(&self, ctx: &mut RequestContext, e: Error) -> Response<Body> {
         let row = self.outcomes.finish(ctx, e.status().as_u16(), Some(&e));
+        let remaining = self.settle_budget(ctx, row.cost_nano_usd).await;
         self.outcomes.ledger.record(row).await;
-        error_response(ctx.dialect, &e)
+        let mut response = error_response(ctx.dialect, &e);
+        budget_header(&mut response, remaining);
+        response
+    }
+
+    /// Settles the request's reservation to `cost` and returns what is left of the budget
+    /// (micro-USD) for the response header; `None` for a caller without a budget.
+    async fn settle_budget(&self, ctx: &mut RequestContext, cost: u64) -> Option<u64> {
+        if let Some(r) = ctx.budget.take() {
+            match r.settle(cost).await {
+                Ok(left) => ctx.budget_remaining = Some(left.remaining_micro_usd),
+                Err(e) => tracing::warn!(request_id = %ctx.id, error = %e, "budget settle failed"),
+            }
+        } else if ctx.budget_remaining.is_none()
+            && let Some((claim, id)) = ctx.caller.as_deref().and_then(|c| c.budget_key())
+        {
+            // Failed before its budget was looked at (bad request, unknown model).
+            ctx.budget_remaining = self
+                .budgets
+                .remaining(id, &claim)
+                .await
+                .ok()
+                .map(|r| r.remaining_micro_usd);
+        }
+        ctx.budget_remaining
+    }
+
+    /// Reserves the request's worst case at the dearest endpoint of its plan. One
+    /// reservation covers every failover attempt: a second round trip to a shared store per
+    /// attempt would cost more than the over-reservation it saves.
+    async fn reserve_budget(
+        &self,
+        ctx: &mut RequestContext,
+        request: &Request,
+        targets: &[Arc<Target>],
+    ) -> Result<(), Error> {
+        let Some(caller) = ctx.caller.clone() else {
+            return Ok(());
+        };
+        let Some((claim, id)) = caller.budget_key() else {
+            return Ok(());
+        };
+        let worst = crate::budget::plan_worst_case(request, targets, self.default_max_output);
+        match self.budgets.reserve(id, &claim, worst).await {
+            Ok(r) => {
+                ctx.budget_remaining = Some(r.remaining().remaining_micro_usd);
+                ctx.budget = Some(r);
+                Ok(())
+            }
+            Err(BudgetError::Exceeded(e)) => {
+                ctx.budget_remaining = Some(e.remaining.remaining_micro_usd);
+                Err(e.to_error())
+            }
+            Err(e) => Err(Error::new(
+                ErrorKind::NotConfigured,
+                format!("cannot check the caller's budget: {e}"),
+            )),
+        }
     }
 
     /// Serves one model call whose body has been read.
@@ -123,7 +190,10 @@ impl Proxy {
             Ok(r) => r,
             Err(e) => {
                 return self
-                    .fail(&ctx, Error::bad_request(format!("invalid request: {e}")))
+                    .fail(
+                        &mut ctx,
+                        Error::bad_request(format!("invalid request: {e}")),
+                    )
                     .await;
             }
         };
@@ -135,7 +205,7 @@ impl Proxy {
         }
         let plan = match self.router.plan(&request.model) {
             Ok(p) => p,
-            Err(e) => return self.fail(&ctx, e).await,
+            Err(e) => return self.fail(&mut ctx, e).await,
         };
         ctx.route = plan.route.clone();
         // The firewall sees the request after routing (an unknown model is a 404 first) and
@@ -146,7 +216,10 @@ impl Proxy {
             .await;
         if ctx.guardrail.is_blocked() {
             let e = ctx.guardrail.block_error(&guardrails);
-            return self.fail(&ctx, e).await;
+            return self.fail(&mut ctx, e).await;
+        }
+        if let Err(e) = self.reserve_budget(&mut ctx, &request, &plan.targets).await {
+            return self.fail(&mut ctx, e).await;
         }
         let extra_headers = passthrough_headers(dialect, headers);
         let adapters = self.adapters();
@@ -200,7 +273,7 @@ impl Proxy {
                         }),
                     });
                     if !e.is_retryable() {
-                        return self.fail(&ctx, e).await;
+                        return self.fail(&mut ctx, e).await;
                     }
                     tracing::debug!(request_id = %ctx.id, target = %target.label(), error = %e, "attempt failed; trying the next endpoint");
                     self.router.record_failure(target, plan.cooldown);
@@ -236,7 +309,7 @@ impl Proxy {
             }
             None => Error::new(ErrorKind::NotFound, "the route has no endpoints"),
         };
-        self.fail(&ctx, error).await
+        self.fail(&mut ctx, error).await
     }
 
     fn encode_for(
@@ -497,7 +570,7 @@ impl Proxy {
                     .await;
                 if ctx.guardrail.is_blocked() {
                     let e = ctx.guardrail.block_error(guardrails);
-                    return self.fail(&ctx, e).await;
+                    return self.fail(&mut ctx, e).await;
                 }
                 let body = match body {
                     Some(b) if !redacted => b,
@@ -506,8 +579,11 @@ impl Proxy {
                 ctx.ttfb = Some(ctx.started.elapsed());
                 warnings = guardrail_headers(&ctx.guardrail);
                 let row = self.outcomes.finish(&ctx, 200, None);
+                let remaining = self.settle_budget(&mut ctx, row.cost_nano_usd).await;
                 self.outcomes.ledger.record(row).await;
-                json_response(StatusCode::OK, body)
+                let mut r = json_response(StatusCode::OK, body);
+                budget_header(&mut r, remaining);
+                r
             }
             Answer::Stream {
                 events,
@@ -517,6 +593,8 @@ impl Proxy {
                 total,
             } => {
                 ctx.ttfb = Some(ctx.started.elapsed());
+                // Headers leave first: what is left after this stream's reservation.
+                let remaining = ctx.budget_remaining;
                 let guard = StreamGuard::new(guardrails);
                 warnings = guardrail_headers(&ctx.guardrail);
                 let relay = Relay::new(
@@ -546,6 +624,7 @@ impl Proxy {
                     http::header::CACHE_CONTROL,
                     HeaderValue::from_static("no-cache"),
                 );
+                budget_header(&mut r, remaining);
                 r
             }
         };
@@ -593,7 +672,15 @@ impl RelayObserver for StreamLog {
         ctx.complete = outcome.is_ok();
         let row = self.outcomes.finish(&ctx, 200, outcome.err());
         let outcomes = self.outcomes.clone();
-        Some(Box::pin(async move { outcomes.ledger.record(row).await }))
+        let budget = ctx.budget.take();
+        Some(Box::pin(async move {
+            if let Some(r) = budget
+                && let Err(e) = r.settle(row.cost_nano_usd).await
+            {
+                tracing::warn!(request_id = %row.id, error = %e, "budget settle failed");
+            }
+            outcomes.ledger.record(row).await
+        }))
     }
 }
 
@@ -605,9 +692,24 @@ impl Drop for StreamLog {
                 ErrorKind::ClientClosed,
                 "the caller closed the stream before it ended; upstream request cancelled",
             );
+            let mut ctx = ctx;
             let row = self.outcomes.finish(&ctx, 499, Some(&e));
+            // Charged for what was produced before the caller left.
+            if let Some(r) = ctx.budget.take() {
+                r.settle_detached(row.cost_nano_usd);
+            }
             self.outcomes.ledger.record_now(row);
         }
+    }
+}
+
+/// `x-bitrouter-budget-remaining`: micro-USD left of the caller's budget.
+fn budget_header(response: &mut Response<Body>, remaining: Option<u64>) {
+    if let Some(left) = remaining {
+        response.headers_mut().insert(
+            HeaderName::from_static(crate::budget::REMAINING_HEADER),
+            HeaderValue::from(left),
+        );
     }
 }
 

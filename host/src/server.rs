@@ -36,6 +36,8 @@ pub struct Gateway {
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
     started: Instant,
+    /// See `set_caller_for_tests`.
+    test_caller: std::sync::RwLock<Option<Arc<crate::caller::Caller>>>,
 }
 
 impl Gateway {
@@ -84,16 +86,27 @@ impl Gateway {
         for plugin in firewall.observers() {
             observers.add(Arc::new(WasmObserverSink::new(plugin)), o.queue_capacity);
         }
+        let budgets = crate::budget::Budgets::open(&ledger, config.budgets.reservation_ttl)
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::NotConfigured,
+                    format!("cannot open the budget store: {e}"),
+                )
+            })?;
         let outcomes = Outcomes::new(Arc::new(ledger), Arc::new(Metrics::new()), observers);
         let proxy = Proxy::new(
             router,
             upstream,
             Arc::new(outcomes),
             firewall.engine.clone(),
+            budgets,
+            config.budgets,
         );
         proxy.set_adapters(firewall.adapters.clone());
         Ok(Arc::new(Gateway {
             proxy,
+            test_caller: std::sync::RwLock::new(None),
             firewall: std::sync::Mutex::new(firewall),
             reloading: tokio::sync::Mutex::new(()),
             config,
@@ -103,6 +116,18 @@ impl Gateway {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Test hook: every model call from now on runs as `caller`, as if auth had verified a
+    /// token for it. Only library code can call this; nothing over HTTP reaches it.
+    #[doc(hidden)]
+    pub fn set_caller_for_tests(&self, caller: Option<Arc<crate::caller::Caller>>) {
+        *self.test_caller.write().unwrap_or_else(|p| p.into_inner()) = caller;
+    }
+
+    /// The budgets this gateway enforces.
+    pub fn budgets(&self) -> &crate::budget::Budgets {
+        &self.proxy.budgets
     }
 
     /// The guardrail engine new requests use.
@@ -344,11 +369,16 @@ impl Gateway {
         req: Request<Incoming>,
     ) -> Response<Body> {
         let mut ctx = RequestContext::new(id, dialect);
+        ctx.caller = self
+            .test_caller
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         ctx.in_flight = Some(self.proxy.outcomes.metrics.in_flight());
         let (parts, body) = req.into_parts();
         match self.read_body(&parts.headers, body).await {
             Ok(bytes) => self.proxy.model_call(ctx, &parts.headers, &bytes).await,
-            Err(e) => self.proxy.fail(&ctx, e).await,
+            Err(e) => self.proxy.fail(&mut ctx, e).await,
         }
     }
 
@@ -575,6 +605,7 @@ pub async fn serve(
     }
     // Everything accepted is accounted: write what the ledger still holds.
     gateway.proxy.outcomes.close(grace).await;
+    gateway.proxy.budgets.close().await;
     Ok(())
 }
 

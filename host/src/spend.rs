@@ -7,7 +7,7 @@ pub mod cost;
 pub mod ledger;
 mod query;
 mod record;
-mod store;
+pub(crate) mod store;
 
 pub use cost::{PriceTable, TokenBreakdown, cost_nano_usd};
 pub use ledger::{Ledger, LedgerError, LedgerStats};

@@ -2,6 +2,7 @@
 
 mod adapters;
 mod bad_input;
+mod budgets;
 mod child;
 mod cli;
 mod dashboard;

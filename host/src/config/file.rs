@@ -29,6 +29,19 @@ pub struct FileConfig {
     pub observe: ObserveSection,
     #[serde(default)]
     pub plugins: Option<super::guardrails::PluginsSection>,
+    #[serde(default)]
+    pub budgets: BudgetsSection,
+}
+
+/// How budgets carried by tokens are enforced (the limits themselves are in the tokens).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetsSection {
+    /// Output tokens reserved for a request that sets no `max_tokens`.
+    pub default_max_output_tokens: Option<u64>,
+    /// How long a reservation in a shared (PostgreSQL) store counts if its replica dies.
+    #[serde(default, with = "humantime_serde")]
+    pub reservation_ttl: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]

@@ -192,6 +192,11 @@ impl Ledger {
         self.inner.store.engine()
     }
 
+    /// The store itself, for the budgets kept beside the ledger.
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
     /// Writes everything still queued and stops the writer (shutdown).
     pub async fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
