@@ -241,9 +241,12 @@ async fn write_loop(local: Arc<Local>) {
         if let Err(e) = local.persist.store(rows).await {
             // The in-memory state is still right; write these again on the next round.
             tracing::error!(error = %e, "budget state write failed; retrying");
-            let mut m = local.map.lock().unwrap_or_else(|p| p.into_inner());
-            m.dirty.extend(keys);
-            drop(m);
+            local
+                .map
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .dirty
+                .extend(keys);
             if local.closed.load(Ordering::Acquire) {
                 return;
             }

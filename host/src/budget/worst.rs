@@ -108,6 +108,7 @@ mod tests {
                 input_cache_write: 9,
                 output_text: 60,
                 output_reasoning: 40,
+                ..Default::default()
             },
         ] {
             assert!(cost_nano_usd(&t, &prices) <= worst);
