@@ -168,7 +168,7 @@ pub fn load(config: &Config) -> Result<Firewall, GuardrailError> {
                 && o.memory_limit == r.memory_limit
                 && o.call_deadline == r.call_deadline
         };
-        let plugin = match loaded.iter().find(|(o, _)| same(*o)) {
+        let plugin = match loaded.iter().find(|(o, _)| same(o)) {
             Some((_, p)) => p.clone(),
             None => {
                 let plugin = host
