@@ -40,6 +40,10 @@ pub enum ErrorKind {
     GuardrailBlocked,
     /// A plugin failed and the policy fails closed.
     Plugin,
+    /// No token, or one that does not verify (auth on).
+    Unauthorized,
+    /// A valid token that may not do this (admin route, account, model).
+    Forbidden,
 }
 
 impl ErrorKind {
@@ -60,6 +64,8 @@ impl ErrorKind {
             ErrorKind::ClientClosed => "ClientClosed",
             ErrorKind::GuardrailBlocked => "GuardrailBlocked",
             ErrorKind::Plugin => "Plugin",
+            ErrorKind::Unauthorized => "Unauthorized",
+            ErrorKind::Forbidden => "Forbidden",
         }
     }
 }
@@ -162,6 +168,8 @@ impl Error {
             ErrorKind::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::GuardrailBlocked => StatusCode::FORBIDDEN,
             ErrorKind::Plugin => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             // nginx's "client closed request"; never actually sent.
             ErrorKind::ClientClosed => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
         }
@@ -214,6 +222,8 @@ fn openai_error_code(kind: ErrorKind) -> Option<&'static str> {
         ErrorKind::Transport => Some("upstream_unreachable"),
         ErrorKind::GuardrailBlocked => Some("guardrail_blocked"),
         ErrorKind::Plugin => Some("plugin_failed"),
+        ErrorKind::Unauthorized => Some("invalid_api_key"),
+        ErrorKind::Forbidden => Some("permission_denied"),
         _ => None,
     }
 }

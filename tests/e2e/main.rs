@@ -1,5 +1,6 @@
 //! End-to-end tests: the real gateway on loopback, mock upstreams, real HTTP clients.
 
+mod auth;
 mod bad_input;
 mod child;
 mod cli;
