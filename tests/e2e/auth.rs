@@ -515,7 +515,8 @@ async fn cli_keygen_mint_inspect_and_spend_against_the_real_binary() {
     let call = |token: Option<String>, model: &'static str| {
         let mut req = client
             .post(gw.url("/v1/chat/completions"))
-            .json(&openai_chat(model, "hi"));
+            .header("content-type", "application/json")
+            .body(openai_chat(model, "hi").to_string());
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
