@@ -36,6 +36,7 @@ pub struct Config {
     pub guardrails: Guardrails,
     pub plugins: Plugins,
     pub budgets: BudgetSettings,
+    pub auth: Auth,
     /// Things the file says that this build does not act on.
     pub warnings: Vec<String>,
 }
@@ -74,6 +75,51 @@ pub struct Observe {
     pub jsonl_keep: u32,
     /// Events queued per sink before new ones are dropped (and counted).
     pub queue_capacity: usize,
+}
+
+/// `auth:`: who may call the gateway (see `crate::auth`).
+#[derive(Clone, Debug)]
+pub struct Auth {
+    /// `None`: on when listening on a non-loopback address, off on loopback.
+    pub mode: Option<AuthMode>,
+    /// CAIP-10 globs allowed to use the API; `None`: the local key store's accounts.
+    pub accounts: Option<Vec<String>>,
+    /// CAIP-10 globs whose admin tokens are honoured; `None`: the local key store's accounts.
+    pub admins: Option<Vec<String>>,
+    pub clock_skew: Duration,
+    pub max_token_bytes: usize,
+    pub operator_keys: Vec<OperatorKey>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    Off,
+    On,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+pub enum OperatorAlg {
+    EdDSA,
+    ES256,
+}
+
+/// A public key that signs operator tokens.
+#[derive(Clone, Debug)]
+pub struct OperatorKey {
+    pub alg: OperatorAlg,
+    pub pem: String,
+    pub issuer: Option<String>,
+}
+
+impl Config {
+    /// Whether requests need a token: `auth.mode`, else on for a non-loopback listener.
+    pub fn auth_enabled(&self) -> bool {
+        match self.auth.mode {
+            Some(m) => m == AuthMode::On,
+            None => !self.server.listen.ip().is_loopback(),
+        }
+    }
 }
 
 /// Where BitRouter keeps its files when no config file says otherwise.
@@ -351,14 +397,7 @@ impl Config {
         let invalid = |key: &str, msg: String| {
             ConfigError::invalid(path, locate_nearest(text, key), key, msg)
         };
-        let mut warnings = Vec::new();
-        for (name, present) in [("auth", file.auth.is_some())] {
-            if present {
-                warnings.push(format!(
-                    "`{name}` is not implemented by this build yet and is ignored"
-                ));
-            }
-        }
+        let warnings = Vec::new();
 
         let s = &file.server;
         let listen_text = env
@@ -631,8 +670,11 @@ impl Config {
             ));
         }
 
+        let auth = resolve_auth(file.auth, &database.base_dir, &env, &invalid)?;
+
         Ok(Config {
             budgets,
+            auth,
             observe,
             database,
             guardrails,
@@ -653,6 +695,79 @@ impl Config {
     pub fn direct_timeouts(&self, provider: &Provider) -> Timeouts {
         Timeouts::default().layer(provider.timeouts)
     }
+}
+
+fn resolve_auth(
+    a: file::AuthSection,
+    base_dir: &Path,
+    env: &Env,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Auth, ConfigError> {
+    for (key, list) in [("auth.accounts", &a.accounts), ("auth.admins", &a.admins)] {
+        for (i, p) in list.iter().flatten().enumerate() {
+            // A pattern names a CAIP-10 account: namespace:reference:address, globs allowed.
+            if !p.contains(':') && p != "*" {
+                return Err(invalid(
+                    &format!("{key}[{i}]"),
+                    format!(
+                        "expected a CAIP-10 pattern such as solana:*:<pubkey> or eip155:*:0x…, found {p:?}"
+                    ),
+                ));
+            }
+        }
+        if let Some(list) = list {
+            crate::auth::AccountPatterns::new(list, key).map_err(|m| invalid(key, m))?;
+        }
+    }
+    let mut operator_keys = Vec::new();
+    for (i, k) in a.operator_keys.into_iter().enumerate() {
+        let at = format!("auth.operator_keys[{i}]");
+        let pem = match (env.expand_opt(k.public_key.as_ref()), &k.public_key_file) {
+            (Some(pem), None) => pem,
+            (None, Some(f)) => {
+                let f = env.expand(f);
+                let path = if Path::new(&f).is_absolute() {
+                    PathBuf::from(&f)
+                } else {
+                    base_dir.join(&f)
+                };
+                std::fs::read_to_string(&path).map_err(|e| {
+                    invalid(
+                        &format!("{at}.public_key_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?
+            }
+            _ => {
+                return Err(invalid(
+                    &at,
+                    "expected exactly one of public_key (PEM text) or public_key_file".into(),
+                ));
+            }
+        };
+        operator_keys.push(OperatorKey {
+            alg: k.alg,
+            pem,
+            issuer: k.issuer,
+        });
+    }
+    crate::auth::operator::OperatorKeys::new(&operator_keys)
+        .map_err(|(i, m)| invalid(&format!("auth.operator_keys[{i}]"), m))?;
+    let max_token_bytes = a.max_token_size.map(|b| b.0).unwrap_or(8 * 1024);
+    if max_token_bytes == 0 {
+        return Err(invalid(
+            "auth.max_token_size",
+            "expected a size above zero".into(),
+        ));
+    }
+    Ok(Auth {
+        mode: a.mode,
+        accounts: a.accounts,
+        admins: a.admins,
+        clock_skew: a.clock_skew.unwrap_or(Duration::from_secs(30)),
+        max_token_bytes: usize::try_from(max_token_bytes).unwrap_or(usize::MAX),
+        operator_keys,
+    })
 }
 
 /// serde_yaml prefixes its messages with the path of the enclosing map (`server: unknown
@@ -931,9 +1046,45 @@ mod tests {
     }
 
     #[test]
-    fn future_sections_are_reported_not_rejected() {
-        let c = parse("auth:\n  mode: on\n").unwrap();
-        assert_eq!(c.warnings.len(), 1);
+    fn auth_section_is_typed_and_checked() {
+        let c =
+            parse("auth:\n  mode: on\n  accounts: ['solana:*:Abc*']\n  clock_skew: 5s\n").unwrap();
+        assert!(c.warnings.is_empty());
+        assert_eq!(c.auth.mode, Some(AuthMode::On));
+        assert_eq!(c.auth.clock_skew, Duration::from_secs(5));
+        assert!(c.auth_enabled());
+        // Loopback defaults to off, anything else to on.
+        assert!(
+            !parse("server: { listen: 127.0.0.1:1 }\n")
+                .unwrap()
+                .auth_enabled()
+        );
+        assert!(
+            parse("server: { listen: 0.0.0.0:1 }\n")
+                .unwrap()
+                .auth_enabled()
+        );
+        let e = parse("auth:\n  mode: maybe\n").unwrap_err().to_string();
+        assert!(e.contains("auth.mode") && e.contains("off"), "{e}");
+        let e = parse("auth:\n  accounts: [bob]\n").unwrap_err().to_string();
+        assert!(
+            e.contains(":2: `auth.accounts[0]`") && e.contains("CAIP-10"),
+            "{e}"
+        );
+        let e = parse("auth:\n  operator_keys:\n    - alg: EdDSA\n      public_key: nope\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("auth.operator_keys[0]") && e.contains("PEM"),
+            "{e}"
+        );
+        let e = parse("auth:\n  operator_keys:\n    - alg: HS256\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("auth.operator_keys[0].alg") && e.contains("EdDSA"),
+            "{e}"
+        );
     }
 
     #[test]

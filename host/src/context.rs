@@ -41,6 +41,8 @@ pub struct RequestContext {
     pub session: Option<String>,
     /// The verified caller when auth is on (account, session, scope, allowlist, budget).
     pub caller: Option<std::sync::Arc<crate::caller::Caller>>,
+    /// The verified token behind `caller`, with its compiled `models` allowlist.
+    pub token: Option<std::sync::Arc<crate::auth::Verified>>,
     pub attempts: Vec<Attempt>,
     /// The target that served the request, or was tried last.
     pub provider: Option<String>,
@@ -79,6 +81,7 @@ impl RequestContext {
             account: None,
             session: None,
             caller: None,
+            token: None,
             attempts: Vec::new(),
             provider: None,
             upstream_model: None,

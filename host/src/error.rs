@@ -42,6 +42,10 @@ pub enum ErrorKind {
     Plugin,
     /// The request's worst-case cost does not fit in what is left of the caller's budget.
     BudgetExceeded,
+    /// No token, or one that does not verify (auth on).
+    Unauthorized,
+    /// A valid token that may not do this (admin route, account, model).
+    Forbidden,
 }
 
 impl ErrorKind {
@@ -63,6 +67,8 @@ impl ErrorKind {
             ErrorKind::GuardrailBlocked => "GuardrailBlocked",
             ErrorKind::Plugin => "Plugin",
             ErrorKind::BudgetExceeded => "BudgetExceeded",
+            ErrorKind::Unauthorized => "Unauthorized",
+            ErrorKind::Forbidden => "Forbidden",
         }
     }
 }
@@ -190,6 +196,8 @@ impl Error {
             ErrorKind::GuardrailBlocked => StatusCode::FORBIDDEN,
             ErrorKind::Plugin => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::BudgetExceeded => StatusCode::PAYMENT_REQUIRED,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             // nginx's "client closed request"; never actually sent.
             ErrorKind::ClientClosed => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
         }
@@ -250,6 +258,8 @@ fn openai_error_code(kind: ErrorKind) -> Option<&'static str> {
         ErrorKind::GuardrailBlocked => Some("guardrail_blocked"),
         ErrorKind::Plugin => Some("plugin_failed"),
         ErrorKind::BudgetExceeded => Some("budget_exceeded"),
+        ErrorKind::Unauthorized => Some("invalid_api_key"),
+        ErrorKind::Forbidden => Some("permission_denied"),
         _ => None,
     }
 }

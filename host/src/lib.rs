@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! server    hyper accept loop, request id, body limit, route table
+//! auth      token → verified caller (wallet / operator JWTs, allowlists, cache)
 //! proxy     one model call: decode → plan → try targets (failover) → answer
 //!   api       dialect codecs (OpenAI chat, Anthropic messages) ⇄ canonical
 //!   router    model name → ordered targets; priority / load_balance; cool-down
@@ -15,6 +16,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod budget;
 pub mod caller;
 pub mod canonical;

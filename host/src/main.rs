@@ -9,6 +9,7 @@ use bitrouter::Config;
 use bitrouter::router::Router;
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod auth_cli;
 mod plugin_cli;
 mod plugin_new;
 use plugin_cli::ScanDirection;
@@ -19,6 +20,8 @@ Examples:
   bitrouter serve --config bitrouter.yaml --listen 0.0.0.0:8787
   bitrouter check-config bitrouter.yaml
   bitrouter route list --config bitrouter.yaml
+  bitrouter keygen
+  bitrouter token mint --chain solana --scope api --exp 30d --models 'openai:*'
   echo 'key: sk-proj-...' | bitrouter guard scan --config bitrouter.yaml";
 
 #[derive(Parser)]
@@ -47,6 +50,25 @@ enum Command {
         /// Spend ledger URL, overriding BITROUTER_DATABASE_URL and `database.url`.
         #[arg(long)]
         db: Option<String>,
+        /// Allow a non-loopback listener with `auth.mode: off` (anyone who can reach it
+        /// can spend your provider keys).
+        #[arg(long)]
+        allow_open: bool,
+    },
+    /// Create the wallet key store: one secret, a Solana (Ed25519) and an EVM (secp256k1)
+    /// account, in <home>/keys/wallet.key (mode 0600).
+    #[command(
+        after_help = "Examples:\n  bitrouter keygen\n  bitrouter keygen --home /srv/bitrouter"
+    )]
+    Keygen {
+        /// Home folder (default: BITROUTER_HOME, else ~/.bitrouter).
+        #[arg(long)]
+        home: Option<PathBuf>,
+    },
+    /// Mint and inspect wallet-signed tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
     },
     /// Validate a config file and print the routes it resolves to.
     #[command(
@@ -92,6 +114,51 @@ enum Command {
         /// Read this database directly instead of asking a running gateway.
         #[arg(long, env = "BITROUTER_DATABASE_URL")]
         db: Option<String>,
+        #[arg(long, short, env = "BITROUTER_CONFIG")]
+        config: Option<PathBuf>,
+        /// Admin token for a gateway with auth on (default: one minted from the key store).
+        #[arg(long, env = "BITROUTER_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Sign a token with the key store's Solana or EVM key and print it.
+    #[command(
+        after_help = "Examples:\n  bitrouter token mint --chain solana --scope api --exp 30d --models 'openai:*'\n  bitrouter token mint --chain evm --scope api --exp never --budget 2.5usd --budget-scope session --budget-range rounds:10\n  bitrouter token mint --chain solana --scope admin --exp 1h"
+    )]
+    Mint {
+        #[arg(long, value_enum, default_value_t = auth_cli::Chain::Solana)]
+        chain: auth_cli::Chain,
+        #[arg(long, value_enum, default_value_t = auth_cli::ScopeArg::Api)]
+        scope: auth_cli::ScopeArg,
+        /// Lifetime (30d, 1h) or `never`; admin tokens must expire.
+        #[arg(long, default_value = "30d")]
+        exp: String,
+        /// Model globs the token may use (route names, provider:model_id); repeatable.
+        #[arg(long = "models", value_delimiter = ',')]
+        models: Vec<String>,
+        /// Spending limit: 2.5usd, or whole micro-USD.
+        #[arg(long)]
+        budget: Option<String>,
+        #[arg(long, value_enum, default_value_t = auth_cli::BudgetScopeArg::Session)]
+        budget_scope: auth_cli::BudgetScopeArg,
+        /// Budget window: rounds:N or duration:1h (default: lifetime).
+        #[arg(long)]
+        budget_range: Option<String>,
+        /// Session id (default: a hash of the token).
+        #[arg(long)]
+        jti: Option<String>,
+        #[arg(long)]
+        home: Option<PathBuf>,
+    },
+    /// Decode a token and verify it against the config's auth settings (exit 1 if invalid).
+    #[command(
+        after_help = "Example:\n  bitrouter token inspect \"$TOKEN\" --config bitrouter.yaml"
+    )]
+    Inspect {
+        token: String,
         #[arg(long, short, env = "BITROUTER_CONFIG")]
         config: Option<PathBuf>,
     },
@@ -203,7 +270,41 @@ fn main() -> ExitCode {
             listen,
             log_format,
             db,
-        } => serve(config, listen, log_format, db),
+            allow_open,
+        } => serve(config, listen, log_format, db, allow_open),
+        Command::Keygen { home } => auth_cli::keygen(&auth_cli::home(home)),
+        Command::Token { command } => match command {
+            TokenCommand::Mint {
+                chain,
+                scope,
+                exp,
+                models,
+                budget,
+                budget_scope,
+                budget_range,
+                jti,
+                home,
+            } => auth_cli::mint(
+                &auth_cli::home(home),
+                auth_cli::MintArgs {
+                    chain,
+                    scope,
+                    exp,
+                    models,
+                    budget,
+                    budget_scope,
+                    budget_range,
+                    jti,
+                },
+            )
+            .map(|t| println!("{t}")),
+            TokenCommand::Inspect { token, config } => {
+                match load(config).and_then(|c| auth_cli::inspect(&c, &token)) {
+                    Ok(false) => return ExitCode::FAILURE,
+                    other => other.map(|_| ()),
+                }
+            }
+        },
         Command::Spend {
             group_by,
             since,
@@ -211,6 +312,7 @@ fn main() -> ExitCode {
             url,
             db,
             config,
+            token,
         } => spend(SpendArgs {
             group_by,
             since,
@@ -218,6 +320,7 @@ fn main() -> ExitCode {
             url,
             db,
             config,
+            token,
         }),
         Command::CheckConfig { path } => check_config(&path),
         Command::Route {
@@ -385,6 +488,7 @@ fn serve(
     listen: Option<String>,
     log_format: LogFormat,
     db: Option<String>,
+    allow_open: bool,
 ) -> anyhow::Result<()> {
     let mut config = load(config)?;
     if let Some(db) = db {
@@ -394,6 +498,13 @@ fn serve(
         config.server.listen = l.parse().with_context(|| {
             format!("--listen: expected an address such as 127.0.0.1:8787, found {l:?}")
         })?;
+    }
+    let loopback = config.server.listen.ip().is_loopback();
+    if !loopback && !config.auth_enabled() && !allow_open {
+        anyhow::bail!(
+            "refusing to listen on {} with auth.mode: off: anyone who reaches it can spend your provider keys; turn auth on, listen on 127.0.0.1, or pass --allow-open",
+            config.server.listen
+        );
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.server.log_level));
@@ -422,10 +533,15 @@ fn serve(
             .with_context(|| format!("cannot listen on {listen}"))?;
         let gateway = bitrouter::Gateway::new(config).await?;
         tracing::info!(
-            "bitrouter {} listening on http://{} ({} routes)",
+            "bitrouter {} listening on http://{} ({} routes, auth {})",
             env!("CARGO_PKG_VERSION"),
             listener.local_addr()?,
-            gateway.config().routes.len()
+            gateway.config().routes.len(),
+            if gateway.config().auth_enabled() {
+                "on"
+            } else {
+                "off"
+            }
         );
         bitrouter::serve(gateway, listener, shutdown_signal()).await?;
         Ok(())
@@ -459,6 +575,7 @@ struct SpendArgs {
     url: Option<String>,
     db: Option<String>,
     config: Option<PathBuf>,
+    token: Option<String>,
 }
 
 /// Prints grouped spend, from a running gateway's `/admin/spend` or straight from a database.
@@ -490,7 +607,12 @@ fn spend(args: SpendArgs) -> anyhow::Result<()> {
                 None => format!("http://{}", load(args.config.clone())?.server.listen),
             };
             let url = format!("{base}/admin/spend?{encoded}");
-            let resp = reqwest::get(&url)
+            let mut req = reqwest::Client::new().get(&url);
+            if let Some(t) = auth_cli::admin_token(args.token.clone()) {
+                req = req.bearer_auth(t);
+            }
+            let resp = req
+                .send()
                 .await
                 .with_context(|| format!("cannot reach the gateway at {base} (is it running? or pass --db to read the database directly)"))?;
             let status = resp.status();

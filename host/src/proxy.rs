@@ -199,7 +199,15 @@ impl Proxy {
         };
         ctx.model = request.model.clone();
         ctx.stream = request.stream;
-        ctx.session = session_id(headers);
+        // A verified token's session wins over a header the caller picked.
+        if ctx.caller.is_none() {
+            ctx.session = session_id(headers);
+        }
+        if let Some(t) = &ctx.token
+            && let Err(e) = t.check_model(&request.model)
+        {
+            return self.fail(&mut ctx, e.to_error()).await;
+        }
         if request.stream {
             ctx.input_estimate = request.estimate_input_tokens();
         }

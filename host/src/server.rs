@@ -16,6 +16,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::auth::{AuthError, Authenticator, Verified};
+use crate::caller::Scope;
 use crate::canonical::Dialect;
 use crate::config::{ApiProtocol, Config};
 use crate::error::{Error, ErrorKind};
@@ -38,6 +40,34 @@ pub struct Gateway {
     started: Instant,
     /// See `set_caller_for_tests`.
     test_caller: std::sync::RwLock<Option<Arc<crate::caller::Caller>>>,
+    /// `Some` when auth is on.
+    auth: Option<Arc<Authenticator>>,
+}
+
+/// What a path needs from the caller's token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    /// Liveness and the dashboard's static page (its fetches carry the token).
+    Open,
+    /// Model endpoints: any valid token.
+    Api,
+    /// `/admin/*` and metrics: an admin token.
+    Admin,
+}
+
+fn access(path: &str) -> Access {
+    match path {
+        "/health" | "/healthz" | "/admin" | "/admin/" => Access::Open,
+        "/v1/chat/completions"
+        | "/chat/completions"
+        | "/v1/messages"
+        | "/messages"
+        | "/v1/models"
+        | "/models" => Access::Api,
+        p if p.starts_with("/admin/") || p.ends_with("metrics") => Access::Admin,
+        // Unknown paths still need a valid token before they learn anything (then 404).
+        _ => Access::Api,
+    }
 }
 
 impl Gateway {
@@ -94,6 +124,23 @@ impl Gateway {
                     format!("cannot open the budget store: {e}"),
                 )
             })?;
+        let auth = if config.auth_enabled() {
+            // The local key store's accounts are the default allowlist.
+            let local: Vec<String> =
+                crate::auth::keystore::KeyStore::load(&crate::config::home_dir())
+                    .map(|k| vec![k.solana_account(), k.evm_account()])
+                    .unwrap_or_default();
+            let a = Authenticator::new(&config.auth, &local)
+                .map_err(|m| Error::new(ErrorKind::NotConfigured, m))?;
+            if a.accounts().is_empty() && config.auth.operator_keys.is_empty() {
+                tracing::warn!(
+                    "auth is on but no account may call: set auth.accounts or create a key store with `bitrouter keygen`"
+                );
+            }
+            Some(Arc::new(a))
+        } else {
+            None
+        };
         let outcomes = Outcomes::new(Arc::new(ledger), Arc::new(Metrics::new()), observers);
         let proxy = Proxy::new(
             router,
@@ -111,6 +158,7 @@ impl Gateway {
             reloading: tokio::sync::Mutex::new(()),
             config,
             started: Instant::now(),
+            auth,
         }))
     }
 
@@ -303,19 +351,67 @@ impl Gateway {
         r
     }
 
+    /// The auth stage: `Ok(None)` with auth off or on an open path, else the verified token
+    /// or why it was refused.
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        path: &str,
+    ) -> Result<Option<Arc<Verified>>, AuthError> {
+        let Some(auth) = &self.auth else {
+            return Ok(None);
+        };
+        let need = access(path);
+        if need == Access::Open {
+            return Ok(None);
+        }
+        let checked = crate::auth::token_from_headers(headers)
+            .ok_or(AuthError::Missing)
+            .and_then(|t| auth.authenticate(t))
+            .and_then(|v| {
+                if need == Access::Admin && v.caller.scope != Scope::Admin {
+                    Err(AuthError::AdminRoute(path.to_owned()))
+                } else {
+                    Ok(v)
+                }
+            });
+        checked.map(Some)
+    }
+
     /// The flat route table.
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let id = request_id(req.headers());
         let path = req.uri().path();
         let method = req.method().clone();
+        let token = match self.authenticate(req.headers(), path) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(path, error = %e, "auth refused the request");
+                let mut r = error_response(guess_dialect(req.headers(), path), &e.to_error());
+                if !e.is_forbidden() {
+                    r.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer"),
+                    );
+                }
+                if let Ok(v) = HeaderValue::from_str(&id) {
+                    r.headers_mut().insert("x-request-id", v);
+                }
+                return r;
+            }
+        };
         let mut response = match (path, &method) {
             ("/v1/chat/completions" | "/chat/completions", &Method::POST) => {
-                self.model_call(Dialect::OpenAiChat, id.clone(), req).await
+                self.model_call(Dialect::OpenAiChat, id.clone(), req, token)
+                    .await
             }
             ("/v1/messages" | "/messages", &Method::POST) => {
-                self.model_call(Dialect::Anthropic, id.clone(), req).await
+                self.model_call(Dialect::Anthropic, id.clone(), req, token)
+                    .await
             }
-            ("/v1/models" | "/models", &Method::GET) => self.list_models(req.headers()),
+            ("/v1/models" | "/models", &Method::GET) => {
+                self.list_models(req.headers(), token.as_deref())
+            }
             ("/health" | "/healthz", &Method::GET) => self.health(),
             ("/admin/spend", &Method::GET) => {
                 crate::admin::spend(&self.proxy.outcomes.ledger, req.uri().query()).await
@@ -367,6 +463,7 @@ impl Gateway {
         dialect: Dialect,
         id: String,
         req: Request<Incoming>,
+        token: Option<Arc<Verified>>,
     ) -> Response<Body> {
         let mut ctx = RequestContext::new(id, dialect);
         ctx.caller = self
@@ -374,6 +471,12 @@ impl Gateway {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        if let Some(t) = token {
+            ctx.caller = Some(t.caller.clone());
+            ctx.account = Some(t.caller.account.clone());
+            ctx.session = Some(t.caller.session.clone());
+            ctx.token = Some(t);
+        }
         ctx.in_flight = Some(self.proxy.outcomes.metrics.in_flight());
         let (parts, body) = req.into_parts();
         match self.read_body(&parts.headers, body).await {
@@ -420,7 +523,8 @@ impl Gateway {
     }
 
     /// Routes first, then `provider:model_id` for every provider that can be called.
-    fn list_models(&self, headers: &HeaderMap) -> Response<Body> {
+    /// With a token, only the models its `models` globs allow.
+    fn list_models(&self, headers: &HeaderMap, token: Option<&Verified>) -> Response<Body> {
         let mut ids: Vec<(String, String)> = self
             .proxy
             .router
@@ -438,6 +542,9 @@ impl Gateway {
                         .map(|m| (format!("{}:{m}", p.name), p.name.clone())),
                 );
             }
+        }
+        if let Some(t) = token {
+            ids.retain(|(id, _)| t.allows_model(id));
         }
         let body = if headers.contains_key("anthropic-version") {
             let data: Vec<_> = ids

@@ -44,6 +44,11 @@ impl ChildGateway {
     /// Starts `bitrouter serve --config CONFIG` in `workdir` (its log goes to
     /// `workdir/gateway.log`) and waits up to 20 s for `/health`.
     pub fn spawn(config: &Path, workdir: &Path) -> ChildGateway {
+        Self::spawn_with_env(config, workdir, &[])
+    }
+
+    /// Like `spawn`, with extra environment variables (e.g. `BITROUTER_HOME`).
+    pub fn spawn_with_env(config: &Path, workdir: &Path, env: &[(&str, &str)]) -> ChildGateway {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let log = workdir.join("gateway.log");
         let out = File::create(&log).expect("gateway log");
@@ -56,6 +61,7 @@ impl ChildGateway {
             .current_dir(workdir)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("clone log"))
             .stderr(out)

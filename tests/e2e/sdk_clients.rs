@@ -69,7 +69,7 @@ fn read_lossy(path: &Path) -> String {
 }
 
 /// The interpreter to run the script with, checked to have both SDKs.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let python = match std::env::var_os("BITROUTER_TEST_PYTHON").filter(|v| !v.is_empty()) {
         Some(p) => PathBuf::from(p),
         None => {

@@ -24,7 +24,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub database: DatabaseSection,
     #[serde(default)]
-    pub auth: Option<serde_yaml::Value>,
+    pub auth: AuthSection,
     #[serde(default)]
     pub observe: ObserveSection,
     #[serde(default)]
@@ -255,4 +255,29 @@ pub struct EndpointSection {
     pub api_key: Option<String>,
     pub api_base: Option<String>,
     pub weight: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    pub mode: Option<super::AuthMode>,
+    pub accounts: Option<Vec<String>>,
+    pub admins: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde")]
+    pub clock_skew: Option<Duration>,
+    pub max_token_size: Option<ByteSize>,
+    #[serde(default)]
+    pub operator_keys: Vec<OperatorKeySection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorKeySection {
+    pub alg: super::OperatorAlg,
+    /// PEM text (SubjectPublicKeyInfo); `${VAR}` is expanded.
+    pub public_key: Option<String>,
+    /// A file holding the PEM, relative to the config's folder.
+    pub public_key_file: Option<String>,
+    /// When set, the token's `iss` must equal it.
+    pub issuer: Option<String>,
 }

@@ -1,0 +1,385 @@
+//! The auth stage: wallet-signed JWTs (SOL_EDDSA, EIP191K) and operator-signed JWTs
+//! (EdDSA, ES256) turned into a `Caller`, with the config's account allowlists applied and
+//! successful verifications cached by token hash until they expire.
+
+pub mod caip10;
+pub mod claims;
+pub mod evm;
+pub mod globs;
+pub mod jwt;
+pub mod keystore;
+pub mod operator;
+pub mod solana;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+use crate::caller::{Caller, Scope};
+use crate::config;
+use caip10::{Account, Namespace};
+use claims::Claims;
+pub use globs::{AccountPatterns, ModelAllowlist};
+use operator::OperatorKeys;
+
+/// Why a token was refused. `status` tells 401 (no valid token) from 403 (valid, not allowed).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing credentials: send `Authorization: Bearer <token>` or `x-api-key: <token>`")]
+    Missing,
+    #[error("the token is {0} bytes, above the limit of {1} bytes")]
+    TooLarge(usize, usize),
+    #[error("a token is three base64url segments separated by dots; found {0}")]
+    Segments(usize),
+    #[error("malformed token: {0}")]
+    BadEncoding(String),
+    #[error("unsupported token algorithm {0}; expected SOL_EDDSA, EIP191K, EdDSA or ES256")]
+    UnknownAlg(String),
+    #[error("unsigned tokens (alg \"none\") are refused")]
+    AlgNone,
+    #[error(
+        "alg {alg} cannot sign for a {namespace} account (SOL_EDDSA is for solana, EIP191K for eip155)"
+    )]
+    AlgMismatch {
+        alg: String,
+        namespace: &'static str,
+    },
+    #[error("the chain claim {chain:?} does not match the iss account's chain {expected:?}")]
+    ChainMismatch { chain: String, expected: String },
+    #[error("malformed CAIP-10 account in iss: {0}")]
+    MalformedAccount(String),
+    #[error("invalid signature: {0}")]
+    BadSignature(String),
+    #[error("invalid claim: {0}")]
+    BadClaim(String),
+    #[error("the token expired at {exp} (Unix seconds; now {now})")]
+    Expired { exp: u64, now: u64 },
+    #[error("account {0} is not allowed to use this gateway (auth.accounts)")]
+    AccountNotAllowed(String),
+    #[error("account {0} is not an admin of this gateway (auth.admins)")]
+    NotAdmin(String),
+    #[error("{0} needs an admin token; this token's scope is api")]
+    AdminRoute(String),
+    #[error("this token may not use model {model:?} (its models: {allowed})")]
+    ModelNotAllowed { model: String, allowed: String },
+    #[error("key store: {0}")]
+    KeyStore(String),
+}
+
+impl AuthError {
+    /// 403 for a valid token that is not allowed; 401 for everything else.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(
+            self,
+            AuthError::AccountNotAllowed(_)
+                | AuthError::NotAdmin(_)
+                | AuthError::AdminRoute(_)
+                | AuthError::ModelNotAllowed { .. }
+        )
+    }
+
+    pub fn to_error(&self) -> crate::error::Error {
+        use crate::error::{Error, ErrorKind};
+        let kind = if self.is_forbidden() {
+            ErrorKind::Forbidden
+        } else {
+            ErrorKind::Unauthorized
+        };
+        Error::new(kind, self.to_string())
+    }
+}
+
+/// The cache key and default session id source.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A verified token: who, what they may do, and until when.
+#[derive(Debug)]
+pub struct Verified {
+    pub caller: Arc<Caller>,
+    pub models: Option<ModelAllowlist>,
+    pub exp: Option<u64>,
+    /// Signed by an operator key rather than a wallet.
+    pub operator: bool,
+}
+
+impl Verified {
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.models.as_ref().is_none_or(|m| m.allows(model))
+    }
+
+    pub fn check_model(&self, model: &str) -> Result<(), AuthError> {
+        if self.allows_model(model) {
+            return Ok(());
+        }
+        Err(AuthError::ModelNotAllowed {
+            model: model.to_owned(),
+            allowed: self
+                .models
+                .as_ref()
+                .map(|m| m.patterns.join(", "))
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// The token of a request: `Authorization: Bearer …`, else `x-api-key`.
+pub fn token_from_headers(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let v = v.trim();
+        if let Some(scheme) = v.get(..7)
+            && scheme.eq_ignore_ascii_case("bearer ")
+        {
+            return Some(v[7..].trim());
+        }
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+const CACHE_CAPACITY: usize = 65_536;
+
+/// Verifies tokens against one gateway's auth config.
+pub struct Authenticator {
+    accounts: AccountPatterns,
+    admins: AccountPatterns,
+    skew: u64,
+    max_token_bytes: usize,
+    operators: OperatorKeys,
+    cache: RwLock<HashMap<[u8; 32], Arc<Verified>>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("accounts", &self.accounts.patterns)
+            .field("admins", &self.admins.patterns)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// `local` is the key store's accounts: the default of both `accounts` and `admins`.
+    pub fn new(auth: &config::Auth, local: &[String]) -> Result<Authenticator, String> {
+        let accounts = auth.accounts.clone().unwrap_or_else(|| local.to_vec());
+        let admins = auth.admins.clone().unwrap_or_else(|| local.to_vec());
+        Ok(Authenticator {
+            accounts: AccountPatterns::new(&accounts, "auth.accounts")?,
+            admins: AccountPatterns::new(&admins, "auth.admins")?,
+            skew: auth.clock_skew.as_secs(),
+            max_token_bytes: auth.max_token_bytes,
+            operators: OperatorKeys::new(&auth.operator_keys)
+                .map_err(|(i, m)| format!("auth.operator_keys[{i}]: {m}"))?,
+            cache: RwLock::new(HashMap::new()),
+        })
+    }
+
+    pub fn accounts(&self) -> &[String] {
+        &self.accounts.patterns
+    }
+
+    /// Verifies `token`, from the cache when it was verified before and has not expired.
+    pub fn authenticate(&self, token: &str) -> Result<Arc<Verified>, AuthError> {
+        if token.len() > self.max_token_bytes {
+            return Err(AuthError::TooLarge(token.len(), self.max_token_bytes));
+        }
+        let hash = token_hash(token);
+        let now = now_secs();
+        let cached = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&hash)
+            .cloned();
+        if let Some(v) = cached
+            && v.exp.is_none_or(|exp| now < exp.saturating_add(self.skew))
+        {
+            return Ok(v);
+        }
+        let verified = Arc::new(self.verify(token, &hash, now)?);
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHE_CAPACITY {
+            let skew = self.skew;
+            cache.retain(|_, v| v.exp.is_none_or(|exp| now < exp.saturating_add(skew)));
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.insert(hash, verified.clone());
+        Ok(verified)
+    }
+
+    /// The full check, no cache: signature, claims, expiry, account allowlists.
+    pub fn verify(&self, token: &str, hash: &[u8; 32], now: u64) -> Result<Verified, AuthError> {
+        let compact = jwt::decode(token)?;
+        let (account, claims, operator) = match compact.alg.as_str() {
+            "SOL_EDDSA" | "EIP191K" => {
+                let claims = Claims::parse(&compact.payload)?;
+                let iss = claims
+                    .iss
+                    .as_deref()
+                    .ok_or_else(|| AuthError::MalformedAccount("the token has no iss".into()))?;
+                let account = Account::parse(iss)?;
+                let want = match account.namespace {
+                    Namespace::Solana => "SOL_EDDSA",
+                    Namespace::Eip155 => "EIP191K",
+                };
+                if compact.alg != want {
+                    return Err(AuthError::AlgMismatch {
+                        alg: compact.alg.clone(),
+                        namespace: account.namespace.as_str(),
+                    });
+                }
+                let expected = account.chain();
+                if claims.chain.as_deref() != Some(expected.as_str()) {
+                    return Err(AuthError::ChainMismatch {
+                        chain: claims.chain.clone().unwrap_or_default(),
+                        expected,
+                    });
+                }
+                let address = account.address_bytes();
+                let signed = compact.signed.as_bytes();
+                match account.namespace {
+                    Namespace::Solana => solana::verify(&address, signed, &compact.signature)?,
+                    Namespace::Eip155 => evm::verify(&address, signed, &compact.signature)?,
+                }
+                (account.to_string(), claims, false)
+            }
+            "EdDSA" | "ES256" => {
+                let alg = if compact.alg == "EdDSA" {
+                    jsonwebtoken::Algorithm::EdDSA
+                } else {
+                    jsonwebtoken::Algorithm::ES256
+                };
+                let payload = self.operators.verify(token, alg)?;
+                let claims = Claims::parse(&payload)?;
+                let account = claims.sub.clone().or(claims.iss.clone()).ok_or_else(|| {
+                    AuthError::BadClaim("an operator token needs sub or iss".into())
+                })?;
+                (account, claims, true)
+            }
+            a if a.eq_ignore_ascii_case("none") => return Err(AuthError::AlgNone),
+            other => return Err(AuthError::UnknownAlg(format!("{other:?}"))),
+        };
+        if let Some(exp) = claims.exp
+            && now >= exp.saturating_add(self.skew)
+        {
+            return Err(AuthError::Expired { exp, now });
+        }
+        if claims
+            .iat
+            .is_some_and(|iat| iat > now.saturating_add(self.skew))
+        {
+            return Err(AuthError::BadClaim("iat is in the future".into()));
+        }
+        if claims.scope == Scope::Admin && claims.exp.is_none() {
+            return Err(AuthError::BadClaim("an admin token must have exp".into()));
+        }
+        if !operator {
+            let allowed = match claims.scope {
+                Scope::Admin => self.admins.matches(&account),
+                Scope::Api => self.accounts.matches(&account) || self.admins.matches(&account),
+            };
+            if !allowed {
+                return Err(match claims.scope {
+                    Scope::Admin => AuthError::NotAdmin(account),
+                    Scope::Api => AuthError::AccountNotAllowed(account),
+                });
+            }
+        }
+        let models = claims
+            .models
+            .as_deref()
+            .map(ModelAllowlist::new)
+            .transpose()?;
+        let session = claims
+            .jti
+            .clone()
+            .unwrap_or_else(|| format!("tok_{}", hex::encode(&hash[..12])));
+        Ok(Verified {
+            caller: Arc::new(Caller {
+                account,
+                session,
+                scope: claims.scope,
+                models: claims.models.clone(),
+                budget: claims.budget,
+            }),
+            models,
+            exp: claims.exp,
+            operator,
+        })
+    }
+}
+
+/// Parses `30d`, `1h`, `never` (→ `None`) for `--exp`.
+pub fn parse_exp(s: &str) -> Result<Option<Duration>, String> {
+    if s == "never" {
+        return Ok(None);
+    }
+    humantime::parse_duration(s)
+        .map(Some)
+        .map_err(|e| format!("expected a duration such as 30d or 1h, or never: {e}"))
+}
+
+/// Parses `2.5usd`, `$2.5` or a plain number of micro-USD for `--budget`.
+pub fn parse_budget(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let usd = t
+        .strip_suffix("usd")
+        .or_else(|| t.strip_suffix("USD"))
+        .or_else(|| t.strip_prefix('$'));
+    match usd {
+        Some(n) => {
+            let v: f64 = n
+                .trim()
+                .parse()
+                .map_err(|_| format!("expected 2.5usd, found {s:?}"))?;
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("expected a non-negative amount, found {s:?}"));
+            }
+            Ok((v * 1_000_000.0).round() as u64)
+        }
+        None => t
+            .parse()
+            .map_err(|_| format!("expected 2.5usd or a whole number of micro-USD, found {s:?}")),
+    }
+}
+
+/// Parses `rounds:10` or `duration:1h` for `--budget-range`.
+pub fn parse_range(s: &str) -> Result<crate::caller::BudgetWindow, String> {
+    use crate::caller::BudgetWindow;
+    match s.split_once(':') {
+        Some(("rounds", n)) => n
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(BudgetWindow::Rounds)
+            .ok_or_else(|| format!("expected rounds:N with N above 0, found {s:?}")),
+        Some(("duration", d)) => humantime::parse_duration(d)
+            .ok()
+            .filter(|d| d.as_secs() > 0)
+            .map(BudgetWindow::Duration)
+            .ok_or_else(|| format!("expected duration:1h (at least 1s), found {s:?}")),
+        _ => Err(format!("expected rounds:N or duration:D, found {s:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+//! Token claims, long names and BitRouter 0.14's short aliases alike (`scp`, `mdl`, `bgt`,
+//! `bsc`), turned into typed values: scope, model globs, budget claim, expiry.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::AuthError;
+use crate::caller::{BudgetClaim, BudgetScope, BudgetWindow, Scope};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claims {
+    pub iss: Option<String>,
+    pub sub: Option<String>,
+    pub chain: Option<String>,
+    pub iat: Option<u64>,
+    /// Unix seconds; `None`: never expires.
+    pub exp: Option<u64>,
+    pub scope: Scope,
+    pub models: Option<Vec<String>>,
+    pub budget: Option<BudgetClaim>,
+    pub jti: Option<String>,
+}
+
+fn first<'a>(p: &'a Value, names: &[&str]) -> Option<&'a Value> {
+    names
+        .iter()
+        .find_map(|n| p.get(*n))
+        .filter(|v| !v.is_null())
+}
+
+fn text(p: &Value, names: &[&str]) -> Result<Option<String>, AuthError> {
+    match first(p, names) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(AuthError::BadClaim(format!(
+            "{} must be a string",
+            names[0]
+        ))),
+    }
+}
+
+fn seconds(p: &Value, name: &str) -> Result<Option<u64>, AuthError> {
+    match first(p, &[name]) {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+            .map(Some)
+            .ok_or_else(|| AuthError::BadClaim(format!("{name} must be Unix seconds"))),
+    }
+}
+
+impl Claims {
+    pub fn parse(p: &Value) -> Result<Claims, AuthError> {
+        let scope = match text(p, &["scope", "scp"])?.as_deref() {
+            None | Some("api") => Scope::Api,
+            Some("admin" | "adm") => Scope::Admin,
+            Some(other) => {
+                return Err(AuthError::BadClaim(format!(
+                    "scope must be admin or api, found {other:?}"
+                )));
+            }
+        };
+        let models = match first(p, &["models", "mdl"]) {
+            None => None,
+            Some(Value::String(s)) => Some(vec![s.clone()]),
+            Some(Value::Array(a)) => Some(
+                a.iter()
+                    .map(|m| m.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| AuthError::BadClaim("models must be strings".into()))?,
+            ),
+            Some(_) => return Err(AuthError::BadClaim("models must be a list of globs".into())),
+        };
+        Ok(Claims {
+            iss: text(p, &["iss"])?,
+            sub: text(p, &["sub"])?,
+            chain: text(p, &["chain"])?,
+            iat: seconds(p, "iat")?,
+            exp: seconds(p, "exp")?,
+            scope,
+            models,
+            budget: budget(p)?,
+            jti: text(p, &["jti"])?,
+        })
+    }
+}
+
+/// `budget` (micro-USD), `budget_scope` and `budget_range`, or their aliases.
+fn budget(p: &Value) -> Result<Option<BudgetClaim>, AuthError> {
+    let Some(limit) = first(p, &["budget", "bgt"]) else {
+        return Ok(None);
+    };
+    let limit_micro_usd = limit
+        .as_u64()
+        .ok_or_else(|| AuthError::BadClaim("budget must be a whole number of micro-USD".into()))?;
+    let scope = match text(p, &["budget_scope", "bsc"])?.as_deref() {
+        None | Some("session" | "ses") => BudgetScope::Session,
+        Some("account" | "act") => BudgetScope::Account,
+        Some(other) => {
+            return Err(AuthError::BadClaim(format!(
+                "budget_scope must be session or account, found {other:?}"
+            )));
+        }
+    };
+    let window = match first(p, &["budget_range", "brg"]) {
+        None => BudgetWindow::Lifetime,
+        Some(r) => {
+            let n = |k: &str| r.get(k).and_then(Value::as_u64).filter(|n| *n > 0);
+            match r.get("type").and_then(Value::as_str) {
+                Some("rounds") => BudgetWindow::Rounds(n("count").ok_or_else(|| {
+                    AuthError::BadClaim("budget_range rounds needs a count above 0".into())
+                })?),
+                Some("duration") => {
+                    BudgetWindow::Duration(Duration::from_secs(n("seconds").ok_or_else(|| {
+                        AuthError::BadClaim("budget_range duration needs seconds above 0".into())
+                    })?))
+                }
+                _ => {
+                    return Err(AuthError::BadClaim(
+                        "budget_range must be {\"type\":\"rounds\",\"count\":N} or {\"type\":\"duration\",\"seconds\":S}".into(),
+                    ));
+                }
+            }
+        }
+    };
+    Ok(Some(BudgetClaim {
+        limit_micro_usd,
+        scope,
+        window,
+    }))
+}
+
+/// The claims object `bitrouter token mint` writes (long names).
+pub fn budget_json(b: &BudgetClaim) -> Vec<(&'static str, Value)> {
+    let mut out = vec![
+        ("budget", Value::from(b.limit_micro_usd)),
+        (
+            "budget_scope",
+            Value::from(match b.scope {
+                BudgetScope::Session => "session",
+                BudgetScope::Account => "account",
+            }),
+        ),
+    ];
+    match b.window {
+        BudgetWindow::Lifetime => {}
+        BudgetWindow::Rounds(n) => out.push((
+            "budget_range",
+            serde_json::json!({"type": "rounds", "count": n}),
+        )),
+        BudgetWindow::Duration(d) => out.push((
+            "budget_range",
+            serde_json::json!({"type": "duration", "seconds": d.as_secs()}),
+        )),
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn long_names_and_aliases_mean_the_same() {
+        let long = Claims::parse(&json!({"iss": "a", "scope": "admin", "models": ["openai:*"], "budget": 2500000, "budget_scope": "account", "budget_range": {"type": "rounds", "count": 10}, "exp": 5})).unwrap();
+        let short = Claims::parse(&json!({"iss": "a", "scp": "adm", "mdl": ["openai:*"], "bgt": 2500000, "bsc": "act", "budget_range": {"type": "rounds", "count": 10}, "exp": 5})).unwrap();
+        assert_eq!(long, short);
+        assert_eq!(long.scope, Scope::Admin);
+        assert_eq!(
+            long.budget,
+            Some(BudgetClaim {
+                limit_micro_usd: 2_500_000,
+                scope: BudgetScope::Account,
+                window: BudgetWindow::Rounds(10)
+            })
+        );
+        let d = Claims::parse(
+            &json!({"bgt": 1, "bsc": "ses", "budget_range": {"type": "duration", "seconds": 3600}}),
+        )
+        .unwrap();
+        assert_eq!(
+            d.budget.unwrap().window,
+            BudgetWindow::Duration(Duration::from_secs(3600))
+        );
+        assert_eq!(d.budget.unwrap().scope, BudgetScope::Session);
+        assert_eq!(d.scope, Scope::Api);
+    }
+
+    #[test]
+    fn bad_claims_are_named() {
+        for (p, what) in [
+            (json!({"scope": "root"}), "scope"),
+            (json!({"budget": -1}), "budget"),
+            (json!({"budget": 1, "bsc": "x"}), "budget_scope"),
+            (
+                json!({"budget": 1, "budget_range": {"type": "rounds"}}),
+                "rounds",
+            ),
+            (json!({"exp": "tomorrow"}), "exp"),
+            (json!({"models": 3}), "models"),
+        ] {
+            let e = Claims::parse(&p).unwrap_err().to_string();
+            assert!(e.contains(what), "{e}");
+        }
+    }
+
+    #[test]
+    fn minted_budget_claims_parse_back() {
+        let b = BudgetClaim {
+            limit_micro_usd: 7,
+            scope: BudgetScope::Session,
+            window: BudgetWindow::Duration(Duration::from_secs(60)),
+        };
+        let obj: serde_json::Map<String, Value> = budget_json(&b)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        assert_eq!(Claims::parse(&Value::Object(obj)).unwrap().budget, Some(b));
+    }
+}

@@ -1,0 +1,146 @@
+//! `bitrouter keygen` and `bitrouter token mint|inspect`: the local wallet key store and
+//! the tokens it signs, plus the admin token management commands send over HTTP.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use bitrouter::auth::caip10::Namespace;
+use bitrouter::auth::keystore::KeyStore;
+use bitrouter::auth::{self, Authenticator};
+use bitrouter::caller::{BudgetClaim, BudgetScope};
+use clap::ValueEnum;
+use serde_json::{Map, Value, json};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Chain {
+    Solana,
+    Evm,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ScopeArg {
+    Api,
+    Admin,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum BudgetScopeArg {
+    Session,
+    Account,
+}
+
+pub struct MintArgs {
+    pub chain: Chain,
+    pub scope: ScopeArg,
+    pub exp: String,
+    pub models: Vec<String>,
+    pub budget: Option<String>,
+    pub budget_scope: BudgetScopeArg,
+    pub budget_range: Option<String>,
+    pub jti: Option<String>,
+}
+
+/// `--home`, else BITROUTER_HOME, else ~/.bitrouter.
+pub fn home(arg: Option<PathBuf>) -> PathBuf {
+    arg.unwrap_or_else(bitrouter::config::home_dir)
+}
+
+pub fn keygen(home: &Path) -> anyhow::Result<()> {
+    let ks = KeyStore::generate(home)?;
+    println!("key store: {} (mode 0600)", ks.path.display());
+    println!("solana account: {}", ks.solana_account());
+    println!("evm account:    {}", ks.evm_account());
+    Ok(())
+}
+
+pub fn mint(home: &Path, a: MintArgs) -> anyhow::Result<String> {
+    let ks = KeyStore::load(home)?;
+    let exp = auth::parse_exp(&a.exp).map_err(|m| anyhow::anyhow!("--exp: {m}"))?;
+    if a.scope == ScopeArg::Admin && exp.is_none() {
+        bail!("--exp: admin tokens must expire; pass --exp 1h (or another duration)");
+    }
+    let mut claims = Map::new();
+    let now = auth::now_secs();
+    claims.insert("iat".into(), now.into());
+    if let Some(d) = exp {
+        claims.insert("exp".into(), (now + d.as_secs()).into());
+    }
+    claims.insert(
+        "scope".into(),
+        match a.scope {
+            ScopeArg::Api => "api",
+            ScopeArg::Admin => "admin",
+        }
+        .into(),
+    );
+    if !a.models.is_empty() {
+        bitrouter::auth::ModelAllowlist::new(&a.models)
+            .map_err(|e| anyhow::anyhow!("--models: {e}"))?;
+        claims.insert("models".into(), json!(a.models));
+    }
+    if let Some(b) = &a.budget {
+        let claim = BudgetClaim {
+            limit_micro_usd: auth::parse_budget(b).map_err(|m| anyhow::anyhow!("--budget: {m}"))?,
+            scope: match a.budget_scope {
+                BudgetScopeArg::Session => BudgetScope::Session,
+                BudgetScopeArg::Account => BudgetScope::Account,
+            },
+            window: match &a.budget_range {
+                Some(r) => {
+                    auth::parse_range(r).map_err(|m| anyhow::anyhow!("--budget-range: {m}"))?
+                }
+                None => bitrouter::caller::BudgetWindow::Lifetime,
+            },
+        };
+        for (k, v) in auth::claims::budget_json(&claim) {
+            claims.insert(k.into(), v);
+        }
+    } else if a.budget_range.is_some() {
+        bail!("--budget-range needs --budget");
+    }
+    if let Some(j) = a.jti {
+        claims.insert("jti".into(), j.into());
+    }
+    let ns = match a.chain {
+        Chain::Solana => Namespace::Solana,
+        Chain::Evm => Namespace::Eip155,
+    };
+    Ok(ks.mint(ns, claims)?)
+}
+
+/// Prints the header and claims, then whether the token verifies under `config`'s auth
+/// settings (signature, expiry, allowlists). Returns false when it does not.
+pub fn inspect(config: &bitrouter::Config, token: &str) -> anyhow::Result<bool> {
+    let compact = auth::jwt::decode(token.trim()).context("cannot decode the token")?;
+    let local: Vec<String> = KeyStore::load(&bitrouter::config::home_dir())
+        .map(|k| vec![k.solana_account(), k.evm_account()])
+        .unwrap_or_default();
+    let authn = Authenticator::new(&config.auth, &local).map_err(|m| anyhow::anyhow!(m))?;
+    let hash = auth::token_hash(token.trim());
+    let result = authn.verify(token.trim(), &hash, auth::now_secs());
+    let mut out = json!({"header": compact.header, "claims": compact.payload});
+    match &result {
+        Ok(v) => {
+            out["valid"] = Value::Bool(true);
+            out["account"] = v.caller.account.clone().into();
+            out["session"] = v.caller.session.clone().into();
+        }
+        Err(e) => {
+            out["valid"] = Value::Bool(false);
+            out["error"] = e.to_string().into();
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(result.is_ok())
+}
+
+/// The token management commands send: `--token`/BITROUTER_TOKEN, else a 5-minute admin
+/// token minted from the local key store, else none (a gateway with auth off needs none).
+pub fn admin_token(explicit: Option<String>) -> Option<String> {
+    explicit.or_else(|| {
+        let ks = KeyStore::load(&bitrouter::config::home_dir()).ok()?;
+        let now = auth::now_secs();
+        let claims = json!({"scope": "admin", "iat": now, "exp": now + 300});
+        ks.mint(Namespace::Solana, claims.as_object()?.clone()).ok()
+    })
+}
