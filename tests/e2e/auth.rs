@@ -574,3 +574,89 @@ fn a_public_listener_with_auth_off_is_refused_without_allow_open() {
         "{err}"
     );
 }
+
+/// The two halves of issue 6 together: a budget carried by a wallet-signed token (no test
+/// hook) is enforced over HTTP, per session for `budget_scope: session` and across the
+/// account's tokens for the `bsc: act` alias, and the spend rows carry the token's account.
+#[tokio::test]
+async fn a_budget_in_a_wallet_token_is_enforced_over_http() {
+    let (sol, evm) = (Sol::new(21), Evm::new(22));
+    let m = mock().await;
+    let yaml = format!(
+        "providers:\n  up:\n    api_protocol: openai\n    api_base: {}/v1\n    api_key: k\n    models:\n      gpt-up: {{ pricing: {{ input_tokens: {{ no_cache: 2.0 }}, output_tokens: {{ text: 10.0 }} }} }}\nmodels:\n  m:\n    endpoints: [{{ provider: up, model_id: gpt-up }}]\nauth:\n  mode: on\n  accounts: ['{}', '{}']\n",
+        m.base_url(),
+        sol.account(),
+        evm.account()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let ask = |token: String| {
+        let gw = &gw;
+        async move {
+            let body = json!({"model": "m", "max_tokens": 10,
+                              "messages": [{"role": "user", "content": "hello"}]});
+            post_raw(
+                gw,
+                "/v1/chat/completions",
+                body.to_string().into_bytes(),
+                &[("authorization", &bearer(&token))],
+            )
+            .await
+        }
+    };
+    // Session budget: this token alone, until it no longer fits.
+    let t1 = sol.token(json!({"jti": "s1", "budget": 250, "budget_scope": "session"}));
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let r = ask(t1.clone()).await;
+        let remaining: u64 = r
+            .header("x-bitrouter-budget-remaining")
+            .parse()
+            .unwrap_or_else(|_| panic!("no budget header: {}", r.text));
+        assert!(remaining <= 250, "{remaining}");
+        statuses.push(r.status);
+        if r.status == 402 {
+            assert_eq!(r.json()["error"]["code"], "budget_exceeded", "{}", r.text);
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    assert_eq!(statuses.first(), Some(&200), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&402), "{statuses:?}");
+    // Another token of the same account is another session: its own budget.
+    let t2 = sol.token(json!({"jti": "s2", "budget": 250, "budget_scope": "session"}));
+    assert_eq!(ask(t2).await.status, 200);
+    // Account scope (short aliases): two tokens share one budget.
+    let (a1, a2) = (
+        evm.token(json!({"jti": "a1", "bgt": 150, "bsc": "act"})),
+        evm.token(json!({"jti": "a2", "bgt": 150, "bsc": "act"})),
+    );
+    let mut refused = false;
+    for i in 0..20 {
+        let r = ask(if i % 2 == 0 { a1.clone() } else { a2.clone() }).await;
+        if r.status == 402 {
+            refused = true;
+            // The other token of the account is out of budget too.
+            let other = ask(if i % 2 == 0 { a2.clone() } else { a1.clone() }).await;
+            assert_eq!(other.status, 402, "{}", other.text);
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    assert!(refused, "the shared account budget never ran out");
+    // Spend rows carry the verified account.
+    for _ in 0..500 {
+        if gw.gateway.ledger().stats().written >= 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let rows = gw.gateway.ledger().rows(0, i64::MAX).await.unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r.account.as_deref() == Some(sol.account().as_str()))
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.account.as_deref() == Some(evm.account().as_str()))
+    );
+}
