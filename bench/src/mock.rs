@@ -1,6 +1,7 @@
-//! A mock LLM upstream speaking OpenAI Chat Completions, Anthropic Messages and a Cohere-chat-style
-//! API (`POST /v1/chat`, reached through the gateway's adapter plugin), for the
-//! gateway's integration tests (in-process) and benchmarks (the `mock-upstream` binary).
+//! A mock LLM upstream speaking OpenAI Chat Completions, Anthropic Messages, Gemini
+//! `generateContent` and a Cohere-chat-style API (`POST /v1/chat`, reached through the gateway's
+//! adapter plugin), for the gateway's integration tests (in-process) and benchmarks (the
+//! `mock-upstream` binary).
 //!
 //! Start one with [`MockServer::start`] (or [`MockServer::builder`] to turn recording off), point
 //! the gateway at [`MockServer::base_url`], and steer it with a [`MockBehavior`]: for the whole
@@ -13,6 +14,7 @@ mod anthropic;
 mod behavior;
 mod body;
 mod cohere;
+mod gemini;
 mod openai;
 mod reply;
 mod request;

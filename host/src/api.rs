@@ -3,6 +3,7 @@
 //! shares — decode errors, SSE framing, ids — and the dispatch over `Dialect`.
 
 pub mod anthropic;
+pub mod gemini;
 pub mod openai_chat;
 
 use bytes::Bytes;
@@ -124,10 +125,31 @@ pub(crate) fn error_message(err: &Value) -> String {
 
 /// Decodes a caller's request body in `dialect`.
 pub fn decode_request(dialect: Dialect, body: &[u8]) -> Result<Request, DecodeError> {
+    decode_request_at(dialect, body, None)
+}
+
+/// Decodes a caller's request body; `url_model` is the model and stream flag a dialect that
+/// carries them in the URL (Gemini) was called with.
+pub fn decode_request_at(
+    dialect: Dialect,
+    body: &[u8],
+    url_model: Option<&UrlModel>,
+) -> Result<Request, DecodeError> {
     match dialect {
         Dialect::OpenAiChat => openai_chat::decode_request(body),
         Dialect::Anthropic => anthropic::decode_request(body),
+        Dialect::Gemini => {
+            let (model, stream) = url_model.map_or(("", false), |u| (u.model.as_str(), u.stream));
+            gemini::decode_request(body, model, stream)
+        }
     }
+}
+
+/// What a Gemini-style URL (`/v1beta/models/{model}:streamGenerateContent`) says about the call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UrlModel {
+    pub model: String,
+    pub stream: bool,
 }
 
 /// Encodes a request for an upstream that speaks `dialect`.
@@ -135,6 +157,7 @@ pub fn encode_request(dialect: Dialect, request: &Request, model: &str) -> Value
     match dialect {
         Dialect::OpenAiChat => openai_chat::encode_request(request, model),
         Dialect::Anthropic => anthropic::encode_request(request, model),
+        Dialect::Gemini => gemini::encode_request(request, model),
     }
 }
 
@@ -142,6 +165,7 @@ pub fn decode_response(dialect: Dialect, body: &[u8]) -> Result<Response, Decode
     match dialect {
         Dialect::OpenAiChat => openai_chat::decode_response(body),
         Dialect::Anthropic => anthropic::decode_response(body),
+        Dialect::Gemini => gemini::decode_response(body),
     }
 }
 
@@ -149,6 +173,7 @@ pub fn encode_response(dialect: Dialect, response: &Response) -> Bytes {
     match dialect {
         Dialect::OpenAiChat => openai_chat::encode_response(response),
         Dialect::Anthropic => anthropic::encode_response(response),
+        Dialect::Gemini => gemini::encode_response(response),
     }
 }
 
@@ -179,6 +204,7 @@ pub fn upstream_error_message(body: &[u8]) -> String {
 pub enum StreamEncoder {
     OpenAiChat(openai_chat::StreamEncoder),
     Anthropic(anthropic::StreamEncoder),
+    Gemini(gemini::StreamEncoder),
 }
 
 impl StreamEncoder {
@@ -188,6 +214,7 @@ impl StreamEncoder {
                 StreamEncoder::OpenAiChat(openai_chat::StreamEncoder::new(include_usage))
             }
             Dialect::Anthropic => StreamEncoder::Anthropic(anthropic::StreamEncoder::new()),
+            Dialect::Gemini => StreamEncoder::Gemini(gemini::StreamEncoder::new()),
         }
     }
 
@@ -195,6 +222,7 @@ impl StreamEncoder {
         match self {
             StreamEncoder::OpenAiChat(e) => e.encode(event, out),
             StreamEncoder::Anthropic(e) => e.encode(event, out),
+            StreamEncoder::Gemini(e) => e.encode(event, out),
         }
     }
 
@@ -202,6 +230,7 @@ impl StreamEncoder {
         match self {
             StreamEncoder::OpenAiChat(e) => e.finish(out),
             StreamEncoder::Anthropic(e) => e.finish(out),
+            StreamEncoder::Gemini(e) => e.finish(out),
         }
     }
 }
@@ -210,6 +239,7 @@ impl StreamEncoder {
 pub enum StreamDecoder {
     OpenAiChat(openai_chat::StreamDecoder),
     Anthropic(anthropic::StreamDecoder),
+    Gemini(gemini::StreamDecoder),
 }
 
 impl StreamDecoder {
@@ -217,6 +247,7 @@ impl StreamDecoder {
         match dialect {
             Dialect::OpenAiChat => StreamDecoder::OpenAiChat(openai_chat::StreamDecoder::new()),
             Dialect::Anthropic => StreamDecoder::Anthropic(anthropic::StreamDecoder::new()),
+            Dialect::Gemini => StreamDecoder::Gemini(gemini::StreamDecoder::new()),
         }
     }
 
@@ -224,6 +255,7 @@ impl StreamDecoder {
         match self {
             StreamDecoder::OpenAiChat(d) => d.decode(data, out),
             StreamDecoder::Anthropic(d) => d.decode(data, out),
+            StreamDecoder::Gemini(d) => d.decode(data, out),
         }
     }
 
@@ -232,6 +264,7 @@ impl StreamDecoder {
         match self {
             StreamDecoder::OpenAiChat(d) => d.finished(),
             StreamDecoder::Anthropic(d) => d.finished(),
+            StreamDecoder::Gemini(d) => d.finished(),
         }
     }
 }

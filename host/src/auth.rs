@@ -147,8 +147,10 @@ pub fn token_from_headers(headers: &HeaderMap) -> Option<&str> {
             return Some(v[7..].trim());
         }
     }
-    headers
-        .get("x-api-key")
+    // `x-goog-api-key` is where the Gemini SDKs put their key.
+    ["x-api-key", "x-goog-api-key"]
+        .iter()
+        .find_map(|h| headers.get(*h))
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())

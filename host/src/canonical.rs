@@ -10,6 +10,8 @@ pub enum Dialect {
     OpenAiChat,
     /// Anthropic Messages (`/v1/messages`).
     Anthropic,
+    /// Google Gemini `generateContent` (`/v1beta/models/{model}:generateContent`).
+    Gemini,
 }
 
 impl Dialect {
@@ -17,6 +19,7 @@ impl Dialect {
         match self {
             Dialect::OpenAiChat => "openai",
             Dialect::Anthropic => "anthropic",
+            Dialect::Gemini => "google",
         }
     }
 }

@@ -528,15 +528,6 @@ impl Config {
                         ),
                     ));
                 };
-                if p.protocol == ApiProtocol::Google {
-                    return Err(invalid(
-                        &format!("{eat}.provider"),
-                        format!(
-                            "provider {:?} speaks api_protocol google, which this build cannot route to yet; use an openai or anthropic provider",
-                            e.provider
-                        ),
-                    ));
-                }
                 if e.model_id.trim().is_empty() {
                     return Err(invalid(
                         &format!("{eat}.model_id"),

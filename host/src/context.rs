@@ -66,6 +66,8 @@ pub struct RequestContext {
     pub budget: Option<crate::budget::Reservation>,
     /// What is left of the caller's budget, as last known (micro-USD).
     pub budget_remaining: Option<u64>,
+    /// Model and stream flag from the URL, for dialects that put them there (Gemini).
+    pub url_model: Option<crate::api::UrlModel>,
 }
 
 impl RequestContext {
@@ -95,6 +97,7 @@ impl RequestContext {
             guardrail: crate::guardrails::Tally::default(),
             budget: None,
             budget_remaining: None,
+            url_model: None,
         }
     }
 

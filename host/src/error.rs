@@ -226,6 +226,13 @@ impl Error {
                 "type": "error",
                 "error": { "type": anthropic_error_type(status), "message": self.message }
             }),
+            Dialect::Gemini => serde_json::json!({
+                "error": {
+                    "code": status.as_u16(),
+                    "message": self.message,
+                    "status": google_status(status),
+                }
+            }),
         };
         if let (Some(details), Some(error)) = (
             &self.details,
@@ -261,6 +268,24 @@ fn openai_error_code(kind: ErrorKind) -> Option<&'static str> {
         ErrorKind::Unauthorized => Some("invalid_api_key"),
         ErrorKind::Forbidden => Some("permission_denied"),
         _ => None,
+    }
+}
+
+/// Google's canonical error code name for an HTTP status (google.rpc.Code).
+fn google_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 413 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        405 | 501 => "UNIMPLEMENTED",
+        408 | 504 => "DEADLINE_EXCEEDED",
+        409 => "ABORTED",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        503 | 502 => "UNAVAILABLE",
+        400..=499 => "FAILED_PRECONDITION",
+        _ => "INTERNAL",
     }
 }
 

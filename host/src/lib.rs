@@ -6,7 +6,7 @@
 //! server    hyper accept loop, request id, body limit, route table
 //! auth      token → verified caller (wallet / operator JWTs, allowlists, cache)
 //! proxy     one model call: decode → plan → try targets (failover) → answer
-//!   api       dialect codecs (OpenAI chat, Anthropic messages) ⇄ canonical
+//!   api       dialect codecs (OpenAI chat, Anthropic messages, Gemini) ⇄ canonical
 //!   router    model name → ordered targets; priority / load_balance; cool-down
 //!   upstream  the shared HTTP client; error classification for failover
 //!   stream    upstream SSE → canonical events → the caller's SSE
@@ -22,6 +22,7 @@ pub mod caller;
 pub mod canonical;
 pub mod config;
 pub mod context;
+pub mod credentials;
 pub mod error;
 pub mod guardrails;
 pub mod observe;

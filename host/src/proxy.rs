@@ -186,7 +186,7 @@ impl Proxy {
         body: &[u8],
     ) -> Response<Body> {
         let dialect = ctx.dialect;
-        let mut request = match api::decode_request(dialect, body) {
+        let mut request = match api::decode_request_at(dialect, body, ctx.url_model.as_ref()) {
             Ok(r) => r,
             Err(e) => {
                 return self
@@ -350,6 +350,7 @@ impl Proxy {
             .send(
                 target,
                 upstream,
+                false,
                 body,
                 same_dialect_headers(upstream, dialect, extra),
                 t.total.unwrap_or(t.first_byte).min(t.first_byte),
@@ -387,6 +388,7 @@ impl Proxy {
             .send(
                 target,
                 upstream,
+                true,
                 body,
                 same_dialect_headers(upstream, dialect, extra),
                 t.first_byte,

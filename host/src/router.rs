@@ -37,6 +37,9 @@ pub struct Target {
     pub url: String,
     /// `url`, parsed once: reqwest would otherwise re-parse (with IDNA) on every request.
     pub parsed_url: reqwest::Url,
+    /// Where streams go when the protocol streams at another URL (Gemini's
+    /// `:streamGenerateContent?alt=sse`); `None`: `parsed_url`, with `stream: true` in the body.
+    pub stream_url: Option<reqwest::Url>,
     pub headers: HeaderMap,
     pub timeouts: Timeouts,
     /// Prices from the registry or config; `None` for a model nobody priced (cost 0, logged).
@@ -290,6 +293,7 @@ fn build_target(
     timeouts: Timeouts,
 ) -> Result<Target, Error> {
     let base = base.trim_end_matches('/');
+    let mut stream_url = None;
     let (protocol, url) = match provider.protocol {
         ApiProtocol::Openai => (
             Protocol::Native(Dialect::OpenAiChat),
@@ -305,13 +309,14 @@ fn build_target(
         ),
         ApiProtocol::Plugin => (Protocol::Adapter, base.to_owned()),
         ApiProtocol::Google => {
-            return Err(Error::new(
-                ErrorKind::NotConfigured,
-                format!(
-                    "provider {:?} speaks api_protocol google, which this build cannot route to yet",
-                    provider.name
-                ),
+            // Gemini puts the model in the path; `/` inside a model id (tuned models) stays.
+            stream_url = Some(format!(
+                "{base}/models/{model_id}:streamGenerateContent?alt=sse"
             ));
+            (
+                Protocol::Native(Dialect::Gemini),
+                format!("{base}/models/{model_id}:generateContent"),
+            )
         }
     };
     let bad = |what: &str| {
@@ -343,6 +348,10 @@ fn build_target(
                 let v = HeaderValue::from_str(key).map_err(|_| bad("the API key"))?;
                 headers.insert(HeaderName::from_static("x-api-key"), v);
             }
+            Protocol::Native(Dialect::Gemini) => {
+                let v = HeaderValue::from_str(key).map_err(|_| bad("the API key"))?;
+                headers.insert(HeaderName::from_static("x-goog-api-key"), v);
+            }
         }
     }
     if protocol == Protocol::Native(Dialect::Anthropic) {
@@ -359,21 +368,26 @@ fn build_target(
     for (_, v) in sensitive.iter_mut() {
         v.set_sensitive(true);
     }
-    let parsed_url = reqwest::Url::parse(&url).map_err(|e| {
-        Error::new(
-            ErrorKind::NotConfigured,
-            format!(
-                "provider {:?}: {url} is not a valid URL: {e}",
-                provider.name
-            ),
-        )
-    })?;
+    let parse = |url: &str| {
+        reqwest::Url::parse(url).map_err(|e| {
+            Error::new(
+                ErrorKind::NotConfigured,
+                format!(
+                    "provider {:?}: {url} is not a valid URL: {e}",
+                    provider.name
+                ),
+            )
+        })
+    };
+    let parsed_url = parse(&url)?;
+    let stream_url = stream_url.as_deref().map(parse).transpose()?;
     Ok(Target {
         provider: provider.name.clone(),
         model_id: model_id.to_owned(),
         protocol,
         url,
         parsed_url,
+        stream_url,
         headers: sensitive,
         timeouts,
         prices: provider
@@ -440,6 +454,25 @@ mod tests {
         assert_eq!(p.targets[1].url, "http://127.0.0.1:2/v1/messages");
         assert_eq!(p.targets[1].headers["x-api-key"], "kb");
         assert_eq!(p.targets[1].headers["anthropic-version"], ANTHROPIC_VERSION);
+    }
+
+    #[test]
+    fn google_targets_have_two_urls_and_the_goog_key() {
+        let r = router(
+            "providers:\n  g:\n    api_protocol: google\n    api_base: http://127.0.0.1:3/v1beta/\n    api_key: kg\n",
+        );
+        let t = &r.plan("g:gemini-2.5-flash").unwrap().targets[0];
+        assert_eq!(t.dialect, Dialect::Gemini);
+        assert_eq!(
+            t.url,
+            "http://127.0.0.1:3/v1beta/models/gemini-2.5-flash:generateContent"
+        );
+        assert_eq!(
+            t.stream_url.as_ref().unwrap().as_str(),
+            "http://127.0.0.1:3/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        );
+        assert_eq!(t.headers["x-goog-api-key"], "kg");
+        assert!(t.headers.get("authorization").is_none());
     }
 
     #[test]

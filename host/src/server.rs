@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use crate::auth::{AuthError, Authenticator, Verified};
 use crate::caller::Scope;
 use crate::canonical::Dialect;
-use crate::config::{ApiProtocol, Config};
+use crate::config::Config;
 use crate::error::{Error, ErrorKind};
 use crate::guardrails::{self, Firewall};
 use crate::observe::{JsonlSink, Metrics, ObserveCallback, Observers, WasmObserverSink};
@@ -402,13 +402,21 @@ impl Gateway {
         };
         let mut response = match (path, &method) {
             ("/v1/chat/completions" | "/chat/completions", &Method::POST) => {
-                self.model_call(Dialect::OpenAiChat, id.clone(), req, token)
+                self.model_call(Dialect::OpenAiChat, None, id.clone(), req, token)
                     .await
             }
             ("/v1/messages" | "/messages", &Method::POST) => {
-                self.model_call(Dialect::Anthropic, id.clone(), req, token)
+                self.model_call(Dialect::Anthropic, None, id.clone(), req, token)
                     .await
             }
+            (p, _) if gemini_path(p).is_some() => match gemini_path(p) {
+                Some(Ok(url_model)) if method == Method::POST => {
+                    self.model_call(Dialect::Gemini, Some(url_model), id.clone(), req, token)
+                        .await
+                }
+                Some(Err(e)) if method == Method::POST => error_response(Dialect::Gemini, &e),
+                _ => method_not_allowed(req.headers(), path, "POST"),
+            },
             ("/v1/models" | "/models", &Method::GET) => {
                 self.list_models(req.headers(), token.as_deref())
             }
@@ -446,7 +454,7 @@ impl Gateway {
                 let e = Error::new(
                     ErrorKind::UnknownPath,
                     format!(
-                        "no route {method} {path}; this gateway serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, GET /health, GET /metrics, GET /admin (dashboard), GET /admin/metrics, GET /admin/spend, GET /admin/plugins and POST /admin/plugins/reload"
+                        "no route {method} {path}; this gateway serves POST /v1/chat/completions, POST /v1/messages, POST /v1beta/models/{{model}}:generateContent and :streamGenerateContent, GET /v1/models, GET /health, GET /metrics, GET /admin (dashboard), GET /admin/metrics, GET /admin/spend, GET /admin/plugins and POST /admin/plugins/reload"
                     ),
                 );
                 error_response(guess_dialect(req.headers(), path), &e)
@@ -461,6 +469,7 @@ impl Gateway {
     async fn model_call(
         &self,
         dialect: Dialect,
+        url_model: Option<crate::api::UrlModel>,
         id: String,
         req: Request<Incoming>,
         token: Option<Arc<Verified>>,
@@ -477,6 +486,7 @@ impl Gateway {
             ctx.session = Some(t.caller.session.clone());
             ctx.token = Some(t);
         }
+        ctx.url_model = url_model;
         ctx.in_flight = Some(self.proxy.outcomes.metrics.in_flight());
         let (parts, body) = req.into_parts();
         match self.read_body(&parts.headers, body).await {
@@ -532,9 +542,7 @@ impl Gateway {
             .map(|r| (r.clone(), "bitrouter".to_owned()))
             .collect();
         for p in self.config.providers.values() {
-            let listed = (p.configured || p.api_key.is_some())
-                && p.usable()
-                && p.protocol != ApiProtocol::Google;
+            let listed = (p.configured || p.api_key.is_some()) && p.usable();
             if listed {
                 ids.extend(
                     p.models
@@ -580,8 +588,58 @@ fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| format!("req_{:016x}", fastrand::u64(..)))
 }
 
+/// Parses a Gemini method path, `/v1beta/models/{model}:generateContent` (or
+/// `:streamGenerateContent`). `None`: not a Gemini path. The model may hold
+/// `:` (`provider:model_id`) and `/`, so only the last `:` separates the method.
+fn gemini_path(path: &str) -> Option<Result<crate::api::UrlModel, Error>> {
+    let rest = path.strip_prefix("/v1beta/models/")?;
+    let (model, method) = rest.rsplit_once(':')?;
+    let stream = match method {
+        "generateContent" => false,
+        "streamGenerateContent" => true,
+        _ => {
+            return Some(Err(Error::new(
+                ErrorKind::UnknownPath,
+                format!(
+                    "unknown method {method:?}; this gateway serves generateContent and streamGenerateContent"
+                ),
+            )));
+        }
+    };
+    let model = percent_decode(model);
+    if model.is_empty() {
+        return Some(Err(Error::new(
+            ErrorKind::NotFound,
+            "the URL names no model before the method (/v1beta/models/{model}:generateContent)",
+        )));
+    }
+    Some(Ok(crate::api::UrlModel { model, stream }))
+}
+
+/// `%3A` → `:` and the like; clients may escape the colon in `provider:model_id`.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = s.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn guess_dialect(headers: &HeaderMap, path: &str) -> Dialect {
-    if path.contains("/messages") || headers.contains_key("anthropic-version") {
+    if path.starts_with("/v1beta/") || headers.contains_key("x-goog-api-key") {
+        Dialect::Gemini
+    } else if path.contains("/messages") || headers.contains_key("anthropic-version") {
         Dialect::Anthropic
     } else {
         Dialect::OpenAiChat
@@ -732,4 +790,25 @@ async fn reload_on_sighup(gateway: Arc<Gateway>) {
     }
     #[cfg(not(unix))]
     let _ = gateway;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemini_paths_keep_colons_and_slashes_in_the_model() {
+        let ok = |p: &str| gemini_path(p).unwrap().unwrap();
+        let m = ok("/v1beta/models/gemini-2.5-flash:generateContent");
+        assert_eq!((m.model.as_str(), m.stream), ("gemini-2.5-flash", false));
+        let m = ok("/v1beta/models/google:gemini-2.5-pro:streamGenerateContent");
+        assert_eq!((m.model.as_str(), m.stream), ("google:gemini-2.5-pro", true));
+        let m = ok("/v1beta/models/openrouter:openai/gpt-4o:generateContent");
+        assert_eq!(m.model, "openrouter:openai/gpt-4o");
+        assert_eq!(ok("/v1beta/models/up%3Agem:generateContent").model, "up:gem");
+        assert!(gemini_path("/v1beta/models/m:countTokens").unwrap().is_err());
+        assert!(gemini_path("/v1beta/models/:generateContent").unwrap().is_err());
+        assert!(gemini_path("/v1/models").is_none());
+        assert!(gemini_path("/v1beta/models/no-method").is_none());
+    }
 }

@@ -39,12 +39,14 @@ impl Upstream {
         Ok(Upstream { client })
     }
 
-    /// Posts `body` to `target` and waits (at most `timeout`) for a success status.
-    /// An error status is read and returned as the upstream's own error.
+    /// Posts `body` to `target` (its stream URL for a stream, where it has one) and waits
+    /// (at most `timeout`) for a success status. An error status is read and returned as
+    /// the upstream's own error.
     pub async fn send(
         &self,
         target: &Target,
         dialect: Dialect,
+        stream: bool,
         body: Bytes,
         extra_headers: HeaderMap,
         timeout: Duration,
@@ -53,7 +55,10 @@ impl Upstream {
         headers.extend(extra_headers);
         let request = self
             .client
-            .post(target.parsed_url.clone())
+            .post(match (&target.stream_url, stream) {
+                (Some(url), true) => url.clone(),
+                _ => target.parsed_url.clone(),
+            })
             .headers(headers)
             .body(body);
         let response = match tokio::time::timeout(timeout, request.send()).await {

@@ -349,3 +349,43 @@ async fn caller_hanging_up_cancels_the_upstream_stream() {
         "the upstream connection outlived the caller"
     );
 }
+
+#[tokio::test]
+async fn google_failover_to_openai() {
+    let backup = mock().await;
+    let down = mock_with(MockBehavior {
+        status: Some(503),
+        ..Default::default()
+    })
+    .await;
+    for primary in [format!("{}/v1beta", down.base_url()), format!("{}/v1beta", dead_addr())] {
+        // A high cool-down threshold keeps the primary first, so every request fails over.
+        let gw = TestGateway::start(&two_tier(
+            "google",
+            &primary,
+            &backup,
+            "    cooldown: { failures: 1000, duration: 1s }\n",
+        ))
+        .await;
+        let gemini = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]});
+        for (path, body) in [
+            ("/v1beta/models/r:generateContent", gemini.clone()),
+            ("/v1beta/models/r:streamGenerateContent?alt=sse", gemini.clone()),
+            ("/v1/chat/completions", openai_chat("r", "hi")),
+            ("/v1/chat/completions", streaming(openai_chat("r", "hi"))),
+            ("/v1/messages", streaming(anthropic_msg("r", "hi"))),
+        ] {
+            let r = post(&gw, path, &body).await;
+            assert_eq!(r.status, 200, "{primary} {path}: {}", r.text);
+            assert_eq!(r.header("x-bitrouter-upstream"), "backup:b");
+            assert_eq!(r.header("x-bitrouter-attempts"), "2", "{primary} {path}");
+            assert!(r.text.contains("Hello from the mock upstream"), "{}", r.text);
+        }
+    }
+    assert!(down.request_count() >= 5);
+    assert!(
+        down.requests()
+            .iter()
+            .any(|r| r.path == "/v1beta/models/p:streamGenerateContent")
+    );
+}

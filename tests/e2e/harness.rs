@@ -93,10 +93,10 @@ pub async fn mock_with(b: MockBehavior) -> MockServer {
 pub fn providers(list: &[(&str, &str, &MockServer)]) -> String {
     let mut out = String::from("providers:\n");
     for (name, protocol, m) in list {
-        let base = if *protocol == "openai" {
-            format!("{}/v1", m.base_url())
-        } else {
-            m.base_url()
+        let base = match *protocol {
+            "openai" => format!("{}/v1", m.base_url()),
+            "google" => format!("{}/v1beta", m.base_url()),
+            _ => m.base_url(),
         };
         out.push_str(&format!("  {name}:\n    api_protocol: {protocol}\n    api_base: {base}\n    api_key: test-key-{name}\n"));
     }

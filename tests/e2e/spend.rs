@@ -265,3 +265,54 @@ async fn sync_durability_commits_before_the_answer_ends() {
         );
     }
 }
+
+#[tokio::test]
+async fn gemini_upstream_token_breakdown_and_cost() {
+    let g = mock_with(usage_behavior()).await;
+    let yaml = format!(
+        "providers:\n  up-gemini:\n    api_protocol: google\n    api_base: {}/v1beta\n    api_key: k\n    models:\n      gem-up: {{ {PRICING} }}\nmodels:\n  to-gemini:\n    endpoints: [{{ provider: up-gemini, model_id: gem-up }}]\n",
+        g.base_url()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let contents = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]});
+    let mut s = openai_chat("to-gemini", "hi");
+    s["stream"] = true.into();
+    let mut a = anthropic_msg("to-gemini", "hi");
+    a["stream"] = true.into();
+    for (path, body) in [
+        (
+            "/v1beta/models/to-gemini:generateContent",
+            contents.clone(),
+        ),
+        (
+            "/v1beta/models/to-gemini:streamGenerateContent?alt=sse",
+            contents.clone(),
+        ),
+        ("/v1/chat/completions", openai_chat("to-gemini", "hi")),
+        ("/v1/chat/completions", s),
+        ("/v1/messages", a),
+    ] {
+        let r = post(&gw, path, &body).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+    }
+    // The Gemini caller sees Gemini's own breakdown back.
+    let r = post(&gw, "/v1beta/models/to-gemini:generateContent", &contents).await;
+    let u = &r.json()["usageMetadata"];
+    assert_eq!(u["promptTokenCount"], 1400, "{u}");
+    assert_eq!(u["cachedContentTokenCount"], 300, "{u}");
+    assert_eq!(u["candidatesTokenCount"], 150, "{u}");
+    assert_eq!(u["thoughtsTokenCount"], 50, "{u}");
+    wait_rows(&gw, 6).await;
+    // Gemini reports promptTokenCount 1,400 including 300 cached, 150 candidate and 50
+    // thought tokens; it has no cache-write count, so the mock's 100 cache writes are plain
+    // input: 1100×2 + 300×0.5 + 150×10 + 50×12 = 4,450 µUSD per request.
+    let v = spend(&gw, "group_by=provider").await;
+    let p = group(&v, "up-gemini");
+    assert_eq!(p["requests"], 6);
+    assert_eq!(p["cost_nano_usd"], 6 * 4_450_000, "{p}");
+    assert_eq!(
+        p["tokens"],
+        json!({"input_no_cache": 6600, "input_cache_read": 1800, "input_cache_write": 0, "output_text": 900, "output_reasoning": 300})
+    );
+    assert_eq!(v["total"]["cost_usd"], "0.026700000");
+}

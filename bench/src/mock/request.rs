@@ -11,6 +11,8 @@ pub(crate) enum Dialect {
     Anthropic,
     /// Cohere-chat style: `message`, `chat_history`, `preamble`; no tools.
     Cohere,
+    /// Gemini `generateContent`; the model and the stream flag are in the URL.
+    Gemini,
 }
 
 /// The first tool the request declares.
@@ -87,8 +89,10 @@ impl Dialect {
         let Some(obj) = body.as_object() else {
             return Err("request body must be a JSON object".into());
         };
-        if self == Dialect::Cohere {
-            return inspect_cohere(obj);
+        match self {
+            Dialect::Cohere => return inspect_cohere(obj),
+            Dialect::Gemini => return inspect_gemini(obj),
+            _ => {}
         }
         let model = match obj.get("model").and_then(Value::as_str) {
             Some(m) => m,
@@ -99,7 +103,7 @@ impl Dialect {
             Some(_) => {
                 return Err(match self {
                     Dialect::OpenAi => "'messages' must contain at least one message".into(),
-                    Dialect::Anthropic | Dialect::Cohere => {
+                    Dialect::Anthropic | Dialect::Cohere | Dialect::Gemini => {
                         "messages: at least one message is required".into()
                     }
                 });
@@ -112,7 +116,7 @@ impl Dialect {
                 .or_else(|| obj.get("max_tokens"))
                 .and_then(Value::as_u64),
             Dialect::Cohere => None,
-            Dialect::Anthropic => match obj.get("max_tokens") {
+            Dialect::Anthropic | Dialect::Gemini => match obj.get("max_tokens") {
                 Some(v) => match v.as_u64() {
                     Some(n) => Some(n),
                     None => return Err("max_tokens: Input should be a valid integer".into()),
@@ -135,7 +139,7 @@ impl Dialect {
         let last_is_tool_result = match self {
             Dialect::OpenAi => last.is_some_and(|m| matches!(role_of(m), "tool" | "function")),
             Dialect::Cohere => false,
-            Dialect::Anthropic => last.is_some_and(|m| {
+            Dialect::Anthropic | Dialect::Gemini => last.is_some_and(|m| {
                 role_of(m) == "user"
                     && m.get("content")
                         .and_then(Value::as_array)
@@ -165,7 +169,9 @@ impl Dialect {
         match self {
             Dialect::OpenAi if field == "model" => "you must provide a model parameter".into(),
             Dialect::OpenAi => format!("Missing required parameter: '{field}'."),
-            Dialect::Anthropic | Dialect::Cohere => format!("{field}: Field required"),
+            Dialect::Anthropic | Dialect::Cohere | Dialect::Gemini => {
+                format!("{field}: Field required")
+            }
         }
     }
 
@@ -174,7 +180,7 @@ impl Dialect {
         tools.iter().find_map(|t| {
             let (def, schema_key) = match self {
                 Dialect::OpenAi => (t.get("function")?, "parameters"),
-                Dialect::Anthropic => (t, "input_schema"),
+                Dialect::Anthropic | Dialect::Gemini => (t, "input_schema"),
                 Dialect::Cohere => return None,
             };
             Some(Tool {
@@ -234,6 +240,76 @@ fn inspect_cohere(obj: &Map<String, Value>) -> Result<Inspected<'_>, String> {
         last_is_tool_result: false,
         estimated_input_tokens: (chars as u64 / 4).max(1),
         directives: parse_directives(message),
+    })
+}
+
+/// Gemini's shape: `contents[].parts[]`, `systemInstruction`, `tools[].functionDeclarations`,
+/// `generationConfig.maxOutputTokens`. The model is filled in from the URL by the caller.
+fn inspect_gemini(obj: &Map<String, Value>) -> Result<Inspected<'_>, String> {
+    let contents = match obj.get("contents").and_then(Value::as_array) {
+        Some(c) if !c.is_empty() => c,
+        _ => return Err("* GenerateContentRequest.contents: contents is not specified".into()),
+    };
+    let max_tokens = match obj
+        .get("generationConfig")
+        .and_then(|g| g.get("maxOutputTokens"))
+    {
+        None => None,
+        Some(v) => match v.as_u64() {
+            Some(n) => Some(n),
+            None => {
+                return Err(
+                    "Invalid value at 'generation_config.max_output_tokens' (TYPE_INT32)".into(),
+                );
+            }
+        },
+    };
+    let has_part = |c: &Value, key: &str| {
+        c.get("parts")
+            .and_then(Value::as_array)
+            .is_some_and(|p| p.iter().any(|p| p.get(key).is_some()))
+    };
+    let last_is_tool_result = contents
+        .last()
+        .is_some_and(|c| has_part(c, "functionResponse"));
+    let last_user = contents
+        .iter()
+        .rev()
+        .find(|c| matches!(role_of(c), "user" | ""));
+    // Parts hold text like Anthropic's content blocks, without the `type`.
+    let directives = last_user
+        .and_then(|c| c.get("parts"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("text")?.as_str())
+        .try_fold(Vec::new(), |mut all, text| {
+            all.extend(parse_directives(text)?);
+            Ok(all)
+        });
+    let tool = obj
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.get("functionDeclarations")?.as_array())
+        .flatten()
+        .find_map(|d| {
+            Some(Tool {
+                name: d.get("name")?.as_str()?,
+                schema: d.get("parametersJsonSchema").or_else(|| d.get("parameters")),
+            })
+        });
+    let chars = text_len(obj.get("contents")) + text_len(obj.get("systemInstruction"));
+    Ok(Inspected {
+        model: "",
+        stream: false,
+        include_usage: true,
+        max_tokens,
+        tool,
+        last_is_tool_result,
+        estimated_input_tokens: (chars as u64 / 4).max(1),
+        directives,
     })
 }
 
@@ -315,6 +391,22 @@ mod tests {
                 .inspect(&json!({"model": "m", "messages": "x"}))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn gemini_requests() {
+        let g = Dialect::Gemini;
+        assert!(g.inspect(&json!({"contents": []})).is_err());
+        let body = json!({"contents": [
+            {"role": "user", "parts": [{"text": "hi [[mock chunks=2]]"}]},
+            {"role": "model", "parts": [{"functionCall": {"name": "t", "args": {}}}]},
+            {"role": "user", "parts": [{"functionResponse": {"name": "t", "response": {"output": "ok"}}}]}],
+            "tools": [{"functionDeclarations": [{"name": "t", "parameters": {"type": "object"}}]}],
+            "generationConfig": {"maxOutputTokens": 7}});
+        let req = g.inspect(&body).unwrap();
+        assert!(req.last_is_tool_result);
+        assert_eq!(req.max_tokens, Some(7));
+        assert_eq!(req.tool.unwrap().name, "t");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::anthropic;
+use super::gemini;
 use super::behavior::{MAX_DELAY_MS, MockBehavior, parse_header};
 use super::body::{Ending, EventSource, MockBody, StreamTiming};
 use super::cohere;
@@ -335,9 +336,21 @@ fn route(method: &Method, path: &str) -> Route {
         }
         (&Method::POST, "/v1/messages" | "/messages") => Route::Model(Dialect::Anthropic),
         (&Method::POST, "/v1/chat" | "/chat") => Route::Model(Dialect::Cohere),
+        (&Method::POST, p) if gemini_method(p).is_some() => Route::Model(Dialect::Gemini),
         (&Method::GET, "/v1/models" | "/models") => Route::Models,
         (_, p) if p.starts_with("/_mock/") => Route::Admin,
         _ => Route::NotFound,
+    }
+}
+
+/// `/v1beta/models/{model}:generateContent` → `(model, false)`; `:streamGenerateContent` →
+/// `(model, true)`.
+fn gemini_method(path: &str) -> Option<(&str, bool)> {
+    let (model, method) = path.strip_prefix("/v1beta/models/")?.rsplit_once(':')?;
+    match method {
+        "generateContent" => Some((model, false)),
+        "streamGenerateContent" => Some((model, true)),
+        _ => None,
     }
 }
 
@@ -484,10 +497,18 @@ fn decide(
         Err(message) => return (latency, Action::Fail(StatusCode::BAD_REQUEST, message)),
     };
 
+    let mut req = req;
+    let mut model = req.model;
+    if dialect == Dialect::Gemini
+        && let Some((m, stream)) = gemini_method(parts.uri.path())
+    {
+        model = m;
+        req.stream = stream;
+    }
     let reply = Reply::plan(b, &req);
     let ctx = ReplyCtx {
         seq: shared.seq.fetch_add(1, Ordering::Relaxed),
-        model: req.model.to_owned(),
+        model: model.to_owned(),
         created: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -497,6 +518,7 @@ fn decide(
             Dialect::OpenAi => openai::json_reply(&ctx, &reply),
             Dialect::Anthropic => anthropic::json_reply(&ctx, &reply),
             Dialect::Cohere => cohere::json_reply(&ctx, &reply),
+            Dialect::Gemini => gemini::json_reply(&ctx, &reply),
         };
         return (latency, Action::Json(bytes));
     }
@@ -504,6 +526,7 @@ fn decide(
         Dialect::OpenAi => Box::new(openai::Stream::new(ctx, reply, req.include_usage)),
         Dialect::Anthropic => Box::new(anthropic::Stream::new(ctx, reply)),
         Dialect::Cohere => Box::new(cohere::Stream::new(ctx, reply)),
+        Dialect::Gemini => Box::new(gemini::Stream::new(ctx, reply)),
     };
     let ending = match (b.cut_after, b.stall_after_chunks) {
         (Some(after), _) => Some(Ending::Cut { after }),
@@ -535,6 +558,7 @@ fn error_response(dialect: Dialect, status: StatusCode, message: &str) -> Respon
         Dialect::OpenAi => openai::error_body(status, message),
         Dialect::Anthropic => anthropic::error_body(status, message),
         Dialect::Cohere => cohere::error_body(status, message),
+        Dialect::Gemini => gemini::error_body(status, message),
     };
     json_response(status, body)
 }

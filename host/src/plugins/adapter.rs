@@ -292,7 +292,7 @@ fn http_request_from_wit(r: wa::HttpRequest) -> Result<HttpRequest, String> {
 // ------------------------------------------------------------------ canonical → WIT
 
 fn dialect_from_str(s: &str) -> Option<Dialect> {
-    [Dialect::OpenAiChat, Dialect::Anthropic]
+    [Dialect::OpenAiChat, Dialect::Anthropic, Dialect::Gemini]
         .into_iter()
         .find(|d| d.as_str() == s)
 }
