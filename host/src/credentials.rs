@@ -14,7 +14,10 @@ pub fn caller_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<
             .filter(|v| !v.is_empty())
     }
     header(headers, "authorization")
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .or_else(|| header(headers, "x-api-key"))

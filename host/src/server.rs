@@ -802,12 +802,26 @@ mod tests {
         let m = ok("/v1beta/models/gemini-2.5-flash:generateContent");
         assert_eq!((m.model.as_str(), m.stream), ("gemini-2.5-flash", false));
         let m = ok("/v1beta/models/google:gemini-2.5-pro:streamGenerateContent");
-        assert_eq!((m.model.as_str(), m.stream), ("google:gemini-2.5-pro", true));
+        assert_eq!(
+            (m.model.as_str(), m.stream),
+            ("google:gemini-2.5-pro", true)
+        );
         let m = ok("/v1beta/models/openrouter:openai/gpt-4o:generateContent");
         assert_eq!(m.model, "openrouter:openai/gpt-4o");
-        assert_eq!(ok("/v1beta/models/up%3Agem:generateContent").model, "up:gem");
-        assert!(gemini_path("/v1beta/models/m:countTokens").unwrap().is_err());
-        assert!(gemini_path("/v1beta/models/:generateContent").unwrap().is_err());
+        assert_eq!(
+            ok("/v1beta/models/up%3Agem:generateContent").model,
+            "up:gem"
+        );
+        assert!(
+            gemini_path("/v1beta/models/m:countTokens")
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            gemini_path("/v1beta/models/:generateContent")
+                .unwrap()
+                .is_err()
+        );
         assert!(gemini_path("/v1/models").is_none());
         assert!(gemini_path("/v1beta/models/no-method").is_none());
     }

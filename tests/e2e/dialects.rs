@@ -476,7 +476,10 @@ async fn reasoning_translates_between_dialects() {
 
 /// Callers × upstreams with Gemini on both sides: routes `to-openai`, `to-anthropic`,
 /// `to-gemini`, one mock each.
-async fn setup3() -> (TestGateway, [(&'static str, bitrouter_bench::MockServer); 3]) {
+async fn setup3() -> (
+    TestGateway,
+    [(&'static str, bitrouter_bench::MockServer); 3],
+) {
     let (o, a, g) = (mock().await, mock().await, mock().await);
     let yaml = format!(
         "{}models:\n  to-openai:\n    endpoints: [{{ provider: up-openai, model_id: gpt-up }}]\n  to-anthropic:\n    endpoints: [{{ provider: up-anthropic, model_id: claude-up }}]\n  to-gemini:\n    endpoints: [{{ provider: up-gemini, model_id: gemini-up }}]\n",
@@ -523,8 +526,10 @@ fn request3(caller: &str, route: &str, text: &str, stream: bool) -> (String, Val
 
 fn tools3(caller: &str) -> Value {
     match caller {
-        "gemini" => json!([{"functionDeclarations": [{"name": "get_weather", "description": "Weather",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]}]),
+        "gemini" => {
+            json!([{"functionDeclarations": [{"name": "get_weather", "description": "Weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]}])
+        }
         _ => weather_tools(caller),
     }
 }
@@ -636,7 +641,10 @@ async fn gemini_generation_config_translates() {
                 assert_eq!(sent["max_tokens"], 40);
                 assert_eq!(sent["top_p"], 0.9);
                 assert_eq!(sent["stop_sequences"][0], "END");
-                assert_eq!(sent["messages"][0]["content"][1]["source"]["data"], "iVBORw0KGgo=");
+                assert_eq!(
+                    sent["messages"][0]["content"][1]["source"]["data"],
+                    "iVBORw0KGgo="
+                );
                 assert!(sent.get("safetySettings").is_none() && sent.get("topK").is_none());
             }
             _ => {
@@ -683,10 +691,14 @@ async fn gemini_streams_every_pair() {
                 r.text
             );
             if caller == "gemini" {
-                let last: Value =
-                    serde_json::from_str(r.sse_data().last().unwrap()).unwrap();
+                let last: Value = serde_json::from_str(r.sse_data().last().unwrap()).unwrap();
                 assert_eq!(last["candidates"][0]["finishReason"], "STOP", "{last}");
-                assert!(last["usageMetadata"]["candidatesTokenCount"].as_u64().unwrap() > 0);
+                assert!(
+                    last["usageMetadata"]["candidatesTokenCount"]
+                        .as_u64()
+                        .unwrap()
+                        > 0
+                );
                 assert!(!r.text.contains("[DONE]"));
             }
             if caller == "openai" {
@@ -789,7 +801,11 @@ async fn gemini_tool_calls_round_trip_every_pair() {
                 "to-openai" => {
                     let msgs = sent["messages"].as_array().unwrap();
                     let call_id = &msgs[msgs.len() - 2]["tool_calls"][0]["id"];
-                    assert_eq!(&msgs[msgs.len() - 1]["tool_call_id"], call_id, "{caller}: {sent}");
+                    assert_eq!(
+                        &msgs[msgs.len() - 1]["tool_call_id"],
+                        call_id,
+                        "{caller}: {sent}"
+                    );
                     assert!(call_id.as_str().is_some_and(|s| !s.is_empty()));
                 }
                 _ => {
@@ -825,7 +841,12 @@ async fn gemini_streamed_tool_calls_every_pair() {
                 "gemini" => {
                     let calls: Vec<&Value> = events
                         .iter()
-                        .flat_map(|e| e["candidates"][0]["content"]["parts"].as_array().into_iter().flatten())
+                        .flat_map(|e| {
+                            e["candidates"][0]["content"]["parts"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                        })
                         .filter_map(|p| p.get("functionCall"))
                         .collect();
                     // One whole call, arguments complete, with an id the caller can echo.
@@ -849,7 +870,11 @@ async fn gemini_streamed_tool_calls_every_pair() {
                             args.push_str(calls[0]["function"]["arguments"].as_str().unwrap_or(""));
                         }
                     }
-                    assert!(r.text.contains(r#""finish_reason":"tool_calls""#), "{}", r.text);
+                    assert!(
+                        r.text.contains(r#""finish_reason":"tool_calls""#),
+                        "{}",
+                        r.text
+                    );
                     (name, args)
                 }
                 _ => {
@@ -888,13 +913,29 @@ async fn gemini_errors_are_google_shaped() {
     let v = r.json();
     assert_eq!(v["error"]["code"], 404);
     assert_eq!(v["error"]["status"], "NOT_FOUND");
-    assert!(v["error"]["message"].as_str().unwrap().contains("no-such-route"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-route")
+    );
 
-    let r = post(&gw, &gemini_path("to-gemini", false), &json!({"contents": []})).await;
+    let r = post(
+        &gw,
+        &gemini_path("to-gemini", false),
+        &json!({"contents": []}),
+    )
+    .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"]["status"], "INVALID_ARGUMENT");
     assert!(r.text.contains("contents"), "{}", r.text);
-    let r = post_raw(&gw, &gemini_path("to-gemini", false), b"{not json".to_vec(), &[]).await;
+    let r = post_raw(
+        &gw,
+        &gemini_path("to-gemini", false),
+        b"{not json".to_vec(),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"]["code"], 400);
     let r = post(&gw, "/v1beta/models/to-gemini:countTokens", &json!({})).await;
@@ -910,7 +951,11 @@ async fn gemini_errors_are_google_shaped() {
     let r = post(&gw, &gemini_path("to-gemini", false), &body).await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.json()["error"]["status"], "INVALID_ARGUMENT");
-    assert!(r.text.contains("rejected the request on purpose"), "{}", r.text);
+    assert!(
+        r.text.contains("rejected the request on purpose"),
+        "{}",
+        r.text
+    );
     let r = post(
         &gw,
         "/v1/messages",
@@ -919,7 +964,11 @@ async fn gemini_errors_are_google_shaped() {
     .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["type"], "error");
-    assert!(r.text.contains("rejected the request on purpose"), "{}", r.text);
+    assert!(
+        r.text.contains("rejected the request on purpose"),
+        "{}",
+        r.text
+    );
     drop(ups);
 }
 

@@ -358,7 +358,10 @@ async fn google_failover_to_openai() {
         ..Default::default()
     })
     .await;
-    for primary in [format!("{}/v1beta", down.base_url()), format!("{}/v1beta", dead_addr())] {
+    for primary in [
+        format!("{}/v1beta", down.base_url()),
+        format!("{}/v1beta", dead_addr()),
+    ] {
         // A high cool-down threshold keeps the primary first, so every request fails over.
         let gw = TestGateway::start(&two_tier(
             "google",
@@ -370,7 +373,10 @@ async fn google_failover_to_openai() {
         let gemini = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]});
         for (path, body) in [
             ("/v1beta/models/r:generateContent", gemini.clone()),
-            ("/v1beta/models/r:streamGenerateContent?alt=sse", gemini.clone()),
+            (
+                "/v1beta/models/r:streamGenerateContent?alt=sse",
+                gemini.clone(),
+            ),
             ("/v1/chat/completions", openai_chat("r", "hi")),
             ("/v1/chat/completions", streaming(openai_chat("r", "hi"))),
             ("/v1/messages", streaming(anthropic_msg("r", "hi"))),
@@ -379,7 +385,11 @@ async fn google_failover_to_openai() {
             assert_eq!(r.status, 200, "{primary} {path}: {}", r.text);
             assert_eq!(r.header("x-bitrouter-upstream"), "backup:b");
             assert_eq!(r.header("x-bitrouter-attempts"), "2", "{primary} {path}");
-            assert!(r.text.contains("Hello from the mock upstream"), "{}", r.text);
+            assert!(
+                r.text.contains("Hello from the mock upstream"),
+                "{}",
+                r.text
+            );
         }
     }
     assert!(down.request_count() >= 5);

@@ -280,10 +280,7 @@ async fn gemini_upstream_token_breakdown_and_cost() {
     let mut a = anthropic_msg("to-gemini", "hi");
     a["stream"] = true.into();
     for (path, body) in [
-        (
-            "/v1beta/models/to-gemini:generateContent",
-            contents.clone(),
-        ),
+        ("/v1beta/models/to-gemini:generateContent", contents.clone()),
         (
             "/v1beta/models/to-gemini:streamGenerateContent?alt=sse",
             contents.clone(),

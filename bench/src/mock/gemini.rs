@@ -46,7 +46,12 @@ fn call_part(name: &str, args: &str) -> Value {
     json!({ "functionCall": { "name": name, "args": args } })
 }
 
-fn response(ctx: &ReplyCtx, parts: Vec<Value>, finish: Option<Finish>, usage: Option<&Usage>) -> Value {
+fn response(
+    ctx: &ReplyCtx,
+    parts: Vec<Value>,
+    finish: Option<Finish>,
+    usage: Option<&Usage>,
+) -> Value {
     let mut candidate = json!({ "content": { "role": "model", "parts": parts }, "index": 0 });
     if let Some(f) = finish {
         candidate["finishReason"] = finish_reason(f).into();

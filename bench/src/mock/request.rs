@@ -297,7 +297,9 @@ fn inspect_gemini(obj: &Map<String, Value>) -> Result<Inspected<'_>, String> {
         .find_map(|d| {
             Some(Tool {
                 name: d.get("name")?.as_str()?,
-                schema: d.get("parametersJsonSchema").or_else(|| d.get("parameters")),
+                schema: d
+                    .get("parametersJsonSchema")
+                    .or_else(|| d.get("parameters")),
             })
         });
     let chars = text_len(obj.get("contents")) + text_len(obj.get("systemInstruction"));

@@ -24,10 +24,10 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::anthropic;
-use super::gemini;
 use super::behavior::{MAX_DELAY_MS, MockBehavior, parse_header};
 use super::body::{Ending, EventSource, MockBody, StreamTiming};
 use super::cohere;
+use super::gemini;
 use super::openai;
 use super::reply::Reply;
 use super::request::Dialect;

@@ -546,7 +546,11 @@ impl StreamEncoder {
 
 /// A MIME type for an image URL, from its extension; Gemini's `fileData` wants one.
 fn mime_for_url(url: &str) -> &'static str {
-    let path = url.split(['?', '#']).next().unwrap_or(url).to_ascii_lowercase();
+    let path = url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(url)
+        .to_ascii_lowercase();
     match path.rsplit('.').next() {
         Some("png") => "image/png",
         Some("gif") => "image/gif",
@@ -607,14 +611,19 @@ fn encode_part(p: &Part, names: &HashMap<&str, &str>) -> Option<Value> {
         }
         // Ids are left out: Gemini pairs calls and responses by name and order, and an id it
         // did not issue itself may be refused.
-        Part::ToolCall(c) => json!({"functionCall": {"name": c.name, "args": args_object(&c.arguments)}}),
+        Part::ToolCall(c) => {
+            json!({"functionCall": {"name": c.name, "args": args_object(&c.arguments)}})
+        }
         Part::ToolResult {
             call_id,
             content,
             is_error,
             ..
         } => {
-            let name = names.get(call_id.as_str()).copied().unwrap_or(call_id.as_str());
+            let name = names
+                .get(call_id.as_str())
+                .copied()
+                .unwrap_or(call_id.as_str());
             json!({"functionResponse": {"name": name, "response": response_object(content, *is_error)}})
         }
         // Thoughts are the model's own; Gemini does not take them back as input.
@@ -736,10 +745,7 @@ pub fn encode_request(r: &Request, _model: &str) -> Value {
     if let Some(c) = config
         && !r.tools.is_empty()
     {
-        body.insert(
-            "toolConfig".into(),
-            json!({ "functionCallingConfig": c }),
-        );
+        body.insert("toolConfig".into(), json!({ "functionCallingConfig": c }));
     }
     Value::Object(body)
 }
@@ -806,8 +812,9 @@ fn decode_finish(s: &str, called_tools: bool) -> FinishReason {
         "STOP" if called_tools => FinishReason::ToolCalls,
         "STOP" | "FINISH_REASON_UNSPECIFIED" => FinishReason::Stop,
         "MAX_TOKENS" => FinishReason::Length,
-        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII"
-        | "IMAGE_SAFETY" => FinishReason::ContentFilter,
+        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" => {
+            FinishReason::ContentFilter
+        }
         other => FinishReason::Other(other.to_owned()),
     }
 }
@@ -974,7 +981,10 @@ mod tests {
             back["toolConfig"]["functionCallingConfig"]["allowedFunctionNames"][0],
             "get_weather"
         );
-        assert_eq!(back["contents"][0]["parts"][1]["inlineData"]["data"], "AAA=");
+        assert_eq!(
+            back["contents"][0]["parts"][1]["inlineData"]["data"],
+            "AAA="
+        );
         assert_eq!(
             back["contents"][2]["parts"][0]["functionResponse"]["name"],
             "get_weather"
@@ -1040,11 +1050,14 @@ mod tests {
         assert_eq!(back["usageMetadata"]["cachedContentTokenCount"], 60);
         assert_eq!(back["usageMetadata"]["candidatesTokenCount"], 7);
         assert_eq!(back["usageMetadata"]["thoughtsTokenCount"], 20);
-        assert_eq!(back["candidates"][0]["content"]["parts"][0]["thought"], true);
+        assert_eq!(
+            back["candidates"][0]["content"]["parts"][0]["thought"],
+            true
+        );
         assert_eq!(back["responseId"], "r1");
         // Anthropic callers see input without the cache (their convention).
-        let a = serde_json::from_slice::<Value>(&super::super::anthropic::encode_response(&r))
-            .unwrap();
+        let a =
+            serde_json::from_slice::<Value>(&super::super::anthropic::encode_response(&r)).unwrap();
         assert_eq!(a["usage"]["input_tokens"], 40);
         assert_eq!(a["usage"]["cache_read_input_tokens"], 60);
     }
@@ -1120,7 +1133,10 @@ mod tests {
         assert!(d.decode("not json", &mut ev).is_err());
         let mut err = Vec::new();
         StreamDecoder::new()
-            .decode(r#"{"error":{"code":503,"message":"overloaded","status":"UNAVAILABLE"}}"#, &mut err)
+            .decode(
+                r#"{"error":{"code":503,"message":"overloaded","status":"UNAVAILABLE"}}"#,
+                &mut err,
+            )
             .unwrap();
         assert_eq!(err, [StreamEvent::Error("overloaded".into())]);
     }
@@ -1167,7 +1183,10 @@ mod tests {
             .map(|d| serde_json::from_str(d).unwrap())
             .collect();
         assert_eq!(chunks.len(), 3, "{s}");
-        assert_eq!(chunks[0]["candidates"][0]["content"]["parts"][0]["text"], "a");
+        assert_eq!(
+            chunks[0]["candidates"][0]["content"]["parts"][0]["text"],
+            "a"
+        );
         let call = &chunks[1]["candidates"][0]["content"]["parts"][0]["functionCall"];
         assert_eq!(call["args"]["k"], 2);
         assert_eq!(call["id"], "c1");
@@ -1181,8 +1200,8 @@ mod tests {
     fn bad_requests_say_where() {
         let e = decode_request(br#"{"contents":[]}"#, "m", false).unwrap_err();
         assert!(e.to_string().contains("contents"), "{e}");
-        let e = decode_request(br#"{"contents":[{"role":"bot","parts":[]}]}"#, "m", false)
-            .unwrap_err();
+        let e =
+            decode_request(br#"{"contents":[{"role":"bot","parts":[]}]}"#, "m", false).unwrap_err();
         assert!(e.to_string().contains("contents[0].role"), "{e}");
         let e = decode_request(
             br#"{"contents":[{"parts":[{"text":"x"}]}],"generationConfig":{"maxOutputTokens":"many"}}"#,
