@@ -15,6 +15,7 @@
 //! `config` is read once at start; `canonical` and `error` are shared vocabulary.
 
 pub mod admin;
+pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod budget;

@@ -42,6 +42,8 @@ pub struct Gateway {
     test_caller: std::sync::RwLock<Option<Arc<crate::caller::Caller>>>,
     /// `Some` when auth is on.
     auth: Option<Arc<Authenticator>>,
+    /// Registered A2A agent cards (same database as the ledger).
+    agents: Arc<crate::agents::Agents>,
 }
 
 /// What a path needs from the caller's token.
@@ -53,6 +55,9 @@ enum Access {
     Api,
     /// `/admin/*` and metrics: an admin token.
     Admin,
+    /// Agent cards: public to read; a token, when sent, must be valid and then says who
+    /// writes (the handlers refuse anonymous writes when auth is on).
+    Optional,
 }
 
 fn access(path: &str) -> Access {
@@ -65,6 +70,7 @@ fn access(path: &str) -> Access {
         | "/v1/models"
         | "/models" => Access::Api,
         p if p.starts_with("/admin/") || p.ends_with("metrics") => Access::Admin,
+        p if crate::agents::http::is_agent_path(p) => Access::Optional,
         // Unknown paths still need a valid token before they learn anything (then 404).
         _ => Access::Api,
     }
@@ -116,6 +122,15 @@ impl Gateway {
         for plugin in firewall.observers() {
             observers.add(Arc::new(WasmObserverSink::new(plugin)), o.queue_capacity);
         }
+        let ledger = Arc::new(ledger);
+        let agents = crate::agents::Agents::open(ledger.clone())
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::NotConfigured,
+                    format!("cannot read the agent cards: {e}"),
+                )
+            })?;
         let budgets = crate::budget::Budgets::open(&ledger, config.budgets.reservation_ttl)
             .await
             .map_err(|e| {
@@ -141,7 +156,7 @@ impl Gateway {
         } else {
             None
         };
-        let outcomes = Outcomes::new(Arc::new(ledger), Arc::new(Metrics::new()), observers);
+        let outcomes = Outcomes::new(ledger, Arc::new(Metrics::new()), observers);
         let proxy = Proxy::new(
             router,
             upstream,
@@ -154,6 +169,7 @@ impl Gateway {
         Ok(Arc::new(Gateway {
             proxy,
             test_caller: std::sync::RwLock::new(None),
+            agents: Arc::new(agents),
             firewall: std::sync::Mutex::new(firewall),
             reloading: tokio::sync::Mutex::new(()),
             config,
@@ -365,7 +381,11 @@ impl Gateway {
         if need == Access::Open {
             return Ok(None);
         }
-        let checked = crate::auth::token_from_headers(headers)
+        let token = crate::auth::token_from_headers(headers);
+        if need == Access::Optional && token.is_none() {
+            return Ok(None);
+        }
+        let checked = token
             .ok_or(AuthError::Missing)
             .and_then(|t| auth.authenticate(t))
             .and_then(|v| {
@@ -450,11 +470,15 @@ impl Gateway {
                 _,
             ) => method_not_allowed(req.headers(), path, "GET"),
             ("/admin/plugins/reload", _) => method_not_allowed(req.headers(), path, "POST"),
+            (p, _) if crate::agents::http::is_agent_path(p) => {
+                let caller = token.as_ref().map(|t| t.caller.clone());
+                self.agents_call(req, caller.as_deref()).await
+            }
             _ => {
                 let e = Error::new(
                     ErrorKind::UnknownPath,
                     format!(
-                        "no route {method} {path}; this gateway serves POST /v1/chat/completions, POST /v1/messages, POST /v1beta/models/{{model}}:generateContent and :streamGenerateContent, GET /v1/models, GET /health, GET /metrics, GET /admin (dashboard), GET /admin/metrics, GET /admin/spend, GET /admin/plugins and POST /admin/plugins/reload"
+                        "no route {method} {path}; this gateway serves POST /v1/chat/completions, POST /v1/messages, POST /v1beta/models/{{model}}:generateContent and :streamGenerateContent, GET /v1/models, GET /health, GET /metrics, GET /admin (dashboard), GET /admin/metrics, GET /admin/spend, GET /admin/plugins, POST /admin/plugins/reload, GET /.well-known/agent-card.json, GET/POST /v1/agents, GET/DELETE /v1/agents/{{caip10}}"
                     ),
                 );
                 error_response(guess_dialect(req.headers(), path), &e)
@@ -530,6 +554,45 @@ impl Gateway {
             ))),
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
         }
+    }
+
+    /// The agent-card endpoints (`crate::agents::http`).
+    async fn agents_call(
+        &self,
+        req: Request<Incoming>,
+        caller: Option<&crate::caller::Caller>,
+    ) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let auth_on = self.auth_on();
+        let info = crate::agents::http::RequestInfo {
+            method: &parts.method,
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            caller,
+            auth_on,
+            body_timeout: self.config.server.body_timeout,
+        };
+        let card = || {
+            let host = parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+                .unwrap_or_else(|| self.config.server.listen.to_string());
+            let routes: Vec<String> = self.proxy.router.route_names().cloned().collect();
+            crate::agents::http::gateway_card(&format!("http://{host}"), &routes, auth_on)
+        };
+        crate::agents::http::handle(&self.agents, info, body, card).await
+    }
+
+    /// The registered agents (A2A cards by CAIP-10 account).
+    pub fn agents(&self) -> &Arc<crate::agents::Agents> {
+        &self.agents
+    }
+
+    fn auth_on(&self) -> bool {
+        self.auth.is_some()
     }
 
     /// Routes first, then `provider:model_id` for every provider that can be called.

@@ -13,3 +13,4 @@ pub use cost::{PriceTable, TokenBreakdown, cost_nano_usd};
 pub use ledger::{Ledger, LedgerError, LedgerStats};
 pub use query::{GroupBy, SpendGroup, SpendQuery, now_ms as query_now_ms, parse_time};
 pub use record::SpendRecord;
+pub(crate) use store::Store;

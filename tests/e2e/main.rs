@@ -1,6 +1,7 @@
 //! End-to-end tests: the real gateway on loopback, mock upstreams, real HTTP clients.
 
 mod adapters;
+mod agents;
 mod auth;
 mod bad_input;
 mod budgets;

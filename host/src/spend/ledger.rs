@@ -192,7 +192,7 @@ impl Ledger {
         self.inner.store.engine()
     }
 
-    /// The store itself, for the budgets kept beside the ledger.
+    /// The store itself, for the tables kept beside the ledger (budgets, agent cards).
     pub(crate) fn store(&self) -> &Store {
         &self.inner.store
     }
