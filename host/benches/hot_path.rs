@@ -72,6 +72,7 @@ fn metrics(c: &mut Criterion) {
         model: Some("gpt-4o".into()),
         account_id: None,
         session_id: None,
+        agent: None,
         dialect: "openai",
         stream: false,
         status: 200,

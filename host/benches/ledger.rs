@@ -18,6 +18,7 @@ fn row(i: usize) -> SpendRecord {
         time_ms: 1_700_000_000_000 + i as i64,
         account: Some("eip155:1:0x00000000000000000000000000000000000000aa".into()),
         session: Some(format!("s{}", i % 16)),
+        agent: None,
         route: Some("default".into()),
         provider: Some("openai".into()),
         model: Some("gpt-4o".into()),

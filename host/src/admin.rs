@@ -28,7 +28,7 @@ pub fn parse_spend_query(query: Option<&str>) -> Result<SpendQuery, Error> {
             "group_by" => {
                 q.group_by = GroupBy::parse(&v).ok_or_else(|| {
                     Error::bad_request(format!(
-                        "group_by: expected account, session, model, provider or route, found {v:?}"
+                        "group_by: expected account, session, model, provider, route or agent, found {v:?}"
                     ))
                 })?
             }

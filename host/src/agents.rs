@@ -116,6 +116,32 @@ impl Filter {
     }
 }
 
+/// A card that passed every check: its JSON, its name and the account that signed it.
+pub struct Checked {
+    pub card: Value,
+    pub name: String,
+    pub account: Account,
+}
+
+/// Everything registration checks before storing, without storing: size, JSON, the A2A
+/// shape (per field) and the detached signature of the account in its first `kid`.
+pub fn check(body: &[u8]) -> Result<Checked, AgentError> {
+    if body.len() > MAX_CARD_BYTES {
+        return Err(AgentError::TooLarge {
+            limit: MAX_CARD_BYTES,
+        });
+    }
+    let card: Value = serde_json::from_slice(body).map_err(|e| AgentError::Json(e.to_string()))?;
+    let name = card::validate(&card)?;
+    let account = signature::signer(&card)?;
+    signature::verify(&card, &account)?;
+    Ok(Checked {
+        card,
+        name,
+        account,
+    })
+}
+
 /// The registry: storage plus the in-memory name map used on the request path.
 pub struct Agents {
     store: CardStore,
@@ -164,16 +190,11 @@ impl Agents {
         body: &[u8],
         caller: Option<&Caller>,
     ) -> Result<(Entry, bool), AgentError> {
-        if body.len() > MAX_CARD_BYTES {
-            return Err(AgentError::TooLarge {
-                limit: MAX_CARD_BYTES,
-            });
-        }
-        let card: Value =
-            serde_json::from_slice(body).map_err(|e| AgentError::Json(e.to_string()))?;
-        let name = card::validate(&card)?;
-        let account = signature::signer(&card)?;
-        signature::verify(&card, &account)?;
+        let Checked {
+            card,
+            name,
+            account,
+        } = check(body)?;
         let key = account.to_string();
         if let Some(c) = caller {
             let own = Account::parse(&c.account)

@@ -39,6 +39,8 @@ pub struct RequestContext {
     pub time_ms: i64,
     pub account: Option<String>,
     pub session: Option<String>,
+    /// The caller's registered agent name (agent cards), looked up once per request.
+    pub agent: Option<std::sync::Arc<str>>,
     /// The verified caller when auth is on (account, session, scope, allowlist, budget).
     pub caller: Option<std::sync::Arc<crate::caller::Caller>>,
     /// The verified token behind `caller`, with its compiled `models` allowlist.
@@ -82,6 +84,7 @@ impl RequestContext {
             time_ms: crate::spend::query_now_ms(),
             account: None,
             session: None,
+            agent: None,
             caller: None,
             token: None,
             attempts: Vec::new(),
@@ -148,6 +151,7 @@ impl RequestContext {
             provider: self.provider.clone(),
             model: self.upstream_model.clone(),
             account_id: self.account.clone(),
+            agent: self.agent.as_deref().map(str::to_owned),
             session_id: self.session.clone(),
             dialect: self.dialect.as_str(),
             stream: self.stream,

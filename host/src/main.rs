@@ -9,6 +9,7 @@ use bitrouter::Config;
 use bitrouter::router::Router;
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod agent_cli;
 mod auth_cli;
 mod plugin_cli;
 mod plugin_new;
@@ -94,12 +95,17 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
-    /// Spend by account, session, model, provider or route.
+    /// Register, find and check A2A agent cards bound to the key store's wallet accounts.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+    /// Spend by account, session, model, provider, route or agent.
     #[command(
         after_help = "Examples:\n  bitrouter spend --group-by model --since 24h\n  bitrouter spend --group-by account --since 2026-11-01 --until 2026-12-01\n  bitrouter spend --db sqlite://spend.db --group-by provider"
     )]
     Spend {
-        /// account | session | model | provider | route
+        /// account | session | model | provider | route | agent
         #[arg(long, default_value = "model")]
         group_by: String,
         /// Start: RFC 3339 time, date, Unix seconds, or a duration ago (24h, 7d).
@@ -120,6 +126,94 @@ enum Command {
         #[arg(long, env = "BITROUTER_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+}
+
+/// Where `agent` commands find the gateway.
+#[derive(clap::Args)]
+struct RemoteArgs {
+    /// The gateway's base URL (default: http://{server.listen} of the config).
+    #[arg(long)]
+    url: Option<String>,
+    #[arg(long, short, env = "BITROUTER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Token to send (default for writes: a 5-minute api token minted from the key store).
+    #[arg(long, env = "BITROUTER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Sign a card with the key store's key (detached JWS over its RFC 8785 form) and
+    /// register it under that account; registering again updates it.
+    #[command(
+        after_help = "Examples:\n  bitrouter agent register card.json\n  bitrouter agent register card.json --chain evm --url http://127.0.0.1:8787\n  bitrouter agent register card.json --dry-run > signed.json"
+    )]
+    Register {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = auth_cli::Chain::Solana)]
+        chain: auth_cli::Chain,
+        /// Home folder of the key store (default: BITROUTER_HOME, else ~/.bitrouter).
+        #[arg(long)]
+        home: Option<PathBuf>,
+        /// Print the signed card instead of registering it.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// List registered agents, optionally filtered.
+    #[command(
+        after_help = "Examples:\n  bitrouter agent list\n  bitrouter agent list --skill research --chain solana"
+    )]
+    List {
+        /// A skill tag or skill id.
+        #[arg(long)]
+        skill: Option<String>,
+        /// `solana`, `eip155` or a CAIP-2 chain id such as `eip155:1`.
+        #[arg(long)]
+        chain: Option<String>,
+        /// A case-insensitive part of the name.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Show one agent's registration and card.
+    #[command(
+        after_help = "Example:\n  bitrouter agent show eip155:1:0xab16a96d359ec26a11e2c2b3d8f8b8942d5bfcdb"
+    )]
+    Show {
+        /// CAIP-10 account.
+        account: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Remove an agent's card (its owner's token, or an admin token).
+    Delete {
+        account: String,
+        #[arg(long, value_enum, default_value_t = auth_cli::Chain::Solana)]
+        chain: auth_cli::Chain,
+        #[arg(long)]
+        home: Option<PathBuf>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Check a signed card file offline: A2A shape, size and signature (exit 1 if invalid).
+    #[command(after_help = "Example:\n  bitrouter agent verify signed.json")]
+    Verify { file: PathBuf },
+}
+
+impl RemoteArgs {
+    fn resolve(self) -> anyhow::Result<agent_cli::Remote> {
+        let base = match self.url {
+            Some(u) => u,
+            None => format!("http://{}", load(self.config)?.server.listen),
+        };
+        Ok(agent_cli::Remote {
+            base,
+            token: self.token,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -304,6 +398,40 @@ fn main() -> ExitCode {
                     other => other.map(|_| ()),
                 }
             }
+        },
+        Command::Agent { command } => match command {
+            AgentCommand::Register {
+                file,
+                chain,
+                home,
+                dry_run,
+                remote,
+            } => remote
+                .resolve()
+                .and_then(|r| agent_cli::register(&auth_cli::home(home), &file, chain, r, dry_run)),
+            AgentCommand::List {
+                skill,
+                chain,
+                name,
+                remote,
+            } => remote
+                .resolve()
+                .and_then(|r| agent_cli::list(r, skill, chain, name)),
+            AgentCommand::Show { account, remote } => {
+                remote.resolve().and_then(|r| agent_cli::show(r, &account))
+            }
+            AgentCommand::Delete {
+                account,
+                chain,
+                home,
+                remote,
+            } => remote
+                .resolve()
+                .and_then(|r| agent_cli::delete(&auth_cli::home(home), r, &account, chain)),
+            AgentCommand::Verify { file } => match agent_cli::verify(&file) {
+                Ok(false) => return ExitCode::FAILURE,
+                other => other.map(|_| ()),
+            },
         },
         Command::Spend {
             group_by,

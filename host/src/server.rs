@@ -508,6 +508,7 @@ impl Gateway {
             ctx.caller = Some(t.caller.clone());
             ctx.account = Some(t.caller.account.clone());
             ctx.session = Some(t.caller.session.clone());
+            ctx.agent = self.agents.name_of(&t.caller.account);
             ctx.token = Some(t);
         }
         ctx.url_model = url_model;

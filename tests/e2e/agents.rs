@@ -7,86 +7,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::Signer;
 use serde_json::{Value, json};
-use sha3::Digest;
 use sqlx::Connection;
 
 use crate::child::ChildGateway;
 use crate::harness::{Reply, TestGateway, client};
-
-const SOL_REF: &str = "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp";
-
-fn b64(b: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(b)
-}
-
-/// A wallet that can sign a card's detached JWS; independent of the gateway's code.
-enum Wallet {
-    Sol(ed25519_dalek::SigningKey),
-    Evm(k256::ecdsa::SigningKey),
-}
-
-impl Wallet {
-    fn sol(seed: u8) -> Wallet {
-        Wallet::Sol(ed25519_dalek::SigningKey::from_bytes(&[seed; 32]))
-    }
-    fn evm(seed: u8) -> Wallet {
-        Wallet::Evm(k256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap())
-    }
-    fn account(&self) -> String {
-        match self {
-            Wallet::Sol(k) => format!(
-                "solana:{SOL_REF}:{}",
-                bs58::encode(k.verifying_key().as_bytes()).into_string()
-            ),
-            Wallet::Evm(k) => {
-                let point = k.verifying_key().to_encoded_point(false);
-                let h = sha3::Keccak256::digest(&point.as_bytes()[1..]);
-                let hex: String = h[12..].iter().map(|x| format!("{x:02x}")).collect();
-                format!("eip155:1:0x{hex}")
-            }
-        }
-    }
-    fn alg(&self) -> &'static str {
-        match self {
-            Wallet::Sol(_) => "SOL_EDDSA",
-            Wallet::Evm(_) => "EIP191K",
-        }
-    }
-    fn raw_sign(&self, input: &[u8]) -> Vec<u8> {
-        match self {
-            Wallet::Sol(k) => k.sign(input).to_bytes().to_vec(),
-            Wallet::Evm(k) => {
-                let mut h = sha3::Keccak256::new();
-                h.update(format!("\x19Ethereum Signed Message:\n{}", input.len()).as_bytes());
-                h.update(input);
-                let (sig, rid) = k.sign_prehash_recoverable(&h.finalize()).unwrap();
-                let mut out = sig.to_bytes().to_vec();
-                out.push(27 + rid.to_byte());
-                out
-            }
-        }
-    }
-    /// Signs `card` claiming to be `kid` (normally its own account).
-    fn sign_as(&self, card: &Value, kid: &str) -> Value {
-        let protected = b64(json!({"alg": self.alg(), "kid": kid, "typ": "JOSE"})
-            .to_string()
-            .as_bytes());
-        let mut unsigned = card.clone();
-        unsigned.as_object_mut().unwrap().remove("signatures");
-        let payload = b64(&serde_jcs::to_vec(&unsigned).unwrap());
-        let sig = self.raw_sign(format!("{protected}.{payload}").as_bytes());
-        let mut out = card.clone();
-        out["signatures"] = json!([{"protected": protected, "signature": b64(&sig)}]);
-        out
-    }
-    fn sign(&self, card: &Value) -> Value {
-        self.sign_as(card, &self.account())
-    }
-}
+use crate::wallet::{SOL_REF, Wallet, b64};
 
 fn card(name: &str, tag: &str) -> Value {
     json!({
@@ -163,7 +89,7 @@ async fn register_list_show_update_delete_for_both_chains() {
     let sol = Wallet::sol(1);
     let evm = Wallet::evm(2);
 
-    let r = register(&b, &sol.sign(&card("Researcher", "research"))).await;
+    let r = register(&b, &sol.sign_card(&card("Researcher", "research"))).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let v = r.json();
     assert_eq!(v["account"], sol.account());
@@ -171,7 +97,7 @@ async fn register_list_show_update_delete_for_both_chains() {
     assert_eq!(v["verified"], true);
     let created = v["created_at"].as_i64().unwrap();
 
-    let r = register(&b, &evm.sign(&card("Trader", "finance"))).await;
+    let r = register(&b, &evm.sign_card(&card("Trader", "finance"))).await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.json()["chain"], "eip155:1");
 
@@ -234,12 +160,12 @@ async fn register_list_show_update_delete_for_both_chains() {
     assert_eq!(served["name"], "Trader");
     assert_eq!(
         served,
-        evm.sign(&card("Trader", "finance")),
+        evm.sign_card(&card("Trader", "finance")),
         "the card as signed"
     );
 
     // Registering again replaces the card and keeps its creation time.
-    let r = register(&b, &sol.sign(&card("Researcher 2", "papers"))).await;
+    let r = register(&b, &sol.sign_card(&card("Researcher 2", "papers"))).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["created_at"].as_i64(), Some(created));
     let r = get(&b, &format!("/v1/agents/{}", sol.account())).await;
@@ -266,7 +192,7 @@ async fn refuses_bad_signatures_foreign_addresses_and_bad_cards() {
 
     // A card naming alice but signed by mallory's key, on both chains.
     for (victim, signer) in [(&alice, &mallory), (&evm_alice, &evm_mallory)] {
-        let forged = signer.sign_as(&card("Fake", "x"), &victim.account());
+        let forged = signer.sign_card_as(&card("Fake", "x"), &victim.account());
         let r = register(&b, &forged).await;
         assert_eq!(
             refusal(&r),
@@ -280,18 +206,18 @@ async fn refuses_bad_signatures_foreign_addresses_and_bad_cards() {
         );
     }
     // Tampered after signing.
-    let mut tampered = alice.sign(&card("Honest", "x"));
+    let mut tampered = alice.sign_card(&card("Honest", "x"));
     tampered["description"] = json!("now evil");
     let r = register(&b, &tampered).await;
     assert_eq!(refusal(&r).2, "invalid_signature");
-    let mut tampered = evm_alice.sign(&card("Honest", "x"));
+    let mut tampered = evm_alice.sign_card(&card("Honest", "x"));
     tampered["skills"][0]["tags"] = json!(["other"]);
     assert_eq!(
         refusal(&register(&b, &tampered).await).2,
         "invalid_signature"
     );
     // The right key with the other chain's algorithm.
-    let mut wrong_alg = alice.sign(&card("A", "x"));
+    let mut wrong_alg = alice.sign_card(&card("A", "x"));
     wrong_alg["signatures"][0]["protected"] =
         json!(b64(json!({"alg": "EIP191K", "kid": alice.account()})
             .to_string()
@@ -306,7 +232,7 @@ async fn refuses_bad_signatures_foreign_addresses_and_bad_cards() {
         refusal(&r),
         (400, "signatures".into(), "invalid_signature".into())
     );
-    let r = register(&b, &alice.sign_as(&card("A", "x"), "solana:abc")).await;
+    let r = register(&b, &alice.sign_card_as(&card("A", "x"), "solana:abc")).await;
     assert_eq!(refusal(&r).1, "signatures[0].protected.kid");
     for bad in [
         "not-an-account",
@@ -326,7 +252,7 @@ async fn refuses_bad_signatures_foreign_addresses_and_bad_cards() {
     // Field errors name the field.
     let mut c = card("A", "x");
     c["skills"][0]["tags"] = json!("x");
-    let r = register(&b, &alice.sign(&c)).await;
+    let r = register(&b, &alice.sign_card(&c)).await;
     assert_eq!(
         refusal(&r),
         (400, "skills[0].tags".into(), "invalid_agent_card".into())
@@ -334,7 +260,7 @@ async fn refuses_bad_signatures_foreign_addresses_and_bad_cards() {
     let mut c = card("A", "x");
     c.as_object_mut().unwrap().remove("protocolVersion");
     assert_eq!(
-        refusal(&register(&b, &alice.sign(&c)).await).1,
+        refusal(&register(&b, &alice.sign_card(&c)).await).1,
         "protocolVersion"
     );
     let r = call(
@@ -347,7 +273,7 @@ async fn refuses_bad_signatures_foreign_addresses_and_bad_cards() {
     // Oversized: refused before it is parsed, with or without Content-Length.
     let mut big = card("Big", "x");
     big["padding"] = json!("x".repeat(70 * 1024));
-    let r = register(&b, &alice.sign(&big)).await;
+    let r = register(&b, &alice.sign_card(&big)).await;
     assert_eq!(
         refusal(&r),
         (413, String::new(), "agent_card_too_large".into())
@@ -366,7 +292,7 @@ async fn refuses_bad_signatures_foreign_addresses_and_bad_cards() {
     // Just under the limit is fine.
     let mut fits = card("Fits", "x");
     fits["padding"] = json!("x".repeat(60 * 1024));
-    assert_eq!(register(&b, &alice.sign(&fits)).await.status, 201);
+    assert_eq!(register(&b, &alice.sign_card(&fits)).await.status, 201);
     // Nothing else got in.
     let list = get(&b, "/v1/agents").await.json();
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
@@ -410,10 +336,18 @@ async fn cards_survive_a_restart_redb() {
     let evm = Wallet::evm(8);
     let mut gw = ChildGateway::spawn(&config, dir.path());
     let b = gw.url("");
-    assert_eq!(register(&b, &sol.sign(&card("Sol", "a"))).await.status, 201);
-    assert_eq!(register(&b, &evm.sign(&card("Evm", "b"))).await.status, 201);
     assert_eq!(
-        register(&b, &evm.sign(&card("Evm v2", "b"))).await.status,
+        register(&b, &sol.sign_card(&card("Sol", "a"))).await.status,
+        201
+    );
+    assert_eq!(
+        register(&b, &evm.sign_card(&card("Evm", "b"))).await.status,
+        201
+    );
+    assert_eq!(
+        register(&b, &evm.sign_card(&card("Evm v2", "b")))
+            .await
+            .status,
         200
     );
     gw.signal("TERM");
@@ -437,9 +371,15 @@ async fn exercise_sql(url: &str, tamper: impl AsyncFnOnce(&str)) {
     {
         let gw = TestGateway::start(&yaml).await;
         let b = base(&gw);
-        assert_eq!(register(&b, &sol.sign(&card("Sol", "a"))).await.status, 201);
-        assert_eq!(register(&b, &evm.sign(&card("Evm", "b"))).await.status, 201);
-        let r = register(&b, &sol.sign(&card("Sol v2", "a"))).await;
+        assert_eq!(
+            register(&b, &sol.sign_card(&card("Sol", "a"))).await.status,
+            201
+        );
+        assert_eq!(
+            register(&b, &evm.sign_card(&card("Evm", "b"))).await.status,
+            201
+        );
+        let r = register(&b, &sol.sign_card(&card("Sol v2", "a"))).await;
         assert_eq!(r.status, 200, "{}", r.text);
         gw.gateway.ledger().close().await;
     }
@@ -558,4 +498,208 @@ async fn mysql_cards() {
         .execute(&mut admin)
         .await
         .unwrap();
+}
+
+async fn call_as(
+    method: reqwest::Method,
+    url: String,
+    body: Option<&Value>,
+    token: Option<&str>,
+) -> Reply {
+    let mut req = client().request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = req.send().await.expect("request to the gateway failed");
+    Reply {
+        status: resp.status().as_u16(),
+        headers: resp.headers().clone(),
+        text: resp.text().await.unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn with_auth_on_only_owners_write_and_requests_carry_the_agent_name() {
+    use reqwest::Method;
+    let m = crate::harness::mock().await;
+    let (alice, bob, admin) = (Wallet::sol(31), Wallet::evm(32), Wallet::sol(33));
+    let yaml = format!(
+        "{}models:\n  fast:\n    endpoints:\n      - provider: openai\n        model_id: gpt-4o\nauth:\n  mode: on\n  accounts: ['{}', '{}', '{}']\n  admins: ['{}']\n",
+        crate::harness::providers(&[("openai", "openai", &m)]),
+        alice.account(),
+        bob.account(),
+        admin.account(),
+        admin.account(),
+    );
+    let events = std::sync::Arc::new(crate::observe::Collect::default());
+    let gw = TestGateway::start_with(&yaml, vec![events.clone()]).await;
+    let b = base(&gw);
+    let agents = format!("{b}/v1/agents");
+    let (t_alice, t_bob) = (
+        alice.token(json!({"scope": "api", "exp": crate::wallet::now() + 600})),
+        bob.token(json!({"scope": "api", "exp": crate::wallet::now() + 600})),
+    );
+    let t_admin = admin.token(json!({"scope": "admin", "exp": crate::wallet::now() + 600}));
+    let alice_card = alice.sign_card(&card("Alice agent", "research"));
+
+    // Writing needs a token; a bad token is refused even where reading is public.
+    let r = call_as(Method::POST, agents.clone(), Some(&alice_card), None).await;
+    assert_eq!(refusal(&r).0, 401, "{}", r.text);
+    let r = call_as(Method::GET, agents.clone(), None, Some("not-a-jwt")).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    // Bob's token cannot register Alice's (validly signed) card.
+    let r = call_as(
+        Method::POST,
+        agents.clone(),
+        Some(&alice_card),
+        Some(&t_bob),
+    )
+    .await;
+    assert_eq!(refusal(&r), (403, String::new(), "not_your_account".into()));
+    let r = call_as(
+        Method::POST,
+        agents.clone(),
+        Some(&alice_card),
+        Some(&t_alice),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // Reading is public: discovery needs no token.
+    let r = call_as(Method::GET, format!("{agents}?skill=research"), None, None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["data"][0]["name"], "Alice agent");
+    assert_eq!(r.json()["data"][0]["verified"], true);
+
+    // Requests by Alice carry her agent's name into the event and the ledger row.
+    let r = call_as(
+        Method::POST,
+        format!("{b}/v1/chat/completions"),
+        Some(&crate::harness::openai_chat("fast", "hi")),
+        Some(&t_alice),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let seen = events.wait(1).await;
+    assert_eq!(seen[0].agent.as_deref(), Some("Alice agent"));
+    assert_eq!(
+        seen[0].account_id.as_deref(),
+        Some(alice.account().as_str())
+    );
+    for _ in 0..300 {
+        if gw.gateway.ledger().stats().written >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rows = gw.gateway.ledger().rows(0, i64::MAX).await.unwrap();
+    assert_eq!(rows[0].agent.as_deref(), Some("Alice agent"));
+    let r = call_as(
+        Method::GET,
+        format!("{b}/admin/spend?group_by=agent"),
+        None,
+        Some(&t_admin),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["groups"][0]["key"], "Alice agent", "{}", r.text);
+
+    // Only the owner or an admin deletes.
+    let alice_path = format!("{agents}/{}", alice.account());
+    let r = call_as(Method::DELETE, alice_path.clone(), None, Some(&t_bob)).await;
+    assert_eq!(refusal(&r).0, 403, "{}", r.text);
+    let r = call_as(Method::DELETE, alice_path.clone(), None, None).await;
+    assert_eq!(refusal(&r).0, 401, "{}", r.text);
+    let r = call_as(Method::DELETE, alice_path.clone(), None, Some(&t_admin)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = call_as(Method::GET, alice_path, None, None).await;
+    assert_eq!(refusal(&r).0, 404, "{}", r.text);
+}
+
+// Multi-threaded: the CLI blocks this thread while the child gateway answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_signs_registers_lists_shows_verifies_and_deletes() {
+    use crate::auth::cli;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let (ok, keys, err) = cli(&home, &["keygen"]);
+    assert!(ok, "{err}");
+    let account_of = |prefix: &str| {
+        keys.lines()
+            .find_map(|l| {
+                l.split_whitespace()
+                    .last()
+                    .filter(|a| a.starts_with(prefix))
+            })
+            .unwrap()
+            .to_owned()
+    };
+    let (sol, evm) = (account_of("solana:"), account_of("eip155:"));
+    let file = dir.path().join("card.json");
+    std::fs::write(&file, card("CLI agent", "cli").to_string()).unwrap();
+    let file_s = file.to_str().unwrap();
+
+    // Unsigned: verify says why, with the field, and fails.
+    let (ok, out, _) = cli(&home, &["agent", "verify", file_s]);
+    assert!(!ok, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["valid"].clone(), v["field"].clone()),
+        (json!(false), json!("signatures"))
+    );
+
+    // --dry-run prints the signed card, which verifies offline; a tampered copy does not.
+    let (ok, signed, err) = cli(&home, &["agent", "register", file_s, "--dry-run"]);
+    assert!(ok, "{err}");
+    let signed_file = dir.path().join("signed.json");
+    std::fs::write(&signed_file, &signed).unwrap();
+    let (ok, out, _) = cli(&home, &["agent", "verify", signed_file.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["account"], sol);
+    let mut tampered: Value = serde_json::from_str(&signed).unwrap();
+    tampered["name"] = json!("Someone else");
+    std::fs::write(&signed_file, tampered.to_string()).unwrap();
+    let (ok, out, _) = cli(&home, &["agent", "verify", signed_file.to_str().unwrap()]);
+    assert!(!ok && out.contains("invalid_signature"), "{out}");
+
+    // Against a running gateway with auth on (the key store's accounts may call).
+    let cfg = dir.path().join("bitrouter.yaml");
+    std::fs::write(
+        &cfg,
+        "models: {}\nauth:\n  mode: on\ndatabase:\n  url: memory://\n",
+    )
+    .unwrap();
+    let home_s = home.to_str().unwrap().to_owned();
+    let gw = ChildGateway::spawn_with_env(&cfg, dir.path(), &[("BITROUTER_HOME", &home_s)]);
+    let url = gw.url("");
+    let (ok, out, err) = cli(&home, &["agent", "register", file_s, "--url", &url]);
+    assert!(ok, "{err}\n{}", gw.log());
+    assert!(out.contains("\"verified\": true"), "{out}");
+    let (ok, _, err) = cli(
+        &home,
+        &["agent", "register", file_s, "--chain", "evm", "--url", &url],
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = cli(
+        &home,
+        &["agent", "list", "--url", &url, "--chain", "eip155"],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains(&evm) && !out.contains(&sol), "{out}");
+    let (ok, out, err) = cli(&home, &["agent", "show", &sol, "--url", &url]);
+    assert!(ok && out.contains("CLI agent"), "{out}{err}");
+    let (ok, _, err) = cli(&home, &["agent", "delete", &sol, "--url", &url]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&home, &["agent", "show", &sol, "--url", &url]);
+    assert!(!ok && err.contains("404"), "{err}");
+    // Without a key store there is no token to write with.
+    let (ok, _, err) = cli(
+        &dir.path().join("nobody"),
+        &["agent", "register", file_s, "--url", &url],
+    );
+    assert!(!ok && err.contains("key"), "{err}");
 }

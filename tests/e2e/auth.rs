@@ -5,100 +5,15 @@
 use std::path::Path;
 use std::process::Command;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::Signer;
 use serde_json::{Value, json};
-use sha3::Digest;
 
 use crate::child::{BIN, ChildGateway};
 use crate::harness::{TestGateway, anthropic_msg, get, mock, openai_chat, post_raw, providers};
 
-const SOL_REF: &str = "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp";
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-fn b64(b: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(b)
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// A Solana wallet, independent of the gateway's code.
-struct Sol(ed25519_dalek::SigningKey);
-
-impl Sol {
-    fn new(seed: u8) -> Sol {
-        Sol(ed25519_dalek::SigningKey::from_bytes(&[seed; 32]))
-    }
-    fn account(&self) -> String {
-        format!(
-            "solana:{SOL_REF}:{}",
-            bs58::encode(self.0.verifying_key().as_bytes()).into_string()
-        )
-    }
-    fn sign_raw(&self, header: &Value, payload: &Value) -> String {
-        let input = format!(
-            "{}.{}",
-            b64(header.to_string().as_bytes()),
-            b64(payload.to_string().as_bytes())
-        );
-        let sig = self.0.sign(input.as_bytes());
-        format!("{input}.{}", b64(&sig.to_bytes()))
-    }
-    fn token(&self, extra: Value) -> String {
-        let mut p =
-            json!({"iss": self.account(), "chain": format!("solana:{SOL_REF}"), "iat": now()});
-        for (k, v) in extra.as_object().unwrap() {
-            p[k] = v.clone();
-        }
-        self.sign_raw(&json!({"alg": "SOL_EDDSA", "typ": "JWT"}), &p)
-    }
-}
-
-/// An EVM wallet: `personal_sign` over the signing input, r‖s‖v.
-struct Evm(k256::ecdsa::SigningKey);
-
-impl Evm {
-    fn new(seed: u8) -> Evm {
-        Evm(k256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap())
-    }
-    fn address(&self) -> String {
-        let point = self.0.verifying_key().to_encoded_point(false);
-        let h = sha3::Keccak256::digest(&point.as_bytes()[1..]);
-        format!("0x{}", hex_lower(&h[12..]))
-    }
-    fn account(&self) -> String {
-        format!("eip155:1:{}", self.address())
-    }
-    fn token(&self, extra: Value) -> String {
-        let mut p = json!({"iss": self.account(), "chain": "eip155:1", "iat": now()});
-        for (k, v) in extra.as_object().unwrap() {
-            p[k] = v.clone();
-        }
-        let input = format!(
-            "{}.{}",
-            b64(json!({"alg": "EIP191K", "typ": "JWT"})
-                .to_string()
-                .as_bytes()),
-            b64(p.to_string().as_bytes())
-        );
-        let mut h = sha3::Keccak256::new();
-        h.update(format!("\x19Ethereum Signed Message:\n{}", input.len()).as_bytes());
-        h.update(input.as_bytes());
-        let (sig, rid) = self.0.sign_prehash_recoverable(&h.finalize()).unwrap();
-        let mut out = sig.to_bytes().to_vec();
-        out.push(27 + rid.to_byte());
-        format!("{input}.{}", b64(&out))
-    }
-}
-
-fn hex_lower(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+use crate::wallet::{SOL_REF, Wallet, b64, now};
 
 fn bearer(t: &str) -> String {
     format!("Bearer {t}")
@@ -143,9 +58,9 @@ fn assert_openai_error(r: &crate::harness::Reply, status: u16, needle: &str) {
 
 #[tokio::test]
 async fn independent_wallet_tokens_pass_and_every_bad_token_is_refused() {
-    let sol = Sol::new(1);
-    let evm = Evm::new(2);
-    let admin = Sol::new(3);
+    let sol = Wallet::sol(1);
+    let evm = Wallet::evm(2);
+    let admin = Wallet::sol(3);
     let (gw, _m) = gateway(&[sol.account(), "eip155:*:0x*".into()], &[admin.account()]).await;
 
     // Both chains, both header styles.
@@ -196,7 +111,7 @@ async fn independent_wallet_tokens_pass_and_every_bad_token_is_refused() {
             parts[2]
         )
     };
-    let stranger = Sol::new(9);
+    let stranger = Wallet::sol(9);
     let wrong_key = {
         // Signed by another key while naming the allowed account.
         stranger.sign_raw(
@@ -337,7 +252,7 @@ async fn independent_wallet_tokens_pass_and_every_bad_token_is_refused() {
 
 #[tokio::test]
 async fn model_globs_gate_calls_and_the_models_list() {
-    let sol = Sol::new(4);
+    let sol = Wallet::sol(4);
     let (gw, _m) = gateway(&["solana:*".into()], &[]).await;
     let t = sol.token(json!({"mdl": ["openai:*", "fa?t"]}));
     let auth = [("authorization", bearer(&t))];
@@ -388,7 +303,7 @@ async fn model_globs_gate_calls_and_the_models_list() {
     assert_eq!(get(&gw, "/v1/models", &[]).await.status, 401);
 }
 
-fn cli(home: &Path, args: &[&str]) -> (bool, String, String) {
+pub(crate) fn cli(home: &Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN)
         .args(args)
         .env("BITROUTER_HOME", home)
@@ -580,7 +495,7 @@ fn a_public_listener_with_auth_off_is_refused_without_allow_open() {
 /// account's tokens for the `bsc: act` alias, and the spend rows carry the token's account.
 #[tokio::test]
 async fn a_budget_in_a_wallet_token_is_enforced_over_http() {
-    let (sol, evm) = (Sol::new(21), Evm::new(22));
+    let (sol, evm) = (Wallet::sol(21), Wallet::evm(22));
     let m = mock().await;
     let yaml = format!(
         "providers:\n  up:\n    api_protocol: openai\n    api_base: {}/v1\n    api_key: k\n    models:\n      gpt-up: {{ pricing: {{ input_tokens: {{ no_cache: 2.0 }}, output_tokens: {{ text: 10.0 }} }} }}\nmodels:\n  m:\n    endpoints: [{{ provider: up, model_id: gpt-up }}]\nauth:\n  mode: on\n  accounts: ['{}', '{}']\n",

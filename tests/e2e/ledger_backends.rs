@@ -45,6 +45,7 @@ fn rows() -> Vec<SpendRecord> {
             time_ms: 1_700_000_000_000 + i as i64 * 1000,
             account: Some(format!("eip155:1:0x{:040x}", i % 4)),
             session: Some(format!("s{}", i % 5)),
+            agent: (i % 2 == 0).then(|| format!("agent{}", i % 4)),
             route: Some(format!("route{}", i % 3)),
             provider: Some(["openai", "anthropic"][i % 2].into()),
             model: Some(format!("model{}", i % 3)),
@@ -103,6 +104,7 @@ async fn exercise(url: &str, base: &Path) {
         (GroupBy::Model, 3),
         (GroupBy::Provider, 2),
         (GroupBy::Route, 3),
+        (GroupBy::Agent, 3),
     ] {
         let g = ledger.query(&all(by)).await.unwrap();
         assert_eq!(g.len(), groups, "{url} {by:?}");

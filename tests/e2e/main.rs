@@ -17,3 +17,4 @@ mod observe;
 mod plugin_cli;
 mod sdk_clients;
 mod spend;
+mod wallet;

@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::harness::*;
 
 #[derive(Default)]
-struct Collect(Mutex<Vec<Arc<RequestEvent>>>);
+pub(crate) struct Collect(Mutex<Vec<Arc<RequestEvent>>>);
 
 impl ObserveCallback for Collect {
     fn name(&self) -> &str {
@@ -25,7 +25,7 @@ impl ObserveCallback for Collect {
 }
 
 impl Collect {
-    async fn wait(&self, n: usize) -> Vec<Arc<RequestEvent>> {
+    pub(crate) async fn wait(&self, n: usize) -> Vec<Arc<RequestEvent>> {
         for _ in 0..300 {
             let v = self.0.lock().unwrap().clone();
             if v.len() >= n {

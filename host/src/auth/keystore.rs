@@ -144,10 +144,16 @@ impl KeyStore {
             &serde_json::json!({"alg": alg, "typ": "JWT"}),
             &Value::Object(claims),
         );
-        let sig = match ns {
-            Namespace::Solana => solana::sign(&self.seed, input.as_bytes()).to_vec(),
-            Namespace::Eip155 => evm::sign(&self.evm_secret(), input.as_bytes())?.to_vec(),
-        };
+        let sig = self.sign(ns, input.as_bytes())?;
         Ok(format!("{input}.{}", jwt::b64(&sig)))
+    }
+
+    /// Signs `bytes` with the chain's key: Ed25519 (64 bytes) for Solana, EIP-191
+    /// `personal_sign` (r‖s‖v, 65 bytes) for EVM. Tokens and agent cards both use it.
+    pub fn sign(&self, ns: Namespace, bytes: &[u8]) -> Result<Vec<u8>, AuthError> {
+        Ok(match ns {
+            Namespace::Solana => solana::sign(&self.seed, bytes).to_vec(),
+            Namespace::Eip155 => evm::sign(&self.evm_secret(), bytes)?.to_vec(),
+        })
     }
 }

@@ -30,6 +30,9 @@ pub struct RequestEvent {
     pub model: Option<String>,
     pub account_id: Option<String>,
     pub session_id: Option<String>,
+    /// The name on the caller's registered agent card, when its account has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     /// The caller's dialect: `openai` or `anthropic`.
     pub dialect: &'static str,
     pub stream: bool,

@@ -15,6 +15,7 @@ pub enum GroupBy {
     Model,
     Provider,
     Route,
+    Agent,
 }
 
 impl GroupBy {
@@ -25,6 +26,7 @@ impl GroupBy {
             "model" => GroupBy::Model,
             "provider" => GroupBy::Provider,
             "route" => GroupBy::Route,
+            "agent" => GroupBy::Agent,
             _ => return None,
         })
     }
@@ -37,6 +39,7 @@ impl GroupBy {
             GroupBy::Model => "model",
             GroupBy::Provider => "provider",
             GroupBy::Route => "route",
+            GroupBy::Agent => "agent",
         }
     }
 
@@ -47,6 +50,7 @@ impl GroupBy {
             GroupBy::Model => r.model.clone(),
             GroupBy::Provider => r.provider.clone(),
             GroupBy::Route => r.route.clone(),
+            GroupBy::Agent => r.agent.clone(),
         }
     }
 }

@@ -12,6 +12,9 @@ pub struct SpendRecord {
     pub time_ms: i64,
     pub account: Option<String>,
     pub session: Option<String>,
+    /// The caller's registered agent name; absent in rows written before agent cards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     /// The route (virtual model) named by the caller, if it was one.
     pub route: Option<String>,
     /// The provider and upstream model that served it (or were tried last).
@@ -34,6 +37,7 @@ impl From<&crate::observe::RequestEvent> for SpendRecord {
             time_ms: e.time_ms,
             account: e.account_id.clone(),
             session: e.session_id.clone(),
+            agent: e.agent.clone(),
             route: e.route.clone(),
             provider: e.provider.clone(),
             model: e.model.clone(),

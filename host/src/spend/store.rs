@@ -28,7 +28,7 @@ pub enum Store {
     MySql(MySqlPool),
 }
 
-const COLUMNS: &str = "id, time_ms, account, session, route, provider, model, input_no_cache, input_cache_read, input_cache_write, output_text, output_reasoning, cost_nano_usd, latency_ms, success, error_type, attempts, estimated";
+const COLUMNS: &str = "id, time_ms, account, session, route, provider, model, input_no_cache, input_cache_read, input_cache_write, output_text, output_reasoning, cost_nano_usd, latency_ms, success, error_type, attempts, estimated, agent";
 
 /// Inserts `rows` in one transaction (in chunks well under every engine's bind limit).
 macro_rules! sql_write {
@@ -54,7 +54,8 @@ macro_rules! sql_write {
                     .push_bind(i32::from(r.success))
                     .push_bind(r.error_type.clone())
                     .push_bind(r.attempts as i32)
-                    .push_bind(i32::from(r.estimated));
+                    .push_bind(i32::from(r.estimated))
+                    .push_bind(r.agent.clone());
             });
             qb.build().execute(&mut *tx).await?;
         }
@@ -139,6 +140,7 @@ macro_rules! sql_rows {
                 error_type: row.try_get(15)?,
                 attempts: row.try_get::<i32, _>(16)?.max(0) as u32,
                 estimated: row.try_get::<i32, _>(17)? != 0,
+                agent: row.try_get(18)?,
             });
         }
         Ok(out)

@@ -1,0 +1,3 @@
+-- The caller's registered agent name (agent cards), when it has one.
+ALTER TABLE spend_log ADD COLUMN agent TEXT;
+CREATE INDEX IF NOT EXISTS spend_log_agent_time ON spend_log (agent, time_ms);
