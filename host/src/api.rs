@@ -43,23 +43,30 @@ impl DecodeError {
 /// Parses JSON into `T`, naming the field that did not fit.
 pub(crate) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            DecodeError::new("", format!("the body is not valid JSON: {inner}"))
-        } else {
-            let path = if path == "." { String::new() } else { path };
-            // serde's message carries "at line 1 column 9"; the path already says where.
-            let msg = inner.to_string();
-            let msg = msg.split(" at line ").next().unwrap_or(&msg);
-            DecodeError::new(path, hide_wire_type(msg))
-        }
-    })?;
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(field_error)?;
     // Trailing bytes after the JSON value mean the caller sent something other than it meant to.
     de.end()
         .map_err(|e| DecodeError::new("", format!("the body is not valid JSON: {e}")))?;
     Ok(value)
+}
+
+/// Converts an already parsed JSON value into `T`, naming the field that did not fit.
+pub(crate) fn parse_value<T: DeserializeOwned>(value: Value) -> Result<T, DecodeError> {
+    serde_path_to_error::deserialize(value).map_err(field_error)
+}
+
+fn field_error(e: serde_path_to_error::Error<serde_json::Error>) -> DecodeError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if inner.is_syntax() || inner.is_eof() {
+        DecodeError::new("", format!("the body is not valid JSON: {inner}"))
+    } else {
+        let path = if path == "." { String::new() } else { path };
+        // serde's message carries "at line 1 column 9"; the path already says where.
+        let msg = inner.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg);
+        DecodeError::new(path, hide_wire_type(msg))
+    }
 }
 
 /// serde names the Rust type it expected (`struct WireRequest`); callers know it as an object.

@@ -97,6 +97,35 @@ fn templates(lang: Lang, world: NewWorld) -> Vec<(&'static str, &'static str)> {
     }
 }
 
+/// Files copied as they are. The C bindings are committed generated output (the same
+/// wit-bindgen-c and adapter versions as examples/plugins/c-guardrail; CI checks they are
+/// current), so a C author needs clang and wasm-tools only.
+fn verbatim(lang: Lang) -> Vec<(&'static str, &'static [u8])> {
+    match lang {
+        Lang::C => vec![
+            (
+                "bindings/guardrail.c",
+                include_bytes!("../templates/plugin/c/bindings/guardrail.c"),
+            ),
+            (
+                "bindings/guardrail.h",
+                include_bytes!("../templates/plugin/c/bindings/guardrail.h"),
+            ),
+            (
+                "bindings/guardrail_component_type.o",
+                include_bytes!("../templates/plugin/c/bindings/guardrail_component_type.o"),
+            ),
+            (
+                "bindings/wasi_snapshot_preview1.reactor.wasm",
+                include_bytes!(
+                    "../templates/plugin/c/bindings/wasi_snapshot_preview1.reactor.wasm"
+                ),
+            ),
+        ],
+        _ => Vec::new(),
+    }
+}
+
 /// A plugin id and crate name: what the manifest and the config accept.
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
@@ -166,12 +195,13 @@ pub fn new_plugin(
             .replace("{{usage}}", &usage)
             .replace("{{extra_deps}}", extra_deps)
     };
-    let mut files: Vec<(&str, String)> = templates(lang, world)
+    let mut files: Vec<(&str, Vec<u8>)> = templates(lang, world)
         .into_iter()
-        .map(|(p, t)| (p, fill(t)))
+        .map(|(p, t)| (p, fill(t).into_bytes()))
         .collect();
-    files.push(("README.md", fill(README)));
-    files.extend(WIT.iter().map(|(p, t)| (*p, (*t).to_owned())));
+    files.push(("README.md", fill(README).into_bytes()));
+    files.extend(WIT.iter().map(|(p, t)| (*p, t.as_bytes().to_vec())));
+    files.extend(verbatim(lang).into_iter().map(|(p, b)| (p, b.to_vec())));
     for (rel, text) in &files {
         let path = root.join(rel);
         if let Some(parent) = path.parent() {

@@ -349,15 +349,16 @@ impl Gateway {
             m.set_state(&component, "dropped", s.dropped);
             m.set_state(&component, "panicked", s.panicked);
         }
-        for (id, p) in self.guardrail_patterns() {
-            for action in ["block", "redact", "warn"] {
-                m.set_guardrail(&id, action, p["findings"][action].as_u64().unwrap_or(0));
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            let engine = self.proxy.guardrails();
+            for p in engine.patterns() {
+                // `counts` is indexed block, redact, warn (as in `guardrail_patterns`).
+                for (i, action) in ["block", "redact", "warn"].into_iter().enumerate() {
+                    m.set_guardrail(&p.id, action, p.counts[i].load(Relaxed));
+                }
+                m.set_guardrail(&p.id, "plugin_failure", p.failures.load(Relaxed));
             }
-            m.set_guardrail(
-                &id,
-                "plugin_failure",
-                p["plugin_failures"].as_u64().unwrap_or(0),
-            );
         }
         let mut r = Response::new(crate::proxy::full(m.prometheus()));
         r.headers_mut().insert(
@@ -407,7 +408,19 @@ impl Gateway {
             Ok(t) => t,
             Err(e) => {
                 tracing::debug!(path, error = %e, "auth refused the request");
-                let mut r = error_response(guess_dialect(req.headers(), path), &e.to_error());
+                let dialect = guess_dialect(req.headers(), path);
+                let error = e.to_error();
+                let mut r = error_response(dialect, &error);
+                if is_model_call(path, &method) {
+                    // The log line, the metrics and the observers see the refusal; the
+                    // ledger does not: an unauthenticated flood must not grow the database,
+                    // and a refused request has no account and costs nothing.
+                    let ctx = RequestContext::new(id.clone(), dialect);
+                    let _ = self
+                        .proxy
+                        .outcomes
+                        .finish(&ctx, r.status().as_u16(), Some(&error));
+                }
                 if !e.is_forbidden() {
                     r.headers_mut().insert(
                         http::header::WWW_AUTHENTICATE,
@@ -655,6 +668,15 @@ fn request_id(headers: &HeaderMap) -> String {
 /// Parses a Gemini method path, `/v1beta/models/{model}:generateContent` (or
 /// `:streamGenerateContent`). `None`: not a Gemini path. The model may hold
 /// `:` (`provider:model_id`) and `/`, so only the last `:` separates the method.
+/// The endpoints that call a model: their refusals are request outcomes like any other.
+fn is_model_call(path: &str, method: &Method) -> bool {
+    method == Method::POST
+        && (matches!(
+            path,
+            "/v1/chat/completions" | "/chat/completions" | "/v1/messages" | "/messages"
+        ) || gemini_path(path).is_some())
+}
+
 fn gemini_path(path: &str) -> Option<Result<crate::api::UrlModel, Error>> {
     let rest = path.strip_prefix("/v1beta/models/")?;
     let (model, method) = rest.rsplit_once(':')?;

@@ -12,6 +12,7 @@ use sqlx::Connection;
 
 use crate::child::ChildGateway;
 use crate::harness::{Reply, TestGateway, client};
+use crate::scratch_db::Scratch;
 use crate::wallet::{SOL_REF, Wallet, b64};
 
 fn card(name: &str, tag: &str) -> Value {
@@ -32,18 +33,7 @@ fn card(name: &str, tag: &str) -> Value {
 }
 
 async fn call(method: reqwest::Method, url: String, body: Option<Vec<u8>>) -> Reply {
-    let mut req = client().request(method, url);
-    if let Some(b) = body {
-        req = req.header("content-type", "application/json").body(b);
-    }
-    let resp = req.send().await.expect("request to the gateway failed");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    Reply {
-        status,
-        headers,
-        text: resp.text().await.unwrap(),
-    }
+    call_as(method, url, body, None).await
 }
 
 async fn register(base: &str, card: &Value) -> Reply {
@@ -416,10 +406,6 @@ async fn exercise_sql(url: &str, tamper: impl AsyncFnOnce(&str)) {
 
 const TAMPER: &str = "UPDATE agent_cards SET card = REPLACE(card, 'Evm does things', 'Evm does evil') WHERE account = ";
 
-fn unique(prefix: &str) -> String {
-    format!("{prefix}_{:x}_{:x}", std::process::id(), fastrand::u64(..))
-}
-
 #[tokio::test]
 async fn sqlite_cards() {
     let dir = tempfile::tempdir().unwrap();
@@ -440,20 +426,10 @@ async fn sqlite_cards() {
 
 #[tokio::test]
 async fn postgres_cards() {
-    let url = std::env::var("BITROUTER_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = unique("bitrouter_cards");
-    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| {
-        panic!("PostgreSQL at {url} is unreachable ({e}); set BITROUTER_TEST_POSTGRES_URL")
-    });
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
-    exercise_sql(&scoped, async |account: &str| {
-        let mut c = sqlx::PgConnection::connect(&scoped).await.unwrap();
+    let db = Scratch::postgres("bitrouter_cards").await;
+    let url = db.url().to_owned();
+    exercise_sql(&url, async |account: &str| {
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
         let n = sqlx::query(&format!("{TAMPER}$1"))
             .bind(account)
             .execute(&mut c)
@@ -462,30 +438,15 @@ async fn postgres_cards() {
         assert_eq!(n.rows_affected(), 1);
     })
     .await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    db.drop().await;
 }
 
 #[tokio::test]
 async fn mysql_cards() {
-    let url = std::env::var("BITROUTER_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
-    let name = unique("bitrouter_cards");
-    let mut admin = sqlx::MySqlConnection::connect(&url)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("MySQL/MariaDB at {url} is unreachable ({e}); set BITROUTER_TEST_MYSQL_URL")
-        });
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);
-    let db_url = format!("{base}/{name}");
-    exercise_sql(&db_url, async |account: &str| {
-        let mut c = sqlx::MySqlConnection::connect(&db_url).await.unwrap();
+    let db = Scratch::mysql("bitrouter_cards").await;
+    let url = db.url().to_owned();
+    exercise_sql(&url, async |account: &str| {
+        let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap();
         let n = sqlx::query(&format!("{TAMPER}?"))
             .bind(account)
             .execute(&mut c)
@@ -494,16 +455,13 @@ async fn mysql_cards() {
         assert_eq!(n.rows_affected(), 1);
     })
     .await;
-    sqlx::query(&format!("DROP DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    db.drop().await;
 }
 
 async fn call_as(
     method: reqwest::Method,
     url: String,
-    body: Option<&Value>,
+    body: Option<Vec<u8>>,
     token: Option<&str>,
 ) -> Reply {
     let mut req = client().request(method, url);
@@ -511,16 +469,9 @@ async fn call_as(
         req = req.bearer_auth(t);
     }
     if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(b.to_string());
+        req = req.header("content-type", "application/json").body(b);
     }
-    let resp = req.send().await.expect("request to the gateway failed");
-    Reply {
-        status: resp.status().as_u16(),
-        headers: resp.headers().clone(),
-        text: resp.text().await.unwrap(),
-    }
+    Reply::from(req.send().await.expect("request to the gateway failed")).await
 }
 
 #[tokio::test]
@@ -548,7 +499,13 @@ async fn with_auth_on_only_owners_write_and_requests_carry_the_agent_name() {
     let alice_card = alice.sign_card(&card("Alice agent", "research"));
 
     // Writing needs a token; a bad token is refused even where reading is public.
-    let r = call_as(Method::POST, agents.clone(), Some(&alice_card), None).await;
+    let r = call_as(
+        Method::POST,
+        agents.clone(),
+        Some(alice_card.to_string().into_bytes()),
+        None,
+    )
+    .await;
     assert_eq!(refusal(&r).0, 401, "{}", r.text);
     let r = call_as(Method::GET, agents.clone(), None, Some("not-a-jwt")).await;
     assert_eq!(r.status, 401, "{}", r.text);
@@ -556,7 +513,7 @@ async fn with_auth_on_only_owners_write_and_requests_carry_the_agent_name() {
     let r = call_as(
         Method::POST,
         agents.clone(),
-        Some(&alice_card),
+        Some(alice_card.to_string().into_bytes()),
         Some(&t_bob),
     )
     .await;
@@ -564,7 +521,7 @@ async fn with_auth_on_only_owners_write_and_requests_carry_the_agent_name() {
     let r = call_as(
         Method::POST,
         agents.clone(),
-        Some(&alice_card),
+        Some(alice_card.to_string().into_bytes()),
         Some(&t_alice),
     )
     .await;
@@ -579,7 +536,11 @@ async fn with_auth_on_only_owners_write_and_requests_carry_the_agent_name() {
     let r = call_as(
         Method::POST,
         format!("{b}/v1/chat/completions"),
-        Some(&crate::harness::openai_chat("fast", "hi")),
+        Some(
+            crate::harness::openai_chat("fast", "hi")
+                .to_string()
+                .into_bytes(),
+        ),
         Some(&t_alice),
     )
     .await;

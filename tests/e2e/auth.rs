@@ -575,3 +575,69 @@ async fn a_budget_in_a_wallet_token_is_enforced_over_http() {
             .any(|r| r.account.as_deref() == Some(evm.account().as_str()))
     );
 }
+
+#[tokio::test]
+async fn a_refused_model_call_is_an_event_and_a_metric_but_not_a_ledger_row() {
+    let m = mock().await;
+    let sol = Wallet::sol(41);
+    let yaml = format!(
+        "{}models:\n  fast:\n    endpoints:\n      - provider: openai\n        model_id: gpt-4o\nauth:\n  mode: on\n  accounts: ['{}']\n",
+        providers(&[("openai", "openai", &m)]),
+        sol.account()
+    );
+    let events = std::sync::Arc::new(crate::observe::Collect::default());
+    let gw = TestGateway::start_with(&yaml, vec![events.clone()]).await;
+    let missing = chat(&gw, "fast", &[]).await;
+    assert_eq!(missing.status, 401, "{}", missing.text);
+    let stranger = bearer(&Wallet::sol(42).token(json!({})));
+    let refused = chat(&gw, "fast", &[("authorization", &stranger)]).await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    // Not a model call: no event.
+    assert_eq!(get(&gw, "/v1/models", &[]).await.status, 401);
+    let ok = chat(
+        &gw,
+        "fast",
+        &[("authorization", &bearer(&sol.token(json!({}))))],
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+
+    let seen = events.wait(3).await;
+    let by_id = |r: &crate::harness::Reply| {
+        seen.iter()
+            .find(|e| e.request_id == r.header("x-request-id"))
+            .unwrap_or_else(|| panic!("no event for {}", r.header("x-request-id")))
+            .clone()
+    };
+    let (e401, e403) = (by_id(&missing), by_id(&refused));
+    assert_eq!(
+        (e401.status, e401.error_type.as_deref(), e401.success),
+        (401, Some("Unauthorized"), false)
+    );
+    assert_eq!(
+        (e403.status, e403.error_type.as_deref()),
+        (403, Some("Forbidden"))
+    );
+    assert_eq!(
+        by_id(&ok).account_id.as_deref(),
+        Some(sol.account().as_str())
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let again = events.wait(3).await;
+    assert_eq!(again.len(), 3, "the /v1/models refusal is not a model call");
+    let metrics = gw.gateway.metrics().snapshot();
+    assert_eq!(
+        (metrics["requests"].clone(), metrics["errors"].clone()),
+        (json!(3), json!(2))
+    );
+    // Only the served request has a ledger row.
+    for _ in 0..300 {
+        if gw.gateway.ledger().stats().written >= 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let rows = gw.gateway.ledger().rows(0, i64::MAX).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].success);
+}

@@ -126,6 +126,17 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Reads a whole response.
+    pub async fn from(resp: reqwest::Response) -> Reply {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        Reply {
+            status,
+            headers,
+            text: resp.text().await.expect("reading the answer failed"),
+        }
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
@@ -173,15 +184,7 @@ pub async fn post_raw(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = req.send().await.expect("request to the gateway failed");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let text = resp.text().await.unwrap();
-    Reply {
-        status,
-        headers,
-        text,
-    }
+    Reply::from(req.send().await.expect("request to the gateway failed")).await
 }
 
 pub async fn get(gw: &TestGateway, path: &str, headers: &[(&str, &str)]) -> Reply {
@@ -189,14 +192,7 @@ pub async fn get(gw: &TestGateway, path: &str, headers: &[(&str, &str)]) -> Repl
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    Reply {
-        status,
-        headers,
-        text: resp.text().await.unwrap(),
-    }
+    Reply::from(req.send().await.unwrap()).await
 }
 
 pub fn openai_chat(model: &str, text: &str) -> Value {

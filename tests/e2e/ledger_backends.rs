@@ -11,19 +11,9 @@ use std::time::Duration;
 
 use bitrouter::config::{Database, Durability, OnFull};
 use bitrouter::spend::{GroupBy, Ledger, SpendQuery, SpendRecord, TokenBreakdown};
-use sqlx::Connection;
 
 use crate::child::{BIN, ChildGateway};
-
-fn postgres_url() -> String {
-    std::env::var("BITROUTER_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-fn mysql_url() -> String {
-    std::env::var("BITROUTER_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
-}
+use crate::scratch_db::Scratch;
 
 fn db(url: &str, base: &Path) -> Database {
     Database {
@@ -184,49 +174,18 @@ async fn memory_ledger() {
     exercise("memory://", Path::new(".")).await;
 }
 
-fn unique(prefix: &str) -> String {
-    format!("{prefix}_{:x}_{:x}", std::process::id(), fastrand::u64(..))
-}
-
 #[tokio::test]
 async fn postgres_ledger() {
-    let url = postgres_url();
-    let schema = unique("bitrouter_test");
-    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| {
-        panic!("PostgreSQL at {url} is unreachable ({e}); set BITROUTER_TEST_POSTGRES_URL")
-    });
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
-    exercise(&scoped, Path::new(".")).await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    let db = Scratch::postgres("bitrouter_test").await;
+    exercise(db.url(), Path::new(".")).await;
+    db.drop().await;
 }
 
 #[tokio::test]
 async fn mysql_ledger() {
-    let url = mysql_url();
-    let name = unique("bitrouter_test");
-    let mut admin = sqlx::MySqlConnection::connect(&url)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("MySQL/MariaDB at {url} is unreachable ({e}); set BITROUTER_TEST_MYSQL_URL")
-        });
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);
-    exercise(&format!("{base}/{name}"), Path::new(".")).await;
-    sqlx::query(&format!("DROP DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    let db = Scratch::mysql("bitrouter_test").await;
+    exercise(db.url(), Path::new(".")).await;
+    db.drop().await;
 }
 
 #[tokio::test]

@@ -1,9 +1,10 @@
-//! The official OpenAI and Anthropic Python SDKs against the real gateway binary.
+//! The official OpenAI, Anthropic and Google Gen AI Python SDKs against the real gateway binary.
 //!
 //! Starts the mock upstream in-process, writes a config with one route per upstream protocol
-//! (`via-openai`, `via-anthropic`), spawns `bitrouter serve` on a free port and runs
-//! `tests/sdk/sdk_e2e.py`, which drives both SDKs through both routes (chat, streaming, tool
-//! calls, model list, an error). The Python side needs a virtualenv with the pinned SDKs:
+//! (`via-openai`, `via-anthropic`, `via-gemini`), spawns `bitrouter serve` on a free port and
+//! runs `tests/sdk/sdk_e2e.py` (the OpenAI and Anthropic SDKs) or `tests/sdk/gemini_e2e.py`
+//! (google-genai), which drive their SDKs through every route (chat, streaming, tool calls,
+//! model list, an error). The Python side needs a virtualenv with the pinned SDKs:
 //!
 //! ```sh
 //! python3 -m venv .venv && .venv/bin/pip install -r tests/sdk/requirements.txt
@@ -22,7 +23,8 @@ use bitrouter_bench::mock::{MockBehavior, MockServer};
 use crate::child::ChildGateway;
 
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sdk/sdk_e2e.py");
+const SDK_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sdk/sdk_e2e.py");
+const GEMINI_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sdk/gemini_e2e.py");
 /// Generous: the script makes ~40 requests against a local mock and takes a few seconds.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
 const SETUP_HINT: &str = "set up the SDK virtualenv at the workspace root with\n    \
@@ -117,6 +119,10 @@ providers:
     api_protocol: anthropic
     api_base: {mock}
     api_key_required: false
+  mock-google:
+    api_protocol: google
+    api_base: {mock}/v1beta
+    api_key_required: false
 
 models:
   via-openai:
@@ -127,6 +133,10 @@ models:
     endpoints:
       - provider: mock-anthropic
         model_id: mock-claude
+  via-gemini:
+    endpoints:
+      - provider: mock-google
+        model_id: mock-gemini
 "
     );
     fs::write(&path, yaml).expect("write config");
@@ -135,7 +145,11 @@ models:
 
 /// Everything that blocks (child processes, polling) runs here, off the runtime that serves the
 /// mock.
-fn run(mock_url: String) {
+fn run(mock_url: String, script_path: &str) {
+    let script_name = Path::new(script_path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("script");
     let python = python();
     let dir = tempfile::tempdir().expect("temp dir");
     let config = write_config(dir.path(), &mock_url);
@@ -145,7 +159,7 @@ fn run(mock_url: String) {
     let out_path = dir.path().join("sdk.stdout");
     let err_path = dir.path().join("sdk.stderr");
     let mut cmd = Command::new(&python);
-    cmd.arg(SCRIPT)
+    cmd.arg(script_path)
         .arg("--base-url")
         .arg(format!("http://{addr}"))
         .current_dir(WORKSPACE)
@@ -165,7 +179,7 @@ fn run(mock_url: String) {
     ] {
         cmd.env_remove(var);
     }
-    let mut script = ChildGuard::spawn("sdk_e2e.py", &mut cmd);
+    let mut script = ChildGuard::spawn("sdk script", &mut cmd);
 
     let started = Instant::now();
     let status = loop {
@@ -183,17 +197,17 @@ fn run(mock_url: String) {
     let stderr = read_lossy(&err_path);
     let report = || {
         format!(
-            "--- sdk_e2e.py stdout ---\n{stdout}\n--- sdk_e2e.py stderr ---\n{stderr}\n\
+            "--- {script_name} stdout ---\n{stdout}\n--- {script_name} stderr ---\n{stderr}\n\
              --- gateway output ---\n{}",
             gateway.log()
         )
     };
     match status {
         None => panic!(
-            "sdk_e2e.py did not finish within {SCRIPT_TIMEOUT:?}\n{}",
+            "{script_name} did not finish within {SCRIPT_TIMEOUT:?}\n{}",
             report()
         ),
-        Some(s) if !s.success() => panic!("sdk_e2e.py failed ({s})\n{}", report()),
+        Some(s) if !s.success() => panic!("{script_name} failed ({s})\n{}", report()),
         Some(_) => print!("{stdout}"),
     }
     assert!(
@@ -203,15 +217,25 @@ fn run(mock_url: String) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sdk_clients_openai_and_anthropic_through_both_protocols() {
+/// Runs one SDK script against a fresh mock and gateway.
+async fn sdk_run(script: &'static str) {
     let mock = MockServer::start(MockBehavior::default())
         .await
         .expect("start mock upstream");
     let mock_url = mock.base_url();
-    let result = tokio::task::spawn_blocking(move || run(mock_url)).await;
+    let result = tokio::task::spawn_blocking(move || run(mock_url, script)).await;
     mock.shutdown().await;
     if let Err(e) = result {
         std::panic::resume_unwind(e.into_panic());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_clients_openai_and_anthropic_through_every_protocol() {
+    sdk_run(SDK_SCRIPT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_client_google_genai_through_every_protocol() {
+    sdk_run(GEMINI_SCRIPT).await;
 }

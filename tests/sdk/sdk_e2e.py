@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
 """End-to-end check of BitRouter with the official OpenAI and Anthropic Python SDKs.
 
-Run against a gateway whose config has two routes pointing at the mock upstream
+Run against a gateway whose config has three routes pointing at the mock upstream
 (bench/src/mock.rs):
 
   via-openai     -> one endpoint on an `api_protocol: openai` provider
   via-anthropic  -> one endpoint on an `api_protocol: anthropic` provider
+  via-gemini     -> one endpoint on an `api_protocol: google` provider
 
     python tests/sdk/sdk_e2e.py --base-url http://127.0.0.1:8787
 
 so each SDK is exercised once through the same-dialect path and once through translation.
-For both SDKs x both routes it checks plain chat, streaming, tool calls (plain and streamed,
+For both SDKs x every route it checks plain chat, streaming, tool calls (plain and streamed,
 with the tool result sent back), plus the model list and an unknown-model error per SDK.
 
 The mock answers the first declared tool with a tool call when the last message is not a tool
@@ -36,6 +37,7 @@ ROUTES = {
     # route -> value of the x-bitrouter-upstream header naming the endpoint that must serve it
     "via-openai": "mock-openai:mock-gpt",
     "via-anthropic": "mock-anthropic:mock-claude",
+    "via-gemini": "mock-google:mock-gemini",
 }
 UNKNOWN_MODEL = "no-such-model-for-sdk-test"
 PROMPT = "Say hello in one short sentence."
@@ -289,7 +291,7 @@ def run_openai(base_url: str) -> None:
         for route in ROUTES:
             assert route in ids, f"{route!r} missing from models.list(): {ids}"
 
-    check("openai    models.list() has both routes", models)
+    check("openai    models.list() has every route", models)
 
     def unknown_model() -> None:
         try:
@@ -457,7 +459,7 @@ def run_anthropic(base_url: str) -> None:
         for route in ROUTES:
             assert route in ids, f"{route!r} missing from models.list(): {ids}"
 
-    check("anthropic models.list() has both routes", models)
+    check("anthropic models.list() has every route", models)
 
     def unknown_model() -> None:
         try:

@@ -21,8 +21,10 @@ use crate::process::ChildGuard;
 use crate::procfs;
 
 /// The gateway's config for a mock at `mock`, with a dead endpoint at `dead`. With
-/// `firewall`, the default guardrails run (compiled once into `plugin_cache`); without, the
-/// gateway is the bare proxy. Each gateway keeps its own spend ledger file.
+/// `firewall`, the default deployment: auth on (wallet tokens of the key store the launcher
+/// points `BITROUTER_HOME` at) and the default guardrails (compiled once into
+/// `plugin_cache`); without, the gateway is the bare proxy. Each gateway keeps its own spend
+/// ledger file.
 pub fn config_yaml(
     mock: SocketAddr,
     dead: SocketAddr,
@@ -32,7 +34,10 @@ pub fn config_yaml(
     ledger: &Path,
 ) -> String {
     let guardrails = if firewall {
-        format!("plugins:\n  cache_dir: {}\n", plugin_cache.display())
+        format!(
+            "plugins:\n  cache_dir: {}\nauth:\n  mode: on\n",
+            plugin_cache.display()
+        )
     } else {
         "guardrails:\n  enabled: false\n".to_owned()
     };
@@ -90,6 +95,48 @@ pub struct GatewayLauncher {
     pub config: PathBuf,
     pub log: PathBuf,
     pub cpu: Option<usize>,
+    /// With auth on: the key store home and a token minted from it.
+    pub auth: Option<Credentials>,
+}
+
+/// A wallet key store for the gateway's default allowlist and an api token it signed.
+#[derive(Clone)]
+pub struct Credentials {
+    pub home: PathBuf,
+    pub token: String,
+}
+
+impl Credentials {
+    /// `bitrouter keygen --home DIR`, then a day-long api token (`bitrouter token mint`),
+    /// both by the gateway binary under test.
+    pub fn create(binary: &Path, home: &Path) -> anyhow::Result<Credentials> {
+        let run = |args: &[&str]| -> anyhow::Result<String> {
+            let out = Command::new(binary)
+                .args(args)
+                .arg("--home")
+                .arg(home)
+                .env_remove("BITROUTER_HOME")
+                .output()
+                .with_context(|| format!("running {} {}", binary.display(), args.join(" ")))?;
+            if !out.status.success() {
+                bail!(
+                    "{} {} failed: {}",
+                    binary.display(),
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        };
+        run(&["keygen"])?;
+        let token = run(&[
+            "token", "mint", "--chain", "solana", "--scope", "api", "--exp", "1d",
+        ])?;
+        Ok(Credentials {
+            home: home.to_owned(),
+            token,
+        })
+    }
 }
 
 /// A running gateway.
@@ -97,6 +144,7 @@ pub struct GatewayProcess {
     guard: ChildGuard,
     addr: SocketAddr,
     log: PathBuf,
+    token: Option<String>,
 }
 
 impl GatewayLauncher {
@@ -115,6 +163,7 @@ impl GatewayLauncher {
             config,
             log: dir.join(format!("{name}.log")),
             cpu,
+            auth: None,
         })
     }
 
@@ -131,9 +180,13 @@ impl GatewayLauncher {
             .arg("--listen")
             .arg(addr.to_string())
             .env_remove("RUST_LOG")
+            .env_remove("BITROUTER_HOME")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
+        if let Some(a) = &self.auth {
+            cmd.env("BITROUTER_HOME", &a.home);
+        }
         let started = now_ns();
         let guard = ChildGuard::spawn("gateway", cmd, self.cpu)
             .with_context(|| format!("starting {}", self.binary.display()))?;
@@ -141,6 +194,7 @@ impl GatewayLauncher {
             guard,
             addr,
             log: self.log.clone(),
+            token: self.auth.as_ref().map(|a| a.token.clone()),
         };
         gateway.first_success().await?;
         let cold_ms = (now_ns() - started) as f64 / 1e6;
@@ -155,6 +209,11 @@ impl GatewayProcess {
 
     pub fn pid(&self) -> u32 {
         self.guard.pid()
+    }
+
+    /// The token requests to this gateway carry (auth on), if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     pub fn memory(&self) -> anyhow::Result<procfs::Memory> {
@@ -189,6 +248,7 @@ impl GatewayProcess {
                 Method::POST,
                 "/v1/chat/completions",
                 body.clone(),
+                self.token.as_deref(),
             )
             .await
             {

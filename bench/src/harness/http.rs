@@ -17,6 +17,7 @@ pub async fn call(
     method: Method,
     path: &str,
     body: impl Into<Bytes>,
+    token: Option<&str>,
 ) -> io::Result<(StatusCode, Bytes)> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
@@ -26,11 +27,15 @@ pub async fn call(
     let conn = tokio::task::spawn_local(async move {
         let _ = conn.await;
     });
-    let request = http::Request::builder()
+    let mut request = http::Request::builder()
         .method(method)
         .uri(path)
         .header(http::header::HOST, addr.to_string())
-        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(t) = token {
+        request = request.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let request = request
         .body(Full::new(body.into()))
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let response = sender

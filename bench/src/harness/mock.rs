@@ -67,7 +67,7 @@ impl MockProcess {
     /// Replaces the mock's behavior for the requests that follow.
     pub async fn set_behavior(&self, behavior: &MockBehavior) -> anyhow::Result<()> {
         let body = serde_json::to_vec(behavior).context("encoding the mock behavior")?;
-        let (status, answer) = call(self.addr, Method::PUT, "/_mock/behavior", body)
+        let (status, answer) = call(self.addr, Method::PUT, "/_mock/behavior", body, None)
             .await
             .context("setting the mock's behavior")?;
         if !status.is_success() {

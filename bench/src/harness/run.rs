@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::env;
-use super::gateway::{GatewayLauncher, GatewayProcess, config_yaml, dead_addr};
+use super::gateway::{Credentials, GatewayLauncher, GatewayProcess, config_yaml, dead_addr};
 use super::measure::{self, Measured, Watched};
 use super::mock::MockProcess;
 use super::scenario::{self, Scenario, Shape};
@@ -104,16 +104,17 @@ struct Targets {
 }
 
 impl Targets {
-    fn new(s: &Scenario, mock: &MockProcess, gateway: &GatewayProcess) -> Targets {
-        Targets {
+    fn new(s: &Scenario, mock: &MockProcess, gateway: &GatewayProcess) -> anyhow::Result<Targets> {
+        let mut via = s.via.spec(gateway.addr());
+        if let Some(t) = gateway.token() {
+            via = via.bearer(t)?;
+        }
+        Ok(Targets {
             direct: (
                 Rc::new(Pool::new(mock.addr())),
                 Rc::new(s.direct.spec(mock.addr())),
             ),
-            via: (
-                Rc::new(Pool::new(gateway.addr())),
-                Rc::new(s.via.spec(gateway.addr())),
-            ),
+            via: (Rc::new(Pool::new(gateway.addr())), Rc::new(via)),
             watched_direct: Watched {
                 gateway: None,
                 mock: mock.pid(),
@@ -122,7 +123,7 @@ impl Targets {
                 gateway: Some(gateway.pid()),
                 mock: mock.pid(),
             },
-        }
+        })
     }
 
     fn get(&self, via: Via) -> (Rc<Pool>, Rc<RequestSpec>, Watched) {
@@ -182,7 +183,11 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     };
     // The default deployment (firewall on) is the one whose start-up and memory the goals
     // are about; the bare proxy serves the scenarios that measure the proxy alone.
-    let guarded = launcher("gateway", true)?;
+    let mut guarded = launcher("gateway", true)?;
+    guarded.auth = Some(Credentials::create(
+        &opts.gateway,
+        &tmp.path().join("home"),
+    )?);
     let bare = launcher("gateway-bare", false)?;
 
     // The first start compiles the default plugins into the cache; the timed starts load
@@ -306,7 +311,7 @@ async fn run_scenario(
     opts: &Options,
 ) -> anyhow::Result<ScenarioReport> {
     mock.set_behavior(&s.mock).await?;
-    let mut targets = Targets::new(s, mock, gateway);
+    let mut targets = Targets::new(s, mock, gateway)?;
     let mut phases = Vec::new();
     let mut report = ScenarioReport::not_measurable(s.id, s.name, &s.description, "");
     report.status = "measured".to_owned();

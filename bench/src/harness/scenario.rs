@@ -46,8 +46,8 @@ pub struct Scenario {
     pub description: String,
     /// Why it cannot run in this build, if it cannot.
     pub not_measurable: Option<&'static str>,
-    /// Served by the gateway with its firewall on (the 7 default guardrails); the others by
-    /// one with `guardrails.enabled: false`, so they measure the bare proxy.
+    /// Served by the default deployment (auth on, the 7 default guardrails); the others by
+    /// one with `guardrails.enabled: false` and auth off, so they measure the bare proxy.
     pub firewall: bool,
     pub mock: MockBehavior,
     pub direct: Call,
@@ -232,10 +232,10 @@ pub fn all(smoke: bool) -> Vec<Scenario> {
         },
         Scenario {
             id: 3,
-            name: "7 default guardrails, 2 KB prompt",
-            description: "OpenAI → OpenAI JSON, 2 KB prompt, through the 7 default guardrails \
-                          (upgoing on the prompt, downgoing on the answer). Auth is not in \
-                          this build yet, so no token is verified."
+            name: "auth + 7 default guardrails, 2 KB prompt",
+            description: "OpenAI → OpenAI JSON, 2 KB prompt, a wallet-signed token (SOL_EDDSA, \
+                          verified once, then from the cache) and the 7 default guardrails \
+                          (upgoing on the prompt, downgoing on the answer)."
                 .to_owned(),
             not_measurable: None,
             firewall: true,
@@ -253,7 +253,7 @@ pub fn all(smoke: bool) -> Vec<Scenario> {
             id: 4,
             name: "streaming, 100-chunk responses",
             description: "OpenAI → OpenAI SSE, 100 text deltas sent back to back, 2 KB prompt, \
-                          through the 7 default guardrails (downgoing ones on the stream)."
+                          with auth and the 7 default guardrails (downgoing ones on the stream)."
                 .to_owned(),
             not_measurable: None,
             firewall: true,

@@ -49,6 +49,14 @@ impl RequestSpec {
         self
     }
 
+    /// Adds `Authorization: Bearer {token}`.
+    pub fn bearer(mut self, token: &str) -> io::Result<RequestSpec> {
+        let value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        self.headers.push((http::header::AUTHORIZATION, value));
+        Ok(self)
+    }
+
     /// The request hyper sends. Origin-form URI plus `Host`, as HTTP/1.1 clients send it.
     pub fn build(&self) -> io::Result<http::Request<Full<Bytes>>> {
         let mut builder = http::Request::post(self.path.as_str())

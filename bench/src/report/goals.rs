@@ -29,8 +29,7 @@ pub fn evaluate(report: &Report) -> Vec<GoalCheck> {
     let mut checks = vec![
         judge(
             Goal {
-                what: "added latency p50, non-streaming, 7 default guardrails, 2 KB prompt \
-                       (auth not in this build yet)",
+                what: "added latency p50, non-streaming, auth + 7 default guardrails, 2 KB prompt",
                 goal: "≤ 0.1 ms at 1,000 req/s",
                 source: format!("scenario 3, open loop at {s3_rate:.0} req/s"),
                 target: 100.0,

@@ -80,7 +80,9 @@ impl CallIds {
 /// Decodes a caller's `generateContent` body; `model` and `stream` come from the URL
 /// (`/v1beta/models/{model}:generateContent` or `:streamGenerateContent`).
 pub fn decode_request(body: &[u8], model: &str, stream: bool) -> Result<Request, DecodeError> {
-    let wire: WireRequest = parse_body(body)?;
+    let mut value: Value = parse_body(body)?;
+    camel_keys(&mut value);
+    let wire: WireRequest = super::parse_value(value)?;
     if wire.contents.is_empty() {
         return Err(DecodeError::new(
             "contents",
@@ -230,6 +232,61 @@ pub fn decode_request(body: &[u8], model: &str, stream: bool) -> Result<Request,
         parallel_tool_calls: None,
         extra: Extra::new(DIALECT, rest),
     })
+}
+
+/// Values whose keys are the caller's own (schema property names, call arguments, labels),
+/// never field names to rename.
+const OPAQUE: &[&str] = &[
+    "args",
+    "response",
+    "parameters",
+    "parametersJsonSchema",
+    "responseSchema",
+    "responseJsonSchema",
+    "labels",
+];
+
+/// Proto3 JSON, which Google's API speaks, accepts every field under its lowerCamelCase name
+/// and under its original snake_case one, and the official Python SDK sends some of the latter
+/// (`parameters_json_schema`). Renames snake_case keys to camelCase, outside `OPAQUE` values.
+fn camel_keys(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if m.keys().any(|k| k.contains('_')) {
+                for (k, mut val) in std::mem::take(m) {
+                    let k = if k.contains('_') { camel(&k) } else { k };
+                    if !OPAQUE.contains(&k.as_str()) {
+                        camel_keys(&mut val);
+                    }
+                    m.insert(k, val);
+                }
+            } else {
+                for (k, val) in m.iter_mut() {
+                    if !OPAQUE.contains(&k.as_str()) {
+                        camel_keys(val);
+                    }
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(camel_keys),
+        _ => {}
+    }
+}
+
+fn camel(k: &str) -> String {
+    let mut out = String::with_capacity(k.len());
+    let mut upper = false;
+    for (i, c) in k.chars().enumerate() {
+        if c == '_' && i > 0 {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn decode_tool_config(cfg: &Value) -> Result<Option<ToolChoice>, DecodeError> {
@@ -939,6 +996,26 @@ mod tests {
 
     fn parse(b: &Bytes) -> Value {
         serde_json::from_slice(b).unwrap()
+    }
+
+    #[test]
+    fn snake_case_fields_are_read_like_camel_case_but_user_keys_are_kept() {
+        let body = br#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}],
+            "system_instruction":{"parts":[{"text":"be brief"}]},
+            "generation_config":{"max_output_tokens":64,"top_p":0.5},
+            "tools":[{"function_declarations":[{"name":"f","parameters_json_schema":
+                {"type":"object","properties":{"city_name":{"type":"string"}},"required":["city_name"]}}]}]}"#;
+        let r = decode_request(body, "m", false).unwrap();
+        assert_eq!(r.max_tokens, Some(64));
+        assert_eq!(r.top_p, Some(0.5));
+        assert_eq!(r.messages[0].role, Role::System);
+        assert_eq!(r.tools[0].name, "f");
+        assert_eq!(
+            r.tools[0].parameters["properties"]["city_name"]["type"],
+            "string"
+        );
+        assert_eq!(camel("max_output_tokens"), "maxOutputTokens");
+        assert_eq!(camel("_private"), "_private");
     }
 
     #[test]
