@@ -586,8 +586,10 @@ fn notes(opts: &Options, extra: Vec<String>) -> Vec<String> {
         "Scenario 6 disables cool-down on its dead endpoint so every request pays for the \
          refused connection; with the default cool-down (3 failures, 30 s) only a few would."
             .to_owned(),
-        "Scenarios 3 (auth + guardrails) and the guardrail parts of scenario 4 wait for those \
-         features; the optional LiteLLM peer run is not part of this harness yet."
+        "Scenarios 3 and 4 run against the default deployment (auth on with a wallet token \
+         minted by the binary under test, the 7 default guardrails); the others against a \
+         gateway with guardrails off and auth off. The optional LiteLLM peer run is not part of \
+         this harness yet."
             .to_owned(),
     ];
     notes.extend(extra);
