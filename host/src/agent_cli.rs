@@ -1,4 +1,5 @@
-//! `bitrouter agent register|list|show|delete|verify`: agent cards from the command line.
+//! `bitrouter agent register|list|show|delete|verify`: agent cards from the command line,
+//! and `send`, the one JSON call to a running gateway that every such verb makes.
 //! `register` signs the card with the local key store (detached JWS, the account's own key)
 //! and posts it with a token from the same store; `verify` checks a card file offline.
 
@@ -6,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use bitrouter::agents::{self, signature};
-use bitrouter::auth::caip10::{Account, Namespace};
+use bitrouter::auth::caip10::Account;
 use bitrouter::auth::keystore::KeyStore;
 use serde_json::{Value, json};
 
@@ -20,17 +21,10 @@ pub struct Remote {
     pub token: Option<String>,
 }
 
-fn namespace(chain: Chain) -> Namespace {
-    match chain {
-        Chain::Solana => Namespace::Solana,
-        Chain::Evm => Namespace::Eip155,
-    }
-}
-
 /// Signs the card in `file` with the key store's `chain` key and returns the signed card.
 pub fn sign_file(home: &Path, file: &Path, chain: Chain) -> anyhow::Result<Value> {
     let ks = KeyStore::load(home)?;
-    let ns = namespace(chain);
+    let ns = chain.namespace();
     let text = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let card: Value =
         serde_json::from_slice(&text).with_context(|| format!("{}: not JSON", file.display()))?;
@@ -43,14 +37,13 @@ pub fn sign_file(home: &Path, file: &Path, chain: Chain) -> anyhow::Result<Value
     Ok(signed)
 }
 
-/// A 5-minute api token for the key store's `chain` account: registering needs the
-/// card owner's own token.
-fn owner_token(home: &Path, chain: Chain) -> anyhow::Result<String> {
-    let ks = KeyStore::load(home)?;
-    let now = bitrouter::auth::now_secs();
-    let claims = json!({"scope": "api", "iat": now, "exp": now + 300});
-    let claims = claims.as_object().cloned().unwrap_or_default();
-    Ok(ks.mint(namespace(chain), claims)?)
+/// The token a write sends: `--token`, else a 5-minute api token for the key store's `chain`
+/// account (writes need the card owner's own token).
+fn write_token(home: &Path, chain: Chain, remote: &Remote) -> anyhow::Result<String> {
+    match &remote.token {
+        Some(t) => Ok(t.clone()),
+        None => crate::auth_cli::short_lived_token(home, chain.namespace(), "api"),
+    }
 }
 
 pub fn register(
@@ -65,10 +58,7 @@ pub fn register(
         println!("{}", serde_json::to_string_pretty(&signed)?);
         return Ok(());
     }
-    let token = match remote.token.clone() {
-        Some(t) => t,
-        None => owner_token(home, chain)?,
-    };
+    let token = write_token(home, chain, &remote)?;
     let body = send(
         &remote.base,
         reqwest::Method::POST,
@@ -139,10 +129,7 @@ pub fn show(remote: Remote, account: &str) -> anyhow::Result<()> {
 }
 
 pub fn delete(home: &Path, remote: Remote, account: &str, chain: Chain) -> anyhow::Result<()> {
-    let token = match remote.token.clone() {
-        Some(t) => t,
-        None => owner_token(home, chain)?,
-    };
+    let token = write_token(home, chain, &remote)?;
     let body = send(
         &remote.base,
         reqwest::Method::DELETE,
@@ -168,7 +155,7 @@ pub fn verify(file: &PathBuf) -> anyhow::Result<bool> {
     Ok(out["valid"] == true)
 }
 
-fn send(
+pub fn send(
     base: &str,
     method: reqwest::Method,
     path: &str,

@@ -170,17 +170,11 @@ impl Agents {
     }
 
     /// The registered agent name of an account, if any (a map lookup; no I/O).
+    /// `account` is a verified caller's, which auth has already normalised the way cards
+    /// are stored (EVM lower case), so this is one lookup on every request.
     pub fn name_of(&self, account: &str) -> Option<Arc<str>> {
         let names = self.names.read().unwrap_or_else(|p| p.into_inner());
-        if names.is_empty() {
-            return None;
-        }
-        if let Some(n) = names.get(account) {
-            return Some(n.clone());
-        }
-        // Tokens may spell an EVM address in checksum case; cards are stored lower case.
-        let normal = Account::parse(account).ok()?.to_string();
-        names.get(&normal).cloned()
+        names.get(account).cloned()
     }
 
     /// Validates, verifies and stores a card; `true` when it is new (not an update).

@@ -17,6 +17,24 @@ pub enum Chain {
     Evm,
 }
 
+impl Chain {
+    pub fn namespace(self) -> Namespace {
+        match self {
+            Chain::Solana => Namespace::Solana,
+            Chain::Evm => Namespace::Eip155,
+        }
+    }
+}
+
+/// A 5-minute token of `scope` signed by the key store in `home`: what CLI verbs that talk
+/// to a running gateway send when not given `--token`.
+pub fn short_lived_token(home: &Path, ns: Namespace, scope: &str) -> anyhow::Result<String> {
+    let ks = KeyStore::load(home)?;
+    let now = auth::now_secs();
+    let claims = json!({"scope": scope, "iat": now, "exp": now + 300});
+    Ok(ks.mint(ns, claims.as_object().cloned().unwrap_or_default())?)
+}
+
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum ScopeArg {
     Api,
@@ -101,11 +119,7 @@ pub fn mint(home: &Path, a: MintArgs) -> anyhow::Result<String> {
     if let Some(j) = a.jti {
         claims.insert("jti".into(), j.into());
     }
-    let ns = match a.chain {
-        Chain::Solana => Namespace::Solana,
-        Chain::Evm => Namespace::Eip155,
-    };
-    Ok(ks.mint(ns, claims)?)
+    Ok(ks.mint(a.chain.namespace(), claims)?)
 }
 
 /// Prints the header and claims, then whether the token verifies under `config`'s auth
@@ -138,9 +152,6 @@ pub fn inspect(config: &bitrouter::Config, token: &str) -> anyhow::Result<bool> 
 /// token minted from the local key store, else none (a gateway with auth off needs none).
 pub fn admin_token(explicit: Option<String>) -> Option<String> {
     explicit.or_else(|| {
-        let ks = KeyStore::load(&bitrouter::config::home_dir()).ok()?;
-        let now = auth::now_secs();
-        let claims = json!({"scope": "admin", "iat": now, "exp": now + 300});
-        ks.mint(Namespace::Solana, claims.as_object()?.clone()).ok()
+        short_lived_token(&bitrouter::config::home_dir(), Namespace::Solana, "admin").ok()
     })
 }

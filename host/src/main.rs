@@ -716,42 +716,40 @@ fn spend(args: SpendArgs) -> anyhow::Result<()> {
         .finish();
     let parsed = bitrouter::admin::parse_spend_query(Some(&encoded))
         .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let body: serde_json::Value = runtime.block_on(async {
-        if let Some(db) = &args.db {
-            let config = load(args.config.clone())?;
-            let store = bitrouter::spend::Ledger::open_for_query(db, &config.database.base_dir).await?;
-            let groups = store.query(&parsed).await?;
-            let groups: Vec<serde_json::Value> = groups
-                .iter()
-                .map(|g| serde_json::json!({"key": g.key, "requests": g.requests, "errors": g.errors, "tokens": g.tokens, "cost_nano_usd": g.cost_nano_usd}))
-                .collect();
-            anyhow::Ok(serde_json::json!({ "groups": groups }))
-        } else {
+    let body = match &args.db {
+        Some(db) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let config = load(args.config.clone())?;
+                let store =
+                    bitrouter::spend::Ledger::open_for_query(db, &config.database.base_dir)
+                        .await?;
+                let groups = store.query(&parsed).await?;
+                let groups: Vec<serde_json::Value> = groups
+                    .iter()
+                    .map(|g| serde_json::json!({"key": g.key, "requests": g.requests, "errors": g.errors, "tokens": g.tokens, "cost_nano_usd": g.cost_nano_usd}))
+                    .collect();
+                anyhow::Ok(serde_json::json!({ "groups": groups }))
+            })?
+        }
+        None => {
             let base = match &args.url {
-                Some(u) => u.trim_end_matches('/').to_owned(),
+                Some(u) => u.clone(),
                 None => format!("http://{}", load(args.config.clone())?.server.listen),
             };
-            let url = format!("{base}/admin/spend?{encoded}");
-            let mut req = reqwest::Client::new().get(&url);
-            if let Some(t) = auth_cli::admin_token(args.token.clone()) {
-                req = req.bearer_auth(t);
-            }
-            let resp = req
-                .send()
-                .await
-                .with_context(|| format!("cannot reach the gateway at {base} (is it running? or pass --db to read the database directly)"))?;
-            let status = resp.status();
-            let bytes = resp.bytes().await.with_context(|| format!("{url}: reading the answer"))?;
-            let body: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| format!("{url}: not JSON"))?;
-            if !status.is_success() {
-                anyhow::bail!("{url}: {status}: {}", body["error"]["message"].as_str().unwrap_or("error"));
-            }
-            anyhow::Ok(body)
+            let token = auth_cli::admin_token(args.token.clone());
+            agent_cli::send(
+                &base,
+                reqwest::Method::GET,
+                &format!("/admin/spend?{encoded}"),
+                None,
+                token.as_deref(),
+            )
+            .context("or pass --db to read the database directly")?
         }
-    })?;
+    };
     print_spend_table(&args.group_by, &body);
     Ok(())
 }

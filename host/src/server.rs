@@ -63,12 +63,8 @@ enum Access {
 fn access(path: &str) -> Access {
     match path {
         "/health" | "/healthz" | "/admin" | "/admin/" => Access::Open,
-        "/v1/chat/completions"
-        | "/chat/completions"
-        | "/v1/messages"
-        | "/messages"
-        | "/v1/models"
-        | "/models" => Access::Api,
+        "/v1/models" | "/models" => Access::Api,
+        p if is_model_path(p) => Access::Api,
         p if p.starts_with("/admin/") || p.ends_with("metrics") => Access::Admin,
         p if crate::agents::http::is_agent_path(p) => Access::Optional,
         // Unknown paths still need a valid token before they learn anything (then 404).
@@ -411,7 +407,8 @@ impl Gateway {
                 let dialect = guess_dialect(req.headers(), path);
                 let error = e.to_error();
                 let mut r = error_response(dialect, &error);
-                if is_model_call(path, &method) {
+                // A model call's refusal is a request outcome like any other.
+                if method == Method::POST && is_model_path(path) {
                     // The log line, the metrics and the observers see the refusal; the
                     // ledger does not: an unauthenticated flood must not grow the database,
                     // and a refused request has no account and costs nothing.
@@ -668,13 +665,12 @@ fn request_id(headers: &HeaderMap) -> String {
 /// Parses a Gemini method path, `/v1beta/models/{model}:generateContent` (or
 /// `:streamGenerateContent`). `None`: not a Gemini path. The model may hold
 /// `:` (`provider:model_id`) and `/`, so only the last `:` separates the method.
-/// The endpoints that call a model: their refusals are request outcomes like any other.
-fn is_model_call(path: &str, method: &Method) -> bool {
-    method == Method::POST
-        && (matches!(
-            path,
-            "/v1/chat/completions" | "/chat/completions" | "/v1/messages" | "/messages"
-        ) || gemini_path(path).is_some())
+/// The endpoints that call a model (all three dialects).
+fn is_model_path(path: &str) -> bool {
+    matches!(
+        path,
+        "/v1/chat/completions" | "/chat/completions" | "/v1/messages" | "/messages"
+    ) || gemini_path(path).is_some()
 }
 
 fn gemini_path(path: &str) -> Option<Result<crate::api::UrlModel, Error>> {

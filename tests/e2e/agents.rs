@@ -661,6 +661,26 @@ async fn cli_signs_registers_lists_shows_verifies_and_deletes() {
     assert!(ok, "{err}");
     let (ok, _, err) = cli(&home, &["agent", "show", &sol, "--url", &url]);
     assert!(!ok && err.contains("404"), "{err}");
+    // Bad input: a missing file, a file that is not JSON, a malformed CAIP-10 id.
+    let (ok, _, err) = cli(&home, &["agent", "verify", "/nonexistent/card.json"]);
+    assert!(
+        !ok && err.contains("reading /nonexistent/card.json"),
+        "{err}"
+    );
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, "{not json").unwrap();
+    let (ok, out, _) = cli(&home, &["agent", "verify", junk.to_str().unwrap()]);
+    assert!(!ok && out.contains("invalid_json"), "{out}");
+    let (ok, _, err) = cli(
+        &home,
+        &["agent", "register", junk.to_str().unwrap(), "--url", &url],
+    );
+    assert!(!ok && err.contains("not JSON"), "{err}");
+    let (ok, _, err) = cli(&home, &["agent", "show", "solana:nope", "--url", &url]);
+    assert!(
+        !ok && err.contains("400") && err.contains("account"),
+        "{err}"
+    );
     // Without a key store there is no token to write with.
     let (ok, _, err) = cli(
         &dir.path().join("nobody"),
