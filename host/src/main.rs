@@ -327,6 +327,10 @@ enum PluginCommand {
         /// Also print the matched text.
         #[arg(long)]
         show_match: bool,
+        /// The plugin's per-call deadline (default: the gateway's, 10ms). Interpreted
+        /// runtimes (componentize-js, componentize-py) need more in a debug build.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        call_deadline: Option<std::time::Duration>,
     },
     /// Create an ed25519 key for signing plugins (hex, file mode 0600); prints the public key.
     #[command(after_help = "Example:\n  bitrouter plugin keygen ~/.bitrouter/plugin-signing.key")]
@@ -483,6 +487,7 @@ fn main() -> ExitCode {
                 config,
                 direction,
                 show_match,
+                call_deadline,
             } => match plugin_cli::test(
                 &file,
                 config.as_deref(),
@@ -490,6 +495,7 @@ fn main() -> ExitCode {
                 input.as_deref(),
                 direction,
                 show_match,
+                call_deadline,
             ) {
                 Ok(true) => return ExitCode::from(2),
                 other => other.map(|_| ()),

@@ -96,7 +96,61 @@ pub fn scan(
             ""
         }
     );
+    // A plugin that failed (fail-open) found nothing; saying "0 findings" and exiting 0
+    // would hide the one thing the user needs to know.
+    let failed = plugin_failures(firewall.host.as_ref());
+    if !failed.is_empty() {
+        for line in &failed {
+            eprintln!("{line}");
+        }
+        bail!(
+            "{} plugin{} failed during the scan; the findings above are incomplete",
+            failed.len(),
+            if failed.len() == 1 { "" } else { "s" }
+        );
+    }
     Ok(blocked)
+}
+
+/// One line per plugin whose calls failed, saying how.
+fn plugin_failures(host: Option<&PluginHost>) -> Vec<String> {
+    let Some(host) = host else {
+        return Vec::new();
+    };
+    host.plugins()
+        .iter()
+        .filter_map(|p| {
+            let s = p.stats();
+            if s.failures() == 0 {
+                return None;
+            }
+            let mut how = Vec::new();
+            for (n, what) in [
+                (
+                    s.deadlines,
+                    "over the call deadline (raise `call_deadline`, or --call-deadline)",
+                ),
+                (s.traps, "trapped"),
+                (s.memory, "over the memory limit"),
+                (s.invalid_results, "returned an invalid result"),
+                (
+                    s.other_failures,
+                    "failed to instantiate or reported an error",
+                ),
+            ] {
+                if n > 0 {
+                    how.push(format!("{n} {what}"));
+                }
+            }
+            Some(format!(
+                "plugin {}: {} of {} calls failed: {}",
+                p.info().id,
+                s.failures(),
+                s.calls,
+                how.join(", ")
+            ))
+        })
+        .collect()
 }
 
 /// `bitrouter guard scan`.
@@ -118,6 +172,7 @@ pub fn test(
     file: Option<&Path>,
     direction: ScanDirection,
     show_match: bool,
+    call_deadline: Option<std::time::Duration>,
 ) -> anyhow::Result<bool> {
     let mut config = Config::builtin();
     config.plugins.cache_dir = None;
@@ -132,7 +187,7 @@ pub fn test(
             .context("--config: expected JSON")?,
         grants: Vec::new(),
         memory_limit: None,
-        call_deadline: None,
+        call_deadline,
     }];
     let text = read_text(text, file)?;
     scan(&config, direction, show_match, &text)

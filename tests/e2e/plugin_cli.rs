@@ -252,3 +252,61 @@ fn plugin_inspect_test_sign_and_verify() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("sha256"), "{err}");
 }
+
+/// A plugin that fails (fail-open) finds nothing; `plugin test` must say so and exit 1, not
+/// print "0 findings" as if the text were clean.
+#[test]
+fn plugin_test_reports_failed_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = built("hostile");
+    let test = |mode: &str, extra: &[&str]| {
+        let config = format!("{{\"mode\":\"{mode}\"}}");
+        let mut args = vec![
+            "plugin",
+            "test",
+            hostile.to_str().unwrap(),
+            "--config",
+            &config,
+            "--text",
+            "XXX",
+        ];
+        args.extend_from_slice(extra);
+        run(dir.path(), &args, "")
+    };
+    let o = test("loop", &["--call-deadline", "20ms"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("plugin hostile: 2 of 2 calls failed: 2 over the call deadline"),
+        "{err}"
+    );
+    let o = test("trap", &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("trapped"), "{err}");
+    // Behaving, the same plugin finds the run in both directions; its pattern blocks: exit 2.
+    let o = test("none", &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(lines(&o).len(), 2);
+    let o = run(
+        dir.path(),
+        &[
+            "plugin",
+            "test",
+            hostile.to_str().unwrap(),
+            "--call-deadline",
+            "soon",
+        ],
+        "",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--call-deadline"),
+        "{err}"
+    );
+}
