@@ -20,6 +20,7 @@ fn db(url: &str, base: &std::path::Path) -> Database {
         batch_size: 1_000,
         on_full: OnFull::Block,
         durability: Durability::Async,
+        flush_interval: std::time::Duration::from_millis(50),
         retention_days: None,
     }
 }

@@ -45,6 +45,7 @@ async fn measure(label: &str, url: &str, base: &std::path::Path) {
         batch_size: 1_000,
         on_full: OnFull::Block,
         durability: Durability::Async,
+        flush_interval: std::time::Duration::from_millis(50),
         retention_days: None,
     };
     let ledger = match Ledger::open(&cfg).await {

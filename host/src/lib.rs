@@ -26,6 +26,7 @@ pub mod context;
 pub mod credentials;
 pub mod error;
 pub mod guardrails;
+pub mod log_writer;
 pub mod observe;
 pub mod outcome;
 pub mod plugins;

@@ -642,12 +642,10 @@ fn serve(
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.server.log_level));
-    // Log lines are written by a background thread: a slow terminal or pipe must not stall
-    // requests. If it falls 128k lines behind, lines are dropped rather than waited for.
-    let (writer, _log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .buffered_lines_limit(128_000)
-        .lossy(true)
-        .finish(std::io::stderr());
+    // Log lines are written in batches by a background thread: a slow terminal or pipe must
+    // not stall requests, and a request's line must not cost a thread wake-up of its own.
+    let (writer, _log_guard) =
+        bitrouter::log_writer::batched(std::io::stderr()).context("cannot start the log writer")?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

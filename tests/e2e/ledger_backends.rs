@@ -23,6 +23,7 @@ fn db(url: &str, base: &Path) -> Database {
         batch_size: 250,
         on_full: OnFull::Block,
         durability: Durability::Async,
+        flush_interval: std::time::Duration::from_millis(5),
         retention_days: None,
     }
 }

@@ -123,6 +123,7 @@ fn db(url: &str, base: &std::path::Path) -> Database {
         batch_size: 100,
         on_full: OnFull::Block,
         durability: Durability::Async,
+        flush_interval: std::time::Duration::from_millis(5),
         retention_days: None,
     }
 }

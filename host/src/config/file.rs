@@ -61,6 +61,8 @@ pub struct DatabaseSection {
     pub batch_size: Option<usize>,
     pub on_full: Option<OnFull>,
     pub durability: Option<Durability>,
+    #[serde(default, with = "humantime_serde")]
+    pub flush_interval: Option<Duration>,
     pub retention_days: Option<u32>,
 }
 
