@@ -605,7 +605,7 @@ impl Config {
             batch_size: d.batch_size.unwrap_or(1_000),
             on_full: d.on_full.unwrap_or_default(),
             durability: d.durability.unwrap_or_default(),
-            flush_interval: d.flush_interval.unwrap_or(Duration::from_millis(50)),
+            flush_interval: d.flush_interval.unwrap_or(Duration::from_millis(10)),
             retention_days: d.retention_days,
         };
         if database.queue_capacity == 0 || database.batch_size == 0 {

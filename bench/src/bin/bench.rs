@@ -64,6 +64,9 @@ mod linux {
         /// The gateway's `server.log_level`.
         #[arg(long, default_value = "info")]
         gateway_log_level: String,
+        /// The gateway's `database.flush_interval` (e.g. `0s` to commit every row at once).
+        #[arg(long)]
+        ledger_flush_interval: Option<String>,
         /// Run only these scenarios (comma-separated ids, e.g. 1,4).
         #[arg(long, value_delimiter = ',')]
         scenario: Option<Vec<u8>>,
@@ -122,6 +125,7 @@ mod linux {
         }
         opts.concurrency = args.concurrency.max(1);
         opts.gateway_log_level = args.gateway_log_level;
+        opts.ledger_flush_interval = args.ledger_flush_interval;
         opts.only = args.scenario;
         opts.extra_notes = args.note;
         opts.wait_quiet = std::time::Duration::from_secs_f64(args.wait_quiet.max(0.0));

@@ -32,6 +32,7 @@ pub fn config_yaml(
     firewall: bool,
     plugin_cache: &Path,
     ledger: &Path,
+    flush_interval: Option<&str>,
 ) -> String {
     let guardrails = if firewall {
         format!(
@@ -42,13 +43,16 @@ pub fn config_yaml(
         "guardrails:\n  enabled: false\n".to_owned()
     };
     let ledger = ledger.display();
+    let flush = flush_interval
+        .map(|f| format!("  flush_interval: {f}\n"))
+        .unwrap_or_default();
     format!(
         r#"# Written by the bitrouter-bench harness.
 server:
   log_level: {log_level}
 database:
   url: redb://{ledger}
-{guardrails}providers:
+{flush}{guardrails}providers:
   mock-openai:
     api_protocol: openai
     api_base: http://{mock}/v1

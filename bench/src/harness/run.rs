@@ -39,6 +39,8 @@ pub struct Options {
     pub cold_starts: usize,
     pub gateway: PathBuf,
     pub gateway_log_level: String,
+    /// The gateway's `database.flush_interval` (its default when `None`).
+    pub ledger_flush_interval: Option<String>,
     /// This binary, started again as the mock.
     pub mock_exe: PathBuf,
     pub pinning: Pinning,
@@ -68,6 +70,7 @@ impl Options {
             cold_starts: if smoke { 1 } else { 5 },
             gateway,
             gateway_log_level: "info".to_owned(),
+            ledger_flush_interval: None,
             mock_exe,
             pinning: Pinning::none(),
             nproc: crate::process::allowed_cpus().len().max(1),
@@ -172,6 +175,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
             firewall,
             &cache,
             &ledger,
+            opts.ledger_flush_interval.as_deref(),
         );
         GatewayLauncher::new(
             opts.gateway.clone(),

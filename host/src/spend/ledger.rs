@@ -306,15 +306,14 @@ async fn write_loop(inner: Arc<Inner>) {
         inner.space.notify_waiters();
         let (rows, acks): (Vec<SpendRecord>, Vec<Option<oneshot::Sender<()>>>) =
             batch.into_iter().unzip();
-        match inner.store.write(&rows).await {
+        let n = rows.len();
+        match inner.store.write(rows).await {
             Ok(()) => {
-                inner
-                    .written
-                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                inner.written.fetch_add(n as u64, Ordering::Relaxed);
             }
             Err(e) => {
-                inner.failed.fetch_add(rows.len() as u64, Ordering::Relaxed);
-                tracing::error!(error = %e, rows = rows.len(), "spend ledger write failed; rows lost");
+                inner.failed.fetch_add(n as u64, Ordering::Relaxed);
+                tracing::error!(error = %e, rows = n, "spend ledger write failed; rows lost");
                 // Do not spin on a database that is down.
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
