@@ -450,6 +450,11 @@ impl Gateway {
             ("/v1/models" | "/models", &Method::GET) => {
                 self.list_models(req.headers(), token.as_deref())
             }
+            (p, &Method::GET) if model_path(p).is_some() => {
+                let id = model_path(p).unwrap_or_default();
+                self.get_model(req.headers(), &id, token.as_deref())
+            }
+            (p, _) if model_path(p).is_some() => method_not_allowed(req.headers(), path, "GET"),
             ("/health" | "/healthz", &Method::GET) => self.health(),
             ("/admin/spend", &Method::GET) => {
                 crate::admin::spend(&self.proxy.outcomes.ledger, req.uri().query()).await
@@ -488,7 +493,7 @@ impl Gateway {
                 let e = Error::new(
                     ErrorKind::UnknownPath,
                     format!(
-                        "no route {method} {path}; this gateway serves POST /v1/chat/completions, POST /v1/messages, POST /v1beta/models/{{model}}:generateContent and :streamGenerateContent, GET /v1/models, GET /health, GET /metrics, GET /admin (dashboard), GET /admin/metrics, GET /admin/spend, GET /admin/plugins, POST /admin/plugins/reload, GET /.well-known/agent-card.json, GET/POST /v1/agents, GET/DELETE /v1/agents/{{caip10}}"
+                        "no route {method} {path}; this gateway serves POST /v1/chat/completions, POST /v1/messages, POST /v1beta/models/{{model}}:generateContent and :streamGenerateContent, GET /v1/models, GET /v1/models/{{id}}, GET /health, GET /metrics, GET /admin (dashboard), GET /admin/metrics, GET /admin/spend, GET /admin/plugins, POST /admin/plugins/reload, GET /.well-known/agent-card.json, GET/POST /v1/agents, GET/DELETE /v1/agents/{{caip10}}"
                     ),
                 );
                 error_response(guess_dialect(req.headers(), path), &e)
@@ -606,9 +611,9 @@ impl Gateway {
         self.auth.is_some()
     }
 
-    /// Routes first, then `provider:model_id` for every provider that can be called.
-    /// With a token, only the models its `models` globs allow.
-    fn list_models(&self, headers: &HeaderMap, token: Option<&Verified>) -> Response<Body> {
+    /// Routes first, then `provider:model_id` for every provider that can be called, each
+    /// with its owner. With a token, only the models its `models` globs allow.
+    fn visible_models(&self, token: Option<&Verified>) -> Vec<(String, String)> {
         let mut ids: Vec<(String, String)> = self
             .proxy
             .router
@@ -628,17 +633,49 @@ impl Gateway {
         if let Some(t) = token {
             ids.retain(|(id, _)| t.allows_model(id));
         }
-        let body = if headers.contains_key("anthropic-version") {
-            let data: Vec<_> = ids
-                .iter()
-                .map(|(id, _)| json!({"type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z"}))
-                .collect();
+        ids
+    }
+
+    /// `GET /v1/models`: OpenAI's list shape, Anthropic's when the caller sent
+    /// `anthropic-version`.
+    fn list_models(&self, headers: &HeaderMap, token: Option<&Verified>) -> Response<Body> {
+        let ids = self.visible_models(token);
+        let anthropic = headers.contains_key("anthropic-version");
+        let data: Vec<_> = ids
+            .iter()
+            .map(|(id, owner)| model_object(anthropic, id, owner))
+            .collect();
+        let body = if anthropic {
             json!({"data": data, "has_more": false, "first_id": ids.first().map(|i| &i.0), "last_id": ids.last().map(|i| &i.0)})
         } else {
-            let data: Vec<_> = ids.iter().map(|(id, owner)| json!({"id": id, "object": "model", "created": 0, "owned_by": owner})).collect();
             json!({"object": "list", "data": data})
         };
         json_response(StatusCode::OK, body.to_string())
+    }
+
+    /// `GET /v1/models/{id}`: one entry of the list (what the SDKs' `models.retrieve` asks),
+    /// or a 404 in the caller's dialect for a name this caller cannot use.
+    fn get_model(&self, headers: &HeaderMap, id: &str, token: Option<&Verified>) -> Response<Body> {
+        let anthropic = headers.contains_key("anthropic-version");
+        match self
+            .visible_models(token)
+            .into_iter()
+            .find(|(m, _)| m == id)
+        {
+            Some((id, owner)) => json_response(
+                StatusCode::OK,
+                model_object(anthropic, &id, &owner).to_string(),
+            ),
+            None => {
+                let e = Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "model {id:?} is neither a route nor provider:model_id of a usable provider; GET /v1/models lists the names this gateway serves"
+                    ),
+                );
+                error_response(guess_dialect(headers, "/v1/models"), &e)
+            }
+        }
     }
 
     fn health(&self) -> Response<Body> {
@@ -650,6 +687,24 @@ impl Gateway {
         });
         json_response(StatusCode::OK, body.to_string())
     }
+}
+
+/// One model in OpenAI's shape, or Anthropic's.
+fn model_object(anthropic: bool, id: &str, owner: &str) -> serde_json::Value {
+    if anthropic {
+        json!({"type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z"})
+    } else {
+        json!({"id": id, "object": "model", "created": 0, "owned_by": owner})
+    }
+}
+
+/// The model id of `/v1/models/{id}` (or `/models/{id}`), percent-decoded: ids such as
+/// `openrouter:meta-llama/llama-3` keep their `:` and `/`.
+fn model_path(path: &str) -> Option<String> {
+    let id = path
+        .strip_prefix("/v1/models/")
+        .or_else(|| path.strip_prefix("/models/"))?;
+    (!id.is_empty()).then(|| percent_decode(id))
 }
 
 /// The caller's `x-request-id` when it is a sane token; a fresh one otherwise.
@@ -877,6 +932,19 @@ async fn reload_on_sighup(gateway: Arc<Gateway>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_paths_keep_colons_and_slashes() {
+        assert_eq!(model_path("/v1/models/r").as_deref(), Some("r"));
+        assert_eq!(
+            model_path("/v1/models/openrouter:meta/llama-3").as_deref(),
+            Some("openrouter:meta/llama-3")
+        );
+        assert_eq!(model_path("/models/m%3Ax").as_deref(), Some("m:x"));
+        assert_eq!(model_path("/v1/models/"), None);
+        assert_eq!(model_path("/v1/models"), None);
+        assert_eq!(model_path("/v1beta/models/x:generateContent"), None);
+    }
 
     #[test]
     fn gemini_paths_keep_colons_and_slashes_in_the_model() {

@@ -301,6 +301,30 @@ async fn model_globs_gate_calls_and_the_models_list() {
         "{listed:?}"
     );
     assert_eq!(get(&gw, "/v1/models", &[]).await.status, 401);
+    // One model: the token's `models` globs apply as they do to the list.
+    assert_eq!(get(&gw, "/v1/models/fast", &auth).await.status, 200);
+    assert_eq!(get(&gw, "/v1/models/slow", &auth).await.status, 404);
+    assert_eq!(
+        get(&gw, "/v1/models/slow", &[("x-api-key", &all)])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(get(&gw, "/v1/models/slow", &[]).await.status, 401);
+    // provider:model ids keep their colon, raw or percent-encoded.
+    let pm = listed.iter().find(|m| m.starts_with("anthropic:")).unwrap();
+    for path in [
+        format!("/v1/models/{pm}"),
+        format!("/v1/models/{}", pm.replace(':', "%3A")),
+    ] {
+        let r = get(&gw, &path, &[("x-api-key", &all)]).await;
+        assert_eq!(
+            r.json()["id"].as_str(),
+            Some(pm.as_str()),
+            "{path}: {}",
+            r.text
+        );
+    }
 }
 
 pub(crate) fn cli(home: &Path, args: &[&str]) -> (bool, String, String) {

@@ -408,6 +408,38 @@ async fn models_list_shows_routes_and_provider_models() {
     let v = r.json();
     assert_eq!(v["has_more"], false);
     assert_eq!(v["data"][0]["type"], "model");
+
+    // One model: what `client.models.retrieve` asks, in each dialect.
+    let r = get(&gw, "/v1/models/to-openai", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    assert_eq!(
+        (v["id"].as_str(), v["object"].as_str()),
+        (Some("to-openai"), Some("model"))
+    );
+    let r = get(
+        &gw,
+        "/v1/models/to-anthropic",
+        &[("anthropic-version", "2023-06-01")],
+    )
+    .await;
+    assert_eq!(r.json()["type"], "model", "{}", r.text);
+    let r = get(&gw, "/v1/models/nope", &[]).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert_eq!(r.json()["error"]["code"], "model_not_found", "{}", r.text);
+    let r = get(
+        &gw,
+        "/v1/models/nope",
+        &[("anthropic-version", "2023-06-01")],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["type"].as_str()),
+        (404, Some("error")),
+        "{}",
+        r.text
+    );
+
     let r = get(&gw, "/health", &[]).await;
     assert_eq!(r.json()["status"], "ok");
 }

@@ -293,6 +293,19 @@ def run_openai(base_url: str) -> None:
 
     check("openai    models.list() has every route", models)
 
+    def retrieve() -> None:
+        for route in ROUTES:
+            m = client.models.retrieve(route)
+            assert (m.id, m.object) == (route, "model"), m
+        try:
+            client.models.retrieve(UNKNOWN_MODEL)
+        except openai.NotFoundError as e:
+            assert e.status_code == 404
+        else:
+            raise AssertionError("models.retrieve of an unknown model did not raise")
+
+    check("openai    models.retrieve() of every route, 404 otherwise", retrieve)
+
     def unknown_model() -> None:
         try:
             client.chat.completions.create(
@@ -460,6 +473,19 @@ def run_anthropic(base_url: str) -> None:
             assert route in ids, f"{route!r} missing from models.list(): {ids}"
 
     check("anthropic models.list() has every route", models)
+
+    def retrieve() -> None:
+        for route in ROUTES:
+            m = client.models.retrieve(route)
+            assert (m.id, m.type) == (route, "model"), m
+        try:
+            client.models.retrieve(UNKNOWN_MODEL)
+        except anthropic.NotFoundError as e:
+            assert e.status_code == 404
+        else:
+            raise AssertionError("models.retrieve of an unknown model did not raise")
+
+    check("anthropic models.retrieve() of every route, 404 otherwise", retrieve)
 
     def unknown_model() -> None:
         try:
