@@ -1,6 +1,7 @@
 //! Sinks for request events. Each sink gets its own thread and bounded queue: `emit` never
 //! waits (a full queue drops the event and counts it), and a sink that blocks or panics
-//! only loses its own events.
+//! only loses its own events. A batch collects for up to 20 ms after its first event, so a
+//! sink (a file write, a WASM observer call) runs a few dozen times a second, not per request.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub struct Observers {
 }
 
 const BATCH: usize = 256;
+/// How long a batch's first event waits for company.
+const LINGER: Duration = Duration::from_millis(20);
 
 impl Observers {
     pub fn new() -> Self {
@@ -132,8 +135,10 @@ fn run(sink: Arc<dyn ObserveCallback>, rx: Receiver<Arc<RequestEvent>>, counters
     let mut batch = Vec::with_capacity(BATCH);
     while let Ok(first) = rx.recv() {
         batch.push(first);
+        let deadline = Instant::now() + LINGER;
         while batch.len() < BATCH {
-            match rx.try_recv() {
+            // A closed queue (shutdown) ends the wait at once.
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(e) => batch.push(e),
                 Err(_) => break,
             }
@@ -159,5 +164,46 @@ fn run(sink: Arc<dyn ObserveCallback>, rx: Receiver<Arc<RequestEvent>>, counters
     }
     if catch_unwind(AssertUnwindSafe(|| sink.flush())).is_err() {
         tracing::error!(sink = sink.name(), "observer sink panicked while flushing");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::observe::RequestEvent;
+
+    /// Records the size of every batch it gets.
+    #[derive(Default)]
+    struct Sizes(Mutex<Vec<usize>>);
+
+    impl ObserveCallback for Sizes {
+        fn name(&self) -> &str {
+            "sizes"
+        }
+        fn on_events(&self, events: &[Arc<RequestEvent>]) {
+            self.0.lock().unwrap().push(events.len());
+        }
+    }
+
+    #[test]
+    fn events_close_together_share_a_batch_and_close_delivers_everything() {
+        let sink = Arc::new(Sizes::default());
+        let mut observers = Observers::new();
+        observers.add(sink.clone(), 10_000);
+        let event = Arc::new(
+            crate::context::RequestContext::new("r".into(), crate::canonical::Dialect::OpenAiChat)
+                .event(200, None),
+        );
+        for _ in 0..600 {
+            observers.emit(event.clone());
+        }
+        observers.close(Duration::from_secs(10));
+        let sizes = sink.0.lock().unwrap().clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 600);
+        assert!(sizes.iter().all(|&n| n <= BATCH), "{sizes:?}");
+        assert!(sizes.len() <= 10, "600 events in {} batches", sizes.len());
+        assert_eq!(observers.stats()[0].delivered, 600);
     }
 }
