@@ -7,6 +7,7 @@ mod gateway;
 mod http;
 mod measure;
 mod mock;
+mod peer;
 mod run;
 pub mod scenario;
 

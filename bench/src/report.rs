@@ -23,8 +23,20 @@ pub struct Report {
     pub setup: Setup,
     pub gateway: GatewayFigures,
     pub scenarios: Vec<ScenarioReport>,
+    /// The same scenarios through a peer gateway (LiteLLM), when one was run.
+    #[serde(default)]
+    pub peer: Option<PeerReport>,
     pub goals: Vec<GoalCheck>,
     pub notes: Vec<String>,
+}
+
+/// Scenarios 1 and 4 through a LiteLLM proxy on the same mock and CPU as the gateway.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PeerReport {
+    pub name: String,
+    pub version: String,
+    /// "via" in these is the peer.
+    pub scenarios: Vec<ScenarioReport>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

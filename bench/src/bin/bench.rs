@@ -67,6 +67,10 @@ mod linux {
         /// The gateway's `database.flush_interval` (e.g. `0s` to commit every row at once).
         #[arg(long)]
         ledger_flush_interval: Option<String>,
+        /// Skip the LiteLLM peer run (otherwise scenarios 1 and 4 also run through LiteLLM
+        /// when it is importable; never in smoke runs).
+        #[arg(long)]
+        no_peer: bool,
         /// Run only these scenarios (comma-separated ids, e.g. 1,4).
         #[arg(long, value_delimiter = ',')]
         scenario: Option<Vec<u8>>,
@@ -126,6 +130,7 @@ mod linux {
         opts.concurrency = args.concurrency.max(1);
         opts.gateway_log_level = args.gateway_log_level;
         opts.ledger_flush_interval = args.ledger_flush_interval;
+        opts.peer &= !args.no_peer;
         opts.only = args.scenario;
         opts.extra_notes = args.note;
         opts.wait_quiet = std::time::Duration::from_secs_f64(args.wait_quiet.max(0.0));

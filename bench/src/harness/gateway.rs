@@ -206,22 +206,24 @@ impl GatewayLauncher {
     }
 }
 
-impl GatewayProcess {
-    pub fn addr(&self) -> SocketAddr {
+impl super::peer::Served for GatewayProcess {
+    fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    pub fn pid(&self) -> u32 {
+    fn pid(&self) -> u32 {
         self.guard.pid()
     }
 
     /// The token requests to this gateway carry (auth on), if any.
-    pub fn token(&self) -> Option<&str> {
+    fn token(&self) -> Option<&str> {
         self.token.as_deref()
     }
+}
 
+impl GatewayProcess {
     pub fn memory(&self) -> anyhow::Result<procfs::Memory> {
-        procfs::memory(self.pid()).context("reading the gateway's memory")
+        procfs::memory(self.guard.pid()).context("reading the gateway's memory")
     }
 
     /// Fails with the end of the gateway's log if it has exited.

@@ -10,16 +10,17 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::env;
-use super::gateway::{Credentials, GatewayLauncher, GatewayProcess, config_yaml, dead_addr};
+use super::gateway::{Credentials, GatewayLauncher, config_yaml, dead_addr};
 use super::measure::{self, Measured, Watched};
 use super::mock::MockProcess;
+use super::peer::{self, PEER_SCENARIOS, PeerProcess, Served};
 use super::scenario::{self, Scenario, Shape};
 use crate::load::clock::now_ns;
 use crate::load::{ClosedLoop, OpenLoop, Percentiles, Pool, RequestSpec};
 use crate::process::Pinning;
 use crate::procfs;
 use crate::report::{
-    ClosedLoopFigures, GatewayFigures, HeldStreamFigures, Machine, OpenLoopFigures,
+    ClosedLoopFigures, GatewayFigures, HeldStreamFigures, Machine, OpenLoopFigures, PeerReport,
     PercentileSpread, PhaseRecord, Report, ScenarioReport, Setup, Spread, goals,
 };
 
@@ -41,6 +42,8 @@ pub struct Options {
     pub gateway_log_level: String,
     /// The gateway's `database.flush_interval` (its default when `None`).
     pub ledger_flush_interval: Option<String>,
+    /// Also run scenarios 1 and 4 through LiteLLM when it is importable (never in smoke runs).
+    pub peer: bool,
     /// This binary, started again as the mock.
     pub mock_exe: PathBuf,
     pub pinning: Pinning,
@@ -71,6 +74,7 @@ impl Options {
             gateway,
             gateway_log_level: "info".to_owned(),
             ledger_flush_interval: None,
+            peer: !smoke,
             mock_exe,
             pinning: Pinning::none(),
             nproc: crate::process::allowed_cpus().len().max(1),
@@ -107,7 +111,7 @@ struct Targets {
 }
 
 impl Targets {
-    fn new(s: &Scenario, mock: &MockProcess, gateway: &GatewayProcess) -> anyhow::Result<Targets> {
+    fn new(s: &Scenario, mock: &MockProcess, gateway: &dyn Served) -> anyhow::Result<Targets> {
         let mut via = s.via.spec(gateway.addr());
         if let Some(t) = gateway.token() {
             via = via.bearer(t)?;
@@ -240,12 +244,17 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         }
         eprintln!("scenario {}: {}", s.id, s.name);
         let serving = if s.firewall { &mut gateway } else { &mut bare };
-        let report = run_scenario(&s, &mock, serving, opts)
+        let report = run_scenario(&s, &mock, &*serving, opts)
             .await
             .with_context(|| format!("scenario {}", s.id))?;
         serving.check_alive()?;
         scenarios.push(report);
     }
+    let peer = if opts.peer {
+        run_peer(opts, &mock, tmp.path(), &mut extra_notes).await?
+    } else {
+        None
+    };
 
     // Let the last connections close before the idle figure.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -301,6 +310,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         },
         gateway: gateway_figures,
         scenarios,
+        peer,
         goals: Vec::new(),
         notes: notes(opts, extra_notes),
     };
@@ -311,7 +321,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
 async fn run_scenario(
     s: &Scenario,
     mock: &MockProcess,
-    gateway: &GatewayProcess,
+    gateway: &dyn Served,
     opts: &Options,
 ) -> anyhow::Result<ScenarioReport> {
     mock.set_behavior(&s.mock).await?;
@@ -387,6 +397,58 @@ async fn run_scenario(
         .max_by(f64::total_cmp);
     report.phases = phases;
     Ok(report)
+}
+
+/// Scenarios 1 and 4 through LiteLLM, on the gateway's CPU, when `litellm` is importable.
+async fn run_peer(
+    opts: &Options,
+    mock: &MockProcess,
+    dir: &std::path::Path,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Option<PeerReport>> {
+    let wanted: Vec<Scenario> = scenario::all(false)
+        .into_iter()
+        .filter(|s| PEER_SCENARIOS.contains(&s.id))
+        .filter(|s| opts.only.as_ref().is_none_or(|ids| ids.contains(&s.id)))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let Some(python) = peer::find_python(&workspace) else {
+        notes.push(
+            "LiteLLM peer not run: no Python with `litellm` (pip install 'litellm[proxy]', or \
+             set BITROUTER_BENCH_LITELLM_PYTHON)."
+                .to_owned(),
+        );
+        return Ok(None);
+    };
+    let peer = PeerProcess::start(
+        &python,
+        dir,
+        &peer::config_yaml(mock.addr(), "mock-gpt"),
+        opts.pinning.gateway,
+    )
+    .await?;
+    eprintln!(
+        "LiteLLM {} on {} (pid {})",
+        peer.version,
+        peer.addr(),
+        peer.pid()
+    );
+    let mut scenarios = Vec::new();
+    for s in wanted {
+        eprintln!("peer scenario {}: {}", s.id, s.name);
+        let report = run_scenario(&s, mock, &peer, opts)
+            .await
+            .with_context(|| format!("LiteLLM, scenario {}", s.id))?;
+        scenarios.push(report);
+    }
+    Ok(Some(PeerReport {
+        name: "LiteLLM proxy".to_owned(),
+        version: peer.version.clone(),
+        scenarios,
+    }))
 }
 
 fn record(s: &Scenario, round: usize, kind: &str, via: Via, m: Measured) -> PhaseRecord {
@@ -592,8 +654,9 @@ fn notes(opts: &Options, extra: Vec<String>) -> Vec<String> {
             .to_owned(),
         "Scenarios 3 and 4 run against the default deployment (auth on with a wallet token \
          minted by the binary under test, the 7 default guardrails); the others against a \
-         gateway with guardrails off and auth off. The optional LiteLLM peer run is not part of \
-         this harness yet."
+         gateway with guardrails off and auth off. The LiteLLM peer (when it ran) serves \
+         scenarios 1 and 4 with its own master key and no guardrails: it is compared with the \
+         bare proxy on 1 and the default deployment on 4."
             .to_owned(),
     ];
     notes.extend(extra);

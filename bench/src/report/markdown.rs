@@ -1,9 +1,10 @@
 //! The report as markdown: goals first, then a one-line summary per scenario, then each
-//! scenario's tables, then the gateway process figures and the notes.
+//! scenario's tables, the peer (LiteLLM) beside the gateway when it ran, then the gateway
+//! process figures and the notes.
 
 use std::fmt::Write;
 
-use super::{PercentileSpread, Report, ScenarioReport, Spread};
+use super::{PeerReport, PercentileSpread, Report, ScenarioReport, Spread};
 
 /// Renders `report` as a markdown document.
 pub fn render(report: &Report) -> String {
@@ -119,6 +120,10 @@ fn write_report(md: &mut String, r: &Report) -> std::fmt::Result {
         scenario_section(md, s)?;
     }
 
+    if let Some(peer) = &r.peer {
+        peer_section(md, r, peer)?;
+    }
+
     writeln!(md, "\n## Gateway process\n")?;
     writeln!(md, "| figure | value |\n|---|---|")?;
     let g = &r.gateway;
@@ -162,6 +167,63 @@ fn write_report(md: &mut String, r: &Report) -> std::fmt::Result {
         for n in &r.notes {
             writeln!(md, "- {n}")?;
         }
+    }
+    Ok(())
+}
+
+/// BitRouter and the peer side by side on the scenarios both ran, with the ratios.
+fn peer_section(md: &mut String, r: &Report, peer: &PeerReport) -> std::fmt::Result {
+    writeln!(md, "\n## Peer: {} {}\n", peer.name, peer.version)?;
+    writeln!(
+        md,
+        "The same scenarios through {} (one worker, pinned to the gateway's CPU, same mock), \
+         measured the same way: its own interleaved rounds against the direct baseline.\n",
+        peer.name
+    )?;
+    writeln!(
+        md,
+        "| scenario | through | added p50 | added p99 | added TTFB p50 | throughput via / direct | CPU s per 1k req (open loop) | failed |\n|---|---|---|---|---|---|---|---|"
+    )?;
+    let dash = || "—".to_owned();
+    let row = |md: &mut String, who: &str, s: &ScenarioReport| -> std::fmt::Result {
+        let o = s.open_loop.as_ref();
+        writeln!(
+            md,
+            "| {}. {} | {who} | {} | {} | {} | {} | {} | {} |",
+            s.id,
+            s.name,
+            o.map_or_else(dash, |o| added(&o.added_us.p50)),
+            o.map_or_else(dash, |o| added(&o.added_us.p99)),
+            o.filter(|_| s.stream)
+                .map_or_else(dash, |o| added(&o.ttfb_added_us.p50)),
+            s.closed_loop
+                .as_ref()
+                .map_or_else(dash, |c| format!("{:.0} %", c.ratio.median * 100.0)),
+            s.gateway_cpu_s_per_1k
+                .as_ref()
+                .map_or_else(dash, |c| format!("{:.3}", c.median)),
+            o.map_or(0, |o| o.failed_via) + s.closed_loop.as_ref().map_or(0, |c| c.failed_via),
+        )
+    };
+    let mut ratios = Vec::new();
+    for p in &peer.scenarios {
+        if let Some(b) = r.scenarios.iter().find(|s| s.id == p.id && s.measured()) {
+            row(md, "BitRouter", b)?;
+            if let (Some(bc), Some(pc)) = (&b.closed_loop, &p.closed_loop)
+                && pc.via_rps.median > 0.0
+            {
+                ratios.push(format!(
+                    "scenario {}: BitRouter's closed-loop throughput is {:.1}× {}'s",
+                    p.id,
+                    bc.via_rps.median / pc.via_rps.median,
+                    peer.name
+                ));
+            }
+        }
+        row(md, &peer.name, p)?;
+    }
+    if !ratios.is_empty() {
+        writeln!(md, "\n{}.", ratios.join("; "))?;
     }
     Ok(())
 }
