@@ -614,6 +614,16 @@ impl Config {
                 "queue_capacity and batch_size must be 1 or more".into(),
             ));
         }
+        // Rows wait this long in memory; a crash loses them. Minutes would be a typo.
+        if database.flush_interval > Duration::from_secs(10) {
+            return Err(invalid(
+                "database.flush_interval",
+                format!(
+                    "expected a duration of at most 10s (rows wait that long in memory and a crash loses them), found {}",
+                    humantime::format_duration(database.flush_interval)
+                ),
+            ));
+        }
 
         let o = &file.observe;
         let observe = Observe {
@@ -933,6 +943,23 @@ mod tests {
         assert!(c.providers["openai"].models.contains_key("gpt-4o"));
         assert_eq!(c.routes["smart"].endpoints[0].model_id, "claude");
         assert_eq!(c.providers.len(), 12);
+    }
+
+    #[test]
+    fn database_flush_interval_defaults_and_bounds() {
+        let c = parse("{}").unwrap();
+        assert_eq!(c.database.flush_interval, Duration::from_millis(10));
+        let c = parse("database:\n  flush_interval: 0s\n").unwrap();
+        assert_eq!(c.database.flush_interval, Duration::ZERO);
+        let e = parse("database:\n  url: memory://\n  flush_interval: 5m\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bitrouter.yaml:3")
+                && e.contains("database.flush_interval")
+                && e.contains("at most 10s"),
+            "{e}"
+        );
     }
 
     #[test]
