@@ -36,7 +36,6 @@ impl Shared {
 }
 
 /// The `MakeWriter` for `tracing_subscriber::fmt`: every line goes into the shared buffer.
-#[derive(Clone)]
 pub struct BatchedWriter {
     shared: Arc<Shared>,
 }
@@ -101,7 +100,12 @@ fn run<W: Write>(shared: &Shared, mut out: W) {
     }
 }
 
-impl Write for BatchedWriter {
+/// One log line's writer: a borrow of the shared buffer (no reference count per line).
+pub struct LineWriter<'a> {
+    shared: &'a Shared,
+}
+
+impl Write for LineWriter<'_> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         let mut st = self.shared.lock();
         if st.buf.len() + data.len() > MAX_BUFFERED {
@@ -124,10 +128,12 @@ impl Write for BatchedWriter {
 }
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchedWriter {
-    type Writer = BatchedWriter;
+    type Writer = LineWriter<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
+        LineWriter {
+            shared: &self.shared,
+        }
     }
 }
 
@@ -143,6 +149,8 @@ impl Drop for FlushGuard {
 
 #[cfg(test)]
 mod tests {
+    use tracing_subscriber::fmt::MakeWriter;
+
     use super::*;
 
     /// A `Write` whose bytes and write calls the test can read.
@@ -167,7 +175,7 @@ mod tests {
         let (w, guard) = batched(sink.clone()).unwrap();
         let lines: Vec<String> = (0..2_000).map(|i| format!("line {i}\n")).collect();
         for l in &lines {
-            w.clone().write_all(l.as_bytes()).unwrap();
+            w.make_writer().write_all(l.as_bytes()).unwrap();
         }
         drop(guard);
         let s = sink.0.lock().unwrap();
@@ -197,7 +205,7 @@ mod tests {
         let (w, guard) = batched(Stalled(gate.clone(), sink.clone())).unwrap();
         let line = vec![b'x'; 1024 * 1024];
         for _ in 0..40 {
-            w.clone().write_all(&line).unwrap();
+            w.make_writer().write_all(&line).unwrap();
         }
         *gate.0.lock().unwrap() = true;
         gate.1.notify_all();

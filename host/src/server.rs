@@ -451,7 +451,7 @@ impl Gateway {
                 self.list_models(req.headers(), token.as_deref())
             }
             (p, &Method::GET) if model_path(p).is_some() => {
-                let id = model_path(p).unwrap_or_default();
+                let id = percent_decode(model_path(p).unwrap_or_default());
                 self.get_model(req.headers(), &id, token.as_deref())
             }
             (p, _) if model_path(p).is_some() => method_not_allowed(req.headers(), path, "GET"),
@@ -698,13 +698,13 @@ fn model_object(anthropic: bool, id: &str, owner: &str) -> serde_json::Value {
     }
 }
 
-/// The model id of `/v1/models/{id}` (or `/models/{id}`), percent-decoded: ids such as
+/// The model id of `/v1/models/{id}` (or `/models/{id}`), still percent-encoded: ids such as
 /// `openrouter:meta-llama/llama-3` keep their `:` and `/`.
-fn model_path(path: &str) -> Option<String> {
+fn model_path(path: &str) -> Option<&str> {
     let id = path
         .strip_prefix("/v1/models/")
         .or_else(|| path.strip_prefix("/models/"))?;
-    (!id.is_empty()).then(|| percent_decode(id))
+    (!id.is_empty()).then_some(id)
 }
 
 /// The caller's `x-request-id` when it is a sane token; a fresh one otherwise.
@@ -935,12 +935,15 @@ mod tests {
 
     #[test]
     fn model_paths_keep_colons_and_slashes() {
-        assert_eq!(model_path("/v1/models/r").as_deref(), Some("r"));
+        assert_eq!(model_path("/v1/models/r"), Some("r"));
         assert_eq!(
-            model_path("/v1/models/openrouter:meta/llama-3").as_deref(),
+            model_path("/v1/models/openrouter:meta/llama-3"),
             Some("openrouter:meta/llama-3")
         );
-        assert_eq!(model_path("/models/m%3Ax").as_deref(), Some("m:x"));
+        assert_eq!(
+            model_path("/models/m%3Ax").map(percent_decode).as_deref(),
+            Some("m:x")
+        );
         assert_eq!(model_path("/v1/models/"), None);
         assert_eq!(model_path("/v1/models"), None);
         assert_eq!(model_path("/v1beta/models/x:generateContent"), None);

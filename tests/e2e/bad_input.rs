@@ -498,6 +498,7 @@ async fn unknown_path_is_404_and_wrong_method_is_405() {
         (reqwest::Method::GET, "/v1/messages", "POST", "anthropic"),
         (reqwest::Method::PATCH, "/messages", "POST", "anthropic"),
         (reqwest::Method::POST, "/v1/models", "GET", "openai"),
+        (reqwest::Method::DELETE, "/v1/models/r", "GET", "openai"),
         (reqwest::Method::POST, "/health", "GET", "openai"),
     ] {
         let what = format!("{method} {path}");

@@ -87,6 +87,30 @@ def check(name: str, fn: Callable[[], Any]) -> Any:
     return result
 
 
+def check_models(who: str, client: Any, not_found: type, kind_field: str) -> None:
+    """models.list() names every route; models.retrieve() finds each (its `kind_field` is
+    "model") and raises `not_found` (a 404) for an unknown name. The same calls in both SDKs."""
+
+    def listed() -> None:
+        ids = [m.id for m in client.models.list()]
+        for route in ROUTES:
+            assert route in ids, f"{route!r} missing from models.list(): {ids}"
+
+    def retrieve() -> None:
+        for route in ROUTES:
+            m = client.models.retrieve(route)
+            assert (m.id, getattr(m, kind_field)) == (route, "model"), m
+        try:
+            client.models.retrieve(UNKNOWN_MODEL)
+        except not_found as e:
+            assert e.status_code == 404
+        else:
+            raise AssertionError("models.retrieve of an unknown model did not raise")
+
+    check(f"{who} models.list() has every route", listed)
+    check(f"{who} models.retrieve() of every route, 404 otherwise", retrieve)
+
+
 def assert_city_args(args: Any, where: str) -> None:
     assert isinstance(args, dict), f"{where}: tool arguments are not a JSON object: {args!r}"
     assert "city" in args, f"{where}: tool arguments lack required 'city': {args!r}"
@@ -286,25 +310,7 @@ def run_openai(base_url: str) -> None:
         check(f"openai    {route:<13} tool call + result, streamed", t.tools_stream)
         check(f"openai    {route:<13} tool call via chat.completions.stream", t.tools_stream_helper)
 
-    def models() -> None:
-        ids = [m.id for m in client.models.list()]
-        for route in ROUTES:
-            assert route in ids, f"{route!r} missing from models.list(): {ids}"
-
-    check("openai    models.list() has every route", models)
-
-    def retrieve() -> None:
-        for route in ROUTES:
-            m = client.models.retrieve(route)
-            assert (m.id, m.object) == (route, "model"), m
-        try:
-            client.models.retrieve(UNKNOWN_MODEL)
-        except openai.NotFoundError as e:
-            assert e.status_code == 404
-        else:
-            raise AssertionError("models.retrieve of an unknown model did not raise")
-
-    check("openai    models.retrieve() of every route, 404 otherwise", retrieve)
+    check_models("openai   ", client, openai.NotFoundError, "object")
 
     def unknown_model() -> None:
         try:
@@ -467,25 +473,7 @@ def run_anthropic(base_url: str) -> None:
         check(f"anthropic {route:<13} tool call + result", t.tools)
         check(f"anthropic {route:<13} tool call + result, streamed", t.tools_stream)
 
-    def models() -> None:
-        ids = [m.id for m in client.models.list()]
-        for route in ROUTES:
-            assert route in ids, f"{route!r} missing from models.list(): {ids}"
-
-    check("anthropic models.list() has every route", models)
-
-    def retrieve() -> None:
-        for route in ROUTES:
-            m = client.models.retrieve(route)
-            assert (m.id, m.type) == (route, "model"), m
-        try:
-            client.models.retrieve(UNKNOWN_MODEL)
-        except anthropic.NotFoundError as e:
-            assert e.status_code == 404
-        else:
-            raise AssertionError("models.retrieve of an unknown model did not raise")
-
-    check("anthropic models.retrieve() of every route, 404 otherwise", retrieve)
+    check_models("anthropic", client, anthropic.NotFoundError, "type")
 
     def unknown_model() -> None:
         try:

@@ -65,8 +65,8 @@ mod linux {
         #[arg(long, default_value = "info")]
         gateway_log_level: String,
         /// The gateway's `database.flush_interval` (e.g. `0s` to commit every row at once).
-        #[arg(long)]
-        ledger_flush_interval: Option<String>,
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        ledger_flush_interval: Option<std::time::Duration>,
         /// Skip the LiteLLM peer run (otherwise scenarios 1 and 4 also run through LiteLLM
         /// when it is importable; never in smoke runs).
         #[arg(long)]
@@ -129,7 +129,9 @@ mod linux {
         }
         opts.concurrency = args.concurrency.max(1);
         opts.gateway_log_level = args.gateway_log_level;
-        opts.ledger_flush_interval = args.ledger_flush_interval;
+        opts.ledger_flush_interval = args
+            .ledger_flush_interval
+            .map(|d| humantime::format_duration(d).to_string());
         opts.peer &= !args.no_peer;
         opts.only = args.scenario;
         opts.extra_notes = args.note;

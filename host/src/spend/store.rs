@@ -363,7 +363,6 @@ fn redb_err(e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Redb(e.to_string())
 }
 
-/// Runs blocking redb work off the async threads.
 type Job = Box<dyn FnOnce() + Send>;
 
 /// Runs `f` on the ledger's own thread, which runs at a lower CPU priority (nice 10) than the
@@ -373,7 +372,7 @@ type Job = Box<dyn FnOnce() + Send>;
 async fn redb_background<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, LedgerError> + Send + 'static,
 ) -> Result<T, LedgerError> {
-    static THREAD: std::sync::OnceLock<Option<std::sync::Mutex<std::sync::mpsc::Sender<Job>>>> =
+    static THREAD: std::sync::OnceLock<Option<std::sync::mpsc::Sender<Job>>> =
         std::sync::OnceLock::new();
     let sender = THREAD.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
@@ -387,11 +386,13 @@ async fn redb_background<T: Send + 'static>(
                     libc::setpriority(libc::PRIO_PROCESS, 0, 10);
                 }
                 for job in rx {
-                    job();
+                    // A panicking write must not take the thread (and every later write)
+                    // with it; its caller sees the dropped reply as a failed write.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                 }
             })
             .ok()
-            .map(|_| std::sync::Mutex::new(tx))
+            .map(|_| tx)
     });
     let Some(sender) = sender else {
         return redb_blocking(f).await;
@@ -400,14 +401,14 @@ async fn redb_background<T: Send + 'static>(
     let job: Job = Box::new(move || {
         let _ = tx.send(f());
     });
-    let sent = sender.lock().map(|s| s.send(job).is_ok()).unwrap_or(false);
-    if !sent {
+    if sender.send(job).is_err() {
         return Err(LedgerError::Redb("the ledger writer thread is gone".into()));
     }
     rx.await
         .unwrap_or_else(|_| Err(LedgerError::Redb("the ledger write panicked".into())))
 }
 
+/// Runs blocking redb work off the async threads.
 async fn redb_blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, LedgerError> + Send + 'static,
 ) -> Result<T, LedgerError> {
