@@ -45,7 +45,7 @@ pub use guardrail::{
     Pattern,
 };
 pub use manifest::{Capability, Manifest, public_key_hex, sha256_hex, sign, signed_message};
-pub use observer::{EventUsage, ObserverPlugin, RequestEvent};
+pub use observer::{EventUsage, GuardrailCount, ObserverPlugin, RequestEvent};
 pub use sandbox::{LogSink, MAX_LOG_LINE, MAX_LOG_LINES_PER_CALL, PluginLog, PluginStats};
 
 use engine::PluginEngine;

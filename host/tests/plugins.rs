@@ -166,6 +166,7 @@ async fn observer_receives_batches_and_keeps_state() {
         request_id: "r".into(),
         timestamp_ms: 0,
         account: None,
+        agent: (route == "default").then(|| "Alice agent".into()),
         route: route.into(),
         endpoint: Some("openai:gpt".into()),
         dialect: "openai".into(),
@@ -182,16 +183,35 @@ async fn observer_receives_batches_and_keeps_state() {
         .into(),
         cost_micro_usd: None,
         error: None,
+        guardrail_findings: if route == "fast" {
+            vec![bitrouter::plugins::GuardrailCount {
+                pattern: "pii_emails".into(),
+                count: 3,
+                action: "warn".into(),
+            }]
+        } else {
+            Vec::new()
+        },
     };
     o.observe(&[event("default", 10, 5), event("fast", 1, 1)])
         .await
         .unwrap();
     o.observe(&[event("default", 20, 7)]).await.unwrap();
     let lines = lines.lock().unwrap().clone();
-    // Totals accumulate across batches: the instance is kept.
+    // Totals accumulate across batches: the instance is kept; the agent name and the
+    // guardrail findings cross the WIT boundary.
     assert_eq!(
         lines.last().map(String::as_str),
-        Some("route fast: 1 requests (0 failed), 1 input tokens, 1 output tokens")
+        Some("guardrail pii_emails (warn): 3 findings")
+    );
+    assert!(
+        lines.contains(&"agent Alice agent: 2 requests".into()),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .contains(&"route fast: 1 requests (0 failed), 1 input tokens, 1 output tokens".into()),
+        "{lines:?}"
     );
     assert!(
         lines.contains(

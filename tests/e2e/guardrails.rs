@@ -386,7 +386,8 @@ async fn bad_guardrail_config_is_refused_with_the_key() {
 }
 
 /// The `observer` world through the real binary: `plugins.observers` loads the Rust example
-/// observer, which receives every request event in batches and logs per-route totals.
+/// observer, which receives every request event in batches and logs per-route totals and the
+/// default guardrails' findings.
 #[tokio::test]
 async fn an_observer_plugin_sees_every_request() {
     let mock = mock_with(MockBehavior {
@@ -400,7 +401,7 @@ async fn an_observer_plugin_sees_every_request() {
     std::fs::write(
         &config,
         format!(
-            "{}models:\n  obs:\n    endpoints: [{{ provider: up, model_id: mock-gpt }}]\ndatabase:\n  url: memory://\nguardrails:\n  builtin: false\nplugins:\n  cache_dir: {}\n  observers:\n    - path: {}\n      config: {{ summary_every: 1 }}\n",
+            "{}models:\n  obs:\n    endpoints: [{{ provider: up, model_id: mock-gpt }}]\ndatabase:\n  url: memory://\nplugins:\n  cache_dir: {}\n  observers:\n    - path: {}\n      config: {{ summary_every: 1 }}\n",
             providers(&[("up", "openai", &mock)]),
             dir.path().join("cache").display(),
             plugin("tokens-per-route"),
@@ -409,19 +410,23 @@ async fn an_observer_plugin_sees_every_request() {
     .unwrap();
     let gateway = crate::child::ChildGateway::spawn(&config, dir.path());
     let client = client();
-    for _ in 0..3 {
+    for prompt in ["hi", "mail alice@corp.io", "hi"] {
         let r = client
             .post(gateway.url("/v1/chat/completions"))
             .header("content-type", "application/json")
-            .body(openai_chat("obs", "hi").to_string())
+            .body(openai_chat("obs", prompt).to_string())
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
     }
-    let want = "route obs: 3 requests (0 failed), 30 input tokens, 15 output tokens";
+    let want = [
+        "route obs: 3 requests (0 failed), 30 input tokens, 15 output tokens",
+        "guardrail pii_emails (warn): 1 findings",
+    ];
     for _ in 0..200 {
-        if gateway.log().contains(want) {
+        let log = gateway.log();
+        if want.iter().all(|w| log.contains(w)) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{ObserveCallback, RequestEvent};
-use crate::plugins::{EventUsage, ObserverPlugin, RequestEvent as PluginEvent};
+use crate::plugins::{EventUsage, GuardrailCount, ObserverPlugin, RequestEvent as PluginEvent};
 
 pub struct WasmObserverSink {
     plugin: ObserverPlugin,
@@ -30,6 +30,7 @@ fn convert(e: &RequestEvent) -> PluginEvent {
         request_id: e.request_id.clone(),
         timestamp_ms: e.time_ms.max(0) as u64,
         account: e.account_id.clone(),
+        agent: e.agent.clone(),
         route: e.route.clone().unwrap_or_else(|| e.requested_model.clone()),
         endpoint: match (&e.provider, &e.model) {
             (Some(p), Some(m)) => Some(format!("{p}:{m}")),
@@ -50,6 +51,15 @@ fn convert(e: &RequestEvent) -> PluginEvent {
         },
         cost_micro_usd: (e.cost_nano_usd > 0).then_some(e.cost_nano_usd / 1000),
         error: e.error_type.clone(),
+        guardrail_findings: e
+            .guardrail_findings
+            .iter()
+            .map(|f| GuardrailCount {
+                pattern: f.pattern.clone(),
+                count: f.count,
+                action: f.action.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -63,5 +73,45 @@ impl ObserveCallback for WasmObserverSink {
         // A failure is counted and logged by the plugin host; the next batch gets a fresh
         // instance.
         let _ = self.runtime.block_on(self.plugin.observe(&batch));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canonical::Dialect;
+    use crate::context::RequestContext;
+
+    #[test]
+    fn the_plugin_event_carries_who_called_and_what_answered() {
+        let mut c = RequestContext::new("r1".into(), Dialect::Anthropic);
+        c.model = "fast".into();
+        c.account = Some("eip155:1:0xabc".into());
+        c.agent = Some(std::sync::Arc::from("Alice agent"));
+        c.provider = Some("openai".into());
+        c.upstream_model = Some("gpt-4o".into());
+        let mut event = c.event(200, None);
+        event.guardrail_findings = vec![crate::observe::GuardrailFinding {
+            pattern: "api_keys".into(),
+            count: 2,
+            action: "redact".into(),
+        }];
+        let e = convert(&event);
+        assert_eq!(e.account.as_deref(), Some("eip155:1:0xabc"));
+        assert_eq!(e.agent.as_deref(), Some("Alice agent"));
+        assert_eq!(e.route, "fast");
+        assert_eq!(e.endpoint.as_deref(), Some("openai:gpt-4o"));
+        assert_eq!(e.dialect, "anthropic");
+        assert_eq!(
+            e.guardrail_findings,
+            vec![GuardrailCount {
+                pattern: "api_keys".into(),
+                count: 2,
+                action: "redact".into()
+            }]
+        );
+        // No card, no name: the field stays empty rather than falling back to the account.
+        c.agent = None;
+        assert_eq!(convert(&c.event(200, None)).agent, None);
     }
 }

@@ -34,6 +34,8 @@ use bindings::{Observer, ObserverPre};
 pub use wt::RequestEvent;
 /// Token counts in a [`RequestEvent`].
 pub use wt::Usage as EventUsage;
+/// One pattern's guardrail findings in a [`RequestEvent`].
+pub use wt::GuardrailCount;
 
 impl From<crate::canonical::Usage> for wt::Usage {
     fn from(u: crate::canonical::Usage) -> Self {

@@ -1,5 +1,6 @@
-//! Counts requests and tokens per route and logs a summary every `summary_every` batches
-//! (config: `{"summary_every": N}`, default 1).
+//! Counts requests and tokens per route, requests per registered agent and guardrail findings
+//! per pattern, and logs a summary every `summary_every` batches (config:
+//! `{"summary_every": N}`, default 1).
 //!
 //! An observer keeps its instance across batches, so the totals live in a `static`.
 
@@ -20,12 +21,18 @@ struct State {
     summary_every: u64,
     batches: u64,
     routes: BTreeMap<String, Totals>,
+    /// Requests per agent name (callers with a registered agent card only).
+    agents: BTreeMap<String, u64>,
+    /// Findings per (pattern, action).
+    findings: BTreeMap<(String, String), u64>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
     summary_every: 1,
     batches: 0,
     routes: BTreeMap::new(),
+    agents: BTreeMap::new(),
+    findings: BTreeMap::new(),
 });
 
 struct TokensPerRoute;
@@ -50,6 +57,13 @@ impl Observer for TokensPerRoute {
             t.errors += u64::from(event.error.is_some());
             t.input_tokens += event.usage.input_tokens;
             t.output_tokens += event.usage.output_tokens;
+            if let Some(agent) = &event.agent {
+                *state.agents.entry(agent.clone()).or_default() += 1;
+            }
+            for f in &event.guardrail_findings {
+                let key = (f.pattern.clone(), f.action.clone());
+                *state.findings.entry(key).or_default() += u64::from(f.count);
+            }
         }
         state.batches += 1;
         if state.batches % state.summary_every == 0 {
@@ -58,6 +72,12 @@ impl Observer for TokensPerRoute {
                     "route {route}: {} requests ({} failed), {} input tokens, {} output tokens",
                     t.requests, t.errors, t.input_tokens, t.output_tokens
                 ));
+            }
+            for (agent, requests) in &state.agents {
+                log::info(&format!("agent {agent}: {requests} requests"));
+            }
+            for ((pattern, action), n) in &state.findings {
+                log::info(&format!("guardrail {pattern} ({action}): {n} findings"));
             }
         }
     }

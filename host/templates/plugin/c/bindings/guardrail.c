@@ -432,15 +432,33 @@ void bitrouter_plugin_types_stream_event_free(bitrouter_plugin_types_stream_even
   }
 }
 
+void bitrouter_plugin_types_guardrail_count_free(bitrouter_plugin_types_guardrail_count_t *ptr) {
+  guardrail_string_free(&ptr->pattern);
+  guardrail_string_free(&ptr->action);
+}
+
+void bitrouter_plugin_types_list_guardrail_count_free(bitrouter_plugin_types_list_guardrail_count_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    bitrouter_plugin_types_guardrail_count_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      bitrouter_plugin_types_guardrail_count_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
 void bitrouter_plugin_types_request_event_free(bitrouter_plugin_types_request_event_t *ptr) {
   guardrail_string_free(&ptr->request_id);
   guardrail_option_string_free(&ptr->account);
+  guardrail_option_string_free(&ptr->agent);
   guardrail_string_free(&ptr->route);
   guardrail_option_string_free(&ptr->endpoint);
   guardrail_string_free(&ptr->dialect);
   guardrail_option_u64_free(&ptr->ttfb_us);
   guardrail_option_u64_free(&ptr->cost_micro_usd);
   guardrail_option_string_free(&ptr->error);
+  bitrouter_plugin_types_list_guardrail_count_free(&ptr->guardrail_findings);
 }
 
 void exports_bitrouter_plugin_guard_pattern_free(exports_bitrouter_plugin_guard_pattern_t *ptr) {

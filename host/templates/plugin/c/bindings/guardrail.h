@@ -362,12 +362,30 @@ typedef struct bitrouter_plugin_types_stream_event_t {
 
 // ---------------------------------------------------------------- observers
 // One finished request, as observers see it.
+// What one guardrail pattern found in a request, both directions together: never the
+// text itself.
+typedef struct bitrouter_plugin_types_guardrail_count_t {
+  guardrail_string_t   pattern;
+  uint32_t   count;
+  // `block`, `redact`, `warn`, or `plugin_failed_closed` (a plugin call failed and its
+  // `block` pattern refused the request). An open set.
+  guardrail_string_t   action;
+} bitrouter_plugin_types_guardrail_count_t;
+
+typedef struct {
+  bitrouter_plugin_types_guardrail_count_t *ptr;
+  size_t len;
+} bitrouter_plugin_types_list_guardrail_count_t;
+
 typedef struct bitrouter_plugin_types_request_event_t {
   guardrail_string_t   request_id;
   // Unix time in milliseconds when the request arrived.
   uint64_t   timestamp_ms;
   // The caller's account (CAIP-10), when the request was authenticated.
   guardrail_option_string_t   account;
+  // The name on the caller's registered agent card (see `/v1/agents`), when its
+  // account has one.
+  guardrail_option_string_t   agent;
   // The model name the caller asked for (a route or `provider:model_id`).
   guardrail_string_t   route;
   // `provider:model_id` of the endpoint that served it, if any did.
@@ -387,6 +405,8 @@ typedef struct bitrouter_plugin_types_request_event_t {
   guardrail_option_u64_t   cost_micro_usd;
   // The error kind, when the request failed.
   guardrail_option_string_t   error;
+  // Guardrail findings per pattern and action (empty when nothing was found).
+  bitrouter_plugin_types_list_guardrail_count_t   guardrail_findings;
 } bitrouter_plugin_types_request_event_t;
 
 typedef bitrouter_plugin_types_direction_t exports_bitrouter_plugin_guard_direction_t;
@@ -499,6 +519,10 @@ void bitrouter_plugin_types_tool_call_start_free(bitrouter_plugin_types_tool_cal
 void bitrouter_plugin_types_tool_call_delta_free(bitrouter_plugin_types_tool_call_delta_t *ptr);
 
 void bitrouter_plugin_types_stream_event_free(bitrouter_plugin_types_stream_event_t *ptr);
+
+void bitrouter_plugin_types_guardrail_count_free(bitrouter_plugin_types_guardrail_count_t *ptr);
+
+void bitrouter_plugin_types_list_guardrail_count_free(bitrouter_plugin_types_list_guardrail_count_t *ptr);
 
 void bitrouter_plugin_types_request_event_free(bitrouter_plugin_types_request_event_t *ptr);
 
