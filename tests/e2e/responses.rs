@@ -432,3 +432,205 @@ async fn responses_errors_are_openai_shaped() {
         assert!(v.get("type").is_none(), "{route}: Anthropic-shaped: {v}");
     }
 }
+
+/// A stand-in for OpenAI's Responses endpoint (the mock upstream does not speak it): records
+/// each request and answers with a canned `response` object, or SSE events when asked to
+/// stream, on a loopback port.
+struct FakeResponses {
+    base: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<(String, String, Value)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeResponses {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+const UPSTREAM_JSON: &str = r#"{"id":"resp_up1","object":"response","created_at":1,"status":"completed","model":"gpt-up","output":[{"type":"reasoning","id":"rs_1","summary":[{"type":"summary_text","text":"thinking"}]},{"type":"message","id":"msg_1","status":"completed","role":"assistant","content":[{"type":"output_text","text":"Hello from Responses.","annotations":[]}]}],"usage":{"input_tokens":7,"input_tokens_details":{"cached_tokens":2},"output_tokens":5,"output_tokens_details":{"reasoning_tokens":1},"total_tokens":12},"upstream_only_field":1}"#;
+
+fn upstream_sse() -> String {
+    let events = [
+        json!({"type": "response.created", "sequence_number": 0, "response": {"id": "resp_up2", "model": "gpt-up", "status": "in_progress", "output": []}}),
+        json!({"type": "response.output_item.added", "sequence_number": 1, "output_index": 0, "item": {"type": "message", "id": "msg_1", "role": "assistant", "content": [], "status": "in_progress"}}),
+        json!({"type": "response.output_text.delta", "sequence_number": 2, "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "Hello from "}),
+        json!({"type": "response.output_text.delta", "sequence_number": 3, "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "Responses."}),
+        json!({"type": "response.output_item.done", "sequence_number": 4, "output_index": 0, "item": {"type": "message", "id": "msg_1"}}),
+        json!({"type": "response.output_item.added", "sequence_number": 5, "output_index": 1, "item": {"type": "function_call", "id": "fc_1", "call_id": "call_9", "name": "get_weather", "arguments": ""}}),
+        json!({"type": "response.function_call_arguments.delta", "sequence_number": 6, "item_id": "fc_1", "output_index": 1, "delta": "{\"city\":"}),
+        json!({"type": "response.function_call_arguments.delta", "sequence_number": 7, "item_id": "fc_1", "output_index": 1, "delta": "\"Paris\"}"}),
+        json!({"type": "response.output_item.done", "sequence_number": 8, "output_index": 1, "item": {"type": "function_call", "id": "fc_1"}}),
+        json!({"type": "response.completed", "sequence_number": 9, "response": {"id": "resp_up2", "model": "gpt-up", "status": "completed", "output": [],
+            "usage": {"input_tokens": 7, "output_tokens": 5, "total_tokens": 12}}}),
+    ];
+    events
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+        .collect()
+}
+
+impl FakeResponses {
+    async fn start() -> FakeResponses {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/v1", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = requests.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    let (head, body) = loop {
+                        let n = conn.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            break (head, buf[end + 4..end + 4 + len].to_vec());
+                        }
+                    };
+                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    let stream = body["stream"] == true;
+                    log.lock().unwrap().push((path, head, body));
+                    let (kind, payload) = if stream {
+                        ("text/event-stream", upstream_sse())
+                    } else {
+                        ("application/json", UPSTREAM_JSON.to_owned())
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{payload}",
+                        payload.len()
+                    );
+                    let _ = conn.write_all(reply.as_bytes()).await;
+                    let _ = conn.shutdown().await;
+                });
+            }
+        });
+        FakeResponses {
+            base,
+            requests,
+            task,
+        }
+    }
+
+    /// The last request: (path, lower-cased head, body).
+    fn last(&self) -> (String, String, Value) {
+        self.requests
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("no upstream request")
+    }
+}
+
+async fn responses_upstream() -> (TestGateway, FakeResponses) {
+    let up = FakeResponses::start().await;
+    let yaml = format!(
+        "providers:\n  up-resp:\n    api_protocol: openai_responses\n    api_base: {}\n    api_key: test-key-resp\nmodels:\n  to-responses:\n    endpoints: [{{ provider: up-resp, model_id: gpt-up }}]\n",
+        up.base
+    );
+    (TestGateway::start(&yaml).await, up)
+}
+
+#[tokio::test]
+async fn responses_callers_reach_a_responses_upstream_untouched() {
+    let (gw, up) = responses_upstream().await;
+    let body = json!({"model": "to-responses", "input": "and then?", "previous_response_id": "resp_0",
+        "store": true, "metadata": {"k": "v"}, "tools": [{"type": "web_search"}], "reasoning": {"effort": "low"}});
+    let r = post(&gw, "/v1/responses", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Same dialect: the upstream's bytes, fields the gateway does not model included.
+    assert_eq!(r.text, UPSTREAM_JSON);
+    assert_eq!(r.header("x-bitrouter-upstream"), "up-resp:gpt-up");
+    let (path, head, sent) = up.last();
+    assert_eq!(path, "/v1/responses");
+    assert!(
+        head.contains("authorization: bearer test-key-resp"),
+        "{head}"
+    );
+    assert_eq!(sent["model"], "gpt-up");
+    assert_eq!(sent["previous_response_id"], "resp_0");
+    assert_eq!(sent["store"], true);
+    assert_eq!(sent["metadata"]["k"], "v");
+    assert_eq!(sent["reasoning"]["effort"], "low");
+    assert_eq!(sent["tools"], json!([{"type": "web_search"}]));
+    assert_eq!(sent["input"][0]["content"][0]["text"], "and then?");
+
+    let r = post(
+        &gw,
+        "/v1/responses",
+        &json!({"model": "to-responses", "input": "hi", "stream": true}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let events = stream_events(&r);
+    let done = &events.last().unwrap().1;
+    assert_eq!(done["type"], "response.completed");
+    assert_eq!(output_text(&done["response"]), "Hello from Responses.");
+    assert_eq!(
+        done["response"]["output"][1]["arguments"],
+        "{\"city\":\"Paris\"}"
+    );
+    assert_eq!(done["response"]["usage"]["total_tokens"], 12);
+}
+
+#[tokio::test]
+async fn other_callers_reach_a_responses_upstream() {
+    let (gw, up) = responses_upstream().await;
+    let body = json!({"model": "to-responses", "max_tokens": 20, "messages": [
+        {"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"}]});
+    let r = post(&gw, "/v1/chat/completions", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Hello from Responses."
+    );
+    assert_eq!(v["choices"][0]["message"]["reasoning_content"], "thinking");
+    assert_eq!(v["usage"]["prompt_tokens"], 7);
+    assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 2);
+    let (_, _, sent) = up.last();
+    assert_eq!(sent["instructions"], "Be terse.");
+    assert_eq!(
+        sent["input"],
+        json!([{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}])
+    );
+    assert_eq!(sent["max_output_tokens"], 20);
+    assert_eq!(sent["store"], false);
+
+    let body = json!({"model": "to-responses", "max_tokens": 20, "stream": true,
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}]});
+    let r = post(&gw, "/v1/messages", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(streamed_text("anthropic", &r), "Hello from Responses.");
+    assert!(r.text.contains(r#""stop_reason":"tool_use""#), "{}", r.text);
+    let args: String = r
+        .sse_data()
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|e| e["delta"]["partial_json"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(args, "{\"city\":\"Paris\"}");
+    let (_, _, sent) = up.last();
+    assert_eq!(
+        sent["tools"][0],
+        json!({"type": "function", "name": "get_weather", "parameters": {"type": "object"}, "strict": false})
+    );
+    assert_eq!(sent["stream"], true);
+}
