@@ -5,6 +5,7 @@
 pub mod anthropic;
 pub mod gemini;
 pub mod openai_chat;
+pub mod openai_responses;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -144,6 +145,7 @@ pub fn decode_request_at(
 ) -> Result<Request, DecodeError> {
     match dialect {
         Dialect::OpenAiChat => openai_chat::decode_request(body),
+        Dialect::OpenAiResponses => openai_responses::decode_request(body),
         Dialect::Anthropic => anthropic::decode_request(body),
         Dialect::Gemini => {
             let (model, stream) = url_model.map_or(("", false), |u| (u.model.as_str(), u.stream));
@@ -163,6 +165,7 @@ pub struct UrlModel {
 pub fn encode_request(dialect: Dialect, request: &Request, model: &str) -> Value {
     match dialect {
         Dialect::OpenAiChat => openai_chat::encode_request(request, model),
+        Dialect::OpenAiResponses => openai_responses::encode_request(request, model),
         Dialect::Anthropic => anthropic::encode_request(request, model),
         Dialect::Gemini => gemini::encode_request(request, model),
     }
@@ -171,6 +174,7 @@ pub fn encode_request(dialect: Dialect, request: &Request, model: &str) -> Value
 pub fn decode_response(dialect: Dialect, body: &[u8]) -> Result<Response, DecodeError> {
     match dialect {
         Dialect::OpenAiChat => openai_chat::decode_response(body),
+        Dialect::OpenAiResponses => openai_responses::decode_response(body),
         Dialect::Anthropic => anthropic::decode_response(body),
         Dialect::Gemini => gemini::decode_response(body),
     }
@@ -179,6 +183,7 @@ pub fn decode_response(dialect: Dialect, body: &[u8]) -> Result<Response, Decode
 pub fn encode_response(dialect: Dialect, response: &Response) -> Bytes {
     match dialect {
         Dialect::OpenAiChat => openai_chat::encode_response(response),
+        Dialect::OpenAiResponses => openai_responses::encode_response(response),
         Dialect::Anthropic => anthropic::encode_response(response),
         Dialect::Gemini => gemini::encode_response(response),
     }
@@ -210,6 +215,7 @@ pub fn upstream_error_message(body: &[u8]) -> String {
 /// Encodes canonical events in the caller's dialect.
 pub enum StreamEncoder {
     OpenAiChat(openai_chat::StreamEncoder),
+    OpenAiResponses(openai_responses::StreamEncoder),
     Anthropic(anthropic::StreamEncoder),
     Gemini(gemini::StreamEncoder),
 }
@@ -220,6 +226,9 @@ impl StreamEncoder {
             Dialect::OpenAiChat => {
                 StreamEncoder::OpenAiChat(openai_chat::StreamEncoder::new(include_usage))
             }
+            Dialect::OpenAiResponses => {
+                StreamEncoder::OpenAiResponses(openai_responses::StreamEncoder::new())
+            }
             Dialect::Anthropic => StreamEncoder::Anthropic(anthropic::StreamEncoder::new()),
             Dialect::Gemini => StreamEncoder::Gemini(gemini::StreamEncoder::new()),
         }
@@ -228,6 +237,7 @@ impl StreamEncoder {
     pub fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
         match self {
             StreamEncoder::OpenAiChat(e) => e.encode(event, out),
+            StreamEncoder::OpenAiResponses(e) => e.encode(event, out),
             StreamEncoder::Anthropic(e) => e.encode(event, out),
             StreamEncoder::Gemini(e) => e.encode(event, out),
         }
@@ -236,6 +246,7 @@ impl StreamEncoder {
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         match self {
             StreamEncoder::OpenAiChat(e) => e.finish(out),
+            StreamEncoder::OpenAiResponses(e) => e.finish(out),
             StreamEncoder::Anthropic(e) => e.finish(out),
             StreamEncoder::Gemini(e) => e.finish(out),
         }
@@ -245,6 +256,7 @@ impl StreamEncoder {
 /// Decodes an upstream's SSE payloads in its dialect.
 pub enum StreamDecoder {
     OpenAiChat(openai_chat::StreamDecoder),
+    OpenAiResponses(openai_responses::StreamDecoder),
     Anthropic(anthropic::StreamDecoder),
     Gemini(gemini::StreamDecoder),
 }
@@ -253,6 +265,9 @@ impl StreamDecoder {
     pub fn new(dialect: Dialect) -> Self {
         match dialect {
             Dialect::OpenAiChat => StreamDecoder::OpenAiChat(openai_chat::StreamDecoder::new()),
+            Dialect::OpenAiResponses => {
+                StreamDecoder::OpenAiResponses(openai_responses::StreamDecoder::new())
+            }
             Dialect::Anthropic => StreamDecoder::Anthropic(anthropic::StreamDecoder::new()),
             Dialect::Gemini => StreamDecoder::Gemini(gemini::StreamDecoder::new()),
         }
@@ -261,6 +276,7 @@ impl StreamDecoder {
     pub fn decode(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), DecodeError> {
         match self {
             StreamDecoder::OpenAiChat(d) => d.decode(data, out),
+            StreamDecoder::OpenAiResponses(d) => d.decode(data, out),
             StreamDecoder::Anthropic(d) => d.decode(data, out),
             StreamDecoder::Gemini(d) => d.decode(data, out),
         }
@@ -270,6 +286,7 @@ impl StreamDecoder {
     pub fn finished(&self) -> bool {
         match self {
             StreamDecoder::OpenAiChat(d) => d.finished(),
+            StreamDecoder::OpenAiResponses(d) => d.finished(),
             StreamDecoder::Anthropic(d) => d.finished(),
             StreamDecoder::Gemini(d) => d.finished(),
         }

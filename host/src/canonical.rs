@@ -8,6 +8,8 @@ use serde_json::{Map, Value};
 pub enum Dialect {
     /// OpenAI Chat Completions (`/v1/chat/completions`).
     OpenAiChat,
+    /// OpenAI Responses (`/v1/responses`).
+    OpenAiResponses,
     /// Anthropic Messages (`/v1/messages`).
     Anthropic,
     /// Google Gemini `generateContent` (`/v1beta/models/{model}:generateContent`).
@@ -18,6 +20,8 @@ impl Dialect {
     pub fn as_str(self) -> &'static str {
         match self {
             Dialect::OpenAiChat => "openai",
+            // The same name as its `api_protocol`, like the others.
+            Dialect::OpenAiResponses => "openai_responses",
             Dialect::Anthropic => "anthropic",
             Dialect::Gemini => "google",
         }

@@ -832,7 +832,7 @@ fn resolve_provider(
     let at = format!("providers.{name}");
     let protocol = s
         .api_protocol
-        .ok_or_else(|| invalid(&format!("{at}.api_protocol"), "is required for a provider that is not built in (openai, anthropic, google, or plugin with an `adapter`), or use `derives`".into()))?;
+        .ok_or_else(|| invalid(&format!("{at}.api_protocol"), "is required for a provider that is not built in (openai, openai_responses, anthropic, google, or plugin with an `adapter`), or use `derives`".into()))?;
     let expand = |v: &str| env.expand(v);
     let adapter = match (protocol, s.adapter.clone()) {
         (ApiProtocol::Plugin, Some(e)) => Some(

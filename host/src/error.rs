@@ -203,18 +203,18 @@ impl Error {
         }
     }
 
-    /// The JSON error body in `dialect`. An upstream error of the same dialect is returned
-    /// byte for byte.
+    /// The JSON error body in `dialect`. An upstream error of the same dialect (or the same
+    /// error shape) is returned byte for byte.
     pub fn body(&self, dialect: Dialect) -> Bytes {
         if let Some(u) = &self.upstream
-            && u.dialect == dialect
+            && same_error_shape(u.dialect, dialect)
             && !u.body.is_empty()
         {
             return u.body.clone();
         }
         let status = self.status();
         let mut value = match dialect {
-            Dialect::OpenAiChat => serde_json::json!({
+            Dialect::OpenAiChat | Dialect::OpenAiResponses => serde_json::json!({
                 "error": {
                     "message": self.message,
                     "type": openai_error_type(status),
@@ -242,6 +242,13 @@ impl Error {
         }
         Bytes::from(value.to_string())
     }
+}
+
+/// Both OpenAI APIs wrap errors in the same `{"error": {...}}`, so a chat upstream's error
+/// body is already what a Responses caller expects.
+fn same_error_shape(upstream: Dialect, caller: Dialect) -> bool {
+    let openai = |d| matches!(d, Dialect::OpenAiChat | Dialect::OpenAiResponses);
+    upstream == caller || openai(upstream) && openai(caller)
 }
 
 fn openai_error_type(status: StatusCode) -> &'static str {

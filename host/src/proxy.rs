@@ -235,29 +235,33 @@ impl Proxy {
         for target in &plan.targets {
             ctx.trying(target);
             let started = Instant::now();
-            let outcome = match target.protocol {
-                Protocol::Native(upstream) if request.stream => {
-                    self.try_stream(&request, target, upstream, dialect, &extra_headers)
-                        .await
-                }
-                Protocol::Native(upstream) => {
-                    self.try_json(&request, target, upstream, dialect, &extra_headers)
-                        .await
-                }
-                Protocol::Adapter => match adapters.get(&target.provider) {
-                    Some(a) if request.stream => {
-                        self.try_adapted_stream(&request, target, a, dialect).await
+            let outcome = if let Some(why) = refused_by(&request, target) {
+                Err(Error::bad_request(why))
+            } else {
+                match target.protocol {
+                    Protocol::Native(upstream) if request.stream => {
+                        self.try_stream(&request, target, upstream, dialect, &extra_headers)
+                            .await
                     }
-                    Some(a) => self.try_adapted_json(&request, target, a).await,
-                    None => Err(Error::new(
-                        ErrorKind::NotConfigured,
-                        format!(
-                            "provider {:?} has no loaded adapter plugin",
-                            target.provider
-                        ),
-                    )
-                    .retryable(true)),
-                },
+                    Protocol::Native(upstream) => {
+                        self.try_json(&request, target, upstream, dialect, &extra_headers)
+                            .await
+                    }
+                    Protocol::Adapter => match adapters.get(&target.provider) {
+                        Some(a) if request.stream => {
+                            self.try_adapted_stream(&request, target, a, dialect).await
+                        }
+                        Some(a) => self.try_adapted_json(&request, target, a).await,
+                        None => Err(Error::new(
+                            ErrorKind::NotConfigured,
+                            format!(
+                                "provider {:?} has no loaded adapter plugin",
+                                target.provider
+                            ),
+                        )
+                        .retryable(true)),
+                    },
+                }
             };
             let duration = started.elapsed();
             match outcome {
@@ -529,6 +533,20 @@ async fn prime(
         first,
         idle: t.idle,
         total: t.total,
+    })
+}
+
+/// Why `target` cannot serve `request` at all: a Responses request that needs OpenAI's stored
+/// state is refused by every other upstream rather than answered without that state.
+fn refused_by(request: &Request, target: &Target) -> Option<String> {
+    if target.protocol == Protocol::Native(Dialect::OpenAiResponses) {
+        return None;
+    }
+    api::openai_responses::needs_responses_upstream(request).map(|why| {
+        format!(
+            "{why} ({} does not speak the Responses API)",
+            target.label()
+        )
     })
 }
 

@@ -299,6 +299,10 @@ fn build_target(
             Protocol::Native(Dialect::OpenAiChat),
             format!("{base}/chat/completions"),
         ),
+        ApiProtocol::OpenaiResponses => (
+            Protocol::Native(Dialect::OpenAiResponses),
+            format!("{base}/responses"),
+        ),
         ApiProtocol::Anthropic if base.ends_with("/v1") => (
             Protocol::Native(Dialect::Anthropic),
             format!("{base}/messages"),
@@ -339,7 +343,8 @@ fn build_target(
         match protocol {
             // Adapters never see the key; most APIs take it as a bearer token, and
             // `default_headers` covers the rest (with `api_key_required: false`).
-            Protocol::Native(Dialect::OpenAiChat) | Protocol::Adapter => {
+            Protocol::Native(Dialect::OpenAiChat | Dialect::OpenAiResponses)
+            | Protocol::Adapter => {
                 let v = HeaderValue::from_str(&format!("Bearer {key}"))
                     .map_err(|_| bad("the API key"))?;
                 headers.insert(http::header::AUTHORIZATION, v);

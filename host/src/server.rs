@@ -439,6 +439,10 @@ impl Gateway {
                 self.model_call(Dialect::Anthropic, None, id.clone(), req, token)
                     .await
             }
+            ("/v1/responses" | "/responses", &Method::POST) => {
+                self.model_call(Dialect::OpenAiResponses, None, id.clone(), req, token)
+                    .await
+            }
             (p, _) if gemini_path(p).is_some() => match gemini_path(p) {
                 Some(Ok(url_model)) if method == Method::POST => {
                     self.model_call(Dialect::Gemini, Some(url_model), id.clone(), req, token)
@@ -476,9 +480,15 @@ impl Gateway {
             ("/admin/metrics" | "/v1/metrics" | "/metrics", _) => {
                 method_not_allowed(req.headers(), path, "GET")
             }
-            ("/v1/chat/completions" | "/chat/completions" | "/v1/messages" | "/messages", _) => {
-                method_not_allowed(req.headers(), path, "POST")
-            }
+            (
+                "/v1/chat/completions"
+                | "/chat/completions"
+                | "/v1/messages"
+                | "/messages"
+                | "/v1/responses"
+                | "/responses",
+                _,
+            ) => method_not_allowed(req.headers(), path, "POST"),
             (
                 "/v1/models" | "/models" | "/health" | "/healthz" | "/admin/spend" | "/admin"
                 | "/admin/" | "/admin/plugins",
@@ -493,7 +503,7 @@ impl Gateway {
                 let e = Error::new(
                     ErrorKind::UnknownPath,
                     format!(
-                        "no route {method} {path}; this gateway serves POST /v1/chat/completions, POST /v1/messages, POST /v1beta/models/{{model}}:generateContent and :streamGenerateContent, GET /v1/models, GET /v1/models/{{id}}, GET /health, GET /metrics, GET /admin (dashboard), GET /admin/metrics, GET /admin/spend, GET /admin/plugins, POST /admin/plugins/reload, GET /.well-known/agent-card.json, GET/POST /v1/agents, GET/DELETE /v1/agents/{{caip10}}"
+                        "no route {method} {path}; this gateway serves POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, POST /v1beta/models/{{model}}:generateContent and :streamGenerateContent, GET /v1/models, GET /v1/models/{{id}}, GET /health, GET /metrics, GET /admin (dashboard), GET /admin/metrics, GET /admin/spend, GET /admin/plugins, POST /admin/plugins/reload, GET /.well-known/agent-card.json, GET/POST /v1/agents, GET/DELETE /v1/agents/{{caip10}}"
                     ),
                 );
                 error_response(guess_dialect(req.headers(), path), &e)
@@ -720,11 +730,16 @@ fn request_id(headers: &HeaderMap) -> String {
 /// Parses a Gemini method path, `/v1beta/models/{model}:generateContent` (or
 /// `:streamGenerateContent`). `None`: not a Gemini path. The model may hold
 /// `:` (`provider:model_id`) and `/`, so only the last `:` separates the method.
-/// The endpoints that call a model (all three dialects).
+/// The endpoints that call a model (every dialect).
 fn is_model_path(path: &str) -> bool {
     matches!(
         path,
-        "/v1/chat/completions" | "/chat/completions" | "/v1/messages" | "/messages"
+        "/v1/chat/completions"
+            | "/chat/completions"
+            | "/v1/responses"
+            | "/responses"
+            | "/v1/messages"
+            | "/messages"
     ) || gemini_path(path).is_some()
 }
 
@@ -778,6 +793,8 @@ fn guess_dialect(headers: &HeaderMap, path: &str) -> Dialect {
         Dialect::Gemini
     } else if path.contains("/messages") || headers.contains_key("anthropic-version") {
         Dialect::Anthropic
+    } else if path.ends_with("/responses") {
+        Dialect::OpenAiResponses
     } else {
         Dialect::OpenAiChat
     }

@@ -16,6 +16,8 @@ use crate::harness::{
 };
 
 const DIALECTS: [&str; 2] = ["openai", "anthropic"];
+/// Every caller dialect, for the tests whose bodies need no dialect-specific edits.
+const CALLERS: [&str; 3] = ["openai", "anthropic", "responses"];
 
 /// The path of a dialect's model-call endpoint.
 fn path_of(dialect: &str) -> &'static str {
@@ -51,7 +53,8 @@ fn error_message(dialect: &str, r: &Reply, status: u16, what: &str) -> String {
 /// Checks the dialect's error shape (and the error type for `status`); returns the message.
 fn error_body_message(dialect: &str, v: &Value, status: u16, what: &str) -> String {
     match dialect {
-        "openai" => {
+        // The Responses API reports errors exactly like chat completions.
+        "openai" | "responses" => {
             let e = &v["error"];
             assert!(e.is_object(), "[openai] {what}: no `error` object: {v}");
             assert!(
@@ -139,7 +142,7 @@ async fn invalid_json_is_400_in_the_callers_dialect() {
         ("single quotes", b"{'model': 'r'}"),
         ("invalid UTF-8 in a string", b"{\"model\": \"\xff\xfe\"}"),
     ];
-    for dialect in DIALECTS {
+    for dialect in CALLERS {
         for (what, body) in bodies {
             let r = post_raw(&gw, path_of(dialect), body.to_vec(), &[]).await;
             let msg = error_message(dialect, &r, 400, what);
@@ -313,6 +316,95 @@ async fn missing_and_invalid_fields_say_what_is_wrong() {
     assert_still_serves(&gw, &m).await;
 }
 
+/// The Responses dialect's own shapes: `input` and its items, flat function tools.
+#[tokio::test]
+async fn responses_bad_input_names_the_field() {
+    let (gw, m) = gateway("").await;
+    let cases: Vec<(&str, Value, Vec<&str>)> = vec![
+        (
+            "missing model",
+            json!({"input": "hi"}),
+            vec!["missing", "model"],
+        ),
+        (
+            "missing input",
+            json!({"model": "r"}),
+            vec!["input", "required"],
+        ),
+        (
+            "input is a number",
+            json!({"model": "r", "input": 5}),
+            vec!["input", "expected a string or an array"],
+        ),
+        (
+            "input is an object",
+            json!({"model": "r", "input": {"role": "user"}}),
+            vec!["input", "an object"],
+        ),
+        (
+            "item is a string",
+            json!({"model": "r", "input": ["hi"]}),
+            vec!["input[0]", "expected an input item"],
+        ),
+        (
+            "item without type or role",
+            json!({"model": "r", "input": [{"content": "hi"}]}),
+            vec!["input[0].type", "required"],
+        ),
+        (
+            "unknown role",
+            json!({"model": "r", "input": [{"role": "wizard", "content": "hi"}]}),
+            vec!["input[0].role", "wizard"],
+        ),
+        (
+            "content is a number",
+            json!({"model": "r", "input": [{"role": "user", "content": 5}]}),
+            vec!["input[0].content"],
+        ),
+        (
+            "part without text",
+            json!({"model": "r", "input": [{"role": "user", "content": [{"type": "input_text"}]}]}),
+            vec!["input[0].content[0].text"],
+        ),
+        (
+            "function_call without call_id",
+            json!({"model": "r", "input": [{"role": "user", "content": "a"}, {"type": "function_call", "name": "f", "arguments": "{}"}]}),
+            vec!["input[1].call_id", "required"],
+        ),
+        (
+            "function tool without a name",
+            json!({"model": "r", "input": "hi", "tools": [{"type": "function", "parameters": {}}]}),
+            vec!["tools[0].name"],
+        ),
+        (
+            "max_output_tokens is a string",
+            json!({"model": "r", "input": "hi", "max_output_tokens": "9"}),
+            vec!["max_output_tokens"],
+        ),
+        (
+            "instructions is a number",
+            json!({"model": "r", "input": "hi", "instructions": 1}),
+            vec!["instructions"],
+        ),
+    ];
+    for (what, body, needles) in cases {
+        let r = post(&gw, "/v1/responses", &body).await;
+        let msg = error_message("responses", &r, 400, what);
+        for n in needles {
+            assert!(
+                msg.contains(n),
+                "[responses] {what}: message should contain {n:?}: {msg}"
+            );
+        }
+    }
+    assert_eq!(
+        m.request_count(),
+        0,
+        "rejected requests must not reach the upstream"
+    );
+    assert_still_serves(&gw, &m).await;
+}
+
 /// A valid body for `dialect` whose JSON text is exactly `len` bytes long.
 fn body_of_len(dialect: &str, len: usize) -> Vec<u8> {
     let (_, base) = request_for(dialect, "r", "");
@@ -426,7 +518,7 @@ async fn body_over_the_limit_is_413() {
 #[tokio::test]
 async fn unknown_model_or_provider_is_404() {
     let (gw, m) = gateway("").await;
-    for dialect in DIALECTS {
+    for dialect in CALLERS {
         for model in ["no-such-route", "nosuchprovider:some-model", "R"] {
             let (path, body) = request_for(dialect, model, "hi");
             let r = post(&gw, path, &body).await;
@@ -495,6 +587,8 @@ async fn unknown_path_is_404_and_wrong_method_is_405() {
             "POST",
             "openai",
         ),
+        (reqwest::Method::GET, "/v1/responses", "POST", "openai"),
+        (reqwest::Method::PUT, "/responses", "POST", "openai"),
         (reqwest::Method::GET, "/v1/messages", "POST", "anthropic"),
         (reqwest::Method::PATCH, "/messages", "POST", "anthropic"),
         (reqwest::Method::POST, "/v1/models", "GET", "openai"),

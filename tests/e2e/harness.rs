@@ -203,10 +203,14 @@ pub fn anthropic_msg(model: &str, text: &str) -> Value {
     serde_json::json!({"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": text}]})
 }
 
-/// The path and body shape for a dialect name.
+/// The path and body shape for a dialect name (`openai`, `responses`, `anthropic`).
 pub fn request_for(dialect: &str, model: &str, text: &str) -> (&'static str, Value) {
     match dialect {
         "openai" => ("/v1/chat/completions", openai_chat(model, text)),
+        "responses" => (
+            "/v1/responses",
+            serde_json::json!({"model": model, "input": text}),
+        ),
         _ => ("/v1/messages", anthropic_msg(model, text)),
     }
 }

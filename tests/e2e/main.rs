@@ -15,6 +15,7 @@ mod harness;
 mod ledger_backends;
 mod observe;
 mod plugin_cli;
+mod responses;
 mod scratch_db;
 mod sdk_clients;
 mod spend;

@@ -2,9 +2,10 @@
 //!
 //! Starts the mock upstream in-process, writes a config with one route per upstream protocol
 //! (`via-openai`, `via-anthropic`, `via-gemini`), spawns `bitrouter serve` on a free port and
-//! runs `tests/sdk/sdk_e2e.py` (the OpenAI and Anthropic SDKs) or `tests/sdk/gemini_e2e.py`
-//! (google-genai), which drive their SDKs through every route (chat, streaming, tool calls,
-//! model list, an error). The Python side needs a virtualenv with the pinned SDKs:
+//! runs `tests/sdk/sdk_e2e.py` (the OpenAI and Anthropic SDKs), `tests/sdk/gemini_e2e.py`
+//! (google-genai) or `tests/sdk/responses_e2e.py` (the OpenAI SDK's `responses`), which drive
+//! their SDKs through every route (chat, streaming, tool calls, model list, an error). The
+//! Python side needs a virtualenv with the pinned SDKs:
 //!
 //! ```sh
 //! python3 -m venv .venv && .venv/bin/pip install -r tests/sdk/requirements.txt
@@ -25,6 +26,8 @@ use crate::child::ChildGateway;
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const SDK_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sdk/sdk_e2e.py");
 const GEMINI_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sdk/gemini_e2e.py");
+const RESPONSES_SCRIPT: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sdk/responses_e2e.py");
 /// Generous: the script makes ~40 requests against a local mock and takes a few seconds.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
 const SETUP_HINT: &str = "set up the SDK virtualenv at the workspace root with\n    \
@@ -238,4 +241,9 @@ async fn sdk_clients_openai_and_anthropic_through_every_protocol() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_client_google_genai_through_every_protocol() {
     sdk_run(GEMINI_SCRIPT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_client_openai_responses_through_every_protocol() {
+    sdk_run(RESPONSES_SCRIPT).await;
 }

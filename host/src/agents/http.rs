@@ -264,7 +264,7 @@ fn error(e: &AgentError) -> Response<Body> {
 pub fn gateway_card(base_url: &str, routes: &[String], auth_on: bool) -> Value {
     let mut card = json!({
         "name": "BitRouter",
-        "description": "LLM gateway: one endpoint for many providers, with routing, failover, spend tracking and guardrails. Speaks the OpenAI and Anthropic HTTP APIs.",
+        "description": "LLM gateway: one endpoint for many providers, with routing, failover, spend tracking and guardrails. Speaks the OpenAI (chat completions and responses), Anthropic and Gemini HTTP APIs.",
         "version": env!("CARGO_PKG_VERSION"),
         "protocolVersion": "0.3.0",
         "url": base_url,
@@ -277,6 +277,9 @@ pub fn gateway_card(base_url: &str, routes: &[String], auth_on: bool) -> Value {
             {"id": "openai-chat-completions", "name": "OpenAI chat completions",
              "description": format!("POST {base_url}/v1/chat/completions (OpenAI dialect, JSON or SSE)"),
              "tags": ["llm", "openai", "chat"], "examples": routes.iter().take(32).collect::<Vec<_>>()},
+            {"id": "openai-responses", "name": "OpenAI responses",
+             "description": format!("POST {base_url}/v1/responses (OpenAI Responses dialect, JSON or SSE; stateless)"),
+             "tags": ["llm", "openai", "responses"], "examples": routes.iter().take(32).collect::<Vec<_>>()},
             {"id": "anthropic-messages", "name": "Anthropic messages",
              "description": format!("POST {base_url}/v1/messages (Anthropic dialect, JSON or SSE)"),
              "tags": ["llm", "anthropic", "messages"], "examples": routes.iter().take(32).collect::<Vec<_>>()},

@@ -133,6 +133,9 @@ impl TryFrom<ByteSizeRepr> for ByteSize {
 #[serde(rename_all = "lowercase")]
 pub enum ApiProtocol {
     Openai,
+    /// OpenAI's Responses API (`{api_base}/responses`).
+    #[serde(rename = "openai_responses")]
+    OpenaiResponses,
     Anthropic,
     Google,
     /// Spoken by a provider-adapter plugin (`adapter:`), not by the gateway itself.

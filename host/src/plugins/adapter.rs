@@ -292,9 +292,14 @@ fn http_request_from_wit(r: wa::HttpRequest) -> Result<HttpRequest, String> {
 // ------------------------------------------------------------------ canonical → WIT
 
 fn dialect_from_str(s: &str) -> Option<Dialect> {
-    [Dialect::OpenAiChat, Dialect::Anthropic, Dialect::Gemini]
-        .into_iter()
-        .find(|d| d.as_str() == s)
+    [
+        Dialect::OpenAiChat,
+        Dialect::OpenAiResponses,
+        Dialect::Anthropic,
+        Dialect::Gemini,
+    ]
+    .into_iter()
+    .find(|d| d.as_str() == s)
 }
 
 fn extra_to_wit(e: &c::Extra) -> Option<wt::Extra> {
