@@ -102,14 +102,12 @@ mod tests {
         assert_eq!(e.route, "fast");
         assert_eq!(e.endpoint.as_deref(), Some("openai:gpt-4o"));
         assert_eq!(e.dialect, "anthropic");
-        assert_eq!(
-            e.guardrail_findings,
-            vec![GuardrailCount {
-                pattern: "api_keys".into(),
-                count: 2,
-                action: "redact".into()
-            }]
-        );
+        let findings: Vec<(&str, u32, &str)> = e
+            .guardrail_findings
+            .iter()
+            .map(|f| (f.pattern.as_str(), f.count, f.action.as_str()))
+            .collect();
+        assert_eq!(findings, [("api_keys", 2, "redact")]);
         // No card, no name: the field stays empty rather than falling back to the account.
         c.agent = None;
         assert_eq!(convert(&c.event(200, None)).agent, None);

@@ -30,12 +30,12 @@ mod bindings {
 
 use bindings::{Observer, ObserverPre};
 
+/// One pattern's guardrail findings in a [`RequestEvent`].
+pub use wt::GuardrailCount;
 /// One finished request, as observers see it (the WIT record `request-event`).
 pub use wt::RequestEvent;
 /// Token counts in a [`RequestEvent`].
 pub use wt::Usage as EventUsage;
-/// One pattern's guardrail findings in a [`RequestEvent`].
-pub use wt::GuardrailCount;
 
 impl From<crate::canonical::Usage> for wt::Usage {
     fn from(u: crate::canonical::Usage) -> Self {
