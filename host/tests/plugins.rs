@@ -264,7 +264,13 @@ async fn hostile_calls_fail_alone_while_normal_calls_succeed() {
             ..PluginSpec::new(wasm)
         });
     }
-    let host = Arc::new(PluginHost::load(config(), &specs).unwrap());
+    // A deadline well above what a legitimate call needs even on a loaded CI machine (the
+    // `huge` result takes real work to lift), so only `loop` meets it.
+    let cfg = HostConfig {
+        call_deadline: Duration::from_millis(300),
+        ..config()
+    };
+    let host = Arc::new(PluginHost::load(cfg, &specs).unwrap());
     let good = guardrail(&host, "confidential-ids");
 
     // Normal calls keep going, concurrently, the whole time.
@@ -310,7 +316,7 @@ async fn hostile_calls_fail_alone_while_normal_calls_succeed() {
     for (mode, kind, took) in &kinds {
         let ok = match *mode {
             "trap" => matches!(kind, CallErrorKind::Trap(m) if m.contains("unreachable")),
-            "loop" => matches!(kind, CallErrorKind::Deadline) && *took < Duration::from_millis(500),
+            "loop" => matches!(kind, CallErrorKind::Deadline) && *took < Duration::from_secs(3),
             "memory" => matches!(kind, CallErrorKind::MemoryLimit(n) if *n == 64 << 20),
             "huge" => matches!(kind, CallErrorKind::InvalidResult(m) if m.contains("findings")),
             "span-out" => matches!(kind, CallErrorKind::InvalidResult(m) if m.contains("outside")),
