@@ -112,6 +112,14 @@ pub(crate) fn sse_event<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, name: &
     sse_data(out, v);
 }
 
+/// Unix seconds, for the `created` fields of OpenAI-shaped answers.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 pub(crate) fn new_id(prefix: &str) -> String {
     format!(
         "{prefix}{:016x}{:08x}",

@@ -4,7 +4,6 @@
 //! answers back in (`encode_request`, `decode_response`, `StreamDecoder`).
 
 use std::collections::BTreeSet;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -353,13 +352,6 @@ fn usage_json(u: &Usage) -> Value {
     })
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn tool_call_json(c: &ToolCall) -> Value {
     json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}})
 }
@@ -390,7 +382,7 @@ pub fn encode_response(r: &Response) -> Bytes {
     let body = json!({
         "id": r.id,
         "object": "chat.completion",
-        "created": unix_now(),
+        "created": super::unix_now(),
         "model": r.model,
         "choices": [{ "index": 0, "message": message, "finish_reason": finish_reason(&r.finish), "logprobs": null }],
         "usage": usage_json(&r.usage),
@@ -422,7 +414,7 @@ impl StreamEncoder {
         StreamEncoder {
             id: String::new(),
             model: String::new(),
-            created: unix_now(),
+            created: super::unix_now(),
             include_usage,
             usage: None,
             started: false,

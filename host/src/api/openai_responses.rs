@@ -5,8 +5,6 @@
 //! `StreamDecoder`). The gateway is stateless: what needs OpenAI's stored state is refused for
 //! any other upstream (`needs_responses_upstream`).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -432,6 +430,10 @@ fn decode_tool_choice(v: &Value) -> Option<ToolChoice> {
 /// Why `request` can be served only by an upstream that speaks Responses (and keeps
 /// OpenAI's server-side state), or `None` when any upstream can serve it.
 pub fn needs_responses_upstream(r: &Request) -> Option<String> {
+    // Only a Responses caller can send any of it; every other request leaves at once.
+    if r.extra.dialect != Some(DIALECT) {
+        return None;
+    }
     if let Some(extra) = r.extra.for_dialect(DIALECT) {
         for key in ["previous_response_id", "conversation", "prompt"] {
             if extra.get(key).is_some_and(|v| !v.is_null()) {
@@ -465,13 +467,6 @@ pub fn needs_responses_upstream(r: &Request) -> Option<String> {
 }
 
 // ---------------------------------------------------------------- canonical → caller
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// One item of a response's `output`, as the encoders build it.
 enum Item {
@@ -585,7 +580,7 @@ impl ResponseObject<'_> {
             "object": "response",
             "created_at": self.created_at,
             "status": self.status,
-            "completed_at": (self.status == "completed").then(unix_now),
+            "completed_at": (self.status == "completed").then(super::unix_now),
             "error": self.error,
             "incomplete_details": self.incomplete,
             "instructions": null,
@@ -661,7 +656,7 @@ pub fn encode_response(r: &Response) -> Bytes {
     let body = ResponseObject {
         id: &id,
         model: &r.model,
-        created_at: unix_now(),
+        created_at: super::unix_now(),
         status,
         output: items.iter().map(|i| i.to_json("completed")).collect(),
         usage: Some(&r.usage),
@@ -723,7 +718,7 @@ impl Default for StreamEncoder {
         StreamEncoder {
             id: String::new(),
             model: String::new(),
-            created_at: unix_now(),
+            created_at: super::unix_now(),
             seq: 0,
             started: false,
             done: false,
