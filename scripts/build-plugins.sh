@@ -67,6 +67,7 @@ CARGO_HOME_DIR=${CARGO_HOME:-$HOME/.cargo}
 # growing memory (see sdk/rust/src/alloc.rs).
 export RUSTFLAGS="--remap-path-prefix=$ROOT=/bitrouter --remap-path-prefix=$CARGO_HOME_DIR=/cargo -C link-arg=--initial-memory=1048576 -C link-arg=-zstack-size=262144"
 export RUSTC="$RUSTC_DEB" RUSTC_BOOTSTRAP=1
+unset RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER # a wrapper from another toolchain cannot drive Debian's rustc
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="$WASM_LD"
 export CARGO_TARGET_DIR="$GUEST_TARGET"
 # ~/.cargo/bin comes first in PATH; make sure rustup's proxies are not picked up by build

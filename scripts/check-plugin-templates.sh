@@ -44,7 +44,10 @@ for lang in "${langs[@]}"; do
     ln -s "$ROOT/examples/plugins/js-guardrail/node_modules" "$dir/node_modules"
   fi
   if [ "$lang" = rust ]; then
-    export CARGO_TARGET_DIR="$ROOT/target/template-rust"
+    # The target dir and RUSTFLAGS of scripts/build-plugins.sh: the standard library it
+    # built for wasm32 (-Zbuild-std, a minute or more) is reused instead of built again.
+    export CARGO_TARGET_DIR="$ROOT/target/guests"
+    export RUSTFLAGS="--remap-path-prefix=$ROOT=/bitrouter --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
     # build.sh copies from the crate's own target/; point it at the shared one.
     ln -s "$CARGO_TARGET_DIR" "$dir/target" 2>/dev/null || true
     mkdir -p "$CARGO_TARGET_DIR"
@@ -54,7 +57,7 @@ for lang in "${langs[@]}"; do
     cat "$WORK/$lang.log" >&2
     exit 1
   fi
-  unset CARGO_TARGET_DIR
+  unset CARGO_TARGET_DIR RUSTFLAGS
   # The gateway's default 10 ms call deadline fits the interpreted runtimes in a release
   # build; this is a debug binary on a shared CI machine.
   deadline=()

@@ -28,14 +28,24 @@ fn newest(path: &Path) -> Option<SystemTime> {
         .max()
 }
 
-/// `target/debug/bitrouter`, built first when it is missing or older than host/.
+/// `target/debug/bitrouter`, built first when it is missing or older than the host's sources
+/// (only sources: tests leave ledgers and caches beside them, which must not force a rebuild
+/// with this crate's feature set while `cargo test --workspace` just built it with its own).
 fn gateway_binary() -> Option<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target"));
     let binary = target.join("debug").join("bitrouter");
     let built = binary.metadata().and_then(|m| m.modified()).ok();
-    let sources = newest(&workspace().join("host"));
+    let host = workspace().join("host");
+    let sources = [
+        host.join("src"),
+        host.join("Cargo.toml"),
+        host.join("templates"),
+    ]
+    .iter()
+    .filter_map(|p| newest(p))
+    .max();
     let fresh = matches!((built, sources), (Some(b), Some(s)) if b >= s);
     if !fresh {
         // `cargo test` holds no build lock while tests run, so this does not deadlock.

@@ -7,6 +7,7 @@ pub mod cost;
 pub mod ledger;
 mod query;
 mod record;
+mod schema;
 pub(crate) mod store;
 
 pub use cost::{PriceTable, TokenBreakdown, cost_nano_usd};

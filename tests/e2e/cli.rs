@@ -523,10 +523,14 @@ fn serve_answers_health_and_exits_cleanly_on_sigterm() {
     let port = free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let listen = addr.to_string();
-    let mut server = Running::spawn(bitrouter(
+    let mut cmd = bitrouter(
         dir.path(),
         &["serve", "--config", QUICKSTART, "--listen", &listen],
-    ));
+    );
+    // The quickstart keeps its ledger beside itself; the test's goes in its temp dir.
+    let ledger = format!("redb://{}/bitrouter.redb", dir.path().display());
+    cmd.env("BITROUTER_DATABASE_URL", &ledger);
+    let mut server = Running::spawn(cmd);
 
     let started = Instant::now();
     let health = loop {

@@ -374,7 +374,7 @@ async fn bad_guardrail_config_is_refused_with_the_key() {
     let mock = mock().await;
     let text = config(
         &mock,
-        "guardrails:\n  builtin: false\n  upgoing: { no_such_pattern: block }\n",
+        "guardrails:\n  builtin: false\n  upgoing: { no_such_pattern: block }\ndatabase:\n  url: memory://\n",
     );
     let c = bitrouter::Config::parse(&text, std::path::Path::new("g.yaml")).unwrap();
     let e = bitrouter::Gateway::new(c).await.err().expect("refused");

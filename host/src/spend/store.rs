@@ -11,14 +11,11 @@ use sqlx::{MySqlPool, PgPool, QueryBuilder, Row, SqlitePool};
 use super::ledger::LedgerError;
 use super::query::{SpendGroup, SpendQuery, aggregate, sort_groups};
 use super::record::SpendRecord;
+use super::schema;
 use crate::spend::cost::TokenBreakdown;
 
 /// Rows keyed by (time, random nonce): time-ordered scans, no collisions across restarts.
 const SPEND: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("spend_log");
-
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
-static MYSQL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/mysql");
 
 pub enum Store {
     Memory(Mutex<Vec<SpendRecord>>),
@@ -198,7 +195,7 @@ impl Store {
                 .max_connections(4)
                 .connect_with(options)
                 .await?;
-            SQLITE_MIGRATIONS.run(&pool).await?;
+            schema::migrator(schema::SQLITE).run(&pool).await?;
             return Ok(Store::Sqlite(pool));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -206,7 +203,7 @@ impl Store {
                 .max_connections(4)
                 .connect(url)
                 .await?;
-            POSTGRES_MIGRATIONS.run(&pool).await?;
+            schema::migrator(schema::POSTGRES).run(&pool).await?;
             return Ok(Store::Postgres(pool));
         }
         if url.starts_with("mysql://") || url.starts_with("mariadb://") {
@@ -215,7 +212,7 @@ impl Store {
                 .max_connections(4)
                 .connect(&url)
                 .await?;
-            MYSQL_MIGRATIONS.run(&pool).await?;
+            schema::migrator(schema::MYSQL).run(&pool).await?;
             return Ok(Store::MySql(pool));
         }
         Err(bad(

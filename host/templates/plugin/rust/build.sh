@@ -5,8 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 PATH="/usr/bin:$PATH"
+# A wrapper from another toolchain (rustup's clippy-driver, say) cannot drive Debian's rustc.
+unset RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-19/bin/wasm-ld
-export RUSTFLAGS="-C link-arg=--initial-memory=1048576 -C link-arg=-zstack-size=262144"
+# RUSTFLAGS you set (say --remap-path-prefix, for a reproducible build) are kept.
+export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C link-arg=--initial-memory=1048576 -C link-arg=-zstack-size=262144"
 /usr/bin/cargo build --release -Zbuild-std=std,panic_abort --target wasm32-unknown-unknown
 mkdir -p target/plugin
 wasm-tools component new target/wasm32-unknown-unknown/release/{{crate}}.wasm -o target/plugin/{{name}}.wasm
