@@ -25,7 +25,7 @@ use crate::guardrails::{GuardrailEngine, StreamGuard, Tally};
 use crate::outcome::Outcomes;
 use crate::plugins::AdapterPlugin;
 use crate::router::{Protocol, Router, Target};
-use crate::stream::{Relay, RelayObserver, UpstreamEvents};
+use crate::stream::{Gather, Relay, RelayObserver, UpstreamEvents};
 use crate::upstream::Upstream;
 
 /// Response body type of every route.
@@ -507,7 +507,9 @@ async fn prime(
             .first_byte
             .saturating_sub(started.elapsed())
             .max(Duration::from_millis(1));
-        more = events.next_batch(&mut first, remaining).await?;
+        more = events
+            .next_batch(&mut first, remaining, Gather::Ready)
+            .await?;
     }
     if !more && !first.iter().any(is_content) {
         return Err(Error::new(

@@ -84,7 +84,7 @@ impl AdapterPlugin {
         let pre = ProviderAdapterPre::new(prepared.pre)
             .map_err(|e| PluginErrorKind::WorldMismatch(format!("{e:#}")))?;
         let mut store = sandbox.store();
-        sandbox.arm(&mut store, sandbox.configure_deadline);
+        let _ticking = sandbox.arm(&mut store, sandbox.configure_deadline);
         let fail = |store: &wasmtime::Store<StoreState>, e, phase| {
             sandbox.fail("configure", store, e, phase).kind.to_string()
         };

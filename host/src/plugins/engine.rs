@@ -1,10 +1,12 @@
 //! The wasmtime engine shared by all plugins: configuration (pooling allocator, copy-on-write
-//! memory images, epoch interruption, optional fuel), the epoch ticker thread, the two
+//! memory images, epoch interruption, optional fuel), the epoch ticker thread (which ticks
+//! only while a call holds an [`EpochLease`], so an idle gateway is not woken 1,000 times a
+//! second), the two
 //! linkers (host import only; host import plus WASI p2), the instance semaphore, and
 //! compilation through the disk cache.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -39,12 +41,55 @@ pub(crate) struct PluginEngine {
     wasi_linker: Linker<StoreState>,
     pub(crate) cache: CompileCache,
     permits: Arc<Semaphore>,
-    ticker_stop: Arc<AtomicBool>,
+    ticker: Arc<Ticker>,
 }
 
 impl Drop for PluginEngine {
     fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
+        self.ticker.stop.store(true, Ordering::Release);
+        self.ticker.thread.unpark();
+    }
+}
+
+/// The epoch ticker's shared state. Deadlines only matter while guest code runs, so the
+/// thread parks whenever no call holds a lease; the first lease of a quiet period unparks it.
+struct Ticker {
+    active: AtomicUsize,
+    stop: AtomicBool,
+    thread: std::thread::Thread,
+    /// Ticks so far, and whether the thread is parked: what the tests look at.
+    ticks: std::sync::atomic::AtomicU64,
+    parked: AtomicBool,
+}
+
+/// Keeps the epoch advancing while a call runs; dropped when the call is over.
+#[must_use = "the epoch only advances while the lease is held"]
+pub(crate) struct EpochLease(Arc<Ticker>);
+
+impl Drop for EpochLease {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Ticker {
+    fn run(&self, engine: wasmtime::EngineWeak) {
+        while !self.stop.load(Ordering::Acquire) {
+            if self.active.load(Ordering::Acquire) == 0 {
+                self.parked.store(true, Ordering::Release);
+                // An unpark that came before this park makes it return at once, so a lease
+                // taken between the check and here is not missed.
+                std::thread::park();
+                self.parked.store(false, Ordering::Release);
+                continue;
+            }
+            std::thread::sleep(EPOCH_TICK);
+            match engine.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => break,
+            }
+            self.ticks.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -99,21 +144,25 @@ impl PluginEngine {
             .map_err(engine_err)?;
         wasmtime_wasi::p2::add_to_linker_sync(&mut wasi_linker).map_err(engine_err)?;
 
-        let ticker_stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
-        let stop = ticker_stop.clone();
-        std::thread::Builder::new()
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<Ticker>>(1);
+        let handle = std::thread::Builder::new()
             .name("plugin-epoch".into())
             .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    match weak.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
-                    }
+                if let Ok(ticker) = rx.recv() {
+                    ticker.run(weak);
                 }
             })
             .map_err(|e| PluginErrorKind::Engine(format!("cannot start the epoch ticker: {e}")))?;
+        let ticker = Arc::new(Ticker {
+            active: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            thread: handle.thread().clone(),
+            ticks: Default::default(),
+            parked: AtomicBool::new(false),
+        });
+        // The thread was just spawned and waits for this; it cannot have gone away.
+        let _ = tx.send(ticker.clone());
 
         let cache = CompileCache::new(&engine, cfg.cache_dir.clone());
         Ok(PluginEngine {
@@ -122,8 +171,16 @@ impl PluginEngine {
             wasi_linker,
             cache,
             permits: Arc::new(Semaphore::new(cfg.max_instances.max(1) as usize)),
-            ticker_stop,
+            ticker,
         })
+    }
+
+    /// Makes the epoch advance until the lease is dropped (wakes the ticker if it sleeps).
+    pub(crate) fn epoch_lease(&self) -> EpochLease {
+        if self.ticker.active.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.ticker.thread.unpark();
+        }
+        EpochLease(self.ticker.clone())
     }
 
     /// Waits for a free instance slot. Calls hold a permit while their instance lives, so
@@ -185,6 +242,55 @@ impl PluginEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Waits (bounded) for `cond`; the ticker is a thread of its own, so the test polls.
+    fn eventually(cond: impl Fn() -> bool) -> bool {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < until {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    }
+
+    #[test]
+    fn the_epoch_ticks_only_while_a_lease_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = PluginEngine::new(&HostConfig {
+            cache_dir: Some(dir.path().to_path_buf()),
+            ..HostConfig::default()
+        })
+        .unwrap();
+        let t = &engine.ticker;
+        assert!(
+            eventually(|| t.parked.load(Ordering::Acquire)),
+            "never parked"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(t.ticks.load(Ordering::Relaxed), 0, "ticked without a call");
+
+        let lease = engine.epoch_lease();
+        let second = engine.epoch_lease();
+        assert!(
+            eventually(|| t.ticks.load(Ordering::Relaxed) >= 3),
+            "no ticks"
+        );
+        drop(lease);
+        let before = t.ticks.load(Ordering::Relaxed);
+        assert!(eventually(|| t.ticks.load(Ordering::Relaxed) > before + 2));
+        assert!(!t.parked.load(Ordering::Acquire), "parked under a lease");
+
+        drop(second);
+        assert!(
+            eventually(|| t.parked.load(Ordering::Acquire)),
+            "kept ticking"
+        );
+        let idle = t.ticks.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(t.ticks.load(Ordering::Relaxed), idle, "ticked while parked");
+    }
 
     #[test]
     fn deadline_ticks_round_up() {

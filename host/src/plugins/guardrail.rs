@@ -131,7 +131,7 @@ impl GuardrailPlugin {
 
         // configure + describe in one instance, under the configure deadline.
         let mut store = sandbox.store();
-        sandbox.arm(&mut store, sandbox.configure_deadline);
+        let _ticking = sandbox.arm(&mut store, sandbox.configure_deadline);
         let fail = |store: &wasmtime::Store<StoreState>, e, phase| {
             sandbox.fail("configure", store, e, phase).kind.to_string()
         };

@@ -140,7 +140,7 @@ impl ObserverPlugin {
     fn start(&self) -> Result<(Store<StoreState>, Observer), CallError> {
         let inner = &*self.0;
         let mut store = inner.sandbox.store();
-        inner
+        let _ticking = inner
             .sandbox
             .arm(&mut store, inner.sandbox.configure_deadline);
         let bindings = inner.pre.instantiate(&mut store).map_err(|e| {
@@ -186,7 +186,7 @@ impl ObserverPlugin {
             unreachable!("set above")
         };
         inner.sandbox.count_call();
-        inner.sandbox.arm(&mut l.store, inner.sandbox.call_deadline);
+        let _ticking = inner.sandbox.arm(&mut l.store, inner.sandbox.call_deadline);
         let result = l
             .bindings
             .bitrouter_plugin_observe()

@@ -21,7 +21,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::engine::{EPOCH_TICK, PluginEngine, deadline_ticks};
+use super::engine::{EPOCH_TICK, EpochLease, PluginEngine, deadline_ticks};
 use super::error::{CallError, CallErrorKind};
 use super::manifest::Capability;
 use super::wit::host::{self, Level};
@@ -349,8 +349,10 @@ impl Sandbox {
     }
 
     /// Arms the store's limits for the next call: the deadline (see [`Budget`]), the fuel
-    /// budget in tests, the per-call log allowance.
-    pub(crate) fn arm(&self, store: &mut Store<StoreState>, deadline: Duration) {
+    /// budget in tests, the per-call log allowance. The deadline holds while the returned
+    /// lease does: keep it until the call has returned.
+    pub(crate) fn arm(&self, store: &mut Store<StoreState>, deadline: Duration) -> EpochLease {
+        let lease = self.engine.epoch_lease();
         store.set_epoch_deadline(deadline_ticks(deadline));
         let data = store.data_mut();
         data.budget = Budget {
@@ -366,6 +368,7 @@ impl Sandbox {
         let data = store.data_mut();
         data.logs = 0;
         data.limiter.hit = false;
+        lease
     }
 
     /// One call in a fresh instance: a new store, instantiate (from the pool), re-apply the
@@ -381,7 +384,7 @@ impl Sandbox {
     ) -> Result<R, CallError> {
         self.count_call();
         let mut store = self.store();
-        self.arm(&mut store, self.call_deadline);
+        let _ticking = self.arm(&mut store, self.call_deadline);
         let bindings =
             instantiate(&mut store).map_err(|e| self.fail(func, &store, e, Phase::Instantiate))?;
         if let Some(config) = config {
