@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use regex_automata::hybrid::dfa::{Cache as DfaCache, DFA};
+use regex_automata::util::pool::Pool;
 use regex_automata::{Anchored, Input, meta};
 
 use crate::config::{ActionName, Guardrails};
@@ -94,7 +95,28 @@ struct Matcher {
     max_match_len: usize,
     /// The same regexes as an anchored lazy DFA, to tell whether a text's tail could still
     /// grow into a match (streams release everything before the first such tail).
-    live: Option<DFA>,
+    live: Option<LiveDfa>,
+}
+
+/// Makes a cache for the liveness DFA.
+type CacheFn = Box<dyn Fn() -> DfaCache + Send + Sync>;
+
+/// The liveness DFA and a pool of its caches. A cache is taken for one `live_start` call
+/// only, so open streams do not each hold one (a cache grows toward `cache_capacity` as
+/// states are found), and a stream starts with the states earlier streams already built.
+struct LiveDfa {
+    dfa: DFA,
+    caches: Pool<DfaCache, CacheFn>,
+}
+
+impl LiveDfa {
+    fn new(dfa: DFA) -> LiveDfa {
+        let for_caches = dfa.clone();
+        LiveDfa {
+            dfa,
+            caches: Pool::new(Box::new(move || for_caches.create_cache())),
+        }
+    }
 }
 
 /// Something found in one text.
@@ -334,7 +356,8 @@ impl GuardrailEngine {
                             .cache_capacity(4 << 20),
                     )
                     .build_many(&sources)
-                    .ok();
+                    .ok()
+                    .map(LiveDfa::new);
                 m.any = Some(
                     meta::Regex::builder()
                         .configure(meta::Config::new().nfa_size_limit(Some(64 << 20)))
@@ -380,27 +403,16 @@ impl GuardrailEngine {
         m.scanners.is_empty() && (m.live.is_some() || m.any.is_none())
     }
 
-    /// A cache for [`GuardrailEngine::live_start`]; one per stream.
-    pub fn live_cache(&self, direction: Direction) -> Option<DfaCache> {
-        self.matchers[dir_index(direction)]
-            .live
-            .as_ref()
-            .map(|d| d.create_cache())
-    }
-
     /// The first position at or after `from` where a match of `direction`'s regexes could
     /// start and still be in progress at the end of `text` (it has not failed yet; it may
     /// already match and grow longer). `None` when no tail can become a match. When the DFA
     /// gives up (a Unicode word boundary next to non-ASCII text) the position counts as
     /// live, which only holds text back longer.
-    pub fn live_start(
-        &self,
-        direction: Direction,
-        cache: &mut DfaCache,
-        text: &str,
-        from: usize,
-    ) -> Option<usize> {
-        let dfa = self.matchers[dir_index(direction)].live.as_ref()?;
+    pub fn live_start(&self, direction: Direction, text: &str, from: usize) -> Option<usize> {
+        let live = self.matchers[dir_index(direction)].live.as_ref()?;
+        let dfa = &live.dfa;
+        let mut cache = live.caches.get();
+        let cache = &mut *cache;
         let bytes = text.as_bytes();
         let mut s = ceil_char(text, from);
         while s < text.len() {

@@ -14,8 +14,6 @@ use std::sync::Arc;
 use crate::canonical::StreamEvent;
 use crate::plugins::{Action, Direction};
 
-use regex_automata::hybrid::dfa::Cache as DfaCache;
-
 use super::engine::{GuardrailEngine, Hit, ceil_char, floor_char};
 use super::tally::Tally;
 
@@ -29,11 +27,12 @@ enum Channel {
 
 pub struct StreamGuard {
     engine: Arc<GuardrailEngine>,
-    /// Fixed hold-back when tails cannot be checked (`live` is `None`).
+    /// Fixed hold-back when tails cannot be checked (`tail_checkable` is false).
     window: usize,
     /// The most a match can span: how far back a live tail may start.
     max_match_len: usize,
-    live: Option<DfaCache>,
+    /// Whether the engine can tell a tail that may still become a match (its liveness DFA).
+    tail_checkable: bool,
     /// Released text kept before `held` so boundary-sensitive patterns see their context.
     context_len: usize,
     channel: Option<Channel>,
@@ -53,15 +52,11 @@ impl StreamGuard {
             return None;
         }
         let max = engine.max_match_len(Direction::Response).max(1);
-        let live = if engine.tail_checkable(Direction::Response) {
-            engine.live_cache(Direction::Response)
-        } else {
-            None
-        };
+        let tail_checkable = engine.tail_checkable(Direction::Response);
         Some(StreamGuard {
             window: engine.stream_window.max(4 * max),
             max_match_len: max,
-            live,
+            tail_checkable,
             context_len: max.min(4096),
             engine: engine.clone(),
             channel: None,
@@ -96,15 +91,15 @@ impl StreamGuard {
                 self.channel = Some(channel);
             }
             self.held.push_str(&delta);
-            let keep = match &mut self.live {
-                Some(cache) => {
-                    let from = self.held.len().saturating_sub(self.max_match_len);
-                    self.engine
-                        .live_start(Direction::Response, cache, &self.held, from)
-                        .map_or(0, |s| self.held.len() - s)
-                }
-                None if self.held.len() > self.window => self.window,
-                None => continue,
+            let keep = if self.tail_checkable {
+                let from = self.held.len().saturating_sub(self.max_match_len);
+                self.engine
+                    .live_start(Direction::Response, &self.held, from)
+                    .map_or(0, |s| self.held.len() - s)
+            } else if self.held.len() > self.window {
+                self.window
+            } else {
+                continue;
             };
             if keep < self.held.len() {
                 self.release(keep, out).await?;
