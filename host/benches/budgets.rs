@@ -22,6 +22,7 @@ fn db(url: &str, base: &std::path::Path) -> Database {
         durability: Durability::Async,
         flush_interval: std::time::Duration::from_millis(50),
         retention_days: None,
+        cache_size: bitrouter::config::DEFAULT_REDB_CACHE,
     }
 }
 

@@ -47,6 +47,7 @@ async fn measure(label: &str, url: &str, base: &std::path::Path) {
         durability: Durability::Async,
         flush_interval: std::time::Duration::from_millis(50),
         retention_days: None,
+        cache_size: bitrouter::config::DEFAULT_REDB_CACHE,
     };
     let ledger = match Ledger::open(&cfg).await {
         Ok(l) => l,

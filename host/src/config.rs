@@ -55,7 +55,13 @@ pub struct Database {
     /// How long the writer lets a batch fill after its first row (async durability).
     pub flush_interval: Duration,
     pub retention_days: Option<u32>,
+    /// redb: memory for cached pages. redb's own default (1 GiB) would let a long-running
+    /// gateway's RSS grow with its ledger file.
+    pub cache_size: u64,
 }
+
+/// `database.cache_size` when the config does not set it.
+pub const DEFAULT_REDB_CACHE: u64 = 16 << 20;
 
 /// How budgets carried by tokens are enforced.
 #[derive(Clone, Copy, Debug)]
@@ -607,7 +613,17 @@ impl Config {
             durability: d.durability.unwrap_or_default(),
             flush_interval: d.flush_interval.unwrap_or(Duration::from_millis(10)),
             retention_days: d.retention_days,
+            cache_size: d.cache_size.map(|b| b.0).unwrap_or(DEFAULT_REDB_CACHE),
         };
+        if database.cache_size < 1 << 20 {
+            return Err(invalid(
+                "database.cache_size",
+                format!(
+                    "expected at least 1MiB (redb's page cache), found {} bytes",
+                    database.cache_size
+                ),
+            ));
+        }
         if database.queue_capacity == 0 || database.batch_size == 0 {
             return Err(invalid(
                 "database",
@@ -943,6 +959,23 @@ mod tests {
         assert!(c.providers["openai"].models.contains_key("gpt-4o"));
         assert_eq!(c.routes["smart"].endpoints[0].model_id, "claude");
         assert_eq!(c.providers.len(), 12);
+    }
+
+    #[test]
+    fn database_cache_size_defaults_and_bounds() {
+        let c = parse("{}").unwrap();
+        assert_eq!(c.database.cache_size, DEFAULT_REDB_CACHE);
+        let c = parse("database:\n  cache_size: 64MiB\n").unwrap();
+        assert_eq!(c.database.cache_size, 64 << 20);
+        let e = parse("database:\n  url: memory://\n  cache_size: 4KiB\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bitrouter.yaml:3")
+                && e.contains("database.cache_size")
+                && e.contains("at least 1MiB"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ fn db(url: &str, base: &Path) -> Database {
         durability: Durability::Async,
         flush_interval: std::time::Duration::from_millis(5),
         retention_days: None,
+        cache_size: bitrouter::config::DEFAULT_REDB_CACHE,
     }
 }
 

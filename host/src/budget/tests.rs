@@ -125,6 +125,7 @@ fn db(url: &str, base: &std::path::Path) -> Database {
         durability: Durability::Async,
         flush_interval: std::time::Duration::from_millis(5),
         retention_days: None,
+        cache_size: crate::config::DEFAULT_REDB_CACHE,
     }
 }
 

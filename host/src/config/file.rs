@@ -64,6 +64,7 @@ pub struct DatabaseSection {
     #[serde(default, with = "humantime_serde")]
     pub flush_interval: Option<Duration>,
     pub retention_days: Option<u32>,
+    pub cache_size: Option<ByteSize>,
 }
 
 /// What a full ledger queue does with a new row.

@@ -79,7 +79,7 @@ pub struct Ledger {
 impl Ledger {
     /// Opens the store (creating and migrating its schema) and starts the writer.
     pub async fn open(cfg: &Database) -> Result<Ledger, LedgerError> {
-        let store = Store::open(&cfg.url, &cfg.base_dir).await?;
+        let store = Store::open(&cfg.url, &cfg.base_dir, cfg.cache_size).await?;
         tracing::info!(engine = store.engine(), url = %redact(&cfg.url), "spend ledger open");
         let inner = Arc::new(Inner {
             store,
@@ -111,7 +111,7 @@ impl Ledger {
 
     /// Opens a store only to read it (the `bitrouter spend --db` command).
     pub async fn open_for_query(url: &str, base: &Path) -> Result<Store, LedgerError> {
-        Store::open(url, base).await
+        Store::open(url, base, crate::config::DEFAULT_REDB_CACHE).await
     }
 
     /// Records a finished request. Returns at once unless `durability: sync` (then after the
@@ -368,6 +368,7 @@ mod tests {
             on_full,
             durability,
             flush_interval: Duration::from_millis(5),
+            cache_size: crate::config::DEFAULT_REDB_CACHE,
             retention_days: None,
         }
     }

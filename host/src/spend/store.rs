@@ -155,7 +155,8 @@ macro_rules! sql_prune {
 impl Store {
     /// Opens (creating and migrating as needed) the store named by `url`. Relative redb and
     /// SQLite paths are relative to `base`.
-    pub async fn open(url: &str, base: &Path) -> Result<Store, LedgerError> {
+    /// Opens the store at `url`; `cache_size` is redb's page cache (other engines ignore it).
+    pub async fn open(url: &str, base: &Path, cache_size: u64) -> Result<Store, LedgerError> {
         let bad = |m: String| LedgerError::Url {
             url: url.to_owned(),
             message: m,
@@ -170,7 +171,9 @@ impl Store {
                     .map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
             }
             let db = tokio::task::spawn_blocking(move || -> Result<redb::Database, LedgerError> {
-                let db = redb::Database::create(&path)
+                let db = redb::Builder::new()
+                    .set_cache_size(cache_size as usize)
+                    .create(&path)
                     .map_err(|e| LedgerError::Redb(format!("{}: {e}", path.display())))?;
                 let tx = db
                     .begin_write()
