@@ -42,12 +42,14 @@ pub(crate) struct PluginEngine {
     pub(crate) cache: CompileCache,
     permits: Arc<Semaphore>,
     ticker: Arc<Ticker>,
+    /// The ticker's thread, to unpark it.
+    ticker_thread: std::thread::Thread,
 }
 
 impl Drop for PluginEngine {
     fn drop(&mut self) {
         self.ticker.stop.store(true, Ordering::Release);
-        self.ticker.thread.unpark();
+        self.ticker_thread.unpark();
     }
 }
 
@@ -56,7 +58,6 @@ impl Drop for PluginEngine {
 struct Ticker {
     active: AtomicUsize,
     stop: AtomicBool,
-    thread: std::thread::Thread,
     /// Ticks so far, and whether the thread is parked: what the tests look at.
     ticks: std::sync::atomic::AtomicU64,
     parked: AtomicBool,
@@ -145,24 +146,19 @@ impl PluginEngine {
         wasmtime_wasi::p2::add_to_linker_sync(&mut wasi_linker).map_err(engine_err)?;
 
         let weak = engine.weak();
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<Ticker>>(1);
-        let handle = std::thread::Builder::new()
-            .name("plugin-epoch".into())
-            .spawn(move || {
-                if let Ok(ticker) = rx.recv() {
-                    ticker.run(weak);
-                }
-            })
-            .map_err(|e| PluginErrorKind::Engine(format!("cannot start the epoch ticker: {e}")))?;
         let ticker = Arc::new(Ticker {
             active: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
-            thread: handle.thread().clone(),
             ticks: Default::default(),
             parked: AtomicBool::new(false),
         });
-        // The thread was just spawned and waits for this; it cannot have gone away.
-        let _ = tx.send(ticker.clone());
+        let shared = ticker.clone();
+        let ticker_thread = std::thread::Builder::new()
+            .name("plugin-epoch".into())
+            .spawn(move || shared.run(weak))
+            .map_err(|e| PluginErrorKind::Engine(format!("cannot start the epoch ticker: {e}")))?
+            .thread()
+            .clone();
 
         let cache = CompileCache::new(&engine, cfg.cache_dir.clone());
         Ok(PluginEngine {
@@ -172,13 +168,14 @@ impl PluginEngine {
             cache,
             permits: Arc::new(Semaphore::new(cfg.max_instances.max(1) as usize)),
             ticker,
+            ticker_thread,
         })
     }
 
     /// Makes the epoch advance until the lease is dropped (wakes the ticker if it sleeps).
     pub(crate) fn epoch_lease(&self) -> EpochLease {
         if self.ticker.active.fetch_add(1, Ordering::AcqRel) == 0 {
-            self.ticker.thread.unpark();
+            self.ticker_thread.unpark();
         }
         EpochLease(self.ticker.clone())
     }
