@@ -18,6 +18,7 @@ fn authenticator() -> Authenticator {
         accounts: Some(vec!["solana:*".into(), "eip155:*".into()]),
         admins: Some(Vec::new()),
         clock_skew: Duration::from_secs(30),
+        max_admin_token_lifetime: Duration::from_secs(24 * 3600),
         max_token_bytes: 8192,
         operator_keys: Vec::new(),
     };

@@ -67,6 +67,12 @@ pub enum AuthError {
     ModelNotAllowed { model: String, allowed: String },
     #[error("key store: {0}")]
     KeyStore(String),
+    #[error("the request carries two different credentials ({0}); send one token, in one header")]
+    Conflicting(&'static str),
+    #[error(
+        "an admin token may live at most {max}s (auth.max_admin_token_lifetime); this one expires {left}s from now"
+    )]
+    AdminLifetime { max: u64, left: u64 },
 }
 
 impl AuthError {
@@ -134,26 +140,40 @@ impl Verified {
     }
 }
 
-/// The token of a request: `Authorization: Bearer …`, else `x-api-key`.
-pub fn token_from_headers(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let v = v.trim();
-        if let Some(scheme) = v.get(..7)
-            && scheme.eq_ignore_ascii_case("bearer ")
-        {
-            return Some(v[7..].trim());
+/// The token of a request: `Authorization: Bearer …`, `x-api-key` or `x-goog-api-key`
+/// (where the Gemini SDKs put their key). The same token in several of them is fine; two
+/// different ones are refused rather than one silently chosen, and so is a header sent
+/// twice with different values.
+pub fn token_from_headers(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    let mut found: Option<&str> = None;
+    let bearer = headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| {
+            let v = v.trim();
+            v.get(..7)
+                .filter(|s| s.eq_ignore_ascii_case("bearer "))
+                .map(|_| v[7..].trim())
+        });
+    let keys = ["x-api-key", "x-goog-api-key"].into_iter().flat_map(|h| {
+        headers
+            .get_all(h)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+    });
+    for t in bearer.chain(keys).filter(|t| !t.is_empty()) {
+        match found {
+            Some(f) if f != t => {
+                return Err(AuthError::Conflicting(
+                    "Authorization, x-api-key and x-goog-api-key must carry the same token",
+                ));
+            }
+            _ => found = Some(t),
         }
     }
-    // `x-goog-api-key` is where the Gemini SDKs put their key.
-    ["x-api-key", "x-goog-api-key"]
-        .iter()
-        .find_map(|h| headers.get(*h))
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
+    Ok(found)
 }
 
 const CACHE_CAPACITY: usize = 65_536;
@@ -163,6 +183,8 @@ pub struct Authenticator {
     accounts: AccountPatterns,
     admins: AccountPatterns,
     skew: u64,
+    /// Seconds an admin token may still have to live when it is presented.
+    max_admin_lifetime: u64,
     max_token_bytes: usize,
     operators: OperatorKeys,
     cache: RwLock<HashMap<[u8; 32], Arc<Verified>>>,
@@ -186,6 +208,7 @@ impl Authenticator {
             accounts: AccountPatterns::new(&accounts, "auth.accounts")?,
             admins: AccountPatterns::new(&admins, "auth.admins")?,
             skew: auth.clock_skew.as_secs(),
+            max_admin_lifetime: auth.max_admin_token_lifetime.as_secs(),
             max_token_bytes: auth.max_token_bytes,
             operators: OperatorKeys::new(&auth.operator_keys)
                 .map_err(|(i, m)| format!("auth.operator_keys[{i}]: {m}"))?,
@@ -291,8 +314,21 @@ impl Authenticator {
         {
             return Err(AuthError::BadClaim("iat is in the future".into()));
         }
-        if claims.scope == Scope::Admin && claims.exp.is_none() {
-            return Err(AuthError::BadClaim("an admin token must have exp".into()));
+        match (claims.scope, claims.exp) {
+            (Scope::Admin, None) => {
+                return Err(AuthError::BadClaim("an admin token must have exp".into()));
+            }
+            // An admin token is the key to the whole gateway: a leaked one must not stay
+            // good for years because its signer picked a far expiry.
+            (Scope::Admin, Some(exp))
+                if exp.saturating_sub(now) > self.max_admin_lifetime.saturating_add(self.skew) =>
+            {
+                return Err(AuthError::AdminLifetime {
+                    max: self.max_admin_lifetime,
+                    left: exp.saturating_sub(now),
+                });
+            }
+            _ => {}
         }
         if !operator {
             let allowed = match claims.scope {

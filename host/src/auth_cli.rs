@@ -50,7 +50,8 @@ pub enum BudgetScopeArg {
 pub struct MintArgs {
     pub chain: Chain,
     pub scope: ScopeArg,
-    pub exp: String,
+    /// `None`: 30d for api tokens, 1h for admin tokens.
+    pub exp: Option<String>,
     pub models: Vec<String>,
     pub budget: Option<String>,
     pub budget_scope: BudgetScopeArg,
@@ -73,9 +74,23 @@ pub fn keygen(home: &Path) -> anyhow::Result<()> {
 
 pub fn mint(home: &Path, a: MintArgs) -> anyhow::Result<String> {
     let ks = KeyStore::load(home)?;
-    let exp = auth::parse_exp(&a.exp).map_err(|m| anyhow::anyhow!("--exp: {m}"))?;
+    let default_exp = match a.scope {
+        ScopeArg::Api => "30d",
+        ScopeArg::Admin => "1h",
+    };
+    let exp = auth::parse_exp(a.exp.as_deref().unwrap_or(default_exp))
+        .map_err(|m| anyhow::anyhow!("--exp: {m}"))?;
     if a.scope == ScopeArg::Admin && exp.is_none() {
         bail!("--exp: admin tokens must expire; pass --exp 1h (or another duration)");
+    }
+    if a.scope == ScopeArg::Admin
+        && let Some(d) = exp
+        && d > std::time::Duration::from_secs(24 * 3600)
+    {
+        eprintln!(
+            "warning: --exp {}: gateways refuse admin tokens that live longer than their auth.max_admin_token_lifetime (24h unless configured)",
+            humantime::format_duration(d)
+        );
     }
     let mut claims = Map::new();
     let now = auth::now_secs();

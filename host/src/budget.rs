@@ -15,7 +15,7 @@ use crate::spend::Ledger;
 use crate::spend::store::Store;
 
 pub use window::{BudgetExceeded, Remaining, Reset, State};
-pub use worst::{input_bound_tokens, plan_worst_case, worst_cost_nano_usd};
+pub use worst::{InputBound, input_bound, output_bound, plan_worst_case, worst_cost_nano_usd};
 
 /// The response header carrying what is left of the caller's budget, in micro-USD.
 pub const REMAINING_HEADER: &str = "x-bitrouter-budget-remaining";

@@ -66,8 +66,12 @@ pub const DEFAULT_REDB_CACHE: u64 = 16 << 20;
 /// How budgets carried by tokens are enforced.
 #[derive(Clone, Copy, Debug)]
 pub struct BudgetSettings {
-    /// Output tokens reserved for a request without `max_tokens` (default 4096).
+    /// Output tokens reserved for a request without `max_tokens` (default 4096); sent
+    /// upstream as the request's cap.
     pub default_max_output_tokens: u64,
+    /// Input tokens reserved for what a request only refers to (stored state, documents,
+    /// built-in tools) when the model's `max_input_tokens` is not known (default 1,000,000).
+    pub default_max_input_tokens: u64,
     /// Shared stores: how long an unsettled reservation counts (default 10 minutes).
     pub reservation_ttl: Duration,
 }
@@ -95,6 +99,8 @@ pub struct Auth {
     /// CAIP-10 globs whose admin tokens are honoured; `None`: the local key store's accounts.
     pub admins: Option<Vec<String>>,
     pub clock_skew: Duration,
+    /// The longest an admin token may still have to live (default 24 h).
+    pub max_admin_token_lifetime: Duration,
     pub max_token_bytes: usize,
     pub operator_keys: Vec<OperatorKey>,
 }
@@ -168,7 +174,15 @@ pub struct Provider {
     pub configured: bool,
     /// The provider-adapter plugin that speaks this provider's API (`api_protocol: plugin`).
     pub adapter: Option<PluginRef>,
+    /// The largest answer read from this provider: its own `max_response_size`, else
+    /// `upstream.max_response_size`, else [`DEFAULT_MAX_RESPONSE`].
+    pub max_response_size: u64,
 }
+
+/// `upstream.max_response_size` when the config does not set it: far above any real
+/// completion (a 128k-token answer is well under 1 MiB of JSON), far below what a few
+/// at once would need to hurt the gateway.
+pub const DEFAULT_MAX_RESPONSE: u64 = 32 << 20;
 
 impl Provider {
     /// Whether requests can be sent: it has a key, or needs none.
@@ -454,12 +468,30 @@ impl Config {
             }
             _ => home_dir(),
         };
+        let max_response_size = match file.upstream.max_response_size {
+            Some(file::ByteSize(0)) => {
+                return Err(invalid(
+                    "upstream.max_response_size",
+                    "expected a size larger than zero".into(),
+                ));
+            }
+            Some(file::ByteSize(n)) => n,
+            None => DEFAULT_MAX_RESPONSE,
+        };
         let mut providers = BTreeMap::new();
         for (name, _) in registry::BUILTIN {
             let section = registry::builtin(name).unwrap_or_default();
             providers.insert(
                 name.to_string(),
-                resolve_provider(name, section, false, &env, &base_dir, &invalid)?,
+                resolve_provider(
+                    name,
+                    section,
+                    false,
+                    max_response_size,
+                    &env,
+                    &base_dir,
+                    &invalid,
+                )?,
             );
         }
         // User providers, resolving `derives` chains between them.
@@ -491,7 +523,15 @@ impl Config {
                 };
                 providers.insert(
                     name.clone(),
-                    resolve_provider(name, merged, true, &env, &base_dir, &invalid)?,
+                    resolve_provider(
+                        name,
+                        merged,
+                        true,
+                        max_response_size,
+                        &env,
+                        &base_dir,
+                        &invalid,
+                    )?,
                 );
             }
             if waiting.len() == before {
@@ -678,11 +718,26 @@ impl Config {
 
         let budgets = BudgetSettings {
             default_max_output_tokens: file.budgets.default_max_output_tokens.unwrap_or(4096),
+            default_max_input_tokens: file.budgets.default_max_input_tokens.unwrap_or(1_000_000),
             reservation_ttl: file
                 .budgets
                 .reservation_ttl
                 .unwrap_or(Duration::from_secs(600)),
         };
+        for (key, v) in [
+            (
+                "budgets.default_max_output_tokens",
+                budgets.default_max_output_tokens,
+            ),
+            (
+                "budgets.default_max_input_tokens",
+                budgets.default_max_input_tokens,
+            ),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "expected a positive number of tokens".into()));
+            }
+        }
         if budgets.reservation_ttl.is_zero() {
             return Err(invalid(
                 "budgets.reservation_ttl",
@@ -773,6 +828,15 @@ fn resolve_auth(
     }
     crate::auth::operator::OperatorKeys::new(&operator_keys)
         .map_err(|(i, m)| invalid(&format!("auth.operator_keys[{i}]"), m))?;
+    let max_admin_token_lifetime = a
+        .max_admin_token_lifetime
+        .unwrap_or(Duration::from_secs(24 * 3600));
+    if max_admin_token_lifetime.is_zero() {
+        return Err(invalid(
+            "auth.max_admin_token_lifetime",
+            "expected a duration longer than zero".into(),
+        ));
+    }
     let max_token_bytes = a.max_token_size.map(|b| b.0).unwrap_or(8 * 1024);
     if max_token_bytes == 0 {
         return Err(invalid(
@@ -785,6 +849,7 @@ fn resolve_auth(
         accounts: a.accounts,
         admins: a.admins,
         clock_skew: a.clock_skew.unwrap_or(Duration::from_secs(30)),
+        max_admin_token_lifetime,
         max_token_bytes: usize::try_from(max_token_bytes).unwrap_or(usize::MAX),
         operator_keys,
     })
@@ -827,6 +892,7 @@ fn merge_provider(base: ProviderSection, over: ProviderSection) -> ProviderSecti
         timeouts: over.timeouts.or(base.timeouts),
         models: Some(models),
         adapter: over.adapter.or(base.adapter),
+        max_response_size: over.max_response_size.or(base.max_response_size),
     }
 }
 
@@ -841,6 +907,7 @@ fn resolve_provider(
     name: &str,
     s: ProviderSection,
     configured: bool,
+    max_response_size: u64,
     env: &Env,
     base_dir: &Path,
     invalid: &dyn Fn(&str, String) -> ConfigError,
@@ -918,6 +985,16 @@ fn resolve_provider(
         models: s.models.unwrap_or_default(),
         configured,
         adapter,
+        max_response_size: match s.max_response_size {
+            Some(file::ByteSize(0)) => {
+                return Err(invalid(
+                    &format!("{at}.max_response_size"),
+                    "expected a size larger than zero".into(),
+                ));
+            }
+            Some(file::ByteSize(n)) => n,
+            None => max_response_size,
+        },
     })
 }
 

@@ -203,12 +203,14 @@ impl Error {
         }
     }
 
-    /// The JSON error body in `dialect`. An upstream error of the same dialect (or the same
-    /// error shape) is returned byte for byte.
+    /// The JSON error body in `dialect`. An upstream's JSON error object of the same dialect
+    /// (or the same error shape) is returned byte for byte; anything else it sent (an HTML
+    /// page from a proxy in front of it, plain text, an empty body) is wrapped in the
+    /// dialect's error shape, its text as the message.
     pub fn body(&self, dialect: Dialect) -> Bytes {
         if let Some(u) = &self.upstream
             && same_error_shape(u.dialect, dialect)
-            && !u.body.is_empty()
+            && is_json_object(&u.body)
         {
             return u.body.clone();
         }
@@ -242,6 +244,12 @@ impl Error {
         }
         Bytes::from(value.to_string())
     }
+}
+
+/// Whether `body` is one JSON object (what every dialect's error is); checked only on the
+/// error path.
+fn is_json_object(body: &[u8]) -> bool {
+    body.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
 }
 
 /// Both OpenAI APIs wrap errors in the same `{"error": {...}}`, so a chat upstream's error
@@ -348,5 +356,38 @@ mod tests {
         assert_eq!(openai["error"]["message"], "bad");
         assert_eq!(openai["error"]["type"], "invalid_request_error");
         assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn a_foreign_error_body_is_wrapped_in_the_callers_shape() {
+        let html = Bytes::from_static(b"<html><body><h1>502 Bad Gateway</h1></body></html>");
+        for (body, dialect) in [
+            (html.clone(), Dialect::OpenAiChat),
+            (html.clone(), Dialect::Anthropic),
+            (html, Dialect::Gemini),
+            (
+                Bytes::from_static(b"upstream connect error"),
+                Dialect::OpenAiChat,
+            ),
+            (
+                Bytes::from_static(b"{\"error\": trunc"),
+                Dialect::OpenAiChat,
+            ),
+        ] {
+            let e = Error::from_upstream(UpstreamError {
+                status: StatusCode::BAD_GATEWAY,
+                dialect,
+                message: crate::api::upstream_error_message(&body),
+                body: body.clone(),
+            });
+            let out: serde_json::Value = serde_json::from_slice(&e.body(dialect))
+                .unwrap_or_else(|_| panic!("{dialect:?}: not JSON"));
+            let message = &out["error"]["message"];
+            let text = String::from_utf8_lossy(&body);
+            assert_eq!(message.as_str(), Some(text.trim()), "{dialect:?}");
+            if dialect == Dialect::Anthropic {
+                assert_eq!(out["type"], "error");
+            }
+        }
     }
 }

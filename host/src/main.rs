@@ -227,9 +227,10 @@ enum TokenCommand {
         chain: auth_cli::Chain,
         #[arg(long, value_enum, default_value_t = auth_cli::ScopeArg::Api)]
         scope: auth_cli::ScopeArg,
-        /// Lifetime (30d, 1h) or `never`; admin tokens must expire.
-        #[arg(long, default_value = "30d")]
-        exp: String,
+        /// Lifetime (30d, 1h) or `never`; default 30d for api tokens, 1h for admin tokens
+        /// (which must expire, within the gateway's auth.max_admin_token_lifetime, 24h by default).
+        #[arg(long)]
+        exp: Option<String>,
         /// Model globs the token may use (route names, provider:model_id); repeatable.
         #[arg(long = "models", value_delimiter = ',')]
         models: Vec<String>,

@@ -26,7 +26,7 @@ use crate::outcome::Outcomes;
 use crate::plugins::AdapterPlugin;
 use crate::router::{Protocol, Router, Target};
 use crate::stream::{Gather, Relay, RelayObserver, UpstreamEvents};
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, read_body};
 
 /// Response body type of every route.
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -59,8 +59,12 @@ pub struct Proxy {
     /// Provider name → its adapter plugin (`api_protocol: plugin`); swapped on reload too.
     adapters: std::sync::RwLock<Arc<Adapters>>,
     pub budgets: Budgets,
-    /// Output tokens reserved for a budgeted request without `max_tokens`.
+    /// Output tokens reserved (and sent upstream as the cap) for a budgeted request
+    /// without `max_tokens`.
     default_max_output: u64,
+    /// Input tokens reserved for what a request only refers to, where the model's context
+    /// window is not known.
+    default_max_input: u64,
 }
 
 /// The loaded provider-adapter plugins, by provider name.
@@ -83,6 +87,7 @@ impl Proxy {
             adapters: std::sync::RwLock::new(Arc::default()),
             budgets,
             default_max_output: settings.default_max_output_tokens,
+            default_max_input: settings.default_max_input_tokens,
         }
     }
 
@@ -147,11 +152,13 @@ impl Proxy {
 
     /// Reserves the request's worst case at the dearest endpoint of its plan. One
     /// reservation covers every failover attempt: a second round trip to a shared store per
-    /// attempt would cost more than the over-reservation it saves.
+    /// attempt would cost more than the over-reservation it saves. A budgeted request without
+    /// an output cap gets the cap it was reserved for, so no answer can cost more than its
+    /// reservation.
     async fn reserve_budget(
         &self,
         ctx: &mut RequestContext,
-        request: &Request,
+        request: &mut Request,
         targets: &[Arc<Target>],
     ) -> Result<(), Error> {
         let Some(caller) = ctx.caller.clone() else {
@@ -160,7 +167,13 @@ impl Proxy {
         let Some((claim, id)) = caller.budget_key() else {
             return Ok(());
         };
-        let worst = crate::budget::plan_worst_case(request, targets, self.default_max_output);
+        request.max_tokens.get_or_insert(self.default_max_output);
+        let worst = crate::budget::plan_worst_case(
+            request,
+            targets,
+            self.default_max_output,
+            self.default_max_input,
+        );
         match self.budgets.reserve(id, &claim, worst).await {
             Ok(r) => {
                 ctx.budget_remaining = Some(r.remaining().remaining_micro_usd);
@@ -226,7 +239,10 @@ impl Proxy {
             let e = ctx.guardrail.block_error(&guardrails);
             return self.fail(&mut ctx, e).await;
         }
-        if let Err(e) = self.reserve_budget(&mut ctx, &request, &plan.targets).await {
+        if let Err(e) = self
+            .reserve_budget(&mut ctx, &mut request, &plan.targets)
+            .await
+        {
             return self.fail(&mut ctx, e).await;
         }
         let extra_headers = passthrough_headers(dialect, headers);
@@ -266,13 +282,16 @@ impl Proxy {
             let duration = started.elapsed();
             match outcome {
                 Ok(answer) => {
-                    self.router.record_success(target);
                     ctx.attempts.push(Attempt {
                         target: target.label(),
                         duration,
                         error: None,
                     });
-                    return self.answer(answer, ctx, target, &guardrails).await;
+                    let health = Health {
+                        target: target.clone(),
+                        cooldown: plan.cooldown,
+                    };
+                    return self.answer(answer, ctx, health, &guardrails).await;
                 }
                 Err(e) => {
                     ctx.attempts.push(Attempt {
@@ -288,7 +307,7 @@ impl Proxy {
                         return self.fail(&mut ctx, e).await;
                     }
                     tracing::debug!(request_id = %ctx.id, target = %target.label(), error = %e, "attempt failed; trying the next endpoint");
-                    self.router.record_failure(target, plan.cooldown);
+                    target.record_failure(plan.cooldown);
                     last_error = Some(e);
                 }
             }
@@ -360,7 +379,7 @@ impl Proxy {
                 t.total.unwrap_or(t.first_byte).min(t.first_byte),
             )
             .await?;
-        let bytes = read_body(response, t.idle).await?;
+        let bytes = read_body(response, t.idle, target.max_response_size).await?;
         let decoded = api::decode_response(upstream, &bytes).map_err(|e| {
             Error::new(
                 ErrorKind::BadUpstreamResponse,
@@ -418,7 +437,7 @@ impl Proxy {
         let response = self.upstream.send_adapted(target, http, limit).await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let bytes = read_body(response, t.idle).await?;
+        let bytes = read_body(response, t.idle, target.max_response_size).await?;
         let mut decoded = match adapter.decode_response(status, &headers, &bytes).await {
             Err(e) => return Err(crate::upstream::adapter_call_error(e)),
             Ok(Err(e)) => return Err(crate::upstream::adapter_upstream_error(e)),
@@ -455,7 +474,12 @@ impl Proxy {
             let status = response.status().as_u16();
             let headers = response.headers().clone();
             let rest = t.first_byte.saturating_sub(started.elapsed());
-            let bytes = read_body(response, rest.max(Duration::from_millis(1))).await?;
+            let bytes = read_body(
+                response,
+                rest.max(Duration::from_millis(1)),
+                target.max_response_size,
+            )
+            .await?;
             return Err(
                 match adapter.decode_response(status, &headers, &bytes).await {
                     Err(e) => crate::upstream::adapter_call_error(e),
@@ -472,18 +496,6 @@ impl Proxy {
         }
         let events = UpstreamEvents::adapted(response, adapter.clone(), &target.model_id);
         prime(events, request, target, dialect, started).await
-    }
-}
-
-/// Reads a whole body, giving up after `limit` of waiting.
-async fn read_body(response: reqwest::Response, limit: Duration) -> Result<Bytes, Error> {
-    match tokio::time::timeout(limit, response.bytes()).await {
-        Err(_) => Err(Error::new(
-            ErrorKind::Timeout,
-            "the upstream stopped sending its answer",
-        )),
-        Ok(Err(e)) => Err(crate::upstream::transport_error(e)),
-        Ok(Ok(b)) => Ok(b),
     }
 }
 
@@ -582,10 +594,10 @@ impl Proxy {
         &self,
         answer: Answer,
         mut ctx: RequestContext,
-        target: &Target,
+        health: Health,
         guardrails: &Arc<GuardrailEngine>,
     ) -> Response<Body> {
-        let served_by = HeaderValue::from_str(&target.label()).ok();
+        let served_by = HeaderValue::from_str(&health.target.label()).ok();
         let attempts = HeaderValue::from(ctx.attempts.len());
         // Streams send their headers before the answer's text is inspected: only the
         // request's findings can be reported there.
@@ -593,6 +605,7 @@ impl Proxy {
         let dialect = ctx.dialect;
         let mut response = match answer {
             Answer::Json { body, mut response } => {
+                health.target.record_success();
                 ctx.usage = Some(response.usage);
                 ctx.complete = true;
                 let redacted = guardrails
@@ -636,6 +649,7 @@ impl Proxy {
                     StreamLog {
                         ctx: Some(ctx),
                         outcomes: self.outcomes.clone(),
+                        health,
                     },
                     guard,
                 );
@@ -670,10 +684,44 @@ impl Proxy {
     }
 }
 
+/// The endpoint that answered, whose health the answer's end reports.
+struct Health {
+    target: Arc<Target>,
+    cooldown: crate::config::Cooldown,
+}
+
+impl Health {
+    /// A stream reports when it ends: one that started and then broke, stalled or sent an
+    /// error counts against its endpoint like a refused request, so an endpoint that cuts
+    /// every stream cools down instead of keeping the traffic.
+    fn stream_ended(&self, outcome: Result<(), &Error>) {
+        match outcome {
+            Ok(()) => self.target.record_success(),
+            Err(e) if is_endpoint_failure(e) => self.target.record_failure(self.cooldown),
+            // The caller left, or the firewall stopped the answer: not the endpoint's doing.
+            Err(_) => {}
+        }
+    }
+}
+
+/// Whether a failure after the answer started is the endpoint's: the kinds failover
+/// treats as the endpoint's before the first byte.
+fn is_endpoint_failure(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Transport
+            | ErrorKind::Timeout
+            | ErrorKind::RateLimited
+            | ErrorKind::Provider
+            | ErrorKind::BadUpstreamResponse
+    )
+}
+
 /// Accounts for a stream when it ends, or when the caller hangs up first.
 struct StreamLog {
     ctx: Option<RequestContext>,
     outcomes: Arc<Outcomes>,
+    health: Health,
 }
 
 impl RelayObserver for StreamLog {
@@ -700,6 +748,15 @@ impl RelayObserver for StreamLog {
     fn end(&mut self, outcome: Result<(), &Error>) -> Option<BoxFuture<'static, ()>> {
         let mut ctx = self.ctx.take()?;
         ctx.complete = outcome.is_ok();
+        self.health.stream_ended(outcome);
+        if let (Err(e), Some(last)) = (outcome, ctx.attempts.last_mut()) {
+            // The attempt that answered is the one that failed.
+            last.error = Some(AttemptError {
+                kind: e.kind(),
+                status: e.upstream().map(|u| u.status.as_u16()),
+                message: e.message().to_owned(),
+            });
+        }
         let row = self.outcomes.finish(&ctx, 200, outcome.err());
         let outcomes = self.outcomes.clone();
         let budget = ctx.budget.take();

@@ -44,6 +44,11 @@ pub struct Target {
     pub timeouts: Timeouts,
     /// Prices from the registry or config; `None` for a model nobody priced (cost 0, logged).
     pub prices: Option<PriceTable>,
+    /// The model's context window, where the registry or config knows it: what bounds
+    /// input a request only refers to (budgets).
+    pub max_input_tokens: Option<u64>,
+    /// The largest answer read from this endpoint (`max_response_size`).
+    pub max_response_size: u64,
     health: Health,
 }
 
@@ -52,6 +57,29 @@ impl Target {
     pub fn label(&self) -> String {
         format!("{}:{}", self.provider, self.model_id)
     }
+
+    /// The endpoint answered well (a JSON answer, or a stream that ended cleanly).
+    pub fn record_success(&self) {
+        self.health.failures.store(0, Ordering::Relaxed);
+    }
+
+    /// Counts a failure that says the endpoint is unhealthy (not a caller mistake), before
+    /// or after its first byte: a stream it cut counts like a refused request.
+    pub fn record_failure(&self, cooldown: Cooldown) {
+        let failures = self.health.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= cooldown.failures {
+            self.health.cool_until.store(
+                clock_ms() + cooldown.duration.as_millis() as u64,
+                Ordering::Relaxed,
+            );
+        }
+    }
+}
+
+/// Milliseconds on one process-wide monotonic clock, for cool-downs.
+fn clock_ms() -> u64 {
+    static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+    EPOCH.elapsed().as_millis() as u64
 }
 
 /// Consecutive failures of a target and when its cool-down ends, shared by every route
@@ -59,7 +87,7 @@ impl Target {
 #[derive(Debug, Default)]
 struct Health {
     failures: AtomicU32,
-    /// Milliseconds since the router's epoch until which the target is skipped.
+    /// Milliseconds on [`clock_ms`] until which the target is skipped.
     cool_until: AtomicU64,
 }
 
@@ -81,7 +109,6 @@ pub struct Plan {
 }
 
 pub struct Router {
-    epoch: Instant,
     routes: HashMap<String, RouteState>,
     providers: HashMap<String, Provider>,
     direct_timeouts: HashMap<String, Timeouts>,
@@ -140,16 +167,11 @@ impl Router {
             .map(|p| (p.name.clone(), config.direct_timeouts(p)))
             .collect();
         Ok(Router {
-            epoch: Instant::now(),
             routes,
             providers: config.providers.clone().into_iter().collect(),
             direct_timeouts,
             direct: Mutex::new(HashMap::new()),
         })
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
     }
 
     /// Resolves a requested model name into the targets to try.
@@ -184,7 +206,7 @@ impl Router {
                 route.schedule[tick % route.schedule.len()]
             }
         };
-        let now = self.now_ms();
+        let now = clock_ms();
         let mut ready = Vec::with_capacity(n);
         let mut cooling = Vec::new();
         for i in 0..n {
@@ -222,21 +244,6 @@ impl Router {
                     Ordering::Relaxed,
                 )
                 .is_ok()
-    }
-
-    pub fn record_success(&self, t: &Target) {
-        t.health.failures.store(0, Ordering::Relaxed);
-    }
-
-    /// Counts a failure that says the endpoint is unhealthy (not a caller mistake).
-    pub fn record_failure(&self, t: &Target, cooldown: Cooldown) {
-        let failures = t.health.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures >= cooldown.failures {
-            t.health.cool_until.store(
-                self.now_ms() + cooldown.duration.as_millis() as u64,
-                Ordering::Relaxed,
-            );
-        }
     }
 
     fn direct_target(&self, provider: &Provider, model_id: &str) -> Result<Arc<Target>, Error> {
@@ -399,6 +406,11 @@ fn build_target(
             .models
             .get(model_id)
             .map(|m| PriceTable::from_pricing(&m.pricing)),
+        max_input_tokens: provider
+            .models
+            .get(model_id)
+            .and_then(|m| m.max_input_tokens),
+        max_response_size: provider.max_response_size,
         health: Health::default(),
     })
 }
@@ -495,13 +507,13 @@ mod tests {
         let r = router(&TWO.replace("STRATEGY", "priority"));
         let plan = r.plan("r").unwrap();
         let a = plan.targets[0].clone();
-        r.record_failure(&a, plan.cooldown);
+        a.record_failure(plan.cooldown);
         assert_eq!(
             r.plan("r").unwrap().targets[0].provider,
             "a",
             "one failure is below the threshold"
         );
-        r.record_failure(&a, plan.cooldown);
+        a.record_failure(plan.cooldown);
         assert_eq!(r.plan("r").unwrap().targets[0].provider, "b");
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(
@@ -514,7 +526,7 @@ mod tests {
             "b",
             "only one probe at a time"
         );
-        r.record_success(&a);
+        a.record_success();
         assert_eq!(r.plan("r").unwrap().targets[0].provider, "a");
     }
 

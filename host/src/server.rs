@@ -378,7 +378,7 @@ impl Gateway {
         if need == Access::Open {
             return Ok(None);
         }
-        let token = crate::auth::token_from_headers(headers);
+        let token = crate::auth::token_from_headers(headers)?;
         if need == Access::Optional && token.is_none() {
             return Ok(None);
         }

@@ -75,10 +75,10 @@ impl Upstream {
         if status.is_success() {
             return Ok(response);
         }
-        let body = tokio::time::timeout(timeout, response.bytes())
+        // An error body that does not arrive whole in time (or is too large) still fails
+        // the attempt with the status; only its text is lost.
+        let body = read_body(response, timeout, target.max_response_size)
             .await
-            .ok()
-            .and_then(Result::ok)
             .unwrap_or_default();
         let message = api::upstream_error_message(&body);
         Err(Error::from_upstream(UpstreamError {
@@ -128,6 +128,52 @@ impl Upstream {
             Ok(Err(e)) => Err(transport_error(e)),
             Ok(Ok(r)) => Ok(r),
         }
+    }
+}
+
+/// Reads a whole answer body, giving up after `limit` of waiting or past `max_bytes` (a
+/// `BadUpstreamResponse`, so failover tries the next endpoint): an upstream cannot make
+/// the gateway buffer more than `max_bytes` for one answer.
+pub async fn read_body(
+    mut response: reqwest::Response,
+    limit: Duration,
+    max_bytes: u64,
+) -> Result<Bytes, Error> {
+    let too_large = |n: u64| {
+        Error::new(
+            ErrorKind::BadUpstreamResponse,
+            format!(
+                "the upstream's answer is larger than max_response_size ({n} > {max_bytes} bytes)"
+            ),
+        )
+    };
+    if let Some(n) = response.content_length()
+        && n > max_bytes
+    {
+        return Err(too_large(n));
+    }
+    let read = async {
+        // Grown as chunks arrive; a Content-Length within the limit sizes it at once.
+        let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            let n = (body.len() + chunk.len()) as u64;
+            if n > max_bytes {
+                return Err(too_large(n));
+            }
+            if body.is_empty() && response.content_length() == Some(chunk.len() as u64) {
+                // The whole body in one chunk: no copy.
+                return Ok(chunk);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(body))
+    };
+    match tokio::time::timeout(limit, read).await {
+        Err(_) => Err(Error::new(
+            ErrorKind::Timeout,
+            "the upstream stopped sending its answer",
+        )),
+        Ok(r) => r,
     }
 }
 

@@ -665,3 +665,62 @@ async fn a_refused_model_call_is_an_event_and_a_metric_but_not_a_ledger_row() {
     assert_eq!(rows.len(), 1);
     assert!(rows[0].success);
 }
+
+#[tokio::test]
+async fn admin_token_lifetimes_are_capped_and_conflicting_credentials_refused() {
+    let admin = Wallet::sol(7);
+    let (gw, _m) = gateway(&[admin.account()], &[admin.account()]).await;
+    let spend = |t: String| {
+        let gw = &gw;
+        async move { get(gw, "/admin/spend", &[("authorization", &bearer(&t))]).await }
+    };
+    // Within the default 24 h: accepted.
+    let ok = admin.token(json!({"scope": "admin", "exp": now() + 3600}));
+    assert_eq!(spend(ok.clone()).await.status, 200);
+    // Absurd expiries: refused, naming the setting.
+    for exp in [
+        json!(now() + 30 * 86_400),
+        json!(i64::MAX),
+        json!(99_999_999_999u64),
+    ] {
+        let r = spend(admin.token(json!({"scope": "admin", "exp": exp}))).await;
+        assert_openai_error(&r, 401, "max_admin_token_lifetime");
+    }
+    // Non-integer expiries: refused, whatever their value.
+    for exp in [json!(1e300), json!((now() + 60) as f64 + 0.5)] {
+        let r = spend(admin.token(json!({"scope": "admin", "exp": exp}))).await;
+        assert_openai_error(&r, 401, "whole Unix seconds");
+    }
+    // An api token may still live long.
+    let api = admin.token(json!({"exp": now() + 365 * 86_400}));
+    assert_eq!(
+        chat(&gw, "fast", &[("authorization", &bearer(&api))])
+            .await
+            .status,
+        200
+    );
+
+    // Two different credentials: 401 naming the conflict; the same token twice is fine.
+    let forged = format!("{}x", &api[..api.len() - 1]);
+    let r = chat(
+        &gw,
+        "fast",
+        &[("authorization", &bearer(&api)), ("x-api-key", &forged)],
+    )
+    .await;
+    assert_openai_error(&r, 401, "two different credentials");
+    let r = chat(
+        &gw,
+        "fast",
+        &[("authorization", &bearer(&api)), ("x-api-key", &api)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = chat(
+        &gw,
+        "fast",
+        &[("x-api-key", &api), ("x-goog-api-key", &forged)],
+    )
+    .await;
+    assert_openai_error(&r, 401, "two different credentials");
+}

@@ -11,6 +11,7 @@ mod dashboard;
 mod dialects;
 mod failover;
 mod guardrails;
+mod hardening;
 mod harness;
 mod ledger_backends;
 mod observe;

@@ -212,8 +212,14 @@ async fn panicking_and_blocking_sinks_do_not_touch_requests() {
         providers(&[("p", "openai", &m)])
     );
     let gw = TestGateway::start_with(&yaml, vec![Arc::new(Panics), Arc::new(Blocks)]).await;
+    // One request first, so the blocking sink's first batch (which lingers 20 ms for
+    // company) is handed over and blocks before the other 59 arrive: otherwise a fast
+    // machine delivers all 60 in that one batch and nothing is ever dropped.
+    let first = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
+    assert_eq!(first.status, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut tasks = Vec::new();
-    for _ in 0..60 {
+    for _ in 0..59 {
         let url = gw.url("/v1/chat/completions");
         tasks.push(tokio::spawn(async move {
             client()

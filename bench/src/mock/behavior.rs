@@ -61,6 +61,15 @@ pub struct MockBehavior {
     pub cache_write_tokens: u64,
     /// The reasoning share of `output_tokens`.
     pub reasoning_tokens: u64,
+    /// Bill like a provider at its most expensive: input = every byte of the messages' text,
+    /// tool definitions and schemas; output = `max_tokens` × `n`, whatever the text.
+    pub bill_worst: bool,
+    /// JSON answers: this many bytes of trailing whitespace (still valid JSON), sent chunked
+    /// with no Content-Length, so only a reader that counts can stop early.
+    pub pad_bytes: Option<u64>,
+    /// Error statuses come as an HTML page (`text/html`), as a proxy in front of a provider
+    /// sends them, instead of the provider's JSON error.
+    pub html_error: bool,
 }
 
 impl MockBehavior {
@@ -99,6 +108,10 @@ pub(crate) struct BehaviorPatch {
     cache_read_tokens: Option<u64>,
     cache_write_tokens: Option<u64>,
     reasoning_tokens: Option<u64>,
+    bill_worst: Option<bool>,
+    #[serde(deserialize_with = "present")]
+    pad_bytes: Option<Option<u64>>,
+    html_error: Option<bool>,
 }
 
 /// Only called for fields present in the input, so `null` becomes `Some(None)` ("clear it")
@@ -135,6 +148,9 @@ impl BehaviorPatch {
             cache_read_tokens,
             cache_write_tokens,
             reasoning_tokens,
+            bill_worst,
+            pad_bytes,
+            html_error,
         );
     }
 }

@@ -38,7 +38,15 @@ pub(crate) struct StreamTiming {
 pub(crate) enum MockBody {
     Full(Option<Bytes>),
     Sse(Box<SseBody>),
+    /// `head`, then `left` bytes of spaces in 64 KiB frames; length unknown to the client.
+    Padded {
+        head: Option<Bytes>,
+        left: u64,
+    },
 }
+
+/// One frame of padding, shared by every padded body.
+static PAD: Bytes = Bytes::from_static(&[b' '; 64 * 1024]);
 
 impl MockBody {
     pub(crate) fn full(bytes: impl Into<Bytes>) -> MockBody {
@@ -69,6 +77,17 @@ impl Body for MockBody {
         match self.get_mut() {
             MockBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             MockBody::Sse(sse) => sse.poll_event(cx),
+            MockBody::Padded { head, left } => {
+                if let Some(h) = head.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(h))));
+                }
+                if *left == 0 {
+                    return Poll::Ready(None);
+                }
+                let n = (*left).min(PAD.len() as u64);
+                *left -= n;
+                Poll::Ready(Some(Ok(Frame::data(PAD.slice(..n as usize)))))
+            }
         }
     }
 
@@ -80,7 +99,7 @@ impl Body for MockBody {
         match self {
             MockBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             MockBody::Full(None) => SizeHint::with_exact(0),
-            MockBody::Sse(_) => SizeHint::default(),
+            MockBody::Sse(_) | MockBody::Padded { .. } => SizeHint::default(),
         }
     }
 }

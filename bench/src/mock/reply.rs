@@ -164,10 +164,19 @@ impl Reply {
         let reasoning = b
             .reasoning
             .then(|| Pieces::split(Cow::Borrowed(REASONING_TEXT), REASONING_DELTAS));
+        let worst_output = req
+            .max_tokens
+            .map(|m| m.saturating_mul(req.choices))
+            .filter(|_| b.bill_worst);
         let usage = Usage {
-            input: b.input_tokens.unwrap_or(req.estimated_input_tokens),
+            input: b.input_tokens.unwrap_or(if b.bill_worst {
+                req.billed_input_tokens
+            } else {
+                req.estimated_input_tokens
+            }),
             output: b
                 .output_tokens
+                .or(worst_output)
                 .unwrap_or(deltas.saturating_add(b.reasoning_tokens)),
             cache_read: b.cache_read_tokens,
             cache_write: b.cache_write_tokens,

@@ -79,6 +79,11 @@ pub(crate) struct Inspected<'a> {
     pub tool: Option<Tool<'a>>,
     pub last_is_tool_result: bool,
     pub estimated_input_tokens: u64,
+    /// What a provider that bills every byte would charge as input: the text of the
+    /// messages (and system prompt) plus every other field at its JSON size (tools, schemas).
+    pub billed_input_tokens: u64,
+    /// Choices asked for (OpenAI `n`), at least 1.
+    pub choices: u64,
     /// `[[mock ...]]` directives of the last user message, or why one is malformed.
     pub directives: Result<Vec<BehaviorPatch>, String>,
 }
@@ -161,6 +166,8 @@ impl Dialect {
             tool: self.first_tool(obj.get("tools")),
             last_is_tool_result,
             estimated_input_tokens: (chars as u64 / 4).max(1),
+            billed_input_tokens: chars as u64 + fields_len(obj),
+            choices: obj.get("n").and_then(Value::as_u64).unwrap_or(1).max(1),
             directives,
         })
     }
@@ -239,6 +246,8 @@ fn inspect_cohere(obj: &Map<String, Value>) -> Result<Inspected<'_>, String> {
         tool: None,
         last_is_tool_result: false,
         estimated_input_tokens: (chars as u64 / 4).max(1),
+        billed_input_tokens: chars as u64,
+        choices: 1,
         directives: parse_directives(message),
     })
 }
@@ -311,6 +320,8 @@ fn inspect_gemini(obj: &Map<String, Value>) -> Result<Inspected<'_>, String> {
         tool,
         last_is_tool_result,
         estimated_input_tokens: (chars as u64 / 4).max(1),
+        billed_input_tokens: chars as u64,
+        choices: 1,
         directives,
     })
 }
@@ -340,6 +351,28 @@ fn directives_of(message: &Value) -> Result<Vec<BehaviorPatch>, String> {
 }
 
 /// Bytes of all strings under `v`: a rough size of what a tokenizer would see.
+/// JSON size of the top-level fields a provider turns into prompt tokens besides the
+/// messages: tool definitions, response schemas, and anything else it does not name here.
+fn fields_len(obj: &serde_json::Map<String, Value>) -> u64 {
+    const NOT_PROMPT: &[&str] = &[
+        "model",
+        "messages",
+        "system",
+        "max_tokens",
+        "max_completion_tokens",
+        "stream",
+        "stream_options",
+        "n",
+        "temperature",
+        "top_p",
+        "metadata",
+    ];
+    obj.iter()
+        .filter(|(k, _)| !NOT_PROMPT.contains(&k.as_str()))
+        .map(|(k, v)| (k.len() + v.to_string().len()) as u64)
+        .sum()
+}
+
 fn text_len(v: Option<&Value>) -> usize {
     match v {
         Some(Value::String(s)) => s.len(),

@@ -418,8 +418,29 @@ async fn model_request(
         tokio::time::sleep(latency).await;
     }
     match action {
+        Action::Fail(status, message) if shared.behavior().html_error => {
+            let page = format!(
+                "<html><head><title>{status}</title></head><body><h1>{status}</h1><p>{message}</p></body></html>"
+            );
+            let mut r = Response::new(MockBody::full(page));
+            *r.status_mut() = status;
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            r
+        }
         Action::Fail(status, message) => error_response(dialect, status, &message),
-        Action::Json(bytes) => json_response(StatusCode::OK, bytes),
+        Action::Json(bytes) => match shared.behavior().pad_bytes {
+            Some(left) => {
+                let mut r = Response::new(MockBody::Padded {
+                    head: Some(bytes),
+                    left,
+                });
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                r
+            }
+            None => json_response(StatusCode::OK, bytes),
+        },
         Action::Stream(source, timing) => {
             let mut response = Response::new(MockBody::sse(source, timing));
             let headers = response.headers_mut();

@@ -158,6 +158,12 @@ pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
         Some(WireStop::One(s)) => vec![s],
         Some(WireStop::Many(v)) => v,
     };
+    // The caller's choice of field goes back to an OpenAI upstream (reasoning models
+    // refuse `max_tokens`); `encode_request` fills in the canonical value.
+    if wire.max_completion_tokens.is_some() {
+        wire.rest
+            .insert("max_completion_tokens".into(), Value::Null);
+    }
     Ok(Request {
         model: wire.model,
         messages,
@@ -563,9 +569,12 @@ pub fn encode_request(r: &Request, model: &str) -> Value {
     if let Some(n) = r.max_tokens {
         // An OpenAI caller's own choice of field survives in `extra`; others get the
         // field every OpenAI-compatible server understands.
-        if !body.contains_key("max_completion_tokens") {
-            body.insert("max_tokens".into(), n.into());
-        }
+        let field = if body.contains_key("max_completion_tokens") {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        body.insert(field.into(), n.into());
     }
     if let Some(t) = r.temperature {
         body.insert("temperature".into(), t.into());

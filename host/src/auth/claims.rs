@@ -43,11 +43,11 @@ fn text(p: &Value, names: &[&str]) -> Result<Option<String>, AuthError> {
 fn seconds(p: &Value, name: &str) -> Result<Option<u64>, AuthError> {
     match first(p, &[name]) {
         None => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
-            .map(Some)
-            .ok_or_else(|| AuthError::BadClaim(format!("{name} must be Unix seconds"))),
+        // Whole seconds only: a float (1e300, 1.5) would have to be rounded into a claim
+        // the signer never made.
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            AuthError::BadClaim(format!("{name} must be whole Unix seconds (an integer)"))
+        }),
     }
 }
 
@@ -200,6 +200,10 @@ mod tests {
                 "rounds",
             ),
             (json!({"exp": "tomorrow"}), "exp"),
+            (json!({"exp": 1e300}), "exp"),
+            (json!({"exp": 1700000000.5}), "exp"),
+            (json!({"exp": -5}), "exp"),
+            (json!({"iat": 1.0}), "iat"),
             (json!({"models": 3}), "models"),
         ] {
             let e = Claims::parse(&p).unwrap_err().to_string();

@@ -10,6 +10,7 @@ fn config(accounts: &[&str], admins: &[&str]) -> config::Auth {
         accounts: Some(accounts.iter().map(|s| s.to_string()).collect()),
         admins: Some(admins.iter().map(|s| s.to_string()).collect()),
         clock_skew: Duration::from_secs(0),
+        max_admin_token_lifetime: Duration::from_secs(24 * 3600),
         max_token_bytes: 4096,
         operator_keys: Vec::new(),
     }

@@ -31,6 +31,16 @@ pub struct FileConfig {
     pub plugins: Option<super::guardrails::PluginsSection>,
     #[serde(default)]
     pub budgets: BudgetsSection,
+    #[serde(default)]
+    pub upstream: UpstreamSection,
+}
+
+/// Limits on what upstreams send back, for every provider (each may override).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// The largest answer (JSON body or error body) read from an upstream.
+    pub max_response_size: Option<ByteSize>,
 }
 
 /// How budgets carried by tokens are enforced (the limits themselves are in the tokens).
@@ -39,6 +49,9 @@ pub struct FileConfig {
 pub struct BudgetsSection {
     /// Output tokens reserved for a request that sets no `max_tokens`.
     pub default_max_output_tokens: Option<u64>,
+    /// Input tokens reserved for content a request only refers to, where the model's
+    /// context window is not known.
+    pub default_max_input_tokens: Option<u64>,
     /// How long a reservation in a shared (PostgreSQL) store counts if its replica dies.
     #[serde(default, with = "humantime_serde")]
     pub reservation_ttl: Option<Duration>,
@@ -157,6 +170,8 @@ pub struct ProviderSection {
     pub models: Option<BTreeMap<String, ModelInfo>>,
     /// The provider-adapter plugin of an `api_protocol: plugin` provider.
     pub adapter: Option<super::guardrails::PluginEntry>,
+    /// Overrides `upstream.max_response_size` for this provider.
+    pub max_response_size: Option<ByteSize>,
 }
 
 /// What the registry knows of one model. Prices are USD per million tokens.
@@ -271,6 +286,8 @@ pub struct AuthSection {
     pub admins: Option<Vec<String>>,
     #[serde(default, with = "humantime_serde")]
     pub clock_skew: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub max_admin_token_lifetime: Option<Duration>,
     pub max_token_size: Option<ByteSize>,
     #[serde(default)]
     pub operator_keys: Vec<OperatorKeySection>,
