@@ -361,8 +361,22 @@ enum LogFormat {
     Json,
 }
 
+/// A CLI verb whose reader went away (`bitrouter check-config | head`) ends quietly, as
+/// Unix tools do, instead of panicking in `println!` on EPIPE: the default SIGPIPE action,
+/// which Rust's runtime replaces with "ignore". The server keeps ignoring it, so a client
+/// that hangs up is an error on that connection only.
+fn quiet_on_closed_pipe() {
+    // SAFETY: called once at start, before any thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        quiet_on_closed_pipe();
+    }
     let result = match cli.command {
         Command::Serve {
             config,

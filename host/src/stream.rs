@@ -11,6 +11,9 @@ use bytes::Bytes;
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, Stream, StreamExt};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio::time::Instant;
 
 use crate::api::{StreamDecoder, StreamEncoder};
@@ -33,6 +36,11 @@ enum Source {
     Sse {
         events: SseEvents,
         decoder: StreamDecoder,
+        /// Body bytes received, and how many had arrived when the last event was decoded:
+        /// bytes past that are an event the upstream has not finished, which is what a
+        /// stall or a close has cut when it comes now.
+        received: Arc<AtomicU64>,
+        at_event: u64,
     },
     Adapter(Box<Adapted>),
 }
@@ -193,9 +201,20 @@ async fn next_ready<S: Stream + Unpin>(s: &mut S, gather: Gather) -> Option<Opti
 impl UpstreamEvents {
     pub fn new(response: reqwest::Response, dialect: Dialect) -> Self {
         UpstreamEvents {
-            source: Source::Sse {
-                events: Box::pin(response.bytes_stream().eventsource()),
-                decoder: StreamDecoder::new(dialect),
+            source: {
+                let received = Arc::new(AtomicU64::new(0));
+                let counter = received.clone();
+                let bytes = response.bytes_stream().inspect(move |c| {
+                    if let Ok(b) = c {
+                        counter.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    }
+                });
+                Source::Sse {
+                    events: Box::pin(bytes.eventsource()),
+                    decoder: StreamDecoder::new(dialect),
+                    received,
+                    at_event: 0,
+                }
             },
             ended: None,
         }
@@ -242,28 +261,45 @@ impl UpstreamEvents {
         if let Some(end) = self.ended.take() {
             return end.map(|()| false);
         }
-        let (events, decoder) = match &mut self.source {
+        let (events, decoder, received, at_event) = match &mut self.source {
             Source::Adapter(a) => return a.next_batch(out, wait, gather).await,
-            Source::Sse { events, decoder } => (events, decoder),
+            Source::Sse {
+                events,
+                decoder,
+                received,
+                at_event,
+            } => (events, decoder, received, at_event),
         };
         let deadline = Instant::now() + wait;
         loop {
+            let unfinished = || received.load(Ordering::Relaxed).saturating_sub(*at_event);
             let next = match tokio::time::timeout_at(deadline, events.next()).await {
                 Err(_) => {
+                    let wait = humantime::format_duration(wait);
                     return Err(Error::new(
                         ErrorKind::Timeout,
-                        format!(
-                            "the upstream sent nothing for {}",
-                            humantime::format_duration(wait)
-                        ),
+                        match unfinished() {
+                            0 => format!("the upstream sent nothing for {wait}"),
+                            n => format!(
+                                "the upstream sent {n} bytes of an event it did not finish, then nothing for {wait}"
+                            ),
+                        },
                     ));
                 }
                 Ok(n) => n,
             };
             match next.map(sse_result) {
-                None => return Ok(false),
+                None => {
+                    return match unfinished() {
+                        0 => Ok(false),
+                        n => Err(closed_inside_an_event(n)),
+                    };
+                }
                 Some(Err(e)) => return Err(e),
-                Some(Ok(event)) => Self::decode(decoder, &event.data, out)?,
+                Some(Ok(event)) => {
+                    *at_event = received.load(Ordering::Relaxed);
+                    Self::decode(decoder, &event.data, out)?
+                }
             }
             if !out.is_empty() {
                 break;
@@ -275,9 +311,15 @@ impl UpstreamEvents {
                 Some(ready) => ready,
             };
             let outcome = match ready.map(sse_result) {
-                None => Err(Ok(())),
+                None => match received.load(Ordering::Relaxed).saturating_sub(*at_event) {
+                    0 => Err(Ok(())),
+                    n => Err(Err(closed_inside_an_event(n))),
+                },
                 Some(Err(e)) => Err(Err(e)),
-                Some(Ok(event)) => Self::decode(decoder, &event.data, out).map_err(Err),
+                Some(Ok(event)) => {
+                    *at_event = received.load(Ordering::Relaxed);
+                    Self::decode(decoder, &event.data, out).map_err(Err)
+                }
             };
             if let Err(end) = outcome {
                 self.ended = Some(end);
@@ -294,6 +336,16 @@ impl UpstreamEvents {
             Source::Adapter(a) => a.finished,
         }
     }
+}
+
+/// The upstream closed the connection with `n` bytes of an event still unterminated.
+fn closed_inside_an_event(n: u64) -> Error {
+    Error::new(
+        ErrorKind::Transport,
+        format!(
+            "the upstream closed the stream inside an unfinished event ({n} bytes without the blank line that ends it)"
+        ),
+    )
 }
 
 fn sse_result(
@@ -495,5 +547,83 @@ mod tests {
         let (_tx, mut rx) = tokio::sync::mpsc::channel::<usize>(1);
         let mut s = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
         assert_eq!(next_ready(&mut s, Gather::Burst).await, None);
+    }
+
+    /// An upstream body of `chunks`, then either its end or (`stall`) silence.
+    fn upstream(chunks: &[&'static str], stall: bool) -> reqwest::Response {
+        let items: Vec<Result<Bytes, std::io::Error>> = chunks
+            .iter()
+            .map(|c| Ok(Bytes::from_static(c.as_bytes())))
+            .collect();
+        let body = futures_util::stream::iter(items);
+        let body: ByteStream = if stall {
+            Box::pin(body.chain(futures_util::stream::pending()))
+        } else {
+            Box::pin(body)
+        };
+        reqwest::Response::from(http::Response::new(reqwest::Body::wrap_stream(body)))
+    }
+
+    type ByteStream =
+        Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static>>;
+
+    #[tokio::test]
+    async fn a_stream_cut_or_stalled_inside_an_event_says_so() {
+        const FIRST: &str =
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
+        const PARTIAL: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"con";
+        let mut out = Vec::new();
+        let mut closed =
+            UpstreamEvents::new(upstream(&[FIRST, PARTIAL], false), Dialect::OpenAiChat);
+        assert!(
+            closed
+                .next_batch(&mut out, Duration::from_secs(5), Gather::Ready)
+                .await
+                .unwrap()
+        );
+        assert!(
+            out.contains(&StreamEvent::TextDelta("hi".into())),
+            "{out:?}"
+        );
+        let e = closed
+            .next_batch(&mut out, Duration::from_secs(5), Gather::Ready)
+            .await
+            .unwrap_err();
+        assert!(e.message().contains("inside an unfinished event"), "{e}");
+
+        let mut stalled =
+            UpstreamEvents::new(upstream(&[FIRST, PARTIAL], true), Dialect::OpenAiChat);
+        stalled
+            .next_batch(&mut out, Duration::from_secs(5), Gather::Ready)
+            .await
+            .unwrap();
+        let e = stalled
+            .next_batch(&mut out, Duration::from_millis(50), Gather::Ready)
+            .await
+            .unwrap_err();
+        assert!(e.message().contains("did not finish"), "{e}");
+
+        // A clean end and plain silence keep their own words.
+        let mut clean = UpstreamEvents::new(upstream(&[FIRST], false), Dialect::OpenAiChat);
+        clean
+            .next_batch(&mut out, Duration::from_secs(5), Gather::Ready)
+            .await
+            .unwrap();
+        assert!(
+            !clean
+                .next_batch(&mut out, Duration::from_secs(5), Gather::Ready)
+                .await
+                .unwrap()
+        );
+        let mut silent = UpstreamEvents::new(upstream(&[FIRST], true), Dialect::OpenAiChat);
+        silent
+            .next_batch(&mut out, Duration::from_secs(5), Gather::Ready)
+            .await
+            .unwrap();
+        let e = silent
+            .next_batch(&mut out, Duration::from_millis(50), Gather::Ready)
+            .await
+            .unwrap_err();
+        assert!(e.message().contains("sent nothing"), "{e}");
     }
 }

@@ -800,3 +800,32 @@ fn config_errors_do_not_repeat_the_key_path() {
         );
     }
 }
+
+/// `bitrouter check-config … | head`: a reader that goes away ends the verb quietly (the
+/// default SIGPIPE action), never with a panic on EPIPE.
+#[test]
+fn cli_verbs_end_quietly_when_their_reader_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["check-config", QUICKSTART],
+        vec!["route", "list", "--config", QUICKSTART],
+        vec!["--help"],
+    ] {
+        let mut child = bitrouter(dir.path(), &args).spawn().unwrap();
+        // Close the only read end before the child writes: its first write hits EPIPE.
+        drop(child.stdout.take());
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            status.success() || std::os::unix::process::ExitStatusExt::signal(&status) == Some(13),
+            "{args:?}: {status:?} {err}"
+        );
+    }
+}

@@ -231,6 +231,17 @@ fn decode_item(item: Value, messages: &mut Vec<Message>) -> Result<(), DecodeErr
                 value: Value::Object(obj),
             });
         }
+        Some(kind) if !PASSED_ITEM_TYPES.contains(&kind) => {
+            // Dropping an item the gateway does not know would answer a different question
+            // than the caller asked.
+            return Err(DecodeError::new(
+                "type",
+                format!(
+                    "unknown input item type {kind:?}; expected message, function_call, function_call_output, reasoning or one of {}",
+                    PASSED_ITEM_TYPES.join(", ")
+                ),
+            ));
+        }
         Some(_) => {
             // Built-in tool calls and outputs, item references: Responses upstreams only.
             let part = Part::Opaque {
@@ -249,6 +260,32 @@ fn decode_item(item: Value, messages: &mut Vec<Message>) -> Result<(), DecodeErr
     }
     Ok(())
 }
+
+/// Input item types of OpenAI's Responses API that only a Responses upstream understands:
+/// built-in tool calls and their outputs, item references, compaction. They pass through
+/// untouched; any other type is refused.
+const PASSED_ITEM_TYPES: &[&str] = &[
+    "item_reference",
+    "file_search_call",
+    "web_search_call",
+    "computer_call",
+    "computer_call_output",
+    "image_generation_call",
+    "code_interpreter_call",
+    "local_shell_call",
+    "local_shell_call_output",
+    "shell_call",
+    "shell_call_output",
+    "apply_patch_call",
+    "apply_patch_call_output",
+    "mcp_list_tools",
+    "mcp_approval_request",
+    "mcp_approval_response",
+    "mcp_call",
+    "custom_tool_call",
+    "custom_tool_call_output",
+    "compaction",
+];
 
 /// The content of the assistant message at the end of `messages`, started if needed.
 fn assistant_turn(messages: &mut Vec<Message>) -> &mut Vec<Part> {
@@ -2044,5 +2081,22 @@ mod tests {
         assert_eq!(out["input"][0]["role"], "user");
         assert_eq!(out["tools"][0]["strict"], false);
         assert_eq!(out["stream"], true);
+    }
+
+    #[test]
+    fn unknown_input_item_types_are_refused_by_name() {
+        let e = decode_request(
+            br#"{"model":"m","input":[{"type":"message","role":"user","content":"hi"},{"type":"telepathy_call","id":"x"}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("input[1]") && e.contains("telepathy_call"),
+            "{e}"
+        );
+        let ok = decode_request(
+            br#"{"model":"m","input":[{"type":"web_search_call","id":"ws_1","status":"completed"}]}"#,
+        );
+        assert!(ok.is_ok());
     }
 }
