@@ -23,7 +23,6 @@ pub mod caller;
 pub mod canonical;
 pub mod config;
 pub mod context;
-pub mod credentials;
 pub mod error;
 pub mod guardrails;
 pub mod log_writer;

@@ -55,7 +55,7 @@ fn remaining(r: &Reply) -> u64 {
 }
 
 /// Sum of the ledger's costs, in micro-USD (rounded up), once `n` rows are written.
-async fn ledger_spent_micro(gw: &TestGateway, n: u64) -> u64 {
+pub(crate) async fn ledger_spent_micro(gw: &TestGateway, n: u64) -> u64 {
     for _ in 0..500 {
         if gw.gateway.ledger().stats().written >= n {
             break;

@@ -74,20 +74,6 @@ fn expensive_requests() -> Vec<(&'static str, Value)> {
     ]
 }
 
-async fn spent_micro(gw: &TestGateway, rows: u64) -> u64 {
-    for _ in 0..500 {
-        if gw.gateway.ledger().stats().written >= rows {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let rows = gw.gateway.ledger().rows(0, i64::MAX).await.unwrap();
-    rows.iter()
-        .map(|r| r.cost_nano_usd)
-        .sum::<u64>()
-        .div_ceil(1000)
-}
-
 /// Fires `rounds` of every expensive request shape at `gateways` at once (round-robin over
 /// the replicas) and returns how many were admitted.
 async fn hammer(gateways: &[&TestGateway], rounds: usize) -> usize {
@@ -134,7 +120,7 @@ async fn budgets_bound_what_a_provider_bills_for_tools_schemas_and_choices() {
     let limit = 500_000;
     gw.gateway.set_caller_for_tests(Some(budgeted(limit)));
     let admitted = hammer(&[&gw], 25).await;
-    let spent = spent_micro(&gw, 100).await;
+    let spent = crate::budgets::ledger_spent_micro(&gw, 100).await;
     assert!(
         admitted > 0,
         "nothing was admitted: the test proves nothing"
