@@ -291,7 +291,8 @@ impl UpstreamEvents {
             match next.map(sse_result) {
                 None => {
                     return match unfinished() {
-                        0 => Ok(false),
+                        // Bytes after the message's end are a comment or padding.
+                        n if n == 0 || decoder.finished() => Ok(false),
                         n => Err(closed_inside_an_event(n)),
                     };
                 }
@@ -312,7 +313,7 @@ impl UpstreamEvents {
             };
             let outcome = match ready.map(sse_result) {
                 None => match received.load(Ordering::Relaxed).saturating_sub(*at_event) {
-                    0 => Err(Ok(())),
+                    n if n == 0 || decoder.finished() => Err(Ok(())),
                     n => Err(Err(closed_inside_an_event(n))),
                 },
                 Some(Err(e)) => Err(Err(e)),
@@ -338,7 +339,9 @@ impl UpstreamEvents {
     }
 }
 
-/// The upstream closed the connection with `n` bytes of an event still unterminated.
+/// The upstream closed the connection, its message unfinished, `n` bytes after its last
+/// event: an event it never terminated (or a comment line, which does not change that the
+/// message was cut).
 fn closed_inside_an_event(n: u64) -> Error {
     Error::new(
         ErrorKind::Transport,
@@ -603,6 +606,20 @@ mod tests {
             .unwrap_err();
         assert!(e.message().contains("did not finish"), "{e}");
 
+        // A finished message followed by a comment line, then the close, is a clean end.
+        const DONE: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+        let mut finished = UpstreamEvents::new(
+            upstream(&[FIRST, DONE, ": keep-alive"], false),
+            Dialect::OpenAiChat,
+        );
+        let mut more = true;
+        while more {
+            more = finished
+                .next_batch(&mut out, Duration::from_secs(5), Gather::Ready)
+                .await
+                .unwrap();
+        }
+        assert!(finished.finished());
         // A clean end and plain silence keep their own words.
         let mut clean = UpstreamEvents::new(upstream(&[FIRST], false), Dialect::OpenAiChat);
         clean
