@@ -3,8 +3,9 @@
 //! writer waits `flush_interval` after the first row of a batch, so a gateway at 1,000 req/s
 //! commits a few dozen times a second instead of waking a blocking thread per request.
 //!
-//! Durability: with `durability: async` (default) a crash loses at most the rows still in the
-//! queue — those of requests that finished in the last `flush_interval` or so.
+//! Durability: with `durability: async` (default) a crash loses the rows not yet committed —
+//! those of requests that finished in the last max(`flush_interval`, one commit) + one commit
+//! (rows queued during a commit linger only for what is left of the interval).
 //! With `durability: sync` a request's response does not end until its row is committed (and
 //! the writer does not wait: a request is waiting).
 
@@ -255,6 +256,12 @@ async fn write_loop(inner: Arc<Inner>) {
         Durability::Sync => Duration::ZERO,
     };
     let mut lingered = false;
+    // When the last commit started. Rows queued while it ran have waited since at most
+    // then: they linger only for what is left of `flush_interval`, so under load (commits
+    // back to back) a row waits at most max(flush_interval, commit) before its own commit
+    // starts, not commit + flush_interval. Measured before this: kill -9 at 2–4k req/s lost
+    // rows finished up to ~100 ms before the kill with a 10 ms flush_interval.
+    let mut last_commit: Option<tokio::time::Instant> = None;
     loop {
         let woken = inner.wake.notified();
         let hurried = || {
@@ -267,11 +274,12 @@ async fn write_loop(inner: Arc<Inner>) {
         };
         if !lingered && !linger.is_zero() && !hurried() {
             let queued = inner.queue.lock().map(|q| q.len()).unwrap_or(0);
-            if queued > 0 && queued < inner.batch_size.min(inner.capacity) {
+            let left = last_commit.map_or(linger, |t| linger.saturating_sub(t.elapsed()));
+            if queued > 0 && queued < inner.batch_size.min(inner.capacity) && !left.is_zero() {
                 // Let the batch fill; a close or a reader's flush cuts the wait short.
                 lingered = true;
                 tokio::select! {
-                    _ = tokio::time::sleep(linger) => {}
+                    _ = tokio::time::sleep(left) => {}
                     _ = inner.hurry.notified() => {}
                 }
                 continue;
@@ -301,12 +309,15 @@ async fn write_loop(inner: Arc<Inner>) {
                 return;
             }
             woken.await;
+            // Rows that wake an idle writer get the whole linger.
+            last_commit = None;
             continue;
         }
         inner.space.notify_waiters();
         let (rows, acks): (Vec<SpendRecord>, Vec<Option<oneshot::Sender<()>>>) =
             batch.into_iter().unzip();
         let n = rows.len();
+        last_commit = Some(tokio::time::Instant::now());
         match inner.store.write(rows).await {
             Ok(()) => {
                 inner.written.fetch_add(n as u64, Ordering::Relaxed);
