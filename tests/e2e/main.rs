@@ -10,6 +10,7 @@ mod cli;
 mod dashboard;
 mod dialects;
 mod failover;
+mod faults;
 mod guardrails;
 mod hardening;
 mod harness;

@@ -70,6 +70,9 @@ pub struct MockBehavior {
     /// Error statuses come as an HTML page (`text/html`), as a proxy in front of a provider
     /// sends them, instead of the provider's JSON error.
     pub html_error: bool,
+    /// Streams: after this many delta events, one event whose data is not JSON, then the
+    /// body ends.
+    pub malformed_after: Option<usize>,
 }
 
 impl MockBehavior {
@@ -112,6 +115,8 @@ pub(crate) struct BehaviorPatch {
     #[serde(deserialize_with = "present")]
     pad_bytes: Option<Option<u64>>,
     html_error: Option<bool>,
+    #[serde(deserialize_with = "present")]
+    malformed_after: Option<Option<usize>>,
 }
 
 /// Only called for fields present in the input, so `null` becomes `Some(None)` ("clear it")
@@ -151,6 +156,7 @@ impl BehaviorPatch {
             bill_worst,
             pad_bytes,
             html_error,
+            malformed_after,
         );
     }
 }

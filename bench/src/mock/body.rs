@@ -25,8 +25,16 @@ pub(crate) trait EventSource: Send + 'static {
 /// What happens once `after` deltas went out.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Ending {
-    Cut { after: usize },
-    Stall { after: usize },
+    Cut {
+        after: usize,
+    },
+    Stall {
+        after: usize,
+    },
+    /// One event whose data is not JSON, then the end of the body.
+    Malformed {
+        after: usize,
+    },
 }
 
 pub(crate) struct StreamTiming {
@@ -114,6 +122,8 @@ enum Phase {
     /// Gave the connection one turn to flush before cutting.
     Cutting,
     Stalled,
+    /// The body is over (after a malformed event).
+    Ended,
 }
 
 pub(crate) struct SseBody {
@@ -136,6 +146,7 @@ impl SseBody {
         loop {
             match self.phase {
                 Phase::Stalled => return Poll::Pending,
+                Phase::Ended => return Poll::Ready(None),
                 Phase::Cutting => {
                     return Poll::Ready(Some(Err(io::Error::new(
                         io::ErrorKind::ConnectionAborted,
@@ -159,6 +170,11 @@ impl SseBody {
                             self.phase = Phase::Cutting;
                             cx.waker().wake_by_ref();
                             return Poll::Pending;
+                        }
+                        Some(Ending::Malformed { after }) if self.deltas_sent >= after => {
+                            let bad = Bytes::from_static(b"data: {\"choices\": [{\"delta\": \n\n");
+                            self.phase = Phase::Ended;
+                            return Poll::Ready(Some(Ok(Frame::data(bad))));
                         }
                         Some(Ending::Stall { after }) if self.deltas_sent >= after => {
                             // Never woken: the connection ends when the client or the server

@@ -549,10 +549,11 @@ fn decide(
         Dialect::Cohere => Box::new(cohere::Stream::new(ctx, reply)),
         Dialect::Gemini => Box::new(gemini::Stream::new(ctx, reply)),
     };
-    let ending = match (b.cut_after, b.stall_after_chunks) {
-        (Some(after), _) => Some(Ending::Cut { after }),
-        (None, Some(after)) => Some(Ending::Stall { after }),
-        (None, None) => None,
+    let ending = match (b.cut_after, b.stall_after_chunks, b.malformed_after) {
+        (Some(after), _, _) => Some(Ending::Cut { after }),
+        (None, Some(after), _) => Some(Ending::Stall { after }),
+        (None, None, Some(after)) => Some(Ending::Malformed { after }),
+        (None, None, None) => None,
     };
     let timing = StreamTiming {
         ttft: millis(b.ttft_ms),
