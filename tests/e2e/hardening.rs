@@ -264,8 +264,19 @@ async fn streams_cut_after_their_first_content_cool_their_endpoint_down() {
     assert_eq!(cut.len(), 2);
     assert!(cut.iter().all(|r| r.error_type.is_some()), "{cut:?}");
     let metrics = get(&gw, "/admin/metrics", &[]).await.json();
-    let ep = &metrics["routes"]["r"]["endpoints"]["primary:p"]["streams"];
-    assert_eq!(ep["errors"], 2, "{metrics}");
+    let ep = &metrics["routes"]["r"]["endpoints"]["primary:p"];
+    assert_eq!(ep["streams"]["errors"], 2, "{metrics}");
+    assert_eq!(ep["attempt_errors"], 2, "{metrics}");
+    // Prometheus: the requests of a broken stream say 200, the attempt errors say what broke.
+    let prom = get(&gw, "/metrics", &[]).await.text;
+    let line = prom
+        .lines()
+        .find(|l| {
+            l.starts_with("bitrouter_upstream_attempt_errors_total{")
+                && l.contains("endpoint=\"primary:p\"")
+        })
+        .unwrap_or_else(|| panic!("no attempt-error series for primary:p in\n{prom}"));
+    assert!(line.ends_with(" 2"), "{line}");
 }
 
 #[tokio::test]

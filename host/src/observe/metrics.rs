@@ -81,6 +81,9 @@ struct Stats {
     stream_start_ms: Reservoir,
     stream_output_tokens: u64,
     streams_completed: u64,
+    /// Attempts at this endpoint that failed (failed over, or the request's last), whichever
+    /// endpoint ended up answering.
+    attempt_errors: u64,
     last_used_ms: i64,
 }
 
@@ -129,6 +132,7 @@ impl Stats {
             "avg_input_tokens": avg(self.input_tokens, self.json_with_usage),
             "avg_output_tokens": avg(self.output_tokens, self.json_with_usage),
             "last_used_ms": self.last_used_ms,
+            "attempt_errors": self.attempt_errors,
             "streams": {
                 "requests": self.stream_requests,
                 "errors": self.stream_errors,
@@ -233,6 +237,23 @@ impl Metrics {
                     endpoint
                 };
                 r.endpoints.entry(key).or_default().record(e);
+            }
+            for a in e.attempts.iter().filter(|a| a.error_type.is_some()) {
+                r.total.attempt_errors += 1;
+                let n = r.endpoints.len();
+                let key = if n >= MAX_KEYS && !r.endpoints.contains_key(&a.target) {
+                    OTHER
+                } else {
+                    a.target.as_str()
+                };
+                if let Some(s) = r.endpoints.get_mut(key) {
+                    s.attempt_errors += 1;
+                } else {
+                    r.endpoints
+                        .entry(key.to_owned())
+                        .or_default()
+                        .attempt_errors += 1;
+                }
             }
         }
         self.prom.record(e, route.as_deref(), overhead);

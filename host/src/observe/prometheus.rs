@@ -42,6 +42,16 @@ struct DurationLabels {
     kind: String,
 }
 
+/// A failed attempt at one endpoint: failed over, or the request's last (a stream that broke
+/// after it started counts here too, though its request's status is 200).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttemptErrorLabels {
+    route: String,
+    /// `provider:model_id`.
+    endpoint: String,
+    error_type: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TokenLabels {
     route: String,
@@ -69,6 +79,7 @@ pub struct PromMetrics {
     duration: Family<DurationLabels, Histogram>,
     tokens: Family<TokenLabels, Counter>,
     cost: Family<TargetLabels, Counter>,
+    attempt_errors: Family<AttemptErrorLabels, Counter>,
     pub in_flight: Gauge,
     overhead: Histogram,
     uptime: Gauge<f64, AtomicU64>,
@@ -78,6 +89,8 @@ pub struct PromMetrics {
     /// page is rendered (a reload starts them again, hence a gauge).
     guardrails: Family<GuardrailLabels, Gauge>,
     seen: Mutex<HashSet<(String, String, String)>>,
+    /// (route, endpoint) pairs with attempt errors, capped like `seen`.
+    seen_endpoints: Mutex<HashSet<(String, String)>>,
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
@@ -106,6 +119,12 @@ impl PromMetrics {
         registry.register("tokens", "Tokens by billing category", tokens.clone());
         let cost = Family::<TargetLabels, Counter>::default();
         registry.register("cost_nano_usd", "Spend in nano-USD", cost.clone());
+        let attempt_errors = Family::<AttemptErrorLabels, Counter>::default();
+        registry.register(
+            "upstream_attempt_errors",
+            "Failed attempts by route, endpoint (provider:model_id) and error type: those failed over, and streams that broke after they started",
+            attempt_errors.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register(
             "in_flight_requests",
@@ -139,7 +158,9 @@ impl PromMetrics {
             overhead,
             uptime,
             states,
+            attempt_errors,
             seen: Mutex::new(HashSet::new()),
+            seen_endpoints: Mutex::new(HashSet::new()),
         }
     }
 
@@ -159,7 +180,37 @@ impl PromMetrics {
         }
     }
 
+    /// Counts the event's failed attempts per endpoint, folded into `_other` past the cap.
+    fn attempt_errors(&self, route: &str, e: &RequestEvent) {
+        for a in &e.attempts {
+            let Some(kind) = &a.error_type else { continue };
+            let key = (route.to_owned(), a.target.clone());
+            let (route, endpoint) = {
+                let mut seen = self
+                    .seen_endpoints
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if seen.contains(&key) || seen.len() < MAX_LABEL_SETS {
+                    seen.insert(key.clone());
+                    key
+                } else {
+                    (OTHER.into(), OTHER.into())
+                }
+            };
+            self.attempt_errors
+                .get_or_create(&AttemptErrorLabels {
+                    route,
+                    endpoint,
+                    error_type: kind.clone(),
+                })
+                .inc();
+        }
+    }
+
     pub fn record(&self, e: &RequestEvent, route: Option<&str>, overhead_ms: f64) {
+        if e.attempts.iter().any(|a| a.error_type.is_some()) {
+            self.attempt_errors(route.unwrap_or("-"), e);
+        }
         let (route, provider, model) = self.target(route.unwrap_or("-"), e);
         self.requests
             .get_or_create(&RequestLabels {
