@@ -123,7 +123,8 @@ fn refers_to_unseen_input(request: &Request) -> bool {
         Some(Dialect::OpenAiResponses) => {
             set("previous_response_id") || set("conversation") || set("prompt") || set("tools")
         }
-        Some(Dialect::OpenAiChat) => set("web_search_options") || set("tools"),
+        // Chat tools are all function tools (canonical); search is its own field.
+        Some(Dialect::OpenAiChat) => set("web_search_options"),
         // Server tools (web search, web fetch, code execution: a tool with a `type` other
         // than `custom`) and remote MCP servers.
         Some(Dialect::Anthropic) => {
