@@ -426,6 +426,11 @@ mod tests {
                 json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
                        "tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
             ),
+            (
+                Dialect::OpenAiChat,
+                json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                       "web_search_options": {}}),
+            ),
         ];
         for (dialect, body) in cases {
             let b = input_bound(&decode(dialect, body));
