@@ -169,6 +169,59 @@ pub struct UrlModel {
     pub stream: bool,
 }
 
+/// The dialect a request without a decodable body most likely speaks, from its path and
+/// headers: what shape its errors (404, 405, 401) and model lists take.
+pub fn guess_dialect(headers: &http::HeaderMap, path: &str) -> Dialect {
+    if path.starts_with("/v1beta/") || headers.contains_key(gemini::KEY_HEADER) {
+        Dialect::Gemini
+    } else if path.contains("/messages") || headers.contains_key(anthropic::VERSION_HEADER) {
+        Dialect::Anthropic
+    } else if path.ends_with("/responses") {
+        Dialect::OpenAiResponses
+    } else {
+        Dialect::OpenAiChat
+    }
+}
+
+/// `GET /v1/models`: the visible models as `(id, owner)` in the list shape the caller
+/// expects (Anthropic's when it sent `anthropic-version`, else OpenAI's).
+pub fn model_list(headers: &http::HeaderMap, models: &[(String, String)]) -> Value {
+    if headers.contains_key(anthropic::VERSION_HEADER) {
+        anthropic::model_list(models)
+    } else {
+        openai_chat::model_list(models)
+    }
+}
+
+/// `GET /v1/models/{id}`: one model in the caller's shape (see [`model_list`]).
+pub fn model_entry(headers: &http::HeaderMap, id: &str, owner: &str) -> Value {
+    if headers.contains_key(anthropic::VERSION_HEADER) {
+        anthropic::model_object(id)
+    } else {
+        openai_chat::model_object(id, owner)
+    }
+}
+
+/// `%3A` → `:` and the like: clients may escape the colon in `provider:model_id` in a URL.
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = s.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Encodes a request for an upstream that speaks `dialect`.
 pub fn encode_request(dialect: Dialect, request: &Request, model: &str) -> Value {
     match dialect {

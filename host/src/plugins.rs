@@ -25,6 +25,7 @@ mod cache;
 mod engine;
 mod error;
 mod guardrail;
+mod load;
 mod manifest;
 mod observer;
 mod sandbox;
@@ -44,6 +45,7 @@ pub use guardrail::{
     Action, Direction, Finding, GuardrailPlugin, MAX_FINDINGS, MAX_PATTERNS, MAX_REPLACEMENT,
     Pattern,
 };
+pub use load::{Adapters, LoadError, LoadedPlugins, host_config, load};
 pub use manifest::{Capability, Manifest, public_key_hex, sha256_hex, sign, signed_message};
 pub use observer::{EventUsage, GuardrailCount, ObserverPlugin, RequestEvent};
 pub use sandbox::{LogSink, MAX_LOG_LINE, MAX_LOG_LINES_PER_CALL, PluginLog, PluginStats};

@@ -8,10 +8,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, StreamBody};
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -23,31 +21,11 @@ pub use crate::context::{Attempt, AttemptError, RequestContext};
 use crate::error::{Error, ErrorKind, UpstreamError};
 use crate::guardrails::{GuardrailEngine, StreamGuard, Tally};
 use crate::outcome::Outcomes;
-use crate::plugins::AdapterPlugin;
+use crate::plugins::{AdapterPlugin, Adapters};
+use crate::respond::{Body, error_response, json_response};
 use crate::router::{Protocol, Router, Target};
 use crate::stream::{Gather, Relay, RelayObserver, UpstreamEvents};
 use crate::upstream::{Upstream, read_body};
-
-/// Response body type of every route.
-pub type Body = UnsyncBoxBody<Bytes, Infallible>;
-
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed_unsync()
-}
-
-pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut r = Response::new(full(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-pub fn error_response(dialect: Dialect, e: &Error) -> Response<Body> {
-    json_response(e.status(), e.body(dialect))
-}
 
 /// Handles model calls for every dialect.
 pub struct Proxy {
@@ -66,9 +44,6 @@ pub struct Proxy {
     /// window is not known.
     default_max_input: u64,
 }
-
-/// The loaded provider-adapter plugins, by provider name.
-pub type Adapters = HashMap<String, AdapterPlugin>;
 
 impl Proxy {
     pub fn new(

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{AgentError, Agents, Filter, MAX_CARD_BYTES};
 use crate::caller::Caller;
-use crate::proxy::{Body, json_response};
+use crate::respond::{Body, json_response};
 
 /// Whether a path is served here.
 pub fn is_agent_path(path: &str) -> bool {

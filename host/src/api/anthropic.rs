@@ -52,6 +52,21 @@ struct WireMessage {
     rest: Map<String, Value>,
 }
 
+/// The header every Anthropic client sends; it marks a caller of this dialect on routes
+/// shared with OpenAI's (`GET /v1/models`).
+pub const VERSION_HEADER: &str = "anthropic-version";
+
+/// One model in Anthropic's `GET /v1/models` shape.
+pub fn model_object(id: &str) -> Value {
+    json!({"type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z"})
+}
+
+/// Anthropic's paginated model list (one page holding every model).
+pub fn model_list(models: &[(String, String)]) -> Value {
+    let data: Vec<Value> = models.iter().map(|(id, _)| model_object(id)).collect();
+    json!({"data": data, "has_more": false, "first_id": models.first().map(|m| &m.0), "last_id": models.last().map(|m| &m.0)})
+}
+
 /// Decodes a caller's `/v1/messages` body.
 pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
     let wire: WireRequest = parse_body(body)?;

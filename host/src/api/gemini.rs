@@ -14,6 +14,7 @@ use crate::canonical::{
     Dialect, Extra, FinishReason, ImageSource, Message, Part, Request, Response, Role, StreamEvent,
     Tool, ToolCall, ToolChoice, Usage,
 };
+use crate::error::{Error, ErrorKind};
 
 const DIALECT: Dialect = Dialect::Gemini;
 
@@ -75,6 +76,37 @@ impl CallIds {
             None => super::new_id("call_"),
         }
     }
+}
+
+/// The header Google's SDKs send the API key in; it marks a caller of this dialect.
+pub const KEY_HEADER: &str = "x-goog-api-key";
+
+/// Parses a Gemini method path, `/v1beta/models/{model}:generateContent` (or
+/// `:streamGenerateContent`). `None`: not a Gemini method path. The model may hold `:`
+/// (`provider:model_id`) and `/`, so only the last `:` separates the method.
+pub fn url_model(path: &str) -> Option<Result<super::UrlModel, Error>> {
+    let rest = path.strip_prefix("/v1beta/models/")?;
+    let (model, method) = rest.rsplit_once(':')?;
+    let stream = match method {
+        "generateContent" => false,
+        "streamGenerateContent" => true,
+        _ => {
+            return Some(Err(Error::new(
+                ErrorKind::UnknownPath,
+                format!(
+                    "unknown method {method:?}; this gateway serves generateContent and streamGenerateContent"
+                ),
+            )));
+        }
+    };
+    let model = super::percent_decode(model);
+    if model.is_empty() {
+        return Some(Err(Error::new(
+            ErrorKind::NotFound,
+            "the URL names no model before the method (/v1beta/models/{model}:generateContent)",
+        )));
+    }
+    Some(Ok(super::UrlModel { model, stream }))
 }
 
 /// Decodes a caller's `generateContent` body; `model` and `stream` come from the URL
@@ -993,6 +1025,32 @@ impl StreamDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_models_keep_colons_and_slashes_in_the_model() {
+        let ok = |p: &str| url_model(p).unwrap().unwrap();
+        let m = ok("/v1beta/models/gemini-2.5-flash:generateContent");
+        assert_eq!((m.model.as_str(), m.stream), ("gemini-2.5-flash", false));
+        let m = ok("/v1beta/models/google:gemini-2.5-pro:streamGenerateContent");
+        assert_eq!(
+            (m.model.as_str(), m.stream),
+            ("google:gemini-2.5-pro", true)
+        );
+        let m = ok("/v1beta/models/openrouter:openai/gpt-4o:generateContent");
+        assert_eq!(m.model, "openrouter:openai/gpt-4o");
+        assert_eq!(
+            ok("/v1beta/models/up%3Agem:generateContent").model,
+            "up:gem"
+        );
+        assert!(url_model("/v1beta/models/m:countTokens").unwrap().is_err());
+        assert!(
+            url_model("/v1beta/models/:generateContent")
+                .unwrap()
+                .is_err()
+        );
+        assert!(url_model("/v1/models").is_none());
+        assert!(url_model("/v1beta/models/no-method").is_none());
+    }
 
     fn parse(b: &Bytes) -> Value {
         serde_json::from_slice(b).unwrap()

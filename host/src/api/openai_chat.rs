@@ -108,6 +108,20 @@ struct WireFunction {
     rest: Map<String, Value>,
 }
 
+/// One model in OpenAI's `GET /v1/models` shape.
+pub fn model_object(id: &str, owner: &str) -> Value {
+    json!({"id": id, "object": "model", "created": 0, "owned_by": owner})
+}
+
+/// OpenAI's model list.
+pub fn model_list(models: &[(String, String)]) -> Value {
+    let data: Vec<Value> = models
+        .iter()
+        .map(|(id, owner)| model_object(id, owner))
+        .collect();
+    json!({"object": "list", "data": data})
+}
+
 /// Decodes a caller's `/v1/chat/completions` body.
 pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
     let mut wire: WireRequest = parse_body(body)?;

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::spend::TokenBreakdown;
+use crate::spend::{SpendRecord, TokenBreakdown};
 
 /// One failover hop.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -71,5 +71,28 @@ impl RequestEvent {
             self.latency_ms
         };
         (total - self.upstream_ms).max(0.0)
+    }
+}
+
+/// The ledger row of a finished request.
+impl From<&RequestEvent> for SpendRecord {
+    fn from(e: &RequestEvent) -> Self {
+        SpendRecord {
+            id: e.request_id.clone(),
+            time_ms: e.time_ms,
+            account: e.account_id.clone(),
+            session: e.session_id.clone(),
+            agent: e.agent.clone(),
+            route: e.route.clone(),
+            provider: e.provider.clone(),
+            model: e.model.clone(),
+            tokens: e.tokens,
+            cost_nano_usd: e.cost_nano_usd,
+            latency_ms: e.latency_ms as u64,
+            success: e.success,
+            error_type: e.error_type.clone(),
+            attempts: e.attempts.len() as u32,
+            estimated: e.estimated,
+        }
     }
 }

@@ -29,25 +29,3 @@ pub struct SpendRecord {
     /// Tokens were estimated (a stream cut before the upstream reported usage).
     pub estimated: bool,
 }
-
-impl From<&crate::observe::RequestEvent> for SpendRecord {
-    fn from(e: &crate::observe::RequestEvent) -> Self {
-        SpendRecord {
-            id: e.request_id.clone(),
-            time_ms: e.time_ms,
-            account: e.account_id.clone(),
-            session: e.session_id.clone(),
-            agent: e.agent.clone(),
-            route: e.route.clone(),
-            provider: e.provider.clone(),
-            model: e.model.clone(),
-            tokens: e.tokens,
-            cost_nano_usd: e.cost_nano_usd,
-            latency_ms: e.latency_ms as u64,
-            success: e.success,
-            error_type: e.error_type.clone(),
-            attempts: e.attempts.len() as u32,
-            estimated: e.estimated,
-        }
-    }
-}

@@ -1,0 +1,231 @@
+//! The application, assembled once from the config: router, upstream client, spend ledger,
+//! budgets, plugins (guardrails, observers, adapters), authenticator and agent registry, wired
+//! into one `Proxy`. Reloading swaps the plugins in place. `dispatch.rs` is where a request
+//! enters it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::error::{Error, ErrorKind};
+use crate::guardrails::{self, Firewall};
+use crate::observe::{JsonlSink, Metrics, ObserveCallback, Observers, WasmObserverSink};
+use crate::outcome::Outcomes;
+use crate::proxy::Proxy;
+use crate::router::Router;
+use crate::spend::Ledger;
+use crate::upstream::Upstream;
+
+/// Everything a request needs, built once from the config.
+pub struct Gateway {
+    pub(crate) config: Config,
+    pub(crate) proxy: Proxy,
+    /// The loaded plugins; replaced whole by a successful reload.
+    firewall: std::sync::Mutex<Firewall>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+    pub(crate) started: Instant,
+    /// See `set_caller_for_tests`.
+    pub(crate) test_caller: std::sync::RwLock<Option<Arc<crate::caller::Caller>>>,
+    /// `Some` when auth is on.
+    pub(crate) auth: Option<Arc<Authenticator>>,
+    /// Registered A2A agent cards (same database as the ledger).
+    pub(crate) agents: Arc<crate::agents::Agents>,
+}
+
+/// A start-up failure: the config is not usable as it stands.
+fn not_configured(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::NotConfigured, message)
+}
+
+impl Gateway {
+    /// Builds the router and the HTTP client and opens the spend ledger (creating or
+    /// migrating its schema).
+    pub async fn new(config: Config) -> Result<Arc<Gateway>, Error> {
+        Self::with_observers(config, Vec::new()).await
+    }
+
+    /// Like `new`, with extra `ObserveCallback` sinks (a library user's own) beside the
+    /// configured ones.
+    pub async fn with_observers(
+        config: Config,
+        extra: Vec<Arc<dyn ObserveCallback>>,
+    ) -> Result<Arc<Gateway>, Error> {
+        let router = Router::new(&config)?;
+        let upstream = Upstream::new(config.connect_timeout)?;
+        let ledger = Ledger::open(&config.database)
+            .await
+            .map_err(|e| not_configured(format!("cannot open the spend ledger: {e}")))?;
+        let firewall = load_firewall(&config)?;
+        let observers = observers(&config, extra, &firewall)?;
+        let ledger = Arc::new(ledger);
+        let agents = crate::agents::Agents::open(ledger.clone())
+            .await
+            .map_err(|e| not_configured(format!("cannot read the agent cards: {e}")))?;
+        let budgets = crate::budget::Budgets::open(&ledger, config.budgets.reservation_ttl)
+            .await
+            .map_err(|e| not_configured(format!("cannot open the budget store: {e}")))?;
+        let auth = authenticator(&config)?;
+        let outcomes = Outcomes::new(ledger, Arc::new(Metrics::new()), observers);
+        let proxy = Proxy::new(
+            router,
+            upstream,
+            Arc::new(outcomes),
+            firewall.engine.clone(),
+            budgets,
+            config.budgets,
+        );
+        proxy.set_adapters(firewall.plugins.adapters.clone());
+        Ok(Arc::new(Gateway {
+            proxy,
+            test_caller: std::sync::RwLock::new(None),
+            agents: Arc::new(agents),
+            firewall: std::sync::Mutex::new(firewall),
+            reloading: tokio::sync::Mutex::new(()),
+            config,
+            started: Instant::now(),
+            auth,
+        }))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Test hook: every model call from now on runs as `caller`, as if auth had verified a
+    /// token for it. Only library code can call this; nothing over HTTP reaches it.
+    #[doc(hidden)]
+    pub fn set_caller_for_tests(&self, caller: Option<Arc<crate::caller::Caller>>) {
+        *self.test_caller.write().unwrap_or_else(|p| p.into_inner()) = caller;
+    }
+
+    /// The budgets this gateway enforces.
+    pub fn budgets(&self) -> &crate::budget::Budgets {
+        &self.proxy.budgets
+    }
+
+    /// The guardrail engine new requests use.
+    pub fn guardrails(&self) -> Arc<guardrails::GuardrailEngine> {
+        self.proxy.guardrails()
+    }
+
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.proxy.outcomes.ledger
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.proxy.outcomes.metrics
+    }
+
+    /// The registered agents (A2A cards by CAIP-10 account).
+    pub fn agents(&self) -> &Arc<crate::agents::Agents> {
+        &self.agents
+    }
+
+    /// The loaded plugins with their counters (`GET /admin/plugins`).
+    pub fn plugins_json(&self) -> serde_json::Value {
+        let firewall = self.firewall.lock().unwrap_or_else(|p| p.into_inner());
+        crate::admin::plugins_document(&firewall.plugins, &self.proxy.guardrails())
+    }
+
+    /// Reloads every plugin from disk (the config is not re-read) and swaps the firewall in
+    /// at once. Requests in flight finish with the old plugins; on failure the old ones stay
+    /// and the error says why. Unchanged components come from the compile cache.
+    pub async fn reload_plugins(self: &Arc<Self>) -> Result<serde_json::Value, Error> {
+        let _one = self.reloading.lock().await;
+        let this = self.clone();
+        let loaded = tokio::task::spawn_blocking(move || guardrails::load(&this.config))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Plugin, format!("plugin reload failed: {e}")))?;
+        let firewall = loaded.map_err(|e| {
+            tracing::warn!(error = %e, "plugin reload failed; keeping the loaded plugins");
+            Error::new(
+                ErrorKind::Plugin,
+                format!("plugin reload failed, the loaded plugins stay: {e}"),
+            )
+        })?;
+        let old: std::collections::HashMap<String, String> = {
+            let f = self.firewall.lock().unwrap_or_else(|p| p.into_inner());
+            f.plugins
+                .iter()
+                .map(|p| (p.info().id.to_string(), p.info().sha256.clone()))
+                .collect()
+        };
+        let changed: Vec<String> = firewall
+            .plugins
+            .iter()
+            .filter(|p| old.get(&*p.info().id) != Some(&p.info().sha256))
+            .map(|p| p.info().id.to_string())
+            .collect();
+        self.proxy.set_guardrails(firewall.engine.clone());
+        self.proxy.set_adapters(firewall.plugins.adapters.clone());
+        *self.firewall.lock().unwrap_or_else(|p| p.into_inner()) = firewall;
+        tracing::info!(changed = ?changed, "plugins reloaded");
+        let mut doc = self.plugins_json();
+        doc["changed"] = json!(changed);
+        Ok(doc)
+    }
+
+    /// Waits for what was accepted to be accounted: the ledger's queue written and the
+    /// budget store's settlements flushed, within `grace`.
+    pub async fn close(&self, grace: std::time::Duration) {
+        self.proxy.outcomes.close(grace).await;
+        self.proxy.budgets.close().await;
+    }
+}
+
+/// The plugins the config names, as an error that names the config file.
+fn load_firewall(config: &Config) -> Result<Firewall, Error> {
+    guardrails::load(config).map_err(|e| {
+        let file = config
+            .source
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<built-in defaults>".into());
+        not_configured(format!("{file}: {e}"))
+    })
+}
+
+/// The configured observer sinks (`observe.jsonl`), the library user's `extra` ones and the
+/// observer plugins, each behind its own bounded queue.
+fn observers(
+    config: &Config,
+    extra: Vec<Arc<dyn ObserveCallback>>,
+    firewall: &Firewall,
+) -> Result<Observers, Error> {
+    let o = &config.observe;
+    let mut observers = Observers::new();
+    if let Some(path) = &o.jsonl {
+        let sink = JsonlSink::open(path, o.jsonl_max_bytes, o.jsonl_keep)
+            .map_err(|e| not_configured(format!("observe.jsonl {}: {e}", path.display())))?;
+        observers.add(Arc::new(sink), o.queue_capacity);
+    }
+    for sink in extra {
+        observers.add(sink, o.queue_capacity);
+    }
+    for plugin in firewall.plugins.observers() {
+        observers.add(Arc::new(WasmObserverSink::new(plugin)), o.queue_capacity);
+    }
+    Ok(observers)
+}
+
+/// The authenticator when auth is on.
+fn authenticator(config: &Config) -> Result<Option<Arc<Authenticator>>, Error> {
+    if !config.auth_enabled() {
+        return Ok(None);
+    }
+    // The local key store's accounts are the default allowlist.
+    let local: Vec<String> = crate::auth::keystore::KeyStore::load(&crate::config::home_dir())
+        .map(|k| vec![k.solana_account(), k.evm_account()])
+        .unwrap_or_default();
+    let a = Authenticator::new(&config.auth, &local).map_err(not_configured)?;
+    if a.accounts().is_empty() && config.auth.operator_keys.is_empty() {
+        tracing::warn!(
+            "auth is on but no account may call: set auth.accounts or create a key store with `bitrouter keygen`"
+        );
+    }
+    Ok(Some(Arc::new(a)))
+}
