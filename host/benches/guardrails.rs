@@ -18,9 +18,9 @@ use bitrouter::plugins::Direction;
 fn engine() -> Arc<GuardrailEngine> {
     let firewall = guardrails::load(&Config::builtin()).expect("default plugins load");
     assert!(
-        firewall.missing_builtins.is_empty(),
+        firewall.plugins.missing_builtins.is_empty(),
         "built without default plugins {:?}: run scripts/build-plugins.sh, then bench again",
-        firewall.missing_builtins
+        firewall.plugins.missing_builtins
     );
     firewall.engine.clone()
 }

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::canonical::{Dialect, Request, Response, StreamEvent};
+use crate::error::Error;
 
 /// A request or response body that does not have the expected shape; `path` says where.
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +168,96 @@ pub fn decode_request_at(
 pub struct UrlModel {
     pub model: String,
     pub stream: bool,
+}
+
+/// The JSON error body of `e` in `dialect`. An upstream's JSON error object of the same
+/// dialect (or the same error shape) is returned byte for byte; anything else it sent (an
+/// HTML page from a proxy in front of it, plain text, an empty body) is wrapped in the
+/// dialect's error shape, its text as the message.
+pub fn error_body(dialect: Dialect, e: &Error) -> Bytes {
+    if let Some(u) = e.upstream()
+        && same_error_shape(u.dialect, dialect)
+        && is_json_object(&u.body)
+    {
+        return u.body.clone();
+    }
+    let status = e.status();
+    let mut value = match dialect {
+        Dialect::OpenAiChat | Dialect::OpenAiResponses => {
+            openai_chat::error_body(status, e.kind(), e.message())
+        }
+        Dialect::Anthropic => anthropic::error_body(status, e.message()),
+        Dialect::Gemini => gemini::error_body(status, e.message()),
+    };
+    if let (Some(details), Some(error)) = (
+        e.details(),
+        value.get_mut("error").and_then(|e| e.as_object_mut()),
+    ) {
+        error.extend(details.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    Bytes::from(value.to_string())
+}
+
+/// Whether `body` is one JSON object (what every dialect's error is); checked only on the
+/// error path.
+fn is_json_object(body: &[u8]) -> bool {
+    body.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+}
+
+/// Both OpenAI APIs wrap errors in the same `{"error": {...}}`, so a chat upstream's error
+/// body is already what a Responses caller expects.
+fn same_error_shape(upstream: Dialect, caller: Dialect) -> bool {
+    let openai = |d| matches!(d, Dialect::OpenAiChat | Dialect::OpenAiResponses);
+    upstream == caller || openai(upstream) && openai(caller)
+}
+
+/// Where an upstream speaking `dialect` is called for `model_id` under `base` (no trailing
+/// `/`), and where it streams when that is another URL (Gemini); `None`: the same URL with
+/// `stream: true` in the body.
+pub fn upstream_urls(dialect: Dialect, base: &str, model_id: &str) -> (String, Option<String>) {
+    match dialect {
+        Dialect::OpenAiChat => (openai_chat::upstream_url(base), None),
+        Dialect::OpenAiResponses => (openai_responses::upstream_url(base), None),
+        Dialect::Anthropic => (anthropic::upstream_url(base), None),
+        Dialect::Gemini => {
+            let (url, stream) = gemini::upstream_urls(base, model_id);
+            (url, Some(stream))
+        }
+    }
+}
+
+/// The headers an upstream speaking `dialect` takes its API key in and always needs:
+/// `Authorization: Bearer` (OpenAI, and what most other APIs take), `x-api-key` with
+/// `anthropic-version` (Anthropic), `x-goog-api-key` (Gemini).
+pub fn upstream_auth_headers(
+    dialect: Dialect,
+    key: Option<&str>,
+) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, http::header::InvalidHeaderValue> {
+    use http::{HeaderName, HeaderValue};
+    let mut out = Vec::with_capacity(2);
+    if let Some(key) = key {
+        out.push(match dialect {
+            Dialect::OpenAiChat | Dialect::OpenAiResponses => (
+                http::header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {key}"))?,
+            ),
+            Dialect::Anthropic => (
+                HeaderName::from_static(anthropic::KEY_HEADER),
+                HeaderValue::from_str(key)?,
+            ),
+            Dialect::Gemini => (
+                HeaderName::from_static(gemini::KEY_HEADER),
+                HeaderValue::from_str(key)?,
+            ),
+        });
+    }
+    if dialect == Dialect::Anthropic {
+        out.push((
+            HeaderName::from_static(anthropic::VERSION_HEADER),
+            HeaderValue::from_static(anthropic::API_VERSION),
+        ));
+    }
+    Ok(out)
 }
 
 /// The dialect a request without a decodable body most likely speaks, from its path and
@@ -350,6 +441,65 @@ impl StreamDecoder {
             StreamDecoder::OpenAiResponses(d) => d.finished(),
             StreamDecoder::Anthropic(d) => d.finished(),
             StreamDecoder::Gemini(d) => d.finished(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+    use crate::error::UpstreamError;
+    use http::StatusCode;
+
+    #[test]
+    fn same_dialect_upstream_error_passes_through_verbatim() {
+        let body = Bytes::from_static(
+            br#"{"type":"error","error":{"type":"invalid_request_error","message":"bad"}}"#,
+        );
+        let e = Error::from_upstream(UpstreamError {
+            status: StatusCode::BAD_REQUEST,
+            dialect: Dialect::Anthropic,
+            body: body.clone(),
+            message: "bad".into(),
+        });
+        assert_eq!(error_body(Dialect::Anthropic, &e), body);
+        let openai: serde_json::Value =
+            serde_json::from_slice(&error_body(Dialect::OpenAiChat, &e)).unwrap();
+        assert_eq!(openai["error"]["message"], "bad");
+        assert_eq!(openai["error"]["type"], "invalid_request_error");
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn a_foreign_error_body_is_wrapped_in_the_callers_shape() {
+        let html = Bytes::from_static(b"<html><body><h1>502 Bad Gateway</h1></body></html>");
+        for (body, dialect) in [
+            (html.clone(), Dialect::OpenAiChat),
+            (html.clone(), Dialect::Anthropic),
+            (html, Dialect::Gemini),
+            (
+                Bytes::from_static(b"upstream connect error"),
+                Dialect::OpenAiChat,
+            ),
+            (
+                Bytes::from_static(b"{\"error\": trunc"),
+                Dialect::OpenAiChat,
+            ),
+        ] {
+            let e = Error::from_upstream(UpstreamError {
+                status: StatusCode::BAD_GATEWAY,
+                dialect,
+                message: crate::api::upstream_error_message(&body),
+                body: body.clone(),
+            });
+            let out: serde_json::Value = serde_json::from_slice(&error_body(dialect, &e))
+                .unwrap_or_else(|_| panic!("{dialect:?}: not JSON"));
+            let message = &out["error"]["message"];
+            let text = String::from_utf8_lossy(&body);
+            assert_eq!(message.as_str(), Some(text.trim()), "{dialect:?}");
+            if dialect == Dialect::Anthropic {
+                assert_eq!(out["type"], "error");
+            }
         }
     }
 }

@@ -28,6 +28,62 @@ impl Dialect {
     }
 }
 
+/// How the gateway talks to a provider: `api_protocol` in the config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// A dialect the gateway speaks itself (`openai`, `openai_responses`, `anthropic`,
+    /// `google`).
+    Native(Dialect),
+    /// Through the provider's adapter plugin (`plugin`), looked up by provider name in the
+    /// loaded plugins, so a reload swaps it.
+    Adapter,
+}
+
+impl Protocol {
+    /// Every `api_protocol` value, as the config spells it.
+    pub const NAMES: &[&str] = &[
+        "openai",
+        "openai_responses",
+        "anthropic",
+        "google",
+        "plugin",
+    ];
+
+    /// The protocol an `api_protocol` value names.
+    pub fn parse(name: &str) -> Option<Protocol> {
+        Some(match name {
+            "openai" => Protocol::Native(Dialect::OpenAiChat),
+            "openai_responses" => Protocol::Native(Dialect::OpenAiResponses),
+            "anthropic" => Protocol::Native(Dialect::Anthropic),
+            "google" => Protocol::Native(Dialect::Gemini),
+            "plugin" => Protocol::Adapter,
+            _ => return None,
+        })
+    }
+
+    /// The `api_protocol` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Native(d) => d.as_str(),
+            Protocol::Adapter => "plugin",
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Protocol {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Protocol::parse(&name)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&name, Protocol::NAMES))
+    }
+}
+
+impl serde::Serialize for Protocol {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// A model call, independent of the dialect it arrived in.
 #[derive(Clone, Debug, Default)]
 pub struct Request {

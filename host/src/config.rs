@@ -12,9 +12,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::canonical::Protocol;
+
 pub use error::{ConfigError, Invalid, locate};
-pub use file::{ApiProtocol, Durability, ModelInfo, OnFull, Pricing, Strategy};
 use file::{CooldownSection, FileConfig, ProviderSection, TimeoutsSection};
+pub use file::{Durability, ModelInfo, OnFull, Pricing, Strategy};
 pub use guardrails::{
     ActionName, CustomPattern, DEFAULT_STREAM_WINDOW, Guardrails, PluginRef, Plugins,
 };
@@ -162,7 +164,7 @@ pub struct Server {
 #[derive(Clone, Debug)]
 pub struct Provider {
     pub name: String,
-    pub protocol: ApiProtocol,
+    pub protocol: Protocol,
     pub api_base: String,
     pub api_key: Option<String>,
     pub api_key_required: bool,
@@ -918,11 +920,11 @@ fn resolve_provider(
         .ok_or_else(|| invalid(&format!("{at}.api_protocol"), "is required for a provider that is not built in (openai, openai_responses, anthropic, google, or plugin with an `adapter`), or use `derives`".into()))?;
     let expand = |v: &str| env.expand(v);
     let adapter = match (protocol, s.adapter.clone()) {
-        (ApiProtocol::Plugin, Some(e)) => Some(
+        (Protocol::Adapter, Some(e)) => Some(
             guardrails::resolve_plugin_entry(e, format!("{at}.adapter"), base_dir, &expand)
                 .map_err(|(key, msg)| invalid(&key, msg))?,
         ),
-        (ApiProtocol::Plugin, None) => {
+        (Protocol::Adapter, None) => {
             return Err(invalid(
                 &format!("{at}.adapter"),
                 "is required with api_protocol: plugin: the provider-adapter plugin, e.g. `adapter: { path: plugins/cohere-chat.wasm }`".into(),
@@ -1031,7 +1033,10 @@ mod tests {
             "providers:\n  openai:\n    api_key: sk-test\n  mine:\n    derives: anthropic\n    api_key: k\n    api_base: http://127.0.0.1:1\nmodels:\n  smart:\n    endpoints:\n      - provider: mine\n        service_id: claude\n      - provider: openai\n        model_id: gpt-4o\n",
         )
         .unwrap();
-        assert_eq!(c.providers["mine"].protocol, ApiProtocol::Anthropic);
+        assert_eq!(
+            c.providers["mine"].protocol,
+            Protocol::Native(crate::canonical::Dialect::Anthropic)
+        );
         assert_eq!(c.providers["openai"].api_base, "https://api.openai.com/v1");
         assert!(c.providers["openai"].models.contains_key("gpt-4o"));
         assert_eq!(c.routes["smart"].endpoints[0].model_id, "claude");

@@ -585,10 +585,10 @@ fn print_guardrails(firewall: &bitrouter::guardrails::Firewall) {
                 .unwrap_or_else(|| "custom".into())
         );
     }
-    if !firewall.missing_builtins.is_empty() {
+    if !firewall.plugins.missing_builtins.is_empty() {
         println!(
             "  missing built-in plugins (run scripts/build-plugins.sh, then rebuild): {}",
-            firewall.missing_builtins.join(", ")
+            firewall.plugins.missing_builtins.join(", ")
         );
     }
 }

@@ -98,7 +98,7 @@ pub fn scan(
     );
     // A plugin that failed (fail-open) found nothing; saying "0 findings" and exiting 0
     // would hide the one thing the user needs to know.
-    let failed = plugin_failures(firewall.host.as_ref());
+    let failed = plugin_failures(firewall.plugins.host.as_ref());
     if !failed.is_empty() {
         for line in &failed {
             eprintln!("{line}");

@@ -32,7 +32,7 @@ pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Bod
 
 /// `e` in `dialect`'s error shape, with its status.
 pub fn error_response(dialect: Dialect, e: &Error) -> Response<Body> {
-    json_response(e.status(), e.body(dialect))
+    json_response(e.status(), crate::api::error_body(dialect, e))
 }
 
 /// 405 for a known path asked with the wrong method, with `Allow`.

@@ -9,23 +9,14 @@ use std::time::Instant;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::canonical::Dialect;
-use crate::config::{ApiProtocol, Config, Cooldown, Provider, Strategy, Timeouts};
+use crate::api;
+use crate::config::{Config, Cooldown, Provider, Strategy, Timeouts};
 use crate::error::{Error, ErrorKind};
 use crate::spend::PriceTable;
 
-/// Anthropic's API version this gateway speaks upstream, whatever the caller sent.
-pub const ANTHROPIC_VERSION: &str = "2023-06-01";
-
-/// How the gateway talks to a target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
-    /// A dialect the gateway speaks itself.
-    Native(Dialect),
-    /// Through the provider's adapter plugin (looked up by provider name in the loaded
-    /// plugins, so a reload swaps it); `url` is the base the adapter's path is appended to.
-    Adapter,
-}
+/// How the gateway talks to a target; with `Adapter`, `Target::url` is the base the
+/// adapter's path is appended to.
+pub use crate::canonical::Protocol;
 
 /// One upstream model behind one provider, ready to be called: URL and headers are built
 /// once at start-up, not per request.
@@ -300,35 +291,10 @@ fn build_target(
     timeouts: Timeouts,
 ) -> Result<Target, Error> {
     let base = base.trim_end_matches('/');
-    let mut stream_url = None;
-    let (protocol, url) = match provider.protocol {
-        ApiProtocol::Openai => (
-            Protocol::Native(Dialect::OpenAiChat),
-            format!("{base}/chat/completions"),
-        ),
-        ApiProtocol::OpenaiResponses => (
-            Protocol::Native(Dialect::OpenAiResponses),
-            format!("{base}/responses"),
-        ),
-        ApiProtocol::Anthropic if base.ends_with("/v1") => (
-            Protocol::Native(Dialect::Anthropic),
-            format!("{base}/messages"),
-        ),
-        ApiProtocol::Anthropic => (
-            Protocol::Native(Dialect::Anthropic),
-            format!("{base}/v1/messages"),
-        ),
-        ApiProtocol::Plugin => (Protocol::Adapter, base.to_owned()),
-        ApiProtocol::Google => {
-            // Gemini puts the model in the path; `/` inside a model id (tuned models) stays.
-            stream_url = Some(format!(
-                "{base}/models/{model_id}:streamGenerateContent?alt=sse"
-            ));
-            (
-                Protocol::Native(Dialect::Gemini),
-                format!("{base}/models/{model_id}:generateContent"),
-            )
-        }
+    let protocol = provider.protocol;
+    let (url, stream_url) = match protocol {
+        Protocol::Native(dialect) => api::upstream_urls(dialect, base, model_id),
+        Protocol::Adapter => (base.to_owned(), None),
     };
     let bad = |what: &str| {
         Error::new(
@@ -346,31 +312,20 @@ fn build_target(
             HeaderValue::from_static("application/json"),
         );
     }
-    if let Some(key) = key {
-        match protocol {
-            // Adapters never see the key; most APIs take it as a bearer token, and
-            // `default_headers` covers the rest (with `api_key_required: false`).
-            Protocol::Native(Dialect::OpenAiChat | Dialect::OpenAiResponses)
-            | Protocol::Adapter => {
+    match protocol {
+        Protocol::Native(dialect) => {
+            let auth = api::upstream_auth_headers(dialect, key).map_err(|_| bad("the API key"))?;
+            headers.extend(auth);
+        }
+        // Adapters never see the key; most APIs take it as a bearer token, and
+        // `default_headers` covers the rest (with `api_key_required: false`).
+        Protocol::Adapter => {
+            if let Some(key) = key {
                 let v = HeaderValue::from_str(&format!("Bearer {key}"))
                     .map_err(|_| bad("the API key"))?;
                 headers.insert(http::header::AUTHORIZATION, v);
             }
-            Protocol::Native(Dialect::Anthropic) => {
-                let v = HeaderValue::from_str(key).map_err(|_| bad("the API key"))?;
-                headers.insert(HeaderName::from_static("x-api-key"), v);
-            }
-            Protocol::Native(Dialect::Gemini) => {
-                let v = HeaderValue::from_str(key).map_err(|_| bad("the API key"))?;
-                headers.insert(HeaderName::from_static("x-goog-api-key"), v);
-            }
         }
-    }
-    if protocol == Protocol::Native(Dialect::Anthropic) {
-        headers.insert(
-            HeaderName::from_static("anthropic-version"),
-            HeaderValue::from_static(ANTHROPIC_VERSION),
-        );
     }
     for (k, v) in &provider.default_headers {
         let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| bad(k))?;
@@ -444,6 +399,7 @@ fn smooth_weighted_schedule(weights: &[u32]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::canonical::Dialect;
     use std::path::Path;
     use std::time::Duration;
 
@@ -470,7 +426,10 @@ mod tests {
         assert_eq!(p.targets[0].headers["authorization"], "Bearer ka");
         assert_eq!(p.targets[1].url, "http://127.0.0.1:2/v1/messages");
         assert_eq!(p.targets[1].headers["x-api-key"], "kb");
-        assert_eq!(p.targets[1].headers["anthropic-version"], ANTHROPIC_VERSION);
+        assert_eq!(
+            p.targets[1].headers["anthropic-version"],
+            api::anthropic::API_VERSION
+        );
     }
 
     #[test]

@@ -52,6 +52,22 @@ struct WireMessage {
     rest: Map<String, Value>,
 }
 
+/// Anthropic's API version this gateway speaks upstream, whatever the caller sent.
+pub const API_VERSION: &str = "2023-06-01";
+
+/// The header Anthropic takes the API key in.
+pub const KEY_HEADER: &str = "x-api-key";
+
+/// Where an Anthropic upstream is called: `{api_base}/v1/messages`, or `{api_base}/messages`
+/// when the base already ends in `/v1`.
+pub fn upstream_url(base: &str) -> String {
+    if base.ends_with("/v1") {
+        format!("{base}/messages")
+    } else {
+        format!("{base}/v1/messages")
+    }
+}
+
 /// The header every Anthropic client sends; it marks a caller of this dialect on routes
 /// shared with OpenAI's (`GET /v1/models`).
 pub const VERSION_HEADER: &str = "anthropic-version";
@@ -1009,6 +1025,28 @@ impl StreamDecoder {
     /// Whether `message_stop` arrived (a stream that ends without it was cut).
     pub fn finished(&self) -> bool {
         self.finished
+    }
+}
+
+/// Anthropic's error shape: `{"type": "error", "error": {type, message}}`.
+pub fn error_body(status: http::StatusCode, message: &str) -> Value {
+    json!({
+        "type": "error",
+        "error": { "type": error_type(status), "message": message }
+    })
+}
+
+fn error_type(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
     }
 }
 

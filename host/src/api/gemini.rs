@@ -78,6 +78,15 @@ impl CallIds {
     }
 }
 
+/// Where a Gemini upstream is called for `model_id`, and where it streams (another method
+/// with `alt=sse`). A `/` inside a model id (tuned models) stays.
+pub fn upstream_urls(base: &str, model_id: &str) -> (String, String) {
+    (
+        format!("{base}/models/{model_id}:generateContent"),
+        format!("{base}/models/{model_id}:streamGenerateContent?alt=sse"),
+    )
+}
+
 /// The header Google's SDKs send the API key in; it marks a caller of this dialect.
 pub const KEY_HEADER: &str = "x-goog-api-key";
 
@@ -1019,6 +1028,35 @@ impl StreamDecoder {
     /// Whether a chunk with a `finishReason` arrived (a stream that ends without one was cut).
     pub fn finished(&self) -> bool {
         self.finished
+    }
+}
+
+/// Google's error shape: `{"error": {code, message, status}}`.
+pub fn error_body(status: http::StatusCode, message: &str) -> Value {
+    json!({
+        "error": {
+            "code": status.as_u16(),
+            "message": message,
+            "status": rpc_status(status),
+        }
+    })
+}
+
+/// Google's canonical error code name for an HTTP status (google.rpc.Code).
+fn rpc_status(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 413 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        405 | 501 => "UNIMPLEMENTED",
+        408 | 504 => "DEADLINE_EXCEEDED",
+        409 => "ABORTED",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        503 | 502 => "UNAVAILABLE",
+        400..=499 => "FAILED_PRECONDITION",
+        _ => "INTERNAL",
     }
 }
 

@@ -14,6 +14,7 @@ use crate::canonical::{
     Dialect, Extra, FinishReason, ImageSource, Message, Part, Request, Response, Role, StreamEvent,
     Tool, ToolCall, ToolChoice, Usage,
 };
+use crate::error::ErrorKind;
 
 const DIALECT: Dialect = Dialect::OpenAiChat;
 
@@ -106,6 +107,11 @@ struct WireFunction {
     parameters: Option<Value>,
     #[serde(flatten)]
     rest: Map<String, Value>,
+}
+
+/// Where a chat upstream is called: `{api_base}/chat/completions`.
+pub fn upstream_url(base: &str) -> String {
+    format!("{base}/chat/completions")
 }
 
 /// One model in OpenAI's `GET /v1/models` shape.
@@ -1004,6 +1010,45 @@ impl StreamDecoder {
     /// Whether the upstream sent its finish reason (a stream that ends without one was cut).
     pub fn finished(&self) -> bool {
         self.finished
+    }
+}
+
+/// OpenAI's error object (both OpenAI APIs use it): `{"error": {message, type, param, code}}`.
+pub fn error_body(status: http::StatusCode, kind: ErrorKind, message: &str) -> Value {
+    json!({
+        "error": {
+            "message": message,
+            "type": error_type(status),
+            "param": null,
+            "code": error_code(kind),
+        }
+    })
+}
+
+fn error_type(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        402 => "insufficient_quota",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "server_error",
+    }
+}
+
+fn error_code(kind: ErrorKind) -> Option<&'static str> {
+    match kind {
+        ErrorKind::NotFound => Some("model_not_found"),
+        ErrorKind::PayloadTooLarge => Some("request_too_large"),
+        ErrorKind::Timeout => Some("upstream_timeout"),
+        ErrorKind::Transport => Some("upstream_unreachable"),
+        ErrorKind::GuardrailBlocked => Some("guardrail_blocked"),
+        ErrorKind::Plugin => Some("plugin_failed"),
+        ErrorKind::BudgetExceeded => Some("budget_exceeded"),
+        ErrorKind::Unauthorized => Some("invalid_api_key"),
+        ErrorKind::Forbidden => Some("permission_denied"),
+        _ => None,
     }
 }
 

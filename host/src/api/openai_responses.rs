@@ -57,6 +57,11 @@ struct WireRequest {
 }
 
 /// Decodes a caller's `/v1/responses` body.
+/// Where a Responses upstream is called: `{api_base}/responses`.
+pub fn upstream_url(base: &str) -> String {
+    format!("{base}/responses")
+}
+
 pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
     let mut wire: WireRequest = parse_body(body)?;
     let mut messages = Vec::new();

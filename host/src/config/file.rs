@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::canonical::Protocol;
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -143,24 +145,11 @@ impl TryFrom<ByteSizeRepr> for ByteSize {
     }
 }
 
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum ApiProtocol {
-    Openai,
-    /// OpenAI's Responses API (`{api_base}/responses`).
-    #[serde(rename = "openai_responses")]
-    OpenaiResponses,
-    Anthropic,
-    Google,
-    /// Spoken by a provider-adapter plugin (`adapter:`), not by the gateway itself.
-    Plugin,
-}
-
 #[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSection {
     pub derives: Option<String>,
-    pub api_protocol: Option<ApiProtocol>,
+    pub api_protocol: Option<Protocol>,
     pub api_base: Option<String>,
     pub api_key: Option<String>,
     pub env_prefix: Option<String>,
