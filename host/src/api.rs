@@ -121,6 +121,72 @@ pub(crate) fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// `id` when it already has the dialect's `prefix`, else a fresh id with it (`msg_…`,
+/// `resp_…`): callers' SDKs check the prefix.
+pub(crate) fn id_with_prefix(id: &str, prefix: &str) -> String {
+    if id.starts_with(prefix) {
+        id.to_owned()
+    } else {
+        new_id(prefix)
+    }
+}
+
+/// `id`, or a fresh one with `prefix` when the other side sent none.
+pub(crate) fn id_or_new(id: &str, prefix: &str) -> String {
+    if id.is_empty() {
+        new_id(prefix)
+    } else {
+        id.to_owned()
+    }
+}
+
+/// Adds the fields a caller of `dialect` sent that have no canonical meaning (`extra`) to
+/// the object `v`, without overriding what the encoder set.
+pub(crate) fn with_extra(mut v: Value, extra: &crate::canonical::Extra, dialect: Dialect) -> Value {
+    if let (Value::Object(o), Some(e)) = (&mut v, extra.for_dialect(dialect)) {
+        for (k, val) in e {
+            o.entry(k.clone()).or_insert_with(|| val.clone());
+        }
+    }
+    v
+}
+
+/// Removes `key` from a JSON object as a string: a missing key is "is required", another
+/// type says which it was.
+pub(crate) fn take_string(
+    obj: &mut serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<String, DecodeError> {
+    match obj.remove(key) {
+        Some(Value::String(s)) => Ok(s),
+        None | Some(Value::Null) => Err(DecodeError::new(key, "is required")),
+        Some(other) => Err(DecodeError::new(
+            key,
+            format!("expected a string, found {}", json_type(&other)),
+        )),
+    }
+}
+
+/// A function tool's declaration as every dialect spells its core: the fields its own
+/// callers sent beside it (`extra` of `dialect`), `name`, `description`, and the JSON
+/// Schema under `schema_key` (left out when there is none and `schema_always` is false).
+pub(crate) fn tool_declaration(
+    t: &crate::canonical::Tool,
+    dialect: Dialect,
+    schema_key: &str,
+    schema_always: bool,
+) -> serde_json::Map<String, Value> {
+    let mut o = t.extra.for_dialect(dialect).cloned().unwrap_or_default();
+    o.insert("name".into(), t.name.clone().into());
+    if let Some(d) = &t.description {
+        o.insert("description".into(), d.clone().into());
+    }
+    if schema_always || !t.parameters.is_null() {
+        o.insert(schema_key.into(), t.parameters.clone());
+    }
+    o
+}
+
 pub(crate) fn new_id(prefix: &str) -> String {
     format!(
         "{prefix}{:016x}{:08x}",

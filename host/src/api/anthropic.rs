@@ -219,13 +219,6 @@ fn decode_content(content: Value) -> Result<Vec<Part>, DecodeError> {
     }
 }
 
-fn take_str(obj: &mut Map<String, Value>, key: &str) -> Result<String, DecodeError> {
-    match obj.remove(key) {
-        Some(Value::String(s)) => Ok(s),
-        _ => Err(DecodeError::new(key, "expected a string")),
-    }
-}
-
 fn decode_block(block: Value) -> Result<Part, DecodeError> {
     let Value::Object(mut obj) = block else {
         return Err(DecodeError::new("", "expected a content block object"));
@@ -238,7 +231,7 @@ fn decode_block(block: Value) -> Result<Part, DecodeError> {
     match kind.as_str() {
         "text" => {
             obj.remove("type");
-            let text = take_str(&mut obj, "text")?;
+            let text = super::take_string(&mut obj, "text")?;
             Ok(Part::Text {
                 text,
                 extra: Extra::new(DIALECT, obj),
@@ -251,12 +244,13 @@ fn decode_block(block: Value) -> Result<Part, DecodeError> {
             };
             let source = match src.get("type").and_then(Value::as_str) {
                 Some("base64") => ImageSource::Base64 {
-                    media_type: take_str(&mut src, "media_type").map_err(|e| e.at("source"))?,
-                    data: take_str(&mut src, "data").map_err(|e| e.at("source"))?,
+                    media_type: super::take_string(&mut src, "media_type")
+                        .map_err(|e| e.at("source"))?,
+                    data: super::take_string(&mut src, "data").map_err(|e| e.at("source"))?,
                 },
-                Some("url") => {
-                    ImageSource::Url(take_str(&mut src, "url").map_err(|e| e.at("source"))?)
-                }
+                Some("url") => ImageSource::Url(
+                    super::take_string(&mut src, "url").map_err(|e| e.at("source"))?,
+                ),
                 _ => {
                     return Err(DecodeError::new(
                         "source.type",
@@ -270,8 +264,8 @@ fn decode_block(block: Value) -> Result<Part, DecodeError> {
             })
         }
         "tool_use" => {
-            let id = take_str(&mut obj, "id")?;
-            let name = take_str(&mut obj, "name")?;
+            let id = super::take_string(&mut obj, "id")?;
+            let name = super::take_string(&mut obj, "name")?;
             let arguments = obj.remove("input").unwrap_or_else(|| json!({})).to_string();
             Ok(Part::ToolCall(ToolCall {
                 id,
@@ -281,7 +275,7 @@ fn decode_block(block: Value) -> Result<Part, DecodeError> {
         }
         "tool_result" => {
             obj.remove("type");
-            let call_id = take_str(&mut obj, "tool_use_id")?;
+            let call_id = super::take_string(&mut obj, "tool_use_id")?;
             let content = match obj.remove("content") {
                 None | Some(Value::Null) => vec![],
                 Some(c) => decode_content(c).map_err(|e| e.at("content"))?,
@@ -298,7 +292,7 @@ fn decode_block(block: Value) -> Result<Part, DecodeError> {
             })
         }
         "thinking" => Ok(Part::Reasoning {
-            text: take_str(&mut obj, "thinking")?,
+            text: super::take_string(&mut obj, "thinking")?,
             signature: match obj.remove("signature") {
                 Some(Value::String(s)) => Some(s),
                 _ => None,
@@ -342,14 +336,6 @@ fn tool_input(arguments: &str) -> Value {
     serde_json::from_str(arguments).unwrap_or_else(|_| json!({ "_raw_arguments": arguments }))
 }
 
-fn message_id(id: &str) -> String {
-    if id.starts_with("msg_") {
-        id.to_owned()
-    } else {
-        super::new_id("msg_")
-    }
-}
-
 /// Encodes a complete answer as an Anthropic `message` object.
 pub fn encode_response(r: &Response) -> Bytes {
     let content: Vec<Value> = r
@@ -367,7 +353,7 @@ pub fn encode_response(r: &Response) -> Bytes {
         })
         .collect();
     let body = json!({
-        "id": message_id(&r.id),
+        "id": super::id_with_prefix(&r.id, "msg_"),
         "type": "message",
         "role": "assistant",
         "model": r.model,
@@ -436,7 +422,7 @@ impl StreamEncoder {
         let msg = json!({
             "type": "message_start",
             "message": {
-                "id": message_id(id), "type": "message", "role": "assistant", "model": model,
+                "id": super::id_with_prefix(id, "msg_"), "type": "message", "role": "assistant", "model": model,
                 "content": [], "stop_reason": null, "stop_sequence": null,
                 "usage": usage_json(&self.usage),
             }
@@ -674,17 +660,7 @@ pub fn encode_request(r: &Request, model: &str) -> Value {
         let tools = r
             .tools
             .iter()
-            .map(|t| {
-                let mut o = t.extra.for_dialect(DIALECT).cloned().unwrap_or_default();
-                o.insert("name".into(), t.name.clone().into());
-                if let Some(d) = &t.description {
-                    o.insert("description".into(), d.clone().into());
-                }
-                if !t.parameters.is_null() {
-                    o.insert("input_schema".into(), t.parameters.clone());
-                }
-                Value::Object(o)
-            })
+            .map(|t| Value::Object(super::tool_declaration(t, DIALECT, "input_schema", false)))
             .collect();
         body.insert("tools".into(), Value::Array(tools));
     }
@@ -707,13 +683,8 @@ pub fn encode_request(r: &Request, model: &str) -> Value {
     Value::Object(body)
 }
 
-fn with_extra(mut v: Value, extra: &Extra) -> Value {
-    if let (Value::Object(o), Some(e)) = (&mut v, extra.for_dialect(DIALECT)) {
-        for (k, val) in e {
-            o.entry(k.clone()).or_insert_with(|| val.clone());
-        }
-    }
-    v
+fn with_extra(v: Value, extra: &Extra) -> Value {
+    super::with_extra(v, extra, DIALECT)
 }
 
 fn encode_block(p: &Part) -> Option<Value> {

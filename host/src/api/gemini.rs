@@ -508,14 +508,6 @@ fn function_call_part(id: &str, name: &str, arguments: &str) -> Value {
     json!({"functionCall": {"id": id, "name": name, "args": args_object(arguments)}})
 }
 
-fn response_id(id: &str) -> String {
-    if id.is_empty() {
-        super::new_id("resp_")
-    } else {
-        id.to_owned()
-    }
-}
-
 /// Encodes a complete answer as a `GenerateContentResponse`.
 pub fn encode_response(r: &Response) -> Bytes {
     let parts: Vec<Value> = r
@@ -540,7 +532,7 @@ pub fn encode_response(r: &Response) -> Bytes {
         }],
         "usageMetadata": usage_json(&r.usage),
         "modelVersion": r.model,
-        "responseId": response_id(&r.id),
+        "responseId": super::id_or_new(&r.id, "resp_"),
     });
     Bytes::from(body.to_string())
 }
@@ -659,13 +651,8 @@ fn mime_for_url(url: &str) -> &'static str {
     }
 }
 
-fn with_extra(mut v: Value, extra: &Extra) -> Value {
-    if let (Value::Object(o), Some(e)) = (&mut v, extra.for_dialect(DIALECT)) {
-        for (k, val) in e {
-            o.entry(k.clone()).or_insert_with(|| val.clone());
-        }
-    }
-    v
+fn with_extra(v: Value, extra: &Extra) -> Value {
+    super::with_extra(v, extra, DIALECT)
 }
 
 /// Text of a tool result as the object Gemini requires for `functionResponse.response`.
@@ -810,18 +797,15 @@ pub fn encode_request(r: &Request, _model: &str) -> Value {
             .tools
             .iter()
             .filter(|t| !t.parameters.is_null() || t.extra.dialect != Some(Dialect::Anthropic))
+            // The JSON Schema as it came: Gemini's `parametersJsonSchema` takes it whole,
+            // where `parameters` would reject keywords outside its OpenAPI subset.
             .map(|t| {
-                let mut o = t.extra.for_dialect(DIALECT).cloned().unwrap_or_default();
-                o.insert("name".into(), t.name.clone().into());
-                if let Some(d) = &t.description {
-                    o.insert("description".into(), d.clone().into());
-                }
-                // The JSON Schema as it came: Gemini's `parametersJsonSchema` takes it whole,
-                // where `parameters` would reject keywords outside its OpenAPI subset.
-                if !t.parameters.is_null() {
-                    o.insert("parametersJsonSchema".into(), t.parameters.clone());
-                }
-                Value::Object(o)
+                Value::Object(super::tool_declaration(
+                    t,
+                    DIALECT,
+                    "parametersJsonSchema",
+                    false,
+                ))
             })
             .collect();
         let mut tools = match body.remove("tools") {

@@ -610,15 +610,7 @@ pub fn encode_request(r: &Request, model: &str) -> Value {
             .tools
             .iter()
             .map(|t| {
-                let mut f = Map::new();
-                if let Some(extra) = t.extra.for_dialect(DIALECT) {
-                    f.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-                }
-                f.insert("name".into(), t.name.clone().into());
-                if let Some(d) = &t.description {
-                    f.insert("description".into(), d.clone().into());
-                }
-                f.insert("parameters".into(), t.parameters.clone());
+                let f = super::tool_declaration(t, DIALECT, "parameters", true);
                 json!({"type": "function", "function": f})
             })
             .collect();

@@ -187,8 +187,8 @@ fn decode_item(item: Value, messages: &mut Vec<Message>) -> Result<(), DecodeErr
         Some("message") => return Err(DecodeError::new("role", "is required on a message item")),
         Some("function_call") => {
             let call = ToolCall {
-                id: take_string(&mut obj, "call_id")?,
-                name: take_string(&mut obj, "name")?,
+                id: super::take_string(&mut obj, "call_id")?,
+                name: super::take_string(&mut obj, "name")?,
                 arguments: match obj.remove("arguments") {
                     None | Some(Value::Null) => String::new(),
                     Some(Value::String(s)) => s,
@@ -203,7 +203,7 @@ fn decode_item(item: Value, messages: &mut Vec<Message>) -> Result<(), DecodeErr
             assistant_turn(messages).push(Part::ToolCall(call));
         }
         Some("function_call_output") => {
-            let call_id = take_string(&mut obj, "call_id")?;
+            let call_id = super::take_string(&mut obj, "call_id")?;
             let content = match obj.remove("output") {
                 None | Some(Value::Null) => vec![],
                 Some(Value::String(s)) => vec![Part::text(s)],
@@ -315,19 +315,8 @@ fn is_content_type(v: &Value) -> bool {
         .is_some_and(|t| CONTENT_TYPES.contains(&t))
 }
 
-fn take_string(obj: &mut Map<String, Value>, key: &str) -> Result<String, DecodeError> {
-    match obj.remove(key) {
-        Some(Value::String(s)) => Ok(s),
-        None | Some(Value::Null) => Err(DecodeError::new(key, "is required")),
-        Some(other) => Err(DecodeError::new(
-            key,
-            format!("expected a string, found {}", json_type(&other)),
-        )),
-    }
-}
-
 fn decode_message(mut obj: Map<String, Value>) -> Result<Message, DecodeError> {
-    let role_name = take_string(&mut obj, "role")?;
+    let role_name = super::take_string(&mut obj, "role")?;
     let role = match role_name.as_str() {
         "system" | "developer" => Role::System,
         "user" => Role::User,
@@ -386,7 +375,7 @@ fn decode_part(part: Value) -> Result<Part, DecodeError> {
     };
     match kind.as_str() {
         "input_text" | "output_text" => {
-            let text = take_string(&mut obj, "text")?;
+            let text = super::take_string(&mut obj, "text")?;
             obj.remove("type");
             // Output annotations and logprobs describe an earlier answer, not this input.
             obj.remove("annotations");
@@ -397,7 +386,7 @@ fn decode_part(part: Value) -> Result<Part, DecodeError> {
             })
         }
         "input_image" if matches!(obj.get("image_url"), Some(Value::String(_))) => {
-            let url = take_string(&mut obj, "image_url")?;
+            let url = super::take_string(&mut obj, "image_url")?;
             obj.remove("type");
             Ok(Part::Image {
                 source: ImageSource::from_url(&url),
@@ -430,7 +419,7 @@ fn decode_tool(t: Value) -> Result<Result<Tool, Value>, DecodeError> {
         None => return Err(DecodeError::new("type", "is required on a tool")),
     }
     obj.remove("type");
-    let name = take_string(&mut obj, "name")?;
+    let name = super::take_string(&mut obj, "name")?;
     let description = match obj.remove("description") {
         Some(Value::String(s)) => Some(s),
         None | Some(Value::Null) => None,
@@ -645,22 +634,6 @@ impl ResponseObject<'_> {
     }
 }
 
-fn response_id(upstream_id: &str) -> String {
-    if upstream_id.starts_with("resp_") {
-        upstream_id.to_owned()
-    } else {
-        super::new_id("resp_")
-    }
-}
-
-fn call_id(id: &str) -> String {
-    if id.is_empty() {
-        super::new_id("call_")
-    } else {
-        id.to_owned()
-    }
-}
-
 /// Encodes a complete answer as a `response` object.
 pub fn encode_response(r: &Response) -> Bytes {
     let mut items: Vec<Item> = Vec::new();
@@ -682,7 +655,7 @@ pub fn encode_response(r: &Response) -> Bytes {
             },
             Part::ToolCall(c) => items.push(Item::FunctionCall {
                 id: super::new_id("fc_"),
-                call_id: call_id(&c.id),
+                call_id: super::id_or_new(&c.id, "call_"),
                 name: c.name.clone(),
                 arguments: c.arguments.clone(),
             }),
@@ -694,7 +667,7 @@ pub fn encode_response(r: &Response) -> Bytes {
         }
     }
     let (status, incomplete) = status_of(&r.finish);
-    let id = response_id(&r.id);
+    let id = super::id_with_prefix(&r.id, "resp_");
     let body = ResponseObject {
         id: &id,
         model: &r.model,
@@ -959,7 +932,7 @@ impl StreamEncoder {
         match event {
             StreamEvent::Start { id, model } => {
                 if !self.started {
-                    self.id = response_id(id);
+                    self.id = super::id_with_prefix(id, "resp_");
                     self.model.clone_from(model);
                 }
                 self.ensure_started(out);
@@ -1007,7 +980,7 @@ impl StreamEncoder {
                     out,
                     Item::FunctionCall {
                         id: super::new_id("fc_"),
-                        call_id: call_id(id),
+                        call_id: super::id_or_new(id, "call_"),
                         name: name.clone(),
                         arguments: String::new(),
                     },
@@ -1139,16 +1112,8 @@ pub fn encode_request(r: &Request, model: &str) -> Value {
         .tools
         .iter()
         .map(|t| {
-            let mut o = Map::new();
-            if let Some(extra) = t.extra.for_dialect(DIALECT) {
-                o.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-            }
+            let mut o = super::tool_declaration(t, DIALECT, "parameters", true);
             o.insert("type".into(), "function".into());
-            o.insert("name".into(), t.name.clone().into());
-            if let Some(d) = &t.description {
-                o.insert("description".into(), d.clone().into());
-            }
-            o.insert("parameters".into(), t.parameters.clone());
             if t.extra.dialect != Some(DIALECT) {
                 // Responses makes function tools strict by default, which rejects the loose
                 // schemas other dialects allow.
