@@ -1,8 +1,6 @@
-//! Test and benchmark tooling for BitRouter: [`mock`], a fast mock LLM upstream, and on Linux
-//! the benchmark harness — [`load`] (the load generator), [`harness`] (scenarios against the
-//! real gateway binary), [`report`] (the markdown and JSON report).
-
-pub mod mock;
+//! The BitRouter benchmark (Linux only): [`load`] (the load generator), [`harness`] (scenarios
+//! against the real gateway binary, with the `bitrouter-mock` upstream as a pinned child
+//! process), [`report`] (the markdown and JSON report).
 
 #[cfg(target_os = "linux")]
 pub mod harness;
@@ -14,5 +12,3 @@ pub mod process;
 pub mod procfs;
 #[cfg(target_os = "linux")]
 pub mod report;
-
-pub use mock::{MockBehavior, MockServer, MockServerBuilder, RecordedRequest};

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use bitrouter_bench::{MockBehavior, MockServer};
+use bitrouter_mock::{MockBehavior, MockServer};
 use serde_json::{Value, json};
 
 use crate::harness::*;

@@ -32,7 +32,7 @@ async fn chat(gw: &TestGateway, model: &str, auth: &[(&str, &str)]) -> crate::ha
 async fn gateway(
     accounts: &[String],
     admins: &[String],
-) -> (TestGateway, bitrouter_bench::MockServer) {
+) -> (TestGateway, bitrouter_mock::MockServer) {
     let m = mock().await;
     let list = |v: &[String]| {
         v.iter()

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use bitrouter_bench::MockServer;
+use bitrouter_mock::MockServer;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -15,7 +15,7 @@ use crate::harness::*;
 /// $2 per million input tokens, $10 per million output: 2 and 10 µUSD per token.
 const PRICING: &str = "pricing: { input_tokens: { no_cache: 2.0 }, output_tokens: { text: 10.0 } }";
 
-async fn setup() -> (TestGateway, bitrouter_bench::MockServer) {
+async fn setup() -> (TestGateway, bitrouter_mock::MockServer) {
     let m = mock().await;
     let yaml = format!(
         "providers:\n  up:\n    api_protocol: openai\n    api_base: {}/v1\n    api_key: k\n    models:\n      gpt-up: {{ {PRICING} }}\nmodels:\n  m:\n    endpoints: [{{ provider: up, model_id: gpt-up }}]\n",

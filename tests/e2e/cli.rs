@@ -685,7 +685,7 @@ fn wait_healthy(server: &mut Running, addr: SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_an_in_flight_request_finish() {
-    let upstream = crate::harness::mock_with(bitrouter_bench::MockBehavior {
+    let upstream = crate::harness::mock_with(bitrouter_mock::MockBehavior {
         latency_ms: 1500,
         ..Default::default()
     })

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use bitrouter_bench::MockBehavior;
+use bitrouter_mock::MockBehavior;
 use serde_json::json;
 
 use crate::harness::*;

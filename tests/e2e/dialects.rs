@@ -10,8 +10,8 @@ const DIALECTS: [&str; 2] = ["openai", "anthropic"];
 /// A gateway with routes `to-openai` and `to-anthropic`, each with one mock upstream.
 async fn setup() -> (
     TestGateway,
-    bitrouter_bench::MockServer,
-    bitrouter_bench::MockServer,
+    bitrouter_mock::MockServer,
+    bitrouter_mock::MockServer,
 ) {
     let (o, a) = (mock().await, mock().await);
     let yaml = format!(
@@ -461,12 +461,12 @@ async fn direct_provider_model_routing() {
 #[tokio::test]
 async fn reasoning_translates_between_dialects() {
     let (o, a) = (
-        mock_with(bitrouter_bench::MockBehavior {
+        mock_with(bitrouter_mock::MockBehavior {
             reasoning: true,
             ..Default::default()
         })
         .await,
-        mock_with(bitrouter_bench::MockBehavior {
+        mock_with(bitrouter_mock::MockBehavior {
             reasoning: true,
             ..Default::default()
         })
@@ -508,10 +508,7 @@ async fn reasoning_translates_between_dialects() {
 
 /// Callers × upstreams with Gemini on both sides: routes `to-openai`, `to-anthropic`,
 /// `to-gemini`, one mock each.
-async fn setup3() -> (
-    TestGateway,
-    [(&'static str, bitrouter_bench::MockServer); 3],
-) {
+async fn setup3() -> (TestGateway, [(&'static str, bitrouter_mock::MockServer); 3]) {
     let (o, a, g) = (mock().await, mock().await, mock().await);
     let yaml = format!(
         "{}models:\n  to-openai:\n    endpoints: [{{ provider: up-openai, model_id: gpt-up }}]\n  to-anthropic:\n    endpoints: [{{ provider: up-anthropic, model_id: claude-up }}]\n  to-gemini:\n    endpoints: [{{ provider: up-gemini, model_id: gemini-up }}]\n",
@@ -595,7 +592,7 @@ fn streamed3(caller: &str, r: &Reply) -> String {
 }
 
 /// What the upstream must have received, per protocol.
-fn check_upstream(route: &str, sent: &bitrouter_bench::RecordedRequest, stream: bool) {
+fn check_upstream(route: &str, sent: &bitrouter_mock::RecordedRequest, stream: bool) {
     match route {
         "to-gemini" => {
             let method = if stream {

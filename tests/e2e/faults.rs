@@ -9,7 +9,7 @@
 //!   skips it;
 //! - every request leaves exactly one ledger row.
 
-use bitrouter_bench::{MockBehavior, MockServer};
+use bitrouter_mock::{MockBehavior, MockServer};
 use serde_json::{Value, json};
 
 use crate::harness::*;

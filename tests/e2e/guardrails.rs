@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bitrouter::observe::{ObserveCallback, RequestEvent};
-use bitrouter_bench::{MockBehavior, MockServer};
+use bitrouter_mock::{MockBehavior, MockServer};
 use serde_json::{Value, json};
 
 use crate::harness::*;

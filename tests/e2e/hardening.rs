@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bitrouter::caller::{BudgetClaim, BudgetScope, BudgetWindow, Caller, Scope};
-use bitrouter_bench::{MockBehavior, MockServer};
+use bitrouter_mock::{MockBehavior, MockServer};
 use serde_json::{Value, json};
 
 use crate::harness::*;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use bitrouter::{Config, Gateway};
-use bitrouter_bench::{MockBehavior, MockServer};
+use bitrouter_mock::{MockBehavior, MockServer};
 use serde_json::Value;
 use tokio::sync::oneshot;
 

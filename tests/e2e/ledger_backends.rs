@@ -223,7 +223,7 @@ async fn retention_prunes_old_rows() {
 /// every row whose response had completed (durability: sync commits before the answer ends).
 #[tokio::test]
 async fn redb_survives_kill_9_under_load() {
-    let mock = bitrouter_bench::MockServer::start(Default::default())
+    let mock = bitrouter_mock::MockServer::start(Default::default())
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -286,7 +286,7 @@ async fn redb_survives_kill_9_under_load() {
 /// max(flush_interval, one commit) + one commit — and none is older. Prints what it measured.
 #[tokio::test]
 async fn async_durability_loses_only_the_last_moments_under_kill_9() {
-    let mock = bitrouter_bench::MockServer::start(Default::default())
+    let mock = bitrouter_mock::MockServer::start(Default::default())
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -372,7 +372,7 @@ async fn async_durability_loses_only_the_last_moments_under_kill_9() {
 /// reads it back, from the running gateway and from the database.
 #[tokio::test]
 async fn sigterm_flushes_and_the_cli_reads_the_ledger() {
-    let mock = bitrouter_bench::MockServer::start(bitrouter_bench::MockBehavior {
+    let mock = bitrouter_mock::MockServer::start(bitrouter_mock::MockBehavior {
         input_tokens: Some(10),
         output_tokens: Some(5),
         ..Default::default()

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bitrouter::observe::{ObserveCallback, RequestEvent};
-use bitrouter_bench::MockBehavior;
+use bitrouter_mock::MockBehavior;
 use futures_util::StreamExt;
 use serde_json::json;
 

@@ -2,7 +2,7 @@
 //! upstreams: plain, streamed and tool-calling requests checked at the caller and at what the
 //! upstream received, the stateless refusals, and errors in OpenAI's shape.
 
-use bitrouter_bench::{MockBehavior, MockServer};
+use bitrouter_mock::{MockBehavior, MockServer};
 use serde_json::{Value, json};
 
 use crate::harness::*;

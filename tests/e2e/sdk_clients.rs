@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use bitrouter_bench::mock::{MockBehavior, MockServer};
+use bitrouter_mock::{MockBehavior, MockServer};
 
 use crate::child::ChildGateway;
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use bitrouter_bench::{MockBehavior, MockServer};
+use bitrouter_mock::{MockBehavior, MockServer};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 

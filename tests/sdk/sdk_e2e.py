@@ -2,7 +2,7 @@
 """End-to-end check of BitRouter with the official OpenAI and Anthropic Python SDKs.
 
 Run against a gateway whose config has three routes pointing at the mock upstream
-(bench/src/mock.rs):
+(mock/, crate bitrouter-mock):
 
   via-openai     -> one endpoint on an `api_protocol: openai` provider
   via-anthropic  -> one endpoint on an `api_protocol: anthropic` provider

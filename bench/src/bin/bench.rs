@@ -30,7 +30,7 @@ mod linux {
     use bitrouter_bench::load::clock::tighten_timer_slack;
     use bitrouter_bench::process::{Pinning, allowed_cpus, pin_current_thread};
     use bitrouter_bench::report::markdown;
-    use bitrouter_bench::{MockBehavior, MockServer};
+    use bitrouter_mock::{MockBehavior, MockServer};
     use clap::Parser;
 
     #[derive(Debug, Parser)]

@@ -9,17 +9,17 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
+use bitrouter_mock::MockBehavior;
 use http::Method;
 
 use super::http::call;
-use crate::mock::MockBehavior;
 use crate::process::ChildGuard;
 
 /// The flag that turns the harness binary into the mock.
 pub const INTERNAL_MOCK_FLAG: &str = "--internal-mock";
 
 /// The line the mock prints once it listens; the address follows it.
-pub const BANNER: &str = "mock-upstream listening on http://";
+pub use bitrouter_mock::BANNER;
 
 pub struct MockProcess {
     guard: ChildGuard,

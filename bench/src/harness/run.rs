@@ -296,7 +296,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
                              HTTP/1.1 keep-alive connections with TCP_NODELAY, timerfd-scheduled \
                              sends, HDR histograms"
                 .to_owned(),
-            mock: "bitrouter-bench mock upstream as a child process (Tokio, HTTP/1.1 + h2c, \
+            mock: "bitrouter-mock upstream as a child process (Tokio, HTTP/1.1 + h2c, \
                    recording off); 0 ms latency except scenario 7"
                 .to_owned(),
             send_lag_us: send_lag(&scenarios),

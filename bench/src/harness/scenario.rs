@@ -6,11 +6,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bitrouter_mock::MockBehavior;
 use bytes::Bytes;
 use serde_json::json;
 
 use crate::load::{Expect, RequestSpec};
-use crate::mock::MockBehavior;
 
 /// How a scenario is driven.
 #[derive(Clone, Copy, Debug)]

@@ -1,5 +1,5 @@
-//! Reads what the mock needs from a chat request body (OpenAI or Anthropic), validating it the
-//! way the real provider would, without copying the body.
+//! Reads what the mock needs from a chat request body (OpenAI, Anthropic, Gemini or
+//! Cohere-style), validating it the way the real provider would, without copying the body.
 
 use serde_json::{Map, Value, json};
 

@@ -5,13 +5,13 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use bitrouter_bench::{MockBehavior, MockServer};
+use bitrouter_mock::{BANNER, MockBehavior, MockServer};
 use clap::Parser;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "mock-upstream",
-    about = "Mock OpenAI / Anthropic upstream for BitRouter tests and benchmarks"
+    about = "Mock OpenAI / Anthropic / Gemini / Cohere-style upstream for BitRouter tests and benchmarks"
 )]
 struct Args {
     /// Address to listen on (port 0 picks a free one; the chosen address is printed).
@@ -80,7 +80,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", args.listen))?;
 
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "mock-upstream listening on {}", server.base_url())?;
+    writeln!(stdout, "{BANNER}{}", server.addr())?;
     stdout.flush()?;
     drop(stdout);
 

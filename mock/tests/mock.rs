@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bitrouter_bench::{MockBehavior, MockServer};
+use bitrouter_mock::{MockBehavior, MockServer};
 use serde_json::{Value, json};
 
 fn client() -> reqwest::Client {
