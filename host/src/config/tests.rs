@@ -1,0 +1,214 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("/nonexistent/bitrouter.yaml"))
+}
+
+#[test]
+fn builtin_registry_is_merged_under_the_file() {
+    let c = parse(
+        "providers:\n  openai:\n    api_key: sk-test\n  mine:\n    derives: anthropic\n    api_key: k\n    api_base: http://127.0.0.1:1\nmodels:\n  smart:\n    endpoints:\n      - provider: mine\n        service_id: claude\n      - provider: openai\n        model_id: gpt-4o\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.providers["mine"].protocol,
+        Protocol::Native(crate::canonical::Dialect::Anthropic)
+    );
+    assert_eq!(c.providers["openai"].api_base, "https://api.openai.com/v1");
+    assert!(c.providers["openai"].models.contains_key("gpt-4o"));
+    assert_eq!(c.routes["smart"].endpoints[0].model_id, "claude");
+    assert_eq!(c.providers.len(), 12);
+}
+
+#[test]
+fn database_cache_size_defaults_and_bounds() {
+    let c = parse("{}").unwrap();
+    assert_eq!(c.database.cache_size, DEFAULT_REDB_CACHE);
+    let c = parse("database:\n  cache_size: 64MiB\n").unwrap();
+    assert_eq!(c.database.cache_size, 64 << 20);
+    let e = parse("database:\n  url: memory://\n  cache_size: 4KiB\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bitrouter.yaml:3")
+            && e.contains("database.cache_size")
+            && e.contains("at least 1MiB"),
+        "{e}"
+    );
+}
+
+#[test]
+fn database_flush_interval_defaults_and_bounds() {
+    let c = parse("{}").unwrap();
+    assert_eq!(c.database.flush_interval, Duration::from_millis(10));
+    let c = parse("database:\n  flush_interval: 0s\n").unwrap();
+    assert_eq!(c.database.flush_interval, Duration::ZERO);
+    let e = parse("database:\n  url: memory://\n  flush_interval: 5m\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bitrouter.yaml:3")
+            && e.contains("database.flush_interval")
+            && e.contains("at most 10s"),
+        "{e}"
+    );
+}
+
+#[test]
+fn env_expansion_and_env_prefix() {
+    // SAFETY: tests in this module use variable names no other test touches.
+    unsafe {
+        std::env::set_var("BR_TEST_KEY_1", "from-env");
+        std::env::set_var("BRTESTPFX_API_KEY", "prefixed");
+    }
+    let c = parse("providers:\n  a:\n    api_protocol: openai\n    api_base: http://h/v1\n    api_key: ${BR_TEST_KEY_1}\n  b:\n    api_protocol: openai\n    api_base: ${BR_UNSET_VAR:-http://fallback/v1}\n    env_prefix: BRTESTPFX\n").unwrap();
+    assert_eq!(c.providers["a"].api_key.as_deref(), Some("from-env"));
+    assert_eq!(c.providers["b"].api_key.as_deref(), Some("prefixed"));
+    assert_eq!(c.providers["b"].api_base, "http://fallback/v1");
+}
+
+#[test]
+fn dotenv_beside_the_config_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "BR_DOTENV_ONLY_KEY=dot\n").unwrap();
+    let path = dir.path().join("bitrouter.yaml");
+    std::fs::write(&path, "providers:\n  a:\n    api_protocol: anthropic\n    api_base: http://h\n    api_key: ${BR_DOTENV_ONLY_KEY}\n").unwrap();
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.providers["a"].api_key.as_deref(), Some("dot"));
+}
+
+#[test]
+fn errors_name_file_line_key_and_expectation() {
+    let e = parse("server:\n  listen: 127.0.0.1:8787\nmodels:\n  fast:\n    strategy: fastest\n    endpoints: []\n").unwrap_err().to_string();
+    assert!(
+        e.starts_with("/nonexistent/bitrouter.yaml:5: `models.fast.strategy`"),
+        "{e}"
+    );
+    assert!(e.contains("priority") && e.contains("load_balance"), "{e}");
+
+    let e = parse("server:\n  listne: x\n").unwrap_err().to_string();
+    assert!(
+        e.contains(":2") && e.contains("listne") && e.contains("listen"),
+        "{e}"
+    );
+
+    let e =
+        parse("models:\n  fast:\n    endpoints:\n      - provider: nope\n        model_id: m\n")
+            .unwrap_err()
+            .to_string();
+    assert!(
+        e.contains(":4: `models.fast.endpoints[0].provider`")
+            && e.contains("unknown provider \"nope\""),
+        "{e}"
+    );
+
+    let e = parse("server:\n  listen: not-an-addr\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(":2: `server.listen`") && e.contains("127.0.0.1:8787"),
+        "{e}"
+    );
+
+    let e = parse("models:\n  x:\n    endpoints:\n      - provider: deepseek\n        model_id: deepseek-chat\n").unwrap_err().to_string();
+    assert!(e.contains("DEEPSEEK_API_KEY"), "{e}");
+
+    let e = parse("providers:\n  p:\n    api_base: http://x\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`providers.p.api_protocol`") && e.contains(":2"),
+        "{e}"
+    );
+
+    let e = parse("server:\n  max_body_size: lots\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("max_body_size") && e.contains("32MiB"), "{e}");
+
+    let e = parse("models: [1, 2]\n").unwrap_err().to_string();
+    assert!(e.contains("`models`") && e.contains(":1"), "{e}");
+}
+
+#[test]
+fn timeouts_layer_global_provider_route() {
+    let c = parse("routing:\n  timeouts: { first_byte: 5s }\nproviders:\n  p:\n    api_protocol: openai\n    api_base: http://x\n    api_key_required: false\n    timeouts: { idle: 7s }\nmodels:\n  r:\n    timeouts: { total: 9s }\n    endpoints:\n      - provider: p\n        model_id: m\n").unwrap();
+    let t = c.routes["r"].endpoints[0].timeouts;
+    assert_eq!(t.first_byte, Duration::from_secs(5));
+    assert_eq!(t.idle, Duration::from_secs(7));
+    assert_eq!(t.total, Some(Duration::from_secs(9)));
+}
+
+#[test]
+fn database_defaults_beside_the_config() {
+    let c = parse("database:\n  durability: sync\n  on_full: block\n").unwrap();
+    assert_eq!(c.database.url, "redb://bitrouter.redb");
+    assert_eq!(c.database.base_dir, PathBuf::from("/nonexistent"));
+    assert_eq!(
+        (c.database.durability, c.database.on_full),
+        (Durability::Sync, OnFull::Block)
+    );
+    let e = parse("database:\n  url: oracle://x\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(":2: `database.url`") && e.contains("postgres://"),
+        "{e}"
+    );
+}
+
+#[test]
+fn auth_section_is_typed_and_checked() {
+    let c = parse("auth:\n  mode: on\n  accounts: ['solana:*:Abc*']\n  clock_skew: 5s\n").unwrap();
+    assert!(c.warnings.is_empty());
+    assert_eq!(c.auth.mode, Some(AuthMode::On));
+    assert_eq!(c.auth.clock_skew, Duration::from_secs(5));
+    assert!(c.auth_enabled());
+    // Loopback defaults to off, anything else to on.
+    assert!(
+        !parse("server: { listen: 127.0.0.1:1 }\n")
+            .unwrap()
+            .auth_enabled()
+    );
+    assert!(
+        parse("server: { listen: 0.0.0.0:1 }\n")
+            .unwrap()
+            .auth_enabled()
+    );
+    let e = parse("auth:\n  mode: maybe\n").unwrap_err().to_string();
+    assert!(e.contains("auth.mode") && e.contains("off"), "{e}");
+    let e = parse("auth:\n  accounts: [bob]\n").unwrap_err().to_string();
+    assert!(
+        e.contains(":2: `auth.accounts[0]`") && e.contains("CAIP-10"),
+        "{e}"
+    );
+    let e = parse("auth:\n  operator_keys:\n    - alg: EdDSA\n      public_key: nope\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("auth.operator_keys[0]") && e.contains("PEM"),
+        "{e}"
+    );
+    let e = parse("auth:\n  operator_keys:\n    - alg: HS256\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("auth.operator_keys[0].alg") && e.contains("EdDSA"),
+        "{e}"
+    );
+}
+
+#[test]
+fn guardrail_errors_name_the_key_and_line() {
+    let e = parse("guardrails:\n  custom_patterns:\n    - name: t\n      regex: \"a(\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("guardrails.custom_patterns[0].regex"), "{e}");
+    let e = parse("guardrails:\n  upgoing: { api_keys: shout }\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("guardrails.upgoing.api_keys") && e.contains("block"),
+        "{e}"
+    );
+}
