@@ -1,6 +1,11 @@
 //! What is known about one request while it runs — attempts, usage, timing — and what it
 //! leaves behind when it ends: its log line and its spend ledger row.
+//!
+//! Who writes what: `dispatch.rs` fills in who is calling (`Identity`), the URL's model and
+//! the in-flight gauge before the body is read; from then on `proxy.rs` alone writes the
+//! rest (model, route, attempts, usage, budget hold, guardrail tally).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::canonical::{Dialect, Usage};
@@ -26,6 +31,44 @@ pub struct AttemptError {
     pub message: String,
 }
 
+/// Who is calling. Written once, when the request is let in (`dispatch.rs`); the caller is
+/// held in one place and account and session are read from it.
+#[derive(Debug, Default)]
+pub struct Identity {
+    /// The verified token when auth is on: its caller (account, session, scope, budget) and
+    /// its compiled `models` allowlist.
+    pub token: Option<Arc<crate::auth::Verified>>,
+    /// A caller without a token: the library's test hook (`Gateway::set_caller_for_tests`).
+    pub untokened: Option<Arc<crate::caller::Caller>>,
+    /// The caller's registered agent name (agent cards), looked up once per request.
+    pub agent: Option<Arc<str>>,
+    /// The session a caller without a verified one named (`x-bitrouter-session`).
+    pub session_header: Option<String>,
+}
+
+impl Identity {
+    /// The verified caller, if any.
+    pub fn caller(&self) -> Option<&Arc<crate::caller::Caller>> {
+        self.token
+            .as_ref()
+            .map(|t| &t.caller)
+            .or(self.untokened.as_ref())
+    }
+
+    /// The account a verified token names (the ledger's account column).
+    pub fn account(&self) -> Option<&str> {
+        self.token.as_ref().map(|t| t.caller.account.as_str())
+    }
+
+    /// The token's session, else the one the caller named in a header.
+    pub fn session(&self) -> Option<&str> {
+        match &self.token {
+            Some(t) => Some(t.caller.session.as_str()),
+            None => self.session_header.as_deref(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct RequestContext {
     pub id: String,
@@ -37,14 +80,8 @@ pub struct RequestContext {
     pub started: Instant,
     /// Wall-clock start, Unix milliseconds (the ledger's time column).
     pub time_ms: i64,
-    pub account: Option<String>,
-    pub session: Option<String>,
-    /// The caller's registered agent name (agent cards), looked up once per request.
-    pub agent: Option<std::sync::Arc<str>>,
-    /// The verified caller when auth is on (account, session, scope, allowlist, budget).
-    pub caller: Option<std::sync::Arc<crate::caller::Caller>>,
-    /// The verified token behind `caller`, with its compiled `models` allowlist.
-    pub token: Option<std::sync::Arc<crate::auth::Verified>>,
+    /// Who is calling.
+    pub who: Identity,
     pub attempts: Vec<Attempt>,
     /// The target that served the request, or was tried last.
     pub provider: Option<String>,
@@ -82,11 +119,7 @@ impl RequestContext {
             stream: false,
             started: Instant::now(),
             time_ms: crate::spend::query_now_ms(),
-            account: None,
-            session: None,
-            agent: None,
-            caller: None,
-            token: None,
+            who: Identity::default(),
             attempts: Vec::new(),
             provider: None,
             upstream_model: None,
@@ -150,9 +183,9 @@ impl RequestContext {
             requested_model: self.model.clone(),
             provider: self.provider.clone(),
             model: self.upstream_model.clone(),
-            account_id: self.account.clone(),
-            agent: self.agent.as_deref().map(str::to_owned),
-            session_id: self.session.clone(),
+            account_id: self.who.account().map(str::to_owned),
+            agent: self.who.agent.as_deref().map(str::to_owned),
+            session_id: self.who.session().map(str::to_owned),
             dialect: self.dialect.as_str(),
             stream: self.stream,
             status,

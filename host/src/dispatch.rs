@@ -175,17 +175,18 @@ impl Gateway {
         token: Option<Arc<Verified>>,
     ) -> Response<Body> {
         let mut ctx = RequestContext::new(id, dialect);
-        ctx.caller = self
-            .test_caller
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some(t) = token {
-            ctx.caller = Some(t.caller.clone());
-            ctx.account = Some(t.caller.account.clone());
-            ctx.session = Some(t.caller.session.clone());
-            ctx.agent = self.agents.name_of(&t.caller.account);
-            ctx.token = Some(t);
+        match token {
+            Some(t) => {
+                ctx.who.agent = self.agents.name_of(&t.caller.account);
+                ctx.who.token = Some(t);
+            }
+            None => {
+                ctx.who.untokened = self
+                    .test_caller
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+            }
         }
         ctx.url_model = url_model;
         ctx.in_flight = Some(self.proxy.outcomes.metrics.in_flight());

@@ -112,7 +112,7 @@ impl Proxy {
                 Err(e) => tracing::warn!(request_id = %ctx.id, error = %e, "budget settle failed"),
             }
         } else if ctx.budget_remaining.is_none()
-            && let Some((claim, id)) = ctx.caller.as_deref().and_then(|c| c.budget_key())
+            && let Some((claim, id)) = ctx.who.caller().and_then(|c| c.budget_key())
         {
             // Failed before its budget was looked at (bad request, unknown model).
             ctx.budget_remaining = self
@@ -136,7 +136,7 @@ impl Proxy {
         request: &mut Request,
         targets: &[Arc<Target>],
     ) -> Result<(), Error> {
-        let Some(caller) = ctx.caller.clone() else {
+        let Some(caller) = ctx.who.caller().cloned() else {
             return Ok(());
         };
         let Some((claim, id)) = caller.budget_key() else {
@@ -188,10 +188,10 @@ impl Proxy {
         ctx.model = request.model.clone();
         ctx.stream = request.stream;
         // A verified token's session wins over a header the caller picked.
-        if ctx.caller.is_none() {
-            ctx.session = session_id(headers);
+        if ctx.who.caller().is_none() {
+            ctx.who.session_header = session_id(headers);
         }
-        if let Some(t) = &ctx.token
+        if let Some(t) = &ctx.who.token
             && let Err(e) = t.check_model(&request.model)
         {
             return self.fail(&mut ctx, e.to_error()).await;

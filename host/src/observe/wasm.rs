@@ -86,11 +86,12 @@ mod tests {
     fn the_plugin_event_carries_who_called_and_what_answered() {
         let mut c = RequestContext::new("r1".into(), Dialect::Anthropic);
         c.model = "fast".into();
-        c.account = Some("eip155:1:0xabc".into());
-        c.agent = Some(std::sync::Arc::from("Alice agent"));
+        c.who.agent = Some(std::sync::Arc::from("Alice agent"));
         c.provider = Some("openai".into());
         c.upstream_model = Some("gpt-4o".into());
         let mut event = c.event(200, None);
+        // The account comes from a verified token; the event carries it as a string.
+        event.account_id = Some("eip155:1:0xabc".into());
         event.guardrail_findings = vec![crate::observe::GuardrailFinding {
             pattern: "api_keys".into(),
             count: 2,
@@ -109,7 +110,7 @@ mod tests {
             .collect();
         assert_eq!(findings, [("api_keys", 2, "redact")]);
         // No card, no name: the field stays empty rather than falling back to the account.
-        c.agent = None;
+        c.who.agent = None;
         assert_eq!(convert(&c.event(200, None)).agent, None);
     }
 }
