@@ -11,6 +11,7 @@ mod dashboard;
 mod dialects;
 mod failover;
 mod faults;
+mod golden;
 mod guardrails;
 mod hardening;
 mod harness;
