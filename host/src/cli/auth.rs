@@ -2,14 +2,59 @@
 //! the tokens it signs, plus the admin token management commands send over HTTP.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use bitrouter::auth::caip10::Namespace;
 use bitrouter::auth::keystore::KeyStore;
 use bitrouter::auth::{self, Authenticator};
 use bitrouter::caller::{BudgetClaim, BudgetScope};
-use clap::ValueEnum;
+use clap::{Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
+
+use super::ConfigArg;
+
+#[derive(clap::Args)]
+pub struct KeygenArgs {
+    /// Home folder (default: BITROUTER_HOME, else ~/.bitrouter).
+    #[arg(long)]
+    home: Option<PathBuf>,
+}
+
+impl KeygenArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        keygen(&home(self.home))
+    }
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Sign a token with the key store's Solana or EVM key and print it.
+    #[command(
+        after_help = "Examples:\n  bitrouter token mint --chain solana --scope api --exp 30d --models 'openai:*'\n  bitrouter token mint --chain evm --scope api --exp never --budget 2.5usd --budget-scope session --budget-range rounds:10\n  bitrouter token mint --chain solana --scope admin --exp 1h"
+    )]
+    Mint(MintArgs),
+    /// Decode a token and verify it against the config's auth settings (exit 1 if invalid).
+    #[command(
+        after_help = "Example:\n  bitrouter token inspect \"$TOKEN\" --config bitrouter.yaml"
+    )]
+    Inspect(InspectArgs),
+}
+
+impl TokenCommand {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            TokenCommand::Mint(a) => {
+                println!("{}", mint(a)?);
+                Ok(ExitCode::SUCCESS)
+            }
+            TokenCommand::Inspect(a) => {
+                let config = a.config.load()?;
+                inspect(&config, &a.token).map(super::verified)
+            }
+        }
+    }
+}
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Chain {
@@ -47,16 +92,39 @@ pub enum BudgetScopeArg {
     Account,
 }
 
+#[derive(clap::Args)]
 pub struct MintArgs {
-    pub chain: Chain,
-    pub scope: ScopeArg,
-    /// `None`: 30d for api tokens, 1h for admin tokens.
-    pub exp: Option<String>,
-    pub models: Vec<String>,
-    pub budget: Option<String>,
-    pub budget_scope: BudgetScopeArg,
-    pub budget_range: Option<String>,
-    pub jti: Option<String>,
+    #[arg(long, value_enum, default_value_t = Chain::Solana)]
+    chain: Chain,
+    #[arg(long, value_enum, default_value_t = ScopeArg::Api)]
+    scope: ScopeArg,
+    /// Lifetime (30d, 1h) or `never`; default 30d for api tokens, 1h for admin tokens
+    /// (which must expire, within the gateway's auth.max_admin_token_lifetime, 24h by default).
+    #[arg(long)]
+    exp: Option<String>,
+    /// Model globs the token may use (route names, provider:model_id); repeatable.
+    #[arg(long = "models", value_delimiter = ',')]
+    models: Vec<String>,
+    /// Spending limit: 2.5usd, or whole micro-USD.
+    #[arg(long)]
+    budget: Option<String>,
+    #[arg(long, value_enum, default_value_t = BudgetScopeArg::Session)]
+    budget_scope: BudgetScopeArg,
+    /// Budget window: rounds:N or duration:1h (default: lifetime).
+    #[arg(long)]
+    budget_range: Option<String>,
+    /// Session id (default: a hash of the token).
+    #[arg(long)]
+    jti: Option<String>,
+    #[arg(long)]
+    home: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    token: String,
+    #[command(flatten)]
+    config: ConfigArg,
 }
 
 /// `--home`, else BITROUTER_HOME, else ~/.bitrouter.
@@ -64,7 +132,7 @@ pub fn home(arg: Option<PathBuf>) -> PathBuf {
     arg.unwrap_or_else(bitrouter::config::home_dir)
 }
 
-pub fn keygen(home: &Path) -> anyhow::Result<()> {
+fn keygen(home: &Path) -> anyhow::Result<()> {
     let ks = KeyStore::generate(home)?;
     println!("key store: {} (mode 0600)", ks.path.display());
     println!("solana account: {}", ks.solana_account());
@@ -72,8 +140,9 @@ pub fn keygen(home: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn mint(home: &Path, a: MintArgs) -> anyhow::Result<String> {
-    let ks = KeyStore::load(home)?;
+/// Signs the token `a` describes with the key store in `--home`.
+fn mint(a: MintArgs) -> anyhow::Result<String> {
+    let ks = KeyStore::load(&home(a.home))?;
     let default_exp = match a.scope {
         ScopeArg::Api => "30d",
         ScopeArg::Admin => "1h",
@@ -139,7 +208,7 @@ pub fn mint(home: &Path, a: MintArgs) -> anyhow::Result<String> {
 
 /// Prints the header and claims, then whether the token verifies under `config`'s auth
 /// settings (signature, expiry, allowlists). Returns false when it does not.
-pub fn inspect(config: &bitrouter::Config, token: &str) -> anyhow::Result<bool> {
+fn inspect(config: &bitrouter::Config, token: &str) -> anyhow::Result<bool> {
     let compact = auth::jwt::decode(token.trim()).context("cannot decode the token")?;
     let local: Vec<String> = KeyStore::load(&bitrouter::config::home_dir())
         .map(|k| vec![k.solana_account(), k.evm_account()])

@@ -4,25 +4,145 @@
 //! and posts it with a token from the same store; `verify` checks a card file offline.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use bitrouter::agents::{self, signature};
 use bitrouter::auth::caip10::Account;
 use bitrouter::auth::keystore::KeyStore;
+use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::auth_cli::Chain;
+use super::ConfigArg;
+use super::auth::{Chain, home};
+
+#[derive(Subcommand)]
+pub enum AgentCommand {
+    /// Sign a card with the key store's key (detached JWS over its RFC 8785 form) and
+    /// register it under that account; registering again updates it.
+    #[command(
+        after_help = "Examples:\n  bitrouter agent register card.json\n  bitrouter agent register card.json --chain evm --url http://127.0.0.1:8787\n  bitrouter agent register card.json --dry-run > signed.json"
+    )]
+    Register(RegisterArgs),
+    /// List registered agents, optionally filtered.
+    #[command(
+        after_help = "Examples:\n  bitrouter agent list\n  bitrouter agent list --skill research --chain solana"
+    )]
+    List(ListArgs),
+    /// Show one agent's registration and card.
+    #[command(
+        after_help = "Example:\n  bitrouter agent show eip155:1:0xab16a96d359ec26a11e2c2b3d8f8b8942d5bfcdb"
+    )]
+    Show(ShowArgs),
+    /// Remove an agent's card (its owner's token, or an admin token).
+    Delete(DeleteArgs),
+    /// Check a signed card file offline: A2A shape, size and signature (exit 1 if invalid).
+    #[command(after_help = "Example:\n  bitrouter agent verify signed.json")]
+    Verify(VerifyArgs),
+}
+
+impl AgentCommand {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            AgentCommand::Register(a) => register(a).map(super::done),
+            AgentCommand::List(a) => list(a).map(super::done),
+            AgentCommand::Show(a) => show(a).map(super::done),
+            AgentCommand::Delete(a) => delete(a).map(super::done),
+            AgentCommand::Verify(a) => verify(&a.file).map(super::verified),
+        }
+    }
+}
+
+/// Where `agent` commands find the gateway.
+#[derive(clap::Args)]
+pub struct RemoteArgs {
+    /// The gateway's base URL (default: http://{server.listen} of the config).
+    #[arg(long)]
+    url: Option<String>,
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Token to send (default for writes: a 5-minute api token minted from the key store).
+    #[arg(long, env = "BITROUTER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl RemoteArgs {
+    fn resolve(self) -> anyhow::Result<Remote> {
+        let base = match self.url {
+            Some(u) => u,
+            None => format!("http://{}", self.config.load()?.server.listen),
+        };
+        Ok(Remote {
+            base,
+            token: self.token,
+        })
+    }
+}
+
+#[derive(clap::Args)]
+pub struct RegisterArgs {
+    file: PathBuf,
+    #[arg(long, value_enum, default_value_t = Chain::Solana)]
+    chain: Chain,
+    /// Home folder of the key store (default: BITROUTER_HOME, else ~/.bitrouter).
+    #[arg(long)]
+    home: Option<PathBuf>,
+    /// Print the signed card instead of registering it.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+#[derive(clap::Args)]
+pub struct ListArgs {
+    /// A skill tag or skill id.
+    #[arg(long)]
+    skill: Option<String>,
+    /// `solana`, `eip155` or a CAIP-2 chain id such as `eip155:1`.
+    #[arg(long)]
+    chain: Option<String>,
+    /// A case-insensitive part of the name.
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+#[derive(clap::Args)]
+pub struct ShowArgs {
+    /// CAIP-10 account.
+    account: String,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+#[derive(clap::Args)]
+pub struct DeleteArgs {
+    account: String,
+    #[arg(long, value_enum, default_value_t = Chain::Solana)]
+    chain: Chain,
+    #[arg(long)]
+    home: Option<PathBuf>,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    file: PathBuf,
+}
 
 /// Where the gateway is and how to talk to it.
-pub struct Remote {
+struct Remote {
     /// `--url`, else `http://{server.listen}` of the config.
-    pub base: String,
+    base: String,
     /// `--token`/BITROUTER_TOKEN, else one minted from the key store when a write needs it.
-    pub token: Option<String>,
+    token: Option<String>,
 }
 
 /// Signs the card in `file` with the key store's `chain` key and returns the signed card.
-pub fn sign_file(home: &Path, file: &Path, chain: Chain) -> anyhow::Result<Value> {
+fn sign_file(home: &Path, file: &Path, chain: Chain) -> anyhow::Result<Value> {
     let ks = KeyStore::load(home)?;
     let ns = chain.namespace();
     let text = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
@@ -42,23 +162,19 @@ pub fn sign_file(home: &Path, file: &Path, chain: Chain) -> anyhow::Result<Value
 fn write_token(home: &Path, chain: Chain, remote: &Remote) -> anyhow::Result<String> {
     match &remote.token {
         Some(t) => Ok(t.clone()),
-        None => crate::auth_cli::short_lived_token(home, chain.namespace(), "api"),
+        None => super::auth::short_lived_token(home, chain.namespace(), "api"),
     }
 }
 
-pub fn register(
-    home: &Path,
-    file: &Path,
-    chain: Chain,
-    remote: Remote,
-    dry_run: bool,
-) -> anyhow::Result<()> {
-    let signed = sign_file(home, file, chain)?;
-    if dry_run {
+fn register(a: RegisterArgs) -> anyhow::Result<()> {
+    let remote = a.remote.resolve()?;
+    let home = home(a.home);
+    let signed = sign_file(&home, &a.file, a.chain)?;
+    if a.dry_run {
         println!("{}", serde_json::to_string_pretty(&signed)?);
         return Ok(());
     }
-    let token = write_token(home, chain, &remote)?;
+    let token = write_token(&home, a.chain, &remote)?;
     let body = send(
         &remote.base,
         reqwest::Method::POST,
@@ -70,16 +186,12 @@ pub fn register(
     Ok(())
 }
 
-pub fn list(
-    remote: Remote,
-    skill: Option<String>,
-    chain: Option<String>,
-    name: Option<String>,
-) -> anyhow::Result<()> {
+fn list(args: ListArgs) -> anyhow::Result<()> {
+    let remote = args.remote.resolve()?;
     let query: String = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(skill.map(|v| ("skill", v)))
-        .extend_pairs(chain.map(|v| ("chain", v)))
-        .extend_pairs(name.map(|v| ("name", v)))
+        .extend_pairs(args.skill.map(|v| ("skill", v)))
+        .extend_pairs(args.chain.map(|v| ("chain", v)))
+        .extend_pairs(args.name.map(|v| ("name", v)))
         .finish();
     let path = if query.is_empty() {
         "/v1/agents".to_owned()
@@ -116,11 +228,12 @@ pub fn list(
     Ok(())
 }
 
-pub fn show(remote: Remote, account: &str) -> anyhow::Result<()> {
+fn show(a: ShowArgs) -> anyhow::Result<()> {
+    let remote = a.remote.resolve()?;
     let body = send(
         &remote.base,
         reqwest::Method::GET,
-        &format!("/v1/agents/{account}"),
+        &format!("/v1/agents/{}", a.account),
         None,
         remote.token.as_deref(),
     )?;
@@ -128,12 +241,13 @@ pub fn show(remote: Remote, account: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn delete(home: &Path, remote: Remote, account: &str, chain: Chain) -> anyhow::Result<()> {
-    let token = write_token(home, chain, &remote)?;
+fn delete(a: DeleteArgs) -> anyhow::Result<()> {
+    let remote = a.remote.resolve()?;
+    let token = write_token(&home(a.home), a.chain, &remote)?;
     let body = send(
         &remote.base,
         reqwest::Method::DELETE,
-        &format!("/v1/agents/{account}"),
+        &format!("/v1/agents/{}", a.account),
         None,
         Some(&token),
     )?;
@@ -142,7 +256,7 @@ pub fn delete(home: &Path, remote: Remote, account: &str, chain: Chain) -> anyho
 }
 
 /// Checks a card file offline: shape, size and signature. Returns whether it passed.
-pub fn verify(file: &PathBuf) -> anyhow::Result<bool> {
+fn verify(file: &Path) -> anyhow::Result<bool> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let out = match agents::check(&bytes) {
         Ok(c) => json!({"valid": true, "name": c.name, "account": c.account.to_string()}),

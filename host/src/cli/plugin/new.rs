@@ -6,6 +6,24 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+#[derive(clap::Args)]
+pub struct NewArgs {
+    name: String,
+    #[arg(long, value_enum)]
+    lang: Lang,
+    #[arg(long, value_enum, default_value_t = NewWorld::Guardrail)]
+    world: NewWorld,
+    /// Where to create the project folder (default: the current folder).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+impl NewArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        new_plugin(self.lang, self.world, &self.name, self.dir.as_deref()).map(|_| ())
+    }
+}
+
 /// The language of a new plugin.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lang {
@@ -34,17 +52,23 @@ impl NewWorld {
 }
 
 const WIT: &[(&str, &str)] = &[
-    ("wit/types.wit", include_str!("../../wit/types.wit")),
-    ("wit/guardrail.wit", include_str!("../../wit/guardrail.wit")),
-    ("wit/observer.wit", include_str!("../../wit/observer.wit")),
+    ("wit/types.wit", include_str!("../../../../wit/types.wit")),
+    (
+        "wit/guardrail.wit",
+        include_str!("../../../../wit/guardrail.wit"),
+    ),
+    (
+        "wit/observer.wit",
+        include_str!("../../../../wit/observer.wit"),
+    ),
     (
         "wit/provider-adapter.wit",
-        include_str!("../../wit/provider-adapter.wit"),
+        include_str!("../../../../wit/provider-adapter.wit"),
     ),
-    ("wit/worlds.wit", include_str!("../../wit/worlds.wit")),
+    ("wit/worlds.wit", include_str!("../../../../wit/worlds.wit")),
 ];
 
-const README: &str = include_str!("../templates/plugin/README.md.tmpl");
+const README: &str = include_str!("../../../templates/plugin/README.md.tmpl");
 
 /// The files of a project: (path relative to the project, template).
 fn templates(lang: Lang, world: NewWorld) -> Vec<(&'static str, &'static str)> {
@@ -52,47 +76,60 @@ fn templates(lang: Lang, world: NewWorld) -> Vec<(&'static str, &'static str)> {
         (Lang::Rust, w) => vec![
             (
                 "Cargo.toml",
-                include_str!("../templates/plugin/rust/Cargo.toml.tmpl"),
+                include_str!("../../../templates/plugin/rust/Cargo.toml.tmpl"),
             ),
             (
                 "src/lib.rs",
                 match w {
-                    NewWorld::Guardrail => include_str!("../templates/plugin/rust/guardrail.rs"),
-                    NewWorld::Observer => include_str!("../templates/plugin/rust/observer.rs"),
+                    NewWorld::Guardrail => {
+                        include_str!("../../../templates/plugin/rust/guardrail.rs")
+                    }
+                    NewWorld::Observer => {
+                        include_str!("../../../templates/plugin/rust/observer.rs")
+                    }
                     NewWorld::ProviderAdapter => {
-                        include_str!("../templates/plugin/rust/provider-adapter.rs")
+                        include_str!("../../../templates/plugin/rust/provider-adapter.rs")
                     }
                 },
             ),
             (
                 "build.sh",
-                include_str!("../templates/plugin/rust/build.sh"),
+                include_str!("../../../templates/plugin/rust/build.sh"),
             ),
         ],
         (Lang::Js, _) => vec![
             (
                 "guardrail.js",
-                include_str!("../templates/plugin/js/guardrail.js"),
+                include_str!("../../../templates/plugin/js/guardrail.js"),
             ),
             (
                 "package.json",
-                include_str!("../templates/plugin/js/package.json.tmpl"),
+                include_str!("../../../templates/plugin/js/package.json.tmpl"),
             ),
-            ("build.sh", include_str!("../templates/plugin/js/build.sh")),
-        ],
-        (Lang::Python, _) => vec![
-            ("app.py", include_str!("../templates/plugin/python/app.py")),
             (
                 "build.sh",
-                include_str!("../templates/plugin/python/build.sh"),
+                include_str!("../../../templates/plugin/js/build.sh"),
+            ),
+        ],
+        (Lang::Python, _) => vec![
+            (
+                "app.py",
+                include_str!("../../../templates/plugin/python/app.py"),
+            ),
+            (
+                "build.sh",
+                include_str!("../../../templates/plugin/python/build.sh"),
             ),
         ],
         (Lang::C, _) => vec![
             (
                 "guardrail.c",
-                include_str!("../templates/plugin/c/guardrail.c"),
+                include_str!("../../../templates/plugin/c/guardrail.c"),
             ),
-            ("build.sh", include_str!("../templates/plugin/c/build.sh")),
+            (
+                "build.sh",
+                include_str!("../../../templates/plugin/c/build.sh"),
+            ),
         ],
     }
 }
@@ -105,20 +142,20 @@ fn verbatim(lang: Lang) -> Vec<(&'static str, &'static [u8])> {
         Lang::C => vec![
             (
                 "bindings/guardrail.c",
-                include_bytes!("../templates/plugin/c/bindings/guardrail.c"),
+                include_bytes!("../../../templates/plugin/c/bindings/guardrail.c"),
             ),
             (
                 "bindings/guardrail.h",
-                include_bytes!("../templates/plugin/c/bindings/guardrail.h"),
+                include_bytes!("../../../templates/plugin/c/bindings/guardrail.h"),
             ),
             (
                 "bindings/guardrail_component_type.o",
-                include_bytes!("../templates/plugin/c/bindings/guardrail_component_type.o"),
+                include_bytes!("../../../templates/plugin/c/bindings/guardrail_component_type.o"),
             ),
             (
                 "bindings/wasi_snapshot_preview1.reactor.wasm",
                 include_bytes!(
-                    "../templates/plugin/c/bindings/wasi_snapshot_preview1.reactor.wasm"
+                    "../../../templates/plugin/c/bindings/wasi_snapshot_preview1.reactor.wasm"
                 ),
             ),
         ],

@@ -1,201 +1,140 @@
-//! `bitrouter plugin …` and `bitrouter guard scan`: the command-line side of the plugin
-//! platform and the firewall. Everything runs through the same library code as the server
+//! `bitrouter plugin new|inspect|test|keygen|sign|verify`: the command-line side of the
+//! plugin platform. Everything runs through the same library code as the server
 //! (`PluginHost`, `guardrails::load`), so what these print is what the gateway would do.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use bitrouter::Config;
 use bitrouter::config::PluginRef;
-use bitrouter::guardrails::{self, action_str};
+use bitrouter::guardrails::action_str;
 use bitrouter::plugins::{
-    Action, Direction, HostConfig, Manifest, Plugin, PluginHost, PluginSpec, public_key_hex,
-    sha256_hex, sign,
+    HostConfig, Manifest, Plugin, PluginHost, PluginSpec, public_key_hex, sha256_hex, sign,
 };
+use clap::Subcommand;
 
-/// Which patterns a scan runs.
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ScanDirection {
-    Upgoing,
-    Downgoing,
-    Both,
+use super::guard::{ScanDirection, read_text, scan};
+
+mod new;
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Scaffold a plugin project (a minimal working plugin, its build script, the WIT files).
+    #[command(
+        after_help = "Examples:\n  bitrouter plugin new --lang rust my-guard\n  bitrouter plugin new --lang rust --world provider-adapter my-api\n  bitrouter plugin new --lang python --dir plugins my-guard"
+    )]
+    New(new::NewArgs),
+    /// World, manifest, hash, size, imports, exports and (guardrails) declared patterns.
+    #[command(after_help = "Example:\n  bitrouter plugin inspect plugins/dist/api_keys.wasm")]
+    Inspect(InspectArgs),
+    /// Run one guardrail plugin alone over a text and print its findings (JSON lines).
+    #[command(
+        after_help = "Examples:\n  bitrouter plugin test plugins/dist/pii_emails.wasm --text 'mail jane@corp.example'\n  bitrouter plugin test my.wasm --config '{\"strict\":true}' --file sample.txt --show-match"
+    )]
+    Test(TestArgs),
+    /// Create an ed25519 key for signing plugins (hex, file mode 0600); prints the public key.
+    #[command(after_help = "Example:\n  bitrouter plugin keygen ~/.bitrouter/plugin-signing.key")]
+    Keygen(KeygenArgs),
+    /// Sign a plugin: writes `signature` into its manifest (the hash must match).
+    #[command(
+        after_help = "Example:\n  bitrouter plugin sign my.wasm --key ~/.bitrouter/plugin-signing.key"
+    )]
+    Sign(SignArgs),
+    /// Check a plugin's hash and signature against public keys.
+    #[command(after_help = "Example:\n  bitrouter plugin verify my.wasm --key 3b6a27bc…")]
+    Verify(VerifyArgs),
 }
 
-fn read_text(text: Option<String>, file: Option<&Path>) -> anyhow::Result<String> {
-    if let Some(t) = text {
-        return Ok(t);
-    }
-    match file {
-        Some(f) => {
-            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))
-        }
-        None => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("cannot read stdin (expected UTF-8 text)")?;
-            Ok(s)
+impl PluginCommand {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            PluginCommand::New(a) => a.run().map(super::done),
+            PluginCommand::Inspect(a) => inspect(&a.file).map(super::done),
+            PluginCommand::Test(a) => test(a).map(super::scanned),
+            PluginCommand::Keygen(a) => keygen(&a.key).map(super::done),
+            PluginCommand::Sign(a) => sign_plugin(&a.file, &a.key).map(super::done),
+            PluginCommand::Verify(a) => verify(&a.file, &a.keys).map(super::done),
         }
     }
 }
 
-/// Scans `text` with the firewall `config` describes and prints one JSON line per finding.
-/// `Ok(true)` when something would be blocked.
-pub fn scan(
-    config: &Config,
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    file: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct TestArgs {
+    file: PathBuf,
+    /// The text to scan (else --file, else stdin).
+    #[arg(long)]
+    text: Option<String>,
+    /// Read the text from this file.
+    #[arg(long = "file", value_name = "PATH")]
+    input: Option<PathBuf>,
+    /// The plugin's config, as JSON (what `guardrails.plugins[].config` would hold).
+    #[arg(long)]
+    config: Option<String>,
+    #[arg(long, value_enum, default_value_t = ScanDirection::Both)]
     direction: ScanDirection,
+    /// Also print the matched text.
+    #[arg(long)]
     show_match: bool,
-    text: &str,
-) -> anyhow::Result<bool> {
-    let firewall = guardrails::load(config)?;
-    let engine = firewall.engine.clone();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let mut blocked = false;
-    let mut count = 0;
-    for (d, name) in [
-        (Direction::Request, "upgoing"),
-        (Direction::Response, "downgoing"),
-    ] {
-        let wanted = match direction {
-            ScanDirection::Upgoing => d == Direction::Request,
-            ScanDirection::Downgoing => d == Direction::Response,
-            ScanDirection::Both => true,
-        };
-        if !wanted {
-            continue;
-        }
-        for hit in runtime.block_on(engine.scan(d, text)) {
-            blocked |= hit.action == Action::Block;
-            count += 1;
-            let mut line = serde_json::json!({
-                "pattern": &*engine.patterns()[hit.pattern].id,
-                "direction": name,
-                "action": action_str(hit.action),
-                "start": hit.span.start,
-                "end": hit.span.end,
-            });
-            if hit.failed {
-                line["plugin_failed"] = true.into();
-            }
-            if show_match {
-                line["match"] = text[hit.span.clone()].into();
-            }
-            println!("{line}");
-        }
-    }
-    eprintln!(
-        "{count} finding{}{}",
-        if count == 1 { "" } else { "s" },
-        if blocked {
-            "; a request or response with this text would be blocked"
-        } else {
-            ""
-        }
-    );
-    // A plugin that failed (fail-open) found nothing; saying "0 findings" and exiting 0
-    // would hide the one thing the user needs to know.
-    let failed = plugin_failures(firewall.plugins.host.as_ref());
-    if !failed.is_empty() {
-        for line in &failed {
-            eprintln!("{line}");
-        }
-        bail!(
-            "{} plugin{} failed during the scan; the findings above are incomplete",
-            failed.len(),
-            if failed.len() == 1 { "" } else { "s" }
-        );
-    }
-    Ok(blocked)
+    /// The plugin's per-call deadline (default: the gateway's, 10ms). Interpreted
+    /// runtimes (componentize-js, componentize-py) need more in a debug build.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    call_deadline: Option<std::time::Duration>,
 }
 
-/// One line per plugin whose calls failed, saying how.
-fn plugin_failures(host: Option<&PluginHost>) -> Vec<String> {
-    let Some(host) = host else {
-        return Vec::new();
-    };
-    host.plugins()
-        .iter()
-        .filter_map(|p| {
-            let s = p.stats();
-            if s.failures() == 0 {
-                return None;
-            }
-            let mut how = Vec::new();
-            for (n, what) in [
-                (
-                    s.deadlines,
-                    "over the call deadline (raise `call_deadline`, or --call-deadline)",
-                ),
-                (s.traps, "trapped"),
-                (s.memory, "over the memory limit"),
-                (s.invalid_results, "returned an invalid result"),
-                (
-                    s.other_failures,
-                    "failed to instantiate or reported an error",
-                ),
-            ] {
-                if n > 0 {
-                    how.push(format!("{n} {what}"));
-                }
-            }
-            Some(format!(
-                "plugin {}: {} of {} calls failed: {}",
-                p.info().id,
-                s.failures(),
-                s.calls,
-                how.join(", ")
-            ))
-        })
-        .collect()
+#[derive(clap::Args)]
+pub struct KeygenArgs {
+    key: PathBuf,
 }
 
-/// `bitrouter guard scan`.
-pub fn guard_scan(
-    config: &Config,
-    direction: ScanDirection,
-    show_match: bool,
-    file: Option<&Path>,
-) -> anyhow::Result<bool> {
-    let text = read_text(None, file)?;
-    scan(config, direction, show_match, &text)
+#[derive(clap::Args)]
+pub struct SignArgs {
+    file: PathBuf,
+    #[arg(long)]
+    key: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    file: PathBuf,
+    /// A trusted public key (hex); repeat for several.
+    #[arg(long = "key", required = true)]
+    keys: Vec<String>,
 }
 
 /// `bitrouter plugin test`: one guardrail plugin alone (no built-ins), over a text.
-pub fn test(
-    path: &Path,
-    plugin_config: Option<&str>,
-    text: Option<String>,
-    file: Option<&Path>,
-    direction: ScanDirection,
-    show_match: bool,
-    call_deadline: Option<std::time::Duration>,
-) -> anyhow::Result<bool> {
+/// `Ok(true)` when something would be blocked.
+fn test(a: TestArgs) -> anyhow::Result<bool> {
     let mut config = Config::builtin();
     config.plugins.cache_dir = None;
     config.guardrails.builtin = false;
     config.guardrails.plugins = vec![PluginRef {
         key: "plugin test".into(),
-        path: path.to_owned(),
+        path: a.file,
         sha256: None,
-        config: plugin_config
+        config: a
+            .config
+            .as_deref()
             .map(serde_json::from_str)
             .transpose()
             .context("--config: expected JSON")?,
         grants: Vec::new(),
         memory_limit: None,
-        call_deadline,
+        call_deadline: a.call_deadline,
     }];
-    let text = read_text(text, file)?;
-    scan(&config, direction, show_match, &text)
+    let text = read_text(a.text, a.input.as_deref())?;
+    scan(&config, a.direction, a.show_match, &text)
 }
 
 /// `bitrouter plugin inspect`: manifest, hash, size, imports, exports and, for a guardrail,
 /// its declared patterns.
-pub fn inspect(path: &Path) -> anyhow::Result<()> {
+fn inspect(path: &Path) -> anyhow::Result<()> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let manifest_path = Manifest::locate(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let manifest = Manifest::read(&manifest_path).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -278,7 +217,7 @@ fn read_secret(key: &Path) -> anyhow::Result<[u8; 32]> {
 }
 
 /// `bitrouter plugin keygen`: a new ed25519 signing key (hex, mode 0600).
-pub fn keygen(path: &Path) -> anyhow::Result<()> {
+fn keygen(path: &Path) -> anyhow::Result<()> {
     if path.exists() {
         bail!("{} exists; refusing to overwrite a key", path.display());
     }
@@ -310,7 +249,7 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 
 /// `bitrouter plugin sign`: checks the component against its manifest's hash, then writes
 /// the signature into the manifest.
-pub fn sign_plugin(path: &Path, key: &Path) -> anyhow::Result<()> {
+fn sign_plugin(path: &Path, key: &Path) -> anyhow::Result<()> {
     let secret = read_secret(key)?;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let manifest_path = Manifest::locate(path).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -342,7 +281,7 @@ pub fn sign_plugin(path: &Path, key: &Path) -> anyhow::Result<()> {
 }
 
 /// `bitrouter plugin verify`: hash, and signature against the given public keys.
-pub fn verify(path: &Path, keys: &[String]) -> anyhow::Result<()> {
+fn verify(path: &Path, keys: &[String]) -> anyhow::Result<()> {
     if keys.is_empty() {
         bail!("give the public key(s) to verify against with --key HEX");
     }

@@ -1,0 +1,131 @@
+//! `bitrouter check-config` and `bitrouter route list`: what a config file resolves to
+//! (routes in order, guardrail patterns), checked by the same code the server runs at start.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use bitrouter::Config;
+use bitrouter::router::Router;
+use clap::Subcommand;
+
+use super::ConfigArg;
+
+#[derive(clap::Args)]
+pub struct CheckConfigArgs {
+    /// The config file to check.
+    path: PathBuf,
+}
+
+impl CheckConfigArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        check_config(&self.path)
+    }
+}
+
+#[derive(Subcommand)]
+pub enum RouteCommand {
+    /// List the routes of a config file with their endpoints in order.
+    #[command(after_help = "Example:\n  bitrouter route list --config bitrouter.yaml")]
+    List(RouteListArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RouteListArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+impl RouteCommand {
+    pub fn run(self) -> anyhow::Result<()> {
+        match self {
+            RouteCommand::List(a) => a.config.load().map(|c| print_routes(&c)),
+        }
+    }
+}
+
+fn check_config(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
+    // Building the router checks what only a built target can (header values, protocols).
+    Router::new(&config)?;
+    // Loading the plugins checks their files, hashes and signatures, and the pattern ids
+    // the guardrail section names.
+    let firewall =
+        bitrouter::guardrails::load(&config).with_context(|| format!("{}", path.display()))?;
+    println!("{}: OK", path.display());
+    print_guardrails(&firewall);
+    println!("listen: {}", config.server.listen);
+    print_routes(&config);
+    Ok(())
+}
+
+fn print_guardrails(firewall: &bitrouter::guardrails::Firewall) {
+    use bitrouter::guardrails::action_str;
+    use bitrouter::plugins::Direction;
+    let patterns = firewall.engine.patterns();
+    if patterns.is_empty() {
+        println!("guardrails: off");
+        return;
+    }
+    println!("guardrails: {} patterns", patterns.len());
+    for p in patterns {
+        let show = |d| p.action(d).map(action_str).unwrap_or("-");
+        println!(
+            "  {:<24} upgoing {:<6}  downgoing {:<6}  {}",
+            &*p.id,
+            show(Direction::Request),
+            show(Direction::Response),
+            p.plugin
+                .as_ref()
+                .map(|pp| format!("plugin {}", pp.plugin.id()))
+                .unwrap_or_else(|| "custom".into())
+        );
+    }
+    if !firewall.plugins.missing_builtins.is_empty() {
+        println!(
+            "  missing built-in plugins (run scripts/build-plugins.sh, then rebuild): {}",
+            firewall.plugins.missing_builtins.join(", ")
+        );
+    }
+}
+
+fn print_routes(config: &Config) {
+    if config.routes.is_empty() {
+        println!("no routes (requests can still name provider:model_id)");
+        return;
+    }
+    let router = match Router::new(config) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("routes cannot be built: {e}");
+            return;
+        }
+    };
+    for (name, route) in &config.routes {
+        println!(
+            "{name} ({})",
+            match route.strategy {
+                bitrouter::config::Strategy::Priority => "priority",
+                bitrouter::config::Strategy::LoadBalance => "load_balance",
+            }
+        );
+        let plan = router.plan(name).ok();
+        for (i, e) in route.endpoints.iter().enumerate() {
+            let url = plan
+                .as_ref()
+                .and_then(|p| p.targets.get(i))
+                .map(|t| t.url.clone())
+                .unwrap_or_default();
+            println!(
+                "  {}. {}:{} → {url}  weight {}  first_byte {}",
+                i + 1,
+                e.provider,
+                e.model_id,
+                e.weight,
+                humantime::format_duration(e.timeouts.first_byte)
+            );
+        }
+    }
+}

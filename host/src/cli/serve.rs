@@ -1,0 +1,118 @@
+//! `bitrouter serve`: loads the config, refuses an open listener nobody asked for, sets up
+//! logging and the runtime, and runs the gateway until SIGINT or SIGTERM.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::ValueEnum;
+
+/// The target of serve's own log lines: the program (`bitrouter`), not this module's path, so
+/// `RUST_LOG` filters and the JSON `target` field do not depend on where the verb's code lives.
+const LOG_TARGET: &str = "bitrouter";
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Config file (default: ./bitrouter.yaml if present, else built-in defaults).
+    #[arg(long, short, env = "BITROUTER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Listen address, overriding `server.listen`.
+    #[arg(long, short)]
+    listen: Option<String>,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Spend ledger URL, overriding BITROUTER_DATABASE_URL and `database.url`.
+    #[arg(long)]
+    db: Option<String>,
+    /// Allow a non-loopback listener with `auth.mode: off` (anyone who can reach it
+    /// can spend your provider keys).
+    #[arg(long)]
+    allow_open: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+impl ServeArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let mut config = super::load(self.config)?;
+        if let Some(db) = self.db {
+            config.database.url = db;
+        }
+        if let Some(l) = self.listen {
+            config.server.listen = l.parse().with_context(|| {
+                format!("--listen: expected an address such as 127.0.0.1:8787, found {l:?}")
+            })?;
+        }
+        let loopback = config.server.listen.ip().is_loopback();
+        if !loopback && !config.auth_enabled() && !self.allow_open {
+            anyhow::bail!(
+                "refusing to listen on {} with auth.mode: off: anyone who reaches it can spend your provider keys; turn auth on, listen on 127.0.0.1, or pass --allow-open",
+                config.server.listen
+            );
+        }
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.server.log_level));
+        // Log lines are written in batches by a background thread: a slow terminal or pipe must
+        // not stall requests, and a request's line must not cost a thread wake-up of its own.
+        let (writer, _log_guard) = bitrouter::log_writer::batched(std::io::stderr())
+            .context("cannot start the log writer")?;
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(writer);
+        match self.log_format {
+            LogFormat::Text => builder.init(),
+            LogFormat::Json => builder.json().init(),
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        runtime.block_on(async move {
+            let listen = config.server.listen;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let gateway = bitrouter::Gateway::new(config).await?;
+            tracing::info!(
+                target: LOG_TARGET,
+                "bitrouter {} listening on http://{} ({} routes, auth {})",
+                env!("CARGO_PKG_VERSION"),
+                listener.local_addr()?,
+                gateway.config().routes.len(),
+                if gateway.config().auth_enabled() {
+                    "on"
+                } else {
+                    "off"
+                }
+            );
+            bitrouter::serve(gateway, listener, shutdown_signal()).await?;
+            Ok(())
+        })
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!(target: LOG_TARGET, "shutting down");
+}
