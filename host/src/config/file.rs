@@ -173,7 +173,7 @@ pub struct ModelInfo {
     /// The most tokens the model generates in one answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<u64>,
-    /// What the model accepts besides text (`image`, `audio`, …).
+    /// What the model accepts as input (`text`, `image`, `audio`, `video`, `file`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub input_modalities: Vec<String>,
     /// What the model costs.
