@@ -73,6 +73,7 @@ fn describe_reset(r: Reset) -> String {
     }
 }
 
+/// Unix milliseconds as an RFC 3339 timestamp, to the second (UTC).
 pub fn rfc3339(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
