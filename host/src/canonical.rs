@@ -431,7 +431,7 @@ pub enum StreamEvent {
     },
     /// Token counts, usually near the end of the stream.
     Usage(Usage),
-    /// Why generation stopped; the last content event.
+    /// Why generation stopped.
     Finish(FinishReason),
     /// The upstream reported an error mid-stream.
     Error(String),

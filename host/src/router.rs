@@ -28,7 +28,7 @@ pub struct Target {
     pub model_id: String,
     /// How requests to it are encoded: a native dialect or the provider's adapter plugin.
     pub protocol: Protocol,
-    /// The full request URL (for an adapter: the provider's `api_base`).
+    /// The full request URL (for an adapter: the `api_base` its path is appended to).
     pub url: String,
     /// `url`, parsed once: reqwest would otherwise re-parse (with IDNA) on every request.
     pub parsed_url: reqwest::Url,
