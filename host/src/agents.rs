@@ -20,24 +20,37 @@ pub use card::{CardError, MAX_CARD_BYTES};
 pub use signature::SignatureError;
 use store::{CardStore, StoredCard};
 
+/// Why an agent-card request failed; each maps to an HTTP status in `agents::http`.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// The body is not JSON.
     #[error("the agent card is not valid JSON: {0}")]
     Json(String),
+    /// The body is larger than [`MAX_CARD_BYTES`].
     #[error("the agent card is larger than the limit of {limit} bytes")]
-    TooLarge { limit: usize },
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The card breaks the A2A shape.
     #[error("invalid agent card: {0}")]
     Card(#[from] CardError),
+    /// The card's signature is missing, malformed or wrong.
     #[error("agent card signature: {0}")]
     Signature(#[from] SignatureError),
+    /// The account in the path is not a CAIP-10 account.
     #[error("malformed CAIP-10 account: {0}")]
     Account(String),
+    /// The request needs a token and has none (401).
     #[error("{0}")]
     Unauthorized(String),
+    /// The token may not do this, e.g. register another account's card (403).
     #[error("{0}")]
     Forbidden(String),
+    /// No card is registered for the account.
     #[error("no agent card is registered for {0}")]
     NotFound(String),
+    /// The card store failed.
     #[error("agent card store: {0}")]
     Store(#[from] LedgerError),
 }
@@ -45,7 +58,9 @@ pub enum AgentError {
 /// One registered card as the API shows it.
 #[derive(Clone, Debug)]
 pub struct Entry {
+    /// The row as stored.
     pub stored: StoredCard,
+    /// The card, parsed from the stored text (`null` if it no longer parses).
     pub card: Value,
     /// The signature checked out again just now (false: the stored card was altered).
     pub verified: bool,
@@ -64,6 +79,7 @@ impl Entry {
         }
     }
 
+    /// The API's JSON for the entry (`object: "agent"`, account, chain, name, times, card).
     pub fn to_json(&self) -> Value {
         json!({
             "object": "agent",
@@ -118,8 +134,11 @@ impl Filter {
 
 /// A card that passed every check: its JSON, its name and the account that signed it.
 pub struct Checked {
+    /// The card as sent.
     pub card: Value,
+    /// The card's `name`.
     pub name: String,
+    /// The account whose signature the card carries.
     pub account: Account,
 }
 
@@ -225,6 +244,7 @@ impl Agents {
         ))
     }
 
+    /// The card registered for `account`.
     pub async fn get(&self, account: &str) -> Result<Entry, AgentError> {
         let key = normalize(account)?.to_string();
         match self.store.get(&key).await? {
@@ -233,6 +253,7 @@ impl Agents {
         }
     }
 
+    /// Every registered card that matches `filter`.
     pub async fn list(&self, filter: &Filter) -> Result<Vec<Entry>, AgentError> {
         Ok(self
             .store

@@ -23,6 +23,7 @@ pub struct DecodeError {
 }
 
 impl DecodeError {
+    /// An error at `path` (a JSON path such as `messages[0].content`; empty for the whole body).
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         DecodeError {
             path: path.into(),
@@ -232,7 +233,9 @@ pub fn decode_request_at(
 /// What a Gemini-style URL (`/v1beta/models/{model}:streamGenerateContent`) says about the call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UrlModel {
+    /// The model named in the path.
     pub model: String,
+    /// The path asks for a stream (`:streamGenerateContent`).
     pub stream: bool,
 }
 
@@ -389,6 +392,7 @@ pub fn encode_request(dialect: Dialect, request: &Request, model: &str) -> Value
     }
 }
 
+/// Decodes an upstream's complete answer in `dialect`.
 pub fn decode_response(dialect: Dialect, body: &[u8]) -> Result<Response, DecodeError> {
     match dialect {
         Dialect::OpenAiChat => openai_chat::decode_response(body),
@@ -398,6 +402,7 @@ pub fn decode_response(dialect: Dialect, body: &[u8]) -> Result<Response, Decode
     }
 }
 
+/// Encodes a complete answer in the caller's `dialect`.
 pub fn encode_response(dialect: Dialect, response: &Response) -> Bytes {
     match dialect {
         Dialect::OpenAiChat => openai_chat::encode_response(response),
@@ -432,13 +437,19 @@ pub fn upstream_error_message(body: &[u8]) -> String {
 
 /// Encodes canonical events in the caller's dialect.
 pub enum StreamEncoder {
+    /// To a Chat Completions caller.
     OpenAiChat(openai_chat::StreamEncoder),
+    /// To a Responses caller.
     OpenAiResponses(openai_responses::StreamEncoder),
+    /// To an Anthropic Messages caller.
     Anthropic(anthropic::StreamEncoder),
+    /// To a Gemini caller.
     Gemini(gemini::StreamEncoder),
 }
 
 impl StreamEncoder {
+    /// An encoder for one stream to a caller speaking `dialect`; `include_usage` is the
+    /// caller's `stream_options.include_usage` (Chat Completions only).
     pub fn new(dialect: Dialect, include_usage: bool) -> Self {
         match dialect {
             Dialect::OpenAiChat => {
@@ -452,6 +463,7 @@ impl StreamEncoder {
         }
     }
 
+    /// Appends the caller's SSE bytes for `event` to `out`.
     pub fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
         match self {
             StreamEncoder::OpenAiChat(e) => e.encode(event, out),
@@ -461,6 +473,7 @@ impl StreamEncoder {
         }
     }
 
+    /// Closes a stream that ended normally.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         match self {
             StreamEncoder::OpenAiChat(e) => e.finish(out),
@@ -473,13 +486,18 @@ impl StreamEncoder {
 
 /// Decodes an upstream's SSE payloads in its dialect.
 pub enum StreamDecoder {
+    /// From a Chat Completions upstream.
     OpenAiChat(openai_chat::StreamDecoder),
+    /// From a Responses upstream.
     OpenAiResponses(openai_responses::StreamDecoder),
+    /// From an Anthropic Messages upstream.
     Anthropic(anthropic::StreamDecoder),
+    /// From a Gemini upstream.
     Gemini(gemini::StreamDecoder),
 }
 
 impl StreamDecoder {
+    /// A decoder for one stream from an upstream speaking `dialect`.
     pub fn new(dialect: Dialect) -> Self {
         match dialect {
             Dialect::OpenAiChat => StreamDecoder::OpenAiChat(openai_chat::StreamDecoder::new()),
@@ -491,6 +509,7 @@ impl StreamDecoder {
         }
     }
 
+    /// Decodes one SSE data payload, appending its events to `out`.
     pub fn decode(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), DecodeError> {
         match self {
             StreamDecoder::OpenAiChat(d) => d.decode(data, out),

@@ -28,51 +28,92 @@ use operator::OperatorKeys;
 /// Why a token was refused. `status` tells 401 (no valid token) from 403 (valid, not allowed).
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
+    /// The request carries no token.
     #[error("missing credentials: send `Authorization: Bearer <token>` or `x-api-key: <token>`")]
     Missing,
+    /// The token is longer than `auth.max_token_size`: its length and the limit, in bytes.
     #[error("the token is {0} bytes, above the limit of {1} bytes")]
     TooLarge(usize, usize),
+    /// The token is not three dot-separated segments; the count found.
     #[error("a token is three base64url segments separated by dots; found {0}")]
     Segments(usize),
+    /// A segment is not base64url JSON, or the header has no `alg`.
     #[error("malformed token: {0}")]
     BadEncoding(String),
+    /// The header's `alg` is none of those accepted.
     #[error("unsupported token algorithm {0}; expected SOL_EDDSA, EIP191K, EdDSA or ES256")]
     UnknownAlg(String),
+    /// `alg: none`: an unsigned token.
     #[error("unsigned tokens (alg \"none\") are refused")]
     AlgNone,
+    /// A wallet algorithm signing for the other family's account.
     #[error(
         "alg {alg} cannot sign for a {namespace} account (SOL_EDDSA is for solana, EIP191K for eip155)"
     )]
     AlgMismatch {
+        /// The token's `alg`.
         alg: String,
+        /// The namespace of the `iss` account (`solana`, `eip155`).
         namespace: &'static str,
     },
+    /// The `chain` claim is not the CAIP-2 chain of the `iss` account.
     #[error("the chain claim {chain:?} does not match the iss account's chain {expected:?}")]
-    ChainMismatch { chain: String, expected: String },
+    ChainMismatch {
+        /// The `chain` claim as sent (empty when missing).
+        chain: String,
+        /// The `iss` account's CAIP-2 chain id.
+        expected: String,
+    },
+    /// `iss` is not a CAIP-10 account the gateway can verify.
     #[error("malformed CAIP-10 account in iss: {0}")]
     MalformedAccount(String),
+    /// The signature does not verify, or is malformed.
     #[error("invalid signature: {0}")]
     BadSignature(String),
+    /// A claim has the wrong type or value (scope, models, budget, iat).
     #[error("invalid claim: {0}")]
     BadClaim(String),
+    /// The token's `exp` has passed (allowing `auth.clock_skew`).
     #[error("the token expired at {exp} (Unix seconds; now {now})")]
-    Expired { exp: u64, now: u64 },
+    Expired {
+        /// The token's `exp`, Unix seconds.
+        exp: u64,
+        /// The gateway's clock, Unix seconds.
+        now: u64,
+    },
+    /// A valid api token whose account `auth.accounts` (or `auth.admins`) does not list.
     #[error("account {0} is not allowed to use this gateway (auth.accounts)")]
     AccountNotAllowed(String),
+    /// A valid admin token whose account `auth.admins` does not list.
     #[error("account {0} is not an admin of this gateway (auth.admins)")]
     NotAdmin(String),
+    /// An api-scoped token on an admin route; the route's path.
     #[error("{0} needs an admin token; this token's scope is api")]
     AdminRoute(String),
+    /// The token's `models` claim does not allow the requested model.
     #[error("this token may not use model {model:?} (its models: {allowed})")]
-    ModelNotAllowed { model: String, allowed: String },
+    ModelNotAllowed {
+        /// The model the request asked for.
+        model: String,
+        /// The token's `models` patterns, comma-separated.
+        allowed: String,
+    },
+    /// The local key store cannot be created, read or parsed.
     #[error("key store: {0}")]
     KeyStore(String),
+    /// Two different tokens in one request; which headers disagree.
     #[error("the request carries two different credentials ({0}); send one token, in one header")]
     Conflicting(&'static str),
+    /// An admin token that lives longer than `auth.max_admin_token_lifetime`.
     #[error(
         "an admin token may live at most {max}s (auth.max_admin_token_lifetime); this one expires {left}s from now"
     )]
-    AdminLifetime { max: u64, left: u64 },
+    AdminLifetime {
+        /// `auth.max_admin_token_lifetime`, in seconds.
+        max: u64,
+        /// Seconds until the token's `exp`.
+        left: u64,
+    },
 }
 
 impl AuthError {
@@ -87,6 +128,7 @@ impl AuthError {
         )
     }
 
+    /// The gateway error this answers with: 403 `forbidden` or 401 `unauthorized`.
     pub fn to_error(&self) -> crate::error::Error {
         use crate::error::{Error, ErrorKind};
         let kind = if self.is_forbidden() {
@@ -103,6 +145,7 @@ pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// The current time in Unix seconds (0 if the clock is before 1970).
 pub fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -113,18 +156,24 @@ pub fn now_secs() -> u64 {
 /// A verified token: who, what they may do, and until when.
 #[derive(Debug)]
 pub struct Verified {
+    /// Who the token speaks for, as the request's caller.
     pub caller: Arc<Caller>,
+    /// The `models` claim compiled; `None`: every model.
     pub models: Option<ModelAllowlist>,
+    /// The token's `exp`, Unix seconds; `None`: it never expires.
     pub exp: Option<u64>,
     /// Signed by an operator key rather than a wallet.
     pub operator: bool,
 }
 
 impl Verified {
+    /// Whether the token's `models` claim lets it call `model` (a route name or
+    /// `provider:model_id`).
     pub fn allows_model(&self, model: &str) -> bool {
         self.models.as_ref().is_none_or(|m| m.allows(model))
     }
 
+    /// [`Verified::allows_model`], as an error that names the allowed patterns.
     pub fn check_model(&self, model: &str) -> Result<(), AuthError> {
         if self.allows_model(model) {
             return Ok(());
@@ -216,6 +265,7 @@ impl Authenticator {
         })
     }
 
+    /// The `auth.accounts` patterns in force (the key store's accounts when the config sets none).
     pub fn accounts(&self) -> &[String] {
         &self.accounts.patterns
     }

@@ -20,8 +20,10 @@ pub use worst::{InputBound, input_bound, output_bound, plan_worst_case, worst_co
 /// The response header carrying what is left of the caller's budget, in micro-USD.
 pub const REMAINING_HEADER: &str = "x-bitrouter-budget-remaining";
 
+/// Why a budgeted request was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum BudgetError {
+    /// The request's worst case does not fit in what is left.
     #[error(transparent)]
     Exceeded(#[from] BudgetExceeded),
     /// The budget store could not be read or written; the request is refused (fail closed).
@@ -236,6 +238,7 @@ impl std::fmt::Debug for Reservation {
 }
 
 impl Reservation {
+    /// The amount held, in nano-USD.
     pub fn amount_nano_usd(&self) -> u64 {
         self.amount
     }

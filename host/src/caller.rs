@@ -12,12 +12,15 @@ pub struct Caller {
     pub account: String,
     /// The token's `jti`, else a hash of the token: one token is one session.
     pub session: String,
+    /// What the token may reach: model endpoints, or also `/admin/*`.
     pub scope: Scope,
     /// Glob patterns over route names and `provider:model_id`; `None`: every model.
     pub models: Option<Vec<String>>,
+    /// The token's spending limit; `None`: no budget.
     pub budget: Option<BudgetClaim>,
 }
 
+/// The `scope` claim: which routes a token may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
     /// `/admin/*` and everything an api token may do.
@@ -29,11 +32,15 @@ pub enum Scope {
 /// A spending limit carried by a token (claims `budget`, `budget_scope`, `budget_range`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BudgetClaim {
+    /// The limit, in micro-USD.
     pub limit_micro_usd: u64,
+    /// Whose spending counts against it.
     pub scope: BudgetScope,
+    /// When the spending resets.
     pub window: BudgetWindow,
 }
 
+/// The `budget_scope` claim: whose spending a budget covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BudgetScope {
     /// This token alone (keyed by `Caller::session`).
@@ -42,6 +49,7 @@ pub enum BudgetScope {
     Account,
 }
 
+/// The `budget_range` claim: when a budget's spending resets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BudgetWindow {
     /// No reset.

@@ -25,23 +25,37 @@ pub use guardrails::{
     ActionName, CustomPattern, DEFAULT_STREAM_WINDOW, Guardrails, PluginRef, Plugins,
 };
 
+/// `server.listen` when the config does not set it.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 const DEFAULT_MAX_BODY: u64 = 32 * 1024 * 1024;
 
+/// The whole configuration, resolved and validated: what `bitrouter.yaml` says, with defaults
+/// filled in and `${VAR}` expanded.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The file this came from (`None` for the built-in defaults).
     pub source: Option<PathBuf>,
+    /// `server:`: the listener and its limits.
     pub server: Server,
     /// Every provider: the built-in registry with the user's entries merged over it.
     pub providers: BTreeMap<String, Provider>,
+    /// `models:`: route name → its endpoints, the model names callers can use besides
+    /// `provider:model`.
     pub routes: BTreeMap<String, Route>,
+    /// `routing.connect_timeout`: how long a TCP + TLS connect to an upstream may take (default
+    /// 10 s).
     pub connect_timeout: Duration,
+    /// `database:`: the spend ledger's store.
     pub database: Database,
+    /// `observe:`: the request-event sinks.
     pub observe: Observe,
+    /// `guardrails:`: the firewall's rules.
     pub guardrails: Guardrails,
+    /// `plugins:`: the WASM plugins to load.
     pub plugins: Plugins,
+    /// `budgets:`: how token-carried budgets are enforced.
     pub budgets: BudgetSettings,
+    /// `auth:`: who may call the gateway.
     pub auth: Auth,
     /// Things the file says that this build does not act on.
     pub warnings: Vec<String>,
@@ -54,12 +68,18 @@ pub struct Database {
     pub url: String,
     /// Where relative redb/SQLite paths start: the config file's folder, or ~/.bitrouter.
     pub base_dir: PathBuf,
+    /// `database.queue_capacity`: rows queued for the writer before `on_full` applies (default
+    /// 10,000).
     pub queue_capacity: usize,
+    /// `database.batch_size`: the most rows the writer commits at once (default 1,000).
     pub batch_size: usize,
+    /// `database.on_full`: what a request does when the queue is full.
     pub on_full: OnFull,
+    /// `database.durability`: whether a request waits for its row to be committed.
     pub durability: Durability,
     /// How long the writer lets a batch fill after its first row (async durability).
     pub flush_interval: Duration,
+    /// `database.retention_days`: rows older than this many days are deleted; `None` keeps them.
     pub retention_days: Option<u32>,
     /// redb: memory for cached pages. redb's own default (1 GiB) would let a long-running
     /// gateway's RSS grow with its ledger file.
@@ -104,31 +124,43 @@ pub struct Auth {
     pub accounts: Option<Vec<String>>,
     /// CAIP-10 globs whose admin tokens are honoured; `None`: the local key store's accounts.
     pub admins: Option<Vec<String>>,
+    /// `auth.clock_skew`: leeway allowed on token `exp`/`nbf`/`iat` checks (default 30 s).
     pub clock_skew: Duration,
     /// The longest an admin token may still have to live (default 24 h).
     pub max_admin_token_lifetime: Duration,
+    /// `auth.max_token_size`: the longest bearer token accepted, in bytes (default 8 KiB).
     pub max_token_bytes: usize,
+    /// `auth.operator_keys`: keys whose operator JWTs are accepted.
     pub operator_keys: Vec<OperatorKey>,
 }
 
+/// `auth.mode`: whether requests need a token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
+    /// No token needed.
     Off,
+    /// Every API request needs a token.
     On,
 }
 
+/// The signature algorithm of an operator key (`alg` in `auth.operator_keys`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 pub enum OperatorAlg {
+    /// Ed25519.
     EdDSA,
+    /// ECDSA over P-256 with SHA-256.
     ES256,
 }
 
 /// A public key that signs operator tokens.
 #[derive(Clone, Debug)]
 pub struct OperatorKey {
+    /// The algorithm the key signs with.
     pub alg: OperatorAlg,
+    /// The public key, PEM text (from `public_key` or `public_key_file`).
     pub pem: String,
+    /// If set, the `iss` a token signed by this key must carry.
     pub issuer: Option<String>,
 }
 
@@ -152,10 +184,14 @@ pub fn home_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".bitrouter"))
 }
 
+/// `server:`: the listener and its limits.
 #[derive(Clone, Debug)]
 pub struct Server {
+    /// `server.listen`: the address to bind (default 127.0.0.1:8787).
     pub listen: SocketAddr,
+    /// `server.log_level`: a tracing filter (default `info`).
     pub log_level: String,
+    /// `server.max_body_size`: the largest request body accepted, in bytes (default 32 MiB).
     pub max_body_size: u64,
     /// How long a client may take to send its request headers.
     pub header_timeout: Duration,
@@ -165,16 +201,26 @@ pub struct Server {
     pub shutdown_grace: Duration,
 }
 
+/// One upstream provider: its API, where it is and how to authenticate.
 #[derive(Clone, Debug)]
 pub struct Provider {
+    /// The key under `providers:` (or the registry's name).
     pub name: String,
+    /// `api_protocol`: the dialect it speaks, or its adapter plugin.
     pub protocol: Protocol,
+    /// `api_base`: the base URL, without a trailing slash.
     pub api_base: String,
+    /// `api_key`, else `${env_prefix}_API_KEY` from the environment.
     pub api_key: Option<String>,
+    /// `api_key_required`: whether requests need a key (false for local servers; default true).
     pub api_key_required: bool,
+    /// `env_prefix`: where `_API_KEY` and `_BASE_URL` are looked up in the environment.
     pub env_prefix: Option<String>,
+    /// `default_headers`: sent with every request to this provider.
     pub default_headers: Vec<(String, String)>,
+    /// `timeouts`: this provider's overrides of `routing.timeouts`.
     pub timeouts: Option<TimeoutOverrides>,
+    /// `models`: model id → what is known of it (pricing, limits).
     pub models: BTreeMap<String, ModelInfo>,
     /// Named in the user's file (as opposed to only known from the registry).
     pub configured: bool,
@@ -209,8 +255,11 @@ impl Provider {
 /// that order by `Timeouts::layer`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TimeoutOverrides {
+    /// Override of [`Timeouts::first_byte`].
     pub first_byte: Option<Duration>,
+    /// Override of [`Timeouts::idle`].
     pub idle: Option<Duration>,
+    /// Override of [`Timeouts::total`].
     pub total: Option<Duration>,
 }
 
@@ -246,6 +295,7 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
+    /// These timeouts with the set ones of `o` over them.
     pub fn layer(mut self, o: Option<TimeoutOverrides>) -> Self {
         if let Some(o) = o {
             self.first_byte = o.first_byte.unwrap_or(self.first_byte);
@@ -256,6 +306,7 @@ impl Timeouts {
     }
 }
 
+/// `routing.cooldown`, or a route's `cooldown`: when a failing endpoint is skipped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cooldown {
     /// Consecutive failures after which an endpoint is skipped.
@@ -283,21 +334,33 @@ impl Cooldown {
     }
 }
 
+/// A route (`models.<name>`): a model name callers use and the endpoints that serve it.
 #[derive(Clone, Debug)]
 pub struct Route {
+    /// The name under `models:`.
     pub name: String,
+    /// `strategy`: how the endpoints are ordered for a request.
     pub strategy: Strategy,
+    /// `endpoints`, in the order the file lists them.
     pub endpoints: Vec<Endpoint>,
+    /// `routing.timeouts` with the route's `timeouts` over them.
     pub timeouts: Timeouts,
+    /// `routing.cooldown` with the route's `cooldown` over it.
     pub cooldown: Cooldown,
 }
 
+/// One target of a route: a provider and a model id there.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
+    /// `provider`: a key of [`Config::providers`].
     pub provider: String,
+    /// `model_id`: the model's name at the provider.
     pub model_id: String,
+    /// `api_key`: overrides the provider's key for this endpoint.
     pub api_key: Option<String>,
+    /// `api_base`: overrides the provider's base URL for this endpoint.
     pub api_base: Option<String>,
+    /// `weight`: its share under `load_balance` (default 1).
     pub weight: u32,
     /// Timeouts with the provider's and then the route's overrides applied.
     pub timeouts: Timeouts,

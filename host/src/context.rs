@@ -18,16 +18,22 @@ use crate::spend::{PriceTable, TokenBreakdown, cost_nano_usd};
 /// One try of one target, kept for the log line and the observe event.
 #[derive(Clone, Debug)]
 pub struct Attempt {
+    /// `provider:model_id`.
     pub target: String,
+    /// From sending the request to its answer or failure.
     pub duration: Duration,
     /// `None` when this attempt answered the caller.
     pub error: Option<AttemptError>,
 }
 
+/// Why an attempt failed.
 #[derive(Clone, Debug)]
 pub struct AttemptError {
+    /// The failure's kind, which decides failover.
     pub kind: ErrorKind,
+    /// The upstream's HTTP status, when it answered with an error.
     pub status: Option<u16>,
+    /// What went wrong, for the log and the observe event.
     pub message: String,
 }
 
@@ -69,30 +75,42 @@ impl Identity {
     }
 }
 
+/// What is known about one request while it runs; it becomes the log line, the observe
+/// event and the ledger row.
 #[derive(Debug)]
 pub struct RequestContext {
+    /// The request id (`x-request-id`).
     pub id: String,
+    /// The dialect the caller speaks.
     pub dialect: Dialect,
     /// The model name the caller asked for.
     pub model: String,
+    /// The route (virtual model) the model name resolved to; `None` for `provider:model`.
     pub route: Option<String>,
+    /// The caller asked for a stream.
     pub stream: bool,
+    /// When the request arrived, for latency.
     pub started: Instant,
     /// Wall-clock start, Unix milliseconds (the ledger's time column).
     pub time_ms: i64,
     /// Who is calling.
     pub who: Identity,
+    /// Every target tried, in order.
     pub attempts: Vec<Attempt>,
     /// The target that served the request, or was tried last.
     pub provider: Option<String>,
+    /// The upstream model id of that target.
     pub upstream_model: Option<String>,
+    /// That target's prices, per token.
     pub prices: Option<PriceTable>,
+    /// Usage the upstream reported, as last known.
     pub usage: Option<Usage>,
     /// The answer arrived whole (JSON, or a stream that finished its message).
     pub complete: bool,
     /// Prompt size estimate and bytes of content streamed so far, for charging a stream
     /// that ends before the upstream reports usage.
     pub input_estimate: u64,
+    /// Bytes of answer content streamed to the caller so far.
     pub output_bytes: u64,
     /// Time until the first byte of the answer went to the caller.
     pub ttfb: Option<Duration>,
@@ -110,6 +128,7 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// A context for a request that just arrived.
     pub fn new(id: String, dialect: Dialect) -> Self {
         RequestContext {
             id,

@@ -49,6 +49,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The kind's name (`BadRequest`, `Provider`, …): `error_type` in logs, events and the ledger.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::BadRequest => "BadRequest",
@@ -77,13 +78,18 @@ impl ErrorKind {
 /// caller speaks the upstream's dialect.
 #[derive(Clone, Debug)]
 pub struct UpstreamError {
+    /// The upstream's HTTP status.
     pub status: StatusCode,
+    /// The dialect the upstream speaks.
     pub dialect: Dialect,
+    /// The upstream's error body, as it arrived.
     pub body: Bytes,
     /// The message extracted from the body, for callers of another dialect.
     pub message: String,
 }
 
+/// A failed request: its kind (which decides status and failover), the message the caller
+/// sees, and the upstream's own answer when there was one.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct Error {
@@ -98,6 +104,7 @@ pub struct Error {
 }
 
 impl Error {
+    /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             kind,
@@ -114,6 +121,7 @@ impl Error {
         self
     }
 
+    /// An [`ErrorKind::BadRequest`] error: the caller's request is wrong.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::BadRequest, message)
     }
@@ -134,14 +142,17 @@ impl Error {
         }
     }
 
+    /// What went wrong, by category.
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
 
+    /// The message the caller sees.
     pub fn message(&self) -> &str {
         &self.message
     }
 
+    /// The upstream's own error answer, when the error came from one.
     pub fn upstream(&self) -> Option<&UpstreamError> {
         self.upstream.as_deref()
     }
@@ -177,6 +188,7 @@ impl Error {
         }
     }
 
+    /// The HTTP status to answer with: the upstream's own, else the kind's.
     pub fn status(&self) -> StatusCode {
         if let Some(u) = &self.upstream {
             return u.status;

@@ -91,6 +91,7 @@ impl Gateway {
         }))
     }
 
+    /// The configuration the gateway was built from.
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -112,10 +113,12 @@ impl Gateway {
         self.proxy.guardrails()
     }
 
+    /// The spend ledger.
     pub fn ledger(&self) -> &Arc<Ledger> {
         &self.proxy.outcomes.ledger
     }
 
+    /// The request metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.proxy.outcomes.metrics
     }

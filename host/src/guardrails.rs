@@ -26,16 +26,27 @@ use crate::plugins::LoadedPlugins;
 pub enum GuardrailError {
     /// A config value that only makes sense once the plugins are loaded.
     #[error("`{key}`: {message}")]
-    Config { key: String, message: String },
+    Config {
+        /// The config key.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A plugin that loaded but declared something unusable.
     #[error("plugin `{plugin}`: {message}")]
-    Plugin { plugin: String, message: String },
+    Plugin {
+        /// The plugin's id.
+        plugin: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A plugin that could not be loaded.
     #[error(transparent)]
     Load(#[from] crate::plugins::LoadError),
 }
 
 impl GuardrailError {
+    /// A [`GuardrailError::Config`] at `key`.
     pub fn config(key: &str, message: impl Into<String>) -> Self {
         GuardrailError::Config {
             key: key.to_owned(),
@@ -43,6 +54,7 @@ impl GuardrailError {
         }
     }
 
+    /// A [`GuardrailError::Plugin`] naming `plugin`.
     pub fn plugin(plugin: &str, message: impl Into<String>) -> Self {
         GuardrailError::Plugin {
             plugin: plugin.to_owned(),
@@ -53,7 +65,9 @@ impl GuardrailError {
 
 /// The loaded plugins and the guardrail engine built over them.
 pub struct Firewall {
+    /// The guardrail engine: every active pattern and its actions.
     pub engine: Arc<GuardrailEngine>,
+    /// Every plugin the config loads (guardrails, observers, adapters).
     pub plugins: LoadedPlugins,
 }
 

@@ -25,6 +25,8 @@
 //! `caller`, `context` and `error` are shared vocabulary; `spend` and `observe` are the
 //! outcome's sinks.
 
+#![warn(missing_docs)]
+
 // In request order (blank lines keep rustfmt from sorting them).
 pub mod server;
 

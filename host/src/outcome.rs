@@ -9,14 +9,19 @@ use crate::error::Error;
 use crate::observe::{Metrics, Observers};
 use crate::spend::{Ledger, SpendRecord};
 
+/// Where a finished request goes: the log line, the metrics, the spend ledger and the
+/// observer sinks.
 pub struct Outcomes {
+    /// The spend ledger.
     pub ledger: Arc<Ledger>,
+    /// Request counters and latency samples (`/admin/metrics`, `/metrics`).
     pub metrics: Arc<Metrics>,
     /// Written only at shutdown (to close the sinks); every request takes the read lock.
     pub observers: RwLock<Observers>,
 }
 
 impl Outcomes {
+    /// The sinks, ready to receive.
     pub fn new(ledger: Arc<Ledger>, metrics: Arc<Metrics>, observers: Observers) -> Self {
         Outcomes {
             ledger,

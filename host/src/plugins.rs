@@ -118,7 +118,9 @@ impl std::fmt::Debug for HostConfig {
 /// A component compiled into the binary (the default guardrails), with its manifest.
 #[derive(Clone, Copy, Debug)]
 pub struct EmbeddedPlugin {
+    /// The component's bytes.
     pub wasm: &'static [u8],
+    /// The text of its `plugin.toml`.
     pub manifest: &'static str,
 }
 
@@ -140,10 +142,12 @@ pub struct PluginSpec {
     pub grants: Vec<String>,
     /// Overrides of the host's memory cap (at most the host's) and call deadline.
     pub memory_limit: Option<u64>,
+    /// This plugin's per-call deadline, over [`HostConfig::call_deadline`].
     pub call_deadline: Option<Duration>,
 }
 
 impl PluginSpec {
+    /// A spec for the component at `path`, with nothing pinned, configured or granted.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         PluginSpec {
             path: path.into(),
@@ -155,11 +159,17 @@ impl PluginSpec {
 /// What the host knows about a loaded plugin.
 #[derive(Clone, Debug)]
 pub struct PluginInfo {
+    /// The manifest's `id`, unique among the loaded plugins.
     pub id: Arc<str>,
+    /// The manifest's `version`.
     pub version: String,
+    /// The world it implements.
     pub world: World,
+    /// Where it was loaded from (`builtin:<id>` for an embedded plugin).
     pub path: PathBuf,
+    /// The component's sha256, lowercase hex.
     pub sha256: String,
+    /// Capabilities it has: those both granted and asked for in the manifest.
     pub capabilities: Vec<Capability>,
     /// The component imports WASI p2 (and gets a deny-all WASI context).
     pub uses_wasi: bool,
@@ -170,12 +180,16 @@ pub struct PluginInfo {
 /// A loaded plugin of any world.
 #[derive(Clone, Debug)]
 pub enum Plugin {
+    /// A `guardrail` plugin.
     Guardrail(GuardrailPlugin),
+    /// A `provider-adapter` plugin.
     ProviderAdapter(AdapterPlugin),
+    /// An `observer` plugin.
     Observer(ObserverPlugin),
 }
 
 impl Plugin {
+    /// What the host knows about the plugin.
     pub fn info(&self) -> &PluginInfo {
         match self {
             Plugin::Guardrail(p) => p.info(),
@@ -184,6 +198,7 @@ impl Plugin {
         }
     }
 
+    /// A snapshot of the plugin's call counters.
     pub fn stats(&self) -> PluginStats {
         match self {
             Plugin::Guardrail(p) => p.stats(),
@@ -251,14 +266,17 @@ impl PluginHost {
         Ok(plugin)
     }
 
+    /// Every loaded plugin, in load order.
     pub fn plugins(&self) -> &[Plugin] {
         &self.plugins
     }
 
+    /// The loaded plugin with manifest id `id`.
     pub fn get(&self, id: &str) -> Option<&Plugin> {
         self.plugins.iter().find(|p| &*p.info().id == id)
     }
 
+    /// The loaded guardrail plugins.
     pub fn guardrails(&self) -> impl Iterator<Item = &GuardrailPlugin> {
         self.plugins.iter().filter_map(|p| match p {
             Plugin::Guardrail(g) => Some(g),
@@ -266,6 +284,7 @@ impl PluginHost {
         })
     }
 
+    /// The loaded observer plugins.
     pub fn observers(&self) -> impl Iterator<Item = &ObserverPlugin> {
         self.plugins.iter().filter_map(|p| match p {
             Plugin::Observer(o) => Some(o),
@@ -273,6 +292,7 @@ impl PluginHost {
         })
     }
 
+    /// The loaded provider-adapter plugins.
     pub fn adapters(&self) -> impl Iterator<Item = &AdapterPlugin> {
         self.plugins.iter().filter_map(|p| match p {
             Plugin::ProviderAdapter(a) => Some(a),
@@ -308,6 +328,7 @@ impl PluginHost {
         self.engine.cache.stats()
     }
 
+    /// The compile cache's folder, if the cache is on.
     pub fn cache_dir(&self) -> Option<&std::path::Path> {
         self.engine.cache.dir()
     }

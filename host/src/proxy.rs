@@ -29,13 +29,16 @@ use crate::upstream::{Upstream, read_body};
 
 /// Handles model calls for every dialect.
 pub struct Proxy {
+    /// Model name → targets, with each target's health.
     pub router: Router,
     upstream: Upstream,
+    /// Where finished requests go: log, metrics, ledger, observers.
     pub outcomes: Arc<Outcomes>,
     /// Swapped whole on plugin reload; a request keeps the engine it started with.
     guardrails: std::sync::RwLock<Arc<GuardrailEngine>>,
     /// Provider name → its adapter plugin (`api_protocol: plugin`); swapped on reload too.
     adapters: std::sync::RwLock<Arc<Adapters>>,
+    /// Token-carried budgets: reservations and settlement.
     pub budgets: Budgets,
     /// Output tokens reserved (and sent upstream as the cap) for a budgeted request
     /// without `max_tokens`.
@@ -46,6 +49,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// A proxy over `router`'s targets; `settings` are the config's `budgets:`.
     pub fn new(
         router: Router,
         upstream: Upstream,

@@ -22,16 +22,23 @@ pub use crate::canonical::Protocol;
 /// once at start-up, not per request.
 #[derive(Debug)]
 pub struct Target {
+    /// The provider's name (a key of `providers:`).
     pub provider: String,
+    /// The model's id at the provider.
     pub model_id: String,
+    /// How requests to it are encoded: a native dialect or the provider's adapter plugin.
     pub protocol: Protocol,
+    /// The full request URL (for an adapter: the `api_base` its path is appended to).
     pub url: String,
     /// `url`, parsed once: reqwest would otherwise re-parse (with IDNA) on every request.
     pub parsed_url: reqwest::Url,
     /// Where streams go when the protocol streams at another URL (Gemini's
     /// `:streamGenerateContent?alt=sse`); `None`: `parsed_url`, with `stream: true` in the body.
     pub stream_url: Option<reqwest::Url>,
+    /// Headers sent with every request: content type, credentials, the provider's
+    /// `default_headers` (marked sensitive, so `Debug` hides them).
     pub headers: HeaderMap,
+    /// The endpoint's timeouts, every override layered in.
     pub timeouts: Timeouts,
     /// Prices from the registry or config; `None` for a model nobody priced (cost 0, logged).
     pub prices: Option<PriceTable>,
@@ -94,11 +101,16 @@ struct RouteState {
 
 /// The targets to try for one request, in order, and the cool-down policy that applies.
 pub struct Plan {
+    /// The route the model name resolved to; `None` for `provider:model_id`.
     pub route: Option<String>,
+    /// The targets, in the order to try them.
     pub targets: Vec<Arc<Target>>,
+    /// When a failing target is skipped.
     pub cooldown: Cooldown,
 }
 
+/// Model name → targets, built once from the config; keeps each target's health between
+/// requests.
 pub struct Router {
     routes: HashMap<String, RouteState>,
     providers: HashMap<String, Provider>,
@@ -108,6 +120,7 @@ pub struct Router {
 }
 
 impl Router {
+    /// Builds every route's targets (URLs, headers, prices) from `config`.
     pub fn new(config: &Config) -> Result<Router, Error> {
         let mut shared: HashMap<(String, String, String, Option<String>), Arc<Target>> =
             HashMap::new();

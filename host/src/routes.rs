@@ -29,14 +29,23 @@ pub enum Handler {
     Model(Dialect),
     /// A Gemini model call: model and stream flag come from the URL.
     GeminiModel,
+    /// `GET /v1/models`: the models callers can name.
     ListModels,
+    /// `GET /v1/models/{id}`: one model.
     GetModel,
+    /// `GET /health`: liveness.
     Health,
+    /// `GET /admin`: the dashboard page.
     Dashboard,
+    /// `GET /admin/spend`: spend grouped by account, model, ….
     AdminSpend,
+    /// `GET /admin/metrics`: the metrics as JSON.
     AdminMetrics,
+    /// `GET /metrics`: the metrics in Prometheus text format.
     Prometheus,
+    /// `GET /admin/plugins`: the loaded plugins and their counters.
     AdminPlugins,
+    /// `POST /admin/plugins/reload`: reload the plugins from disk.
     ReloadPlugins,
     /// The agent-card endpoints, which check their own methods.
     Agents,
@@ -69,10 +78,13 @@ impl PathMatch {
 /// One row of the table.
 #[derive(Debug)]
 pub struct Route {
+    /// The paths it matches.
     pub path: PathMatch,
     /// `None`: the handler checks the method itself.
     pub method: Option<Method>,
+    /// What the caller's token must allow.
     pub access: Access,
+    /// What serves it.
     pub handler: Handler,
     /// How the 404 message names the route.
     pub doc: &'static str,

@@ -199,6 +199,7 @@ async fn next_ready<S: Stream + Unpin>(s: &mut S, gather: Gather) -> Option<Opti
 }
 
 impl UpstreamEvents {
+    /// Decodes `response`'s SSE body as `dialect` events.
     pub fn new(response: reqwest::Response, dialect: Dialect) -> Self {
         UpstreamEvents {
             source: {
@@ -367,6 +368,7 @@ fn sse_result(
 /// Watches the events that pass through a relay; the request context implements it to
 /// record usage and the outcome when the stream ends or the caller leaves.
 pub trait RelayObserver: Send {
+    /// Called for each event, in order, as it goes to the caller.
     fn event(&mut self, event: &StreamEvent);
     /// The stream is over; a returned future is awaited before the last frame goes out
     /// (so a synchronous ledger write finishes before the caller sees the end).

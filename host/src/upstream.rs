@@ -20,6 +20,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// The client, with `routing.connect_timeout` as its connect timeout.
     pub fn new(connect_timeout: Duration) -> Result<Self, Error> {
         let client = reqwest::Client::builder()
             .tcp_nodelay(true)

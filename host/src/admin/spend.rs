@@ -61,6 +61,7 @@ fn group_json(g: &SpendGroup) -> serde_json::Value {
     })
 }
 
+/// `GET /admin/spend`: the ledger grouped by `group_by` between `since` and `until`.
 pub async fn spend(ledger: &Arc<Ledger>, query: Option<&str>) -> http::Response<Body> {
     let q = match parse_spend_query(query) {
         Ok(q) => q,

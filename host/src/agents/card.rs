@@ -15,6 +15,7 @@ const MAX_TEXT: usize = 8 * 1024;
 pub struct CardError {
     /// JSON path of the offending field (`name`, `skills[0].id`, `` for the whole card).
     pub path: String,
+    /// What is wrong with it.
     pub message: String,
 }
 

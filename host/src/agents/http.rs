@@ -22,16 +22,24 @@ pub fn is_agent_path(path: &str) -> bool {
 
 /// What the server knows about the request that these handlers need.
 pub struct RequestInfo<'a> {
+    /// The HTTP method.
     pub method: &'a Method,
+    /// The URL path.
     pub path: &'a str,
+    /// The URL query, without `?`.
     pub query: Option<&'a str>,
+    /// The request headers.
     pub headers: &'a HeaderMap,
     /// The verified caller; `None` with auth off.
     pub caller: Option<&'a Caller>,
+    /// Whether auth is on: writes then need a verified caller.
     pub auth_on: bool,
+    /// How long the client may take to send the body (`server.body_timeout`).
     pub body_timeout: Duration,
 }
 
+/// Answers an agent-card request: `/.well-known/agent-card.json`, `/v1/agents`,
+/// `/v1/agents/{account}`.
 pub async fn handle(
     agents: &Agents,
     req: RequestInfo<'_>,

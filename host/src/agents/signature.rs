@@ -16,6 +16,7 @@ use crate::auth::{evm, solana};
 pub struct SignatureError {
     /// JSON path of the offending entry (`signatures`, `signatures[1].protected`).
     pub path: String,
+    /// What is wrong with it.
     pub message: String,
 }
 
@@ -26,6 +27,7 @@ fn bad(path: impl Into<String>, message: impl Into<String>) -> SignatureError {
     }
 }
 
+/// The JWS `alg` a card signature must use for an account of `ns`.
 pub fn alg_for(ns: Namespace) -> &'static str {
     match ns {
         Namespace::Solana => "SOL_EDDSA",

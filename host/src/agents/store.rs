@@ -21,13 +21,17 @@ pub struct StoredCard {
     pub account: String,
     /// CAIP-2 chain id (`solana:<ref>`, `eip155:<id>`).
     pub chain: String,
+    /// The card's `name`.
     pub name: String,
     /// The card JSON as registered.
     pub card: String,
+    /// When it was first registered, Unix milliseconds.
     pub created_ms: i64,
+    /// When it was last registered, Unix milliseconds.
     pub updated_ms: i64,
 }
 
+/// Where agent cards are kept: a table in the ledger's database (a map for `memory://`).
 pub struct CardStore {
     ledger: Arc<Ledger>,
     /// Used when the ledger is `memory://`, which has no table to borrow.
@@ -93,6 +97,7 @@ macro_rules! sql_delete {
 }
 
 impl CardStore {
+    /// A store over the ledger's database.
     pub fn new(ledger: Arc<Ledger>) -> CardStore {
         CardStore {
             ledger,
@@ -176,6 +181,7 @@ impl CardStore {
         }
     }
 
+    /// The card stored for a normalised `account`.
     pub async fn get(&self, account: &str) -> Result<Option<StoredCard>, LedgerError> {
         Ok(self.select(Some(account)).await?.pop())
     }

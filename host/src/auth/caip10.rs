@@ -6,13 +6,17 @@ use super::AuthError;
 /// Mainnet's CAIP-2 reference (the first 32 characters of the genesis hash).
 pub const SOLANA_MAINNET: &str = "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp";
 
+/// The wallet families a token may be signed by (the CAIP-10 namespace).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Namespace {
+    /// `solana`: Ed25519 keys, `SOL_EDDSA` tokens.
     Solana,
+    /// `eip155`: EVM secp256k1 keys, `EIP191K` tokens.
     Eip155,
 }
 
 impl Namespace {
+    /// The namespace as CAIP-10 spells it (`solana`, `eip155`).
     pub fn as_str(self) -> &'static str {
         match self {
             Namespace::Solana => "solana",
@@ -24,7 +28,9 @@ impl Namespace {
 /// A parsed, validated CAIP-10 account.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
+    /// Which wallet family.
     pub namespace: Namespace,
+    /// The CAIP-2 chain reference: Solana's genesis-hash prefix, or an EVM chain id.
     pub reference: String,
     /// Solana: the base58 public key as written. EVM: `0x` + 40 lower-case hex digits.
     pub address: String,

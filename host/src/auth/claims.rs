@@ -8,17 +8,26 @@ use serde_json::Value;
 use super::AuthError;
 use crate::caller::{BudgetClaim, BudgetScope, BudgetWindow, Scope};
 
+/// A token's claims, typed and validated (aliases resolved).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Claims {
+    /// `iss`: for wallet tokens, the signer's CAIP-10 account.
     pub iss: Option<String>,
+    /// `sub`: for operator tokens, the caller's account (else `iss`).
     pub sub: Option<String>,
+    /// `chain`: the CAIP-2 chain of `iss`; wallet tokens must carry it.
     pub chain: Option<String>,
+    /// `iat`: when it was issued, Unix seconds.
     pub iat: Option<u64>,
     /// Unix seconds; `None`: never expires.
     pub exp: Option<u64>,
+    /// `scope` (`scp`): `api` (default) or `admin`.
     pub scope: Scope,
+    /// `models` (`mdl`): globs of the models the token may call; `None`: any.
     pub models: Option<Vec<String>>,
+    /// `budget` (`bgt`) with its scope and range; `None`: no budget.
     pub budget: Option<BudgetClaim>,
+    /// `jti`: the token's id, used as the session id when present.
     pub jti: Option<String>,
 }
 
@@ -52,6 +61,7 @@ fn seconds(p: &Value, name: &str) -> Result<Option<u64>, AuthError> {
 }
 
 impl Claims {
+    /// Reads the claims of a decoded payload, long names or 0.14 aliases.
     pub fn parse(p: &Value) -> Result<Claims, AuthError> {
         let scope = match text(p, &["scope", "scp"])?.as_deref() {
             None | Some("api") => Scope::Api,

@@ -53,6 +53,7 @@ pub fn recover(signed: &[u8], signature: &[u8]) -> Result<[u8; 20], AuthError> {
     Ok(key_address(&key))
 }
 
+/// Checks that an `EIP191K` `signature` over `signed` recovers to the 20-byte `address`.
 pub fn verify(address: &[u8], signed: &[u8], signature: &[u8]) -> Result<(), AuthError> {
     let recovered = recover(signed, signature)?;
     if recovered.as_slice() != address {

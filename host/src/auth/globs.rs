@@ -9,11 +9,13 @@ use super::AuthError;
 /// A compiled `models` claim. Patterns are kept for display and equality.
 #[derive(Clone, Debug)]
 pub struct ModelAllowlist {
+    /// The globs as the claim wrote them.
     pub patterns: Vec<String>,
     set: GlobSet,
 }
 
 impl ModelAllowlist {
+    /// Compiles the globs; a bad glob is a [`AuthError::BadClaim`].
     pub fn new(patterns: &[String]) -> Result<ModelAllowlist, AuthError> {
         let mut b = GlobSetBuilder::new();
         for p in patterns {
@@ -30,6 +32,7 @@ impl ModelAllowlist {
         })
     }
 
+    /// Whether `model` (a route name or `provider:model_id`) matches a glob.
     pub fn allows(&self, model: &str) -> bool {
         self.set.is_match(model)
     }
@@ -39,6 +42,7 @@ impl ModelAllowlist {
 /// Solana's base58 keys are case-sensitive, so their patterns are too.
 #[derive(Clone, Debug)]
 pub struct AccountPatterns {
+    /// The globs as the config wrote them.
     pub patterns: Vec<String>,
     set: GlobSet,
 }
@@ -62,6 +66,7 @@ impl AccountPatterns {
         })
     }
 
+    /// Whether the CAIP-10 `account` matches a pattern.
     pub fn matches(&self, account: &str) -> bool {
         self.set.is_match(account)
     }

@@ -10,14 +10,19 @@ use super::AuthError;
 /// A token split into its parts, nothing verified yet.
 #[derive(Debug)]
 pub struct Compact<'a> {
+    /// The header's `alg`.
     pub alg: String,
+    /// The decoded header object.
     pub header: serde_json::Value,
+    /// The decoded payload (claims) object.
     pub payload: serde_json::Value,
     /// The bytes the signature covers.
     pub signed: &'a str,
+    /// The decoded signature bytes.
     pub signature: Vec<u8>,
 }
 
+/// Unpadded base64url of `bytes`.
 pub fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }

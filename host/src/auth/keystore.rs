@@ -13,8 +13,10 @@ use super::{AuthError, evm, jwt, solana};
 
 const FILE: &str = "wallet.key";
 
+/// The local wallet: one secret from which the Solana and EVM keys derive.
 pub struct KeyStore {
     seed: [u8; 32],
+    /// The key file it was read from (empty for [`KeyStore::from_seed`]).
     pub path: PathBuf,
 }
 
@@ -32,6 +34,7 @@ pub fn key_path(home: &Path) -> PathBuf {
 }
 
 impl KeyStore {
+    /// A key store held only in memory, from a known seed (tests, tools).
     pub fn from_seed(seed: [u8; 32]) -> KeyStore {
         KeyStore {
             seed,
@@ -72,6 +75,7 @@ impl KeyStore {
         Ok(KeyStore { seed, path })
     }
 
+    /// Reads `<home>/keys/wallet.key` (64 hex digits).
     pub fn load(home: &Path) -> Result<KeyStore, AuthError> {
         let path = key_path(home);
         let text = std::fs::read_to_string(&path).map_err(|e| {
@@ -117,6 +121,7 @@ impl KeyStore {
         format!("eip155:1:{addr}")
     }
 
+    /// The CAIP-10 account of the chosen chain's key.
     pub fn account(&self, ns: Namespace) -> String {
         match ns {
             Namespace::Solana => self.solana_account(),

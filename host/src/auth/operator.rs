@@ -6,6 +6,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use super::AuthError;
 use crate::config::{OperatorAlg, OperatorKey};
 
+/// The `auth.operator_keys` public keys, parsed, with each key's required issuer.
 pub struct OperatorKeys {
     keys: Vec<(Algorithm, DecodingKey, Option<String>)>,
 }
@@ -37,6 +38,7 @@ impl OperatorKeys {
         Ok(OperatorKeys { keys: out })
     }
 
+    /// Whether no operator keys are configured.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

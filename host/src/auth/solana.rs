@@ -5,6 +5,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use super::AuthError;
 
+/// Checks a `SOL_EDDSA` (Ed25519) `signature` over `signed` against a 32-byte public key.
 pub fn verify(public_key: &[u8], signed: &[u8], signature: &[u8]) -> Result<(), AuthError> {
     let key: [u8; 32] = public_key
         .try_into()
@@ -22,6 +23,7 @@ pub fn verify(public_key: &[u8], signed: &[u8], signature: &[u8]) -> Result<(), 
         .map_err(|_| AuthError::BadSignature("the Ed25519 signature does not match iss".into()))
 }
 
+/// Signs `signed` with the Ed25519 key of `secret`: a 64-byte signature.
 pub fn sign(secret: &[u8; 32], signed: &[u8]) -> [u8; 64] {
     SigningKey::from_bytes(secret).sign(signed).to_bytes()
 }

@@ -13,6 +13,7 @@ pub struct State {
     pub window_start_ms: i64,
     /// Requests that reached the budget check in the current rounds window.
     pub rounds: u64,
+    /// Settled spending in the current window.
     pub spent_nano_usd: u64,
     /// Worst cases of admitted requests that have not settled yet.
     pub reserved_nano_usd: u64,
@@ -35,8 +36,11 @@ pub enum Reset {
 /// What is left, as told to the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Remaining {
+    /// What is left of the limit now, in micro-USD.
     pub remaining_micro_usd: u64,
+    /// The budget's limit, in micro-USD.
     pub limit_micro_usd: u64,
+    /// When the window's budget comes back.
     pub reset: Reset,
 }
 
@@ -50,6 +54,7 @@ pub struct Remaining {
     usd(.needed_nano_usd.div_ceil(1000))
 )]
 pub struct BudgetExceeded {
+    /// What is left of the budget.
     pub remaining: Remaining,
     /// The request's worst-case cost.
     pub needed_nano_usd: u64,
@@ -68,6 +73,7 @@ fn describe_reset(r: Reset) -> String {
     }
 }
 
+/// Unix milliseconds as an RFC 3339 timestamp, to the second (UTC).
 pub fn rfc3339(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()

@@ -4,15 +4,20 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("{}: cannot read the config file: {error}", file.display())]
     Read {
+        /// The config file.
         file: PathBuf,
         // Not named `source` (thiserror would chain it): the message already carries it,
         // and `{:#}` would print it twice.
+        /// The I/O error.
         error: std::io::Error,
     },
+    /// A value in the file is wrong.
     #[error("{0}")]
     Invalid(Box<Invalid>),
 }
@@ -20,9 +25,14 @@ pub enum ConfigError {
 /// A value in the file that is wrong: where, and what was expected instead.
 #[derive(Debug)]
 pub struct Invalid {
+    /// The config file.
     pub file: PathBuf,
+    /// The line of the key, 1-based, when it can be found.
     pub line: Option<usize>,
+    /// The dotted key (`server.listen`, `models.fast.endpoints[0].provider`); empty for a
+    /// syntax error.
     pub key: String,
+    /// What was expected instead.
     pub message: String,
 }
 
@@ -40,6 +50,7 @@ impl fmt::Display for Invalid {
 }
 
 impl ConfigError {
+    /// An [`Invalid`] error at `key` of `file`.
     pub fn invalid(
         file: &Path,
         line: Option<usize>,

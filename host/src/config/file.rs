@@ -167,21 +167,28 @@ pub struct ProviderSection {
 #[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelInfo {
+    /// The context window, in tokens: what bounds input a request only refers to (budgets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_input_tokens: Option<u64>,
+    /// The most tokens the model generates in one answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<u64>,
+    /// What the model accepts as input (`text`, `image`, `audio`, `video`, `file`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub input_modalities: Vec<String>,
+    /// What the model costs.
     #[serde(default)]
     pub pricing: Pricing,
 }
 
+/// A model's prices, USD per million tokens.
 #[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Pricing {
+    /// `input_tokens`: prices of prompt tokens.
     #[serde(default)]
     pub input_tokens: InputPricing,
+    /// `output_tokens`: prices of generated tokens.
     #[serde(default)]
     pub output_tokens: OutputPricing,
 }
@@ -237,11 +244,15 @@ pub struct RoutingSection {
     pub connect_timeout: Option<Duration>,
 }
 
+/// `strategy` of a route: the order its endpoints are tried in.
 #[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
+    /// `priority`: in the order listed; the next only on failure.
     #[default]
     Priority,
+    /// `load_balance`: weighted round robin over the endpoints (by `weight`), the rest as
+    /// failover.
     LoadBalance,
 }
 

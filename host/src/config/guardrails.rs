@@ -15,8 +15,11 @@ use super::file::ByteSize;
 #[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionName {
+    /// Let it through; log and count the finding.
     Warn,
+    /// Replace the matched text before it travels on.
     Redact,
+    /// Refuse the request (upgoing) or cut the answer (downgoing).
     Block,
 }
 
@@ -109,19 +112,32 @@ pub struct PluginsSection {
 /// The firewall's settings, validated except for pattern ids (see the module comment).
 #[derive(Clone, Debug)]
 pub struct Guardrails {
+    /// `guardrails.enabled`: whether the firewall runs at all (default true).
     pub enabled: bool,
+    /// `guardrails.builtin`: load the built-in pattern plugins (default true).
     pub builtin: bool,
+    /// `guardrails.disabled_patterns`: pattern ids (plugin or custom) that are switched off.
     pub disabled_patterns: Vec<String>,
+    /// `guardrails.upgoing`: pattern id → action on requests, over each pattern's default.
     pub upgoing: BTreeMap<String, ActionName>,
+    /// `guardrails.downgoing`: pattern id → action on answers, over each pattern's default.
     pub downgoing: BTreeMap<String, ActionName>,
+    /// `guardrails.custom_patterns`: regex patterns defined in the config.
     pub custom_patterns: Vec<CustomPattern>,
+    /// `guardrails.custom_upgoing`: custom pattern name → action on requests.
     pub custom_upgoing: BTreeMap<String, ActionName>,
+    /// `guardrails.custom_downgoing`: custom pattern name → action on answers.
     pub custom_downgoing: BTreeMap<String, ActionName>,
+    /// `guardrails.block_message.include_details`: name the blocking patterns in the error
+    /// (default true).
     pub include_details: bool,
+    /// `guardrails.block_message.include_help_link`: end the error with a help link (default
+    /// true).
     pub include_help_link: bool,
     /// Response text held back in streams before it is released (default 1 KiB; raised to
     /// 4 × the longest downgoing pattern's match when that is longer).
     pub stream_window: usize,
+    /// `guardrails.plugins`: extra guardrail plugins to load.
     pub plugins: Vec<PluginRef>,
 }
 
@@ -144,27 +160,43 @@ impl Default for Guardrails {
     }
 }
 
+/// `guardrails.stream_window` when the config does not set it, in bytes.
 pub const DEFAULT_STREAM_WINDOW: usize = 1024;
 
+/// A regex pattern from `guardrails.custom_patterns`.
 #[derive(Clone, Debug)]
 pub struct CustomPattern {
+    /// `name`: its id in `custom_upgoing`/`custom_downgoing`, findings and errors.
     pub name: String,
+    /// `regex`: what it matches (Rust regex syntax).
     pub regex: regex::Regex,
+    /// It scans requests (`direction: upgoing` or `both`; the default).
     pub upgoing: bool,
+    /// It scans answers (`direction: downgoing` or `both`).
     pub downgoing: bool,
+    /// `action`: what a match does when the direction's map does not name it (default `warn`).
     pub action: ActionName,
+    /// `max_match_len`: the longest match, in bytes (default 256); sizes the stream window.
     pub max_match_len: usize,
 }
 
 /// A plugin the config names, with the config key it came from (for errors).
 #[derive(Clone, Debug)]
 pub struct PluginRef {
+    /// Where the entry sits in the file (`guardrails.plugins[0]`), for errors.
     pub key: String,
+    /// `path`: the `.wasm` component, relative paths from the config's folder.
     pub path: PathBuf,
+    /// `sha256`: the component's expected hash, lowercase hex; loading fails on a mismatch.
     pub sha256: Option<String>,
+    /// `config`: handed to the plugin's `configure`, as JSON.
     pub config: Option<serde_json::Value>,
+    /// `grants`: capabilities granted (`wall-clock`, `env:NAME`); each one the manifest asks for
+    /// must be here.
     pub grants: Vec<String>,
+    /// `memory_limit`: this plugin's memory cap in bytes, at most `plugins.memory_limit`.
     pub memory_limit: Option<u64>,
+    /// `call_deadline`: this plugin's per-call deadline, over `plugins.call_deadline`.
     pub call_deadline: Option<Duration>,
 }
 
@@ -173,11 +205,18 @@ pub struct PluginRef {
 pub struct Plugins {
     /// `None`: no compile cache.
     pub cache_dir: Option<PathBuf>,
+    /// `plugins.max_instances`: plugin instances alive at once, across all plugins (default 64).
     pub max_instances: u32,
+    /// `plugins.memory_limit`: each instance's memory cap in bytes (default 64 MiB).
     pub memory_limit: u64,
+    /// `plugins.call_deadline`: how long one plugin call may run (default 10 ms).
     pub call_deadline: Duration,
+    /// `plugins.configure_deadline`: how long a plugin's `configure` may run (default 1 s).
     pub configure_deadline: Duration,
+    /// `plugins.trusted_keys`: ed25519 public keys (hex); when set, every plugin must be signed by
+    /// one.
     pub trusted_keys: Vec<String>,
+    /// `plugins.observers`: observer plugins, which receive every request event in batches.
     pub observers: Vec<PluginRef>,
 }
 

@@ -33,9 +33,11 @@ pub struct ActivePattern {
     pub plugin: Option<PluginPattern>,
     /// The action per direction (`Direction::Request` first); `None`: not looked for.
     pub actions: [Option<Action>; 2],
+    /// The longest match, in bytes; sizes the stream window.
     pub max_match_len: usize,
     /// Findings so far, by action (block, redact, warn), and plugin-call failures.
     pub counts: [AtomicU64; 3],
+    /// Plugin calls for this pattern that failed.
     pub failures: AtomicU64,
 }
 
@@ -48,6 +50,7 @@ pub struct PluginPattern {
 }
 
 impl ActivePattern {
+    /// The action in `direction`; `None`: the pattern is not looked for there.
     pub fn action(&self, direction: Direction) -> Option<Action> {
         self.actions[dir_index(direction)]
     }
@@ -68,6 +71,7 @@ pub fn action_index(a: Action) -> usize {
     }
 }
 
+/// The action's name in findings, logs and config (`block`, `redact`, `warn`).
 pub fn action_str(a: Action) -> &'static str {
     match a {
         Action::Block => "block",
@@ -124,18 +128,24 @@ impl LiveDfa {
 pub struct Hit {
     /// Index into [`GuardrailEngine::patterns`].
     pub pattern: usize,
+    /// Byte range of the match in the text.
     pub span: Range<usize>,
+    /// What to do with it.
     pub action: Action,
+    /// Text to put in place of the match on `redact`; `None`: `[REDACTED:<pattern id>]`.
     pub replacement: Option<String>,
     /// The pattern's plugin failed, and the pattern blocks: this hit is the fail-closed
     /// verdict, not a match (its span is empty).
     pub failed: bool,
 }
 
+/// The firewall: every active pattern, the matchers over them, and how block errors read.
 pub struct GuardrailEngine {
     patterns: Vec<ActivePattern>,
     matchers: [Matcher; 2],
+    /// `guardrails.block_message.include_details`: block errors name the patterns.
     pub include_details: bool,
+    /// `guardrails.block_message.include_help_link`: block errors end with a help link.
     pub include_help_link: bool,
     /// Bytes of response text a stream holds back (see `stream.rs`).
     pub stream_window: usize,
@@ -381,6 +391,7 @@ impl GuardrailEngine {
         })
     }
 
+    /// Every active pattern; [`Hit::pattern`] indexes it.
     pub fn patterns(&self) -> &[ActivePattern] {
         &self.patterns
     }

@@ -25,6 +25,8 @@ enum Channel {
     Tool(u32),
 }
 
+/// Guards one streamed answer: holds back the tail of the text until no pattern can still
+/// match across it, then releases it redacted (or blocks).
 pub struct StreamGuard {
     engine: Arc<GuardrailEngine>,
     /// Fixed hold-back when tails cannot be checked (`tail_checkable` is false).
@@ -38,6 +40,7 @@ pub struct StreamGuard {
     channel: Option<Channel>,
     context: String,
     held: String,
+    /// What the guard found and did in this stream.
     pub tally: Tally,
 }
 

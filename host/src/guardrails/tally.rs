@@ -14,6 +14,8 @@ use super::engine::{GuardrailEngine, Hit, action_str};
 /// Where the README explains the firewall; block errors link to it.
 pub const HELP_LINK: &str = "https://github.com/bitrouter/bitrouter#guardrails";
 
+/// What the firewall found and did over one request, both directions; never the matched
+/// text.
 #[derive(Clone, Debug, Default)]
 pub struct Tally {
     /// Findings by (pattern id, action).
@@ -26,6 +28,7 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Records `hits` found in `direction` (and counts them on the engine's patterns).
     pub fn add(&mut self, engine: &GuardrailEngine, direction: Direction, hits: &[Hit]) {
         engine.count(hits);
         for h in hits {
@@ -70,10 +73,12 @@ impl Tally {
         }
     }
 
+    /// Whether a pattern that blocks fired, or its plugin failed.
     pub fn is_blocked(&self) -> bool {
         !self.blocked.is_empty() || !self.failed_closed.is_empty()
     }
 
+    /// Whether nothing was found.
     pub fn is_empty(&self) -> bool {
         self.counts.is_empty() && self.failed_closed.is_empty()
     }

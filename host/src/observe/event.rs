@@ -9,15 +9,21 @@ use crate::spend::{SpendRecord, TokenBreakdown};
 pub struct AttemptRecord {
     /// `provider:model_id`.
     pub target: String,
+    /// How long the attempt took, in milliseconds.
     pub duration_ms: f64,
     /// `None` for the attempt that answered.
     pub error_type: Option<String>,
+    /// The upstream's HTTP status, when it answered with an error.
     pub status: Option<u16>,
+    /// The failure's message; `None` for the attempt that answered.
     pub error: Option<String>,
 }
 
+/// Everything known about one request once it is over: what observers, the JSONL log and
+/// the ledger receive.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct RequestEvent {
+    /// The gateway's request id (`x-request-id`).
     pub request_id: String,
     /// Unix milliseconds when the request arrived.
     pub time_ms: i64,
@@ -25,40 +31,59 @@ pub struct RequestEvent {
     pub route: Option<String>,
     /// The model name exactly as the caller sent it.
     pub requested_model: String,
+    /// The provider that served the request, or was tried last.
     pub provider: Option<String>,
     /// The upstream model id.
     pub model: Option<String>,
+    /// The CAIP-10 account of the verified token; `None` without auth.
     pub account_id: Option<String>,
+    /// The token's session (its `jti`, else a hash of it), or the `x-bitrouter-session` header.
     pub session_id: Option<String>,
     /// The name on the caller's registered agent card, when its account has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     /// The caller's dialect: `openai` or `anthropic`.
     pub dialect: &'static str,
+    /// The caller asked for a stream.
     pub stream: bool,
+    /// The HTTP status sent to the caller.
     pub status: u16,
+    /// No error reached the caller.
     pub success: bool,
+    /// The error's kind (`ErrorKind::as_str`), when it failed.
     pub error_type: Option<String>,
+    /// The error message the caller received, when it failed.
     pub error: Option<String>,
+    /// End-to-end time, arrival to the last byte, in milliseconds.
     pub latency_ms: f64,
     /// Time to the first byte of the answer (for streams: the stream's start).
     pub ttfb_ms: Option<f64>,
     /// Time spent waiting on providers (every attempt), so latency − this is our overhead.
     pub upstream_ms: f64,
+    /// Input tokens charged, cached ones included.
     pub input_tokens: u64,
+    /// Output tokens charged, reasoning included.
     pub output_tokens: u64,
+    /// The charged tokens by price category.
     pub tokens: TokenBreakdown,
+    /// The tokens are partly estimated (a stream cut before the upstream reported usage).
     pub estimated: bool,
+    /// What the request cost, in nano-USD (0 when the model has no price).
     pub cost_nano_usd: u64,
+    /// Every target tried, in order.
     pub attempts: Vec<AttemptRecord>,
     /// Guardrail findings (pattern id, count, action); empty until guardrails exist.
     pub guardrail_findings: Vec<GuardrailFinding>,
 }
 
+/// How often one pattern fired with one action over a request.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct GuardrailFinding {
+    /// The pattern id.
     pub pattern: String,
+    /// Matches in the request and its answer.
     pub count: u32,
+    /// `warn`, `redact`, `block`, or `plugin_failed_closed` for a failed plugin that blocks.
     pub action: String,
 }
 

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use super::event::RequestEvent;
 use super::sinks::ObserveCallback;
 
+/// The `observe.jsonl` sink: appends one JSON event per line, rotating by size.
 pub struct JsonlSink {
     path: PathBuf,
     max_bytes: u64,
@@ -17,6 +18,8 @@ pub struct JsonlSink {
 }
 
 impl JsonlSink {
+    /// Opens (or creates) the log at `path`, creating its folder; past `max_bytes` it rotates,
+    /// keeping `keep` old files.
     pub fn open(path: &Path, max_bytes: u64, keep: u32) -> std::io::Result<JsonlSink> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;

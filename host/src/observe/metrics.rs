@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use super::event::RequestEvent;
 use super::prometheus::PromMetrics;
 
+/// Samples a [`Reservoir`] keeps.
 pub const MAX_SAMPLES: usize = 10_000;
 /// Distinct routes (and endpoints per route) tracked; `provider:model` requests name
 /// arbitrary models, so the tables are capped and the rest is counted under `_other`.
@@ -31,6 +32,7 @@ pub struct Reservoir {
 }
 
 impl Reservoir {
+    /// Offers one value to the sample.
     pub fn add(&mut self, v: f64) {
         self.seen += 1;
         if self.samples.len() < MAX_SAMPLES {
@@ -43,10 +45,12 @@ impl Reservoir {
         }
     }
 
+    /// Samples kept.
     pub fn len(&self) -> usize {
         self.samples.len()
     }
 
+    /// Whether nothing was sampled yet.
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
     }
@@ -173,6 +177,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A collector with nothing recorded, its uptime starting now.
     pub fn new() -> Self {
         Metrics {
             started: Instant::now(),
@@ -210,6 +215,7 @@ impl Metrics {
         routes.entry(key.to_owned()).or_default().clone()
     }
 
+    /// Counts one finished request: totals, per route and endpoint, and the Prometheus series.
     pub fn record(&self, e: &RequestEvent) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.errors
@@ -303,6 +309,8 @@ impl Metrics {
         self.prom.set_guardrail(pattern, action, value);
     }
 
+    /// Sets the `component_events` gauge of `component` (`ledger`, `observe_<sink>`) in `state`
+    /// (`written`, `dropped`, …).
     pub fn set_state(&self, component: &str, state: &str, value: u64) {
         self.prom
             .set_state(component, state, value.min(i64::MAX as u64) as i64);

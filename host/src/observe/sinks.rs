@@ -19,6 +19,7 @@ use super::event::RequestEvent;
 pub trait ObserveCallback: Send + Sync + 'static {
     /// A short name for logs and counters.
     fn name(&self) -> &str;
+    /// Receives a batch of events, oldest first.
     fn on_events(&self, events: &[Arc<RequestEvent>]);
     /// Called once when the gateway shuts down, after the last batch.
     fn flush(&self) {}
@@ -34,9 +35,13 @@ struct Counters {
 /// One sink's counters, on `/admin/metrics` and `/metrics`.
 #[derive(Clone, Debug, Serialize)]
 pub struct SinkStats {
+    /// The sink's name.
     pub name: String,
+    /// Events the sink received without panicking.
     pub delivered: u64,
+    /// Events dropped because its queue was full.
     pub dropped: u64,
+    /// Events lost in batches whose callback panicked.
     pub panicked: u64,
 }
 
@@ -58,6 +63,7 @@ const BATCH: usize = 256;
 const LINGER: Duration = Duration::from_millis(20);
 
 impl Observers {
+    /// No sinks yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -80,6 +86,7 @@ impl Observers {
         });
     }
 
+    /// Whether no sink is registered.
     pub fn is_empty(&self) -> bool {
         self.sinks.is_empty()
     }
@@ -101,6 +108,7 @@ impl Observers {
         }
     }
 
+    /// Every sink's counters.
     pub fn stats(&self) -> Vec<SinkStats> {
         self.sinks
             .iter()

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::{ObserveCallback, RequestEvent};
 use crate::plugins::{EventUsage, GuardrailCount, ObserverPlugin, RequestEvent as PluginEvent};
 
+/// Delivers request events to an observer plugin, converted to the WIT `request-event`.
 pub struct WasmObserverSink {
     plugin: ObserverPlugin,
     name: String,

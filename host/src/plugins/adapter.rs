@@ -37,17 +37,24 @@ pub const MAX_STREAM_STATE: usize = 1 << 20;
 /// `/`, legal header names and values).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpRequest {
+    /// The HTTP method.
     pub method: http::Method,
+    /// Path and query, appended to the provider's `api_base`.
     pub path: String,
+    /// Headers to send; the host adds the credentials.
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The request body.
     pub body: Vec<u8>,
 }
 
 /// An upstream error as the adapter classified it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamError {
+    /// The HTTP status to report for it.
     pub status: u16,
+    /// What went wrong, in the adapter's words.
     pub message: String,
+    /// Another target may succeed: the host fails over.
     pub retryable: bool,
 }
 
@@ -105,14 +112,17 @@ impl AdapterPlugin {
         })))
     }
 
+    /// The plugin's manifest id.
     pub fn id(&self) -> &str {
         &self.0.info.id
     }
 
+    /// What the host knows about the plugin.
     pub fn info(&self) -> &PluginInfo {
         &self.0.info
     }
 
+    /// A snapshot of the plugin's call counters.
     pub fn stats(&self) -> super::PluginStats {
         self.0.sandbox.stats()
     }

@@ -35,7 +35,9 @@ pub enum CompileSource {
 /// Counters of cache use since the host started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
+    /// Components loaded from the cache.
     pub hits: u64,
+    /// Components compiled because the cache had none.
     pub misses: u64,
     /// Entries that existed but could not be used (and were replaced).
     pub stale: u64,

@@ -58,25 +58,35 @@ impl Direction {
 /// What the host does with a finding unless the config overrides it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
+    /// Refuse the request or cut the answer.
     Block,
+    /// Replace the match (with the finding's replacement, or a placeholder).
     Redact,
+    /// Let it through; log and count it.
     Warn,
 }
 
 /// A pattern a guardrail plugin declared.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pattern {
+    /// Unique within the plugin; findings and config keys name it.
     pub id: String,
+    /// The pattern applies to requests (upgoing).
     pub request: bool,
+    /// The pattern applies to answers (downgoing).
     pub response: bool,
+    /// What a finding does unless `guardrails.upgoing`/`downgoing` says otherwise.
     pub default_action: Action,
+    /// What the pattern looks for, for people.
     pub description: String,
     /// The regex the host runs to find candidates; `None`: the plugin's `scan` finds them.
     pub regex: Option<String>,
+    /// Upper bound on a match's length, in bytes; sizes the stream window.
     pub max_match_len: u32,
 }
 
 impl Pattern {
+    /// Whether the pattern applies to `direction`.
     pub fn applies_to(&self, direction: Direction) -> bool {
         match direction {
             Direction::Request => self.request,
@@ -89,8 +99,11 @@ impl Pattern {
 /// range of the text on character boundaries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
+    /// Index of the finding's pattern in [`GuardrailPlugin::patterns`].
     pub pattern: usize,
+    /// Byte range of the match in the text.
     pub span: Range<usize>,
+    /// Text to put in place of the match on `redact`; `None`: `[REDACTED:<pattern id>]`.
     pub replacement: Option<String>,
 }
 
@@ -164,10 +177,12 @@ impl GuardrailPlugin {
         })))
     }
 
+    /// The plugin's manifest id.
     pub fn id(&self) -> &str {
         &self.0.info.id
     }
 
+    /// What the host knows about the plugin.
     pub fn info(&self) -> &PluginInfo {
         &self.0.info
     }
@@ -183,6 +198,7 @@ impl GuardrailPlugin {
         self.0.scans[direction.index()]
     }
 
+    /// A snapshot of the plugin's call counters.
     pub fn stats(&self) -> super::PluginStats {
         self.0.sandbox.stats()
     }

@@ -25,6 +25,7 @@ pub type Adapters = HashMap<String, AdapterPlugin>;
 pub struct LoadError {
     /// The config key (`guardrails.plugins[0]`, `providers.acme.adapter`, ...).
     pub key: String,
+    /// Why it could not be loaded.
     pub error: PluginError,
 }
 
@@ -32,6 +33,7 @@ pub struct LoadError {
 pub struct LoadedPlugins {
     /// `None` when no plugin is loaded at all.
     pub host: Option<PluginHost>,
+    /// Provider-adapter plugins by provider name.
     pub adapters: Arc<Adapters>,
     /// Built-in plugins this binary was built without (see `build.rs`).
     pub missing_builtins: Vec<&'static str>,

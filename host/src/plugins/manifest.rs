@@ -24,16 +24,21 @@ use super::error::{PluginErrorKind, World};
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// The plugin's id: `[a-z0-9._-]`, unique among loaded plugins.
     pub id: String,
+    /// The plugin's version, free-form (e.g. `0.1.0`).
     pub version: String,
+    /// The world the component implements.
     pub world: World,
     /// sha256 of the component file, lowercase hex.
     pub sha256: String,
+    /// Capabilities the plugin asks for (`wall-clock`, `env:NAME`).
     #[serde(default)]
     pub capabilities: Vec<String>,
     /// ed25519 signature (hex) over [`signed_message`]`(id, sha256)`.
     #[serde(default)]
     pub signature: Option<String>,
+    /// What the plugin does, for people.
     #[serde(default)]
     pub description: Option<String>,
     /// Free-form facts recorded by the build (toolchain versions, source path).
@@ -51,6 +56,7 @@ pub enum Capability {
 }
 
 impl Capability {
+    /// Parses `wall-clock` or `env:NAME`.
     pub fn parse(s: &str) -> Result<Capability, PluginErrorKind> {
         match s {
             "wall-clock" => Ok(Capability::WallClock),
@@ -83,6 +89,7 @@ impl Manifest {
         Err(PluginErrorKind::MissingManifest(specific))
     }
 
+    /// Reads and validates the manifest at `path`.
     pub fn read(path: &Path) -> Result<Manifest, PluginErrorKind> {
         let text = std::fs::read_to_string(path).map_err(|source| PluginErrorKind::Read {
             path: path.to_owned(),
@@ -94,6 +101,7 @@ impl Manifest {
         })
     }
 
+    /// Parses and validates manifest text (`id` characters, `sha256` shape).
     pub fn parse(text: &str) -> Result<Manifest, String> {
         let m: Manifest = toml::from_str(text).map_err(|e| e.to_string())?;
         if m.id.is_empty()

@@ -100,14 +100,17 @@ impl ObserverPlugin {
         Ok(plugin)
     }
 
+    /// The plugin's manifest id.
     pub fn id(&self) -> &str {
         &self.0.info.id
     }
 
+    /// What the host knows about the plugin.
     pub fn info(&self) -> &PluginInfo {
         &self.0.info
     }
 
+    /// A snapshot of the plugin's call counters.
     pub fn stats(&self) -> super::PluginStats {
         self.0.sandbox.stats()
     }

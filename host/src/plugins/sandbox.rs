@@ -34,8 +34,11 @@ pub const MAX_LOG_LINES_PER_CALL: u32 = 16;
 /// One line a plugin logged.
 #[derive(Clone, Debug)]
 pub struct PluginLog {
+    /// The id of the plugin that wrote it.
     pub plugin: Arc<str>,
+    /// The level the plugin gave it.
     pub level: tracing::Level,
+    /// The text, cut to [`MAX_LOG_LINE`] bytes.
     pub message: String,
 }
 
@@ -71,18 +74,24 @@ pub(crate) struct Counters {
 /// A snapshot of one plugin's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PluginStats {
+    /// Calls made, failed or not.
     pub calls: u64,
+    /// Calls that trapped.
     pub traps: u64,
     /// Epoch deadlines and fuel exhaustion.
     pub deadlines: u64,
+    /// Calls stopped at the memory cap.
     pub memory: u64,
+    /// Calls whose answer broke the contract.
     pub invalid_results: u64,
     /// Instantiation failures and errors the plugin reported itself.
     pub other_failures: u64,
+    /// Log lines dropped past [`MAX_LOG_LINES_PER_CALL`].
     pub logs_dropped: u64,
 }
 
 impl PluginStats {
+    /// Failed calls of every kind.
     pub fn failures(&self) -> u64 {
         self.traps + self.deadlines + self.memory + self.invalid_results + self.other_failures
     }

@@ -10,10 +10,15 @@ use crate::config::Pricing;
 /// Pico-USD per token, per category.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PriceTable {
+    /// Pico-USD per uncached input token.
     pub no_cache: u64,
+    /// Pico-USD per input token read from the provider's cache.
     pub cache_read: u64,
+    /// Pico-USD per input token written to the provider's cache.
     pub cache_write: u64,
+    /// Pico-USD per output token that is not reasoning.
     pub text: u64,
+    /// Pico-USD per reasoning token.
     pub reasoning: u64,
 }
 
@@ -58,10 +63,15 @@ impl PriceTable {
 /// Token counts in the five billing categories; no token is in two of them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct TokenBreakdown {
+    /// Input tokens neither read from nor written to a cache.
     pub input_no_cache: u64,
+    /// Input tokens read from the provider's cache.
     pub input_cache_read: u64,
+    /// Input tokens written to the provider's cache.
     pub input_cache_write: u64,
+    /// Output tokens that are not reasoning.
     pub output_text: u64,
+    /// Output tokens spent on reasoning.
     pub output_reasoning: u64,
 }
 
@@ -78,10 +88,12 @@ impl TokenBreakdown {
         }
     }
 
+    /// All input tokens, cached or not.
     pub fn input_total(&self) -> u64 {
         self.input_no_cache + self.input_cache_read + self.input_cache_write
     }
 
+    /// All output tokens, reasoning included.
     pub fn output_total(&self) -> u64 {
         self.output_text + self.output_reasoning
     }

@@ -23,14 +23,24 @@ use super::record::SpendRecord;
 use super::store::Store;
 use crate::config::{Database, Durability, OnFull};
 
+/// Why the ledger could not open, write or read.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
+    /// `database.url` names no store the ledger can open.
     #[error("database.url {url:?}: {message}")]
-    Url { url: String, message: String },
+    Url {
+        /// The `database.url` given.
+        url: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The redb file could not be opened or used.
     #[error("redb: {0}")]
     Redb(String),
+    /// The SQL database failed.
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
+    /// The SQL schema could not be migrated.
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -38,11 +48,13 @@ pub enum LedgerError {
 /// Counters for the ledger's health, exposed on `/admin/spend/stats`.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct LedgerStats {
+    /// Rows committed since start.
     pub written: u64,
     /// Rows dropped because the queue was full (`on_full: drop_oldest`).
     pub dropped: u64,
     /// Rows lost to a failed write (the error is logged).
     pub failed: u64,
+    /// Rows waiting for the writer now.
     pub queued: u64,
 }
 
@@ -71,6 +83,8 @@ struct Inner {
     failed: AtomicU64,
 }
 
+/// The spend ledger: a queue in front of the store and the writer task that drains it in
+/// batches (`database:`).
 pub struct Ledger {
     inner: Arc<Inner>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -208,6 +222,7 @@ impl Ledger {
         let _ = rx.await;
     }
 
+    /// The ledger's health counters now.
     pub fn stats(&self) -> LedgerStats {
         let i = &self.inner;
         LedgerStats {
@@ -218,6 +233,7 @@ impl Ledger {
         }
     }
 
+    /// The store's engine: `memory`, `redb`, `sqlite`, `postgres` or `mysql`.
     pub fn engine(&self) -> &'static str {
         self.inner.store.engine()
     }

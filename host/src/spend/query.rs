@@ -7,18 +7,26 @@ use serde::{Deserialize, Serialize};
 use super::cost::TokenBreakdown;
 use super::record::SpendRecord;
 
+/// What spend is grouped by (`group_by` in `GET /admin/spend`, `--group-by` on the CLI).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GroupBy {
+    /// The caller's CAIP-10 account.
     Account,
+    /// The caller's session.
     Session,
+    /// The upstream model id.
     Model,
+    /// The provider that served the request.
     Provider,
+    /// The route (virtual model) the caller named.
     Route,
+    /// The caller's registered agent name.
     Agent,
 }
 
 impl GroupBy {
+    /// Parses the lowercase name (`account`, `session`, `model`, `provider`, `route`, `agent`).
     pub fn parse(s: &str) -> Option<GroupBy> {
         Some(match s {
             "account" => GroupBy::Account,
@@ -43,6 +51,7 @@ impl GroupBy {
         }
     }
 
+    /// The value of this column in a row.
     pub fn key_of(self, r: &SpendRecord) -> Option<String> {
         match self {
             GroupBy::Account => r.account.clone(),
@@ -58,8 +67,11 @@ impl GroupBy {
 /// Which rows to aggregate: `since <= time < until`, Unix milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SpendQuery {
+    /// What to group by.
     pub group_by: GroupBy,
+    /// Lower bound, inclusive, Unix milliseconds.
     pub since_ms: i64,
+    /// Upper bound, exclusive, Unix milliseconds.
     pub until_ms: i64,
 }
 
@@ -68,13 +80,18 @@ pub struct SpendQuery {
 pub struct SpendGroup {
     /// The group's value (`null` for rows without one, e.g. no account when auth is off).
     pub key: Option<String>,
+    /// Requests in the group.
     pub requests: u64,
+    /// Of those, requests that failed.
     pub errors: u64,
+    /// Tokens charged, by price category.
     pub tokens: TokenBreakdown,
+    /// What they cost, in nano-USD.
     pub cost_nano_usd: u64,
 }
 
 impl SpendGroup {
+    /// Adds one ledger row to the totals.
     pub fn add(&mut self, r: &SpendRecord) {
         self.requests += 1;
         self.errors += u64::from(!r.success);
@@ -117,6 +134,7 @@ pub fn sort_groups(mut groups: Vec<SpendGroup>) -> Vec<SpendGroup> {
     groups
 }
 
+/// The current time in Unix milliseconds (0 if the clock is before 1970).
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

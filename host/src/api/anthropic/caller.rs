@@ -397,6 +397,7 @@ impl Default for StreamEncoder {
 }
 
 impl StreamEncoder {
+    /// An encoder for one stream to an Anthropic Messages caller.
     pub fn new() -> Self {
         StreamEncoder {
             started: false,
@@ -468,6 +469,7 @@ impl StreamEncoder {
         );
     }
 
+    /// Appends the SSE events for `event` to `out`.
     pub fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
         match event {
             StreamEvent::Start { id, model } => self.start(id, model, out),

@@ -326,6 +326,7 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
+    /// A decoder for one Anthropic Messages stream.
     pub fn new() -> Self {
         Self::default()
     }

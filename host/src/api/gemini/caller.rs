@@ -545,6 +545,7 @@ pub struct StreamEncoder {
 }
 
 impl StreamEncoder {
+    /// An encoder for one stream to a Gemini caller.
     pub fn new() -> Self {
         Self::default()
     }
@@ -565,6 +566,7 @@ impl StreamEncoder {
         }
     }
 
+    /// Appends the SSE chunks for `event` to `out`.
     pub fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
         if self.id.is_empty() {
             self.id = crate::api::new_id("resp_");

@@ -325,10 +325,12 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
+    /// A decoder for one Gemini `streamGenerateContent` stream.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Decodes one SSE data payload (a `GenerateContentResponse` chunk).
     pub fn decode(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), DecodeError> {
         let chunk: WireResponse = serde_json::from_str(data)
             .map_err(|e| DecodeError::new("", format!("not a GenerateContentResponse: {e}")))?;

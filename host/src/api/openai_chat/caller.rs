@@ -429,6 +429,8 @@ pub struct StreamEncoder {
 }
 
 impl StreamEncoder {
+    /// An encoder for one stream to a Chat Completions caller; `include_usage` adds the final
+    /// usage chunk (`stream_options.include_usage`).
     pub fn new(include_usage: bool) -> Self {
         StreamEncoder {
             id: String::new(),
@@ -481,6 +483,7 @@ impl StreamEncoder {
         }
     }
 
+    /// Appends the SSE chunks for `event` to `out`.
     pub fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
         match event {
             StreamEvent::Start { id, model } => {

@@ -371,6 +371,7 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
+    /// A decoder for one Chat Completions stream.
     pub fn new() -> Self {
         Self::default()
     }

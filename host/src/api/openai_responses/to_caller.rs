@@ -256,6 +256,7 @@ impl Default for StreamEncoder {
 }
 
 impl StreamEncoder {
+    /// An encoder for one stream to a Responses caller.
     pub fn new() -> Self {
         Self::default()
     }
@@ -434,6 +435,7 @@ impl StreamEncoder {
         }
     }
 
+    /// Appends the SSE events for `event` to `out`.
     pub fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
         if self.done {
             return;

@@ -16,6 +16,7 @@ pub fn upstream_url(base: &str) -> String {
 }
 
 // ---------------------------------------------------------------- canonical → upstream
+/// Encodes a canonical request as an OpenAI Responses body for `model`.
 pub fn encode_request(r: &Request, model: &str) -> Value {
     let mut body = Map::new();
     let mut builtin = Vec::new();
@@ -432,6 +433,7 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
+    /// A decoder for one Responses stream.
     pub fn new() -> Self {
         Self::default()
     }
@@ -446,6 +448,7 @@ impl StreamDecoder {
         }
     }
 
+    /// Decodes one SSE data payload (the `type` inside it names the event).
     pub fn decode(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), DecodeError> {
         let e: WireEvent =
             serde_json::from_str(data).map_err(|e| DecodeError::new("", e.to_string()))?;
