@@ -6,6 +6,9 @@
 //! That signal fires when the *thread* that spawned the child exits, so children are spawned
 //! from the harness's main thread, which lives as long as the harness.
 
+// This module is the harness's Linux system calls (prctl(PR_SET_PDEATHSIG) before exec and sched_setaffinity through libc).
+#![allow(unsafe_code)]
+
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};

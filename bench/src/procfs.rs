@@ -1,6 +1,9 @@
 //! What the harness reads about processes and the machine from `/proc`: CPU time (for CPU
 //! seconds per 1,000 requests), resident memory, and the machine description in the report.
 
+// This module is the harness's Linux system calls (sysconf through libc).
+#![allow(unsafe_code)]
+
 use std::fs;
 use std::io;
 

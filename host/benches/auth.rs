@@ -41,13 +41,13 @@ fn verify(c: &mut Criterion) {
     ] {
         let t = token(&ks, ns);
         g.bench_function(format!("verify_cold_{name}"), |b| {
-            b.iter(|| auth.verify(black_box(&t), &hash, now_secs()).unwrap())
+            b.iter(|| auth.verify(black_box(&t), &hash, now_secs()).unwrap());
         });
     }
     let t = token(&ks, Namespace::Eip155);
     auth.authenticate(&t).unwrap();
     g.bench_function("verify_cached", |b| {
-        b.iter(|| auth.authenticate(black_box(&t)).unwrap())
+        b.iter(|| auth.authenticate(black_box(&t)).unwrap());
     });
     g.finish();
 }

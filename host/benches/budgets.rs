@@ -86,7 +86,7 @@ fn reserve_settle(c: &mut Criterion) {
                         .unwrap();
                     r.settle(black_box(27_500)).await.unwrap()
                 })
-            })
+            });
         });
         rt.block_on(async {
             budgets.close().await;

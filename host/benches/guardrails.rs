@@ -49,12 +49,12 @@ fn scan(c: &mut Criterion) {
         // as one automaton, plus a call into each plugin whose patterns have no regex.
         assert!(rt.block_on(engine.scan(d, &text)).is_empty());
         g.bench_function(format!("{name}, full scan"), |b| {
-            b.iter(|| rt.block_on(engine.scan(d, black_box(&text))))
+            b.iter(|| rt.block_on(engine.scan(d, black_box(&text))));
         });
         // `may_match` alone: the automaton's yes/no (a direction with plugin-scanned
         // patterns answers yes without looking, so this is not the scan's cost there).
         g.bench_function(format!("{name}, may_match only"), |b| {
-            b.iter(|| engine.may_match(d, black_box(&text)))
+            b.iter(|| engine.may_match(d, black_box(&text)));
         });
     }
     g.finish();
@@ -76,7 +76,7 @@ fn scan(c: &mut Criterion) {
             let mut tally = Tally::default();
             rt.block_on(engine.inspect_request(&mut r, &mut tally));
             black_box(tally)
-        })
+        });
     });
     let dirty = Request {
         messages: vec![Message::text(
@@ -97,7 +97,7 @@ fn scan(c: &mut Criterion) {
                 let mut tally = Tally::default();
                 rt.block_on(engine.inspect_request(&mut r, &mut tally));
                 black_box(tally)
-            })
+            });
         },
     );
 
@@ -115,7 +115,7 @@ fn scan(c: &mut Criterion) {
                     .unwrap();
             }
             black_box(out.len())
-        })
+        });
     });
 }
 

@@ -30,7 +30,7 @@ fn codecs(c: &mut Criterion) {
         b.iter(|| {
             let r = api::decode_request(Dialect::OpenAiChat, black_box(&body)).unwrap();
             serde_json::to_vec(&api::encode_request(Dialect::OpenAiChat, &r, "gpt")).unwrap()
-        })
+        });
     });
     c.bench_function(
         "openai request: decode + encode for anthropic upstream",
@@ -38,7 +38,7 @@ fn codecs(c: &mut Criterion) {
             b.iter(|| {
                 let r = api::decode_request(Dialect::OpenAiChat, black_box(&body)).unwrap();
                 serde_json::to_vec(&api::encode_request(Dialect::Anthropic, &r, "claude")).unwrap()
-            })
+            });
         },
     );
     let response = Response {
@@ -57,7 +57,7 @@ fn codecs(c: &mut Criterion) {
         b.iter(|| {
             let r = api::decode_response(Dialect::Anthropic, black_box(&anthropic)).unwrap();
             api::encode_response(Dialect::OpenAiChat, &r)
-        })
+        });
     });
 }
 
@@ -95,7 +95,7 @@ fn metrics(c: &mut Criterion) {
         guardrail_findings: Vec::new(),
     };
     c.bench_function("metrics: record one request", |b| {
-        b.iter(|| m.record(black_box(&event)))
+        b.iter(|| m.record(black_box(&event)));
     });
 }
 

@@ -61,7 +61,7 @@ fn bench(c: &mut Criterion) {
                     }
                     start.elapsed()
                 })
-            })
+            });
         });
         group.bench_function(format!("check-1-candidate/{label}"), |b| {
             b.iter_custom(|iters| {
@@ -76,7 +76,7 @@ fn bench(c: &mut Criterion) {
                     }
                     start.elapsed()
                 })
-            })
+            });
         });
         group.bench_function(format!("scan-clean-2KB/{label}"), |b| {
             let clean = "lorem ipsum dolor sit amet ".repeat(76);
@@ -92,7 +92,7 @@ fn bench(c: &mut Criterion) {
                     }
                     start.elapsed()
                 })
-            })
+            });
         });
     }
     group.finish();
@@ -172,7 +172,7 @@ fn polyglot(c: &mut Criterion) {
                         }
                         start.elapsed()
                     })
-                })
+                });
             });
         }
         group.bench_function(format!("check-1-candidate/{lang}"), |b| {
@@ -188,7 +188,7 @@ fn polyglot(c: &mut Criterion) {
                     }
                     start.elapsed()
                 })
-            })
+            });
         });
         group.bench_function(format!("scan-clean-2KB/{lang}"), |b| {
             b.iter_custom(|iters| {
@@ -203,7 +203,7 @@ fn polyglot(c: &mut Criterion) {
                     }
                     start.elapsed()
                 })
-            })
+            });
         });
         // A start-up from a warm cache: read + hash + manifest, load the compiled
         // artifact, pre-link, instantiate for configure + describe.
@@ -214,12 +214,12 @@ fn polyglot(c: &mut Criterion) {
                     h.plugins()[0].info().compiled,
                     bitrouter::plugins::CompileSource::Cache
                 );
-            })
+            });
         });
     }
     group.bench_function("cold-start-from-cache/all-four", |b| {
         let specs: Vec<PluginSpec> = POLYGLOT.iter().map(|(id, _)| spec(id)).collect();
-        b.iter(|| PluginHost::load(cached.clone(), &specs).expect("load"))
+        b.iter(|| PluginHost::load(cached.clone(), &specs).expect("load"));
     });
     group.finish();
 }
@@ -291,7 +291,7 @@ fn adapter(c: &mut Criterion) {
                 }
                 start.elapsed()
             })
-        })
+        });
     });
     group.bench_function("decode-response", |b| {
         b.iter_custom(|iters| {
@@ -307,7 +307,7 @@ fn adapter(c: &mut Criterion) {
                 }
                 start.elapsed()
             })
-        })
+        });
     });
     group.bench_function("decode-stream-6-events", |b| {
         b.iter_custom(|iters| {
@@ -324,7 +324,7 @@ fn adapter(c: &mut Criterion) {
                 }
                 start.elapsed()
             })
-        })
+        });
     });
     group.finish();
 }

@@ -284,7 +284,7 @@ impl Reservation {
                     });
                 }
                 Err(_) => {
-                    tracing::warn!(budget = %key, "no runtime to settle a budget reservation; it expires after budgets.reservation_ttl")
+                    tracing::warn!(budget = %key, "no runtime to settle a budget reservation; it expires after budgets.reservation_ttl");
                 }
             },
         }

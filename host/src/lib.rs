@@ -26,6 +26,8 @@
 //! outcome's sinks.
 
 #![warn(missing_docs)]
+// A failed `unwrap` is a panic in a request; product code says what went wrong instead.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 // In request order (blank lines keep rustfmt from sorting them).
 pub mod server;

@@ -1,6 +1,8 @@
 //! The `bitrouter` command line: parses the arguments and runs the verb. The verbs live in
 //! `cli/`, one file per group; everything they do goes through the library.
 
+#![deny(clippy::unwrap_used)]
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -31,6 +33,7 @@ struct Cli {
 /// that hangs up is an error on that connection only.
 fn quiet_on_closed_pipe() {
     // SAFETY: called once at start, before any thread exists; SIG_DFL is a valid handler.
+    #[allow(unsafe_code)]
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }

@@ -715,10 +715,10 @@ impl RelayObserver for StreamLog {
         match event {
             StreamEvent::Usage(u) => ctx.usage = Some(*u),
             StreamEvent::TextDelta(t) | StreamEvent::ReasoningDelta(t) => {
-                ctx.output_bytes += t.len() as u64
+                ctx.output_bytes += t.len() as u64;
             }
             StreamEvent::ToolCallDelta { arguments, .. } => {
-                ctx.output_bytes += arguments.len() as u64
+                ctx.output_bytes += arguments.len() as u64;
             }
             _ => {}
         }
@@ -745,7 +745,7 @@ impl RelayObserver for StreamLog {
             {
                 tracing::warn!(request_id = %row.id, error = %e, "budget settle failed");
             }
-            outcomes.ledger.record(row).await
+            outcomes.ledger.record(row).await;
         }))
     }
 }

@@ -345,7 +345,7 @@ fn build_target(
         headers.insert(name, HeaderValue::from_str(v).map_err(|_| bad(k))?);
     }
     let mut sensitive = headers.clone();
-    for (_, v) in sensitive.iter_mut() {
+    for (_, v) in &mut sensitive {
         v.set_sensitive(true);
     }
     let parse = |url: &str| {
@@ -513,7 +513,10 @@ mod tests {
         assert!(e.message().contains("/v1/models"));
         // A registry provider without a key is a clear configuration error.
         // SAFETY: no other test reads this variable.
-        unsafe { std::env::remove_var("XAI_API_KEY") };
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::remove_var("XAI_API_KEY");
+        };
         let e = router("").plan("xai:grok-4").err().unwrap();
         assert_eq!(e.kind(), ErrorKind::NotConfigured);
         assert!(e.message().contains("XAI_API_KEY"));

@@ -23,7 +23,7 @@ async fn protocol_known(stream: &tokio::net::TcpStream, within: std::time::Durat
     let mut buf = [0u8; 24];
     loop {
         match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
-            Err(_) | Ok(Err(_)) | Ok(Ok(0)) => return false,
+            Err(_) | Ok(Err(_) | Ok(0)) => return false,
             Ok(Ok(n)) if n == buf.len() || buf[..n] != H2_PREFACE[..n] => return true,
             // A partial preface: peek returns the same bytes at once (and `timeout_at` polls
             // it before its timer), so check the deadline here and wait a little.

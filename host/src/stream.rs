@@ -78,7 +78,7 @@ impl Adapted {
         for mut e in events {
             match &mut e {
                 StreamEvent::Start { model, .. } if model.is_empty() => {
-                    model.clone_from(&self.model_id)
+                    model.clone_from(&self.model_id);
                 }
                 StreamEvent::Finish(_) => self.finished = true,
                 _ => {}
@@ -300,7 +300,7 @@ impl UpstreamEvents {
                 Some(Err(e)) => return Err(e),
                 Some(Ok(event)) => {
                     *at_event = received.load(Ordering::Relaxed);
-                    Self::decode(decoder, &event.data, out)?
+                    Self::decode(decoder, &event.data, out)?;
                 }
             }
             if !out.is_empty() {

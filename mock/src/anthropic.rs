@@ -247,7 +247,7 @@ impl EventSource for Stream {
                 push_event(out, "message_delta", &event);
             }
             Step::MessageStop => {
-                push_event(out, "message_stop", &json!({ "type": "message_stop" }))
+                push_event(out, "message_stop", &json!({ "type": "message_stop" }));
             }
         }
     }

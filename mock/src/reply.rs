@@ -193,7 +193,7 @@ impl Reply {
     pub(crate) fn pieces(&self, part: Part) -> &Pieces {
         match (part, &self.content, &self.reasoning) {
             (Part::Reasoning, _, Some(r)) => r,
-            (_, Content::Text(p), _) | (_, Content::ToolCall { args: p, .. }, _) => p,
+            (_, Content::Text(p) | Content::ToolCall { args: p, .. }, _) => p,
         }
     }
 

@@ -99,9 +99,8 @@ impl Dialect {
             Dialect::Gemini => return inspect_gemini(obj),
             _ => {}
         }
-        let model = match obj.get("model").and_then(Value::as_str) {
-            Some(m) => m,
-            None => return Err(self.missing("model")),
+        let Some(model) = obj.get("model").and_then(Value::as_str) else {
+            return Err(self.missing("model"));
         };
         let messages = match obj.get("messages").and_then(Value::as_array) {
             Some(m) if !m.is_empty() => m,

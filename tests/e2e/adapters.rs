@@ -69,7 +69,7 @@ async fn openai_and_anthropic_callers_reach_a_cohere_style_upstream() {
                     {"role": "user", "content": "first"},
                     {"role": "assistant", "content": "ok"},
                     {"role": "user", "content": "hello there"},
-                ])
+                ]);
             }
             _ => {
                 body["system"] = json!("be brief");
@@ -77,7 +77,7 @@ async fn openai_and_anthropic_callers_reach_a_cohere_style_upstream() {
                     {"role": "user", "content": "first"},
                     {"role": "assistant", "content": "ok"},
                     {"role": "user", "content": "hello there"},
-                ])
+                ]);
             }
         }
         let r = post(&gw, path, &body).await;

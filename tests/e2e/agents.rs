@@ -445,7 +445,7 @@ async fn postgres_cards() {
     let db = Scratch::postgres("bitrouter_cards").await;
     let url = db.url().to_owned();
     exercise_sql(&url, async |account: &str| {
-        tamper_on_server(&url, account).await
+        tamper_on_server(&url, account).await;
     })
     .await;
     db.drop().await;
@@ -456,7 +456,7 @@ async fn mysql_cards() {
     let db = Scratch::mysql("bitrouter_cards").await;
     let url = db.url().to_owned();
     exercise_sql(&url, async |account: &str| {
-        tamper_on_server(&url, account).await
+        tamper_on_server(&url, account).await;
     })
     .await;
     db.drop().await;

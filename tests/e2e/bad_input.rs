@@ -272,7 +272,7 @@ async fn missing_and_invalid_fields_say_what_is_wrong() {
                         {"role": "user", "content": "a"},
                         {"role": "assistant", "content": "b"},
                         {"role": "robot", "content": "c"}
-                    ])
+                    ]);
                 }),
                 vec!["messages[2].role", "robot"],
             ),
@@ -414,7 +414,7 @@ fn body_of_len(dialect: &str, len: usize) -> Vec<u8> {
         "cannot make a {len}-byte body; the minimum is {base_len}"
     );
     let body = body_with(dialect, |v| {
-        v["messages"][0]["content"] = json!("x".repeat(len - base_len))
+        v["messages"][0]["content"] = json!("x".repeat(len - base_len));
     });
     let bytes = body.to_string().into_bytes();
     assert_eq!(bytes.len(), len);
@@ -639,7 +639,7 @@ async fn read_until_closed(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool
     loop {
         match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
             Err(_) => return (out, false),
-            Ok(Ok(0)) | Ok(Err(_)) => return (out, true),
+            Ok(Ok(0) | Err(_)) => return (out, true),
             Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
         }
     }

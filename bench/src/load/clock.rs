@@ -3,6 +3,9 @@
 //! add up to a millisecond of send jitter — ten times the latency budget being measured — so
 //! open-loop sends wait on a Linux `timerfd` armed at an absolute time instead.
 
+// This module is the harness's Linux system calls (timerfd, clock_gettime and prctl through libc).
+#![allow(unsafe_code)]
+
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 

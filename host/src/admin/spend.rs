@@ -30,15 +30,15 @@ pub fn parse_spend_query(query: Option<&str>) -> Result<SpendQuery, Error> {
                     Error::bad_request(format!(
                         "group_by: expected account, session, model, provider, route or agent, found {v:?}"
                     ))
-                })?
+                })?;
             }
             "since" => {
                 q.since_ms =
-                    parse_time(&v).map_err(|m| Error::bad_request(format!("since: {m}")))?
+                    parse_time(&v).map_err(|m| Error::bad_request(format!("since: {m}")))?;
             }
             "until" => {
                 q.until_ms =
-                    parse_time(&v).map_err(|m| Error::bad_request(format!("until: {m}")))?
+                    parse_time(&v).map_err(|m| Error::bad_request(format!("until: {m}")))?;
             }
             other => {
                 return Err(Error::bad_request(format!(

@@ -97,7 +97,7 @@ fn part(p: &Part, b: &mut InputBound) {
     match p {
         Part::Text { text, extra } => b.tokens += text.len() as u64 + extra_bytes(extra),
         Part::Reasoning { text, signature } => {
-            b.tokens += (text.len() + signature.as_ref().map_or(0, String::len)) as u64
+            b.tokens += (text.len() + signature.as_ref().map_or(0, String::len)) as u64;
         }
         Part::ToolCall(c) => b.tokens += (c.id.len() + c.name.len() + c.arguments.len()) as u64,
         Part::ToolResult { content, extra, .. } => {

@@ -378,7 +378,7 @@ pub fn resolve_plugins(
     let mut p = Plugins::default();
     match section.cache_dir {
         None => {}
-        Some(serde_yaml::Value::Bool(false)) | Some(serde_yaml::Value::Null) => p.cache_dir = None,
+        Some(serde_yaml::Value::Bool(false) | serde_yaml::Value::Null) => p.cache_dir = None,
         Some(serde_yaml::Value::String(s)) => {
             let s = expand(&s);
             p.cache_dir = Some(match (s.strip_prefix("~/"), std::env::var_os("HOME")) {

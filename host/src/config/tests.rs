@@ -57,6 +57,7 @@ fn database_flush_interval_defaults_and_bounds() {
 #[test]
 fn env_expansion_and_env_prefix() {
     // SAFETY: tests in this module use variable names no other test touches.
+    #[allow(unsafe_code)]
     unsafe {
         std::env::set_var("BR_TEST_KEY_1", "from-env");
         std::env::set_var("BRTESTPFX_API_KEY", "prefixed");

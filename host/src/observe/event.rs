@@ -42,7 +42,7 @@ pub struct RequestEvent {
     /// The name on the caller's registered agent card, when its account has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
-    /// The caller's dialect: `openai` or `anthropic`.
+    /// The caller's dialect, as `api_protocol` names it: `openai`, `openai_responses`, `anthropic` or `google`.
     pub dialect: &'static str,
     /// The caller asked for a stream.
     pub stream: bool,

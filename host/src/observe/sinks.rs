@@ -97,7 +97,7 @@ impl Observers {
             if let Some(tx) = &s.tx {
                 match tx.try_send(event.clone()) {
                     Ok(()) => {}
-                    Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                    Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                         let n = s.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                         if n.is_power_of_two() {
                             tracing::warn!(sink = %s.name, dropped = n, "observer sink is not keeping up; events dropped");

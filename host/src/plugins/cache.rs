@@ -117,7 +117,9 @@ impl CompileCache {
             // the same compatibility hash (it is in the file name), in a directory only the
             // gateway's user can write (see the module docs). wasmtime still checks the
             // header and refuses artifacts from another version or configuration.
-            match unsafe { Component::deserialize_file(engine, &path) } {
+            #[allow(unsafe_code)]
+            let loaded = unsafe { Component::deserialize_file(engine, &path) };
+            match loaded {
                 Ok(component) => {
                     self.hits.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(plugin, path = %path.display(), "compiled component loaded from cache");

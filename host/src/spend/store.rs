@@ -380,6 +380,7 @@ async fn redb_background<T: Send + 'static>(
             .name("ledger-writer".into())
             .spawn(move || {
                 #[cfg(target_os = "linux")]
+                #[allow(unsafe_code)]
                 // SAFETY: setpriority only reads its integer arguments; `who` 0 is this
                 // thread on Linux (nice is per thread there). Failure leaves nice 0.
                 unsafe {

@@ -397,7 +397,7 @@ impl StreamDecoder {
                     Some("text_delta") => out.push(StreamEvent::TextDelta(s("text"))),
                     Some("thinking_delta") => out.push(StreamEvent::ReasoningDelta(s("thinking"))),
                     Some("signature_delta") => {
-                        out.push(StreamEvent::ReasoningSignature(s("signature")))
+                        out.push(StreamEvent::ReasoningSignature(s("signature")));
                     }
                     Some("input_json_delta") => {
                         if let Some(tool) = self.tool_index(index) {
@@ -429,7 +429,7 @@ impl StreamDecoder {
             }
             WireEvent::MessageStop => self.finished = true,
             WireEvent::Error { error } => {
-                out.push(StreamEvent::Error(crate::api::error_message(&error)))
+                out.push(StreamEvent::Error(crate::api::error_message(&error)));
             }
             WireEvent::Ping | WireEvent::Unknown => {}
         }

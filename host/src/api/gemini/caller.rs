@@ -139,10 +139,10 @@ pub fn decode_request(body: &[u8], model: &str, stream: bool) -> Result<Request,
     for (i, c) in wire.contents.into_iter().enumerate() {
         let at = format!("contents[{i}]");
         let role = match c.role.as_deref() {
-            None | Some("user") | Some("") => Role::User,
+            None | Some("user" | "") => Role::User,
             Some("model") => Role::Assistant,
             // Older clients send function results as role "function".
-            Some("function") | Some("tool") => Role::User,
+            Some("function" | "tool") => Role::User,
             Some(other) => {
                 return Err(DecodeError::new(
                     format!("{at}.role"),
@@ -580,7 +580,7 @@ impl StreamEncoder {
             }
             StreamEvent::TextDelta(t) => self.chunk(vec![json!({"text": t})], out),
             StreamEvent::ReasoningDelta(t) => {
-                self.chunk(vec![json!({"text": t, "thought": true})], out)
+                self.chunk(vec![json!({"text": t, "thought": true})], out);
             }
             StreamEvent::ReasoningSignature(_) => {}
             StreamEvent::ToolCallStart { index, id, name } => {

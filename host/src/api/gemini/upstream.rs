@@ -353,10 +353,10 @@ impl StreamDecoder {
             {
                 match p {
                     Part::Text { text, .. } if !text.is_empty() => {
-                        out.push(StreamEvent::TextDelta(text))
+                        out.push(StreamEvent::TextDelta(text));
                     }
                     Part::Reasoning { text, .. } if !text.is_empty() => {
-                        out.push(StreamEvent::ReasoningDelta(text))
+                        out.push(StreamEvent::ReasoningDelta(text));
                     }
                     Part::ToolCall(call) => {
                         let index = self.next_tool;
