@@ -329,6 +329,21 @@ pub fn upstream_auth_headers(
     Ok(out)
 }
 
+/// The caller's headers an upstream of the same dialect understands and should see
+/// (Anthropic's `anthropic-beta`, which switches features on).
+pub fn passthrough_headers(dialect: Dialect, headers: &http::HeaderMap) -> http::HeaderMap {
+    let mut out = http::HeaderMap::new();
+    if dialect == Dialect::Anthropic
+        && let Some(v) = headers.get(anthropic::BETA_HEADER)
+    {
+        out.insert(
+            http::HeaderName::from_static(anthropic::BETA_HEADER),
+            v.clone(),
+        );
+    }
+    out
+}
+
 /// The dialect a request without a decodable body most likely speaks, from its path and
 /// headers: what shape its errors (404, 405, 401) and model lists take.
 pub fn guess_dialect(headers: &http::HeaderMap, path: &str) -> Dialect {

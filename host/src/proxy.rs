@@ -2,6 +2,10 @@
 //! in order (failing over on transport errors, timeouts, 429 and 5xx — for streams, until
 //! the first event is in hand), and answer in the caller's dialect.
 
+mod stream_log;
+
+use stream_log::{Health, StreamLog};
+
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
@@ -11,8 +15,6 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 
 use std::sync::Arc;
-
-use futures_util::future::BoxFuture;
 
 use crate::api::{self, StreamEncoder};
 use crate::budget::{BudgetError, Budgets};
@@ -24,7 +26,7 @@ use crate::outcome::Outcomes;
 use crate::plugins::{AdapterPlugin, Adapters};
 use crate::respond::{Body, error_response, json_response};
 use crate::router::{Protocol, Router, Target};
-use crate::stream::{Gather, Relay, RelayObserver, UpstreamEvents};
+use crate::stream::{Gather, Relay, UpstreamEvents};
 use crate::upstream::{Upstream, read_body};
 
 /// Handles model calls for every dialect.
@@ -224,7 +226,7 @@ impl Proxy {
         {
             return self.fail(&mut ctx, e).await;
         }
-        let extra_headers = passthrough_headers(dialect, headers);
+        let extra_headers = api::passthrough_headers(dialect, headers);
         let adapters = self.adapters();
         let mut last_error = None;
         for target in &plan.targets {
@@ -663,112 +665,6 @@ impl Proxy {
     }
 }
 
-/// The endpoint that answered, whose health the answer's end reports.
-struct Health {
-    target: Arc<Target>,
-    cooldown: crate::config::Cooldown,
-}
-
-impl Health {
-    /// A stream reports when it ends: one that started and then broke, stalled or sent an
-    /// error counts against its endpoint like a refused request, so an endpoint that cuts
-    /// every stream cools down instead of keeping the traffic.
-    fn stream_ended(&self, outcome: Result<(), &Error>) {
-        match outcome {
-            Ok(()) => self.target.record_success(),
-            Err(e) if is_endpoint_failure(e) => self.target.record_failure(self.cooldown),
-            // The caller left, or the firewall stopped the answer: not the endpoint's doing.
-            Err(_) => {}
-        }
-    }
-}
-
-/// Whether a failure after the answer started is the endpoint's: the kinds failover
-/// treats as the endpoint's before the first byte.
-fn is_endpoint_failure(e: &Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::Transport
-            | ErrorKind::Timeout
-            | ErrorKind::RateLimited
-            | ErrorKind::Provider
-            | ErrorKind::BadUpstreamResponse
-    )
-}
-
-/// Accounts for a stream when it ends, or when the caller hangs up first.
-struct StreamLog {
-    ctx: Option<RequestContext>,
-    outcomes: Arc<Outcomes>,
-    health: Health,
-}
-
-impl RelayObserver for StreamLog {
-    fn guarded(&mut self, tally: &Tally) {
-        if let Some(ctx) = self.ctx.as_mut() {
-            ctx.guardrail.merge(tally);
-        }
-    }
-
-    fn event(&mut self, event: &StreamEvent) {
-        let Some(ctx) = self.ctx.as_mut() else { return };
-        match event {
-            StreamEvent::Usage(u) => ctx.usage = Some(*u),
-            StreamEvent::TextDelta(t) | StreamEvent::ReasoningDelta(t) => {
-                ctx.output_bytes += t.len() as u64;
-            }
-            StreamEvent::ToolCallDelta { arguments, .. } => {
-                ctx.output_bytes += arguments.len() as u64;
-            }
-            _ => {}
-        }
-    }
-
-    fn end(&mut self, outcome: Result<(), &Error>) -> Option<BoxFuture<'static, ()>> {
-        let mut ctx = self.ctx.take()?;
-        ctx.complete = outcome.is_ok();
-        self.health.stream_ended(outcome);
-        if let (Err(e), Some(last)) = (outcome, ctx.attempts.last_mut()) {
-            // The attempt that answered is the one that failed.
-            last.error = Some(AttemptError {
-                kind: e.kind(),
-                status: e.upstream().map(|u| u.status.as_u16()),
-                message: e.message().to_owned(),
-            });
-        }
-        let row = self.outcomes.finish(&ctx, 200, outcome.err());
-        let outcomes = self.outcomes.clone();
-        let budget = ctx.budget.take();
-        Some(Box::pin(async move {
-            if let Some(r) = budget
-                && let Err(e) = r.settle(row.cost_nano_usd).await
-            {
-                tracing::warn!(request_id = %row.id, error = %e, "budget settle failed");
-            }
-            outcomes.ledger.record(row).await;
-        }))
-    }
-}
-
-impl Drop for StreamLog {
-    fn drop(&mut self) {
-        if let Some(ctx) = self.ctx.take() {
-            // The caller is gone, so nothing can wait for the write.
-            let e = Error::new(
-                ErrorKind::ClientClosed,
-                "the caller closed the stream before it ended; upstream request cancelled",
-            );
-            let mut ctx = ctx;
-            let row = self.outcomes.finish(&ctx, 499, Some(&e));
-            // Charged for what was produced before the caller left.
-            if let Some(r) = ctx.budget.take() {
-                r.settle_detached(row.cost_nano_usd);
-            }
-            self.outcomes.ledger.record_now(row);
-        }
-    }
-}
-
 /// `x-bitrouter-budget-remaining`: micro-USD left of the caller's budget.
 fn budget_header(response: &mut Response<Body>, remaining: Option<u64>) {
     if let Some(left) = remaining {
@@ -812,15 +708,4 @@ fn same_dialect_headers(upstream: Dialect, dialect: Dialect, extra: &HeaderMap) 
     } else {
         HeaderMap::new()
     }
-}
-
-/// Caller headers an upstream of the same dialect understands and should see.
-fn passthrough_headers(dialect: Dialect, headers: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    if dialect == Dialect::Anthropic
-        && let Some(v) = headers.get("anthropic-beta")
-    {
-        out.insert(HeaderName::from_static("anthropic-beta"), v.clone());
-    }
-    out
 }

@@ -14,4 +14,7 @@ pub use upstream::*;
 
 use crate::canonical::Dialect;
 
+/// The header Google's SDKs send the API key in; it marks a caller of this dialect.
+pub const KEY_HEADER: &str = "x-goog-api-key";
+
 const DIALECT: Dialect = Dialect::Gemini;

@@ -45,26 +45,6 @@ pub(super) struct WireMessage {
     rest: Map<String, Value>,
 }
 
-/// Anthropic's API version this gateway speaks upstream, whatever the caller sent.
-pub const API_VERSION: &str = "2023-06-01";
-
-/// The header Anthropic takes the API key in.
-pub const KEY_HEADER: &str = "x-api-key";
-
-/// Where an Anthropic upstream is called: `{api_base}/v1/messages`, or `{api_base}/messages`
-/// when the base already ends in `/v1`.
-pub fn upstream_url(base: &str) -> String {
-    if base.ends_with("/v1") {
-        format!("{base}/messages")
-    } else {
-        format!("{base}/v1/messages")
-    }
-}
-
-/// The header every Anthropic client sends; it marks a caller of this dialect on routes
-/// shared with OpenAI's (`GET /v1/models`).
-pub const VERSION_HEADER: &str = "anthropic-version";
-
 /// One model in Anthropic's `GET /v1/models` shape.
 pub fn model_object(id: &str) -> Value {
     json!({"type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z"})

@@ -9,6 +9,16 @@ use crate::canonical::{
     Extra, FinishReason, ImageSource, Part, Request, Response, Role, StreamEvent, ToolChoice, Usage,
 };
 
+/// Where an Anthropic upstream is called: `{api_base}/v1/messages`, or `{api_base}/messages`
+/// when the base already ends in `/v1`.
+pub fn upstream_url(base: &str) -> String {
+    if base.ends_with("/v1") {
+        format!("{base}/messages")
+    } else {
+        format!("{base}/v1/messages")
+    }
+}
+
 // ---------------------------------------------------------------- canonical → upstream
 
 /// Encodes a canonical request as an Anthropic Messages body for `model`.

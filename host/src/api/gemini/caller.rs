@@ -72,18 +72,6 @@ impl CallIds {
     }
 }
 
-/// Where a Gemini upstream is called for `model_id`, and where it streams (another method
-/// with `alt=sse`). A `/` inside a model id (tuned models) stays.
-pub fn upstream_urls(base: &str, model_id: &str) -> (String, String) {
-    (
-        format!("{base}/models/{model_id}:generateContent"),
-        format!("{base}/models/{model_id}:streamGenerateContent?alt=sse"),
-    )
-}
-
-/// The header Google's SDKs send the API key in; it marks a caller of this dialect.
-pub const KEY_HEADER: &str = "x-goog-api-key";
-
 /// Parses a Gemini method path, `/v1beta/models/{model}:generateContent` (or
 /// `:streamGenerateContent`). `None`: not a Gemini method path. The model may hold `:`
 /// (`provider:model_id`) and `/`, so only the last `:` separates the method.

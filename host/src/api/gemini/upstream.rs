@@ -12,6 +12,15 @@ use crate::canonical::{
     ToolChoice, Usage,
 };
 
+/// Where a Gemini upstream is called for `model_id`, and where it streams (another method
+/// with `alt=sse`). A `/` inside a model id (tuned models) stays.
+pub fn upstream_urls(base: &str, model_id: &str) -> (String, String) {
+    (
+        format!("{base}/models/{model_id}:generateContent"),
+        format!("{base}/models/{model_id}:streamGenerateContent?alt=sse"),
+    )
+}
+
 // ---------------------------------------------------------------- canonical → upstream
 
 /// A MIME type for an image URL, from its extension; Gemini's `fileData` wants one.

@@ -102,11 +102,6 @@ pub(super) struct WireFunction {
     rest: Map<String, Value>,
 }
 
-/// Where a chat upstream is called: `{api_base}/chat/completions`.
-pub fn upstream_url(base: &str) -> String {
-    format!("{base}/chat/completions")
-}
-
 /// One model in OpenAI's `GET /v1/models` shape.
 pub fn model_object(id: &str, owner: &str) -> Value {
     json!({"id": id, "object": "model", "created": 0, "owned_by": owner})

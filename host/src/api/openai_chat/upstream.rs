@@ -12,6 +12,11 @@ use crate::canonical::{
 };
 use crate::error::ErrorKind;
 
+/// Where a chat upstream is called: `{api_base}/chat/completions`.
+pub fn upstream_url(base: &str) -> String {
+    format!("{base}/chat/completions")
+}
+
 // ---------------------------------------------------------------- canonical → upstream
 
 /// Encodes a canonical request as an OpenAI Chat Completions body for `model`.
