@@ -188,6 +188,39 @@ pub(crate) fn tool_declaration(
     o
 }
 
+/// Decodes each element of a JSON array, naming the failing element's index in the error.
+pub(crate) fn decode_each<T>(
+    items: Vec<Value>,
+    mut decode: impl FnMut(Value) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| decode(v).map_err(|e| e.at(format!("[{i}]"))))
+        .collect()
+}
+
+/// The request's sampling settings under a dialect's names for temperature, top-p and
+/// stop sequences (`None`: the dialect has no stop sequences); unset ones stay out.
+pub(crate) fn insert_sampling(
+    obj: &mut serde_json::Map<String, Value>,
+    r: &Request,
+    [temperature, top_p]: [&str; 2],
+    stop: Option<&str>,
+) {
+    if let Some(t) = r.temperature {
+        obj.insert(temperature.into(), t.into());
+    }
+    if let Some(t) = r.top_p {
+        obj.insert(top_p.into(), t.into());
+    }
+    if let Some(key) = stop
+        && !r.stop.is_empty()
+    {
+        obj.insert(key.into(), r.stop.clone().into());
+    }
+}
+
 pub(crate) fn new_id(prefix: &str) -> String {
     format!(
         "{prefix}{:016x}{:08x}",

@@ -177,11 +177,7 @@ pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
 pub(super) fn decode_content(content: Value) -> Result<Vec<Part>, DecodeError> {
     match content {
         Value::String(s) => Ok(vec![Part::text(s)]),
-        Value::Array(blocks) => blocks
-            .into_iter()
-            .enumerate()
-            .map(|(i, b)| decode_block(b).map_err(|e| e.at(format!("[{i}]"))))
-            .collect(),
+        Value::Array(blocks) => crate::api::decode_each(blocks, decode_block),
         other => Err(DecodeError::new(
             "",
             format!(

@@ -92,15 +92,12 @@ pub fn encode_request(r: &Request, model: &str) -> Value {
         "max_tokens".into(),
         r.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS).into(),
     );
-    if let Some(t) = r.temperature {
-        body.insert("temperature".into(), t.into());
-    }
-    if let Some(t) = r.top_p {
-        body.insert("top_p".into(), t.into());
-    }
-    if !r.stop.is_empty() {
-        body.insert("stop_sequences".into(), r.stop.clone().into());
-    }
+    crate::api::insert_sampling(
+        &mut body,
+        r,
+        ["temperature", "top_p"],
+        Some("stop_sequences"),
+    );
     if !r.tools.is_empty() && r.tool_choice != Some(ToolChoice::None) {
         let tools = r
             .tools

@@ -338,11 +338,7 @@ pub(super) fn decode_tool_config(cfg: &Value) -> Result<Option<ToolChoice>, Deco
 }
 
 pub(super) fn decode_parts(parts: Vec<Value>, ids: &mut CallIds) -> Result<Vec<Part>, DecodeError> {
-    parts
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| decode_part(p, ids).map_err(|e| e.at(format!("[{i}]"))))
-        .collect()
+    crate::api::decode_each(parts, |p| decode_part(p, ids))
 }
 
 pub(super) fn str_field(obj: &Map<String, Value>, key: &str) -> Option<String> {

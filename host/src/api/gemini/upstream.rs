@@ -169,15 +169,12 @@ pub fn encode_request(r: &Request, _model: &str) -> Value {
     if let Some(n) = r.max_tokens {
         generation.insert("maxOutputTokens".into(), n.into());
     }
-    if let Some(t) = r.temperature {
-        generation.insert("temperature".into(), t.into());
-    }
-    if let Some(t) = r.top_p {
-        generation.insert("topP".into(), t.into());
-    }
-    if !r.stop.is_empty() {
-        generation.insert("stopSequences".into(), r.stop.clone().into());
-    }
+    crate::api::insert_sampling(
+        &mut generation,
+        r,
+        ["temperature", "topP"],
+        Some("stopSequences"),
+    );
     if !generation.is_empty() {
         body.insert("generationConfig".into(), Value::Object(generation));
     }

@@ -256,11 +256,7 @@ pub(super) fn decode_content(content: Option<Value>) -> Result<Vec<Part>, Decode
     match content {
         None | Some(Value::Null) => Ok(vec![]),
         Some(Value::String(s)) => Ok(vec![Part::text(s)]),
-        Some(Value::Array(parts)) => parts
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| decode_part(p).map_err(|e| e.at(format!("[{i}]"))))
-            .collect(),
+        Some(Value::Array(parts)) => crate::api::decode_each(parts, decode_part),
         Some(other) => Err(DecodeError::new(
             "",
             format!(

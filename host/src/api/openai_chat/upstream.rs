@@ -41,15 +41,7 @@ pub fn encode_request(r: &Request, model: &str) -> Value {
         };
         body.insert(field.into(), n.into());
     }
-    if let Some(t) = r.temperature {
-        body.insert("temperature".into(), t.into());
-    }
-    if let Some(t) = r.top_p {
-        body.insert("top_p".into(), t.into());
-    }
-    if !r.stop.is_empty() {
-        body.insert("stop".into(), r.stop.clone().into());
-    }
+    crate::api::insert_sampling(&mut body, r, ["temperature", "top_p"], Some("stop"));
     if !r.tools.is_empty() {
         let tools = r
             .tools

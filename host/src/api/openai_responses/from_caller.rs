@@ -323,11 +323,7 @@ fn decode_message(mut obj: Map<String, Value>) -> Result<Message, DecodeError> {
 }
 
 fn decode_parts(parts: Vec<Value>) -> Result<Vec<Part>, DecodeError> {
-    parts
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| decode_part(p).map_err(|e| e.at(format!("[{i}]"))))
-        .collect()
+    crate::api::decode_each(parts, decode_part)
 }
 
 fn decode_part(part: Value) -> Result<Part, DecodeError> {

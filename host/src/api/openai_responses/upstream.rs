@@ -50,12 +50,8 @@ pub fn encode_request(r: &Request, model: &str) -> Value {
     if let Some(n) = r.max_tokens {
         body.insert("max_output_tokens".into(), n.into());
     }
-    if let Some(t) = r.temperature {
-        body.insert("temperature".into(), t.into());
-    }
-    if let Some(t) = r.top_p {
-        body.insert("top_p".into(), t.into());
-    }
+    // Responses has no stop sequences.
+    crate::api::insert_sampling(&mut body, r, ["temperature", "top_p"], None);
     let mut tools: Vec<Value> = r
         .tools
         .iter()
