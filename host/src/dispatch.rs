@@ -81,7 +81,7 @@ impl Gateway {
                 let doc = crate::admin::metrics_document(
                     outcomes,
                     &self.proxy.guardrails(),
-                    self.config.guardrails.enabled,
+                    self.guardrails_enabled(),
                 );
                 json_response(StatusCode::OK, doc.to_string())
             }

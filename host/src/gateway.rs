@@ -27,6 +27,8 @@ pub struct Gateway {
     firewall: std::sync::Mutex<Firewall>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// `guardrails.enabled` of the config the loaded plugins came from (a reload re-reads it).
+    guardrails_enabled: std::sync::atomic::AtomicBool,
     pub(crate) started: Instant,
     /// See `set_caller_for_tests`.
     pub(crate) test_caller: std::sync::RwLock<Option<Arc<crate::caller::Caller>>>,
@@ -85,6 +87,7 @@ impl Gateway {
             agents: Arc::new(agents),
             firewall: std::sync::Mutex::new(firewall),
             reloading: tokio::sync::Mutex::new(()),
+            guardrails_enabled: config.guardrails.enabled.into(),
             config,
             started: Instant::now(),
             auth,
@@ -134,16 +137,30 @@ impl Gateway {
         crate::admin::plugins_document(&firewall.plugins, &self.proxy.guardrails())
     }
 
-    /// Reloads every plugin from disk (the config is not re-read) and swaps the firewall in
-    /// at once. Requests in flight finish with the old plugins; on failure the old ones stay
-    /// and the error says why. Unchanged components come from the compile cache.
+    /// Whether the guardrails of the loaded configuration are on.
+    pub fn guardrails_enabled(&self) -> bool {
+        self.guardrails_enabled
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Re-reads the config file's `guardrails` and `plugins` sections (the rest needs a
+    /// restart), reloads every plugin from disk, and swaps the firewall in at once — all or
+    /// nothing: requests in flight finish with the old plugins; on any failure (a config
+    /// error with its file, line and key, a plugin that does not load or verify, a version
+    /// older than the one running) the old set stays and the error says why. Unchanged
+    /// components come from the compile cache.
     pub async fn reload_plugins(self: &Arc<Self>) -> Result<serde_json::Value, Error> {
         let _one = self.reloading.lock().await;
         let this = self.clone();
-        let loaded = tokio::task::spawn_blocking(move || guardrails::load(&this.config))
+        let loaded = tokio::task::spawn_blocking(move || this.load_again())
             .await
             .map_err(|e| Error::new(ErrorKind::Plugin, format!("plugin reload failed: {e}")))?;
-        let firewall = loaded.map_err(|e| {
+        let checked = loaded.and_then(|(firewall, enabled)| {
+            let f = self.firewall.lock().unwrap_or_else(|p| p.into_inner());
+            refuse_rollback(&f, &firewall)?;
+            Ok((firewall, enabled))
+        });
+        let (firewall, enabled) = checked.map_err(|e| {
             tracing::warn!(error = %e, "plugin reload failed; keeping the loaded plugins");
             Error::new(
                 ErrorKind::Plugin,
@@ -166,6 +183,8 @@ impl Gateway {
         self.proxy.set_guardrails(firewall.engine.clone());
         self.proxy.set_adapters(firewall.plugins.adapters.clone());
         *self.firewall.lock().unwrap_or_else(|p| p.into_inner()) = firewall;
+        self.guardrails_enabled
+            .store(enabled, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(changed = ?changed, "plugins reloaded");
         let mut doc = self.plugins_json();
         doc["changed"] = json!(changed);
@@ -178,6 +197,51 @@ impl Gateway {
         self.proxy.outcomes.close(grace).await;
         self.proxy.budgets.close().await;
     }
+}
+
+impl Gateway {
+    /// The plugins of the config file as it is now: its `guardrails` and `plugins` sections
+    /// over the running config (the built-in defaults have no file to re-read).
+    fn load_again(&self) -> Result<(Firewall, bool), String> {
+        let mut config = self.config.clone();
+        if let Some(path) = &self.config.source {
+            let fresh = Config::load(path).map_err(|e| e.to_string())?;
+            config.guardrails = fresh.guardrails;
+            config.plugins = fresh.plugins;
+        }
+        let firewall = load_firewall(&config).map_err(|e| e.message().to_owned())?;
+        Ok((firewall, config.guardrails.enabled))
+    }
+}
+
+/// Rollback protection: a plugin whose new version is older than the one running is refused,
+/// unless the config pins its component by sha256 (that exact build is wanted). Versions
+/// compare as semver; a version that is not semver is not compared.
+fn refuse_rollback(running: &Firewall, next: &Firewall) -> Result<(), String> {
+    for p in next.plugins.iter() {
+        let new = p.info();
+        let Some(old) = running
+            .plugins
+            .iter()
+            .map(|o| o.info())
+            .find(|o| o.id == new.id)
+        else {
+            continue;
+        };
+        let (Ok(was), Ok(now)) = (
+            semver::Version::parse(&old.version),
+            semver::Version::parse(&new.version),
+        ) else {
+            continue;
+        };
+        if now < was && !new.pinned {
+            return Err(format!(
+                "plugin `{}`: version {now} is older than the running {was}; a rollback needs the config to pin it by sha256 (`sha256: {}`)",
+                new.id, new.sha256
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The plugins the config names, as an error that names the config file.

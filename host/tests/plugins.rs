@@ -489,13 +489,13 @@ fn signatures_are_mandatory_with_trusted_keys() {
         trusted_keys: vec![bitrouter::plugins::public_key_hex(&KEY)],
         ..config()
     };
-    let sha = bitrouter::plugins::sha256_hex(&std::fs::read(built("confidential-ids")).unwrap());
 
     let err = load_err(trusted.clone(), spec("confidential-ids"));
     assert!(matches!(err.kind, PluginErrorKind::Unsigned), "{err}");
 
     let wrong_key = stage("confidential-ids", |t| {
-        let sig = bitrouter::plugins::sign(&[1; 32], "confidential-ids", &sha);
+        let m = bitrouter::plugins::Manifest::parse(&t.to_string()).unwrap();
+        let sig = bitrouter::plugins::sign(&[1; 32], &m);
         t.insert("signature".into(), sig.into());
     });
     let err = load_err(trusted.clone(), PluginSpec::new(&wrong_key.wasm));
@@ -514,7 +514,8 @@ fn signatures_are_mandatory_with_trusted_keys() {
     );
 
     let signed = stage("confidential-ids", |t| {
-        let sig = bitrouter::plugins::sign(&KEY, "confidential-ids", &sha);
+        let m = bitrouter::plugins::Manifest::parse(&t.to_string()).unwrap();
+        let sig = bitrouter::plugins::sign(&KEY, &m);
         t.insert("signature".into(), sig.into());
     });
     PluginHost::load(trusted, &[PluginSpec::new(&signed.wasm)]).unwrap();

@@ -14,7 +14,7 @@ use crate::harness::*;
 
 const SECRET: &str = "myapp_ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
 
-fn plugin(id: &str) -> String {
+pub(crate) fn plugin(id: &str) -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/plugins/{id}.wasm"));
     assert!(
         p.is_file(),
@@ -26,7 +26,7 @@ fn plugin(id: &str) -> String {
 
 /// The seed's guardrail example, with the mock as the provider. Built-in patterns off so
 /// these tests exercise the config's own patterns only (the built-ins have their own file).
-fn config(mock: &MockServer, guardrails: &str) -> String {
+pub(crate) fn config(mock: &MockServer, guardrails: &str) -> String {
     format!(
         "{}models:\n  m:\n    endpoints:\n      - {{ provider: up, model_id: mock-gpt }}\n  a:\n    endpoints:\n      - {{ provider: upa, model_id: mock-claude }}\n{guardrails}",
         providers(&[("up", "openai", mock), ("upa", "anthropic", mock)]),
@@ -438,7 +438,7 @@ async fn an_observer_plugin_sees_every_request() {
 }
 
 /// Copies a built plugin (component + manifest) to `dir/name.wasm`, replacing what is there.
-fn stage_plugin(id: &str, dir: &std::path::Path, name: &str) -> PathBuf {
+pub(crate) fn stage_plugin(id: &str, dir: &std::path::Path, name: &str) -> PathBuf {
     let src = PathBuf::from(plugin(id));
     let wasm = dir.join(format!("{name}.wasm"));
     std::fs::copy(&src, &wasm).unwrap();
@@ -461,7 +461,7 @@ async fn plugin_reload_under_load_loses_no_request() {
         "guardrails:\n  builtin: false\n  plugins:\n    - path: {}\n",
         wasm.display()
     );
-    let gw = Arc::new(TestGateway::start(&config(&mock, &guardrails)).await);
+    let gw = Arc::new(TestGateway::start_file(dir.path(), &config(&mock, &guardrails)).await);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = Vec::new();
     for _ in 0..4 {

@@ -40,6 +40,15 @@ impl TestGateway {
         Self::start_config(config, sinks).await
     }
 
+    /// Starts a gateway from a config file written into `dir`, as `bitrouter serve --config`
+    /// does: a plugin reload re-reads that file.
+    pub async fn start_file(dir: &Path, yaml: &str) -> TestGateway {
+        let path = dir.join("bitrouter.yaml");
+        write_config(&path, yaml);
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        Self::start_config(config, Vec::new()).await
+    }
+
     /// Starts a gateway from a parsed config.
     pub async fn start_config(
         config: Config,
@@ -79,6 +88,16 @@ impl Drop for TestGateway {
             t.abort();
         }
     }
+}
+
+/// Writes a test config file, with the ledger in memory unless it says otherwise.
+pub fn write_config(path: &Path, yaml: &str) {
+    let yaml = if yaml.contains("database:") {
+        yaml.to_owned()
+    } else {
+        format!("{yaml}\ndatabase:\n  url: memory://\n")
+    };
+    std::fs::write(path, yaml).unwrap();
 }
 
 pub async fn mock() -> MockServer {

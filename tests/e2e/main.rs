@@ -18,6 +18,7 @@ mod harness;
 mod ledger_backends;
 mod observe;
 mod plugin_cli;
+mod plugin_trust;
 mod responses;
 mod scratch_db;
 mod sdk_clients;

@@ -267,7 +267,7 @@ fn sign_plugin(path: &Path, key: &Path) -> anyhow::Result<()> {
         toml::from_str(&text).with_context(|| format!("{}: not TOML", manifest_path.display()))?;
     table.insert(
         "signature".into(),
-        toml::Value::String(sign(&secret, &manifest.id, &sha)),
+        toml::Value::String(sign(&secret, &manifest)),
     );
     std::fs::write(&manifest_path, toml::to_string(&table)?)
         .with_context(|| format!("cannot write {}", manifest_path.display()))?;
@@ -293,13 +293,14 @@ fn verify(path: &Path, keys: &[String]) -> anyhow::Result<()> {
     })?;
     let manifest = Manifest::read(&Manifest::locate(path).map_err(|e| anyhow::anyhow!("{e}"))?)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    host.add(&PluginSpec {
+    let plugin = host.add(&PluginSpec {
         grants: manifest.capabilities.clone(),
         ..PluginSpec::new(path)
     })?;
     println!(
-        "{}: hash matches and the signature verifies",
-        path.display()
+        "{}: hash matches and the signature of key {} verifies (it covers id, version, world, sha256 and capabilities)",
+        path.display(),
+        plugin.info().signer.as_deref().unwrap_or("?")
     );
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! world = "guardrail"            # guardrail | provider-adapter | observer
 //! sha256 = "9f2c…"               # of the .wasm file, lowercase hex
 //! capabilities = []              # e.g. ["wall-clock", "env:TZ"]
-//! signature = "5e1a…"            # optional: ed25519, hex, over signed_message(id, sha256)
+//! signature = "5e1a…"            # optional: ed25519, hex, over signed_message(manifest)
 //! ```
 //!
 //! The manifest of `dir/foo.wasm` is `dir/foo.plugin.toml`, or else `dir/plugin.toml`.
@@ -35,7 +35,7 @@ pub struct Manifest {
     /// Capabilities the plugin asks for (`wall-clock`, `env:NAME`).
     #[serde(default)]
     pub capabilities: Vec<String>,
-    /// ed25519 signature (hex) over [`signed_message`]`(id, sha256)`.
+    /// ed25519 signature (hex) over [`signed_message`] of this manifest.
     #[serde(default)]
     pub signature: Option<String>,
     /// What the plugin does, for people.
@@ -132,9 +132,32 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// What a signature covers: the plugin's id and the hash of its component, so a signed
-/// component cannot be passed off under another id.
-pub fn signed_message(id: &str, sha256: &str) -> Vec<u8> {
+/// What a signature covers (format v2): everything in the manifest that decides what the
+/// plugin is and may do — id, version, world, the component's sha256 and the capabilities
+/// it asks for (sorted, so their order does not matter) — as RFC 8785 canonical JSON after a
+/// fixed header, so no field's text can pass for another field. Editing any of them, or
+/// putting an older signed version's manifest back with a newer one's version, breaks it.
+/// `description` and `build` are notes for people and are not covered.
+pub fn signed_message(manifest: &Manifest) -> Vec<u8> {
+    let mut capabilities: Vec<&str> = manifest.capabilities.iter().map(String::as_str).collect();
+    capabilities.sort_unstable();
+    capabilities.dedup();
+    let covered = serde_json::json!({
+        "id": manifest.id,
+        "version": manifest.version,
+        "world": manifest.world.to_string(),
+        "sha256": manifest.sha256.to_ascii_lowercase(),
+        "capabilities": capabilities,
+    });
+    let mut out = b"bitrouter:plugin signature v2\n".to_vec();
+    // Serializing a JSON value of strings cannot fail.
+    out.extend(serde_jcs::to_vec(&covered).unwrap_or_default());
+    out
+}
+
+/// The v1 message (id and sha256 only), kept to recognise old signatures and say why they
+/// no longer count.
+fn signed_message_v1(id: &str, sha256: &str) -> Vec<u8> {
     format!(
         "bitrouter:plugin signature v1\nid={id}\nsha256={}\n",
         sha256.to_ascii_lowercase()
@@ -142,10 +165,10 @@ pub fn signed_message(id: &str, sha256: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Signs a manifest's `(id, sha256)` with an ed25519 secret key (32 bytes); returns hex.
-pub fn sign(secret_key: &[u8; 32], id: &str, sha256: &str) -> String {
+/// Signs `manifest` ([`signed_message`]) with an ed25519 secret key (32 bytes); returns hex.
+pub fn sign(secret_key: &[u8; 32], manifest: &Manifest) -> String {
     let key = SigningKey::from_bytes(secret_key);
-    hex::encode(key.sign(&signed_message(id, sha256)).to_bytes())
+    hex::encode(key.sign(&signed_message(manifest)).to_bytes())
 }
 
 /// The public key (hex) for an ed25519 secret key.
@@ -170,11 +193,15 @@ pub fn parse_trusted_keys(keys: &[String]) -> Result<Vec<VerifyingKey>, String> 
         .collect()
 }
 
-/// Checks the manifest's signature against the trusted keys. With no trusted keys a
-/// signature is not required (and not checked); with any, it is mandatory.
-pub fn verify(manifest: &Manifest, trusted: &[VerifyingKey]) -> Result<(), PluginErrorKind> {
+/// Checks the manifest's signature against the trusted keys and returns the key (hex) that
+/// signed it. With no trusted keys a signature is not required (and not checked: `None`);
+/// with any, it is mandatory.
+pub fn verify(
+    manifest: &Manifest,
+    trusted: &[VerifyingKey],
+) -> Result<Option<String>, PluginErrorKind> {
     if trusted.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let Some(sig_hex) = &manifest.signature else {
         return Err(PluginErrorKind::Unsigned);
@@ -184,15 +211,19 @@ pub fn verify(manifest: &Manifest, trusted: &[VerifyingKey]) -> Result<(), Plugi
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| PluginErrorKind::BadSignature("expected 128 hex digits".into()))?;
     let sig = Signature::from_bytes(&sig_bytes);
-    let msg = signed_message(&manifest.id, &manifest.sha256);
-    if trusted.iter().any(|k| k.verify(&msg, &sig).is_ok()) {
-        Ok(())
-    } else {
-        Err(PluginErrorKind::BadSignature(
-            "no trusted key verifies it (wrong key, or the id or sha256 changed after signing)"
-                .into(),
-        ))
+    let msg = signed_message(manifest);
+    if let Some(k) = trusted.iter().find(|k| k.verify(&msg, &sig).is_ok()) {
+        return Ok(Some(hex::encode(k.to_bytes())));
     }
+    let v1 = signed_message_v1(&manifest.id, &manifest.sha256);
+    if trusted.iter().any(|k| k.verify(&v1, &sig).is_ok()) {
+        return Err(PluginErrorKind::BadSignature(
+            "it is a v1 signature, which covers only the id and sha256; sign it again with this version's `bitrouter plugin sign`, which covers version, world and capabilities too".into(),
+        ));
+    }
+    Err(PluginErrorKind::BadSignature(
+        "no trusted key verifies it (wrong key, or the manifest's id, version, world, sha256 or capabilities changed after signing)".into(),
+    ))
 }
 
 #[cfg(test)]
@@ -263,10 +294,15 @@ mod tests {
     #[test]
     fn signatures() {
         let trusted = parse_trusted_keys(&[public_key_hex(&SECRET)]).unwrap();
-        let m = manifest(Some(sign(&SECRET, "demo", &sha256_hex(b"component"))));
-        verify(&m, &trusted).unwrap();
+        let signed = |m: &Manifest| {
+            let mut m = m.clone();
+            m.signature = Some(sign(&SECRET, &m));
+            m
+        };
+        let m = signed(&manifest(None));
+        assert_eq!(verify(&m, &trusted).unwrap(), Some(public_key_hex(&SECRET)));
         // No trusted keys: not required.
-        verify(&manifest(None), &[]).unwrap();
+        assert_eq!(verify(&manifest(None), &[]).unwrap(), None);
         // Trusted keys: mandatory.
         assert!(matches!(
             verify(&manifest(None), &trusted),
@@ -278,13 +314,43 @@ mod tests {
             verify(&m, &other),
             Err(PluginErrorKind::BadSignature(_))
         ));
-        // Signature moved to another id.
-        let mut renamed = m.clone();
-        renamed.id = "other".into();
-        assert!(matches!(
-            verify(&renamed, &trusted),
-            Err(PluginErrorKind::BadSignature(_))
+        // Everything that decides behaviour is covered: each edit breaks the signature.
+        let edits: [fn(&mut Manifest); 5] = [
+            |m| m.id = "other".into(),
+            |m| m.version = "0.0.9".into(),
+            |m| m.world = World::Observer,
+            |m| m.sha256 = sha256_hex(b"another component"),
+            |m| m.capabilities = vec!["wall-clock".into()],
+        ];
+        for edit in edits {
+            let mut edited = m.clone();
+            edit(&mut edited);
+            assert!(matches!(
+                verify(&edited, &trusted),
+                Err(PluginErrorKind::BadSignature(_))
+            ));
+        }
+        // Notes for people are not, and the capabilities' order does not matter.
+        let mut noted = manifest(None);
+        noted.capabilities = vec!["wall-clock".into(), "env:TZ".into()];
+        let mut noted = signed(&noted);
+        noted.description = Some("edited".into());
+        noted.capabilities.reverse();
+        verify(&noted, &trusted).unwrap();
+        // A text that would read as another field in a line format cannot forge one.
+        let mut sneaky = manifest(None);
+        sneaky.version = "1\nsha256=00".into();
+        assert_ne!(signed_message(&sneaky), signed_message(&manifest(None)));
+        // An old v1 signature is refused, and says why.
+        let mut v1 = manifest(None);
+        let key = SigningKey::from_bytes(&SECRET);
+        v1.signature = Some(hex::encode(
+            key.sign(&signed_message_v1(&v1.id, &v1.sha256)).to_bytes(),
         ));
+        match verify(&v1, &trusted) {
+            Err(PluginErrorKind::BadSignature(why)) => assert!(why.contains("v1"), "{why}"),
+            other => panic!("{other:?}"),
+        }
         assert!(parse_trusted_keys(&["zz".into()]).is_err());
     }
 }
