@@ -167,3 +167,77 @@ async fn an_older_version_is_refused_unless_pinned_by_sha256() {
     let r = post(&gw, "/admin/plugins/reload", &json!({})).await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+#[tokio::test]
+async fn two_teams_plugins_with_the_same_pattern_id_load_side_by_side() {
+    let mock = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The same component shipped by two teams under their own plugin ids: both declare
+    // `confidential-id` and `confidential-id-obfuscated`.
+    let a = stage_plugin("confidential-ids", dir.path(), "team-a");
+    edit_manifest(&a, None, |t| {
+        t.insert("id".into(), "team-a".into());
+    });
+    let b = stage_plugin("confidential-ids", dir.path(), "team-b");
+    edit_manifest(&b, None, |t| {
+        t.insert("id".into(), "team-b".into());
+    });
+    let plugins = format!(
+        "guardrails:\n  builtin: false\n  plugins:\n    - path: {}\n    - path: {}\n",
+        a.display(),
+        b.display()
+    );
+
+    // The bare id names neither: refused, with the names that work.
+    let bare = config(
+        &mock,
+        &format!("{plugins}  upgoing: {{ confidential-id: block }}\n"),
+    );
+    write_config(&dir.path().join("bitrouter.yaml"), &bare);
+    let c = bitrouter::Config::load(&dir.path().join("bitrouter.yaml")).unwrap();
+    let e = bitrouter::Gateway::new(c)
+        .await
+        .err()
+        .expect("an ambiguous id is refused");
+    assert!(
+        e.message()
+            .contains("`team-a/confidential-id` or `team-b/confidential-id`"),
+        "{e}"
+    );
+
+    // Full ids: each team's pattern has its own action, and shows under its full id.
+    let full = config(
+        &mock,
+        &format!(
+            "{plugins}  upgoing: {{ team-a/confidential-id: redact, team-b/confidential-id: warn }}\n"
+        ),
+    );
+    let gw = TestGateway::start_file(dir.path(), &full).await;
+    let listed = get(&gw, "/admin/plugins", &[]).await.json();
+    let ids: Vec<&str> = listed["guardrail_patterns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "team-a/confidential-id",
+            "team-a/confidential-id-obfuscated",
+            "team-b/confidential-id",
+            "team-b/confidential-id-obfuscated"
+        ]
+    );
+    let (path, body) = request_for("openai", "m", "see CONFIDENTIAL-123456");
+    let r = post(&gw, path, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.header("x-bitrouter-guardrail-redactions"),
+        "team-a/confidential-id=1"
+    );
+    assert_eq!(
+        r.header("x-bitrouter-guardrail-warnings"),
+        "team-b/confidential-id=1"
+    );
+}

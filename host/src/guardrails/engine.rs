@@ -184,36 +184,47 @@ impl GuardrailEngine {
         if !config.enabled {
             return Ok(GuardrailEngine::disabled());
         }
-        // Every pattern any source declares, enabled or not, to validate config keys.
+        // Pattern ids are the plugins' own while they are unique. When several plugins
+        // declare the same id, each of those patterns goes by `<plugin id>/<pattern id>`
+        // (in the config, metrics, headers and findings), and the bare id names none of them.
+        // Any plugin pattern may always be named by its full id.
+        let mut declarers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for plugin in plugins {
+            for p in plugin.patterns() {
+                declarers.entry(&p.id).or_default().push(plugin.id());
+            }
+        }
+        let shared = |id: &str| declarers.get(id).is_some_and(|d| d.len() > 1);
+        let full_id = |plugin: &GuardrailPlugin, id: &str| format!("{}/{id}", plugin.id());
+        let name_of = |plugin: &GuardrailPlugin, id: &str| {
+            if shared(id) {
+                full_id(plugin, id)
+            } else {
+                id.to_owned()
+            }
+        };
+        // Every name a config key may use for a pattern, enabled or not: a plugin pattern's
+        // name (and its full id), each custom pattern's name.
         let mut declared: BTreeMap<String, (Option<(GuardrailPlugin, usize)>, String)> =
             BTreeMap::new();
         for plugin in plugins {
             for (i, p) in plugin.patterns().iter().enumerate() {
-                if let Some((Some((other, _)), _)) = declared.get(&p.id) {
-                    return Err(GuardrailError::config(
-                        "guardrails.plugins",
-                        format!(
-                            "pattern `{}` is declared by both plugin `{}` and plugin `{}`",
-                            p.id,
-                            other.id(),
-                            plugin.id()
-                        ),
-                    ));
-                }
-                declared.insert(
-                    p.id.clone(),
-                    (Some((plugin.clone(), i)), plugin.id().into()),
-                );
+                let entry = (Some((plugin.clone(), i)), plugin.id().to_owned());
+                declared.insert(full_id(plugin, &p.id), entry.clone());
+                declared.insert(name_of(plugin, &p.id), entry);
             }
         }
         for c in &config.custom_patterns {
-            if let Some((Some((plugin, _)), _)) = declared.get(&c.name) {
+            let plugin = match declared.get(&c.name) {
+                Some((Some((plugin, _)), _)) => Some(plugin.id().to_owned()),
+                _ => declarers.get(c.name.as_str()).map(|d| d.join("`, `")),
+            };
+            if let Some(plugin) = plugin {
                 return Err(GuardrailError::config(
                     "guardrails.custom_patterns",
                     format!(
-                        "custom pattern `{}` has the id of a pattern of plugin `{}`; rename it",
+                        "custom pattern `{}` has the id of a pattern of plugin `{plugin}`; rename it",
                         c.name,
-                        plugin.id()
                     ),
                 ));
             }
@@ -226,6 +237,14 @@ impl GuardrailEngine {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let ambiguous = |name: &str| {
+            declarers.get(name).filter(|d| d.len() > 1).map(|d| {
+                d.iter()
+                    .map(|plugin| format!("`{plugin}/{name}`"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            })
+        };
         for (key, names) in [
             (
                 "guardrails.disabled_patterns",
@@ -236,6 +255,15 @@ impl GuardrailEngine {
         ] {
             for name in names {
                 match declared.get(name) {
+                    None if ambiguous(name).is_some() => {
+                        return Err(GuardrailError::config(
+                            &format!("{key}.{name}"),
+                            format!(
+                                "pattern `{name}` is declared by several plugins; name the one you mean: {}",
+                                ambiguous(name).unwrap_or_default()
+                            ),
+                        ));
+                    }
                     None => {
                         return Err(GuardrailError::config(
                             &format!("{key}.{name}"),
@@ -262,16 +290,19 @@ impl GuardrailEngine {
         let mut patterns = Vec::new();
         for plugin in plugins {
             for p in plugin.patterns() {
-                if config.disabled_patterns.contains(&p.id) {
+                let (name, full) = (name_of(plugin, &p.id), full_id(plugin, &p.id));
+                let named = |n: &String| *n == name || *n == full;
+                if config.disabled_patterns.iter().any(named) {
                     continue;
                 }
                 let pick = |declared: bool, map: &BTreeMap<String, ActionName>| {
-                    map.get(&p.id)
+                    map.get(&name)
+                        .or_else(|| map.get(&full))
                         .map(|a| action_of(*a))
                         .or(declared.then_some(p.default_action))
                 };
                 patterns.push(ActivePattern {
-                    id: Arc::from(p.id.as_str()),
+                    id: Arc::from(name.as_str()),
                     plugin: Some(PluginPattern {
                         plugin: plugin.clone(),
                         local_id: p.id.clone(),
