@@ -28,6 +28,7 @@ mod guardrail;
 mod load;
 mod manifest;
 mod observer;
+pub mod oci;
 mod sandbox;
 mod wit;
 
@@ -144,6 +145,8 @@ pub struct PluginSpec {
     pub memory_limit: Option<u64>,
     /// This plugin's per-call deadline, over [`HostConfig::call_deadline`].
     pub call_deadline: Option<Duration>,
+    /// Where the component came from when not from `path` itself: `oci://<ref>@<digest>`.
+    pub origin: Option<String>,
 }
 
 impl PluginSpec {
@@ -181,6 +184,9 @@ pub struct PluginInfo {
     /// The config pins the component by its sha256: this exact build is wanted, even if an
     /// older version than the one running (rollback protection lets it through).
     pub pinned: bool,
+    /// `oci://<reference>@<digest>` for a plugin pulled from a registry (`path` is then its
+    /// copy in the artifact store).
+    pub origin: Option<String>,
 }
 
 /// A loaded plugin of any world.
@@ -475,6 +481,7 @@ impl PluginHost {
             compiled,
             signer,
             pinned: spec.sha256.is_some(),
+            origin: spec.origin.clone(),
         };
         let sandbox = Arc::new(Sandbox {
             id: info.id.clone(),

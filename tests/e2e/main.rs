@@ -17,6 +17,7 @@ mod hardening;
 mod harness;
 mod ledger_backends;
 mod observe;
+mod oci;
 mod plugin_cli;
 mod plugin_trust;
 mod responses;

@@ -9,11 +9,15 @@ use serde_json::json;
 use crate::guardrails::{config, stage_plugin};
 use crate::harness::*;
 
-const KEY: [u8; 32] = [42; 32];
+pub(crate) const KEY: [u8; 32] = [42; 32];
 
 /// Rewrites a staged plugin's manifest: `edit` changes the TOML table, then, with `key`, the
 /// manifest is signed again over the result.
-fn edit_manifest(wasm: &Path, key: Option<&[u8; 32]>, edit: impl FnOnce(&mut toml::Table)) {
+pub(crate) fn edit_manifest(
+    wasm: &Path,
+    key: Option<&[u8; 32]>,
+    edit: impl FnOnce(&mut toml::Table),
+) {
     let path = wasm.with_extension("plugin.toml");
     let mut t: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     edit(&mut t);

@@ -19,7 +19,7 @@ pub fn plugins_document(plugins: &LoadedPlugins, engine: &GuardrailEngine) -> Va
             json!({
                 "id": &*i.id, "version": i.version, "world": i.world.to_string(),
                 "path": i.path.display().to_string(), "sha256": i.sha256,
-                "wasi": i.uses_wasi, "signer": i.signer, "pinned": i.pinned,
+                "wasi": i.uses_wasi, "signer": i.signer, "pinned": i.pinned, "origin": i.origin,
                 "compiled": match i.compiled { CompileSource::Cache => "cache", CompileSource::Compiled => "compiled" },
                 "calls": st.calls, "failures": st.failures(), "traps": st.traps,
                 "deadlines": st.deadlines, "memory": st.memory, "invalid_results": st.invalid_results,

@@ -45,6 +45,57 @@ pub enum PluginCommand {
     /// Check a plugin's hash and signature against public keys.
     #[command(after_help = "Example:\n  bitrouter plugin verify my.wasm --key 3b6a27bc…")]
     Verify(VerifyArgs),
+    /// Push a plugin (component + its signed manifest) to an OCI registry, in the Wasm OCI
+    /// artifact layout; prints the pushed digest.
+    #[command(
+        after_help = "Example:\n  bitrouter plugin push ./acme-policy.wasm oci://registry.acme.internal/guardrails/acme-policy:1.2.0"
+    )]
+    Push(PushArgs),
+    /// Pull a plugin from an OCI registry into the artifact store (`plugins.artifact_dir`);
+    /// prints the digest and where it is.
+    #[command(
+        after_help = "Example:\n  bitrouter plugin pull oci://registry.acme.internal/guardrails/acme-policy:1.2.0"
+    )]
+    Pull(PullArgs),
+}
+
+#[derive(clap::Args)]
+pub struct PushArgs {
+    /// The component (`.wasm`); its manifest is beside it (sign it first to have it trusted).
+    file: PathBuf,
+    /// `oci://registry/repository:tag`.
+    reference: String,
+}
+
+#[derive(clap::Args)]
+pub struct PullArgs {
+    /// `oci://registry/repository:tag` or `…@sha256:…`.
+    reference: String,
+    #[command(flatten)]
+    config: super::ConfigArg,
+}
+
+/// `bitrouter plugin push`.
+fn push(a: &PushArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let digest = runtime.block_on(bitrouter::plugins::oci::push(&a.file, &a.reference))?;
+    println!("pushed {} as {digest}", a.reference);
+    Ok(())
+}
+
+/// `bitrouter plugin pull`.
+fn pull(a: PullArgs) -> anyhow::Result<()> {
+    let config = a.config.load()?;
+    let p = &config.plugins;
+    let pulled =
+        bitrouter::plugins::oci::pull_blocking(&a.reference, &p.artifact_dir, p.max_artifact_size)?;
+    println!("{} {}", pulled.digest, pulled.wasm.display());
+    if pulled.from_store {
+        eprintln!("warning: the registry cannot be reached; this is the last verified copy");
+    }
+    Ok(())
 }
 
 impl PluginCommand {
@@ -56,6 +107,8 @@ impl PluginCommand {
             PluginCommand::Keygen(a) => keygen(&a.key).map(super::done),
             PluginCommand::Sign(a) => sign_plugin(&a.file, &a.key).map(super::done),
             PluginCommand::Verify(a) => verify(&a.file, &a.keys).map(super::done),
+            PluginCommand::Push(a) => push(&a).map(super::done),
+            PluginCommand::Pull(a) => pull(a).map(super::done),
         }
     }
 }
@@ -115,6 +168,7 @@ fn test(a: TestArgs) -> anyhow::Result<bool> {
     config.plugins.cache_dir = None;
     config.guardrails.builtin = false;
     config.guardrails.plugins = vec![PluginRef {
+        oci: None,
         key: "plugin test".into(),
         path: a.file,
         sha256: None,

@@ -80,7 +80,9 @@ pub struct BlockMessageSection {
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct PluginEntry {
-    pub path: String,
+    pub path: Option<String>,
+    /// An OCI reference instead of a path (`registry/repository:tag` or `@sha256:…`).
+    pub oci: Option<String>,
     pub sha256: Option<String>,
     pub config: Option<serde_yaml::Value>,
     #[serde(default)]
@@ -104,6 +106,10 @@ pub struct PluginsSection {
     pub configure_deadline: Option<Duration>,
     #[serde(default)]
     pub trusted_keys: Vec<String>,
+    /// Where pulled OCI artifacts are kept.
+    pub artifact_dir: Option<String>,
+    /// The largest component pulled from a registry.
+    pub max_artifact_size: Option<ByteSize>,
     /// Observer plugins: receive every request event in batches.
     #[serde(default)]
     pub observers: Vec<PluginEntry>,
@@ -185,8 +191,11 @@ pub struct CustomPattern {
 pub struct PluginRef {
     /// Where the entry sits in the file (`guardrails.plugins[0]`), for errors.
     pub key: String,
-    /// `path`: the `.wasm` component, relative paths from the config's folder.
+    /// `path`: the `.wasm` component, relative paths from the config's folder; for an `oci:`
+    /// entry, where the loader found it in the artifact store once pulled.
     pub path: PathBuf,
+    /// `oci`: the OCI reference the component is pulled from (`plugins::oci`).
+    pub oci: Option<String>,
     /// `sha256`: the component's expected hash, lowercase hex; loading fails on a mismatch.
     pub sha256: Option<String>,
     /// `config`: handed to the plugin's `configure`, as JSON.
@@ -216,6 +225,12 @@ pub struct Plugins {
     /// `plugins.trusted_keys`: ed25519 public keys (hex); when set, every plugin must be signed by
     /// one.
     pub trusted_keys: Vec<String>,
+    /// `plugins.artifact_dir`: the content-addressed store of pulled OCI artifacts (default
+    /// `~/.bitrouter/artifacts`).
+    pub artifact_dir: PathBuf,
+    /// `plugins.max_artifact_size`: the largest component pulled from a registry, bytes
+    /// (default 64 MiB).
+    pub max_artifact_size: u64,
     /// `plugins.observers`: observer plugins, which receive every request event in batches.
     pub observers: Vec<PluginRef>,
 }
@@ -229,6 +244,8 @@ impl Default for Plugins {
             call_deadline: Duration::from_millis(10),
             configure_deadline: Duration::from_secs(1),
             trusted_keys: Vec::new(),
+            artifact_dir: super::home_dir().join("artifacts"),
+            max_artifact_size: crate::plugins::oci::DEFAULT_MAX_ARTIFACT_SIZE,
             observers: Vec::new(),
         }
     }
@@ -439,6 +456,22 @@ pub fn resolve_plugins(
         }
         p.trusted_keys.push(k);
     }
+    if let Some(dir) = section.artifact_dir {
+        let dir = expand(&dir);
+        p.artifact_dir = match (dir.strip_prefix("~/"), std::env::var_os("HOME")) {
+            (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+            _ => base_dir.join(dir),
+        };
+    }
+    if let Some(m) = section.max_artifact_size {
+        if m.0 == 0 || m.0 > 1 << 30 {
+            return Err((
+                "plugins.max_artifact_size".into(),
+                "expected a size between 1 byte and 1 GiB".into(),
+            ));
+        }
+        p.max_artifact_size = m.0;
+    }
     p.observers = resolve_plugin_entries(section.observers, "plugins.observers", base_dir, expand)?;
     Ok(p)
 }
@@ -468,13 +501,24 @@ pub fn resolve_plugin_entry(
     base_dir: &Path,
     expand: &dyn Fn(&str) -> String,
 ) -> Result<PluginRef, Problem> {
-    let path = expand(&e.path);
-    if path.is_empty() {
-        return Err((
-            format!("{key}.path"),
-            "expected the path of a .wasm component".into(),
-        ));
-    }
+    let (path, oci) = match (e.path.map(|p| expand(&p)), e.oci.map(|o| expand(&o))) {
+        (Some(path), None) if !path.is_empty() => (base_dir.join(path), None),
+        (None, Some(oci)) => {
+            crate::plugins::oci::reference(&oci)
+                .map_err(|e| (format!("{key}.oci"), e.to_string()))?;
+            (PathBuf::new(), Some(oci))
+        }
+        (Some(_), Some(_)) => {
+            return Err((key, "expected one of path or oci, not both".into()));
+        }
+        _ => {
+            return Err((
+                format!("{key}.path"),
+                "expected the path of a .wasm component (or `oci:` and a registry reference)"
+                    .into(),
+            ));
+        }
+    };
     let config = match e.config {
         None => None,
         Some(v) => Some(serde_json::to_value(&v).map_err(|err| {
@@ -486,7 +530,8 @@ pub fn resolve_plugin_entry(
     };
     Ok(PluginRef {
         key,
-        path: base_dir.join(path),
+        path,
+        oci,
         sha256: e.sha256.map(|s| expand(&s)),
         config,
         grants: e.grants,

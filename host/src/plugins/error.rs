@@ -27,6 +27,9 @@ impl PluginError {
 /// Why a plugin was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginErrorKind {
+    /// An `oci:` reference could not be pulled (registry error, layout, size, offline).
+    #[error("{0}")]
+    Fetch(String),
     /// The component or its manifest could not be read.
     #[error("cannot read {path}: {source}")]
     Read {

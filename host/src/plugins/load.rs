@@ -81,6 +81,7 @@ pub fn host_config(config: &Config) -> HostConfig {
 
 fn spec(r: &PluginRef, world: World) -> PluginSpec {
     PluginSpec {
+        origin: r.oci.clone(),
         path: r.path.clone(),
         world: Some(world),
         sha256: r.sha256.clone(),
@@ -90,6 +91,32 @@ fn spec(r: &PluginRef, world: World) -> PluginSpec {
         call_deadline: r.call_deadline,
         embedded: None,
     }
+}
+
+/// `r` with its component at hand: an `oci:` entry is pulled into the artifact store (or
+/// found there), and its spec's `origin` records the reference and digest.
+fn fetched(r: &PluginRef, plugins: &crate::config::Plugins) -> Result<PluginRef, LoadError> {
+    let Some(reference) = &r.oci else {
+        return Ok(r.clone());
+    };
+    let pulled =
+        super::oci::pull_blocking(reference, &plugins.artifact_dir, plugins.max_artifact_size)
+            .map_err(|e| LoadError {
+                key: format!("{}.oci", r.key),
+                error: PluginError::new(reference, super::PluginErrorKind::Fetch(e.to_string())),
+            })?;
+    Ok(PluginRef {
+        path: pulled.wasm,
+        oci: Some(format!("{}@{}", oci_name(reference), pulled.digest)),
+        ..r.clone()
+    })
+}
+
+/// `oci://registry/repository[:tag]` of a reference, without its digest.
+fn oci_name(reference: &str) -> String {
+    let bare = reference.strip_prefix("oci://").unwrap_or(reference);
+    let bare = bare.split_once('@').map_or(bare, |(name, _)| name);
+    format!("oci://{bare}")
 }
 
 fn builtin_spec(id: &str, embedded: EmbeddedPlugin) -> PluginSpec {
@@ -117,11 +144,13 @@ pub fn load(config: &Config) -> Result<LoadedPlugins, LoadError> {
     }
     if g.enabled {
         for r in &g.plugins {
-            specs.push((r.key.clone(), spec(r, World::Guardrail)));
+            let r = fetched(r, &config.plugins)?;
+            specs.push((r.key.clone(), spec(&r, World::Guardrail)));
         }
     }
     for r in &config.plugins.observers {
-        specs.push((r.key.clone(), spec(r, World::Observer)));
+        let r = fetched(r, &config.plugins)?;
+        specs.push((r.key.clone(), spec(&r, World::Observer)));
     }
     let adapter_refs: Vec<(&String, &PluginRef)> = config
         .providers
@@ -153,8 +182,9 @@ pub fn load(config: &Config) -> Result<LoadedPlugins, LoadError> {
     }
     // Providers that name the same component with the same settings share one plugin.
     let mut adapters = Adapters::new();
-    let mut loaded: Vec<(&PluginRef, AdapterPlugin)> = Vec::new();
+    let mut loaded: Vec<(PluginRef, AdapterPlugin)> = Vec::new();
     for (provider, r) in adapter_refs {
+        let r = &fetched(r, &config.plugins)?;
         let same = |o: &PluginRef| {
             o.path == r.path
                 && o.config == r.config
@@ -175,11 +205,33 @@ pub fn load(config: &Config) -> Result<LoadedPlugins, LoadError> {
                 let Plugin::ProviderAdapter(a) = plugin else {
                     unreachable!("the spec asks for the provider-adapter world")
                 };
-                loaded.push((r, a.clone()));
+                loaded.push((r.clone(), a.clone()));
                 a
             }
         };
         adapters.insert(provider.clone(), plugin);
+    }
+    // Everything loaded and verified: these are now the tags' last good digests.
+    for r in config
+        .guardrails
+        .plugins
+        .iter()
+        .chain(&config.plugins.observers)
+    {
+        if let Some(reference) = &r.oci
+            && let Some(p) = host.plugins().iter().find(|p| {
+                p.info()
+                    .origin
+                    .as_deref()
+                    .and_then(|o| o.split_once('@'))
+                    .is_some_and(|(name, _)| name == oci_name(reference))
+            })
+            && let Some((_, digest)) = p.info().origin.as_deref().and_then(|o| o.split_once('@'))
+            && let Err(e) =
+                super::oci::remember_verified(&config.plugins.artifact_dir, reference, digest)
+        {
+            tracing::warn!(reference = %reference, error = %e, "cannot record the verified digest");
+        }
     }
     Ok(LoadedPlugins {
         host: Some(host),

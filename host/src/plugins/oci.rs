@@ -1,0 +1,513 @@
+//! Plugins as OCI artifacts: `bitrouter plugin push` / `pull` and `oci:` references in the
+//! config. The layout is the CNCF Wasm OCI artifact's, so generic tools (`oras`, `wkg`, the
+//! registry's HTTP API) read it too: config media type `application/vnd.wasm.config.v0+json`,
+//! exactly one `application/wasm` layer holding the component. The plugin's own manifest
+//! (`plugin.toml`, with its signature) rides base64-encoded as the annotation
+//! `dev.bitrouter.plugin.manifest` on the OCI manifest; the loader then checks it exactly as for a file (hash, signature,
+//! capabilities), so the registry is never trusted.
+//!
+//! Pulled artifacts live in a content-addressed store (`plugins.artifact_dir`):
+//! `sha256/<manifest digest>/component.wasm` + `component.plugin.toml`, and
+//! `refs/<reference>` holding the last verified digest of a tag (written only after the
+//! loader accepted the plugin, so an unsigned push to a followed tag never becomes the
+//! fallback). A registry that cannot be
+//! reached falls back to the store (a digest reference always; a tag at its last verified
+//! digest) and says so; one that answers with an error does not.
+//!
+//! Plain HTTP is used only for loopback registries (`127.0.0.1`, `localhost`, `[::1]`).
+//! Registry credentials are not supported yet: pulls and pushes are anonymous.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::errors::OciDistributionError;
+use oci_client::manifest::OciImageManifest;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use sha2::{Digest, Sha256};
+
+use super::manifest::Manifest;
+
+/// The config blob's media type in the Wasm OCI artifact layout.
+pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
+/// The component layer's media type.
+pub const WASM_LAYER_MEDIA_TYPE: &str = "application/wasm";
+/// The OCI manifest annotation holding the plugin's `plugin.toml`.
+pub const MANIFEST_ANNOTATION: &str = "dev.bitrouter.plugin.manifest";
+/// `plugins.max_artifact_size` when the config does not set it.
+pub const DEFAULT_MAX_ARTIFACT_SIZE: u64 = 64 << 20;
+
+/// Why an artifact could not be pushed or pulled.
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    /// Not an OCI reference (`registry/repository[:tag|@sha256:…]`).
+    #[error("`{reference}` is not an OCI reference: {message}")]
+    Reference {
+        /// What was given.
+        reference: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The registry answered with an error (401, 404, a bad manifest, ...).
+    #[error("{reference}: {source}")]
+    Registry {
+        /// The reference asked for.
+        reference: String,
+        /// The registry client's error.
+        source: OciDistributionError,
+    },
+    /// The artifact is not a plugin in the Wasm OCI layout.
+    #[error("{reference}: not a BitRouter plugin artifact: {message}")]
+    Layout {
+        /// The reference asked for.
+        reference: String,
+        /// What does not fit.
+        message: String,
+    },
+    /// The component is larger than `plugins.max_artifact_size`.
+    #[error("{reference}: the component is {size} bytes, over plugins.max_artifact_size ({max})")]
+    TooLarge {
+        /// The reference asked for.
+        reference: String,
+        /// Its size, bytes.
+        size: u64,
+        /// The limit, bytes.
+        max: u64,
+    },
+    /// The registry could not be reached and nothing verified is stored for the reference.
+    #[error(
+        "{reference}: the registry cannot be reached ({cause}) and no verified copy is stored in {store}"
+    )]
+    Offline {
+        /// The reference asked for.
+        reference: String,
+        /// Why the registry could not be reached.
+        cause: String,
+        /// The artifact store looked in.
+        store: String,
+    },
+    /// Reading or writing the local files failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// A pulled (or stored) plugin, ready for the loader.
+#[derive(Clone, Debug)]
+pub struct Pulled {
+    /// The component in the artifact store; its manifest is beside it.
+    pub wasm: PathBuf,
+    /// The OCI manifest's digest (`sha256:…`).
+    pub digest: String,
+    /// The registry could not be reached; this is the stored copy.
+    pub from_store: bool,
+}
+
+/// Parses `oci://registry/repository:tag` (the scheme is optional) or a `@sha256:` form.
+pub fn reference(text: &str) -> Result<Reference, OciError> {
+    let bare = text.strip_prefix("oci://").unwrap_or(text);
+    bare.parse::<Reference>().map_err(|e| OciError::Reference {
+        reference: text.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn is_loopback(registry: &str) -> bool {
+    let host = registry
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(registry, |(h, _)| h);
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1")
+}
+
+fn client(reference: &Reference) -> Client {
+    let registry = reference.resolve_registry().to_owned();
+    let protocol = if is_loopback(&registry) {
+        ClientProtocol::HttpsExcept(vec![registry])
+    } else {
+        ClientProtocol::Https
+    };
+    Client::new(ClientConfig {
+        protocol,
+        // One wasm layer: nothing to parallelize, and no platform index to resolve.
+        platform_resolver: None,
+        connect_timeout: Some(std::time::Duration::from_secs(10)),
+        read_timeout: Some(std::time::Duration::from_secs(60)),
+        ..ClientConfig::default()
+    })
+}
+
+fn registry_error(reference: &str, source: OciDistributionError) -> OciError {
+    OciError::Registry {
+        reference: reference.to_owned(),
+        source,
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> OciError + '_ {
+    move |source| OciError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Pushes the component at `wasm` with its manifest (`plugin.toml` beside it, as signed) to
+/// `reference`; returns the pushed manifest's digest.
+pub async fn push(wasm: &Path, reference_text: &str) -> Result<String, OciError> {
+    let reference = reference(reference_text)?;
+    let bytes = std::fs::read(wasm).map_err(io(wasm))?;
+    let manifest_path = Manifest::locate(wasm).map_err(|k| OciError::Layout {
+        reference: reference_text.to_owned(),
+        message: k.to_string(),
+    })?;
+    let manifest_text = std::fs::read_to_string(&manifest_path).map_err(io(&manifest_path))?;
+    let manifest = Manifest::parse(&manifest_text).map_err(|message| OciError::Layout {
+        reference: reference_text.to_owned(),
+        message: format!("{}: {message}", manifest_path.display()),
+    })?;
+    let layer_digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+    if !layer_digest.ends_with(&manifest.sha256.to_ascii_lowercase()) {
+        return Err(OciError::Layout {
+            reference: reference_text.to_owned(),
+            message: format!(
+                "{} says sha256 {}, the component is {layer_digest}; rebuild or fix the manifest before pushing",
+                manifest_path.display(),
+                manifest.sha256
+            ),
+        });
+    }
+    let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let config = serde_json::json!({
+        "created": created,
+        "architecture": "wasm",
+        "os": "wasip2",
+        "layerDigests": [layer_digest],
+    });
+    let config = Config::new(
+        serde_json::to_vec(&config).unwrap_or_default(),
+        WASM_CONFIG_MEDIA_TYPE.to_owned(),
+        None,
+    );
+    let layers = [ImageLayer::new(
+        bytes,
+        WASM_LAYER_MEDIA_TYPE.to_owned(),
+        None,
+    )];
+    let annotations = BTreeMap::from([
+        // Base64: the registry client writes annotations as canonical JSON, which leaves a
+        // newline in a string raw, and registries (distribution 2.8) refuse that manifest.
+        (MANIFEST_ANNOTATION.to_owned(), B64.encode(manifest_text)),
+        (
+            "org.opencontainers.image.title".to_owned(),
+            manifest.id.clone(),
+        ),
+        (
+            "org.opencontainers.image.version".to_owned(),
+            manifest.version.clone(),
+        ),
+        ("org.opencontainers.image.created".to_owned(), created),
+    ]);
+    let mut oci_manifest = OciImageManifest::build(&layers, &config, Some(annotations));
+    // Without it, distribution 2.x cannot tell an OCI manifest from a Docker schema 1 one.
+    oci_manifest.media_type = Some(oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_owned());
+    let client = client(&reference);
+    client
+        .push(
+            &reference,
+            &layers,
+            config,
+            &RegistryAuth::Anonymous,
+            Some(oci_manifest),
+        )
+        .await
+        .map_err(|e| registry_error(reference_text, e))?;
+    let digest = client
+        .fetch_manifest_digest(&reference, &RegistryAuth::Anonymous)
+        .await
+        .map_err(|e| registry_error(reference_text, e))?;
+    Ok(digest)
+}
+
+/// Where a manifest digest's files live in the store.
+fn digest_dir(store: &Path, digest: &str) -> PathBuf {
+    store
+        .join("sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+/// The store's record of a tag reference: the file holding its last verified digest.
+fn ref_file(store: &Path, reference: &Reference) -> PathBuf {
+    let name: String = reference
+        .whole()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    store.join("refs").join(name)
+}
+
+fn stored(store: &Path, digest: &str) -> Option<PathBuf> {
+    let wasm = digest_dir(store, digest).join("component.wasm");
+    (wasm.is_file() && wasm.with_extension("plugin.toml").is_file()).then_some(wasm)
+}
+
+/// Pulls `reference` into the artifact store `store` (or finds it there), checking the
+/// layout, the size limit and the layer's digest. The plugin's hash, signature and
+/// capabilities are the loader's to check, as for any file.
+pub async fn pull(reference_text: &str, store: &Path, max_size: u64) -> Result<Pulled, OciError> {
+    let reference = reference(reference_text)?;
+    let client = client(&reference);
+    let fetched = client
+        .pull_image_manifest(&reference, &RegistryAuth::Anonymous)
+        .await;
+    let (oci_manifest, digest) = match fetched {
+        Ok(m) => m,
+        Err(OciDistributionError::RequestError(e)) => {
+            return offline(reference_text, &reference, store, e.to_string());
+        }
+        Err(e) => return Err(registry_error(reference_text, e)),
+    };
+    if let Some(wasm) = stored(store, &digest) {
+        return Ok(Pulled {
+            wasm,
+            digest,
+            from_store: false,
+        });
+    }
+    let layout = |message: String| OciError::Layout {
+        reference: reference_text.to_owned(),
+        message,
+    };
+    if oci_manifest.config.media_type != WASM_CONFIG_MEDIA_TYPE {
+        return Err(layout(format!(
+            "its config media type is {:?}, expected {WASM_CONFIG_MEDIA_TYPE}",
+            oci_manifest.config.media_type
+        )));
+    }
+    let [layer] = oci_manifest.layers.as_slice() else {
+        return Err(layout(format!(
+            "it has {} layers, expected one {WASM_LAYER_MEDIA_TYPE} layer",
+            oci_manifest.layers.len()
+        )));
+    };
+    if layer.media_type != WASM_LAYER_MEDIA_TYPE {
+        return Err(layout(format!(
+            "its layer's media type is {:?}, expected {WASM_LAYER_MEDIA_TYPE}",
+            layer.media_type
+        )));
+    }
+    let size = u64::try_from(layer.size).unwrap_or(u64::MAX);
+    if size > max_size {
+        return Err(OciError::TooLarge {
+            reference: reference_text.to_owned(),
+            size,
+            max: max_size,
+        });
+    }
+    let plugin_toml = oci_manifest
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(MANIFEST_ANNOTATION))
+        .ok_or_else(|| {
+            layout(format!(
+                "its manifest has no {MANIFEST_ANNOTATION} annotation"
+            ))
+        })?;
+    let plugin_toml = B64
+        .decode(plugin_toml)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            layout(format!(
+                "its {MANIFEST_ANNOTATION} annotation is not base64 text"
+            ))
+        })?;
+    let mut sink = Bounded {
+        bytes: Vec::with_capacity(usize::try_from(size).unwrap_or(0)),
+        max: max_size,
+    };
+    client
+        .pull_blob(&reference, layer, &mut sink)
+        .await
+        .map_err(|e| registry_error(reference_text, e))?;
+    let bytes = sink.bytes;
+    // The registry's word is not taken: the bytes must be what the manifest names, and no
+    // larger than the limit whatever the descriptor claimed.
+    let actual = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+    if actual != layer.digest || bytes.len() as u64 > max_size {
+        return Err(layout(format!(
+            "the layer's content is {actual} ({} bytes), the manifest names {}",
+            bytes.len(),
+            layer.digest
+        )));
+    }
+    let dir = digest_dir(store, &digest);
+    let tmp = store.join(format!("tmp-{:016x}", fastrand::u64(..)));
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let wasm_tmp = tmp.join("component.wasm");
+    std::fs::write(&wasm_tmp, &bytes).map_err(io(&wasm_tmp))?;
+    let toml_tmp = tmp.join("component.plugin.toml");
+    std::fs::write(&toml_tmp, plugin_toml).map_err(io(&toml_tmp))?;
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    // A concurrent pull of the same digest may have won; its files are the same bytes.
+    if std::fs::rename(&tmp, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    let wasm = stored(store, &digest).ok_or_else(|| OciError::Io {
+        path: dir.display().to_string(),
+        source: std::io::Error::other("the pulled files are not in the store"),
+    })?;
+    Ok(Pulled {
+        wasm,
+        digest,
+        from_store: false,
+    })
+}
+
+/// A download buffer that refuses to grow past `max` bytes, whatever the registry sends.
+struct Bounded {
+    bytes: Vec<u8>,
+    max: u64,
+}
+
+impl tokio::io::AsyncWrite for Bounded {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if (self.bytes.len() + data.len()) as u64 > self.max {
+            return std::task::Poll::Ready(Err(std::io::Error::other(format!(
+                "the layer is larger than plugins.max_artifact_size ({} bytes)",
+                self.max
+            ))));
+        }
+        self.bytes.extend_from_slice(data);
+        std::task::Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Records `digest` as the last verified one of a tag reference: what a start with the
+/// registry unreachable loads. Called once the loader has checked the plugin (hash,
+/// signature, capabilities), never for a mere pull.
+pub fn remember_verified(store: &Path, reference_text: &str, digest: &str) -> Result<(), OciError> {
+    let reference = reference(reference_text)?;
+    if reference.digest().is_some() {
+        return Ok(());
+    }
+    let file = ref_file(store, &reference);
+    if let Some(parent) = file.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    std::fs::write(&file, digest).map_err(io(&file))
+}
+
+/// The stored copy of `reference` when the registry cannot be reached.
+fn offline(
+    reference_text: &str,
+    reference: &Reference,
+    store: &Path,
+    cause: String,
+) -> Result<Pulled, OciError> {
+    let digest = match reference.digest() {
+        Some(d) => Some(d.to_owned()),
+        None => std::fs::read_to_string(ref_file(store, reference))
+            .ok()
+            .map(|d| d.trim().to_owned()),
+    };
+    match digest.as_deref().and_then(|d| Some((d, stored(store, d)?))) {
+        Some((digest, wasm)) => {
+            tracing::warn!(
+                reference = reference_text,
+                digest,
+                error = %cause,
+                "registry unreachable; loading the last verified copy from the artifact store"
+            );
+            Ok(Pulled {
+                wasm,
+                digest: digest.to_owned(),
+                from_store: true,
+            })
+        }
+        None => Err(OciError::Offline {
+            reference: reference_text.to_owned(),
+            cause,
+            store: store.display().to_string(),
+        }),
+    }
+}
+
+/// [`pull`] from synchronous code (the loader, CLI verbs, a tokio worker at start-up): runs
+/// it on a runtime of its own, on a thread of its own.
+pub fn pull_blocking(
+    reference_text: &str,
+    store: &Path,
+    max_size: u64,
+) -> Result<Pulled, OciError> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(io(store))?;
+            runtime.block_on(pull(reference_text, store, max_size))
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(OciError::Io {
+                path: store.display().to_string(),
+                source: std::io::Error::other("the pull thread panicked"),
+            })
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_and_loopback() {
+        let r = reference("oci://127.0.0.1:5000/guardrails/acme:1.2.0").unwrap();
+        assert_eq!(r.registry(), "127.0.0.1:5000");
+        assert_eq!(r.repository(), "guardrails/acme");
+        assert_eq!(r.tag(), Some("1.2.0"));
+        assert!(is_loopback(r.registry()));
+        assert!(is_loopback("localhost"));
+        assert!(!is_loopback("registry.acme.internal:5000"));
+        assert!(reference("oci://UPPER/Case:x").is_err());
+        let pinned = reference(
+            "registry.acme.internal/p@sha256:0123456789012345678901234567890123456789012345678901234567890123",
+        )
+        .unwrap();
+        assert!(pinned.digest().is_some());
+    }
+}

@@ -1,0 +1,269 @@
+//! Plugins through a real OCI registry (Debian's `docker-registry`, the CNCF distribution
+//! server, started here on a free loopback port with its data in a temp dir): push a signed
+//! plugin, run a gateway on its tag, update the tag and reload, refuse an unsigned push,
+//! start from the artifact store with the registry gone, and the bad-artifact errors.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::guardrails::{config, stage_plugin};
+use crate::harness::*;
+use crate::plugin_trust::{KEY, edit_manifest};
+
+/// A registry process, killed when dropped.
+struct Registry {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    async fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "docker-registry not found ({e}): `apt-get install -y docker-registry` (.ci/run does)"
+                )
+            });
+        let registry = Registry {
+            child,
+            addr,
+            _dir: dir,
+        };
+        for _ in 0..200 {
+            if let Ok(r) = client()
+                .get(format!("http://{}/v2/", registry.addr))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return registry;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("docker-registry did not start on {}", registry.addr);
+    }
+
+    fn reference(&self, repo_tag: &str) -> String {
+        format!("oci://{}/{repo_tag}", self.addr)
+    }
+}
+
+async fn push(wasm: &Path, reference: &str) -> String {
+    bitrouter::plugins::oci::push(wasm, reference)
+        .await
+        .unwrap_or_else(|e| panic!("push {reference}: {e}"))
+}
+
+fn gateway_yaml(mock: &bitrouter_mock::MockServer, reference: &str, store: &Path) -> String {
+    let public = bitrouter::plugins::public_key_hex(&KEY);
+    config(
+        mock,
+        &format!(
+            "guardrails:\n  builtin: false\n  plugins:\n    - oci: {reference}\n  upgoing: {{ confidential-id: block }}\nplugins:\n  trusted_keys: [\"{public}\"]\n  artifact_dir: {}\n",
+            store.display()
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_signed_plugin_travels_through_a_registry_and_updates_without_a_restart() {
+    let registry = Registry::start().await;
+    let mock = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("artifacts");
+    let wasm = stage_plugin("confidential-ids", dir.path(), "ids");
+    edit_manifest(&wasm, Some(&KEY), |t| {
+        t.insert("version".into(), "1.0.0".into());
+    });
+    let tag = registry.reference("guardrails/ids:stable");
+    let v1 = push(&wasm, &tag).await;
+
+    // The registry's own HTTP API shows the Wasm OCI artifact layout.
+    let sha = bitrouter::plugins::sha256_hex(&std::fs::read(&wasm).unwrap());
+    let manifest: Value = client()
+        .get(format!(
+            "http://{}/v2/guardrails/ids/manifests/stable",
+            registry.addr
+        ))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.wasm.config.v0+json"
+    );
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(manifest["layers"][0]["mediaType"], "application/wasm");
+    assert_eq!(manifest["layers"][0]["digest"], format!("sha256:{sha}"));
+    use base64::Engine;
+    let plugin_toml = base64::engine::general_purpose::STANDARD
+        .decode(
+            manifest["annotations"]["dev.bitrouter.plugin.manifest"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    assert!(
+        String::from_utf8(plugin_toml)
+            .unwrap()
+            .contains("signature")
+    );
+
+    // A gateway on the tag: the plugin blocks, and says where it came from.
+    let yaml = gateway_yaml(&mock, &tag, &store);
+    let gw = TestGateway::start_file(dir.path(), &yaml).await;
+    let (path, body) = request_for("openai", "m", "see CONFIDENTIAL-123456");
+    assert_eq!(post(&gw, path, &body).await.status, 403);
+    let listed = get(&gw, "/admin/plugins", &[]).await.json();
+    let p = &listed["plugins"][0];
+    assert_eq!(p["origin"], json!(format!("{tag}@{v1}")), "{p}");
+    assert_eq!(p["version"], "1.0.0");
+    assert_eq!(p["signer"], json!(bitrouter::plugins::public_key_hex(&KEY)));
+
+    // v2 pushed to the same tag: a reload pulls, verifies and swaps it in.
+    edit_manifest(&wasm, Some(&KEY), |t| {
+        t.insert("version".into(), "2.0.0".into());
+    });
+    let v2 = push(&wasm, &tag).await;
+    assert_ne!(v1, v2);
+    let r = post(&gw, "/admin/plugins/reload", &json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let listed = get(&gw, "/admin/plugins", &[]).await.json();
+    assert_eq!(listed["plugins"][0]["version"], "2.0.0");
+    assert_eq!(listed["plugins"][0]["origin"], json!(format!("{tag}@{v2}")));
+
+    // An unsigned v3 on the tag: refused with the reason; v2 keeps running.
+    edit_manifest(&wasm, None, |t| {
+        t.insert("version".into(), "3.0.0".into());
+    });
+    push(&wasm, &tag).await;
+    let r = post(&gw, "/admin/plugins/reload", &json!({})).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(r.text.contains("not signed"), "{}", r.text);
+    assert_eq!(post(&gw, path, &body).await.status, 403);
+    drop(gw);
+
+    // The registry gone: a new gateway starts from the store, at the tag's last verified
+    // digest (v2, not the refused v3).
+    drop(registry);
+    let gw = TestGateway::start_file(dir.path(), &yaml).await;
+    let listed = get(&gw, "/admin/plugins", &[]).await.json();
+    assert_eq!(listed["plugins"][0]["version"], "2.0.0");
+    assert_eq!(post(&gw, path, &body).await.status, 403);
+}
+
+#[tokio::test]
+async fn bad_references_and_artifacts_are_clear_errors() {
+    let registry = Registry::start().await;
+    let mock = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("artifacts");
+    let load = |yaml: &str| {
+        write_config(&dir.path().join("bitrouter.yaml"), yaml);
+        bitrouter::Config::load(&dir.path().join("bitrouter.yaml"))
+    };
+    let start_err = |yaml: String| {
+        let c = load(&yaml).unwrap();
+        async move {
+            bitrouter::Gateway::new(c)
+                .await
+                .err()
+                .expect("the gateway refuses to start")
+                .message()
+                .to_owned()
+        }
+    };
+
+    // Not a reference at all: a config error at its key.
+    let e = load(&gateway_yaml(&mock, "oci://UPPER/Case", &store)).unwrap_err();
+    assert!(e.to_string().contains("oci"), "{e}");
+
+    // Nothing at that name in the registry.
+    let missing = registry.reference("guardrails/nothing:1");
+    let e = start_err(gateway_yaml(&mock, &missing, &store)).await;
+    assert!(e.contains("guardrails/nothing"), "{e}");
+
+    // An ordinary image, not a Wasm plugin artifact.
+    let image = registry.reference("images/app:1");
+    let reference = bitrouter::plugins::oci::reference(&image).unwrap();
+    let oci = oci_client::Client::new(oci_client::client::ClientConfig {
+        protocol: oci_client::client::ClientProtocol::Http,
+        ..Default::default()
+    });
+    let layers = [oci_client::client::ImageLayer::new(
+        b"not a component".to_vec(),
+        "application/vnd.oci.image.layer.v1.tar".into(),
+        None,
+    )];
+    let cfg = oci_client::client::Config::new(
+        b"{}".to_vec(),
+        "application/vnd.oci.image.config.v1+json".into(),
+        None,
+    );
+    let mut manifest = oci_client::manifest::OciImageManifest::build(&layers, &cfg, None);
+    manifest.media_type = Some(oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_owned());
+    oci.push(
+        &reference,
+        &layers,
+        cfg,
+        &oci_client::secrets::RegistryAuth::Anonymous,
+        Some(manifest),
+    )
+    .await
+    .unwrap();
+    let e = start_err(gateway_yaml(&mock, &image, &store)).await;
+    assert!(e.contains("not a BitRouter plugin artifact"), "{e}");
+
+    // Over plugins.max_artifact_size.
+    let wasm = stage_plugin("confidential-ids", dir.path(), "ids");
+    edit_manifest(&wasm, Some(&KEY), |_| {});
+    let tag = registry.reference("guardrails/ids:1");
+    push(&wasm, &tag).await;
+    let small = gateway_yaml(&mock, &tag, &store).replace(
+        "  artifact_dir:",
+        "  max_artifact_size: 1KiB\n  artifact_dir:",
+    );
+    let e = start_err(small).await;
+    assert!(e.contains("max_artifact_size"), "{e}");
+
+    // A registry that cannot be reached, with nothing stored: named, with the store.
+    drop(registry);
+    let e = start_err(gateway_yaml(&mock, &tag, &dir.path().join("empty"))).await;
+    assert!(e.contains("cannot be reached"), "{e}");
+}
