@@ -85,7 +85,16 @@ impl Gateway {
                 );
                 json_response(StatusCode::OK, doc.to_string())
             }
-            Handler::Prometheus => crate::admin::prometheus(outcomes, &self.proxy.guardrails()),
+            Handler::Prometheus => {
+                let u = self.updates();
+                outcomes
+                    .metrics
+                    .set_state("plugin_updates", "applied", u.applied);
+                outcomes
+                    .metrics
+                    .set_state("plugin_updates", "failed", u.failed);
+                crate::admin::prometheus(outcomes, &self.proxy.guardrails())
+            }
             Handler::AdminPlugins => json_response(StatusCode::OK, self.plugins_json().to_string()),
             Handler::ReloadPlugins => match self.reload_plugins().await {
                 Ok(doc) => json_response(StatusCode::OK, doc.to_string()),

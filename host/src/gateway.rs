@@ -29,6 +29,8 @@ pub struct Gateway {
     reloading: tokio::sync::Mutex<()>,
     /// `guardrails.enabled` of the config the loaded plugins came from (a reload re-reads it).
     guardrails_enabled: std::sync::atomic::AtomicBool,
+    /// What the last check of the followed OCI tags found, and how many applied or failed.
+    updates: std::sync::Mutex<Updates>,
     pub(crate) started: Instant,
     /// See `set_caller_for_tests`.
     pub(crate) test_caller: std::sync::RwLock<Option<Arc<crate::caller::Caller>>>,
@@ -36,6 +38,22 @@ pub struct Gateway {
     pub(crate) auth: Option<Arc<Authenticator>>,
     /// Registered A2A agent cards (same database as the ledger).
     pub(crate) agents: Arc<crate::agents::Agents>,
+}
+
+/// The followed OCI tags' update checks (`plugins.update_interval`), for `/admin/plugins`
+/// and `/metrics`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Updates {
+    /// When the last check ran, Unix milliseconds.
+    pub last_check_ms: Option<i64>,
+    /// `unchanged`, `applied` (a new digest was verified and swapped in) or `failed`.
+    pub last_outcome: Option<&'static str>,
+    /// Why the last check failed (registry unreachable, the new digest did not verify, ...).
+    pub last_error: Option<String>,
+    /// Checks that swapped in a new digest.
+    pub applied: u64,
+    /// Checks that failed; the running plugins stayed.
+    pub failed: u64,
 }
 
 /// A start-up failure: the config is not usable as it stands.
@@ -88,6 +106,7 @@ impl Gateway {
             firewall: std::sync::Mutex::new(firewall),
             reloading: tokio::sync::Mutex::new(()),
             guardrails_enabled: config.guardrails.enabled.into(),
+            updates: std::sync::Mutex::new(Updates::default()),
             config,
             started: Instant::now(),
             auth,
@@ -131,10 +150,67 @@ impl Gateway {
         &self.agents
     }
 
-    /// The loaded plugins with their counters (`GET /admin/plugins`).
+    /// The loaded plugins with their counters (`GET /admin/plugins`), and the update checks.
     pub fn plugins_json(&self) -> serde_json::Value {
         let firewall = self.firewall.lock().unwrap_or_else(|p| p.into_inner());
-        crate::admin::plugins_document(&firewall.plugins, &self.proxy.guardrails())
+        let mut doc = crate::admin::plugins_document(&firewall.plugins, &self.proxy.guardrails());
+        doc["updates"] = json!(self.updates());
+        doc
+    }
+
+    /// The update checks so far.
+    pub fn updates(&self) -> Updates {
+        self.updates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Checks every followed OCI tag for a new digest and, when one moved, reloads (pull,
+    /// verify, compile, swap — all or nothing, as `reload_plugins`). `None` when no plugin
+    /// follows a tag.
+    pub async fn check_for_updates(self: &Arc<Self>) -> Option<&'static str> {
+        let followed = {
+            let f = self.firewall.lock().unwrap_or_else(|p| p.into_inner());
+            f.plugins.followed.clone()
+        };
+        if followed.is_empty() {
+            return None;
+        }
+        let mut moved = false;
+        let mut failure = None;
+        for (reference, running) in &followed {
+            match crate::plugins::oci::current_digest(reference).await {
+                Ok(now) => moved |= now != *running,
+                Err(e) => {
+                    failure = Some(format!("cannot check {reference}: {e}"));
+                    break;
+                }
+            }
+        }
+        if failure.is_none() && moved {
+            if let Err(e) = self.reload_plugins().await {
+                failure = Some(e.message().to_owned());
+            }
+        }
+        let outcome = match (&failure, moved) {
+            (Some(_), _) => "failed",
+            (None, true) => "applied",
+            (None, false) => "unchanged",
+        };
+        if let Some(e) = &failure {
+            tracing::warn!(error = %e, "plugin update check failed; the running plugins stay");
+        }
+        let mut u = self.updates.lock().unwrap_or_else(|p| p.into_inner());
+        u.last_check_ms = Some(crate::spend::query_now_ms());
+        u.last_outcome = Some(outcome);
+        u.last_error = failure;
+        match outcome {
+            "applied" => u.applied += 1,
+            "failed" => u.failed += 1,
+            _ => {}
+        }
+        Some(outcome)
     }
 
     /// Whether the guardrails of the loaded configuration are on.

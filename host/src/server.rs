@@ -49,6 +49,11 @@ pub async fn serve(
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     let reloader = tokio::spawn(reload_on_sighup(gateway.clone()));
+    let updater = gateway
+        .config
+        .plugins
+        .update_interval
+        .map(|every| tokio::spawn(follow_tags(gateway.clone(), every)));
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
@@ -86,6 +91,9 @@ pub async fn serve(
     }
     drop(listener);
     reloader.abort();
+    if let Some(u) = updater {
+        u.abort();
+    }
     let grace = gateway.config.server.shutdown_grace;
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
@@ -94,6 +102,18 @@ pub async fn serve(
     // Everything accepted is accounted: write what the ledger still holds.
     gateway.close(grace).await;
     Ok(())
+}
+
+/// Every `plugins.update_interval`, checks the followed OCI tags for a new digest
+/// (`Gateway::check_for_updates`).
+async fn follow_tags(gateway: Arc<Gateway>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        gateway.check_for_updates().await;
+    }
 }
 
 /// `SIGHUP` reloads the plugins, like `POST /admin/plugins/reload`.

@@ -267,3 +267,66 @@ async fn bad_references_and_artifacts_are_clear_errors() {
     let e = start_err(gateway_yaml(&mock, &tag, &dir.path().join("empty"))).await;
     assert!(e.contains("cannot be reached"), "{e}");
 }
+
+/// Waits until `/admin/plugins` satisfies `done` (the poller runs every second).
+async fn wait_for(gw: &TestGateway, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..100 {
+        let listed = get(gw, "/admin/plugins", &[]).await.json();
+        if done(&listed) {
+            return listed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "not reached in 10 s: {}",
+        get(gw, "/admin/plugins", &[]).await.json()
+    );
+}
+
+#[tokio::test]
+async fn followed_tags_update_on_their_own_and_a_bad_push_is_refused() {
+    let registry = Registry::start().await;
+    let mock = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("artifacts");
+    let wasm = stage_plugin("confidential-ids", dir.path(), "ids");
+    edit_manifest(&wasm, Some(&KEY), |t| {
+        t.insert("version".into(), "1.0.0".into());
+    });
+    let tag = registry.reference("guardrails/ids:stable");
+    push(&wasm, &tag).await;
+    let yaml = gateway_yaml(&mock, &tag, &store)
+        .replace("  artifact_dir:", "  update_interval: 1s\n  artifact_dir:");
+    let gw = TestGateway::start_file(dir.path(), &yaml).await;
+
+    // v2 on the tag: within an interval or two the gateway runs it, no reload asked.
+    edit_manifest(&wasm, Some(&KEY), |t| {
+        t.insert("version".into(), "2.0.0".into());
+    });
+    let v2 = push(&wasm, &tag).await;
+    let listed = wait_for(&gw, |l| l["plugins"][0]["version"] == "2.0.0").await;
+    assert_eq!(listed["plugins"][0]["origin"], json!(format!("{tag}@{v2}")));
+    assert_eq!(listed["updates"]["applied"], 1, "{listed}");
+
+    // An unsigned v3 on the tag: each check fails and says why; v2 keeps serving.
+    edit_manifest(&wasm, None, |t| {
+        t.insert("version".into(), "3.0.0".into());
+    });
+    push(&wasm, &tag).await;
+    let listed = wait_for(&gw, |l| l["updates"]["last_outcome"] == "failed").await;
+    assert!(
+        listed["updates"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not signed"),
+        "{listed}"
+    );
+    assert_eq!(listed["plugins"][0]["version"], "2.0.0");
+    let (path, body) = request_for("openai", "m", "see CONFIDENTIAL-123456");
+    assert_eq!(post(&gw, path, &body).await.status, 403);
+    let metrics = get(&gw, "/metrics", &[]).await.text;
+    assert!(
+        metrics.contains("component=\"plugin_updates\",state=\"failed\""),
+        "{metrics}"
+    );
+}

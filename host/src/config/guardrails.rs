@@ -110,6 +110,9 @@ pub struct PluginsSection {
     pub artifact_dir: Option<String>,
     /// The largest component pulled from a registry.
     pub max_artifact_size: Option<ByteSize>,
+    /// How often followed OCI tags are checked for a new digest.
+    #[serde(default, with = "humantime_serde")]
+    pub update_interval: Option<Duration>,
     /// Observer plugins: receive every request event in batches.
     #[serde(default)]
     pub observers: Vec<PluginEntry>,
@@ -231,6 +234,9 @@ pub struct Plugins {
     /// `plugins.max_artifact_size`: the largest component pulled from a registry, bytes
     /// (default 64 MiB).
     pub max_artifact_size: u64,
+    /// `plugins.update_interval`: how often followed OCI tags are checked for a new digest
+    /// (`None`, the default: only at start and on reload).
+    pub update_interval: Option<Duration>,
     /// `plugins.observers`: observer plugins, which receive every request event in batches.
     pub observers: Vec<PluginRef>,
 }
@@ -246,6 +252,7 @@ impl Default for Plugins {
             trusted_keys: Vec::new(),
             artifact_dir: super::home_dir().join("artifacts"),
             max_artifact_size: crate::plugins::oci::DEFAULT_MAX_ARTIFACT_SIZE,
+            update_interval: None,
             observers: Vec::new(),
         }
     }
@@ -471,6 +478,15 @@ pub fn resolve_plugins(
             ));
         }
         p.max_artifact_size = m.0;
+    }
+    if let Some(d) = section.update_interval {
+        if d < Duration::from_secs(1) {
+            return Err((
+                "plugins.update_interval".into(),
+                "expected a duration of at least 1s".into(),
+            ));
+        }
+        p.update_interval = Some(d);
     }
     p.observers = resolve_plugin_entries(section.observers, "plugins.observers", base_dir, expand)?;
     Ok(p)

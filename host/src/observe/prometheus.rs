@@ -140,7 +140,7 @@ impl PromMetrics {
         let uptime = Gauge::<f64, AtomicU64>::default();
         registry.register("uptime_seconds", "Seconds since start", uptime.clone());
         let states = Family::<StateLabels, Gauge>::default();
-        registry.register("component_events", "Ledger rows and observer events by state (written, dropped, failed, queued, delivered, panicked)", states.clone());
+        registry.register("component_events", "Ledger rows, observer events and plugin update checks by state (written, dropped, failed, queued, delivered, panicked, applied)", states.clone());
         let guardrails = Family::<GuardrailLabels, Gauge>::default();
         registry.register(
             "guardrail_findings",

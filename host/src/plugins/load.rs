@@ -37,6 +37,8 @@ pub struct LoadedPlugins {
     pub adapters: Arc<Adapters>,
     /// Built-in plugins this binary was built without (see `build.rs`).
     pub missing_builtins: Vec<&'static str>,
+    /// The OCI tags the config follows (not pinned by digest), each with the digest loaded.
+    pub followed: Vec<(String, String)>,
 }
 
 impl LoadedPlugins {
@@ -168,6 +170,7 @@ pub fn load(config: &Config) -> Result<LoadedPlugins, LoadError> {
             host: None,
             adapters: Arc::default(),
             missing_builtins,
+            followed: Vec::new(),
         });
     }
     let mut host = PluginHost::new(host_config(config)).map_err(|error| LoadError {
@@ -212,23 +215,25 @@ pub fn load(config: &Config) -> Result<LoadedPlugins, LoadError> {
         adapters.insert(provider.clone(), plugin);
     }
     // Everything loaded and verified: these are now the tags' last good digests.
-    for r in config
+    let mut followed = Vec::new();
+    let entries = config
         .guardrails
         .plugins
         .iter()
-        .chain(&config.plugins.observers)
-    {
-        if let Some(reference) = &r.oci
-            && let Some(p) = host.plugins().iter().find(|p| {
-                p.info()
-                    .origin
-                    .as_deref()
-                    .and_then(|o| o.split_once('@'))
-                    .is_some_and(|(name, _)| name == oci_name(reference))
-            })
-            && let Some((_, digest)) = p.info().origin.as_deref().and_then(|o| o.split_once('@'))
-            && let Err(e) =
-                super::oci::remember_verified(&config.plugins.artifact_dir, reference, digest)
+        .chain(&config.plugins.observers);
+    for (reference, digest) in entries.filter_map(|r| {
+        let reference = r.oci.as_ref()?;
+        let origin = host.plugins().iter().find_map(|p| {
+            let (name, digest) = p.info().origin.as_deref()?.split_once('@')?;
+            (name == oci_name(reference)).then(|| digest.to_owned())
+        })?;
+        Some((reference, origin))
+    }) {
+        if super::oci::reference(reference).is_ok_and(|r| r.digest().is_none()) {
+            followed.push((reference.clone(), digest.clone()));
+        }
+        if let Err(e) =
+            super::oci::remember_verified(&config.plugins.artifact_dir, reference, &digest)
         {
             tracing::warn!(reference = %reference, error = %e, "cannot record the verified digest");
         }
@@ -237,5 +242,6 @@ pub fn load(config: &Config) -> Result<LoadedPlugins, LoadError> {
         host: Some(host),
         adapters: Arc::new(adapters),
         missing_builtins,
+        followed,
     })
 }

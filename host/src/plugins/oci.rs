@@ -235,6 +235,16 @@ pub async fn push(wasm: &Path, reference_text: &str) -> Result<String, OciError>
     Ok(digest)
 }
 
+/// The digest a reference resolves to in its registry now (a `HEAD` of the manifest): what
+/// the update poller compares with the running one.
+pub async fn current_digest(reference_text: &str) -> Result<String, OciError> {
+    let reference = reference(reference_text)?;
+    client(&reference)
+        .fetch_manifest_digest(&reference, &RegistryAuth::Anonymous)
+        .await
+        .map_err(|e| registry_error(reference_text, e))
+}
+
 /// Where a manifest digest's files live in the store.
 fn digest_dir(store: &Path, digest: &str) -> PathBuf {
     store
