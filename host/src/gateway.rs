@@ -188,10 +188,11 @@ impl Gateway {
                 }
             }
         }
-        if failure.is_none() && moved {
-            if let Err(e) = self.reload_plugins().await {
-                failure = Some(e.message().to_owned());
-            }
+        if failure.is_none()
+            && moved
+            && let Err(e) = self.reload_plugins().await
+        {
+            failure = Some(e.message().to_owned());
         }
         let outcome = match (&failure, moved) {
             (Some(_), _) => "failed",

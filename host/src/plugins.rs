@@ -78,8 +78,11 @@ pub struct HostConfig {
     pub configure_deadline: Duration,
     /// Fuel per call, for deterministic tests; `None` (the default) disables fuel metering.
     pub fuel: Option<u64>,
-    /// ed25519 public keys (hex). When any is set, every plugin must be signed by one.
+    /// ed25519 public keys (hex) that may sign any plugin. When any key is set here or in
+    /// `trust`, every plugin file must be signed by a key allowed for it.
     pub trusted_keys: Vec<String>,
+    /// Keys that may sign only the plugins whose source matches a scope.
+    pub trust: Vec<TrustRule>,
     /// Where plugin log lines go (default: `tracing`, tagged with the plugin id).
     pub log_sink: Option<LogSink>,
 }
@@ -96,6 +99,7 @@ impl Default for HostConfig {
             configure_deadline: Duration::from_secs(1),
             fuel: None,
             trusted_keys: Vec::new(),
+            trust: Vec::new(),
             log_sink: None,
         }
     }
@@ -112,7 +116,45 @@ impl std::fmt::Debug for HostConfig {
             .field("configure_deadline", &self.configure_deadline)
             .field("fuel", &self.fuel)
             .field("trusted_keys", &self.trusted_keys)
+            .field("trust", &self.trust)
             .finish_non_exhaustive()
+    }
+}
+
+/// Keys trusted for a scope (`plugins.trust`): they may sign a plugin whose source — an OCI
+/// reference's `registry/repository`, or a file's path — matches the glob (`*` stays within
+/// one `/` segment, `**` crosses them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustRule {
+    /// ed25519 public keys, hex.
+    pub keys: Vec<String>,
+    /// The glob over sources.
+    pub scope: String,
+}
+
+/// A parsed [`TrustRule`].
+struct ScopedKeys {
+    scope: String,
+    matcher: globset::GlobMatcher,
+    keys: Vec<VerifyingKey>,
+}
+
+/// What a plugin's source is for `plugins.trust` scopes: `registry/repository` of an OCI
+/// origin (no tag, no digest), else the component's path.
+fn trust_source(spec: &PluginSpec) -> String {
+    match &spec.origin {
+        Some(origin) => {
+            let bare = origin.strip_prefix("oci://").unwrap_or(origin);
+            let bare = bare.split_once('@').map_or(bare, |(name, _)| name);
+            // A `:tag` after the last `/` (a `:port` sits before it).
+            match bare.rsplit_once('/') {
+                Some((head, last)) => {
+                    format!("{head}/{}", last.split_once(':').map_or(last, |(n, _)| n))
+                }
+                None => bare.to_owned(),
+            }
+        }
+        None => spec.path.display().to_string(),
     }
 }
 
@@ -225,6 +267,7 @@ pub struct PluginHost {
     engine: Arc<PluginEngine>,
     config: HostConfig,
     trusted: Vec<VerifyingKey>,
+    scoped: Vec<ScopedKeys>,
     plugins: Vec<Plugin>,
 }
 
@@ -243,11 +286,32 @@ impl PluginHost {
         let host_err = |kind| PluginError::new("(host)", kind);
         let trusted = manifest::parse_trusted_keys(&config.trusted_keys)
             .map_err(|m| host_err(PluginErrorKind::Engine(m)))?;
+        let mut scoped = Vec::new();
+        for rule in &config.trust {
+            let keys = manifest::parse_trusted_keys(&rule.keys)
+                .map_err(|m| host_err(PluginErrorKind::Engine(m)))?;
+            let matcher = globset::GlobBuilder::new(&rule.scope)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| {
+                    host_err(PluginErrorKind::Engine(format!(
+                        "trust scope {:?}: {e}",
+                        rule.scope
+                    )))
+                })?
+                .compile_matcher();
+            scoped.push(ScopedKeys {
+                scope: rule.scope.clone(),
+                matcher,
+                keys,
+            });
+        }
         let engine = Arc::new(PluginEngine::new(&config).map_err(host_err)?);
         Ok(PluginHost {
             engine,
             config,
             trusted,
+            scoped,
             plugins: Vec::new(),
         })
     }
@@ -345,6 +409,45 @@ impl PluginHost {
         self.engine.cache.dir()
     }
 
+    /// The signer of a plugin file among the keys allowed for its source: `trusted_keys`,
+    /// and the `trust` rules whose scope matches it. Fails closed: with any key configured, a
+    /// plugin no allowed key signed is refused, and one signed by a key of another scope says
+    /// so.
+    fn check_signature(
+        &self,
+        manifest: &Manifest,
+        spec: &PluginSpec,
+    ) -> Result<Option<String>, PluginErrorKind> {
+        if self.scoped.is_empty() {
+            return manifest::verify(manifest, &self.trusted);
+        }
+        let source = trust_source(spec);
+        let mut allowed = self.trusted.clone();
+        for rule in self.scoped.iter().filter(|r| r.matcher.is_match(&source)) {
+            allowed.extend(rule.keys.iter().copied());
+        }
+        let refused = match (allowed.is_empty(), manifest::verify(manifest, &allowed)) {
+            (false, Ok(signer)) => return Ok(signer),
+            (false, Err(PluginErrorKind::Unsigned)) => return Err(PluginErrorKind::Unsigned),
+            (true, _) => None,
+            (false, Err(e)) => Some(e),
+        };
+        // Signed by a key that is trusted, but for other sources?
+        for rule in &self.scoped {
+            if let Ok(Some(key)) = manifest::verify(manifest, &rule.keys) {
+                return Err(PluginErrorKind::BadSignature(format!(
+                    "signed by key {key}, which plugins.trust allows only for `{}`; this plugin comes from `{source}`",
+                    rule.scope
+                )));
+            }
+        }
+        Err(refused.unwrap_or_else(|| {
+            PluginErrorKind::BadSignature(format!(
+                "no trusted key may sign `{source}`: no plugins.trust scope matches it and plugins.trusted_keys is empty"
+            ))
+        }))
+    }
+
     fn load_one(&self, spec: &PluginSpec) -> Result<Plugin, PluginError> {
         let mut name = spec.path.display().to_string();
         let err = |name: &str, kind| PluginError::new(name, kind);
@@ -409,7 +512,9 @@ impl PluginHost {
         // refuse them.
         let signer = match spec.embedded {
             Some(_) => None,
-            None => manifest::verify(&manifest, &self.trusted).map_err(|k| err(&name, k))?,
+            None => self
+                .check_signature(&manifest, spec)
+                .map_err(|k| err(&name, k))?,
         };
 
         let capabilities = manifest.capabilities().map_err(|k| err(&name, k))?;
@@ -525,5 +630,34 @@ impl PluginHost {
             "plugin loaded"
         );
         Ok(plugin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trust_sources_are_registry_and_repository_or_the_path() {
+        let oci = |o: &str| PluginSpec {
+            origin: Some(o.into()),
+            ..PluginSpec::default()
+        };
+        assert_eq!(
+            trust_source(&oci(
+                "oci://registry.acme.internal:5000/guardrails/acme:1.2@sha256:ab"
+            )),
+            "registry.acme.internal:5000/guardrails/acme"
+        );
+        assert_eq!(
+            trust_source(&oci(
+                "oci://registry.acme.internal/guardrails/acme@sha256:ab"
+            )),
+            "registry.acme.internal/guardrails/acme"
+        );
+        assert_eq!(
+            trust_source(&PluginSpec::new("/srv/plugins/acme.wasm")),
+            "/srv/plugins/acme.wasm"
+        );
     }
 }

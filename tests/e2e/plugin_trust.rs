@@ -245,3 +245,67 @@ async fn two_teams_plugins_with_the_same_pattern_id_load_side_by_side() {
         "team-b/confidential-id=1"
     );
 }
+
+#[tokio::test]
+async fn scoped_keys_sign_only_their_scope() {
+    let mock = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (dir.path().join("team-a"), dir.path().join("team-b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    const TEAM_A: [u8; 32] = [1; 32];
+    const TEAM_B: [u8; 32] = [2; 32];
+    let trust = format!(
+        "plugins:\n  trust:\n    - keys: [\"{}\"]\n      scope: \"{}/*\"\n    - keys: [\"{}\"]\n      scope: \"{}/*\"\n",
+        bitrouter::plugins::public_key_hex(&TEAM_A),
+        a_dir.display(),
+        bitrouter::plugins::public_key_hex(&TEAM_B),
+        b_dir.display()
+    );
+    let with = |wasm: &Path| {
+        config(
+            &mock,
+            &format!(
+                "guardrails:\n  builtin: true\n  plugins:\n    - path: {}\n{trust}",
+                wasm.display()
+            ),
+        )
+    };
+    let start = |yaml: String| {
+        write_config(&dir.path().join("bitrouter.yaml"), &yaml);
+        let c = bitrouter::Config::load(&dir.path().join("bitrouter.yaml")).unwrap();
+        bitrouter::Gateway::new(c)
+    };
+
+    // Team A's key on team A's plugin: loads (the built-ins beside it, trusted as the binary).
+    let a = stage_plugin("confidential-ids", &a_dir, "ids");
+    edit_manifest(&a, Some(&TEAM_A), |_| {});
+    let gw = start(with(&a)).await.expect("in scope");
+    let listed = gw.plugins_json();
+    let ids = listed["plugins"].as_array().unwrap();
+    let p = ids.iter().find(|p| p["id"] == "confidential-ids").unwrap();
+    assert_eq!(
+        p["signer"],
+        json!(bitrouter::plugins::public_key_hex(&TEAM_A))
+    );
+    drop(gw);
+
+    // Team A's key on a plugin in team B's scope: refused, saying whose scope it is.
+    let b = stage_plugin("confidential-ids", &b_dir, "ids");
+    edit_manifest(&b, Some(&TEAM_A), |_| {});
+    let e = start(with(&b)).await.err().expect("out of scope");
+    assert!(e.message().contains("allows only for"), "{e}");
+    assert!(e.message().contains("team-a/*"), "{e}");
+
+    // Outside every scope, with no trusted_keys: refused (fails closed), even when signed.
+    let elsewhere = stage_plugin("confidential-ids", dir.path(), "ids");
+    edit_manifest(&elsewhere, Some(&[9; 32]), |_| {});
+    let e = start(with(&elsewhere)).await.err().expect("no scope");
+    assert!(e.message().contains("no trusted key may sign"), "{e}");
+
+    // A bad scope glob is a config error at its key.
+    let bad = with(&a).replace(&format!("{}/*", a_dir.display()), "[unclosed");
+    write_config(&dir.path().join("bitrouter.yaml"), &bad);
+    let e = bitrouter::Config::load(&dir.path().join("bitrouter.yaml")).unwrap_err();
+    assert!(e.to_string().contains("plugins.trust[0].scope"), "{e}");
+}

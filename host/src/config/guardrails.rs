@@ -92,6 +92,16 @@ pub struct PluginEntry {
     pub call_deadline: Option<Duration>,
 }
 
+/// One `plugins.trust` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustSection {
+    /// ed25519 public keys, hex.
+    pub keys: Vec<String>,
+    /// The glob over plugin sources these keys may sign.
+    pub scope: String,
+}
+
 /// The plugin host's settings.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -106,6 +116,9 @@ pub struct PluginsSection {
     pub configure_deadline: Option<Duration>,
     #[serde(default)]
     pub trusted_keys: Vec<String>,
+    /// Keys trusted for a scope of sources only.
+    #[serde(default)]
+    pub trust: Vec<TrustSection>,
     /// Where pulled OCI artifacts are kept.
     pub artifact_dir: Option<String>,
     /// The largest component pulled from a registry.
@@ -228,6 +241,9 @@ pub struct Plugins {
     /// `plugins.trusted_keys`: ed25519 public keys (hex); when set, every plugin must be signed by
     /// one.
     pub trusted_keys: Vec<String>,
+    /// `plugins.trust`: keys that may sign only plugins whose source (an OCI reference's
+    /// `registry/repository`, or a file path) matches the scope's glob.
+    pub trust: Vec<crate::plugins::TrustRule>,
     /// `plugins.artifact_dir`: the content-addressed store of pulled OCI artifacts (default
     /// `~/.bitrouter/artifacts`).
     pub artifact_dir: PathBuf,
@@ -250,6 +266,7 @@ impl Default for Plugins {
             call_deadline: Duration::from_millis(10),
             configure_deadline: Duration::from_secs(1),
             trusted_keys: Vec::new(),
+            trust: Vec::new(),
             artifact_dir: super::home_dir().join("artifacts"),
             max_artifact_size: crate::plugins::oci::DEFAULT_MAX_ARTIFACT_SIZE,
             update_interval: None,
@@ -462,6 +479,31 @@ pub fn resolve_plugins(
             ));
         }
         p.trusted_keys.push(k);
+    }
+    for (i, rule) in section.trust.into_iter().enumerate() {
+        let at = format!("plugins.trust[{i}]");
+        if rule.keys.is_empty() {
+            return Err((format!("{at}.keys"), "expected at least one key".into()));
+        }
+        let mut keys = Vec::new();
+        for (j, k) in rule.keys.iter().enumerate() {
+            let k = expand(k);
+            if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err((
+                    format!("{at}.keys[{j}]"),
+                    "expected an ed25519 public key as 64 hex digits".into(),
+                ));
+            }
+            keys.push(k);
+        }
+        let scope = expand(&rule.scope);
+        if let Err(e) = globset::GlobBuilder::new(&scope)
+            .literal_separator(true)
+            .build()
+        {
+            return Err((format!("{at}.scope"), format!("not a glob: {e}")));
+        }
+        p.trust.push(crate::plugins::TrustRule { keys, scope });
     }
     if let Some(dir) = section.artifact_dir {
         let dir = expand(&dir);

@@ -77,6 +77,7 @@ pub fn host_config(config: &Config) -> HostConfig {
         call_deadline: p.call_deadline,
         configure_deadline: p.configure_deadline,
         trusted_keys: p.trusted_keys.clone(),
+        trust: p.trust.clone(),
         ..HostConfig::default()
     }
 }
