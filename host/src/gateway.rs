@@ -180,7 +180,9 @@ impl Gateway {
         let mut moved = false;
         let mut failure = None;
         for (reference, running) in &followed {
-            match crate::plugins::oci::current_digest(reference).await {
+            match crate::plugins::oci::current_digest(reference, &self.config.plugins.registries)
+                .await
+            {
                 Ok(now) => moved |= now != *running,
                 Err(e) => {
                     failure = Some(format!("cannot check {reference}: {e}"));

@@ -27,8 +27,16 @@ impl Drop for Registry {
     }
 }
 
+/// `ci` / `bitrouter-test`, bcrypt (what distribution's htpasswd auth reads).
+const HTPASSWD: &str = "ci:$2b$12$Xbn0ssAuPUJRYCu0H/vfo.l8yAHw7gL2ybvZhnDE47Xws3ugCoqbO\n";
+
 impl Registry {
     async fn start() -> Registry {
+        Self::start_with(false).await
+    }
+
+    /// With `login`, the registry wants basic auth (`HTPASSWD`).
+    async fn start_with(login: bool) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -40,8 +48,18 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
-                dir.path().join("data").display()
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{}",
+                dir.path().join("data").display(),
+                if login {
+                    let file = dir.path().join("htpasswd");
+                    std::fs::write(&file, HTPASSWD).unwrap();
+                    format!(
+                        "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                        file.display()
+                    )
+                } else {
+                    String::new()
+                }
             ),
         )
         .unwrap();
@@ -66,7 +84,7 @@ impl Registry {
                 .get(format!("http://{}/v2/", registry.addr))
                 .send()
                 .await
-                && r.status().is_success()
+                && (r.status().is_success() || r.status() == 401)
             {
                 return registry;
             }
@@ -81,7 +99,7 @@ impl Registry {
 }
 
 async fn push(wasm: &Path, reference: &str) -> String {
-    bitrouter::plugins::oci::push(wasm, reference)
+    bitrouter::plugins::oci::push(wasm, reference, &Default::default())
         .await
         .unwrap_or_else(|e| panic!("push {reference}: {e}"))
 }
@@ -329,4 +347,61 @@ async fn followed_tags_update_on_their_own_and_a_bad_push_is_refused() {
         metrics.contains("component=\"plugin_updates\",state=\"failed\""),
         "{metrics}"
     );
+}
+
+#[test]
+fn a_registry_that_wants_a_login_gets_it_from_plugins_registries() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let registry = runtime.block_on(Registry::start_with(true));
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = stage_plugin("confidential-ids", dir.path(), "ids");
+    let tag = registry.reference("guardrails/ids:1");
+    let cli = |config: &str, password: &str, args: &[&str]| {
+        let path = dir.path().join("cli.yaml");
+        std::fs::write(&path, config).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_bitrouter"))
+            .args(args)
+            .arg("--config")
+            .arg(&path)
+            .env("BITROUTER_TEST_REGISTRY_PASSWORD", password)
+            // No docker login of the machine's user may stand in for the config's.
+            .env("DOCKER_CONFIG", dir.path())
+            .output()
+            .unwrap()
+    };
+    let login = format!(
+        "plugins:\n  artifact_dir: {}\n  registries:\n    \"{}\": {{ username: ci, password_env: BITROUTER_TEST_REGISTRY_PASSWORD }}\n",
+        dir.path().join("artifacts").display(),
+        registry.addr
+    );
+    let wasm = wasm.display().to_string();
+
+    // Anonymous: the registry's 401, named.
+    let out = cli("{}\n", "", &["plugin", "push", &wasm, &tag]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("guardrails/ids"), "{err}");
+
+    // A wrong password: refused too.
+    let out = cli(&login, "wrong", &["plugin", "push", &wasm, &tag]);
+    assert!(!out.status.success());
+
+    // The configured login: push, then pull into the store.
+    let out = cli(&login, "bitrouter-test", &["plugin", "push", &wasm, &tag]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pushed = String::from_utf8_lossy(&out.stdout).to_string();
+    let out = cli(&login, "bitrouter-test", &["plugin", "pull", &tag]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pulled = String::from_utf8_lossy(&out.stdout).to_string();
+    let digest = pulled.split_whitespace().next().unwrap();
+    assert!(pushed.trim().ends_with(digest), "{pushed} / {pulled}");
+    assert!(pulled.contains("component.wasm"), "{pulled}");
 }

@@ -65,6 +65,9 @@ pub struct PushArgs {
     file: PathBuf,
     /// `oci://registry/repository:tag`.
     reference: String,
+    /// The config whose `plugins.registries` holds the registry's credentials.
+    #[command(flatten)]
+    config: super::ConfigArg,
 }
 
 #[derive(clap::Args)]
@@ -80,7 +83,12 @@ fn push(a: &PushArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let digest = runtime.block_on(bitrouter::plugins::oci::push(&a.file, &a.reference))?;
+    let config = a.config.load()?;
+    let digest = runtime.block_on(bitrouter::plugins::oci::push(
+        &a.file,
+        &a.reference,
+        &config.plugins.registries,
+    ))?;
     println!("pushed {} as {digest}", a.reference);
     Ok(())
 }
@@ -89,8 +97,12 @@ fn push(a: &PushArgs) -> anyhow::Result<()> {
 fn pull(a: PullArgs) -> anyhow::Result<()> {
     let config = a.config.load()?;
     let p = &config.plugins;
-    let pulled =
-        bitrouter::plugins::oci::pull_blocking(&a.reference, &p.artifact_dir, p.max_artifact_size)?;
+    let pulled = bitrouter::plugins::oci::pull_blocking(
+        &a.reference,
+        &p.artifact_dir,
+        p.max_artifact_size,
+        &p.registries,
+    )?;
     println!("{} {}", pulled.digest, pulled.wasm.display());
     if pulled.from_store {
         eprintln!("warning: the registry cannot be reached; this is the last verified copy");

@@ -92,6 +92,19 @@ pub struct PluginEntry {
     pub call_deadline: Option<Duration>,
 }
 
+/// One `plugins.registries.<host>` entry.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySection {
+    /// The user name.
+    pub username: Option<String>,
+    /// The environment variable holding the password.
+    pub password_env: Option<String>,
+    /// Plain HTTP for a registry not on loopback.
+    #[serde(default)]
+    pub plain_http: bool,
+}
+
 /// One `plugins.trust` entry.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,6 +132,9 @@ pub struct PluginsSection {
     /// Keys trusted for a scope of sources only.
     #[serde(default)]
     pub trust: Vec<TrustSection>,
+    /// How to reach registries, by host.
+    #[serde(default)]
+    pub registries: BTreeMap<String, RegistrySection>,
     /// Where pulled OCI artifacts are kept.
     pub artifact_dir: Option<String>,
     /// The largest component pulled from a registry.
@@ -244,6 +260,9 @@ pub struct Plugins {
     /// `plugins.trust`: keys that may sign only plugins whose source (an OCI reference's
     /// `registry/repository`, or a file path) matches the scope's glob.
     pub trust: Vec<crate::plugins::TrustRule>,
+    /// `plugins.registries`: per registry host, its credentials and whether it speaks plain
+    /// HTTP.
+    pub registries: crate::plugins::oci::Registries,
     /// `plugins.artifact_dir`: the content-addressed store of pulled OCI artifacts (default
     /// `~/.bitrouter/artifacts`).
     pub artifact_dir: PathBuf,
@@ -267,6 +286,7 @@ impl Default for Plugins {
             configure_deadline: Duration::from_secs(1),
             trusted_keys: Vec::new(),
             trust: Vec::new(),
+            registries: Default::default(),
             artifact_dir: super::home_dir().join("artifacts"),
             max_artifact_size: crate::plugins::oci::DEFAULT_MAX_ARTIFACT_SIZE,
             update_interval: None,
@@ -504,6 +524,23 @@ pub fn resolve_plugins(
             return Err((format!("{at}.scope"), format!("not a glob: {e}")));
         }
         p.trust.push(crate::plugins::TrustRule { keys, scope });
+    }
+    for (host, r) in section.registries {
+        let at = format!("plugins.registries.{host}");
+        if r.username.is_some() != r.password_env.is_some() {
+            return Err((
+                at,
+                "expected both username and password_env (the variable holding the password), or neither".into(),
+            ));
+        }
+        p.registries.insert(
+            host,
+            crate::plugins::oci::RegistryLogin {
+                username: r.username.map(|u| expand(&u)),
+                password_env: r.password_env,
+                plain_http: r.plain_http,
+            },
+        );
     }
     if let Some(dir) = section.artifact_dir {
         let dir = expand(&dir);

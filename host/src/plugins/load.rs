@@ -102,12 +102,16 @@ fn fetched(r: &PluginRef, plugins: &crate::config::Plugins) -> Result<PluginRef,
     let Some(reference) = &r.oci else {
         return Ok(r.clone());
     };
-    let pulled =
-        super::oci::pull_blocking(reference, &plugins.artifact_dir, plugins.max_artifact_size)
-            .map_err(|e| LoadError {
-                key: format!("{}.oci", r.key),
-                error: PluginError::new(reference, super::PluginErrorKind::Fetch(e.to_string())),
-            })?;
+    let pulled = super::oci::pull_blocking(
+        reference,
+        &plugins.artifact_dir,
+        plugins.max_artifact_size,
+        &plugins.registries,
+    )
+    .map_err(|e| LoadError {
+        key: format!("{}.oci", r.key),
+        error: PluginError::new(reference, super::PluginErrorKind::Fetch(e.to_string())),
+    })?;
     Ok(PluginRef {
         path: pulled.wasm,
         oci: Some(format!("{}@{}", oci_name(reference), pulled.digest)),

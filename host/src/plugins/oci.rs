@@ -14,8 +14,11 @@
 //! reached falls back to the store (a digest reference always; a tag at its last verified
 //! digest) and says so; one that answers with an error does not.
 //!
-//! Plain HTTP is used only for loopback registries (`127.0.0.1`, `localhost`, `[::1]`).
-//! Registry credentials are not supported yet: pulls and pushes are anonymous.
+//! Plain HTTP is used only for loopback registries (`127.0.0.1`, `localhost`, `[::1]`) and
+//! those `plugins.registries` marks `plain_http`. Credentials come from
+//! `plugins.registries.<host>` (`username` + `password_env`), else from the docker
+//! `config.json` (`$DOCKER_CONFIG`, else `~/.docker`; `auths.<host>.auth` only, not
+//! credential helpers), else the request is anonymous.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -99,6 +102,50 @@ pub enum OciError {
     },
 }
 
+/// How to reach one registry (`plugins.registries.<host>`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegistryLogin {
+    /// The user name, if the registry wants one.
+    pub username: Option<String>,
+    /// The environment variable holding the password (read when a request needs it, never
+    /// stored in the config).
+    pub password_env: Option<String>,
+    /// Speak plain HTTP to it even though it is not on loopback.
+    pub plain_http: bool,
+}
+
+/// `plugins.registries`: per registry host (`host` or `host:port`), how to reach it.
+pub type Registries = BTreeMap<String, RegistryLogin>;
+
+/// The credentials for `registry`: its `plugins.registries` entry, else the docker config's
+/// `auths`, else anonymous.
+fn auth_for(registry: &str, registries: &Registries) -> RegistryAuth {
+    if let Some(login) = registries.get(registry)
+        && let Some(user) = &login.username
+    {
+        let password = login
+            .password_env
+            .as_deref()
+            .and_then(|v| std::env::var(v).ok())
+            .unwrap_or_default();
+        return RegistryAuth::Basic(user.clone(), password);
+    }
+    docker_config_auth(registry).unwrap_or(RegistryAuth::Anonymous)
+}
+
+/// `auths.<registry>.auth` (base64 `user:password`) of the docker CLI's `config.json`.
+fn docker_config_auth(registry: &str) -> Option<RegistryAuth> {
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))?;
+    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    let doc: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let auth = doc["auths"][registry]["auth"].as_str()?;
+    let decoded = String::from_utf8(B64.decode(auth).ok()?).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some(RegistryAuth::Basic(user.to_owned(), password.to_owned()))
+}
+
 /// A pulled (or stored) plugin, ready for the loader.
 #[derive(Clone, Debug)]
 pub struct Pulled {
@@ -127,21 +174,24 @@ fn is_loopback(registry: &str) -> bool {
     matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1")
 }
 
-fn client(reference: &Reference) -> Client {
+fn client(reference: &Reference, registries: &Registries) -> (Client, RegistryAuth) {
     let registry = reference.resolve_registry().to_owned();
-    let protocol = if is_loopback(&registry) {
+    let auth = auth_for(&registry, registries);
+    let plain = registries.get(&registry).is_some_and(|r| r.plain_http);
+    let protocol = if plain || is_loopback(&registry) {
         ClientProtocol::HttpsExcept(vec![registry])
     } else {
         ClientProtocol::Https
     };
-    Client::new(ClientConfig {
+    let client = Client::new(ClientConfig {
         protocol,
         // One wasm layer: nothing to parallelize, and no platform index to resolve.
         platform_resolver: None,
         connect_timeout: Some(std::time::Duration::from_secs(10)),
         read_timeout: Some(std::time::Duration::from_secs(60)),
         ..ClientConfig::default()
-    })
+    });
+    (client, auth)
 }
 
 fn registry_error(reference: &str, source: OciDistributionError) -> OciError {
@@ -160,7 +210,11 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> OciError + '_ {
 
 /// Pushes the component at `wasm` with its manifest (`plugin.toml` beside it, as signed) to
 /// `reference`; returns the pushed manifest's digest.
-pub async fn push(wasm: &Path, reference_text: &str) -> Result<String, OciError> {
+pub async fn push(
+    wasm: &Path,
+    reference_text: &str,
+    registries: &Registries,
+) -> Result<String, OciError> {
     let reference = reference(reference_text)?;
     let bytes = std::fs::read(wasm).map_err(io(wasm))?;
     let manifest_path = Manifest::locate(wasm).map_err(|k| OciError::Layout {
@@ -217,19 +271,13 @@ pub async fn push(wasm: &Path, reference_text: &str) -> Result<String, OciError>
     let mut oci_manifest = OciImageManifest::build(&layers, &config, Some(annotations));
     // Without it, distribution 2.x cannot tell an OCI manifest from a Docker schema 1 one.
     oci_manifest.media_type = Some(oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_owned());
-    let client = client(&reference);
+    let (client, auth) = client(&reference, registries);
     client
-        .push(
-            &reference,
-            &layers,
-            config,
-            &RegistryAuth::Anonymous,
-            Some(oci_manifest),
-        )
+        .push(&reference, &layers, config, &auth, Some(oci_manifest))
         .await
         .map_err(|e| registry_error(reference_text, e))?;
     let digest = client
-        .fetch_manifest_digest(&reference, &RegistryAuth::Anonymous)
+        .fetch_manifest_digest(&reference, &auth)
         .await
         .map_err(|e| registry_error(reference_text, e))?;
     Ok(digest)
@@ -237,10 +285,14 @@ pub async fn push(wasm: &Path, reference_text: &str) -> Result<String, OciError>
 
 /// The digest a reference resolves to in its registry now (a `HEAD` of the manifest): what
 /// the update poller compares with the running one.
-pub async fn current_digest(reference_text: &str) -> Result<String, OciError> {
+pub async fn current_digest(
+    reference_text: &str,
+    registries: &Registries,
+) -> Result<String, OciError> {
     let reference = reference(reference_text)?;
-    client(&reference)
-        .fetch_manifest_digest(&reference, &RegistryAuth::Anonymous)
+    let (client, auth) = client(&reference, registries);
+    client
+        .fetch_manifest_digest(&reference, &auth)
         .await
         .map_err(|e| registry_error(reference_text, e))
 }
@@ -276,12 +328,15 @@ fn stored(store: &Path, digest: &str) -> Option<PathBuf> {
 /// Pulls `reference` into the artifact store `store` (or finds it there), checking the
 /// layout, the size limit and the layer's digest. The plugin's hash, signature and
 /// capabilities are the loader's to check, as for any file.
-pub async fn pull(reference_text: &str, store: &Path, max_size: u64) -> Result<Pulled, OciError> {
+pub async fn pull(
+    reference_text: &str,
+    store: &Path,
+    max_size: u64,
+    registries: &Registries,
+) -> Result<Pulled, OciError> {
     let reference = reference(reference_text)?;
-    let client = client(&reference);
-    let fetched = client
-        .pull_image_manifest(&reference, &RegistryAuth::Anonymous)
-        .await;
+    let (client, auth) = client(&reference, registries);
+    let fetched = client.pull_image_manifest(&reference, &auth).await;
     let (oci_manifest, digest) = match fetched {
         Ok(m) => m,
         Err(OciDistributionError::RequestError(e)) => {
@@ -481,6 +536,7 @@ pub fn pull_blocking(
     reference_text: &str,
     store: &Path,
     max_size: u64,
+    registries: &Registries,
 ) -> Result<Pulled, OciError> {
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -488,7 +544,7 @@ pub fn pull_blocking(
                 .enable_all()
                 .build()
                 .map_err(io(store))?;
-            runtime.block_on(pull(reference_text, store, max_size))
+            runtime.block_on(pull(reference_text, store, max_size, registries))
         })
         .join()
         .unwrap_or_else(|_| {
