@@ -404,4 +404,16 @@ fn a_registry_that_wants_a_login_gets_it_from_plugins_registries() {
     let digest = pulled.split_whitespace().next().unwrap();
     assert!(pushed.trim().ends_with(digest), "{pushed} / {pulled}");
     assert!(pulled.contains("component.wasm"), "{pulled}");
+    let out = cli(&login, "bitrouter-test", &["plugin", "inspect", &tag]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        shown.contains(&format!("reference:  {tag}@{digest}")),
+        "{shown}"
+    );
+    assert!(shown.contains("confidential-ids"), "{shown}");
 }

@@ -27,7 +27,9 @@ pub enum PluginCommand {
     )]
     New(new::NewArgs),
     /// World, manifest, hash, size, imports, exports and (guardrails) declared patterns.
-    #[command(after_help = "Example:\n  bitrouter plugin inspect plugins/dist/api_keys.wasm")]
+    #[command(
+        after_help = "Examples:\n  bitrouter plugin inspect plugins/dist/api_keys.wasm\n  bitrouter plugin inspect oci://registry.acme.internal/guardrails/acme-policy:1.2.0"
+    )]
     Inspect(InspectArgs),
     /// Run one guardrail plugin alone over a text and print its findings (JSON lines).
     #[command(
@@ -114,7 +116,7 @@ impl PluginCommand {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self {
             PluginCommand::New(a) => a.run().map(super::done),
-            PluginCommand::Inspect(a) => inspect(&a.file).map(super::done),
+            PluginCommand::Inspect(a) => a.component().and_then(|f| inspect(&f)).map(super::done),
             PluginCommand::Test(a) => test(a).map(super::scanned),
             PluginCommand::Keygen(a) => keygen(&a.key).map(super::done),
             PluginCommand::Sign(a) => sign_plugin(&a.file, &a.key).map(super::done),
@@ -127,7 +129,30 @@ impl PluginCommand {
 
 #[derive(clap::Args)]
 pub struct InspectArgs {
+    /// A component (`.wasm`), or `oci://registry/repository:tag` / `…@sha256:…` (pulled into
+    /// the artifact store first).
     file: PathBuf,
+    #[command(flatten)]
+    config: super::ConfigArg,
+}
+
+impl InspectArgs {
+    /// The component to inspect: the file, or an OCI reference's copy in the store.
+    fn component(&self) -> anyhow::Result<PathBuf> {
+        let Some(reference) = self.file.to_str().filter(|f| f.starts_with("oci://")) else {
+            return Ok(self.file.clone());
+        };
+        let config = self.config.load()?;
+        let p = &config.plugins;
+        let pulled = bitrouter::plugins::oci::pull_blocking(
+            reference,
+            &p.artifact_dir,
+            p.max_artifact_size,
+            &p.registries,
+        )?;
+        println!("reference:  {reference}@{}", pulled.digest);
+        Ok(pulled.wasm)
+    }
 }
 
 #[derive(clap::Args)]
