@@ -115,18 +115,49 @@ fn gateway_yaml(mock: &bitrouter_mock::MockServer, reference: &str, store: &Path
     )
 }
 
-#[tokio::test]
-async fn a_signed_plugin_travels_through_a_registry_and_updates_without_a_restart() {
+/// A registry holding the test plugin, signed with `KEY`, version 1.0.0, at
+/// `guardrails/ids:stable`; a mock provider; a folder for the config and the store.
+struct Published {
+    registry: Registry,
+    mock: bitrouter_mock::MockServer,
+    dir: tempfile::TempDir,
+    store: std::path::PathBuf,
+    wasm: std::path::PathBuf,
+    tag: String,
+    digest: String,
+}
+
+async fn published() -> Published {
     let registry = Registry::start().await;
-    let mock = mock().await;
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("artifacts");
     let wasm = stage_plugin("confidential-ids", dir.path(), "ids");
     edit_manifest(&wasm, Some(&KEY), |t| {
         t.insert("version".into(), "1.0.0".into());
     });
     let tag = registry.reference("guardrails/ids:stable");
-    let v1 = push(&wasm, &tag).await;
+    let digest = push(&wasm, &tag).await;
+    Published {
+        mock: mock().await,
+        store: dir.path().join("artifacts"),
+        registry,
+        dir,
+        wasm,
+        tag,
+        digest,
+    }
+}
+
+#[tokio::test]
+async fn a_signed_plugin_travels_through_a_registry_and_updates_without_a_restart() {
+    let Published {
+        registry,
+        mock,
+        dir,
+        store,
+        wasm,
+        tag,
+        digest: v1,
+    } = published().await;
 
     // The registry's own HTTP API shows the Wasm OCI artifact layout.
     let sha = bitrouter::plugins::sha256_hex(&std::fs::read(&wasm).unwrap());
@@ -303,16 +334,15 @@ async fn wait_for(gw: &TestGateway, done: impl Fn(&Value) -> bool) -> Value {
 
 #[tokio::test]
 async fn followed_tags_update_on_their_own_and_a_bad_push_is_refused() {
-    let registry = Registry::start().await;
-    let mock = mock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("artifacts");
-    let wasm = stage_plugin("confidential-ids", dir.path(), "ids");
-    edit_manifest(&wasm, Some(&KEY), |t| {
-        t.insert("version".into(), "1.0.0".into());
-    });
-    let tag = registry.reference("guardrails/ids:stable");
-    push(&wasm, &tag).await;
+    let Published {
+        registry: _registry,
+        mock,
+        dir,
+        store,
+        wasm,
+        tag,
+        ..
+    } = published().await;
     let yaml = gateway_yaml(&mock, &tag, &store)
         .replace("  artifact_dir:", "  update_interval: 1s\n  artifact_dir:");
     let gw = TestGateway::start_file(dir.path(), &yaml).await;
