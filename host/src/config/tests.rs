@@ -213,3 +213,36 @@ fn guardrail_errors_name_the_key_and_line() {
         "{e}"
     );
 }
+
+#[test]
+fn plugin_distribution_keys_are_checked_at_their_key() {
+    let err = |yaml: &str| parse(yaml).unwrap_err().to_string();
+    let e = err("plugins:\n  update_interval: 100ms\n");
+    assert!(
+        e.contains(":2: `plugins.update_interval`") && e.contains("at least 1s"),
+        "{e}"
+    );
+    let e = err("plugins:\n  max_artifact_size: 0\n");
+    assert!(e.contains("`plugins.max_artifact_size`"), "{e}");
+    let e = err("plugins:\n  registries:\n    reg.example: { username: ci }\n");
+    assert!(
+        e.contains("`plugins.registries.reg.example`") && e.contains("password_env"),
+        "{e}"
+    );
+    let e = err("plugins:\n  trust:\n    - keys: [\"zz\"]\n      scope: \"*\"\n");
+    assert!(e.contains("`plugins.trust[0].keys[0]`"), "{e}");
+    let e = err("guardrails:\n  plugins:\n    - { path: a.wasm, oci: \"reg.example/a:1\" }\n");
+    assert!(e.contains("one of path or oci"), "{e}");
+    let e = err("guardrails:\n  plugins:\n    - { oci: \"UPPER/Case:1\" }\n");
+    assert!(e.contains("`guardrails.plugins[0].oci`"), "{e}");
+    let ok = parse(
+        "plugins:\n  update_interval: 5m\n  max_artifact_size: 8MiB\n  registries:\n    reg.example: { username: ci, password_env: PW, plain_http: true }\n",
+    )
+    .unwrap();
+    assert_eq!(
+        ok.plugins.update_interval,
+        Some(std::time::Duration::from_secs(300))
+    );
+    assert_eq!(ok.plugins.max_artifact_size, 8 << 20);
+    assert!(ok.plugins.registries["reg.example"].plain_http);
+}
