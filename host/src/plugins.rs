@@ -144,8 +144,7 @@ struct ScopedKeys {
 fn trust_source(spec: &PluginSpec) -> String {
     match &spec.origin {
         Some(origin) => {
-            let bare = origin.strip_prefix("oci://").unwrap_or(origin);
-            let bare = bare.split_once('@').map_or(bare, |(name, _)| name);
+            let bare = oci::without_digest(origin);
             // A `:tag` after the last `/` (a `:port` sits before it).
             match bare.rsplit_once('/') {
                 Some((head, last)) => {

@@ -69,7 +69,7 @@ impl PathMatch {
         match self {
             PathMatch::Exact(paths) => paths.contains(&path),
             PathMatch::ModelId => model_id(path).is_some(),
-            PathMatch::GeminiMethod => crate::api::gemini::url_model(path).is_some(),
+            PathMatch::GeminiMethod => crate::api::gemini::is_method_path(path),
             PathMatch::Agents => crate::agents::http::is_agent_path(path),
         }
     }

@@ -121,9 +121,7 @@ fn fetched(r: &PluginRef, plugins: &crate::config::Plugins) -> Result<PluginRef,
 
 /// `oci://registry/repository[:tag]` of a reference, without its digest.
 fn oci_name(reference: &str) -> String {
-    let bare = reference.strip_prefix("oci://").unwrap_or(reference);
-    let bare = bare.split_once('@').map_or(bare, |(name, _)| name);
-    format!("oci://{bare}")
+    format!("oci://{}", super::oci::without_digest(reference))
 }
 
 fn builtin_spec(id: &str, embedded: EmbeddedPlugin) -> PluginSpec {

@@ -166,6 +166,13 @@ pub fn reference(text: &str) -> Result<Reference, OciError> {
     })
 }
 
+/// `registry/repository[:tag]` of a reference or an origin (`oci://…@sha256:…`): the
+/// `oci://` scheme and any digest removed.
+pub fn without_digest(reference: &str) -> &str {
+    let bare = reference.strip_prefix("oci://").unwrap_or(reference);
+    bare.split_once('@').map_or(bare, |(name, _)| name)
+}
+
 fn is_loopback(registry: &str) -> bool {
     let host = registry
         .rsplit_once(':')

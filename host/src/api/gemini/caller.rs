@@ -72,12 +72,22 @@ impl CallIds {
     }
 }
 
+/// Whether `path` is a Gemini method path (`/v1beta/models/{model}:{method}`), without
+/// decoding the model: the route table asks this of every request that reaches it.
+pub fn is_method_path(path: &str) -> bool {
+    model_and_method(path).is_some()
+}
+
+/// The still-encoded model and the method of a Gemini method path.
+fn model_and_method(path: &str) -> Option<(&str, &str)> {
+    path.strip_prefix("/v1beta/models/")?.rsplit_once(':')
+}
+
 /// Parses a Gemini method path, `/v1beta/models/{model}:generateContent` (or
 /// `:streamGenerateContent`). `None`: not a Gemini method path. The model may hold `:`
 /// (`provider:model_id`) and `/`, so only the last `:` separates the method.
 pub fn url_model(path: &str) -> Option<Result<crate::api::UrlModel, Error>> {
-    let rest = path.strip_prefix("/v1beta/models/")?;
-    let (model, method) = rest.rsplit_once(':')?;
+    let (model, method) = model_and_method(path)?;
     let stream = match method {
         "generateContent" => false,
         "streamGenerateContent" => true,
