@@ -14,6 +14,7 @@ mod auth;
 mod config;
 mod guard;
 mod plugin;
+mod policy;
 mod serve;
 mod spend;
 
@@ -56,6 +57,12 @@ pub enum Command {
         #[command(subcommand)]
         command: plugin::PluginCommand,
     },
+    /// Build, push, pull and inspect signed policies (several plugins plus a guardrails
+    /// config fragment, one unit).
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
+    },
     /// Register, find and check A2A agent cards bound to the key store's wallet accounts.
     Agent {
         #[command(subcommand)]
@@ -78,6 +85,7 @@ impl Command {
             Command::Route { command } => command.run().map(done),
             Command::Guard { command } => command.run(),
             Command::Plugin { command } => command.run(),
+            Command::Policy { command } => command.run(),
             Command::Agent { command } => command.run(),
             Command::Spend(a) => a.run().map(done),
         }

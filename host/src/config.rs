@@ -22,7 +22,8 @@ pub use error::{ConfigError, Invalid, locate};
 use file::{CooldownSection, FileConfig, TimeoutsSection};
 pub use file::{Durability, ModelInfo, OnFull, Pricing, Strategy};
 pub use guardrails::{
-    ActionName, CustomPattern, DEFAULT_STREAM_WINDOW, Guardrails, PluginRef, Plugins,
+    ActionName, CustomPattern, DEFAULT_STREAM_WINDOW, Guardrails, POLICY_FRAGMENT_KEYS, PluginRef,
+    Plugins, PolicyRef, resolve_policy_fragment,
 };
 
 /// `server.listen` when the config does not set it.

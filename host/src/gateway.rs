@@ -80,6 +80,9 @@ impl Gateway {
             .await
             .map_err(|e| not_configured(format!("cannot open the spend ledger: {e}")))?;
         let firewall = load_firewall(&config)?;
+        firewall
+            .plugins
+            .remember_verified(&config.plugins.artifact_dir);
         let observers = observers(&config, extra, &firewall)?;
         let ledger = Arc::new(ledger);
         let agents = crate::agents::Agents::open(ledger.clone())
@@ -234,9 +237,10 @@ impl Gateway {
         let loaded = tokio::task::spawn_blocking(move || this.load_again())
             .await
             .map_err(|e| Error::new(ErrorKind::Plugin, format!("plugin reload failed: {e}")))?;
-        let checked = loaded.and_then(|(firewall, enabled)| {
+        let checked = loaded.and_then(|(firewall, enabled, store)| {
             let f = self.firewall.lock().unwrap_or_else(|p| p.into_inner());
             refuse_rollback(&f, &firewall)?;
+            firewall.plugins.remember_verified(&store);
             Ok((firewall, enabled))
         });
         let (firewall, enabled) = checked.map_err(|e| {
@@ -281,7 +285,7 @@ impl Gateway {
 impl Gateway {
     /// The plugins of the config file as it is now: its `guardrails` and `plugins` sections
     /// over the running config (the built-in defaults have no file to re-read).
-    fn load_again(&self) -> Result<(Firewall, bool), String> {
+    fn load_again(&self) -> Result<(Firewall, bool, std::path::PathBuf), String> {
         let mut config = self.config.clone();
         if let Some(path) = &self.config.source {
             let fresh = Config::load(path).map_err(|e| e.to_string())?;
@@ -289,15 +293,41 @@ impl Gateway {
             config.plugins = fresh.plugins;
         }
         let firewall = load_firewall(&config).map_err(|e| e.message().to_owned())?;
-        Ok((firewall, config.guardrails.enabled))
+        Ok((
+            firewall,
+            config.guardrails.enabled,
+            config.plugins.artifact_dir,
+        ))
     }
 }
 
-/// Rollback protection: a plugin whose new version is older than the one running is refused,
-/// unless the config pins its component by sha256 (that exact build is wanted). Versions
-/// compare as semver; a version that is not semver is not compared.
+/// Rollback protection: a plugin or policy whose new version is older than the one running is
+/// refused, unless the config pins it (a plugin's component by sha256, a policy by OCI
+/// digest: that exact build is wanted). Versions compare as semver; a version that is not
+/// semver is not compared. A policy's plugins are covered by the policy's version.
 fn refuse_rollback(running: &Firewall, next: &Firewall) -> Result<(), String> {
-    for p in next.plugins.iter() {
+    for new in &next.plugins.policies {
+        let Some(old) = running
+            .plugins
+            .policies
+            .iter()
+            .find(|o| o.info.id == new.info.id)
+        else {
+            continue;
+        };
+        if let (Ok(was), Ok(now)) = (
+            semver::Version::parse(&old.info.version),
+            semver::Version::parse(&new.info.version),
+        ) && now < was
+            && !new.info.pinned
+        {
+            return Err(format!(
+                "policy `{}`: version {now} is older than the running {was}; a rollback needs the config to name it by digest (`oci: …@sha256:…`)",
+                new.info.id
+            ));
+        }
+    }
+    for p in next.plugins.iter().filter(|p| p.info().policy.is_none()) {
         let new = p.info();
         let Some(old) = running
             .plugins

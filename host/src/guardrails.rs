@@ -9,12 +9,14 @@
 
 mod engine;
 mod inspect;
+mod merge;
 mod stream;
 mod tally;
 
 use std::sync::Arc;
 
 pub use engine::{ActivePattern, GuardrailEngine, Hit, action_str};
+pub use merge::merge;
 pub use stream::{Blocked, StreamGuard};
 pub use tally::{HELP_LINK, Tally};
 
@@ -80,11 +82,18 @@ impl std::fmt::Debug for Firewall {
     }
 }
 
-/// Loads every plugin the config names (`crate::plugins::load`) and builds the engine over
-/// the guardrails among them and the config's custom patterns.
+/// Loads every plugin and policy the config names (`crate::plugins::load`), merges the
+/// policies' fragments under the config's settings (`merge.rs`), and builds the engine over
+/// the guardrails among the plugins and the custom patterns.
 pub fn load(config: &Config) -> Result<Firewall, GuardrailError> {
     let plugins = crate::plugins::load(config)?;
-    let engine = GuardrailEngine::build(&config.guardrails, &plugins.guardrails())?;
+    let merged = merge(&config.guardrails, &plugins.policies)?;
+    let fragments: Vec<(String, &crate::config::Guardrails)> = plugins
+        .policies
+        .iter()
+        .map(|p| (format!("{} guardrails", merge::label(p)), &p.fragment))
+        .collect();
+    let engine = GuardrailEngine::build_merged(&merged, &plugins.guardrails(), &fragments)?;
     Ok(Firewall {
         engine: Arc::new(engine),
         plugins,

@@ -29,14 +29,14 @@ mod load;
 mod manifest;
 mod observer;
 pub mod oci;
+pub mod policy;
 mod sandbox;
+mod trust;
 mod wit;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-use ed25519_dalek::VerifyingKey;
 
 pub use adapter::{AdapterPlugin, HttpRequest, StreamState, UpstreamError};
 pub use cache::{CacheStats, CompileSource, default_cache_dir};
@@ -46,13 +46,20 @@ pub use guardrail::{
     Action, Direction, Finding, GuardrailPlugin, MAX_FINDINGS, MAX_PATTERNS, MAX_REPLACEMENT,
     Pattern,
 };
-pub use load::{Adapters, LoadError, LoadedPlugins, host_config, load};
-pub use manifest::{Capability, Manifest, public_key_hex, sha256_hex, sign, signed_message};
+pub use load::{
+    Adapters, LoadError, LoadFailure, LoadedPlugins, LoadedPolicy, PolicyInfo, host_config, load,
+};
+pub use manifest::{
+    Capability, Manifest, parse_trusted_keys, public_key_hex, sha256_hex, sign, signed_message,
+};
 pub use observer::{EventUsage, GuardrailCount, ObserverPlugin, RequestEvent};
 pub use sandbox::{LogSink, MAX_LOG_LINE, MAX_LOG_LINES_PER_CALL, PluginLog, PluginStats};
 
 use engine::PluginEngine;
+pub use policy::{Policy, PolicyDocument, PolicyError, PolicyPlugin};
 use sandbox::{Counters, Sandbox};
+pub use trust::{Signed, TrustRule};
+use trust::{Trust, trust_source};
 
 /// Settings of the plugin host, shared by every plugin.
 #[derive(Clone)]
@@ -121,42 +128,6 @@ impl std::fmt::Debug for HostConfig {
     }
 }
 
-/// Keys trusted for a scope (`plugins.trust`): they may sign a plugin whose source — an OCI
-/// reference's `registry/repository`, or a file's path — matches the glob (`*` stays within
-/// one `/` segment, `**` crosses them).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TrustRule {
-    /// ed25519 public keys, hex.
-    pub keys: Vec<String>,
-    /// The glob over sources.
-    pub scope: String,
-}
-
-/// A parsed [`TrustRule`].
-struct ScopedKeys {
-    scope: String,
-    matcher: globset::GlobMatcher,
-    keys: Vec<VerifyingKey>,
-}
-
-/// What a plugin's source is for `plugins.trust` scopes: `registry/repository` of an OCI
-/// origin (no tag, no digest), else the component's path.
-fn trust_source(spec: &PluginSpec) -> String {
-    match &spec.origin {
-        Some(origin) => {
-            let bare = oci::without_digest(origin);
-            // A `:tag` after the last `/` (a `:port` sits before it).
-            match bare.rsplit_once('/') {
-                Some((head, last)) => {
-                    format!("{head}/{}", last.split_once(':').map_or(last, |(n, _)| n))
-                }
-                None => bare.to_owned(),
-            }
-        }
-        None => spec.path.display().to_string(),
-    }
-}
-
 /// A component compiled into the binary (the default guardrails), with its manifest.
 #[derive(Clone, Copy, Debug)]
 pub struct EmbeddedPlugin {
@@ -188,6 +159,21 @@ pub struct PluginSpec {
     pub call_deadline: Option<Duration>,
     /// Where the component came from when not from `path` itself: `oci://<ref>@<digest>`.
     pub origin: Option<String>,
+    /// Part of a policy whose signature was checked already: the manifest is the policy's
+    /// signed copy (not a file beside the component) and `sha256` must be set (the policy's
+    /// signed hash), so the component is bound to what was signed.
+    pub vouched: Option<Vouched>,
+}
+
+/// A plugin that a policy's verified signature covers (see [`PluginSpec::vouched`]).
+#[derive(Clone, Debug)]
+pub struct Vouched {
+    /// The policy's id.
+    pub policy: String,
+    /// The key that signed the policy and its scope (`None` when no trust is configured).
+    pub signer: Option<Signed>,
+    /// The plugin's `plugin.toml`, as the policy's signed document holds it.
+    pub manifest: String,
 }
 
 impl PluginSpec {
@@ -222,12 +208,18 @@ pub struct PluginInfo {
     /// The trusted key (hex) whose signature verified, when `trusted_keys` are set (`None`
     /// for a built-in plugin, trusted as part of the binary).
     pub signer: Option<String>,
+    /// The trust scope that allowed the signer (`*` for `plugins.trusted_keys`).
+    pub trust_scope: Option<String>,
+    /// When it was loaded, ms since the Unix epoch.
+    pub loaded_at_ms: i64,
     /// The config pins the component by its sha256: this exact build is wanted, even if an
     /// older version than the one running (rollback protection lets it through).
     pub pinned: bool,
     /// `oci://<reference>@<digest>` for a plugin pulled from a registry (`path` is then its
     /// copy in the artifact store).
     pub origin: Option<String>,
+    /// The id of the policy that brought it (`guardrails.policies`).
+    pub policy: Option<String>,
 }
 
 /// A loaded plugin of any world.
@@ -265,8 +257,7 @@ impl Plugin {
 pub struct PluginHost {
     engine: Arc<PluginEngine>,
     config: HostConfig,
-    trusted: Vec<VerifyingKey>,
-    scoped: Vec<ScopedKeys>,
+    trust: Trust,
     plugins: Vec<Plugin>,
 }
 
@@ -283,34 +274,13 @@ impl PluginHost {
     /// A host with no plugins yet.
     pub fn new(config: HostConfig) -> Result<PluginHost, PluginError> {
         let host_err = |kind| PluginError::new("(host)", kind);
-        let trusted = manifest::parse_trusted_keys(&config.trusted_keys)
+        let trust = Trust::new(&config.trusted_keys, &config.trust)
             .map_err(|m| host_err(PluginErrorKind::Engine(m)))?;
-        let mut scoped = Vec::new();
-        for rule in &config.trust {
-            let keys = manifest::parse_trusted_keys(&rule.keys)
-                .map_err(|m| host_err(PluginErrorKind::Engine(m)))?;
-            let matcher = globset::GlobBuilder::new(&rule.scope)
-                .literal_separator(true)
-                .build()
-                .map_err(|e| {
-                    host_err(PluginErrorKind::Engine(format!(
-                        "trust scope {:?}: {e}",
-                        rule.scope
-                    )))
-                })?
-                .compile_matcher();
-            scoped.push(ScopedKeys {
-                scope: rule.scope.clone(),
-                matcher,
-                keys,
-            });
-        }
         let engine = Arc::new(PluginEngine::new(&config).map_err(host_err)?);
         Ok(PluginHost {
             engine,
             config,
-            trusted,
-            scoped,
+            trust,
             plugins: Vec::new(),
         })
     }
@@ -408,63 +378,32 @@ impl PluginHost {
         self.engine.cache.dir()
     }
 
-    /// The signer of a plugin file among the keys allowed for its source: `trusted_keys`,
-    /// and the `trust` rules whose scope matches it. Fails closed: with any key configured, a
-    /// plugin no allowed key signed is refused, and one signed by a key of another scope says
-    /// so.
+    /// The signer of a plugin file among the keys allowed for its source (see [`Trust`]).
     fn check_signature(
         &self,
         manifest: &Manifest,
         spec: &PluginSpec,
-    ) -> Result<Option<String>, PluginErrorKind> {
-        if self.scoped.is_empty() {
-            return manifest::verify(manifest, &self.trusted);
-        }
-        let source = trust_source(spec);
-        let mut allowed = self.trusted.clone();
-        for rule in self.scoped.iter().filter(|r| r.matcher.is_match(&source)) {
-            allowed.extend(rule.keys.iter().copied());
-        }
-        let refused = match (allowed.is_empty(), manifest::verify(manifest, &allowed)) {
-            (false, Ok(signer)) => return Ok(signer),
-            (false, Err(PluginErrorKind::Unsigned)) => return Err(PluginErrorKind::Unsigned),
-            (true, _) => None,
-            (false, Err(e)) => Some(e),
-        };
-        // Signed by a key that is trusted, but for other sources?
-        for rule in &self.scoped {
-            if let Ok(Some(key)) = manifest::verify(manifest, &rule.keys) {
-                return Err(PluginErrorKind::BadSignature(format!(
-                    "signed by key {key}, which plugins.trust allows only for `{}`; this plugin comes from `{source}`",
-                    rule.scope
-                )));
-            }
-        }
-        Err(refused.unwrap_or_else(|| {
-            PluginErrorKind::BadSignature(format!(
-                "no trusted key may sign `{source}`: no plugins.trust scope matches it and plugins.trusted_keys is empty"
-            ))
-        }))
+    ) -> Result<Option<Signed>, PluginErrorKind> {
+        let source = trust_source(spec.origin.as_deref(), &spec.path);
+        self.trust
+            .check(&source, |keys| manifest::verify(manifest, keys))
     }
 
     fn load_one(&self, spec: &PluginSpec) -> Result<Plugin, PluginError> {
         let mut name = spec.path.display().to_string();
         let err = |name: &str, kind| PluginError::new(name, kind);
 
-        let (bytes, manifest) = match spec.embedded {
-            Some(e) => {
-                let manifest = Manifest::parse(e.manifest).map_err(|message| {
-                    err(
-                        &name,
-                        PluginErrorKind::Manifest {
-                            path: spec.path.clone(),
-                            message,
-                        },
-                    )
-                })?;
+        let manifest_error = |message| PluginErrorKind::Manifest {
+            path: spec.path.clone(),
+            message,
+        };
+        let (bytes, manifest) = match (spec.embedded, &spec.vouched) {
+            (Some(e), _) => {
+                let manifest =
+                    Manifest::parse(e.manifest).map_err(|m| err(&name, manifest_error(m)))?;
                 (std::borrow::Cow::Borrowed(e.wasm), manifest)
             }
-            None => {
+            (None, vouched) => {
                 let bytes = std::fs::read(&spec.path).map_err(|source| {
                     err(
                         &name,
@@ -474,8 +413,22 @@ impl PluginHost {
                         },
                     )
                 })?;
-                let manifest_path = Manifest::locate(&spec.path).map_err(|k| err(&name, k))?;
-                let manifest = Manifest::read(&manifest_path).map_err(|k| err(&name, k))?;
+                let manifest = match vouched {
+                    Some(v) if spec.sha256.is_some() => {
+                        Manifest::parse(&v.manifest).map_err(|m| err(&name, manifest_error(m)))?
+                    }
+                    Some(_) => {
+                        return Err(err(
+                            &name,
+                            manifest_error("a policy's plugin needs its signed sha256".into()),
+                        ));
+                    }
+                    None => {
+                        let manifest_path =
+                            Manifest::locate(&spec.path).map_err(|k| err(&name, k))?;
+                        Manifest::read(&manifest_path).map_err(|k| err(&name, k))?
+                    }
+                };
                 (std::borrow::Cow::Owned(bytes), manifest)
             }
         };
@@ -509,9 +462,12 @@ impl PluginHost {
         // The built-in plugins are part of the binary (component and manifest compiled in,
         // the hash checked above), trusted as the binary is: turning trust on must not
         // refuse them.
-        let signer = match spec.embedded {
-            Some(_) => None,
-            None => self
+        // A policy's plugin is covered by the policy's signature, checked when the policy
+        // was read (its manifest text and the hash pinned above are the signed ones).
+        let signer = match (&spec.embedded, &spec.vouched) {
+            (Some(_), _) => None,
+            (None, Some(v)) => v.signer.clone(),
+            (None, None) => self
                 .check_signature(&manifest, spec)
                 .map_err(|k| err(&name, k))?,
         };
@@ -583,9 +539,12 @@ impl PluginHost {
                 .collect(),
             uses_wasi: prepared.uses_wasi,
             compiled,
-            signer,
-            pinned: spec.sha256.is_some(),
+            trust_scope: signer.as_ref().map(|s| s.scope.clone()),
+            signer: signer.map(|s| s.key),
+            loaded_at_ms: crate::spend::query_now_ms(),
+            pinned: spec.sha256.is_some() && spec.vouched.is_none(),
             origin: spec.origin.clone(),
+            policy: spec.vouched.as_ref().map(|v| v.policy.clone()),
         };
         let sandbox = Arc::new(Sandbox {
             id: info.id.clone(),
@@ -629,34 +588,5 @@ impl PluginHost {
             "plugin loaded"
         );
         Ok(plugin)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn trust_sources_are_registry_and_repository_or_the_path() {
-        let oci = |o: &str| PluginSpec {
-            origin: Some(o.into()),
-            ..PluginSpec::default()
-        };
-        assert_eq!(
-            trust_source(&oci(
-                "oci://registry.acme.internal:5000/guardrails/acme:1.2@sha256:ab"
-            )),
-            "registry.acme.internal:5000/guardrails/acme"
-        );
-        assert_eq!(
-            trust_source(&oci(
-                "oci://registry.acme.internal/guardrails/acme@sha256:ab"
-            )),
-            "registry.acme.internal/guardrails/acme"
-        );
-        assert_eq!(
-            trust_source(&PluginSpec::new("/srv/plugins/acme.wasm")),
-            "/srv/plugins/acme.wasm"
-        );
     }
 }

@@ -20,6 +20,7 @@ mod observe;
 mod oci;
 mod plugin_cli;
 mod plugin_trust;
+mod policy;
 mod responses;
 mod scratch_db;
 mod sdk_clients;

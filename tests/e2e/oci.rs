@@ -14,9 +14,9 @@ use crate::harness::*;
 use crate::plugin_trust::{KEY, edit_manifest};
 
 /// A registry process, killed when dropped.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
     _dir: tempfile::TempDir,
 }
 
@@ -31,7 +31,7 @@ impl Drop for Registry {
 const HTPASSWD: &str = "ci:$2b$12$Xbn0ssAuPUJRYCu0H/vfo.l8yAHw7gL2ybvZhnDE47Xws3ugCoqbO\n";
 
 impl Registry {
-    async fn start() -> Registry {
+    pub(crate) async fn start() -> Registry {
         Self::start_with(false).await
     }
 
@@ -93,7 +93,7 @@ impl Registry {
         panic!("docker-registry did not start on {}", registry.addr);
     }
 
-    fn reference(&self, repo_tag: &str) -> String {
+    pub(crate) fn reference(&self, repo_tag: &str) -> String {
         format!("oci://{}/{repo_tag}", self.addr)
     }
 }
@@ -318,7 +318,7 @@ async fn bad_references_and_artifacts_are_clear_errors() {
 }
 
 /// Waits until `/admin/plugins` satisfies `done` (the poller runs every second).
-async fn wait_for(gw: &TestGateway, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for(gw: &TestGateway, done: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..100 {
         let listed = get(gw, "/admin/plugins", &[]).await.json();
         if done(&listed) {

@@ -19,7 +19,9 @@ pub fn plugins_document(plugins: &LoadedPlugins, engine: &GuardrailEngine) -> Va
             json!({
                 "id": &*i.id, "version": i.version, "world": i.world.to_string(),
                 "path": i.path.display().to_string(), "sha256": i.sha256,
-                "wasi": i.uses_wasi, "signer": i.signer, "pinned": i.pinned, "origin": i.origin,
+                "wasi": i.uses_wasi, "signer": i.signer, "trust_scope": i.trust_scope,
+                "verified": i.signer.is_some(), "pinned": i.pinned, "origin": i.origin,
+                "policy": i.policy, "loaded_at_ms": i.loaded_at_ms,
                 "compiled": match i.compiled { CompileSource::Cache => "cache", CompileSource::Compiled => "compiled" },
                 "calls": st.calls, "failures": st.failures(), "traps": st.traps,
                 "deadlines": st.deadlines, "memory": st.memory, "invalid_results": st.invalid_results,
@@ -33,8 +35,18 @@ pub fn plugins_document(plugins: &LoadedPlugins, engine: &GuardrailEngine) -> Va
             v
         })
         .collect();
+    let policies: Vec<Value> = plugins
+        .policies
+        .iter()
+        .map(|p| {
+            let mut v = json!(p.info);
+            v["verified"] = json!(p.info.signer.is_some());
+            v
+        })
+        .collect();
     json!({
         "plugins": loaded,
+        "policies": policies,
         "guardrail_patterns": patterns,
         "missing_builtins": plugins.missing_builtins,
     })

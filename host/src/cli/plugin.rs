@@ -105,7 +105,7 @@ fn pull(a: PullArgs) -> anyhow::Result<()> {
         p.max_artifact_size,
         &p.registries,
     )?;
-    println!("{} {}", pulled.digest, pulled.wasm.display());
+    println!("{} {}", pulled.digest, pulled.wasm().display());
     if pulled.from_store {
         eprintln!("warning: the registry cannot be reached; this is the last verified copy");
     }
@@ -151,7 +151,7 @@ impl InspectArgs {
             &p.registries,
         )?;
         println!("reference:  {reference}@{}", pulled.digest);
-        Ok(pulled.wasm)
+        Ok(pulled.wasm())
     }
 }
 
@@ -293,7 +293,7 @@ fn inspect(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_secret(key: &Path) -> anyhow::Result<[u8; 32]> {
+pub(super) fn read_secret(key: &Path) -> anyhow::Result<[u8; 32]> {
     let text =
         std::fs::read_to_string(key).with_context(|| format!("cannot read {}", key.display()))?;
     hex::decode(text.trim())

@@ -55,6 +55,21 @@ pub struct GuardrailsSection {
     pub stream_window: Option<ByteSize>,
     #[serde(default)]
     pub plugins: Vec<PluginEntry>,
+    #[serde(default)]
+    pub policies: Vec<PolicyEntry>,
+}
+
+/// One `guardrails.policies` entry.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyEntry {
+    /// A `.policy` file.
+    pub path: Option<String>,
+    /// An OCI reference instead (`registry/repository:tag` or `@sha256:…`).
+    pub oci: Option<String>,
+    /// Capabilities granted to the policy's plugins.
+    #[serde(default)]
+    pub grants: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -167,16 +182,19 @@ pub struct Guardrails {
     /// `guardrails.custom_downgoing`: custom pattern name → action on answers.
     pub custom_downgoing: BTreeMap<String, ActionName>,
     /// `guardrails.block_message.include_details`: name the blocking patterns in the error
-    /// (default true).
-    pub include_details: bool,
-    /// `guardrails.block_message.include_help_link`: end the error with a help link (default
+    /// (unset: true).
+    pub include_details: Option<bool>,
+    /// `guardrails.block_message.include_help_link`: end the error with a help link (unset:
     /// true).
-    pub include_help_link: bool,
+    pub include_help_link: Option<bool>,
     /// Response text held back in streams before it is released (default 1 KiB; raised to
     /// 4 × the longest downgoing pattern's match when that is longer).
     pub stream_window: usize,
     /// `guardrails.plugins`: extra guardrail plugins to load.
     pub plugins: Vec<PluginRef>,
+    /// `guardrails.policies`: signed policies (plugins + a fragment of these settings), merged
+    /// under these settings when loaded (`guardrails::merge`).
+    pub policies: Vec<PolicyRef>,
 }
 
 impl Default for Guardrails {
@@ -190,10 +208,11 @@ impl Default for Guardrails {
             custom_patterns: Vec::new(),
             custom_upgoing: BTreeMap::new(),
             custom_downgoing: BTreeMap::new(),
-            include_details: true,
-            include_help_link: true,
+            include_details: None,
+            include_help_link: None,
             stream_window: DEFAULT_STREAM_WINDOW,
             plugins: Vec::new(),
+            policies: Vec::new(),
         }
     }
 }
@@ -239,6 +258,19 @@ pub struct PluginRef {
     pub memory_limit: Option<u64>,
     /// `call_deadline`: this plugin's per-call deadline, over `plugins.call_deadline`.
     pub call_deadline: Option<Duration>,
+}
+
+/// A policy the config names (`guardrails.policies`).
+#[derive(Clone, Debug)]
+pub struct PolicyRef {
+    /// Where the entry sits in the file (`guardrails.policies[0]`), for errors.
+    pub key: String,
+    /// `path`: a `.policy` file, relative paths from the config's folder (empty for `oci:`).
+    pub path: PathBuf,
+    /// `oci`: the OCI reference the policy is pulled from.
+    pub oci: Option<String>,
+    /// `grants`: capabilities granted to the policy's plugins.
+    pub grants: Vec<String>,
 }
 
 /// The plugin host's settings, resolved.
@@ -311,6 +343,77 @@ pub fn resolve_guardrails(
     base_dir: &Path,
     expand: &dyn Fn(&str) -> String,
 ) -> Result<Guardrails, Problem> {
+    let policies = section.policies.clone();
+    let mut g = resolve_section(section, "guardrails", base_dir, expand)?;
+    for (i, e) in policies.into_iter().enumerate() {
+        let key = format!("guardrails.policies[{i}]");
+        let (path, oci) = match (e.path.map(|p| expand(&p)), e.oci.map(|o| expand(&o))) {
+            (Some(path), None) if !path.is_empty() => (base_dir.join(path), None),
+            (None, Some(oci)) => {
+                crate::plugins::oci::reference(&oci)
+                    .map_err(|e| (format!("{key}.oci"), e.to_string()))?;
+                (PathBuf::new(), Some(oci))
+            }
+            (Some(_), Some(_)) => {
+                return Err((key, "expected one of path or oci, not both".into()));
+            }
+            _ => {
+                return Err((
+                    format!("{key}.path"),
+                    "expected the path of a .policy file (or `oci:` and a registry reference)"
+                        .into(),
+                ));
+            }
+        };
+        g.policies.push(PolicyRef {
+            key,
+            path,
+            oci,
+            grants: e.grants,
+        });
+    }
+    Ok(g)
+}
+
+/// The keys of `guardrails:` a policy's fragment may set.
+pub const POLICY_FRAGMENT_KEYS: &str = "disabled_patterns, upgoing, downgoing, custom_patterns, custom_upgoing, custom_downgoing, block_message";
+
+/// A policy's guardrails fragment (JSON), resolved like the config's own section; `prefix`
+/// names it in errors. Environment variables are not expanded: a policy says what it says.
+pub fn resolve_policy_fragment(
+    fragment: &serde_json::Value,
+    prefix: &str,
+) -> Result<Guardrails, Problem> {
+    let section: GuardrailsSection = serde_json::from_value(fragment.clone()).map_err(|e| {
+        (
+            prefix.to_owned(),
+            format!("{e}; a policy may set {POLICY_FRAGMENT_KEYS}"),
+        )
+    })?;
+    let operational = [
+        ("enabled", section.enabled.is_some()),
+        ("builtin", section.builtin.is_some()),
+        ("stream_window", section.stream_window.is_some()),
+        ("plugins", !section.plugins.is_empty()),
+        ("policies", !section.policies.is_empty()),
+    ];
+    if let Some((name, _)) = operational.iter().find(|(_, set)| *set) {
+        return Err((
+            format!("{prefix}.{name}"),
+            format!(
+                "the local config's to set, not a policy's; a policy may set {POLICY_FRAGMENT_KEYS}"
+            ),
+        ));
+    }
+    resolve_section(section, prefix, Path::new(""), &|s| s.to_owned())
+}
+
+fn resolve_section(
+    section: GuardrailsSection,
+    prefix: &str,
+    base_dir: &Path,
+    expand: &dyn Fn(&str) -> String,
+) -> Result<Guardrails, Problem> {
     let mut g = Guardrails {
         enabled: section.enabled.unwrap_or(true),
         builtin: section.builtin.unwrap_or(true),
@@ -319,21 +422,21 @@ pub fn resolve_guardrails(
         downgoing: section.downgoing,
         custom_upgoing: section.custom_upgoing,
         custom_downgoing: section.custom_downgoing,
-        include_details: section.block_message.include_details.unwrap_or(true),
-        include_help_link: section.block_message.include_help_link.unwrap_or(true),
+        include_details: section.block_message.include_details,
+        include_help_link: section.block_message.include_help_link,
         ..Guardrails::default()
     };
     if let Some(w) = section.stream_window {
         if w.0 == 0 || w.0 > 1 << 20 {
             return Err((
-                "guardrails.stream_window".into(),
+                format!("{prefix}.stream_window"),
                 "expected a size between 1 byte and 1 MiB".into(),
             ));
         }
         g.stream_window = w.0 as usize;
     }
     for (i, c) in section.custom_patterns.into_iter().enumerate() {
-        let key = format!("guardrails.custom_patterns[{i}]");
+        let key = format!("{prefix}.custom_patterns[{i}]");
         if !valid_name(&c.name) {
             return Err((
                 format!("{key}.name"),
@@ -388,12 +491,8 @@ pub fn resolve_guardrails(
         });
     }
     for (map, key, direction) in [
-        (&g.custom_upgoing, "guardrails.custom_upgoing", "upgoing"),
-        (
-            &g.custom_downgoing,
-            "guardrails.custom_downgoing",
-            "downgoing",
-        ),
+        (&g.custom_upgoing, "custom_upgoing", "upgoing"),
+        (&g.custom_downgoing, "custom_downgoing", "downgoing"),
     ] {
         for name in map.keys() {
             match g.custom_patterns.iter().find(|p| &p.name == name) {
@@ -401,9 +500,9 @@ pub fn resolve_guardrails(
                     let known: Vec<&str> =
                         g.custom_patterns.iter().map(|p| p.name.as_str()).collect();
                     return Err((
-                        format!("{key}.{name}"),
+                        format!("{prefix}.{key}.{name}"),
                         format!(
-                            "unknown custom pattern `{name}`; expected one of guardrails.custom_patterns ({})",
+                            "unknown custom pattern `{name}`; expected one of {prefix}.custom_patterns ({})",
                             if known.is_empty() {
                                 "none defined".to_owned()
                             } else {
@@ -417,7 +516,7 @@ pub fn resolve_guardrails(
                         || (direction == "downgoing" && !p.downgoing) =>
                 {
                     return Err((
-                        format!("{key}.{name}"),
+                        format!("{prefix}.{key}.{name}"),
                         format!(
                             "custom pattern `{name}` does not look {direction}; set its `direction` to {direction} or both"
                         ),
@@ -427,7 +526,12 @@ pub fn resolve_guardrails(
             }
         }
     }
-    g.plugins = resolve_plugin_entries(section.plugins, "guardrails.plugins", base_dir, expand)?;
+    g.plugins = resolve_plugin_entries(
+        section.plugins,
+        &format!("{prefix}.plugins"),
+        base_dir,
+        expand,
+    )?;
     Ok(g)
 }
 

@@ -181,6 +181,17 @@ impl GuardrailEngine {
         config: &Guardrails,
         plugins: &[GuardrailPlugin],
     ) -> Result<GuardrailEngine, GuardrailError> {
+        Self::build_merged(config, plugins, &[])
+    }
+
+    /// [`GuardrailEngine::build`] over settings merged from policies' `fragments` (each with
+    /// the prefix that names it in errors): the names each fragment uses are checked, and
+    /// reported, as that fragment's.
+    pub fn build_merged(
+        config: &Guardrails,
+        plugins: &[GuardrailPlugin],
+        fragments: &[(String, &Guardrails)],
+    ) -> Result<GuardrailEngine, GuardrailError> {
         if !config.enabled {
             return Ok(GuardrailEngine::disabled());
         }
@@ -245,44 +256,51 @@ impl GuardrailEngine {
                     .join(" or ")
             })
         };
-        for (key, names) in [
-            (
-                "guardrails.disabled_patterns",
-                config.disabled_patterns.iter().collect::<Vec<_>>(),
-            ),
-            ("guardrails.upgoing", config.upgoing.keys().collect()),
-            ("guardrails.downgoing", config.downgoing.keys().collect()),
-        ] {
-            for name in names {
-                match declared.get(name) {
-                    None if ambiguous(name).is_some() => {
-                        return Err(GuardrailError::config(
-                            &format!("{key}.{name}"),
-                            format!(
-                                "pattern `{name}` is declared by several plugins; name the one you mean: {}",
-                                ambiguous(name).unwrap_or_default()
-                            ),
-                        ));
+        // Each policy's fragment first, so a bad name there is reported as the policy's.
+        let sources = fragments
+            .iter()
+            .map(|(prefix, g)| (prefix.as_str(), *g))
+            .chain([("guardrails", config)]);
+        for (prefix, g) in sources {
+            for (field, names) in [
+                (
+                    "disabled_patterns",
+                    g.disabled_patterns.iter().collect::<Vec<_>>(),
+                ),
+                ("upgoing", g.upgoing.keys().collect()),
+                ("downgoing", g.downgoing.keys().collect()),
+            ] {
+                for name in names {
+                    let key = format!("{prefix}.{field}.{name}");
+                    match declared.get(name) {
+                        None if ambiguous(name).is_some() => {
+                            return Err(GuardrailError::config(
+                                &key,
+                                format!(
+                                    "pattern `{name}` is declared by several plugins; name the one you mean: {}",
+                                    ambiguous(name).unwrap_or_default()
+                                ),
+                            ));
+                        }
+                        None => {
+                            return Err(GuardrailError::config(
+                                &key,
+                                format!(
+                                    "unknown pattern `{name}`; the loaded patterns are {}",
+                                    known()
+                                ),
+                            ));
+                        }
+                        Some((None, _)) if field != "disabled_patterns" => {
+                            return Err(GuardrailError::config(
+                                &key,
+                                format!(
+                                    "`{name}` is a custom pattern; set its action under custom_{field}"
+                                ),
+                            ));
+                        }
+                        Some(_) => {}
                     }
-                    None => {
-                        return Err(GuardrailError::config(
-                            &format!("{key}.{name}"),
-                            format!(
-                                "unknown pattern `{name}`; the loaded patterns are {}",
-                                known()
-                            ),
-                        ));
-                    }
-                    Some((None, _)) if key != "guardrails.disabled_patterns" => {
-                        return Err(GuardrailError::config(
-                            &format!("{key}.{name}"),
-                            format!(
-                                "`{name}` is a custom pattern; set its action under custom_{}",
-                                &key["guardrails.".len()..]
-                            ),
-                        ));
-                    }
-                    Some(_) => {}
                 }
             }
         }
@@ -416,8 +434,8 @@ impl GuardrailEngine {
         Ok(GuardrailEngine {
             patterns,
             matchers,
-            include_details: config.include_details,
-            include_help_link: config.include_help_link,
+            include_details: config.include_details.unwrap_or(true),
+            include_help_link: config.include_help_link.unwrap_or(true),
             stream_window: config.stream_window.max(4 * max_down),
         })
     }

@@ -6,6 +6,10 @@
 //! `dev.bitrouter.plugin.manifest` on the OCI manifest; the loader then checks it exactly as for a file (hash, signature,
 //! capabilities), so the registry is never trusted.
 //!
+//! A policy (`policy.rs`) is an artifact of the same shape: its `policy.json` as the config
+//! blob (media type `application/vnd.bitrouter.policy.v1+json`), one `application/wasm`
+//! layer per component.
+//!
 //! Pulled artifacts live in a content-addressed store (`plugins.artifact_dir`):
 //! `sha256/<manifest digest>/component.wasm` + `component.plugin.toml`, and
 //! `refs/<reference>` holding the last verified digest of a tag (written only after the
@@ -33,6 +37,7 @@ use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
 
 use super::manifest::Manifest;
+use super::policy;
 
 /// The config blob's media type in the Wasm OCI artifact layout.
 pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
@@ -146,16 +151,29 @@ fn docker_config_auth(registry: &str) -> Option<RegistryAuth> {
     Some(RegistryAuth::Basic(user.to_owned(), password.to_owned()))
 }
 
-/// A pulled (or stored) plugin, ready for the loader.
+/// A pulled (or stored) plugin or policy, ready for the loader.
 #[derive(Clone, Debug)]
 pub struct Pulled {
-    /// The component in the artifact store; its manifest is beside it.
-    pub wasm: PathBuf,
+    /// Its folder in the artifact store: `component.wasm` + `component.plugin.toml` for a
+    /// plugin, `policy.json` + `<sha256>.wasm` files for a policy.
+    pub dir: PathBuf,
     /// The OCI manifest's digest (`sha256:…`).
     pub digest: String,
     /// The registry could not be reached; this is the stored copy.
     pub from_store: bool,
 }
+
+impl Pulled {
+    /// A pulled plugin's component (its manifest is beside it).
+    pub fn wasm(&self) -> PathBuf {
+        self.dir.join("component.wasm")
+    }
+}
+
+/// The files a stored plugin's folder holds.
+const PLUGIN_FILES: &[&str] = &["component.wasm", "component.plugin.toml"];
+/// The file a stored policy's folder holds (with the components it lists).
+const POLICY_FILES: &[&str] = &[policy::DOCUMENT_FILE];
 
 /// Parses `oci://registry/repository:tag` (the scheme is optional) or a `@sha256:` form.
 pub fn reference(text: &str) -> Result<Reference, OciError> {
@@ -327,9 +345,10 @@ fn ref_file(store: &Path, reference: &Reference) -> PathBuf {
     store.join("refs").join(name)
 }
 
-fn stored(store: &Path, digest: &str) -> Option<PathBuf> {
-    let wasm = digest_dir(store, digest).join("component.wasm");
-    (wasm.is_file() && wasm.with_extension("plugin.toml").is_file()).then_some(wasm)
+/// The folder of `digest` in the store, if it holds `files`.
+fn stored(store: &Path, digest: &str, files: &[&str]) -> Option<PathBuf> {
+    let dir = digest_dir(store, digest);
+    files.iter().all(|f| dir.join(f).is_file()).then_some(dir)
 }
 
 /// Pulls `reference` into the artifact store `store` (or finds it there), checking the
@@ -347,13 +366,19 @@ pub async fn pull(
     let (oci_manifest, digest) = match fetched {
         Ok(m) => m,
         Err(OciDistributionError::RequestError(e)) => {
-            return offline(reference_text, &reference, store, e.to_string());
+            return offline(
+                reference_text,
+                &reference,
+                store,
+                e.to_string(),
+                PLUGIN_FILES,
+            );
         }
         Err(e) => return Err(registry_error(reference_text, e)),
     };
-    if let Some(wasm) = stored(store, &digest) {
+    if let Some(dir) = stored(store, &digest, PLUGIN_FILES) {
         return Ok(Pulled {
-            wasm,
+            dir,
             digest,
             from_store: false,
         });
@@ -364,8 +389,13 @@ pub async fn pull(
     };
     if oci_manifest.config.media_type != WASM_CONFIG_MEDIA_TYPE {
         return Err(layout(format!(
-            "its config media type is {:?}, expected {WASM_CONFIG_MEDIA_TYPE}",
-            oci_manifest.config.media_type
+            "its config media type is {:?}, expected {WASM_CONFIG_MEDIA_TYPE}{}",
+            oci_manifest.config.media_type,
+            if oci_manifest.config.media_type == policy::POLICY_MEDIA_TYPE {
+                " (it is a policy: name it under guardrails.policies)"
+            } else {
+                ""
+            }
         )));
     }
     let [layer] = oci_manifest.layers.as_slice() else {
@@ -406,25 +436,7 @@ pub async fn pull(
                 "its {MANIFEST_ANNOTATION} annotation is not base64 text"
             ))
         })?;
-    let mut sink = Bounded {
-        bytes: Vec::with_capacity(usize::try_from(size).unwrap_or(0)),
-        max: max_size,
-    };
-    client
-        .pull_blob(&reference, layer, &mut sink)
-        .await
-        .map_err(|e| registry_error(reference_text, e))?;
-    let bytes = sink.bytes;
-    // The registry's word is not taken: the bytes must be what the manifest names, and no
-    // larger than the limit whatever the descriptor claimed.
-    let actual = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-    if actual != layer.digest || bytes.len() as u64 > max_size {
-        return Err(layout(format!(
-            "the layer's content is {actual} ({} bytes), the manifest names {}",
-            bytes.len(),
-            layer.digest
-        )));
-    }
+    let bytes = blob(&client, &reference, reference_text, layer, max_size).await?;
     let dir = digest_dir(store, &digest);
     let tmp = store.join(format!("tmp-{:016x}", fastrand::u64(..)));
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
@@ -439,12 +451,222 @@ pub async fn pull(
     if std::fs::rename(&tmp, &dir).is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
-    let wasm = stored(store, &digest).ok_or_else(|| OciError::Io {
+    let dir = stored(store, &digest, PLUGIN_FILES).ok_or_else(|| OciError::Io {
         path: dir.display().to_string(),
         source: std::io::Error::other("the pulled files are not in the store"),
     })?;
     Ok(Pulled {
-        wasm,
+        dir,
+        digest,
+        from_store: false,
+    })
+}
+
+/// One blob of `reference`, at most `max` bytes whatever the registry sends, and checked
+/// against the digest its descriptor names: the registry's word is not taken.
+async fn blob(
+    client: &Client,
+    reference: &Reference,
+    reference_text: &str,
+    descriptor: &oci_client::manifest::OciDescriptor,
+    max: u64,
+) -> Result<Vec<u8>, OciError> {
+    // The client authenticated when it fetched the manifest; blob requests reuse its token.
+    let size = u64::try_from(descriptor.size).unwrap_or(u64::MAX);
+    let mut sink = Bounded {
+        bytes: Vec::with_capacity(usize::try_from(size.min(max)).unwrap_or(0)),
+        max,
+    };
+    client
+        .pull_blob(reference, descriptor, &mut sink)
+        .await
+        .map_err(|e| registry_error(reference_text, e))?;
+    let bytes = sink.bytes;
+    let actual = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+    if actual != descriptor.digest || bytes.len() as u64 > max {
+        return Err(OciError::Layout {
+            reference: reference_text.to_owned(),
+            message: format!(
+                "a blob's content is {actual} ({} bytes), the manifest names {}",
+                bytes.len(),
+                descriptor.digest
+            ),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Pushes a policy: its `policy.json` as the config blob ([`policy::POLICY_MEDIA_TYPE`]),
+/// each component as an `application/wasm` layer (titled with its file name). Returns the
+/// pushed manifest's digest.
+pub async fn push_policy(
+    built: &policy::Built,
+    reference_text: &str,
+    registries: &Registries,
+) -> Result<String, OciError> {
+    let reference = reference(reference_text)?;
+    let document = &built.policy.document;
+    let config = Config::new(
+        built.policy.to_json(),
+        policy::POLICY_MEDIA_TYPE.to_owned(),
+        None,
+    );
+    let mut layers: Vec<ImageLayer> = Vec::new();
+    let mut pushed: Vec<&str> = Vec::new();
+    for (p, bytes) in document.plugins.iter().zip(&built.components) {
+        if pushed.contains(&p.sha256.as_str()) {
+            continue;
+        }
+        pushed.push(&p.sha256);
+        layers.push(ImageLayer::new(
+            bytes.clone(),
+            WASM_LAYER_MEDIA_TYPE.to_owned(),
+            Some(BTreeMap::from([(
+                "org.opencontainers.image.title".to_owned(),
+                p.file.clone(),
+            )])),
+        ));
+    }
+    let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let annotations = BTreeMap::from([
+        (
+            "org.opencontainers.image.title".to_owned(),
+            document.id.clone(),
+        ),
+        (
+            "org.opencontainers.image.version".to_owned(),
+            document.version.clone(),
+        ),
+        ("org.opencontainers.image.created".to_owned(), created),
+    ]);
+    let mut oci_manifest = OciImageManifest::build(&layers, &config, Some(annotations));
+    oci_manifest.media_type = Some(oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_owned());
+    let (client, auth) = client(&reference, registries);
+    client
+        .push(&reference, &layers, config, &auth, Some(oci_manifest))
+        .await
+        .map_err(|e| registry_error(reference_text, e))?;
+    client
+        .fetch_manifest_digest(&reference, &auth)
+        .await
+        .map_err(|e| registry_error(reference_text, e))
+}
+
+/// Pulls the policy `reference` into the store (or finds it there): the document (at most
+/// [`policy::MAX_DOCUMENT`] bytes, well-formed) and exactly the components it lists, each
+/// at most `max_size` bytes and with the listed hash. The signature is the loader's to
+/// check.
+pub async fn pull_policy(
+    reference_text: &str,
+    store: &Path,
+    max_size: u64,
+    registries: &Registries,
+) -> Result<Pulled, OciError> {
+    let reference = reference(reference_text)?;
+    let (client, auth) = client(&reference, registries);
+    let (oci_manifest, digest) = match client.pull_image_manifest(&reference, &auth).await {
+        Ok(m) => m,
+        Err(OciDistributionError::RequestError(e)) => {
+            return offline(
+                reference_text,
+                &reference,
+                store,
+                e.to_string(),
+                POLICY_FILES,
+            );
+        }
+        Err(e) => return Err(registry_error(reference_text, e)),
+    };
+    if let Some(dir) = stored(store, &digest, POLICY_FILES) {
+        return Ok(Pulled {
+            dir,
+            digest,
+            from_store: false,
+        });
+    }
+    let layout = |message: String| OciError::Layout {
+        reference: reference_text.to_owned(),
+        message,
+    };
+    if oci_manifest.config.media_type != policy::POLICY_MEDIA_TYPE {
+        return Err(layout(format!(
+            "its config media type is {:?}, expected a policy's {}{}",
+            oci_manifest.config.media_type,
+            policy::POLICY_MEDIA_TYPE,
+            if oci_manifest.config.media_type == WASM_CONFIG_MEDIA_TYPE {
+                " (it is a plugin: name it under guardrails.plugins)"
+            } else {
+                ""
+            }
+        )));
+    }
+    let document = blob(
+        &client,
+        &reference,
+        reference_text,
+        &oci_manifest.config,
+        policy::MAX_DOCUMENT,
+    )
+    .await?;
+    let parsed =
+        policy::Policy::from_json(&document, reference_text).map_err(|e| layout(e.to_string()))?;
+    let mut wanted: Vec<String> = parsed
+        .document
+        .plugins
+        .iter()
+        .map(|p| format!("sha256:{}", p.sha256.to_ascii_lowercase()))
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    let mut have: Vec<&str> = oci_manifest
+        .layers
+        .iter()
+        .map(|l| l.digest.as_str())
+        .collect();
+    have.sort_unstable();
+    if have != wanted {
+        return Err(layout(format!(
+            "its layers are {have:?}, the policy lists the components {wanted:?}"
+        )));
+    }
+    let tmp = store.join(format!("tmp-{:016x}", fastrand::u64(..)));
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let written = async {
+        let path = tmp.join(policy::DOCUMENT_FILE);
+        std::fs::write(&path, &document).map_err(io(&path))?;
+        for layer in &oci_manifest.layers {
+            if layer.media_type != WASM_LAYER_MEDIA_TYPE {
+                return Err(layout(format!(
+                    "a layer's media type is {:?}, expected {WASM_LAYER_MEDIA_TYPE}",
+                    layer.media_type
+                )));
+            }
+            let size = u64::try_from(layer.size).unwrap_or(u64::MAX);
+            if size > max_size {
+                return Err(OciError::TooLarge {
+                    reference: reference_text.to_owned(),
+                    size,
+                    max: max_size,
+                });
+            }
+            let bytes = blob(&client, &reference, reference_text, layer, max_size).await?;
+            let path = policy::component_path(&tmp, layer.digest.trim_start_matches("sha256:"));
+            std::fs::write(&path, &bytes).map_err(io(&path))?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    let dir = digest_dir(store, &digest);
+    policy::place(&tmp, &dir).map_err(|e| OciError::Io {
+        path: dir.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(Pulled {
+        dir,
         digest,
         from_store: false,
     })
@@ -508,6 +730,7 @@ fn offline(
     reference: &Reference,
     store: &Path,
     cause: String,
+    files: &[&str],
 ) -> Result<Pulled, OciError> {
     let digest = match reference.digest() {
         Some(d) => Some(d.to_owned()),
@@ -515,8 +738,11 @@ fn offline(
             .ok()
             .map(|d| d.trim().to_owned()),
     };
-    match digest.as_deref().and_then(|d| Some((d, stored(store, d)?))) {
-        Some((digest, wasm)) => {
+    match digest
+        .as_deref()
+        .and_then(|d| Some((d, stored(store, d, files)?)))
+    {
+        Some((digest, dir)) => {
             tracing::warn!(
                 reference = reference_text,
                 digest,
@@ -524,7 +750,7 @@ fn offline(
                 "registry unreachable; loading the last verified copy from the artifact store"
             );
             Ok(Pulled {
-                wasm,
+                dir,
                 digest: digest.to_owned(),
                 from_store: true,
             })
@@ -537,13 +763,34 @@ fn offline(
     }
 }
 
-/// [`pull`] from synchronous code (the loader, CLI verbs, a tokio worker at start-up): runs
-/// it on a runtime of its own, on a thread of its own.
+/// [`pull`] from synchronous code (the loader, CLI verbs, a tokio worker at start-up).
 pub fn pull_blocking(
     reference_text: &str,
     store: &Path,
     max_size: u64,
     registries: &Registries,
+) -> Result<Pulled, OciError> {
+    blocking(store, pull(reference_text, store, max_size, registries))
+}
+
+/// [`pull_policy`] from synchronous code.
+pub fn pull_policy_blocking(
+    reference_text: &str,
+    store: &Path,
+    max_size: u64,
+    registries: &Registries,
+) -> Result<Pulled, OciError> {
+    blocking(
+        store,
+        pull_policy(reference_text, store, max_size, registries),
+    )
+}
+
+/// Runs a pull on a runtime of its own, on a thread of its own (the caller may be a tokio
+/// worker, which must not block on a runtime).
+fn blocking(
+    store: &Path,
+    pull: impl std::future::Future<Output = Result<Pulled, OciError>> + Send,
 ) -> Result<Pulled, OciError> {
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -551,7 +798,7 @@ pub fn pull_blocking(
                 .enable_all()
                 .build()
                 .map_err(io(store))?;
-            runtime.block_on(pull(reference_text, store, max_size, registries))
+            runtime.block_on(pull)
         })
         .join()
         .unwrap_or_else(|_| {
