@@ -1,9 +1,13 @@
 //! The admin dashboard (`GET /admin`) in a real headless Chromium: the gateway serves mixed
 //! traffic (several routes, both dialects, failures, a failover, streams), then
 //! `tests/browser/dashboard.mjs` loads the page and checks that the numbers it shows match
-//! `/admin/metrics` and `/admin/spend`, that it logs no console error and makes no failed
-//! request, that its charts drew, and that the token prompt works; it leaves a screenshot in
-//! `target/browser/dashboard.png`.
+//! `/admin/metrics` and `/admin/spend`, that its Plugins, Policies and Updates panels match
+//! `/admin/plugins` (built-ins, no policy: "none", no update check yet), and, from a made-up
+//! `/admin/plugins` document, a pulled plugin, a policy from the cache and a failed update,
+//! with any markup shown as text; that it logs no console error and makes no failed request,
+//! that its charts drew, and that the token prompt works; it leaves a screenshot in
+//! `target/browser/dashboard.png`. A second gateway loads a signed policy file, and the page
+//! shows the policy and its plugins.
 //!
 //! Needs Debian's `chromium` and `npm ci --prefix tests/browser` (both done by `.ci/run`); the
 //! test fails with the setup command when either is missing.
@@ -15,7 +19,9 @@ use std::time::Duration;
 use bitrouter_mock::MockBehavior;
 use serde_json::json;
 
+use crate::guardrails::{config, stage_plugin};
 use crate::harness::*;
+use crate::plugin_trust::KEY;
 
 const SETUP: &str = "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium && npm ci --prefix tests/browser";
 
@@ -56,6 +62,50 @@ fn require_browser(root: &Path) {
         "the dashboard browser test needs {}; set it up from the repository root with:\n  {SETUP}\n(`bash .ci/run` does this)",
         missing.join(", ")
     );
+}
+
+/// Runs `tests/browser/dashboard.mjs` on the gateway at `base`, leaving a screenshot at
+/// `shot`; panics with its output unless it succeeds. Returns its stdout.
+async fn run_browser(root: &Path, base: String, shot: &Path, extra: &[&str]) -> String {
+    let _ = std::fs::remove_file(shot);
+    let mut cmd = Command::new("node");
+    cmd.current_dir(root)
+        .arg("tests/browser/dashboard.mjs")
+        .arg(base)
+        .arg(shot)
+        .args(extra)
+        .stdin(Stdio::null());
+    // Blocking on the child runs off the runtime so the gateway keeps serving.
+    let out = tokio::time::timeout(
+        Duration::from_secs(180),
+        tokio::task::spawn_blocking(move || cmd.output()),
+    )
+    .await
+    .expect("the browser test did not finish within 180 s")
+    .unwrap()
+    .expect("could not run node");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "tests/browser/dashboard.mjs failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("OK: the dashboard shows"), "{stdout}");
+    let png = std::fs::read(shot).expect("no screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "bad screenshot"
+    );
+    stdout
+}
+
+/// The rest of the browser test's output line that starts with `prefix`.
+fn line<'a>(stdout: &'a str, prefix: &str) -> &'a str {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{stdout}"))
 }
 
 #[tokio::test]
@@ -177,6 +227,16 @@ async fn dashboard_shows_what_the_gateway_measured() {
             assert!(csp.contains(part), "{path}: CSP {csp:?} lacks {part:?}");
         }
         assert!(page.text.contains(r#"data-testid="total-requests""#));
+        for part in [
+            r#"data-testid="plugins-table""#,
+            r#"data-testid="policies""#,
+            r#"data-testid="updates""#,
+            r#"getJson("/admin/plugins")"#,
+            "no followed OCI tags / not checked yet",
+            "from cache (registry unreachable)",
+        ] {
+            assert!(page.text.contains(part), "{path}: the page lacks {part:?}");
+        }
         assert!(
             !page.text.contains("http://") && !page.text.contains("https://"),
             "the dashboard must not load anything from elsewhere"
@@ -186,39 +246,107 @@ async fn dashboard_shows_what_the_gateway_measured() {
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), "GET");
 
-    // The browser. Blocking on the child runs off the runtime so the gateway keeps serving.
+    // The plugin panels have something to show: the built-ins, no policy, no update check.
+    let listed = get(&gw, "/admin/plugins", &[]).await.json();
+    assert_eq!(listed["policies"], json!([]), "{listed}");
+    assert_eq!(listed["updates"]["last_check_ms"], json!(null), "{listed}");
+    let sha = listed["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "api_keys")
+        .unwrap_or_else(|| panic!("no built-in api_keys: {listed}"))["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The browser.
     let shot = root.join("target/browser/dashboard.png");
-    let _ = std::fs::remove_file(&shot);
-    let mut cmd = Command::new("node");
-    cmd.current_dir(&root)
-        .arg("tests/browser/dashboard.mjs")
-        .arg(gw.url(""))
-        .arg(&shot)
-        .stdin(Stdio::null());
-    let out = tokio::time::timeout(
-        Duration::from_secs(180),
-        tokio::task::spawn_blocking(move || cmd.output()),
-    )
-    .await
-    .expect("the browser test did not finish within 180 s")
-    .unwrap()
-    .expect("could not run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "tests/browser/dashboard.mjs failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
-    );
-    assert!(stdout.contains("OK: the dashboard shows"), "{stdout}");
+    let stdout = run_browser(&root, gw.url(""), &shot, &[]).await;
     assert!(
         stdout.contains(&format!("compared: {sent} requests, 4 errors, 4 routes")),
         "{stdout}"
     );
-    let png = std::fs::read(&shot).expect("no screenshot");
+    let plugins = line(&stdout, "plugins shown: ");
     assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 10_000,
-        "bad screenshot"
+        plugins.contains(&format!("api_keys [built-in {}]", &sha[..12])),
+        "{plugins}"
+    );
+    assert_eq!(line(&stdout, "policies shown: "), "none");
+    assert_eq!(
+        line(&stdout, "updates shown: "),
+        "no followed OCI tags / not checked yet"
+    );
+    assert!(
+        stdout.contains("made-up plugins: pulled plugin, cached policy and failed update shown"),
+        "{stdout}"
+    );
+    println!("{stdout}");
+}
+
+/// A gateway whose guardrails come from a signed policy file: the Policies panel lists it
+/// (version, verified, its plugins), each of its plugins names it, and the Updates panel
+/// says no tag is followed.
+#[tokio::test]
+async fn dashboard_shows_a_signed_policy_and_its_plugins() {
+    let root = workspace();
+    require_browser(&root);
+    let mock = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("baseline");
+    std::fs::create_dir_all(&src).unwrap();
+    stage_plugin("confidential-ids", &src, "confidential-ids");
+    stage_plugin("pii_emails", &src, "emails");
+    std::fs::write(
+        src.join("policy.yaml"),
+        "id: baseline\nversion: 2026.12.0\ndescription: the platform team's baseline\nplugins:\n  - path: confidential-ids.wasm\n  - path: emails.wasm\nguardrails:\n  upgoing: { confidential-id: block, pii_emails: block }\n",
+    )
+    .unwrap();
+    let key = dir.path().join("team.key");
+    std::fs::write(&key, hex::encode(KEY)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bitrouter"))
+        .args(["policy", "build"])
+        .arg(&src)
+        .args(["-o", "baseline.policy", "--key"])
+        .arg(&key)
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bitrouter policy build: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let guardrails = format!(
+        "guardrails:\n  builtin: false\n  policies:\n    - path: baseline.policy\nplugins:\n  trust:\n    - keys: [\"{}\"]\n      scope: \"{}/*.policy\"\n  artifact_dir: {}\n",
+        bitrouter::plugins::public_key_hex(&KEY),
+        dir.path().display(),
+        dir.path().join("artifacts").display()
+    );
+    let gw = TestGateway::start_file(dir.path(), &config(&mock, &guardrails)).await;
+    let listed = get(&gw, "/admin/plugins", &[]).await.json();
+    assert_eq!(listed["policies"][0]["id"], "baseline", "{listed}");
+    assert_eq!(listed["policies"][0]["verified"], true, "{listed}");
+
+    let shot = root.join("target/browser/dashboard-policy.png");
+    let stdout = run_browser(&root, gw.url(""), &shot, &["--plugins-only"]).await;
+    assert_eq!(
+        line(&stdout, "policies shown: "),
+        "baseline 2026.12.0 ✓ verified (confidential-ids, pii_emails)"
+    );
+    let plugins = line(&stdout, "plugins shown: ");
+    for id in ["confidential-ids", "pii_emails"] {
+        let shown = plugins
+            .split(", ")
+            .find(|p| p.starts_with(&format!("{id} [")))
+            .unwrap_or_else(|| panic!("{id} not shown: {plugins}"));
+        assert!(shown.ends_with(" policy baseline]"), "{plugins}");
+    }
+    assert_eq!(
+        line(&stdout, "updates shown: "),
+        "no followed OCI tags / not checked yet"
     );
     println!("{stdout}");
 }

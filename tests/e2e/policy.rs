@@ -120,6 +120,14 @@ async fn a_signed_policy_file_brings_its_plugins_and_settings_and_the_local_conf
     let scope = format!("{}/*.policy", dir.path().display());
     let yaml = gateway_yaml(&mock, policies, &scope, &store);
     let gw = TestGateway::start_file(dir.path(), &yaml).await;
+    let checked = cli(dir.path(), &["check-config", "bitrouter.yaml"]);
+    assert!(
+        checked.contains(&format!(
+            "policy baseline 2026.12.0 from {}",
+            dir.path().join("baseline.policy").display()
+        )) && checked.contains(&format!("trusted for `{scope}`")),
+        "{checked}"
+    );
 
     // The policy's actions: its plugins' patterns and its custom pattern block.
     let r = status_of(&gw, "see CONFIDENTIAL-123456").await;

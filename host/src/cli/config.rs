@@ -83,6 +83,20 @@ fn print_guardrails(firewall: &bitrouter::guardrails::Firewall) {
                 .unwrap_or_else(|| "custom".into())
         );
     }
+    for p in &firewall.plugins.policies {
+        let i = &p.info;
+        println!(
+            "  policy {} {} from {}: {} (plugins {})",
+            i.id,
+            i.version,
+            i.source,
+            match (&i.signer, &i.trust_scope) {
+                (Some(key), Some(scope)) => format!("signed by {key}, trusted for `{scope}`"),
+                _ => "not verified (no trust configured)".to_owned(),
+            },
+            i.plugins.join(", ")
+        );
+    }
     if !firewall.plugins.missing_builtins.is_empty() {
         println!(
             "  missing built-in plugins (run scripts/build-plugins.sh, then rebuild): {}",

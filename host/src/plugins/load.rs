@@ -295,7 +295,7 @@ fn load_policy(
         id,
         version: policy.document.version.clone(),
         description: policy.document.description.clone(),
-        source: origin.unwrap_or_else(|| r.path.display().to_string()),
+        source: origin.unwrap_or(source),
         trust_scope: signer.as_ref().map(|s| s.scope.clone()),
         signer: signer.map(|s| s.key),
         loaded_at_ms: crate::spend::query_now_ms(),

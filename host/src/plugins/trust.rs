@@ -42,7 +42,8 @@ pub(crate) struct Trust {
 }
 
 /// What a source is for `plugins.trust` scopes: `registry/repository` of an OCI origin (no
-/// tag, no digest), else the file's path.
+/// tag, no digest), else the file's absolute path with symlinks resolved (so a config read
+/// from a relative path, or a link into a trusted folder, is judged by where the file is).
 pub(crate) fn trust_source(origin: Option<&str>, path: &std::path::Path) -> String {
     match origin {
         Some(origin) => {
@@ -55,7 +56,10 @@ pub(crate) fn trust_source(origin: Option<&str>, path: &std::path::Path) -> Stri
                 None => bare.to_owned(),
             }
         }
-        None => path.display().to_string(),
+        None => std::fs::canonicalize(path)
+            .unwrap_or_else(|_| path.to_owned())
+            .display()
+            .to_string(),
     }
 }
 
