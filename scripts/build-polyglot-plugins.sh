@@ -94,6 +94,8 @@ finish() {
     echo "world = \"guardrail\""
     echo "sha256 = \"$sha\""
     echo "capabilities = []"
+    # Guardrails keep nothing between calls: the host may reuse a warm instance.
+    echo "stateless = true"
     echo
     echo "[build]"
     echo "source = \"$dir\""

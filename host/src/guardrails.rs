@@ -18,7 +18,7 @@ use std::sync::Arc;
 pub use engine::{ActivePattern, GuardrailEngine, Hit, action_str};
 pub use merge::merge;
 pub use stream::{Blocked, StreamGuard};
-pub use tally::{HELP_LINK, Tally};
+pub use tally::{FAILED_OPEN, HELP_LINK, Tally};
 
 use crate::config::Config;
 use crate::plugins::LoadedPlugins;

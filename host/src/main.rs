@@ -43,6 +43,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve(_)) {
         quiet_on_closed_pipe();
+        use std::io::IsTerminal;
+        bitrouter::plugins::show_compile_progress(std::io::stderr().is_terminal());
     }
     match cli.command.run() {
         Ok(code) => code,

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use adapter::{AdapterPlugin, HttpRequest, StreamState, UpstreamError};
-pub use cache::{CacheStats, CompileSource, default_cache_dir};
+pub use cache::{CacheStats, CompileSource, default_cache_dir, show_compile_progress};
 pub use engine::EPOCH_TICK;
 pub use error::{CallError, CallErrorKind, PluginError, PluginErrorKind, World};
 pub use guardrail::{
@@ -128,6 +128,18 @@ impl std::fmt::Debug for HostConfig {
     }
 }
 
+/// What a failed guardrail plugin call (deadline, trap, memory, invalid result) does to the
+/// request (`guardrails.plugin_failure`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// The request goes on as if the pattern found nothing: counted, logged, and flagged on
+    /// the response (`x-bitrouter-guardrail-failures`).
+    Open,
+    /// The request (or the rest of the answer) is refused, whatever the pattern's action.
+    Closed,
+}
+
 /// A component compiled into the binary (the default guardrails), with its manifest.
 #[derive(Clone, Copy, Debug)]
 pub struct EmbeddedPlugin {
@@ -157,6 +169,12 @@ pub struct PluginSpec {
     pub memory_limit: Option<u64>,
     /// This plugin's per-call deadline, over [`HostConfig::call_deadline`].
     pub call_deadline: Option<Duration>,
+    /// `Some(false)`: a fresh instance per call even when the manifest says `stateless`
+    /// (default: reuse warm instances of a stateless guardrail).
+    pub reuse_instances: Option<bool>,
+    /// What a failed call of this guardrail does to the request (the guardrail engine's
+    /// default when `None`).
+    pub on_failure: Option<OnFailure>,
     /// Where the component came from when not from `path` itself: `oci://<ref>@<digest>`.
     pub origin: Option<String>,
     /// Part of a policy whose signature was checked already: the manifest is the policy's
@@ -203,6 +221,12 @@ pub struct PluginInfo {
     pub capabilities: Vec<Capability>,
     /// The component imports WASI p2 (and gets a deny-all WASI context).
     pub uses_wasi: bool,
+    /// What a failed call of this guardrail does (`None`: the engine's default).
+    pub on_failure: Option<OnFailure>,
+    /// Calls run in warm instances kept between calls (a guardrail whose manifest says
+    /// `stateless`, unless its config entry says `reuse_instances: false`); else each call
+    /// gets a fresh instance.
+    pub reuses_instances: bool,
     /// Whether the compiled code came from the disk cache.
     pub compiled: CompileSource,
     /// The trusted key (hex) whose signature verified, when `trusted_keys` are set (`None`
@@ -538,6 +562,10 @@ impl PluginHost {
                 .filter(|g| capabilities.contains(g))
                 .collect(),
             uses_wasi: prepared.uses_wasi,
+            on_failure: spec.on_failure,
+            reuses_instances: manifest.stateless
+                && manifest.world == World::Guardrail
+                && spec.reuse_instances != Some(false),
             compiled,
             trust_scope: signer.as_ref().map(|s| s.scope.clone()),
             signer: signer.map(|s| s.key),

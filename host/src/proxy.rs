@@ -675,12 +675,17 @@ fn budget_header(response: &mut Response<Body>, remaining: Option<u64>) {
     }
 }
 
-/// `x-bitrouter-guardrail-warnings` / `-redactions`: `pattern=count` pairs, never the text.
+/// `x-bitrouter-guardrail-warnings` / `-redactions` / `-failures` (plugin calls that failed
+/// open): `pattern=count` pairs, never the text.
 fn guardrail_headers(tally: &Tally) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::new();
     for (name, action) in [
         ("x-bitrouter-guardrail-warnings", "warn"),
         ("x-bitrouter-guardrail-redactions", "redact"),
+        (
+            "x-bitrouter-guardrail-failures",
+            crate::guardrails::FAILED_OPEN,
+        ),
     ] {
         if let Some(v) = tally
             .header(action)

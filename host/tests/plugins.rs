@@ -612,3 +612,80 @@ async fn pool_is_bounded_by_the_semaphore() {
         assert_eq!(r.unwrap().len(), 1);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stateless_plugins_reuse_warm_instances_and_drop_failed_ones() {
+    let stateless = |id: &str| {
+        let staged = stage(id, |t| {
+            t.insert("stateless".into(), true.into());
+        });
+        let wasm = staged.wasm.clone();
+        std::mem::forget(staged); // keep the temp dir for the test's life
+        wasm
+    };
+    let warm_wasm = stateless("confidential-ids");
+    let hostile_wasm = stateless("hostile");
+    // Two slots: at most one warm instance across plugins (half the slots), so the plugin
+    // that gets fresh instances always finds a slot.
+    let cfg = HostConfig {
+        max_instances: 2,
+        ..config()
+    };
+    let host = PluginHost::load(
+        cfg,
+        &[
+            PluginSpec::new(&warm_wasm),
+            PluginSpec {
+                config: Some(serde_json::json!({ "mode": "trap" })),
+                ..PluginSpec::new(&hostile_wasm)
+            },
+        ],
+    )
+    .unwrap();
+    let warm = guardrail(&host, "confidential-ids");
+    assert!(warm.info().reuses_instances);
+    let text = "CONFIDENTIAL-123456";
+    let calls = (0..64).map(|_| {
+        let g = warm.clone();
+        async move { g.check("confidential-id", text, &[0..19]).await }
+    });
+    for r in futures_util::future::join_all(calls).await {
+        assert_eq!(r.unwrap().len(), 1);
+    }
+    assert_eq!(warm.stats().calls, 64);
+    assert_eq!(
+        warm.warm_instances(),
+        1,
+        "one instance kept for the next call"
+    );
+
+    // A call that fails drops its instance: nothing broken is reused.
+    let hostile = guardrail(&host, "hostile");
+    assert!(hostile.info().reuses_instances);
+    let cands = candidates("XX", "XX", 2);
+    assert!(hostile.check("x-run", "XX", &cands).await.is_err());
+    assert_eq!(hostile.warm_instances(), 0);
+    // The warm instance of the other plugin holds one slot; fresh calls use the other.
+    assert!(hostile.check("x-run", "XX", &cands).await.is_err());
+
+    // Without `stateless`, or with the config turning reuse off: a fresh instance per call.
+    let host = PluginHost::load(
+        config(),
+        &[
+            spec("confidential-ids"),
+            PluginSpec {
+                reuse_instances: Some(false),
+                ..PluginSpec::new(&hostile_wasm)
+            },
+        ],
+    )
+    .unwrap();
+    let fresh = guardrail(&host, "confidential-ids");
+    assert!(!fresh.info().reuses_instances);
+    fresh
+        .check("confidential-id", text, &[0..19])
+        .await
+        .unwrap();
+    assert_eq!(fresh.warm_instances(), 0);
+    assert!(!guardrail(&host, "hostile").info().reuses_instances);
+}

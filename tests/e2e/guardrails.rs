@@ -367,6 +367,36 @@ async fn a_failing_plugin_fails_closed_for_block_and_open_otherwise() {
     let r = post(&gw, path, &body).await;
     assert_eq!(r.status, 200, "fail open: {}", r.text);
     assert!(upstream_text(&mock).contains("XXXX"));
+    // Failing open is not silent: the response says which pattern went unchecked.
+    assert_eq!(r.header("x-bitrouter-guardrail-failures"), "x-run=1");
+    drop(gw);
+
+    // `plugin_failure` overrides the default: closed refuses even for a warning pattern...
+    let closed = with("warn").replace(
+        "      config: { mode: trap }\n",
+        "      config: { mode: trap }\n      plugin_failure: closed\n",
+    );
+    let gw = TestGateway::start(&config(&mock, &closed)).await;
+    let (path, body) = request_for("openai", "m", "XXXX");
+    let r = post(&gw, path, &body).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.json()["error"]["code"], "plugin_failed");
+    drop(gw);
+
+    // ...and open (section-wide) lets a blocking pattern's failure through, flagged.
+    let open = with("block").replace(
+        "  builtin: false\n",
+        "  builtin: false\n  plugin_failure: open\n",
+    );
+    let gw = TestGateway::start(&config(&mock, &open)).await;
+    let r = post(&gw, path, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("x-bitrouter-guardrail-failures"), "x-run=1");
+    let metrics = get(&gw, "/admin/metrics", &[]).await.json();
+    assert_eq!(
+        metrics["guardrails"]["patterns"]["x-run"]["plugin_failures"], 1,
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

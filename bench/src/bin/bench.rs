@@ -84,6 +84,9 @@ mod linux {
         /// Do not pin processes to CPUs.
         #[arg(long)]
         no_pin: bool,
+        /// Where the guardrail plugins of scenarios 8 and 9 are (default: target/plugins).
+        #[arg(long)]
+        plugins_dir: Option<PathBuf>,
         /// Internal: serve as the mock upstream (how the harness starts its mock).
         #[arg(long = &INTERNAL_MOCK_FLAG[2..], hide = true)]
         internal_mock: bool,
@@ -134,6 +137,9 @@ mod linux {
             .map(|d| humantime::format_duration(d).to_string());
         opts.peer &= !args.no_peer;
         opts.only = args.scenario;
+        if let Some(dir) = args.plugins_dir {
+            opts.plugins_dir = dir;
+        }
         opts.extra_notes = args.note;
         opts.wait_quiet = std::time::Duration::from_secs_f64(args.wait_quiet.max(0.0));
         opts.command = std::env::args()

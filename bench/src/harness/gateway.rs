@@ -15,32 +15,35 @@ use anyhow::{Context, bail};
 use http::Method;
 
 use super::http::call;
-use super::scenario::cold_start_body;
+use super::scenario::{Deployment, cold_start_body};
 use crate::load::clock::{PreciseTimer, now_ns};
 use crate::process::ChildGuard;
 use crate::procfs;
 
-/// The gateway's config for a mock at `mock`, with a dead endpoint at `dead`. With
-/// `firewall`, the default deployment: auth on (wallet tokens of the key store the launcher
-/// points `BITROUTER_HOME` at) and the default guardrails (compiled once into
-/// `plugin_cache`); without, the gateway is the bare proxy. Each gateway keeps its own spend
-/// ledger file.
+/// The gateway's config for a mock at `mock`, with a dead endpoint at `dead`. The
+/// `Firewall` deployment is the default one: auth on (wallet tokens of the key store the
+/// launcher points `BITROUTER_HOME` at) and the default guardrails (compiled once into
+/// `plugin_cache`); `Bare` is the bare proxy; `Plugin` runs one guardrail plugin from
+/// `plugins_dir` alone, auth off. Each gateway keeps its own spend ledger file.
+#[allow(clippy::too_many_arguments)]
 pub fn config_yaml(
     mock: SocketAddr,
     dead: SocketAddr,
     log_level: &str,
-    firewall: bool,
+    deployment: Deployment,
+    plugins_dir: &Path,
     plugin_cache: &Path,
     ledger: &Path,
     flush_interval: Option<&str>,
 ) -> String {
-    let guardrails = if firewall {
-        format!(
-            "plugins:\n  cache_dir: {}\nauth:\n  mode: on\n",
-            plugin_cache.display()
-        )
-    } else {
-        "guardrails:\n  enabled: false\n".to_owned()
+    let cache = plugin_cache.display();
+    let guardrails = match deployment {
+        Deployment::Firewall => format!("plugins:\n  cache_dir: {cache}\nauth:\n  mode: on\n"),
+        Deployment::Bare => "guardrails:\n  enabled: false\n".to_owned(),
+        Deployment::Plugin(id) => format!(
+            "guardrails:\n  builtin: false\n  plugins:\n    - path: {}\nplugins:\n  cache_dir: {cache}\n",
+            plugins_dir.join(format!("{id}.wasm")).display()
+        ),
     };
     let ledger = ledger.display();
     let flush = flush_interval

@@ -14,7 +14,7 @@ use super::gateway::{Credentials, GatewayLauncher, config_yaml, dead_addr};
 use super::measure::{self, Measured, Watched};
 use super::mock::MockProcess;
 use super::peer::{self, PEER_SCENARIOS, PeerProcess, Served};
-use super::scenario::{self, Scenario, Shape};
+use super::scenario::{self, Deployment, Scenario, Shape};
 use crate::load::clock::now_ns;
 use crate::load::{ClosedLoop, OpenLoop, Percentiles, Pool, RequestSpec};
 use crate::process::Pinning;
@@ -57,6 +57,8 @@ pub struct Options {
     pub extra_notes: Vec<String>,
     /// Wait up to this long for other processes to leave the CPUs alone before starting.
     pub wait_quiet: Duration,
+    /// Where the guardrail plugins of the plugin scenarios are (`target/plugins`).
+    pub plugins_dir: PathBuf,
 }
 
 impl Options {
@@ -82,6 +84,7 @@ impl Options {
             command: String::new(),
             extra_notes: Vec::new(),
             wait_quiet: Duration::ZERO,
+            plugins_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins")),
         }
     }
 }
@@ -170,13 +173,14 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     eprintln!("mock upstream on {} (pid {})", mock.addr(), mock.pid());
     let dead = dead_addr()?;
     let cache = tmp.path().join("plugin-cache");
-    let launcher = |name: &str, firewall: bool| {
+    let launcher = |name: &str, deployment: Deployment| {
         let ledger = tmp.path().join(format!("{name}.redb"));
         let yaml = config_yaml(
             mock.addr(),
             dead,
             &opts.gateway_log_level,
-            firewall,
+            deployment,
+            &opts.plugins_dir,
             &cache,
             &ledger,
             opts.ledger_flush_interval.as_deref(),
@@ -191,12 +195,12 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     };
     // The default deployment (firewall on) is the one whose start-up and memory the goals
     // are about; the bare proxy serves the scenarios that measure the proxy alone.
-    let mut guarded = launcher("gateway", true)?;
+    let mut guarded = launcher("gateway", Deployment::Firewall)?;
     guarded.auth = Some(Credentials::create(
         &opts.gateway,
         &tmp.path().join("home"),
     )?);
-    let bare = launcher("gateway-bare", false)?;
+    let bare = launcher("gateway-bare", Deployment::Bare)?;
 
     // The first start compiles the default plugins into the cache; the timed starts load
     // them from it, as every start after the first does.
@@ -243,7 +247,31 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
             continue;
         }
         eprintln!("scenario {}: {}", s.id, s.name);
-        let serving = if s.firewall { &mut gateway } else { &mut bare };
+        let mut plugin_gateway;
+        let serving = match s.deployment {
+            Deployment::Firewall => &mut gateway,
+            Deployment::Bare => &mut bare,
+            Deployment::Plugin(id) => {
+                if !opts.plugins_dir.join(format!("{id}.wasm")).is_file() {
+                    scenarios.push(ScenarioReport::not_measurable(
+                        s.id,
+                        s.name,
+                        &s.description,
+                        "the plugin is not built (scripts/build-polyglot-plugins.sh) or \
+                         --plugins-dir does not hold it",
+                    ));
+                    continue;
+                }
+                // Its first start compiles the component into the cache (seconds for a
+                // JavaScript or Python runtime); only requests are measured.
+                let (g, ms) = launcher(&format!("gateway-{id}"), s.deployment)?
+                    .start()
+                    .await?;
+                eprintln!("gateway with {id} on {} (started in {ms:.0} ms)", g.addr());
+                plugin_gateway = g;
+                &mut plugin_gateway
+            }
+        };
         let report = run_scenario(&s, &mock, &*serving, opts)
             .await
             .with_context(|| format!("scenario {}", s.id))?;

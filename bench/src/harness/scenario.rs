@@ -40,15 +40,26 @@ impl Call {
     }
 }
 
+/// Which gateway serves a scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deployment {
+    /// Guardrails and auth off: the bare proxy.
+    Bare,
+    /// The default deployment: auth on, the 7 default guardrails.
+    Firewall,
+    /// Auth off, the built-in guardrails off, and only this guardrail plugin
+    /// (`<plugins dir>/<id>.wasm`, its manifest beside it).
+    Plugin(&'static str),
+}
+
 pub struct Scenario {
     pub id: u8,
     pub name: &'static str,
     pub description: String,
     /// Why it cannot run in this build, if it cannot.
     pub not_measurable: Option<&'static str>,
-    /// Served by the default deployment (auth on, the 7 default guardrails); the others by
-    /// one with `guardrails.enabled: false` and auth off, so they measure the bare proxy.
-    pub firewall: bool,
+    /// The gateway that serves it.
+    pub deployment: Deployment,
     pub mock: MockBehavior,
     pub direct: Call,
     pub via: Call,
@@ -197,7 +208,7 @@ pub fn all(smoke: bool) -> Vec<Scenario> {
             name: "bare proxy, OpenAI → OpenAI",
             description: "Chat completion, JSON, 2 KB prompt, mock answers at once.".to_owned(),
             not_measurable: None,
-            firewall: false,
+            deployment: Deployment::Bare,
             mock: fast.clone(),
             direct: chat(json_2k.clone()),
             via: chat(json_2k.clone()),
@@ -215,7 +226,7 @@ pub fn all(smoke: bool) -> Vec<Scenario> {
                           the mock; via, the OpenAI request the gateway translates both ways."
                 .to_owned(),
             not_measurable: None,
-            firewall: false,
+            deployment: Deployment::Bare,
             mock: fast.clone(),
             direct: Call {
                 path: "/v1/messages",
@@ -238,7 +249,7 @@ pub fn all(smoke: bool) -> Vec<Scenario> {
                           (upgoing on the prompt, downgoing on the answer)."
                 .to_owned(),
             not_measurable: None,
-            firewall: true,
+            deployment: Deployment::Firewall,
             mock: fast.clone(),
             direct: chat(json_2k.clone()),
             via: chat(json_2k.clone()),
@@ -256,7 +267,7 @@ pub fn all(smoke: bool) -> Vec<Scenario> {
                           with auth and the 7 default guardrails (downgoing ones on the stream)."
                 .to_owned(),
             not_measurable: None,
-            firewall: true,
+            deployment: Deployment::Firewall,
             mock: MockBehavior {
                 chunks: Some(100),
                 ..Default::default()
@@ -275,7 +286,7 @@ pub fn all(smoke: bool) -> Vec<Scenario> {
             name: "100 KB request bodies",
             description: "OpenAI → OpenAI JSON with a 100 KB prompt.".to_owned(),
             not_measurable: None,
-            firewall: false,
+            deployment: Deployment::Bare,
             mock: fast.clone(),
             direct: chat(openai_body("mock-gpt", &p100k, false)),
             via: chat(openai_body("mock-gpt", &p100k, false)),
@@ -295,7 +306,7 @@ pub fn all(smoke: bool) -> Vec<Scenario> {
                           the mock."
                 .to_owned(),
             not_measurable: None,
-            firewall: false,
+            deployment: Deployment::Bare,
             mock: fast.clone(),
             direct: chat(json_2k.clone()),
             via: chat(openai_body("failover", &p2k, false)),
@@ -317,7 +328,7 @@ pub fn all(smoke: bool) -> Vec<Scenario> {
                 held_behavior.chunk_delay_ms
             ),
             not_measurable: None,
-            firewall: false,
+            deployment: Deployment::Bare,
             mock: held_behavior,
             direct: chat(openai_body("mock-gpt", "hi", true)),
             via: chat(openai_body("mock-gpt", "hi", true)),
@@ -329,7 +340,47 @@ pub fn all(smoke: bool) -> Vec<Scenario> {
                 rate: if smoke { 1000.0 } else { held_streams as f64 },
             },
         },
+        plugin_scenario(
+            8,
+            "JavaScript guardrail plugin",
+            "js-guardrail",
+            "componentize-js",
+        ),
+        plugin_scenario(
+            9,
+            "Python guardrail plugin",
+            "python-guardrail",
+            "componentize-py",
+        ),
     ]
+}
+
+/// A 2 KB prompt with one internal document id in it, so the example guardrail's regex
+/// matches once and its `check` runs on every request (the id is redacted on the way up).
+fn plugin_scenario(id: u8, name: &'static str, plugin: &'static str, toolchain: &str) -> Scenario {
+    let mut p2k = prompt(2 * 1024 - 32);
+    p2k.push_str(" see CONFIDENTIAL-123456 today.");
+    let body = openai_body("mock-gpt", &p2k, false);
+    Scenario {
+        id,
+        name,
+        description: format!(
+            "OpenAI → OpenAI JSON, 2 KB prompt holding one CONFIDENTIAL-NNNNNN id, auth off, \
+             only the example `{plugin}` guardrail ({toolchain}): its regex matches once per \
+             request and its `check` confirms the finding in the WASM sandbox."
+        ),
+        not_measurable: None,
+        deployment: Deployment::Plugin(plugin),
+        mock: MockBehavior::default(),
+        direct: chat(body.clone()),
+        via: chat(body),
+        stream: false,
+        expect: Expect::JSON,
+        shape: Shape::Overhead {
+            rate: 1000.0,
+            closed: true,
+        },
+    }
 }
 
 #[cfg(test)]
@@ -347,7 +398,7 @@ mod tests {
     #[test]
     fn scenarios_are_numbered_like_the_issue() {
         let ids: Vec<u8> = all(false).iter().map(|s| s.id).collect();
-        assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
         let s7 = all(false).into_iter().find(|s| s.id == 7);
         assert!(s7.is_some_and(|s| s.stream_seconds() > 9.0));
     }

@@ -54,6 +54,11 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
     // the guardrail section names.
     let firewall =
         bitrouter::guardrails::load(&config).with_context(|| format!("{}", path.display()))?;
+    // Everything verified, as at a gateway's start: these digests are what a start with the
+    // registry unreachable falls back to.
+    firewall
+        .plugins
+        .remember_verified(&config.plugins.artifact_dir);
     println!("{}: OK", path.display());
     print_guardrails(&firewall);
     println!("listen: {}", config.server.listen);

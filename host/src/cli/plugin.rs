@@ -116,7 +116,12 @@ impl PluginCommand {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self {
             PluginCommand::New(a) => a.run().map(super::done),
-            PluginCommand::Inspect(a) => a.component().and_then(|f| inspect(&f)).map(super::done),
+            PluginCommand::Inspect(a) => {
+                let cache_dir = a.config.load()?.plugins.cache_dir;
+                a.component()
+                    .and_then(|f| inspect(&f, cache_dir))
+                    .map(super::done)
+            }
             PluginCommand::Test(a) => test(a).map(super::scanned),
             PluginCommand::Keygen(a) => keygen(&a.key).map(super::done),
             PluginCommand::Sign(a) => sign_plugin(&a.file, &a.key).map(super::done),
@@ -201,8 +206,9 @@ pub struct VerifyArgs {
 /// `bitrouter plugin test`: one guardrail plugin alone (no built-ins), over a text.
 /// `Ok(true)` when something would be blocked.
 fn test(a: TestArgs) -> anyhow::Result<bool> {
+    // The compile cache `serve` uses: a JavaScript or Python component compiles once (10-30 s),
+    // not on every run.
     let mut config = Config::builtin();
-    config.plugins.cache_dir = None;
     config.guardrails.builtin = false;
     config.guardrails.plugins = vec![PluginRef {
         oci: None,
@@ -218,6 +224,8 @@ fn test(a: TestArgs) -> anyhow::Result<bool> {
         grants: Vec::new(),
         memory_limit: None,
         call_deadline: a.call_deadline,
+        reuse_instances: None,
+        plugin_failure: None,
     }];
     let text = read_text(a.text, a.input.as_deref())?;
     scan(&config, a.direction, a.show_match, &text)
@@ -225,7 +233,7 @@ fn test(a: TestArgs) -> anyhow::Result<bool> {
 
 /// `bitrouter plugin inspect`: manifest, hash, size, imports, exports and, for a guardrail,
 /// its declared patterns.
-fn inspect(path: &Path) -> anyhow::Result<()> {
+fn inspect(path: &Path, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let manifest_path = Manifest::locate(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let manifest = Manifest::read(&manifest_path).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -252,7 +260,7 @@ fn inspect(path: &Path) -> anyhow::Result<()> {
     );
     println!("asks for:   {:?}", manifest.capabilities);
     let host = PluginHost::new(HostConfig {
-        cache_dir: None,
+        cache_dir,
         max_instances: 2,
         ..HostConfig::default()
     })?;
@@ -377,7 +385,7 @@ fn verify(path: &Path, keys: &[String]) -> anyhow::Result<()> {
         bail!("give the public key(s) to verify against with --key HEX");
     }
     let mut host = PluginHost::new(HostConfig {
-        cache_dir: None,
+        cache_dir: Config::builtin().plugins.cache_dir,
         max_instances: 2,
         trusted_keys: keys.to_vec(),
         ..HostConfig::default()

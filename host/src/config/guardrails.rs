@@ -57,6 +57,8 @@ pub struct GuardrailsSection {
     pub plugins: Vec<PluginEntry>,
     #[serde(default)]
     pub policies: Vec<PolicyEntry>,
+    /// What a failed plugin call does: `open` or `closed` (default: by the pattern's action).
+    pub plugin_failure: Option<crate::plugins::OnFailure>,
 }
 
 /// One `guardrails.policies` entry.
@@ -105,6 +107,10 @@ pub struct PluginEntry {
     pub memory_limit: Option<ByteSize>,
     #[serde(default, with = "humantime_serde")]
     pub call_deadline: Option<Duration>,
+    /// `false`: a fresh instance per call even for a plugin whose manifest says `stateless`.
+    pub reuse_instances: Option<bool>,
+    /// What a failed call of this plugin does (over `guardrails.plugin_failure`).
+    pub plugin_failure: Option<crate::plugins::OnFailure>,
 }
 
 /// One `plugins.registries.<host>` entry.
@@ -195,6 +201,9 @@ pub struct Guardrails {
     /// `guardrails.policies`: signed policies (plugins + a fragment of these settings), merged
     /// under these settings when loaded (`guardrails::merge`).
     pub policies: Vec<PolicyRef>,
+    /// `guardrails.plugin_failure`: what a failed plugin call does for every plugin whose
+    /// entry does not say (`None`: fail closed for a blocking pattern, open otherwise).
+    pub plugin_failure: Option<crate::plugins::OnFailure>,
 }
 
 impl Default for Guardrails {
@@ -213,6 +222,7 @@ impl Default for Guardrails {
             stream_window: DEFAULT_STREAM_WINDOW,
             plugins: Vec::new(),
             policies: Vec::new(),
+            plugin_failure: None,
         }
     }
 }
@@ -258,6 +268,12 @@ pub struct PluginRef {
     pub memory_limit: Option<u64>,
     /// `call_deadline`: this plugin's per-call deadline, over `plugins.call_deadline`.
     pub call_deadline: Option<Duration>,
+    /// `reuse_instances`: `false` gives every call a fresh instance even when the manifest
+    /// says `stateless` (default: warm instances for a stateless guardrail).
+    pub reuse_instances: Option<bool>,
+    /// `plugin_failure`: what a failed call of this plugin does, over
+    /// `guardrails.plugin_failure`.
+    pub plugin_failure: Option<crate::plugins::OnFailure>,
 }
 
 /// A policy the config names (`guardrails.policies`).
@@ -396,6 +412,7 @@ pub fn resolve_policy_fragment(
         ("stream_window", section.stream_window.is_some()),
         ("plugins", !section.plugins.is_empty()),
         ("policies", !section.policies.is_empty()),
+        ("plugin_failure", section.plugin_failure.is_some()),
     ];
     if let Some((name, _)) = operational.iter().find(|(_, set)| *set) {
         return Err((
@@ -424,6 +441,7 @@ fn resolve_section(
         custom_downgoing: section.custom_downgoing,
         include_details: section.block_message.include_details,
         include_help_link: section.block_message.include_help_link,
+        plugin_failure: section.plugin_failure,
         ..Guardrails::default()
     };
     if let Some(w) = section.stream_window {
@@ -736,6 +754,8 @@ pub fn resolve_plugin_entry(
         grants: e.grants,
         memory_limit: e.memory_limit.map(|m| m.0),
         call_deadline: e.call_deadline,
+        reuse_instances: e.reuse_instances,
+        plugin_failure: e.plugin_failure,
     })
 }
 

@@ -39,6 +39,8 @@ pub struct ActivePattern {
     pub counts: [AtomicU64; 3],
     /// Plugin calls for this pattern that failed.
     pub failures: AtomicU64,
+    /// What a failed call does: `None`, fail closed when the pattern blocks, open otherwise.
+    pub on_failure: Option<crate::plugins::OnFailure>,
 }
 
 pub struct PluginPattern {
@@ -134,8 +136,8 @@ pub struct Hit {
     pub action: Action,
     /// Text to put in place of the match on `redact`; `None`: `[REDACTED:<pattern id>]`.
     pub replacement: Option<String>,
-    /// The pattern's plugin failed, and the pattern blocks: this hit is the fail-closed
-    /// verdict, not a match (its span is empty).
+    /// The pattern's plugin failed: not a match (its span is empty) but the verdict — with
+    /// `action` Block the request fails closed, with Warn it fails open.
     pub failed: bool,
 }
 
@@ -333,6 +335,7 @@ impl GuardrailEngine {
                     max_match_len: p.max_match_len as usize,
                     counts: Default::default(),
                     failures: AtomicU64::new(0),
+                    on_failure: plugin.info().on_failure.or(config.plugin_failure),
                 });
             }
         }
@@ -355,6 +358,7 @@ impl GuardrailEngine {
                 max_match_len: c.max_match_len,
                 counts: Default::default(),
                 failures: AtomicU64::new(0),
+                on_failure: None,
             });
         }
 
@@ -636,28 +640,35 @@ impl GuardrailEngine {
         });
     }
 
+    /// A plugin call for pattern `i` failed. Fail closed (a blocking hit) when the plugin's
+    /// `plugin_failure` says so, or by default when the pattern blocks; else fail open: a
+    /// `Warn` hit marked failed, which blocks and redacts nothing but is counted and shown on
+    /// the response (`x-bitrouter-guardrail-failures`), so a policy that stops applying
+    /// under load is never silent.
     fn failed(&self, direction: Direction, i: usize, error: &str, hits: &mut Vec<Hit>) {
         let p = &self.patterns[i];
         p.failures.fetch_add(1, Ordering::Relaxed);
         let Some(action) = p.action(direction) else {
             return;
         };
-        let closed = action == Action::Block;
+        let closed = match p.on_failure {
+            Some(crate::plugins::OnFailure::Closed) => true,
+            Some(crate::plugins::OnFailure::Open) => false,
+            None => action == Action::Block,
+        };
         tracing::warn!(
             pattern = &*p.id,
             error,
             fail = if closed { "closed" } else { "open" },
             "guardrail plugin call failed"
         );
-        if closed {
-            hits.push(Hit {
-                pattern: i,
-                span: 0..0,
-                action,
-                replacement: None,
-                failed: true,
-            });
-        }
+        hits.push(Hit {
+            pattern: i,
+            span: 0..0,
+            action: if closed { Action::Block } else { Action::Warn },
+            replacement: None,
+            failed: true,
+        });
     }
 
     /// Counts hits that took effect.

@@ -14,6 +14,10 @@ use super::engine::{GuardrailEngine, Hit, action_str};
 /// Where the README explains the firewall; block errors link to it.
 pub const HELP_LINK: &str = "https://github.com/bitrouter/bitrouter#guardrails";
 
+/// The finding action of a plugin call that failed open (the request went on unchecked by
+/// that pattern).
+pub const FAILED_OPEN: &str = "plugin_failed_open";
+
 /// What the firewall found and did over one request, both directions; never the matched
 /// text.
 #[derive(Clone, Debug, Default)]
@@ -33,11 +37,15 @@ impl Tally {
         engine.count(hits);
         for h in hits {
             let id = engine.patterns()[h.pattern].id.clone();
-            if h.failed {
+            if h.failed && h.action == Action::Block {
                 if !self.failed_closed.contains(&id) {
                     self.failed_closed.push(id);
                 }
                 self.blocked_direction.get_or_insert(direction);
+                continue;
+            }
+            if h.failed {
+                *self.counts.entry((id, FAILED_OPEN)).or_default() += 1;
                 continue;
             }
             *self

@@ -132,7 +132,19 @@ impl CompileCache {
             }
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
+        let progress = COMPILE_PROGRESS.load(Ordering::Relaxed) && bytes.len() > 1 << 20;
+        let started = std::time::Instant::now();
+        if progress {
+            eprint!(
+                "compiling plugin {plugin} ({:.1} MB of WebAssembly; once, then cached in {}) … ",
+                bytes.len() as f64 / (1 << 20) as f64,
+                dir.display()
+            );
+        }
         let component = Component::new(engine, bytes)?;
+        if progress {
+            eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+        }
         if let Err(e) = Self::write(dir, &path, &component) {
             tracing::warn!(plugin, dir = %dir.display(), error = %e, "cannot write the plugin compile cache");
         } else {
@@ -149,6 +161,17 @@ impl CompileCache {
         std::fs::rename(&tmp, path)?;
         Ok(())
     }
+}
+
+/// Whether a compile that misses the cache says so on stderr (set by the CLI's verbs when
+/// stderr is a terminal: a JavaScript or Python component compiles for 10-30 s, which
+/// otherwise looks like a hang).
+static COMPILE_PROGRESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns the compile progress line on stderr on or off (off by default; the server keeps it
+/// off and logs instead).
+pub fn show_compile_progress(on: bool) {
+    COMPILE_PROGRESS.store(on, Ordering::Relaxed);
 }
 
 /// The default cache directory: `$XDG_CACHE_HOME/bitrouter/plugins`, else

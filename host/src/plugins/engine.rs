@@ -41,6 +41,11 @@ pub(crate) struct PluginEngine {
     wasi_linker: Linker<StoreState>,
     pub(crate) cache: CompileCache,
     permits: Arc<Semaphore>,
+    /// Idle warm instances of stateless plugins, across plugins (`sandbox::WarmPool`); each
+    /// holds an instance permit, so at most `warm_max` are kept, half the permits, and calls
+    /// of other plugins always find slots.
+    pub(crate) warm: AtomicUsize,
+    pub(crate) warm_max: usize,
     ticker: Arc<Ticker>,
     /// The ticker's thread, to unpark it.
     ticker_thread: std::thread::Thread,
@@ -167,6 +172,8 @@ impl PluginEngine {
             wasi_linker,
             cache,
             permits: Arc::new(Semaphore::new(cfg.max_instances.max(1) as usize)),
+            warm: AtomicUsize::new(0),
+            warm_max: cfg.max_instances as usize / 2,
             ticker,
             ticker_thread,
         })

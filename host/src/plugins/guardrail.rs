@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::PluginInfo;
 use super::engine::Prepared;
 use super::error::{CallError, CallErrorKind, PluginErrorKind};
-use super::sandbox::{Phase, Sandbox, StoreState};
+use super::sandbox::{Lease, Phase, Sandbox, StoreState, WarmPool};
 use super::wit::types as wt;
 
 mod bindings {
@@ -118,6 +118,9 @@ struct Inner {
     pre: GuardrailPre<StoreState>,
     /// The config JSON re-applied to every fresh instance; `None` when it is `null`.
     config: Option<String>,
+    /// Idle warm instances, for a plugin whose manifest says `stateless` (and whose config
+    /// entry does not turn reuse off); `None`: a fresh instance per call.
+    warm: Option<WarmPool<Guardrail>>,
     patterns: Vec<Pattern>,
     /// Whether any regex-less pattern applies to a direction (indexed by `Direction`).
     scans: [bool; 2],
@@ -167,11 +170,15 @@ impl GuardrailPlugin {
             scans[0] |= p.request;
             scans[1] |= p.response;
         }
+        let warm = info
+            .reuses_instances
+            .then(|| WarmPool::new(warm_cap(&sandbox)));
         Ok(GuardrailPlugin(Arc::new(Inner {
-            info,
             sandbox,
             pre,
             config: (config_json != "null").then_some(config_json),
+            warm,
+            info,
             patterns,
             scans,
         })))
@@ -211,7 +218,7 @@ impl GuardrailPlugin {
         text: &str,
         candidates: &[Range<usize>],
     ) -> Result<Vec<Finding>, CallError> {
-        let _permit = self.0.sandbox.engine.permit().await;
+        let lease = self.lease().await;
         if self.0.info.uses_wasi {
             let (this, pattern, text, candidates) = (
                 self.clone(),
@@ -221,30 +228,56 @@ impl GuardrailPlugin {
             );
             return self
                 .blocking("check", move || {
-                    this.check_now(&pattern, &text, &candidates)
+                    this.check_now(lease, &pattern, &text, &candidates)
                 })
                 .await;
         }
-        self.check_now(pattern, text, candidates)
+        self.check_now(lease, pattern, text, candidates)
     }
 
     /// Looks for the plugin's regex-less patterns of `direction` in `text`.
     pub async fn scan(&self, direction: Direction, text: &str) -> Result<Vec<Finding>, CallError> {
-        let _permit = self.0.sandbox.engine.permit().await;
+        let lease = self.lease().await;
         if self.0.info.uses_wasi {
             let (this, text) = (self.clone(), text.to_owned());
             return self
-                .blocking("scan", move || this.scan_now(direction, &text))
+                .blocking("scan", move || this.scan_now(lease, direction, &text))
                 .await;
         }
-        self.scan_now(direction, text)
+        self.scan_now(lease, direction, text)
     }
 
     /// Instantiates one instance (configured, when there is a config) and drops it, without
-    /// calling the plugin: the fixed cost of every call, for benchmarks and health checks.
+    /// calling the plugin: the fixed cost of every call in a fresh instance, for benchmarks
+    /// and health checks.
     pub async fn instantiate_once(&self) -> Result<(), CallError> {
-        let _permit = self.0.sandbox.engine.permit().await;
-        self.call("instantiate", |_, _| Ok(()))
+        let permit = self.0.sandbox.engine.permit().await;
+        let inner = &*self.0;
+        inner.sandbox.call_fresh(
+            "instantiate",
+            inner.config.as_deref(),
+            |store| inner.pre.instantiate(store),
+            |store, g, config| g.bitrouter_plugin_guard().call_configure(store, config),
+            |_, _| {
+                drop(permit);
+                Ok(())
+            },
+        )
+    }
+
+    /// Idle warm instances kept now (0 for a plugin that gets a fresh instance per call).
+    pub fn warm_instances(&self) -> usize {
+        self.0.warm.as_ref().map_or(0, WarmPool::idle)
+    }
+
+    /// What the next call runs in: an idle warm instance, else a permit for a new one (the
+    /// wait for it is not charged to the call's deadline).
+    async fn lease(&self) -> Lease<Guardrail> {
+        let engine = &self.0.sandbox.engine;
+        if let Some(w) = self.0.warm.as_ref().and_then(|p| p.take(engine)) {
+            return Lease::Warm(w);
+        }
+        Lease::Fresh(engine.permit().await)
     }
 
     /// Components that import WASI p2 call into wasmtime-wasi's sync shims, which block on a
@@ -266,6 +299,7 @@ impl GuardrailPlugin {
 
     fn check_now(
         &self,
+        lease: Lease<Guardrail>,
         pattern: &str,
         text: &str,
         candidates: &[Range<usize>],
@@ -277,19 +311,24 @@ impl GuardrailPlugin {
                 end: r.end as u32,
             })
             .collect();
-        let raw = self.call("check", |store, g| {
+        let raw = self.call(lease, "check", |store, g| {
             g.bitrouter_plugin_guard()
                 .call_check(store, pattern, text, &spans)
         })?;
         self.validate("check", text, raw)
     }
 
-    fn scan_now(&self, direction: Direction, text: &str) -> Result<Vec<Finding>, CallError> {
+    fn scan_now(
+        &self,
+        lease: Lease<Guardrail>,
+        direction: Direction,
+        text: &str,
+    ) -> Result<Vec<Finding>, CallError> {
         let d = match direction {
             Direction::Request => wt::Direction::Request,
             Direction::Response => wt::Direction::Response,
         };
-        let raw = self.call("scan", |store, g| {
+        let raw = self.call(lease, "scan", |store, g| {
             g.bitrouter_plugin_guard().call_scan(store, d, text)
         })?;
         self.validate("scan", text, raw)
@@ -297,17 +336,33 @@ impl GuardrailPlugin {
 
     fn call<R>(
         &self,
+        lease: Lease<Guardrail>,
         func: &'static str,
         f: impl FnOnce(&mut wasmtime::Store<StoreState>, &Guardrail) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let inner = &*self.0;
-        inner.sandbox.call_fresh(
-            func,
-            inner.config.as_deref(),
-            |store| inner.pre.instantiate(store),
-            |store, g, config| g.bitrouter_plugin_guard().call_configure(store, config),
-            f,
-        )
+        let instantiate = |store: &mut wasmtime::Store<StoreState>| inner.pre.instantiate(store);
+        let configure = |store: &mut wasmtime::Store<StoreState>, g: &Guardrail, config: &str| {
+            g.bitrouter_plugin_guard().call_configure(store, config)
+        };
+        match (&inner.warm, lease) {
+            (Some(pool), lease) => inner.sandbox.call_warm(
+                pool,
+                lease,
+                func,
+                inner.config.as_deref(),
+                instantiate,
+                configure,
+                f,
+            ),
+            (None, lease) => {
+                // The permit (a warm lease cannot exist without a pool) is held for the call.
+                let _hold = lease;
+                inner
+                    .sandbox
+                    .call_fresh(func, inner.config.as_deref(), instantiate, configure, f)
+            }
+        }
     }
 
     fn validate(
@@ -322,6 +377,13 @@ impl GuardrailPlugin {
                 .error(func, CallErrorKind::InvalidResult(reason))
         })
     }
+}
+
+/// Idle warm instances one stateless plugin keeps: one per core (calls beyond that wait for a
+/// core anyway), at most a quarter of the instance slots.
+fn warm_cap(sandbox: &Sandbox) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.min(sandbox.engine.warm_max / 2).max(1)
 }
 
 fn validate_patterns(raw: Vec<wt::Pattern>) -> Result<Vec<Pattern>, String> {

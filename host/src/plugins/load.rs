@@ -41,6 +41,9 @@ pub enum LoadFailure {
     /// A policy could not be read or unpacked.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// A policy could not be pulled from its registry.
+    #[error(transparent)]
+    Fetch(#[from] super::oci::OciError),
     /// A policy's signature or trust failed.
     #[error("policy `{policy}`: {kind}")]
     PolicyRefused {
@@ -165,6 +168,8 @@ fn spec(r: &PluginRef, world: World) -> PluginSpec {
         grants: r.grants.clone(),
         memory_limit: r.memory_limit,
         call_deadline: r.call_deadline,
+        reuse_instances: r.reuse_instances,
+        on_failure: r.plugin_failure,
         embedded: None,
         vouched: None,
     }
@@ -220,11 +225,7 @@ fn load_policy(
             )
             .map_err(|e| LoadError {
                 key: format!("{}.oci", r.key),
-                error: PolicyError::Invalid {
-                    origin: reference.clone(),
-                    message: e.to_string(),
-                }
-                .into(),
+                error: e.into(),
             })?;
             let origin = format!("{}@{}", oci_name(reference), pulled.digest);
             (

@@ -7,6 +7,7 @@
 //! world = "guardrail"            # guardrail | provider-adapter | observer
 //! sha256 = "9f2c…"               # of the .wasm file, lowercase hex
 //! capabilities = []              # e.g. ["wall-clock", "env:TZ"]
+//! stateless = true               # optional: calls may share a warm instance (default false)
 //! signature = "5e1a…"            # optional: ed25519, hex, over signed_message(manifest)
 //! ```
 //!
@@ -35,6 +36,11 @@ pub struct Manifest {
     /// Capabilities the plugin asks for (`wall-clock`, `env:NAME`).
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// The plugin's calls do not depend on what earlier calls left in its memory, so the host
+    /// may run many calls, one after another, in one warm instance instead of a fresh one
+    /// each (what makes interpreted runtimes — JavaScript, Python — affordable per request).
+    #[serde(default)]
+    pub stateless: bool,
     /// ed25519 signature (hex) over [`signed_message`] of this manifest.
     #[serde(default)]
     pub signature: Option<String>,
@@ -134,21 +140,25 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// What a signature covers (format v2): everything in the manifest that decides what the
 /// plugin is and may do — id, version, world, the component's sha256 and the capabilities
-/// it asks for (sorted, so their order does not matter) — as RFC 8785 canonical JSON after a
-/// fixed header, so no field's text can pass for another field. Editing any of them, or
-/// putting an older signed version's manifest back with a newer one's version, breaks it.
-/// `description` and `build` are notes for people and are not covered.
+/// it asks for (sorted, so their order does not matter), and `stateless` when set — as RFC
+/// 8785 canonical JSON after a fixed header, so no field's text can pass for another field.
+/// Editing any of them, or putting an older signed version's manifest back with a newer one's
+/// version, breaks it. (`stateless` enters only when true, so manifests without it keep the
+/// signatures they had.) `description` and `build` are notes for people and are not covered.
 pub fn signed_message(manifest: &Manifest) -> Vec<u8> {
     let mut capabilities: Vec<&str> = manifest.capabilities.iter().map(String::as_str).collect();
     capabilities.sort_unstable();
     capabilities.dedup();
-    let covered = serde_json::json!({
+    let mut covered = serde_json::json!({
         "id": manifest.id,
         "version": manifest.version,
         "world": manifest.world.to_string(),
         "sha256": manifest.sha256.to_ascii_lowercase(),
         "capabilities": capabilities,
     });
+    if manifest.stateless {
+        covered["stateless"] = true.into();
+    }
     let mut out = b"bitrouter:plugin signature v2\n".to_vec();
     // Serializing a JSON value of strings cannot fail.
     out.extend(serde_jcs::to_vec(&covered).unwrap_or_default());
@@ -239,6 +249,7 @@ mod tests {
             world: World::Guardrail,
             sha256: sha256_hex(b"component"),
             capabilities: vec![],
+            stateless: false,
             signature: sig,
             description: None,
             build: None,
@@ -315,12 +326,13 @@ mod tests {
             Err(PluginErrorKind::BadSignature(_))
         ));
         // Everything that decides behaviour is covered: each edit breaks the signature.
-        let edits: [fn(&mut Manifest); 5] = [
+        let edits: [fn(&mut Manifest); 6] = [
             |m| m.id = "other".into(),
             |m| m.version = "0.0.9".into(),
             |m| m.world = World::Observer,
             |m| m.sha256 = sha256_hex(b"another component"),
             |m| m.capabilities = vec!["wall-clock".into()],
+            |m| m.stateless = true,
         ];
         for edit in edits {
             let mut edited = m.clone();

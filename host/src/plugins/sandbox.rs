@@ -13,10 +13,11 @@
 //! [`Sandbox::fail`] turns whatever went wrong into a [`CallError`], counts it and logs it
 //! with the plugin id.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -312,6 +313,71 @@ pub(crate) struct Sandbox {
     pub(crate) counters: Counters,
 }
 
+/// Calls one warm instance serves before it is replaced: bounds what a slow leak in the
+/// guest (a cache that only grows) can accumulate.
+pub(crate) const WARM_USES: u32 = 10_000;
+
+/// An instance kept between calls of a stateless plugin, configured, with the instance permit
+/// it holds (a warm instance counts against `max_instances` like a running one).
+pub(crate) struct Warm<B> {
+    store: Store<StoreState>,
+    bindings: B,
+    uses: u32,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// What a call runs in: an idle warm instance, or a new one under a permit.
+pub(crate) enum Lease<B> {
+    /// A warm instance (with its permit).
+    Warm(Warm<B>),
+    /// A permit for a new instance.
+    Fresh(OwnedSemaphorePermit),
+}
+
+/// The idle warm instances of one stateless plugin, at most `cap` (and at most the engine's
+/// `warm_max` across plugins).
+pub(crate) struct WarmPool<B> {
+    idle: Mutex<Vec<Warm<B>>>,
+    cap: usize,
+}
+
+impl<B> WarmPool<B> {
+    /// A pool of at most `cap` idle instances.
+    pub(crate) fn new(cap: usize) -> Self {
+        WarmPool {
+            idle: Mutex::new(Vec::with_capacity(cap)),
+            cap,
+        }
+    }
+
+    /// An idle instance, if one is kept.
+    pub(crate) fn take(&self, engine: &PluginEngine) -> Option<Warm<B>> {
+        let w = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
+        engine.warm.fetch_sub(1, Ordering::AcqRel);
+        Some(w)
+    }
+
+    /// Keeps `w` for the next call, or drops it (and its permit) when the pool is full.
+    fn put(&self, engine: &PluginEngine, w: Warm<B>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.cap
+            && engine
+                .warm
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < engine.warm_max).then_some(n + 1)
+                })
+                .is_ok()
+        {
+            idle.push(w);
+        }
+    }
+
+    /// Idle instances kept now.
+    pub(crate) fn idle(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
 impl Sandbox {
     fn build_wasi(&self) -> WasiState {
         let mut b = WasiCtxBuilder::new();
@@ -411,6 +477,63 @@ impl Sandbox {
             }
         }
         call(&mut store, &bindings).map_err(|e| self.fail(func, &store, e, Phase::Call))
+    }
+
+    /// One call of a stateless plugin: in the leased warm instance, or in a new one
+    /// (instantiated and configured under the configure deadline, so setting up an instance
+    /// is never charged to a request's call), which is then kept. The call itself runs under
+    /// the call deadline. An instance whose call failed in any way is dropped, never reused.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn call_warm<B, R>(
+        self: &Arc<Self>,
+        pool: &WarmPool<B>,
+        lease: Lease<B>,
+        func: &'static str,
+        config: Option<&str>,
+        instantiate: impl FnOnce(&mut Store<StoreState>) -> wasmtime::Result<B>,
+        configure: impl FnOnce(&mut Store<StoreState>, &B, &str) -> wasmtime::Result<Result<(), String>>,
+        call: impl FnOnce(&mut Store<StoreState>, &B) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        self.count_call();
+        let mut warm = match lease {
+            Lease::Warm(w) => w,
+            Lease::Fresh(permit) => {
+                let mut store = self.store();
+                let ticking = self.arm(&mut store, self.configure_deadline);
+                let bindings = instantiate(&mut store)
+                    .map_err(|e| self.fail(func, &store, e, Phase::Instantiate))?;
+                if let Some(config) = config {
+                    match configure(&mut store, &bindings, config) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(msg)) => {
+                            return Err(self
+                                .error(func, CallErrorKind::Failed(format!("configure: {msg}"))));
+                        }
+                        Err(e) => return Err(self.fail(func, &store, e, Phase::Call)),
+                    }
+                }
+                drop(ticking);
+                Warm {
+                    store,
+                    bindings,
+                    uses: 0,
+                    _permit: permit,
+                }
+            }
+        };
+        let ticking = self.arm(&mut warm.store, self.call_deadline);
+        let result = call(&mut warm.store, &warm.bindings);
+        drop(ticking);
+        match result {
+            Ok(r) => {
+                warm.uses += 1;
+                if warm.uses < WARM_USES {
+                    pool.put(&self.engine, warm);
+                }
+                Ok(r)
+            }
+            Err(e) => Err(self.fail(func, &warm.store, e, Phase::Call)),
+        }
     }
 
     /// Classifies a wasmtime error; counts and logs it.
