@@ -22,7 +22,7 @@ mod spend;
 pub enum Command {
     /// Run the gateway.
     #[command(
-        after_help = "Example:\n  bitrouter serve --config examples/quickstart.yaml --listen 127.0.0.1:8787"
+        after_help = "Signals: SIGHUP re-reads the config file's guardrails and plugins sections and reloads every plugin and policy (as POST /admin/plugins/reload: all or nothing); SIGTERM or SIGINT stop accepting, finish what is in flight and flush the ledger.\n\nExample:\n  bitrouter serve --config examples/quickstart.yaml --listen 127.0.0.1:8787"
     )]
     Serve(serve::ServeArgs),
     /// Create the wallet key store: one secret, a Solana (Ed25519) and an EVM (secp256k1)

@@ -210,6 +210,66 @@ fn cases() -> Vec<Case> {
             &[],
             &[],
         ),
+        case(
+            // Exactly 160 bytes from the start to the last digit's first byte: 47 zero-width
+            // characters (3 bytes each) and 2 spaces; the UTF-8 bytes count, not characters.
+            "separators up to 160 bytes",
+            format!("x C{}  ONFIDENTIAL123456 y", "\u{200B}".repeat(47)),
+            &[],
+            &[concat!(
+                "C\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}",
+                "\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}",
+                "\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}",
+                "\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}",
+                "\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}",
+                "\u{200B}\u{200B}  ONFIDENTIAL123456"
+            )],
+        ),
+        case(
+            "separators one byte beyond 160",
+            format!("x C{}ONFIDENTIAL123456 y", "\u{200B}".repeat(48)),
+            &[],
+            &[],
+        ),
+        case(
+            "candidates among multi-byte text",
+            "cé日本 🎉 Grüße c\u{1F389}ONFIDENTIAL123456 C\u{200B}ONFIDENTIAL 123456 日本語 \
+             Ϲ c.o.n.f.i.d.e.n.t.i.a.l.654321 🎉 Grüße",
+            &[],
+            &[
+                "C\u{200B}ONFIDENTIAL 123456",
+                "c.o.n.f.i.d.e.n.t.i.a.l.654321",
+            ],
+        ),
+        case(
+            "false starts and adjacent obfuscated ids",
+            "Cc CONFIDENTIAL 123456C O N F I D E N T I A L 654321\u{441}ONFIDENTIAL_1111111",
+            &[],
+            &[
+                "CONFIDENTIAL 123456",
+                "C O N F I D E N T I A L 654321",
+                "\u{441}ONFIDENTIAL_111111",
+            ],
+        ),
+        case(
+            "an obfuscated id ending the text",
+            "é \u{3F9}\u{39F}\u{39D}FID\u{395}\u{39D}\u{3A4}\u{399}\u{391}L_123456",
+            &[],
+            &["\u{3F9}\u{39F}\u{39D}FID\u{395}\u{39D}\u{3A4}\u{399}\u{391}L_123456"],
+        ),
+        case(
+            "plain ids before multi-byte text and at the end",
+            "日本 CONFIDENTIAL-123456é and CONFIDENTIAL-654321",
+            &["CONFIDENTIAL-123456", "CONFIDENTIAL-654321"],
+            &[],
+        ),
+        case(
+            "many c letters, no id",
+            "cccc concise conscience, cocoa; Cc c\u{441}\u{3F9} CONFIDENTIAL 12345 c o n f i d \
+             confidentia1 123456 c\u{1F389} c o n f i d e n t i a l",
+            &[],
+            &[],
+        ),
         case("empty text", "", &[], &[]),
         case(
             "clean text",

@@ -253,6 +253,75 @@ fn plugin_inspect_test_sign_and_verify() {
     assert!(!o.status.success() && err.contains("sha256"), "{err}");
 }
 
+/// `--key` takes hex or a key file everywhere, a lost public key can be printed again, a
+/// malformed key says so, and `check-config` takes `-c` like the other verbs.
+#[test]
+fn keys_as_files_or_hex_and_check_config_dash_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = |o: &Output| {
+        assert!(
+            o.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let public_of = |o: &Output| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("public key: ").map(str::to_owned))
+            .unwrap()
+    };
+    for ext in ["wasm", "plugin.toml"] {
+        std::fs::copy(
+            built("confidential-ids")
+                .with_extension("")
+                .with_extension(ext),
+            dir.path().join(format!("c.{ext}")),
+        )
+        .unwrap();
+    }
+    let o = run(dir.path(), &["plugin", "keygen", "k.key"], "");
+    ok(&o);
+    let public = public_of(&o);
+    let o = run(dir.path(), &["plugin", "keygen", "--show", "k.key"], "");
+    ok(&o);
+    assert_eq!(public_of(&o), public);
+    ok(&run(
+        dir.path(),
+        &["plugin", "sign", "c.wasm", "--key", "k.key"],
+        "",
+    ));
+    // The secret key file, a file holding the public key, or the hex: all verify.
+    std::fs::write(dir.path().join("k.pub"), format!("{public}\n")).unwrap();
+    for key in ["k.key", "k.pub", public.as_str()] {
+        ok(&run(
+            dir.path(),
+            &["plugin", "verify", "c.wasm", "--key", key],
+            "",
+        ));
+    }
+    // 64 hex digits that are not a curve point (y = 0x0202…: (y²-1)/(dy²+1) is no square).
+    let o = run(
+        dir.path(),
+        &["plugin", "verify", "c.wasm", "--key", &"02".repeat(32)],
+        "",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("not an ed25519 public key"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        "guardrails: { builtin: false }\n",
+    )
+    .unwrap();
+    let o = run(dir.path(), &["check-config", "-c", "b.yaml"], "");
+    ok(&o);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("b.yaml: OK"));
+}
+
 /// A plugin that fails (fail-open) finds nothing; `plugin test` must say so and exit 1, not
 /// print "0 findings" as if the text were clean.
 #[test]

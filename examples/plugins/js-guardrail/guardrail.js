@@ -9,7 +9,11 @@
 //   after Unicode folding, ignoring separators between any two letters", so `scan` does it.
 //
 // Spans are byte offsets into the UTF-8 text (the WIT contract), while JavaScript strings
-// are UTF-16: this module works on the UTF-8 bytes, so offsets need no conversion.
+// are UTF-16. StarlingMonkey interprets JavaScript, so a loop over every character of the
+// text costs milliseconds on a few kilobytes: the work proportional to the text's length is
+// left to the runtime's native code (a RegExp finds where an id may start, TextEncoder gives
+// bytes and byte offsets), and JavaScript only looks at the few characters after each
+// candidate start. Byte offsets are computed only for findings.
 
 const PLAIN = "confidential-id";
 const OBFUSCATED = "confidential-id-obfuscated";
@@ -22,44 +26,19 @@ const MAX_SPAN = 160;
 
 // ------------------------------------------------------------------ UTF-8
 
-/** The UTF-8 bytes of `text` (valid UTF-16 in, as the host only passes valid strings). */
-function utf8(text) {
-  const out = [];
-  for (const ch of text) {
-    const cp = ch.codePointAt(0);
-    if (cp < 0x80) {
-      out.push(cp);
-    } else if (cp < 0x800) {
-      out.push(0xc0 | (cp >> 6), 0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-      out.push(0xe0 | (cp >> 12), 0x80 | ((cp >> 6) & 0x3f), 0x80 | (cp & 0x3f));
-    } else {
-      out.push(
-        0xf0 | (cp >> 18),
-        0x80 | ((cp >> 12) & 0x3f),
-        0x80 | ((cp >> 6) & 0x3f),
-        0x80 | (cp & 0x3f),
-      );
-    }
-  }
-  return out;
+const ENCODER = new TextEncoder();
+
+/** The length in UTF-8 bytes of `text` from string index `from` to `to` (native code). */
+function utf8Length(text, from, to) {
+  return from === to ? 0 : ENCODER.encode(text.slice(from, to)).length;
 }
 
-/** The character at byte `i` of `s` and its length in bytes. */
-function decode(s, i) {
-  const b = s[i];
-  if (b < 0x80) return [b, 1];
-  if (b < 0xe0) return [((b & 0x1f) << 6) | (s[i + 1] & 0x3f), 2];
-  if (b < 0xf0) return [((b & 0x0f) << 12) | ((s[i + 1] & 0x3f) << 6) | (s[i + 2] & 0x3f), 3];
-  return [
-    ((b & 0x07) << 18) | ((s[i + 1] & 0x3f) << 12) | ((s[i + 2] & 0x3f) << 6) | (s[i + 3] & 0x3f),
-    4,
-  ];
-}
+const PLACEHOLDER_BYTES = ENCODER.encode(PLACEHOLDER);
 
-function bytesEqual(s, at, ascii) {
-  for (let k = 0; k < ascii.length; k++) {
-    if (s[at + k] !== ascii.charCodeAt(k)) return false;
+function bytesEqual(s, at, bytes) {
+  if (at + bytes.length > s.length) return false;
+  for (let k = 0; k < bytes.length; k++) {
+    if (s[at + k] !== bytes[k]) return false;
   }
   return true;
 }
@@ -80,33 +59,66 @@ const LOOKALIKES = new Map([
   [0x216c, "L"],
 ]);
 
-/** "" for a separator to skip, the ASCII letter or digit a reader sees, or null (ends a match). */
-function fold(cp) {
+// fold() of the ASCII characters, computed once (at build time: componentize-js snapshots
+// the initialised module).
+const ASCII_FOLD = Array.from({ length: 0x80 }, (_, cp) => {
   if (cp >= 0x61 && cp <= 0x7a) return String.fromCharCode(cp - 0x20);
   if ((cp >= 0x41 && cp <= 0x5a) || (cp >= 0x30 && cp <= 0x39)) return String.fromCharCode(cp);
+  return SEPARATORS.has(cp) ? "" : null;
+});
+
+/** "" for a separator to skip, the ASCII letter or digit a reader sees, or null (ends a match). */
+function fold(cp) {
+  if (cp < 0x80) return ASCII_FOLD[cp];
   if (SEPARATORS.has(cp)) return "";
   return LOOKALIKES.get(cp) ?? null;
 }
 
 const isDigit = (c) => c >= "0" && c <= "9";
 
-/** The end of an id starting at byte `start`, within 160 bytes, or -1. */
-function matchAt(s, start) {
+// Where an id may start, found by the RegExp engine in native code. Every character a reader
+// would take for a `C` (fold() gives "C") may start one; the lookahead keeps those followed
+// by the rest of the id as fold() reads it (each letter as itself, its lower case or a
+// look-alike, then six digits, separators anywhere between). It is only a filter: it cannot
+// count the 160 bytes, so matchAt() still decides. All C-likes are one UTF-16 unit, so after
+// a failed candidate the search goes on at the next index.
+function foldsTo(letter) {
+  const chars = [letter.charCodeAt(0), letter.toLowerCase().charCodeAt(0)];
+  for (const [cp, to] of LOOKALIKES) if (to === letter) chars.push(cp);
+  return chars;
+}
+const charClass = (cps) => `[${cps.map((cp) => `\\u{${cp.toString(16)}}`).join("")}]`;
+const SEP = `${charClass([...SEPARATORS])}*`;
+const C_LIKE = new RegExp(
+  `${charClass(foldsTo(WORD[0]))}(?=${[...WORD.slice(1)]
+    .map((letter) => SEP + charClass(foldsTo(letter)))
+    .join("")}(?:${SEP}[0-9]){${DIGITS}})`,
+  "gu",
+);
+
+/**
+ * The id starting at string index `start`, within 160 bytes: `{ end, bytes }` (its end as a
+ * string index, and its length in UTF-8 bytes), or null.
+ */
+function matchAt(text, start) {
   let matched = 0;
-  for (let i = start; i < s.length; ) {
-    if (i - start > MAX_SPAN) return -1;
-    const [cp, len] = decode(s, i);
+  let bytes = 0; // UTF-8 bytes from `start` to `i`
+  for (let i = start; i < text.length; i++) {
+    if (bytes > MAX_SPAN) return null;
+    // UTF-16 units: every character fold() accepts is in the BMP; half of a surrogate pair
+    // (a character beyond it) folds to null and ends the match, as the character would.
+    const cp = text.charCodeAt(i);
     const b = fold(cp);
-    if (b === null) return -1;
+    if (b === null) return null;
+    bytes += cp < 0x80 ? 1 : cp < 0x800 ? 2 : 3;
     if (b !== "") {
       const ok = matched < WORD.length ? b === WORD[matched] : isDigit(b);
-      if (!ok) return -1;
+      if (!ok) return null;
       matched += 1;
-      if (matched === WORD.length + DIGITS) return i + len;
+      if (matched === WORD.length + DIGITS) return { end: i + 1, bytes };
     }
-    i += len;
   }
-  return -1;
+  return null;
 }
 
 // ------------------------------------------------------------------ the contract
@@ -140,11 +152,13 @@ export const guard = {
   },
 
   check(_pattern, text, candidates) {
-    const s = utf8(text);
+    if (candidates.length === 0) return [];
+    // Spans are UTF-8 byte offsets: the text's bytes, encoded once by native code.
+    const s = ENCODER.encode(text);
     const findings = [];
     for (const span of candidates) {
       const placeholder =
-        span.end - span.start === PLAIN_LEN && bytesEqual(s, span.start, PLACEHOLDER);
+        span.end - span.start === PLAIN_LEN && bytesEqual(s, span.start, PLACEHOLDER_BYTES);
       const next = s[span.end];
       const glued = next !== undefined && next >= 0x30 && next <= 0x39;
       if (!placeholder && !glued) {
@@ -159,27 +173,32 @@ export const guard = {
   },
 
   scan(_direction, text) {
-    const s = utf8(text);
     const findings = [];
-    let pos = 0;
-    while (pos < s.length) {
-      const [cp, len] = decode(s, pos);
-      // Every character a reader would take for a `C` may start an id.
-      if (fold(cp) !== "C") {
-        pos += len;
-        continue;
-      }
-      const end = matchAt(s, pos);
-      if (end < 0) {
-        pos += len;
-        continue;
-      }
+    // A string index and its UTF-8 offset, moved forward to each finding's end: the bytes
+    // between are counted (natively) only when there is a finding.
+    let from = 0;
+    let fromByte = 0;
+    C_LIKE.lastIndex = 0;
+    for (let m; (m = C_LIKE.exec(text)) !== null; ) {
+      const start = m.index;
+      const found = matchAt(text, start);
+      // No id here: the search goes on at the next character (C_LIKE.lastIndex).
+      if (found === null) continue;
+      const startByte = fromByte + utf8Length(text, from, start);
+      const endByte = startByte + found.bytes;
       // The plain form is the regex pattern's job.
-      const plain = end - pos === PLAIN_LEN && bytesEqual(s, pos, PREFIX);
+      const plain = found.bytes === PLAIN_LEN && text.startsWith(PREFIX, start);
       if (!plain) {
-        findings.push({ pattern: OBFUSCATED, span: { start: pos, end }, replacement: undefined });
+        findings.push({
+          pattern: OBFUSCATED,
+          span: { start: startByte, end: endByte },
+          replacement: undefined,
+        });
       }
-      pos = end;
+      // Continue after the match.
+      from = found.end;
+      fromByte = endByte;
+      C_LIKE.lastIndex = found.end;
     }
     return findings;
   },

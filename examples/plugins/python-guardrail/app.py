@@ -9,10 +9,15 @@ of examples/plugins/rust-guardrail (same patterns, same findings on every input)
   after Unicode folding, ignoring separators between any two letters", so ``scan`` does it.
 
 Spans are byte offsets into the UTF-8 text (the WIT contract), while Python strings index
-code points: ``check`` works on the UTF-8 bytes, ``scan`` keeps each character's byte offset.
+code points. CPython interprets Python, so a loop over every character of the text costs
+milliseconds on a few kilobytes: the work proportional to the text's length is left to native
+code (``re`` finds where an id may start, ``str.encode`` gives bytes and byte offsets), and
+Python only looks at the few characters after each candidate start. ``check`` works on the
+UTF-8 bytes; ``scan`` computes byte offsets only for findings.
 """
 
-from typing import List, Optional
+import re
+from typing import List, Optional, Tuple
 
 from wit_world import exports
 from wit_world.imports.types import Action, Direction, Directions, Finding, Pattern, Span
@@ -56,25 +61,51 @@ def utf8_len(ch: str) -> int:
     return 1 if cp < 0x80 else 2 if cp < 0x800 else 3 if cp < 0x10000 else 4
 
 
-def match_at(text: str, offsets: List[int], k: int) -> int:
-    """The end (a byte offset) of an id starting at character ``k``, within 160 bytes, or -1."""
-    start = offsets[k]
+def folds_to(letter: str) -> str:
+    """The characters fold() reads as ``letter``: itself, its lower case, its look-alikes."""
+    return letter + letter.lower() + "".join(ch for ch, to in LOOKALIKES.items() if to == letter)
+
+
+def char_class(chars: str) -> str:
+    return "[" + "".join(f"\\u{ord(ch):04x}" for ch in chars) + "]"
+
+
+# Where an id may start, found by the regex engine in native code. Every character a reader
+# would take for a `C` (fold() gives "C") may start one; the lookahead keeps those followed by
+# the rest of the id as fold() reads it (each letter as itself, its lower case or a look-alike,
+# then six digits, separators anywhere between). It is only a filter: it cannot count the 160
+# bytes, so match_at() still decides.
+SEP = char_class("".join(sorted(SEPARATORS))) + "*"
+C_LIKE = re.compile(
+    char_class(folds_to(WORD[0]))
+    + "(?="
+    + "".join(SEP + char_class(folds_to(letter)) for letter in WORD[1:])
+    + f"(?:{SEP}[0-9]){{{DIGITS}}})"
+)
+
+
+def match_at(text: str, k: int) -> Optional[Tuple[int, int]]:
+    """The id starting at character ``k``, within 160 bytes: its end (a character index) and
+    its length in UTF-8 bytes, or None."""
     matched = 0
+    size = 0  # UTF-8 bytes from character k to character j
     for j in range(k, len(text)):
-        if offsets[j] - start > MAX_SPAN:
-            return -1
-        b = fold(text[j])
+        if size > MAX_SPAN:
+            return None
+        ch = text[j]
+        b = fold(ch)
         if b is None:
-            return -1
+            return None
+        size += utf8_len(ch)
         if b == "":
             continue
         ok = b == WORD[matched] if matched < len(WORD) else "0" <= b <= "9"
         if not ok:
-            return -1
+            return None
         matched += 1
         if matched == len(WORD) + DIGITS:
-            return offsets[j + 1]
-    return -1
+            return j + 1, size
+    return None
 
 
 class Guard(exports.Guard):
@@ -104,6 +135,8 @@ class Guard(exports.Guard):
         ]
 
     def check(self, pattern: str, text: str, candidates: List[Span]) -> List[Finding]:
+        if not candidates:
+            return []
         s = text.encode("utf-8")
         findings = []
         for span in candidates:
@@ -116,27 +149,27 @@ class Guard(exports.Guard):
         return findings
 
     def scan(self, direction: Direction, text: str) -> List[Finding]:
-        # offsets[k]: the byte offset of character k; offsets[len(text)]: the text's length.
-        offsets = [0] * (len(text) + 1)
-        for k, ch in enumerate(text):
-            offsets[k + 1] = offsets[k] + utf8_len(ch)
         findings = []
-        k = 0
-        while k < len(text):
-            # Every character a reader would take for a `C` may start an id.
-            if fold(text[k]) != "C":
-                k += 1
+        resume = 0  # the character to continue from, after a match
+        # A character index and its byte offset, moved forward to each finding's end: the
+        # bytes between are counted (natively) only when there is a finding.
+        at = 0
+        at_byte = 0
+        for m in C_LIKE.finditer(text):
+            k = m.start()
+            if k < resume:
                 continue
-            end = match_at(text, offsets, k)
-            if end < 0:
-                k += 1
+            found = match_at(text, k)
+            if found is None:
                 continue
-            start = offsets[k]
+            end_k, size = found
+            start = at_byte + len(text[at:k].encode("utf-8"))
+            end = start + size
             # The plain form is the regex pattern's job.
-            plain = end - start == PLAIN_LEN and text[k : k + len(PREFIX)] == PREFIX
+            plain = size == PLAIN_LEN and text.startswith(PREFIX, k)
             if not plain:
                 findings.append(Finding(OBFUSCATED, Span(start, end), None))
-            # Continue after the match: the character whose byte offset is `end`.
-            while k < len(text) and offsets[k] < end:
-                k += 1
+            # Continue after the match.
+            at, at_byte = end_k, end
+            resume = end_k
         return findings

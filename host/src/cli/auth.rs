@@ -116,6 +116,7 @@ pub struct MintArgs {
     /// Session id (default: a hash of the token).
     #[arg(long)]
     jti: Option<String>,
+    /// The key store's folder (default: $BITROUTER_HOME, else ~/.bitrouter).
     #[arg(long)]
     home: Option<PathBuf>,
 }

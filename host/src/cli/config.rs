@@ -12,13 +12,20 @@ use super::ConfigArg;
 
 #[derive(clap::Args)]
 pub struct CheckConfigArgs {
-    /// The config file to check.
-    path: PathBuf,
+    /// The config file to check (or `-c FILE`, as the other verbs take it; default
+    /// ./bitrouter.yaml).
+    path: Option<PathBuf>,
+    #[arg(long, short, env = "BITROUTER_CONFIG", conflicts_with = "path")]
+    config: Option<PathBuf>,
 }
 
 impl CheckConfigArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        check_config(&self.path)
+        let path = self
+            .path
+            .or(self.config)
+            .unwrap_or_else(|| PathBuf::from("bitrouter.yaml"));
+        check_config(&path)
     }
 }
 

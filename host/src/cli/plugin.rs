@@ -36,8 +36,11 @@ pub enum PluginCommand {
         after_help = "Examples:\n  bitrouter plugin test plugins/dist/pii_emails.wasm --text 'mail jane@corp.example'\n  bitrouter plugin test my.wasm --config '{\"strict\":true}' --file sample.txt --show-match"
     )]
     Test(TestArgs),
-    /// Create an ed25519 key for signing plugins (hex, file mode 0600); prints the public key.
-    #[command(after_help = "Example:\n  bitrouter plugin keygen ~/.bitrouter/plugin-signing.key")]
+    /// Create an ed25519 key for signing plugins (hex, file mode 0600); prints the public key
+    /// (`--show`: print the public key of an existing key file).
+    #[command(
+        after_help = "Examples:\n  bitrouter plugin keygen ~/.bitrouter/plugin-signing.key\n  bitrouter plugin keygen --show ~/.bitrouter/plugin-signing.key"
+    )]
     Keygen(KeygenArgs),
     /// Sign a plugin: writes `signature` into its manifest (the hash must match).
     #[command(
@@ -45,7 +48,9 @@ pub enum PluginCommand {
     )]
     Sign(SignArgs),
     /// Check a plugin's hash and signature against public keys.
-    #[command(after_help = "Example:\n  bitrouter plugin verify my.wasm --key 3b6a27bc…")]
+    #[command(
+        after_help = "Examples:\n  bitrouter plugin verify my.wasm --key 3b6a27bc…\n  bitrouter plugin verify my.wasm --key team.key"
+    )]
     Verify(VerifyArgs),
     /// Push a plugin (component + its signed manifest) to an OCI registry, in the Wasm OCI
     /// artifact layout; prints the pushed digest.
@@ -123,9 +128,13 @@ impl PluginCommand {
                     .map(super::done)
             }
             PluginCommand::Test(a) => test(a).map(super::scanned),
+            PluginCommand::Keygen(a) if a.show => show_key(&a.key).map(super::done),
             PluginCommand::Keygen(a) => keygen(&a.key).map(super::done),
             PluginCommand::Sign(a) => sign_plugin(&a.file, &a.key).map(super::done),
-            PluginCommand::Verify(a) => verify(&a.file, &a.keys).map(super::done),
+            PluginCommand::Verify(a) => {
+                let keys = public_keys(&a.keys)?;
+                verify(&a.file, &keys).map(super::done)
+            }
             PluginCommand::Push(a) => push(&a).map(super::done),
             PluginCommand::Pull(a) => pull(a).map(super::done),
         }
@@ -186,11 +195,15 @@ pub struct TestArgs {
 #[derive(clap::Args)]
 pub struct KeygenArgs {
     key: PathBuf,
+    /// Print the public key of an existing key file instead of creating one.
+    #[arg(long)]
+    show: bool,
 }
 
 #[derive(clap::Args)]
 pub struct SignArgs {
     file: PathBuf,
+    /// The secret key: the file `plugin keygen` wrote (or its 64 hex digits).
     #[arg(long)]
     key: PathBuf,
 }
@@ -198,7 +211,8 @@ pub struct SignArgs {
 #[derive(clap::Args)]
 pub struct VerifyArgs {
     file: PathBuf,
-    /// A trusted public key (hex); repeat for several.
+    /// A trusted public key: hex, or a key file (`plugin keygen`'s secret key file, whose
+    /// public key is used, or a file holding the public key's hex); repeat for several.
     #[arg(long = "key", required = true)]
     keys: Vec<String>,
 }
@@ -301,9 +315,42 @@ fn inspect(path: &Path, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Public keys given as `--key`: hex as is; a file either holds a public key's hex (a name
+/// ending in `.pub`) or is a secret key file from `plugin keygen`, whose public key is used.
+pub(super) fn public_keys(args: &[String]) -> anyhow::Result<Vec<String>> {
+    args.iter()
+        .map(|k| {
+            let path = Path::new(k);
+            if !path.is_file() {
+                return Ok(k.clone());
+            }
+            if path.extension().is_some_and(|e| e == "pub") {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                return Ok(text.trim().to_owned());
+            }
+            Ok(public_key_hex(&read_secret(path)?))
+        })
+        .collect()
+}
+
+/// `bitrouter plugin keygen --show`: the public key of an existing key file.
+fn show_key(path: &Path) -> anyhow::Result<()> {
+    println!("public key: {}", public_key_hex(&read_secret(path)?));
+    Ok(())
+}
+
+/// An ed25519 secret key from `--key`: a key file from `plugin keygen`, or its 64 hex digits
+/// given inline (kept out of shell history by preferring the file).
 pub(super) fn read_secret(key: &Path) -> anyhow::Result<[u8; 32]> {
-    let text =
-        std::fs::read_to_string(key).with_context(|| format!("cannot read {}", key.display()))?;
+    let inline = key
+        .to_str()
+        .filter(|k| !key.exists() && k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit()));
+    let text = match inline {
+        Some(hex) => hex.to_owned(),
+        None => std::fs::read_to_string(key)
+            .with_context(|| format!("cannot read {}", key.display()))?,
+    };
     hex::decode(text.trim())
         .ok()
         .and_then(|b| b.try_into().ok())

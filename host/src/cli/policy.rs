@@ -77,7 +77,8 @@ pub struct PullArgs {
 pub struct InspectArgs {
     /// A policy folder, a `.policy` file, or an OCI reference.
     source: PathBuf,
-    /// A trusted public key (hex) to check the signature against; repeat for several.
+    /// A trusted public key to check the signature against: hex, or a key file (as for
+    /// `plugin verify`); repeat for several.
     #[arg(long = "key")]
     keys: Vec<String>,
     #[command(flatten)]
@@ -203,7 +204,8 @@ fn inspect(a: &InspectArgs) -> anyhow::Result<bool> {
             }
         );
     } else {
-        let keys = bitrouter::plugins::parse_trusted_keys(&a.keys).map_err(anyhow::Error::msg)?;
+        let keys = bitrouter::plugins::parse_trusted_keys(&super::plugin::public_keys(&a.keys)?)
+            .map_err(anyhow::Error::msg)?;
         match p.verify(&keys) {
             Ok(signer) => println!(
                 "signature:  verified, key {} (covers the whole document: plugins, hashes, manifests, fragment)",

@@ -270,14 +270,15 @@ impl GuardrailPlugin {
         self.0.warm.as_ref().map_or(0, WarmPool::idle)
     }
 
-    /// What the next call runs in: an idle warm instance, else a permit for a new one (the
-    /// wait for it is not charged to the call's deadline).
+    /// What the next call runs in: for a stateless plugin, its turn and then an idle warm
+    /// instance (or a permit for a new one); else a permit for a fresh instance. The wait is
+    /// not charged to the call's deadline.
     async fn lease(&self) -> Lease<Guardrail> {
         let engine = &self.0.sandbox.engine;
-        if let Some(w) = self.0.warm.as_ref().and_then(|p| p.take(engine)) {
-            return Lease::Warm(w);
+        match &self.0.warm {
+            Some(pool) => pool.lease(engine).await,
+            None => Lease::fresh(engine.permit().await),
         }
-        Lease::Fresh(engine.permit().await)
     }
 
     /// Components that import WASI p2 call into wasmtime-wasi's sync shims, which block on a
@@ -356,7 +357,7 @@ impl GuardrailPlugin {
                 f,
             ),
             (None, lease) => {
-                // The permit (a warm lease cannot exist without a pool) is held for the call.
+                // The instance permit is held for the call.
                 let _hold = lease;
                 inner
                     .sandbox

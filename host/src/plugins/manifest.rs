@@ -198,7 +198,9 @@ pub fn parse_trusted_keys(keys: &[String]) -> Result<Vec<VerifyingKey>, String> 
                 .ok()
                 .and_then(|b| b.try_into().ok())
                 .ok_or_else(|| format!("trusted key `{k}`: expected 64 hex digits"))?;
-            VerifyingKey::from_bytes(&bytes).map_err(|e| format!("trusted key `{k}`: {e}"))
+            VerifyingKey::from_bytes(&bytes).map_err(|_| {
+                format!("trusted key `{k}`: 64 hex digits, but not an ed25519 public key")
+            })
         })
         .collect()
 }

@@ -326,35 +326,69 @@ pub(crate) struct Warm<B> {
     _permit: OwnedSemaphorePermit,
 }
 
-/// What a call runs in: an idle warm instance, or a new one under a permit.
-pub(crate) enum Lease<B> {
-    /// A warm instance (with its permit).
-    Warm(Warm<B>),
-    /// A permit for a new instance.
-    Fresh(OwnedSemaphorePermit),
+/// What a call runs in: an idle warm instance, or a new one under an instance permit; for a
+/// stateless plugin, also its turn.
+pub(crate) struct Lease<B> {
+    warm: Option<Warm<B>>,
+    permit: Option<OwnedSemaphorePermit>,
+    /// One of the stateless plugin's turns (as many as it may keep warm instances), held
+    /// until the instance is back in the pool.
+    _turn: Option<OwnedSemaphorePermit>,
 }
 
-/// The idle warm instances of one stateless plugin, at most `cap` (and at most the engine's
-/// `warm_max` across plugins).
+impl<B> Lease<B> {
+    /// A new instance under `permit` (a plugin that gets a fresh instance per call).
+    pub(crate) fn fresh(permit: OwnedSemaphorePermit) -> Self {
+        Lease {
+            warm: None,
+            permit: Some(permit),
+            _turn: None,
+        }
+    }
+}
+
+/// The warm instances of one stateless plugin. At most `cap` calls run at once (each waits
+/// for a turn, which is not charged to its deadline), so at most `cap` instances exist: under
+/// more load than the cores can take, calls queue for a warm instance instead of each paying
+/// for a new one — which made things worse exactly when the plugin was already behind (a
+/// death spiral measured in bench scenarios 8 and 9: 1.4 and 3.2 ms of CPU per request, RSS
+/// 0.6-0.7 GB, with new instances for the overflow).
 pub(crate) struct WarmPool<B> {
     idle: Mutex<Vec<Warm<B>>>,
+    turns: Arc<tokio::sync::Semaphore>,
     cap: usize,
 }
 
 impl<B> WarmPool<B> {
-    /// A pool of at most `cap` idle instances.
+    /// A pool of at most `cap` instances.
     pub(crate) fn new(cap: usize) -> Self {
         WarmPool {
             idle: Mutex::new(Vec::with_capacity(cap)),
+            turns: Arc::new(tokio::sync::Semaphore::new(cap)),
             cap,
         }
     }
 
-    /// An idle instance, if one is kept.
-    pub(crate) fn take(&self, engine: &PluginEngine) -> Option<Warm<B>> {
-        let w = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
-        engine.warm.fetch_sub(1, Ordering::AcqRel);
-        Some(w)
+    /// Waits for a turn, then leases an idle instance, or an instance permit for a new one.
+    pub(crate) async fn lease(&self, engine: &PluginEngine) -> Lease<B> {
+        let turn = match self.turns.clone().acquire_owned().await {
+            Ok(t) => t,
+            // The semaphore is never closed.
+            Err(_) => unreachable!("warm pool semaphore closed"),
+        };
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let (warm, permit) = match idle {
+            Some(w) => {
+                engine.warm.fetch_sub(1, Ordering::AcqRel);
+                (Some(w), None)
+            }
+            None => (None, Some(engine.permit().await)),
+        };
+        Lease {
+            warm,
+            permit,
+            _turn: Some(turn),
+        }
     }
 
     /// Keeps `w` for the next call, or drops it (and its permit) when the pool is full.
@@ -495,9 +529,21 @@ impl Sandbox {
         call: impl FnOnce(&mut Store<StoreState>, &B) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         self.count_call();
-        let mut warm = match lease {
-            Lease::Warm(w) => w,
-            Lease::Fresh(permit) => {
+        let Lease {
+            warm,
+            permit,
+            _turn,
+            ..
+        } = lease;
+        let mut warm = match (warm, permit) {
+            (Some(w), _) => w,
+            (None, None) => {
+                return Err(self.error(
+                    func,
+                    CallErrorKind::Instantiate("no instance permit".into()),
+                ));
+            }
+            (None, Some(permit)) => {
                 let mut store = self.store();
                 let ticking = self.arm(&mut store, self.configure_deadline);
                 let bindings = instantiate(&mut store)
