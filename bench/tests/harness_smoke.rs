@@ -127,7 +127,7 @@ fn smoke_run_reports_every_scenario_and_cleans_up() {
 
     let scenarios = report["scenarios"].as_array().expect("scenarios");
     let ids: Vec<u64> = scenarios.iter().filter_map(|s| s["id"].as_u64()).collect();
-    assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
     for s in scenarios {
         let id = s["id"].as_u64().unwrap_or(0);
         assert_eq!(s["status"], "measured", "scenario {id}");

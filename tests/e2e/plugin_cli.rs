@@ -190,6 +190,12 @@ fn plugin_inspect_test_sign_and_verify() {
             .iter()
             .all(|f| f["match"] == "CONFIDENTIAL-123456" && f["pattern"] == "confidential-id")
     );
+    // `plugin test` and `plugin inspect` compile into the cache `serve` uses (under the home
+    // folder), so a JavaScript or Python component compiles once, not on every run.
+    let cached = std::fs::read_dir(dir.path().join("home/cache/plugins"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(cached >= 1, "nothing in the compile cache");
 
     // Sign a copy, verify with its key, refuse another key and a tampered component.
     for ext in ["wasm", "plugin.toml"] {

@@ -246,3 +246,39 @@ fn plugin_distribution_keys_are_checked_at_their_key() {
     assert_eq!(ok.plugins.max_artifact_size, 8 << 20);
     assert!(ok.plugins.registries["reg.example"].plain_http);
 }
+
+#[test]
+fn policy_and_failure_keys_are_checked_at_their_key() {
+    let err = |yaml: &str| parse(yaml).unwrap_err().to_string();
+    let e = err("guardrails:\n  policies:\n    - { path: a.policy, oci: \"reg.example/p:1\" }\n");
+    assert!(
+        e.contains("`guardrails.policies[0]`") && e.contains("one of path or oci"),
+        "{e}"
+    );
+    let e = err("guardrails:\n  policies:\n    - { grants: [] }\n");
+    assert!(
+        e.contains("`guardrails.policies[0].path`") && e.contains(".policy"),
+        "{e}"
+    );
+    let e = err("guardrails:\n  policies:\n    - { oci: \"UPPER/Case:1\" }\n");
+    assert!(e.contains("`guardrails.policies[0].oci`"), "{e}");
+    let e = err("guardrails:\n  plugin_failure: sometimes\n");
+    assert!(
+        e.contains("guardrails.plugin_failure") && e.contains("open"),
+        "{e}"
+    );
+    let ok = parse(
+        "guardrails:\n  plugin_failure: closed\n  plugins:\n    - { path: a.wasm, plugin_failure: open, reuse_instances: false }\n  policies:\n    - { path: base.policy, grants: [wall-clock] }\n",
+    )
+    .unwrap();
+    let g = &ok.guardrails;
+    assert_eq!(g.plugin_failure, Some(crate::plugins::OnFailure::Closed));
+    assert_eq!(
+        g.plugins[0].plugin_failure,
+        Some(crate::plugins::OnFailure::Open)
+    );
+    assert_eq!(g.plugins[0].reuse_instances, Some(false));
+    assert_eq!(g.policies[0].key, "guardrails.policies[0]");
+    assert!(g.policies[0].path.ends_with("base.policy"));
+    assert_eq!(g.policies[0].grants, ["wall-clock"]);
+}
