@@ -530,6 +530,29 @@ impl StreamEncoder {
             StreamEncoder::Gemini(e) => e.finish(out),
         }
     }
+
+    /// Ends a stream with the gateway's own error `e` (a guardrail block, a failed plugin, a
+    /// budget): the same body a JSON answer would carry ([`error_body`]: type, code, details),
+    /// as the dialect's in-stream error event, so SDKs raise the same exception class either
+    /// way instead of a generic server error.
+    pub fn fail(&mut self, e: &crate::error::Error, out: &mut Vec<u8>) {
+        let dialect = match self {
+            StreamEncoder::OpenAiChat(_) => Dialect::OpenAiChat,
+            StreamEncoder::OpenAiResponses(enc) => {
+                let code = openai_chat::error_code(e.kind()).unwrap_or("server_error");
+                return enc.fail(code, e.message(), out);
+            }
+            StreamEncoder::Anthropic(_) => Dialect::Anthropic,
+            StreamEncoder::Gemini(_) => Dialect::Gemini,
+        };
+        let body = error_body(dialect, e);
+        if dialect == Dialect::Anthropic {
+            out.extend_from_slice(b"event: error\n");
+        }
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&body);
+        out.extend_from_slice(b"\n\n");
+    }
 }
 
 /// Decodes an upstream's SSE payloads in its dialect.

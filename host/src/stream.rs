@@ -467,9 +467,7 @@ impl<O: RelayObserver> Relay<O> {
                 self.done = true;
                 match &end {
                     Ok(()) => self.encoder.finish(&mut out),
-                    Err(e) => self
-                        .encoder
-                        .encode(&StreamEvent::Error(e.message().to_owned()), &mut out),
+                    Err(e) => self.encoder.fail(e, &mut out),
                 }
                 if let Some(guard) = &self.guard {
                     self.observer.guarded(&guard.tally);

@@ -467,7 +467,7 @@ pub(super) fn error_type(status: http::StatusCode) -> &'static str {
     }
 }
 
-pub(super) fn error_code(kind: ErrorKind) -> Option<&'static str> {
+pub(crate) fn error_code(kind: ErrorKind) -> Option<&'static str> {
     match kind {
         ErrorKind::NotFound => Some("model_not_found"),
         ErrorKind::PayloadTooLarge => Some("request_too_large"),

@@ -521,18 +521,22 @@ impl StreamEncoder {
                 self.close_all(out);
                 self.finish = Some(f.clone());
             }
-            StreamEvent::Error(message) => {
-                self.ensure_started(out);
-                self.close_all(out);
-                self.done = true;
-                let r = self.response(
-                    "failed",
-                    Value::Null,
-                    json!({"code": "server_error", "message": message}),
-                );
-                self.event(out, "response.failed", json!({"response": r}));
-            }
+            StreamEvent::Error(message) => self.fail("server_error", message, out),
         }
+    }
+
+    /// Ends the stream with `response.failed` carrying `code` (`server_error` for a provider's
+    /// error; the gateway's own code, e.g. `guardrail_blocked`, for its own).
+    pub fn fail(&mut self, code: &str, message: &str, out: &mut Vec<u8>) {
+        self.ensure_started(out);
+        self.close_all(out);
+        self.done = true;
+        let r = self.response(
+            "failed",
+            Value::Null,
+            json!({"code": code, "message": message}),
+        );
+        self.event(out, "response.failed", json!({"response": r}));
     }
 
     fn item_delta(
