@@ -90,6 +90,7 @@ impl Budgets {
         Budgets::local(local::Local::start(
             local::Persist::None,
             Default::default(),
+            std::time::Duration::ZERO,
         ))
     }
 
@@ -104,8 +105,8 @@ impl Budgets {
 
     /// Budgets stored in the ledger's database: PostgreSQL enforces them in the database
     /// (shared by every replica); redb, SQLite and MySQL keep them in this process and
-    /// persist every change shortly after it (rebuilt from there on start); memory keeps them
-    /// in memory. `reservation_ttl` bounds how long a dead replica's reservation counts.
+    /// persist the changes of each `database.flush_interval` in one commit, as the ledger
+    /// does its rows (rebuilt from there on start); memory keeps them in memory. `reservation_ttl` bounds how long a dead replica's reservation counts.
     pub async fn open(
         ledger: &Ledger,
         reservation_ttl: std::time::Duration,
@@ -125,7 +126,11 @@ impl Budgets {
             }
         };
         let states = persist.load().await?;
-        Ok(Budgets::local(local::Local::start(persist, states)))
+        Ok(Budgets::local(local::Local::start(
+            persist,
+            states,
+            ledger.flush_interval(),
+        )))
     }
 
     /// Where budgets live: `memory`, `redb`, `sqlite`, `mysql` (this process) or `postgres`

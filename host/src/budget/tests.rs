@@ -272,3 +272,49 @@ async fn two_replicas_share_one_postgres_budget() {
         .await
         .unwrap();
 }
+
+/// The changes of one `flush_interval` share a commit: twenty reserve + settle pairs, each
+/// giving the writer a chance to run, make one or two commits, not forty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_of_one_interval_share_a_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = db("redb://budgets.redb", dir.path());
+    cfg.flush_interval = Duration::from_millis(500);
+    let c = claim(1_000_000, BudgetWindow::Lifetime);
+    {
+        let ledger = Ledger::open(&cfg).await.unwrap();
+        let b = Budgets::open(&ledger, Duration::from_secs(600))
+            .await
+            .unwrap();
+        for _ in 0..20 {
+            let r = b.reserve("acct", &c, 10_000).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            r.settle(5_000).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let Backend::Local(local) = &b.inner.backend else {
+            panic!("redb budgets are local")
+        };
+        // Still inside the interval: nothing committed yet; once it has passed, one commit.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let commits = local.commits();
+        // One (two if this machine stalled past the interval mid-loop); one per change was 40.
+        assert!(
+            (1..=2).contains(&commits),
+            "{commits} commits for 40 changes in one interval"
+        );
+        // What was committed comes back on reopen.
+        b.close().await;
+        ledger.close().await;
+    }
+    let ledger = Ledger::open(&cfg).await.unwrap();
+    let b = Budgets::open(&ledger, Duration::from_secs(600))
+        .await
+        .unwrap();
+    let left = b.remaining("acct", &c).await.unwrap();
+    assert_eq!(
+        left.remaining_micro_usd,
+        1_000_000 - 100,
+        "20 × 5 µUSD spent"
+    );
+}

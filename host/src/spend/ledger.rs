@@ -209,6 +209,12 @@ impl Ledger {
         self.inner.store.rows(since_ms, until_ms).await
     }
 
+    /// How long the writer waits after a batch's first row for company
+    /// (`database.flush_interval`).
+    pub fn flush_interval(&self) -> Duration {
+        self.inner.flush_interval
+    }
+
     /// Returns once every row queued before the call is written (or failed): a reader must
     /// not miss the requests of the last `flush_interval`.
     pub async fn flush(&self) {
