@@ -378,26 +378,23 @@ async fn a_policy_travels_through_a_registry_updates_and_refuses_a_rollback() {
     let source = listed["policies"][0]["source"].as_str().unwrap().to_owned();
     assert!(source.starts_with(&format!("{tag}@sha256:")), "{listed}");
 
+    // Edits the source's policy.yaml and pushes it, signed, to the same tag.
+    let push_edited = |edits: &[(&str, &str)]| {
+        let path = src.join("policy.yaml");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        for (from, to) in edits {
+            text = text.replace(from, to);
+        }
+        std::fs::write(&path, text).unwrap();
+        let (src, key) = (src.to_str().unwrap(), key.to_str().unwrap());
+        cli(dir.path(), &["policy", "push", src, &tag, "--key", key]);
+    };
+
     // v2 on the same tag (the e-mail action relaxed): picked up by the poller.
-    std::fs::write(
-        src.join("policy.yaml"),
-        std::fs::read_to_string(src.join("policy.yaml"))
-            .unwrap()
-            .replace("2026.12.0", "2026.12.1")
-            .replace("pii_emails: block", "pii_emails: warn"),
-    )
-    .unwrap();
-    cli(
-        dir.path(),
-        &[
-            "policy",
-            "push",
-            src.to_str().unwrap(),
-            &tag,
-            "--key",
-            key.to_str().unwrap(),
-        ],
-    );
+    push_edited(&[
+        ("2026.12.0", "2026.12.1"),
+        ("pii_emails: block", "pii_emails: warn"),
+    ]);
     let listed = crate::oci::wait_for(&gw, |l| l["policies"][0]["version"] == "2026.12.1").await;
     assert_ne!(listed["policies"][0]["source"], json!(source));
     assert_eq!(
@@ -406,24 +403,7 @@ async fn a_policy_travels_through_a_registry_updates_and_refuses_a_rollback() {
     );
 
     // An older version pushed to the tag: refused as a rollback, v2 stays.
-    std::fs::write(
-        src.join("policy.yaml"),
-        std::fs::read_to_string(src.join("policy.yaml"))
-            .unwrap()
-            .replace("2026.12.1", "2026.11.0"),
-    )
-    .unwrap();
-    cli(
-        dir.path(),
-        &[
-            "policy",
-            "push",
-            src.to_str().unwrap(),
-            &tag,
-            "--key",
-            key.to_str().unwrap(),
-        ],
-    );
+    push_edited(&[("2026.12.1", "2026.11.0")]);
     let listed = crate::oci::wait_for(&gw, |l| {
         l["updates"]["last_error"]
             .as_str()
@@ -432,6 +412,27 @@ async fn a_policy_travels_through_a_registry_updates_and_refuses_a_rollback() {
     .await;
     assert_eq!(listed["policies"][0]["version"], "2026.12.1");
     drop(gw);
+
+    // A plugin named under `policies` is refused saying where it belongs.
+    let plugin_dir = tempfile::tempdir().unwrap();
+    let wasm = stage_plugin("confidential-ids", plugin_dir.path(), "ids");
+    let plugin_tag = registry.reference("guardrails/ids:1");
+    bitrouter::plugins::oci::push(&wasm, &plugin_tag, &Default::default())
+        .await
+        .unwrap();
+    let wrong = yaml.replace(&tag, &plugin_tag);
+    write_config(&dir.path().join("wrong.yaml"), &wrong);
+    let e =
+        bitrouter::Gateway::new(bitrouter::Config::load(&dir.path().join("wrong.yaml")).unwrap())
+            .await
+            .err()
+            .expect("a plugin is not a policy")
+            .message()
+            .to_owned();
+    assert!(
+        e.contains("guardrails.policies[0].oci") && e.contains("name it under guardrails.plugins"),
+        "{e}"
+    );
 
     // The registry gone: a restart comes up from the store at the last verified digest.
     drop(registry);

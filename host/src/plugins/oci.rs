@@ -351,64 +351,117 @@ fn stored(store: &Path, digest: &str, files: &[&str]) -> Option<PathBuf> {
     files.iter().all(|f| dir.join(f).is_file()).then_some(dir)
 }
 
-/// Pulls `reference` into the artifact store `store` (or finds it there), checking the
-/// layout, the size limit and the layer's digest. The plugin's hash, signature and
-/// capabilities are the loader's to check, as for any file.
-pub async fn pull(
+/// Which artifact a pull expects: what its config media type is and what its folder in the
+/// store holds.
+#[derive(Clone, Copy)]
+enum Kind {
+    Plugin,
+    Policy,
+}
+
+impl Kind {
+    fn files(self) -> &'static [&'static str] {
+        match self {
+            Kind::Plugin => PLUGIN_FILES,
+            Kind::Policy => POLICY_FILES,
+        }
+    }
+
+    fn media_type(self) -> &'static str {
+        match self {
+            Kind::Plugin => WASM_CONFIG_MEDIA_TYPE,
+            Kind::Policy => policy::POLICY_MEDIA_TYPE,
+        }
+    }
+
+    /// The config key a reference of this kind belongs under.
+    fn key(self) -> &'static str {
+        match self {
+            Kind::Plugin => "guardrails.plugins",
+            Kind::Policy => "guardrails.policies",
+        }
+    }
+}
+
+/// A reference resolved against its registry: already in the store (or the store's copy
+/// when the registry cannot be reached), or a manifest of the expected kind to fetch.
+enum Resolved {
+    Stored(Pulled),
+    Fetch(Box<Fetch>),
+}
+
+/// A manifest to fetch the blobs of, with the client that authenticated for it.
+struct Fetch {
+    client: Client,
+    reference: Reference,
+    manifest: OciImageManifest,
+    digest: String,
+}
+
+/// Fetches the manifest of `reference_text`, falls back to the store when the registry
+/// cannot be reached, and checks the config media type is `kind`'s (naming the other kind
+/// when it is that one).
+async fn resolve(
     reference_text: &str,
     store: &Path,
-    max_size: u64,
     registries: &Registries,
-) -> Result<Pulled, OciError> {
+    kind: Kind,
+) -> Result<Resolved, OciError> {
     let reference = reference(reference_text)?;
     let (client, auth) = client(&reference, registries);
-    let fetched = client.pull_image_manifest(&reference, &auth).await;
-    let (oci_manifest, digest) = match fetched {
+    let (manifest, digest) = match client.pull_image_manifest(&reference, &auth).await {
         Ok(m) => m,
         Err(OciDistributionError::RequestError(e)) => {
-            return offline(
-                reference_text,
-                &reference,
-                store,
-                e.to_string(),
-                PLUGIN_FILES,
-            );
+            let cause = e.to_string();
+            return offline(reference_text, &reference, store, cause, kind.files())
+                .map(Resolved::Stored);
         }
         Err(e) => return Err(registry_error(reference_text, e)),
     };
-    if let Some(dir) = stored(store, &digest, PLUGIN_FILES) {
-        return Ok(Pulled {
+    if let Some(dir) = stored(store, &digest, kind.files()) {
+        return Ok(Resolved::Stored(Pulled {
             dir,
             digest,
             from_store: false,
+        }));
+    }
+    let found = manifest.config.media_type.as_str();
+    if found != kind.media_type() {
+        let other = [Kind::Plugin, Kind::Policy]
+            .into_iter()
+            .find(|k| k.media_type() == found)
+            .map(|k| format!(" (name it under {})", k.key()))
+            .unwrap_or_default();
+        return Err(OciError::Layout {
+            reference: reference_text.to_owned(),
+            message: format!(
+                "its config media type is {found:?}, expected {}{other}",
+                kind.media_type()
+            ),
         });
     }
-    let layout = |message: String| OciError::Layout {
-        reference: reference_text.to_owned(),
-        message,
-    };
-    if oci_manifest.config.media_type != WASM_CONFIG_MEDIA_TYPE {
-        return Err(layout(format!(
-            "its config media type is {:?}, expected {WASM_CONFIG_MEDIA_TYPE}{}",
-            oci_manifest.config.media_type,
-            if oci_manifest.config.media_type == policy::POLICY_MEDIA_TYPE {
-                " (it is a policy: name it under guardrails.policies)"
-            } else {
-                ""
-            }
-        )));
-    }
-    let [layer] = oci_manifest.layers.as_slice() else {
-        return Err(layout(format!(
-            "it has {} layers, expected one {WASM_LAYER_MEDIA_TYPE} layer",
-            oci_manifest.layers.len()
-        )));
-    };
+    Ok(Resolved::Fetch(Box::new(Fetch {
+        client,
+        reference,
+        manifest,
+        digest,
+    })))
+}
+
+/// Checks a layer is a component within the size limit (before any byte is fetched).
+fn wasm_layer(
+    layer: &oci_client::manifest::OciDescriptor,
+    reference_text: &str,
+    max_size: u64,
+) -> Result<(), OciError> {
     if layer.media_type != WASM_LAYER_MEDIA_TYPE {
-        return Err(layout(format!(
-            "its layer's media type is {:?}, expected {WASM_LAYER_MEDIA_TYPE}",
-            layer.media_type
-        )));
+        return Err(OciError::Layout {
+            reference: reference_text.to_owned(),
+            message: format!(
+                "a layer's media type is {:?}, expected {WASM_LAYER_MEDIA_TYPE}",
+                layer.media_type
+            ),
+        });
     }
     let size = u64::try_from(layer.size).unwrap_or(u64::MAX);
     if size > max_size {
@@ -418,6 +471,54 @@ pub async fn pull(
             max: max_size,
         });
     }
+    Ok(())
+}
+
+/// Writes `files` into a fresh folder and moves it to `digest`'s place in the store.
+fn store_files(store: &Path, digest: &str, files: &[(String, &[u8])]) -> Result<PathBuf, OciError> {
+    let tmp = store.join(format!("tmp-{:016x}", fastrand::u64(..)));
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    for (name, bytes) in files {
+        let path = tmp.join(name);
+        if let Err(e) = std::fs::write(&path, bytes) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(io(&path)(e));
+        }
+    }
+    let dir = digest_dir(store, digest);
+    policy::place(&tmp, &dir).map_err(io(&dir))?;
+    Ok(dir)
+}
+
+/// Pulls `reference` into the artifact store `store` (or finds it there), checking the
+/// layout, the size limit and the layer's digest. The plugin's hash, signature and
+/// capabilities are the loader's to check, as for any file.
+pub async fn pull(
+    reference_text: &str,
+    store: &Path,
+    max_size: u64,
+    registries: &Registries,
+) -> Result<Pulled, OciError> {
+    let Fetch {
+        client,
+        reference,
+        manifest: oci_manifest,
+        digest,
+    } = match resolve(reference_text, store, registries, Kind::Plugin).await? {
+        Resolved::Stored(p) => return Ok(p),
+        Resolved::Fetch(f) => *f,
+    };
+    let layout = |message: String| OciError::Layout {
+        reference: reference_text.to_owned(),
+        message,
+    };
+    let [layer] = oci_manifest.layers.as_slice() else {
+        return Err(layout(format!(
+            "it has {} layers, expected one {WASM_LAYER_MEDIA_TYPE} layer",
+            oci_manifest.layers.len()
+        )));
+    };
+    wasm_layer(layer, reference_text, max_size)?;
     let plugin_toml = oci_manifest
         .annotations
         .as_ref()
@@ -437,24 +538,14 @@ pub async fn pull(
             ))
         })?;
     let bytes = blob(&client, &reference, reference_text, layer, max_size).await?;
-    let dir = digest_dir(store, &digest);
-    let tmp = store.join(format!("tmp-{:016x}", fastrand::u64(..)));
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    let wasm_tmp = tmp.join("component.wasm");
-    std::fs::write(&wasm_tmp, &bytes).map_err(io(&wasm_tmp))?;
-    let toml_tmp = tmp.join("component.plugin.toml");
-    std::fs::write(&toml_tmp, plugin_toml).map_err(io(&toml_tmp))?;
-    if let Some(parent) = dir.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    // A concurrent pull of the same digest may have won; its files are the same bytes.
-    if std::fs::rename(&tmp, &dir).is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    let dir = stored(store, &digest, PLUGIN_FILES).ok_or_else(|| OciError::Io {
-        path: dir.display().to_string(),
-        source: std::io::Error::other("the pulled files are not in the store"),
-    })?;
+    let dir = store_files(
+        store,
+        &digest,
+        &[
+            ("component.wasm".to_owned(), &bytes),
+            ("component.plugin.toml".to_owned(), plugin_toml.as_bytes()),
+        ],
+    )?;
     Ok(Pulled {
         dir,
         digest,
@@ -562,44 +653,19 @@ pub async fn pull_policy(
     max_size: u64,
     registries: &Registries,
 ) -> Result<Pulled, OciError> {
-    let reference = reference(reference_text)?;
-    let (client, auth) = client(&reference, registries);
-    let (oci_manifest, digest) = match client.pull_image_manifest(&reference, &auth).await {
-        Ok(m) => m,
-        Err(OciDistributionError::RequestError(e)) => {
-            return offline(
-                reference_text,
-                &reference,
-                store,
-                e.to_string(),
-                POLICY_FILES,
-            );
-        }
-        Err(e) => return Err(registry_error(reference_text, e)),
+    let Fetch {
+        client,
+        reference,
+        manifest: oci_manifest,
+        digest,
+    } = match resolve(reference_text, store, registries, Kind::Policy).await? {
+        Resolved::Stored(p) => return Ok(p),
+        Resolved::Fetch(f) => *f,
     };
-    if let Some(dir) = stored(store, &digest, POLICY_FILES) {
-        return Ok(Pulled {
-            dir,
-            digest,
-            from_store: false,
-        });
-    }
     let layout = |message: String| OciError::Layout {
         reference: reference_text.to_owned(),
         message,
     };
-    if oci_manifest.config.media_type != policy::POLICY_MEDIA_TYPE {
-        return Err(layout(format!(
-            "its config media type is {:?}, expected a policy's {}{}",
-            oci_manifest.config.media_type,
-            policy::POLICY_MEDIA_TYPE,
-            if oci_manifest.config.media_type == WASM_CONFIG_MEDIA_TYPE {
-                " (it is a plugin: name it under guardrails.plugins)"
-            } else {
-                ""
-            }
-        )));
-    }
     let document = blob(
         &client,
         &reference,
@@ -629,42 +695,17 @@ pub async fn pull_policy(
             "its layers are {have:?}, the policy lists the components {wanted:?}"
         )));
     }
-    let tmp = store.join(format!("tmp-{:016x}", fastrand::u64(..)));
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    let written = async {
-        let path = tmp.join(policy::DOCUMENT_FILE);
-        std::fs::write(&path, &document).map_err(io(&path))?;
-        for layer in &oci_manifest.layers {
-            if layer.media_type != WASM_LAYER_MEDIA_TYPE {
-                return Err(layout(format!(
-                    "a layer's media type is {:?}, expected {WASM_LAYER_MEDIA_TYPE}",
-                    layer.media_type
-                )));
-            }
-            let size = u64::try_from(layer.size).unwrap_or(u64::MAX);
-            if size > max_size {
-                return Err(OciError::TooLarge {
-                    reference: reference_text.to_owned(),
-                    size,
-                    max: max_size,
-                });
-            }
-            let bytes = blob(&client, &reference, reference_text, layer, max_size).await?;
-            let path = policy::component_path(&tmp, layer.digest.trim_start_matches("sha256:"));
-            std::fs::write(&path, &bytes).map_err(io(&path))?;
-        }
-        Ok(())
+    for layer in &oci_manifest.layers {
+        wasm_layer(layer, reference_text, max_size)?;
     }
-    .await;
-    if let Err(e) = written {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
+    let mut files = vec![(policy::DOCUMENT_FILE.to_owned(), document)];
+    for layer in &oci_manifest.layers {
+        let bytes = blob(&client, &reference, reference_text, layer, max_size).await?;
+        let sha = layer.digest.trim_start_matches("sha256:");
+        files.push((format!("{sha}.wasm"), bytes));
     }
-    let dir = digest_dir(store, &digest);
-    policy::place(&tmp, &dir).map_err(|e| OciError::Io {
-        path: dir.display().to_string(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    let files: Vec<(String, &[u8])> = files.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
+    let dir = store_files(store, &digest, &files)?;
     Ok(Pulled {
         dir,
         digest,

@@ -557,23 +557,21 @@ pub fn unpack(archive: &Path, store: &Path, max_size: u64) -> Result<PathBuf, Po
     let dir = store
         .join("policies")
         .join(hex::encode(Sha256::digest(&document)));
-    place(&tmp, &dir)?;
+    place(&tmp, &dir).map_err(io(&dir))?;
     Ok(dir)
 }
 
-/// Moves a freshly written folder to its content-addressed place; a concurrent writer of
-/// the same content may have won, and then its copy is used.
-pub(crate) fn place(tmp: &Path, dir: &Path) -> Result<(), PolicyError> {
+/// Moves a freshly written folder to its content-addressed place in the artifact store
+/// (plugins and policies alike); a concurrent writer of the same content may have won, and
+/// then its copy is used.
+pub(crate) fn place(tmp: &Path, dir: &Path) -> std::io::Result<()> {
     if let Some(parent) = dir.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        std::fs::create_dir_all(parent)?;
     }
-    if std::fs::rename(tmp, dir).is_err() {
+    if let Err(e) = std::fs::rename(tmp, dir) {
         let _ = std::fs::remove_dir_all(tmp);
-        if !dir.join(DOCUMENT_FILE).is_file() {
-            return Err(PolicyError::Io {
-                path: dir.to_owned(),
-                source: std::io::Error::other("cannot move the unpacked policy into the store"),
-            });
+        if !dir.is_dir() {
+            return Err(e);
         }
     }
     Ok(())
