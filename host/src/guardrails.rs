@@ -15,7 +15,7 @@ mod tally;
 
 use std::sync::Arc;
 
-pub use engine::{ActivePattern, GuardrailEngine, Hit, action_str};
+pub use engine::{ActivePattern, CHECK_CONTEXT, GuardrailEngine, Hit, action_str};
 pub use merge::merge;
 pub use stream::{Blocked, StreamGuard};
 pub use tally::{FAILED_OPEN, HELP_LINK, Tally};

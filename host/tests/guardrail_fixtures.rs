@@ -97,6 +97,14 @@ impl Under {
     }
 
     async fn findings<'t>(&self, text: &'t str) -> Vec<&'t str> {
+        self.spans(text)
+            .await
+            .into_iter()
+            .map(|r| &text[r])
+            .collect()
+    }
+
+    async fn spans(&self, text: &str) -> Vec<std::ops::Range<usize>> {
         let candidates: Vec<_> = self.regex.find_iter(text).map(|m| m.range()).collect();
         for c in &candidates {
             assert!(
@@ -111,7 +119,23 @@ impl Under {
         if candidates.is_empty() {
             return Vec::new();
         }
-        let found = self.g.check(self.g.id(), text, &candidates).await.unwrap();
+        // The window the engine gives `check`: the candidates and CHECK_CONTEXT bytes on
+        // either side (on character boundaries).
+        let context = bitrouter::guardrails::CHECK_CONTEXT;
+        let mut lo = candidates[0].start.saturating_sub(context);
+        while !text.is_char_boundary(lo) {
+            lo -= 1;
+        }
+        let mut hi = (candidates[candidates.len() - 1].end + context).min(text.len());
+        while !text.is_char_boundary(hi) {
+            hi += 1;
+        }
+        let window = &text[lo..hi];
+        let local: Vec<_> = candidates
+            .iter()
+            .map(|c| c.start - lo..c.end - lo)
+            .collect();
+        let found = self.g.check(self.g.id(), window, &local).await.unwrap();
         found
             .iter()
             .map(|f| {
@@ -125,7 +149,7 @@ impl Under {
                     f.span.len(),
                     self.max_match_len
                 );
-                &text[f.span.clone()]
+                f.span.start + lo..f.span.end + lo
             })
             .collect()
     }
@@ -238,6 +262,162 @@ async fn clean_corpus_has_no_findings() {
         failures.is_empty(),
         "{} findings in the clean corpus:\n{}",
         failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The patterns the realistic corpus scores, and its goal (issue 23): precision ≥ 0.995 and
+/// recall ≥ 0.97 for each, on every file.
+const SCORED: &[&str] = &["credentials", "private_keys", "api_keys", "pii_emails"];
+const MIN_PRECISION: f64 = 0.995;
+const MIN_RECALL: f64 = 0.97;
+
+#[derive(serde::Deserialize)]
+struct Item {
+    id: String,
+    text: String,
+    expect: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// Per pattern: expected spans, covered ones, findings, findings on an expected span, and
+/// findings equal to one.
+#[derive(Default)]
+struct Score {
+    expected: usize,
+    covered: usize,
+    found: usize,
+    true_found: usize,
+    exact: usize,
+    misses: Vec<String>,
+}
+
+impl Score {
+    fn precision(&self) -> f64 {
+        if self.found == 0 {
+            1.0
+        } else {
+            self.true_found as f64 / self.found as f64
+        }
+    }
+    fn recall(&self) -> f64 {
+        if self.expected == 0 {
+            1.0
+        } else {
+            self.covered as f64 / self.expected as f64
+        }
+    }
+}
+
+/// The realistic corpus (`tests/guardrails/corpus/realistic/`, written by its own generator
+/// from the labelling rules in its LABELS.md): secrets and addresses in the forms agents and
+/// developers paste (shell history, command lines, config files, logs, JSON-escaped
+/// payloads, e-mails, CSV), and hard negatives. An expected span counts as found when the
+/// findings cover all of it; a finding is true when it overlaps an expected span. Prints
+/// per-pattern precision and recall and fails below the goal.
+#[tokio::test]
+async fn realistic_corpus_precision_recall() {
+    let host = load();
+    let dir = root().join("tests/guardrails/corpus/realistic");
+    let under: Vec<Under> = SCORED.iter().map(|id| Under::new(&host, id)).collect();
+    let mut failures = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "{}: {files:?}", dir.display());
+    for path in &files {
+        let file = path.file_name().unwrap().to_string_lossy();
+        let path = path.clone();
+        let items: Vec<Item> = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{file}: {e}: {l}")))
+            .collect();
+        assert!(items.len() >= 500, "{file}: {} items", items.len());
+        let mut scores: Vec<Score> = SCORED.iter().map(|_| Score::default()).collect();
+        for item in &items {
+            for ((id, u), score) in SCORED.iter().zip(&under).zip(&mut scores) {
+                let mut expected = Vec::new();
+                let mut from = 0;
+                for e in item.expect.get(*id).into_iter().flatten() {
+                    let at = item.text[from..]
+                        .find(e.as_str())
+                        .unwrap_or_else(|| panic!("{file} {}: {e:?} is not in the text", item.id))
+                        + from;
+                    expected.push(at..at + e.len());
+                    from = at + e.len();
+                }
+                let found = u.spans(&item.text).await;
+                score.expected += expected.len();
+                score.found += found.len();
+                for e in &expected {
+                    let mut covered = e.start;
+                    let mut spans: Vec<_> = found
+                        .iter()
+                        .filter(|f| f.end > e.start && f.start < e.end)
+                        .collect();
+                    spans.sort_by_key(|f| f.start);
+                    for f in spans {
+                        if f.start <= covered {
+                            covered = covered.max(f.end);
+                        }
+                    }
+                    if covered >= e.end {
+                        score.covered += 1;
+                    } else {
+                        score.misses.push(format!(
+                            "{} missed {:?}",
+                            item.id,
+                            &item.text[e.clone()]
+                        ));
+                    }
+                }
+                for f in &found {
+                    if expected.iter().any(|e| f.end > e.start && f.start < e.end) {
+                        score.true_found += 1;
+                        score.exact += usize::from(expected.contains(f));
+                    } else {
+                        score
+                            .misses
+                            .push(format!("{} false {:?}", item.id, &item.text[f.clone()]));
+                    }
+                }
+            }
+        }
+        println!("{file}: {} items", items.len());
+        println!(
+            "  {:<14} {:>8} {:>8} {:>6} {:>6} {:>10} {:>7}",
+            "pattern", "expected", "findings", "P", "R", "exact", "misses"
+        );
+        for (id, s) in SCORED.iter().zip(&scores) {
+            println!(
+                "  {id:<14} {:>8} {:>8} {:>6.3} {:>6.3} {:>5}/{:<4} {:>7}",
+                s.expected,
+                s.found,
+                s.precision(),
+                s.recall(),
+                s.exact,
+                s.true_found,
+                s.misses.len()
+            );
+            for m in s.misses.iter().take(40) {
+                println!("      {m}");
+            }
+            if s.precision() < MIN_PRECISION || s.recall() < MIN_RECALL {
+                failures.push(format!(
+                    "{file} {id}: precision {:.3} (goal {MIN_PRECISION}), recall {:.3} (goal {MIN_RECALL})",
+                    s.precision(),
+                    s.recall()
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "below the goal:\n{}",
         failures.join("\n")
     );
 }

@@ -545,3 +545,52 @@ async fn plugin_reload_under_load_loses_no_request() {
     let listed = get(&gw, "/admin/plugins", &[]).await.json();
     assert_eq!(listed["plugins"][0]["id"], "hostile");
 }
+
+/// The built-in patterns (compiled into the binary) through the real server, on secrets in
+/// the forms agents paste (issue 23): a password piped into `docker login` in shell history
+/// blocks; a key split over a shell line continuation is redacted whole; an address after a
+/// vCard property and a percent-encoded one are warned about.
+#[tokio::test]
+async fn builtin_patterns_catch_pasted_forms_end_to_end() {
+    let mock = mock().await;
+    let gw = TestGateway::start(&config(&mock, "")).await;
+    for (dialect, model) in [("openai", "m"), ("anthropic", "a")] {
+        let before = mock.request_count();
+        let history = "$ history | tail -3\n  717  docker compose up -d\n  \
+                       718  echo 'Dk9!regpw7' | docker login -u bob --password-stdin registry.example.com\n";
+        let (path, body) = request_for(dialect, model, &format!("why does this fail?\n{history}"));
+        let r = post(&gw, path, &body).await;
+        assert_eq!(r.status, 403, "{}", r.text);
+        assert!(r.text.contains("credentials"), "{}", r.text);
+        assert!(!r.text.contains("Dk9!regpw7"), "{}", r.text);
+        assert_eq!(
+            mock.request_count(),
+            before,
+            "a blocked request never goes upstream"
+        );
+
+        let key = "sk-proj-Ab3dE5gH7jK9mN1pQ3sT\\\nuV5wX7yZ9aB1cD3eF5gH7iJ9kL1mN3oP5qR7sT9uV";
+        let (path, body) = request_for(
+            dialect,
+            model,
+            &format!(
+                "export OPENAI_API_KEY={key}\nBEGIN:VCARD\nEMAIL;TYPE=work:jo.ann@example.com\nEND:VCARD\nGET /unsub?email=jane.doe%40example.com"
+            ),
+        );
+        let r = post(&gw, path, &body).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let seen = upstream_text(&mock);
+        assert!(seen.contains("[REDACTED:api_keys]"), "{seen}");
+        for piece in [
+            "sk-proj-Ab3dE5gH7jK9mN1pQ3sT",
+            "uV5wX7yZ9aB1cD3eF5gH7iJ9kL1mN3oP5qR7sT9uV",
+        ] {
+            assert!(
+                !seen.contains(piece),
+                "{piece} reached the upstream: {seen}"
+            );
+        }
+        assert_eq!(r.header("x-bitrouter-guardrail-redactions"), "api_keys=1");
+        assert_eq!(r.header("x-bitrouter-guardrail-warnings"), "pii_emails=2");
+    }
+}

@@ -22,8 +22,12 @@ use crate::plugins::{Action, Direction, GuardrailPlugin};
 
 use super::GuardrailError;
 
-/// Most bytes of context given to `check` on either side of the candidates.
-const CHECK_CONTEXT: usize = 256;
+/// Most bytes of context given to `check` on either side of the candidates. The built-in
+/// plugins read shapes that reach past their candidate: a private key's body (1.7 KB for
+/// RSA-2048, 3.2 KB for RSA-4096), a CSV table's rows under a `password` header, a
+/// `.pgpass` file's lines after its name. 4 KiB holds them and bounds what one call copies
+/// into the sandbox when a long text has a single candidate.
+pub const CHECK_CONTEXT: usize = 4096;
 
 /// One enabled pattern.
 pub struct ActivePattern {

@@ -11,8 +11,11 @@
 //!   finding;
 //! * the span is widened over the key body, line by line, through the matching `-----END …`
 //!   line when it is there, so `redact` removes the whole key, not just its armour line.
-//!   Lines may be separated by real newlines, `\r\n`, spaces (a key pasted on one line) or the
-//!   two characters `\n` (a key inside a JSON string, e.g. a GCP service-account file);
+//!   Lines may be separated by real newlines, `\r\n`, spaces (a key pasted on one line), an
+//!   escaped `\n` (a key inside a JSON string, e.g. a GCP service-account file) with any
+//!   number of backslashes (`\\n`: that JSON string inside a JSON log line), e-mail quoting
+//!   (`> ` or `>> ` at each line's start), or string literals, one per line (`"…\n" +`
+//!   newline `"…"`, C's adjacent literals, array elements); `\/` counts as `/`;
 //! * an armour line followed by anything else (`"`, `...`, prose, code) is a mention, not a
 //!   key: `if line.starts_with("-----BEGIN RSA PRIVATE KEY-----")`, or documentation showing
 //!   `-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----`, or an empty BEGIN/END pair.
@@ -107,7 +110,12 @@ fn key_end(text: &str, from: usize) -> Option<usize> {
                 .iter()
                 .enumerate()
                 .position(|(i, &b)| {
-                    b == b'\n' || b == b'\r' || (b == b'\\' && rest.get(i + 1) == Some(&b'n'))
+                    b == b'\n'
+                        || b == b'\r'
+                        || (b == b'\\' && {
+                            let k = rest[i..].iter().take_while(|&&c| c == b'\\').count();
+                            rest.get(i + k) == Some(&b'n')
+                        })
                 })
                 .unwrap_or(rest.len());
             material = true;
@@ -115,10 +123,7 @@ fn key_end(text: &str, from: usize) -> Option<usize> {
             end = pos;
             continue;
         }
-        let run = rest
-            .iter()
-            .take_while(|&&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
-            .count();
+        let run = base64_run(rest);
         let token_end = pos + run;
         // What follows a short token decides: the last line of a body is short, but a short
         // word followed by prose is not key material.
@@ -132,6 +137,13 @@ fn key_end(text: &str, from: usize) -> Option<usize> {
         let token_done = bytes
             .get(token_end)
             .is_none_or(|&b| matches!(b, b'\n' | b'\r' | b' ' | b'\t' | b'\\' | b'"' | b'\''));
+        // A log that cut the key short: `…LK87... (truncated, 718 more bytes)`.
+        let truncated = run >= 16
+            && (bytes[token_end..].starts_with(b"...")
+                || bytes[token_end..].starts_with("…".as_bytes()));
+        if truncated {
+            return Some(token_end);
+        }
         if run > 0
             && token_done
             && (run >= 16 || (material && (ends_body || rest[run - 1] == b'=')))
@@ -145,16 +157,75 @@ fn key_end(text: &str, from: usize) -> Option<usize> {
     }
 }
 
-/// Skips whitespace and escaped `\n` / `\r` / `\t` sequences.
+/// Skips what separates the lines of a key in the forms keys travel in: whitespace;
+/// escaped `\n` / `\r` / `\t` with any number of backslashes (`\\n` is a key in a JSON
+/// string inside a JSON log line); e-mail quoting (`> ` or `>> ` after a line break); and
+/// one string literal per line (`"…\n" +` newline `"…"`, C's adjacent `"…"` `"…"`, a
+/// `,` between array elements).
 fn skip_separators(bytes: &[u8], mut pos: usize, limit: usize) -> usize {
     while pos < limit {
         match bytes[pos] {
-            b'\n' | b'\r' | b' ' | b'\t' => pos += 1,
-            b'\\' if matches!(bytes.get(pos + 1), Some(b'n' | b'r' | b't')) => pos += 2,
+            b'\n' | b'\r' => {
+                pos += 1;
+                while pos < limit && matches!(bytes[pos], b'>' | b' ' | b'\t') {
+                    pos += 1;
+                }
+            }
+            b' ' | b'\t' => pos += 1,
+            b'\\' => {
+                let slashes = bytes[pos..limit]
+                    .iter()
+                    .take_while(|&&b| b == b'\\')
+                    .count();
+                if matches!(bytes.get(pos + slashes), Some(b'n' | b'r' | b't')) {
+                    pos += slashes + 1;
+                } else {
+                    break;
+                }
+            }
+            b'"' | b'\'' => match literal_join(bytes, pos, limit) {
+                Some(next) => pos = next,
+                None => break,
+            },
             _ => break,
         }
     }
     pos
+}
+
+/// At a closing quote: `Some(after the next opening quote)` when the quote ends one string
+/// literal and another starts (`"` [`+`|`,`] line break [`+`] `"`), else `None` (a quote
+/// right after the armour line with no key inside it is a mention: `starts_with("-----…")`).
+fn literal_join(bytes: &[u8], pos: usize, limit: usize) -> Option<usize> {
+    let quote = bytes[pos];
+    let mut i = pos + 1;
+    let mut joiner = false;
+    while i < limit {
+        match bytes[i] {
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            b'+' | b',' if !joiner => joiner = true,
+            // A line continuation between the literals (a C macro, a shell string).
+            b'\\' if matches!(bytes.get(i + 1), Some(b'\n' | b'\r')) => {}
+            b if b == quote => return Some(i + 1),
+            _ => return None,
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The length of the base64 at the start of `s`; `\/` (JSON's optional escape of `/`)
+/// counts as a `/`.
+fn base64_run(s: &[u8]) -> usize {
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=' => i += 1,
+            b'\\' if s.get(i + 1) == Some(&b'/') => i += 2,
+            _ => break,
+        }
+    }
+    i
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
