@@ -168,6 +168,15 @@ fn literal_piped(bytes: &[u8], w: Word) -> Option<Range> {
 /// `.netrc`: `machine h login u password X`, one entry per line or spread over lines (in
 /// any order: a `machine` or `default` entry within 300 bytes before the keyword).
 fn netrc(bytes: &[u8], m: Range, end: usize) -> Option<Range> {
+    // Where `.netrc` puts the keyword: first on its line, or after `login <user>`. Checked
+    // first: the search for `machine` below is what a sentence's "password" would pay.
+    let start = line_start(bytes, m.start);
+    let words = words_before(bytes, start, m.start);
+    let placed = words.is_empty()
+        || (words.len() >= 2 && bytes[words[words.len() - 2].clone()] == *b"login");
+    if !placed {
+        return None;
+    }
     let from = m.start.saturating_sub(300);
     let before = &bytes[from..m.start];
     let word_at = |w: &[u8]| {
@@ -410,6 +419,16 @@ fn prose_value(bytes: &[u8], w: Word) -> Option<Range> {
 
 /// An unquoted word in a sentence that is a password, not a word or code.
 fn looks_like_password(v: &[u8]) -> bool {
+    // The character classes first: they reject a sentence's next word (`never`, `stored`)
+    // without the placeholder lists.
+    let digits = v.iter().filter(|b| b.is_ascii_digit()).count();
+    let symbol = v.iter().any(|b| !b.is_ascii_alphanumeric());
+    let inner_upper = v.len() > 1
+        && v[1..].iter().any(u8::is_ascii_uppercase)
+        && v.iter().any(u8::is_ascii_lowercase);
+    if !(digits > 0 || symbol || inner_upper) {
+        return false;
+    }
     if v.len() < 5 || placeholder(v) || path_or_url(v) || contains(v, b"@") {
         return false;
     }
@@ -417,12 +436,5 @@ fn looks_like_password(v: &[u8]) -> bool {
     if v.contains(&b'(') || (v.contains(&b'.') && v.split(|&b| b == b'.').all(crate::text::ident)) {
         return false;
     }
-    let digits = v.iter().filter(|b| b.is_ascii_digit()).count();
-    if digits == v.len() {
-        return v.len() >= 6;
-    }
-    let symbol = v.iter().any(|b| !b.is_ascii_alphanumeric());
-    let inner_upper =
-        v[1..].iter().any(u8::is_ascii_uppercase) && v.iter().any(u8::is_ascii_lowercase);
-    digits > 0 || symbol || inner_upper
+    digits < v.len() || v.len() >= 6
 }
