@@ -422,6 +422,36 @@ async fn realistic_corpus_precision_recall() {
     );
 }
 
+/// `check` is total: every realistic item cut at 8 places (each head and tail, so shapes end
+/// mid-quote, mid-key, mid-row) goes through the four scored plugins without a trap. A trap
+/// is a plugin failure, and for a blocking pattern that blocks the request.
+#[tokio::test]
+async fn checks_never_trap_on_cut_texts() {
+    let host = load();
+    let under: Vec<Under> = SCORED.iter().map(|id| Under::new(&host, id)).collect();
+    let dir = root().join("tests/guardrails/corpus/realistic");
+    let text = std::fs::read_to_string(dir.join("dev.jsonl")).unwrap();
+    let mut calls = 0;
+    for line in text.lines().step_by(3) {
+        let item: Item = serde_json::from_str(line).unwrap();
+        let t = item.text.as_str();
+        for k in 1..8 {
+            let mut cut = t.len() * k / 8;
+            while !t.is_char_boundary(cut) {
+                cut += 1;
+            }
+            for piece in [&t[..cut], &t[cut..]] {
+                for u in &under {
+                    // `spans` unwraps the call: a trap fails the test with its message.
+                    u.spans(piece).await;
+                    calls += 1;
+                }
+            }
+        }
+    }
+    assert!(calls > 10_000, "{calls}");
+}
+
 /// Not a benchmark (that is the engine's, in host/benches): a rough figure for the seven
 /// regexes as one `regex` alternation over the clean corpus, to keep an eye on them.
 /// `cargo test --release -p bitrouter --test guardrail_fixtures -- --ignored --nocapture`

@@ -27,7 +27,7 @@ pub fn shape(text: &str, key: usize) -> Option<(Option<Range>, usize)> {
     let after = key + key_len;
     if key > 0 && bytes[key - 1] == b'<' && bytes.get(after) == Some(&b'>') {
         // `<password>secret</`
-        let value_end = quoted_end(text, after, b'<', false)?;
+        let value_end = quoted_end(text, after + 1, b'<', false)?;
         if !bytes[value_end..].starts_with(b"</") {
             return None;
         }
