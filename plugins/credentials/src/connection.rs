@@ -263,27 +263,22 @@ pub fn pgpass_named(text: &str, m: Range) -> Vec<Range> {
 
 /// The entries of a `.pgpass` file from `pos` on: up to 100 lines of entries, comments and
 /// blank lines, to the first line that is none of these.
-pub fn pgpass_lines(bytes: &[u8], mut pos: usize) -> Vec<Range> {
+pub fn pgpass_lines(bytes: &[u8], pos: usize) -> Vec<Range> {
     let mut found = Vec::new();
-    for _ in 0..100 {
-        while pos < bytes.len() && matches!(bytes[pos], b'\r' | b'\n') {
-            pos += 1;
-        }
-        if pos >= bytes.len() {
-            break;
-        }
-        let end = line_end(bytes, pos);
-        let content = bytes[pos..end].trim_ascii();
+    for line in crate::text::lines_after(bytes, pos).take(100) {
+        let content = bytes[line.clone()].trim_ascii();
         if content.is_empty() || content.starts_with(b"#") {
-            pos = end;
             continue;
         }
-        let lead = bytes[pos..end].len() - bytes[pos..end].trim_ascii_start().len();
-        match pgpass_entry(bytes, pos + lead..pos + lead + content.len(), true) {
+        let lead = line.len() - bytes[line.clone()].trim_ascii_start().len();
+        match pgpass_entry(
+            bytes,
+            line.start + lead..line.start + lead + content.len(),
+            true,
+        ) {
             Some(v) => found.push(v),
             None => break,
         }
-        pos = end;
     }
     found
 }

@@ -237,16 +237,8 @@ pub fn csv_column(bytes: &[u8], m: Range) -> Option<Vec<Range>> {
         .iter()
         .position(|f| f.start == m.start && f.end == m.end)?;
     let mut found = Vec::new();
-    let mut pos = end;
-    for _ in 0..200 {
-        while pos < bytes.len() && matches!(bytes[pos], b'\r' | b'\n') {
-            pos += 1;
-        }
-        if pos >= bytes.len() {
-            break;
-        }
-        let row_end = line_end(bytes, pos);
-        let row = csv_fields(bytes, pos..row_end, sep);
+    for line in crate::text::lines_after(bytes, end).take(200) {
+        let row = csv_fields(bytes, line, sep);
         if row.len() != fields.len() {
             break; // the table ended
         }
@@ -254,7 +246,6 @@ pub fn csv_column(bytes: &[u8], m: Range) -> Option<Vec<Range>> {
         if v.len() >= 3 && !placeholder(v) {
             found.push(row[index].clone());
         }
-        pos = row_end;
     }
     Some(found)
 }

@@ -47,6 +47,23 @@ pub fn line_end(bytes: &[u8], pos: usize) -> usize {
         .map_or(bytes.len(), |i| pos + i)
 }
 
+/// The lines after `pos` (which is in or at the end of a line), without their line breaks:
+/// the rows of a table or the entries of a file that follow its heading.
+pub fn lines_after(bytes: &[u8], pos: usize) -> impl Iterator<Item = Range> + '_ {
+    let mut pos = line_end(bytes, pos);
+    core::iter::from_fn(move || {
+        while pos < bytes.len() && matches!(bytes[pos], b'\r' | b'\n') {
+            pos += 1;
+        }
+        if pos >= bytes.len() {
+            return None;
+        }
+        let line = pos..line_end(bytes, pos);
+        pos = line.end;
+        Some(line)
+    })
+}
+
 /// One shell-like word from `pos` (after skipping blanks): a quoted string (the range is
 /// inside the quotes) or a run of non-blank characters. `None` at the line's end.
 pub fn word(bytes: &[u8], mut pos: usize, end: usize) -> Option<Word> {
