@@ -217,7 +217,9 @@ impl AdapterPlugin {
     }
 
     /// Runs `f` holding an instance slot: inline, or on the blocking pool for components
-    /// that import WASI (see `GuardrailPlugin::blocking`).
+    /// that import WASI, whose sync shims block on a tokio runtime. (Guardrails call such
+    /// components inline through async bindings, see `guardrail.rs`; an adapter's calls are
+    /// few per request and dwarfed by the upstream round trip, so they keep the sync path.)
     async fn run<R: Send + 'static>(
         &self,
         func: &'static str,

@@ -1,9 +1,9 @@
 //! The wasmtime engine shared by all plugins: configuration (pooling allocator, copy-on-write
 //! memory images, epoch interruption, optional fuel), the epoch ticker thread (which ticks
 //! only while a call holds an [`EpochLease`], so an idle gateway is not woken 1,000 times a
-//! second), the two
-//! linkers (host import only; host import plus WASI p2), the instance semaphore, and
-//! compilation through the disk cache.
+//! second), the linkers (host import only; host import plus WASI p2, with WASI's sync shims
+//! and with its async host functions), the instance semaphore, and compilation through the
+//! disk cache.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -39,6 +39,9 @@ pub(crate) struct PluginEngine {
     pub(crate) engine: Engine,
     linker: Linker<StoreState>,
     wasi_linker: Linker<StoreState>,
+    /// WASI with async host functions, for guardrail calls made inline on the caller's task
+    /// (`Prepared::pre_async`).
+    wasi_async_linker: Linker<StoreState>,
     pub(crate) cache: CompileCache,
     permits: Arc<Semaphore>,
     /// Idle warm instances of stateless plugins, across plugins (`sandbox::WarmPool`); each
@@ -101,7 +104,12 @@ impl Ticker {
 
 /// What a component needs from the host.
 pub(crate) struct Prepared {
+    /// Linked for sync calls (WASI, if imported, through its sync shims, which block on a
+    /// tokio runtime: such calls must not run on an async worker).
     pub(crate) pre: InstancePre<StoreState>,
+    /// For a component that imports WASI: linked with WASI's async host functions, for
+    /// `call_async` inline on an async worker.
+    pub(crate) pre_async: Option<InstancePre<StoreState>>,
     pub(crate) uses_wasi: bool,
 }
 
@@ -131,7 +139,9 @@ impl PluginEngine {
                 .total_core_instances(n.saturating_mul(8))
                 .total_memories(n.saturating_mul(2))
                 .total_tables(n.saturating_mul(4))
-                .total_stacks(0)
+                // Fiber stacks for async calls (WASI guardrails run inline, see
+                // `guardrail.rs`); a stack is only touched by those calls.
+                .total_stacks(n)
                 .max_memory_size(cfg.memory_limit as usize)
                 .linear_memory_keep_resident(keep_resident)
                 .table_keep_resident(keep_resident)
@@ -149,6 +159,10 @@ impl PluginEngine {
         wit::host::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut wasi_linker, |s| s)
             .map_err(engine_err)?;
         wasmtime_wasi::p2::add_to_linker_sync(&mut wasi_linker).map_err(engine_err)?;
+        let mut wasi_async_linker = Linker::new(&engine);
+        wit::host::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut wasi_async_linker, |s| s)
+            .map_err(engine_err)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut wasi_async_linker).map_err(engine_err)?;
 
         let weak = engine.weak();
         let ticker = Arc::new(Ticker {
@@ -170,6 +184,7 @@ impl PluginEngine {
             engine,
             linker,
             wasi_linker,
+            wasi_async_linker,
             cache,
             permits: Arc::new(Semaphore::new(cfg.max_instances.max(1) as usize)),
             warm: AtomicUsize::new(0),
@@ -230,16 +245,32 @@ impl PluginEngine {
                 return Err(PluginErrorKind::UnsupportedImport(name.to_owned()));
             }
         }
-        let linker = if uses_wasi {
-            &self.wasi_linker
-        } else {
-            &self.linker
-        };
-        let pre = linker.instantiate_pre(component).map_err(|e| {
-            // A WASI import the host does not provide (wasi:http, a newer version, ...).
-            PluginErrorKind::UnsupportedImport(format!("{e:#}"))
-        })?;
-        Ok(Prepared { pre, uses_wasi })
+        // A WASI import the host does not provide (wasi:http, a newer version, ...).
+        let unsupported = |e: wasmtime::Error| PluginErrorKind::UnsupportedImport(format!("{e:#}"));
+        if !uses_wasi {
+            let pre = self
+                .linker
+                .instantiate_pre(component)
+                .map_err(unsupported)?;
+            return Ok(Prepared {
+                pre,
+                pre_async: None,
+                uses_wasi,
+            });
+        }
+        let pre = self
+            .wasi_linker
+            .instantiate_pre(component)
+            .map_err(unsupported)?;
+        let pre_async = self
+            .wasi_async_linker
+            .instantiate_pre(component)
+            .map_err(unsupported)?;
+        Ok(Prepared {
+            pre,
+            pre_async: Some(pre_async),
+            uses_wasi,
+        })
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::PluginInfo;
 use super::engine::Prepared;
 use super::error::{CallError, CallErrorKind, PluginErrorKind};
-use super::sandbox::{Lease, Phase, Sandbox, StoreState, WarmPool};
+use super::sandbox::{Armed, AsyncWorld, Lease, Phase, Sandbox, StoreState, WarmPool};
 use super::wit::types as wt;
 
 mod bindings {
@@ -28,7 +28,45 @@ mod bindings {
     });
 }
 
+/// The same world with async exports, for components that import WASI: their calls run on
+/// a fiber inline on the caller's task, with WASI's async host functions. (The sync shims
+/// block on a tokio runtime, so sync calls of such components had to hop to the blocking
+/// pool and back, two thread wake-ups per call: most of a JavaScript guardrail's added p99
+/// at 1,000 req/s in bench scenario 8, see bench/REPORT.md.)
+mod bindings_async {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "guardrail",
+        exports: { default: async },
+        with: {
+            "bitrouter:plugin/types": crate::plugins::wit::types,
+            "bitrouter:plugin/host": crate::plugins::wit::host,
+        },
+    });
+}
+
 use bindings::{Guardrail, GuardrailPre};
+
+type AsyncGuardrail = bindings_async::Guardrail;
+
+impl AsyncWorld for AsyncGuardrail {
+    type Pre = bindings_async::GuardrailPre<StoreState>;
+
+    fn instantiate(
+        pre: &Self::Pre,
+        store: &mut wasmtime::Store<StoreState>,
+    ) -> impl Future<Output = wasmtime::Result<Self>> + Send {
+        pre.instantiate_async(store)
+    }
+
+    fn configure(
+        &self,
+        store: &mut wasmtime::Store<StoreState>,
+        config: &str,
+    ) -> impl Future<Output = wasmtime::Result<Result<(), String>>> + Send {
+        self.bitrouter_plugin_guard().call_configure(store, config)
+    }
+}
 
 /// Most findings one call may return.
 pub const MAX_FINDINGS: usize = 4096;
@@ -121,6 +159,9 @@ struct Inner {
     /// Idle warm instances, for a plugin whose manifest says `stateless` (and whose config
     /// entry does not turn reuse off); `None`: a fresh instance per call.
     warm: Option<WarmPool<Guardrail>>,
+    /// For a component that imports WASI: how its calls run inline (`pre` and `warm` above
+    /// then serve only the load-time `configure` + `describe`).
+    inline: Option<Inline>,
     patterns: Vec<Pattern>,
     /// Whether any regex-less pattern applies to a direction (indexed by `Direction`).
     scans: [bool; 2],
@@ -170,14 +211,23 @@ impl GuardrailPlugin {
             scans[0] |= p.request;
             scans[1] |= p.response;
         }
-        let warm = info
-            .reuses_instances
-            .then(|| WarmPool::new(warm_cap(&sandbox)));
+        let reuse = info.reuses_instances;
+        let cap = warm_cap(&sandbox);
+        let inline = match prepared.pre_async {
+            Some(pre) => Some(Inline {
+                pre: bindings_async::GuardrailPre::new(pre)
+                    .map_err(|e| PluginErrorKind::WorldMismatch(format!("{e:#}")))?,
+                warm: reuse.then(|| WarmPool::new(cap)),
+            }),
+            None => None,
+        };
+        let warm = (reuse && inline.is_none()).then(|| WarmPool::new(cap));
         Ok(GuardrailPlugin(Arc::new(Inner {
             sandbox,
             pre,
             config: (config_json != "null").then_some(config_json),
             warm,
+            inline,
             info,
             patterns,
             scans,
@@ -218,32 +268,40 @@ impl GuardrailPlugin {
         text: &str,
         candidates: &[Range<usize>],
     ) -> Result<Vec<Finding>, CallError> {
-        let lease = self.lease().await;
-        if self.0.info.uses_wasi {
-            let (this, pattern, text, candidates) = (
-                self.clone(),
-                pattern.to_owned(),
-                text.to_owned(),
-                candidates.to_vec(),
-            );
-            return self
-                .blocking("check", move || {
-                    this.check_now(lease, &pattern, &text, &candidates)
-                })
+        if let Some(inline) = &self.0.inline {
+            let mut armed = self.armed(inline, "check").await?;
+            let spans = spans(candidates);
+            let raw = armed
+                .bindings
+                .bitrouter_plugin_guard()
+                .call_check(&mut armed.store, pattern, text, &spans)
                 .await;
+            let raw = self
+                .0
+                .sandbox
+                .finish("check", armed, inline.warm.as_ref(), raw)?;
+            return self.validate("check", text, raw);
         }
+        let lease = self.lease().await;
         self.check_now(lease, pattern, text, candidates)
     }
 
     /// Looks for the plugin's regex-less patterns of `direction` in `text`.
     pub async fn scan(&self, direction: Direction, text: &str) -> Result<Vec<Finding>, CallError> {
-        let lease = self.lease().await;
-        if self.0.info.uses_wasi {
-            let (this, text) = (self.clone(), text.to_owned());
-            return self
-                .blocking("scan", move || this.scan_now(lease, direction, &text))
+        if let Some(inline) = &self.0.inline {
+            let mut armed = self.armed(inline, "scan").await?;
+            let raw = armed
+                .bindings
+                .bitrouter_plugin_guard()
+                .call_scan(&mut armed.store, wit_direction(direction), text)
                 .await;
+            let raw = self
+                .0
+                .sandbox
+                .finish("scan", armed, inline.warm.as_ref(), raw)?;
+            return self.validate("scan", text, raw);
         }
+        let lease = self.lease().await;
         self.scan_now(lease, direction, text)
     }
 
@@ -253,6 +311,18 @@ impl GuardrailPlugin {
     pub async fn instantiate_once(&self) -> Result<(), CallError> {
         let permit = self.0.sandbox.engine.permit().await;
         let inner = &*self.0;
+        if let Some(inline) = &inner.inline {
+            let sandbox = &inner.sandbox;
+            let armed: Armed<AsyncGuardrail> = sandbox
+                .instance_async(
+                    "instantiate",
+                    Lease::fresh(permit),
+                    inner.config.as_deref(),
+                    &inline.pre,
+                )
+                .await?;
+            return sandbox.finish("instantiate", armed, None, Ok(()));
+        }
         inner.sandbox.call_fresh(
             "instantiate",
             inner.config.as_deref(),
@@ -267,7 +337,27 @@ impl GuardrailPlugin {
 
     /// Idle warm instances kept now (0 for a plugin that gets a fresh instance per call).
     pub fn warm_instances(&self) -> usize {
-        self.0.warm.as_ref().map_or(0, WarmPool::idle)
+        match &self.0.inline {
+            Some(inline) => inline.warm.as_ref().map_or(0, WarmPool::idle),
+            None => self.0.warm.as_ref().map_or(0, WarmPool::idle),
+        }
+    }
+
+    /// An instance of a WASI component armed for one inline call (see [`Inline`]).
+    async fn armed(
+        &self,
+        inline: &Inline,
+        func: &'static str,
+    ) -> Result<Armed<AsyncGuardrail>, CallError> {
+        let engine = &self.0.sandbox.engine;
+        let lease = match &inline.warm {
+            Some(pool) => pool.lease(engine).await,
+            None => Lease::fresh(engine.permit().await),
+        };
+        self.0
+            .sandbox
+            .instance_async(func, lease, self.0.config.as_deref(), &inline.pre)
+            .await
     }
 
     /// What the next call runs in: for a stateless plugin, its turn and then an idle warm
@@ -281,23 +371,6 @@ impl GuardrailPlugin {
         }
     }
 
-    /// Components that import WASI p2 call into wasmtime-wasi's sync shims, which block on a
-    /// tokio runtime; that is not allowed on an async worker, so those calls run on the
-    /// blocking pool.
-    async fn blocking<R: Send + 'static>(
-        &self,
-        func: &'static str,
-        f: impl FnOnce() -> Result<R, CallError> + Send + 'static,
-    ) -> Result<R, CallError> {
-        match tokio::task::spawn_blocking(f).await {
-            Ok(r) => r,
-            Err(e) => Err(self
-                .0
-                .sandbox
-                .error(func, CallErrorKind::Trap(format!("host task failed: {e}")))),
-        }
-    }
-
     fn check_now(
         &self,
         lease: Lease<Guardrail>,
@@ -305,13 +378,7 @@ impl GuardrailPlugin {
         text: &str,
         candidates: &[Range<usize>],
     ) -> Result<Vec<Finding>, CallError> {
-        let spans: Vec<wt::Span> = candidates
-            .iter()
-            .map(|r| wt::Span {
-                start: r.start as u32,
-                end: r.end as u32,
-            })
-            .collect();
+        let spans = spans(candidates);
         let raw = self.call(lease, "check", |store, g| {
             g.bitrouter_plugin_guard()
                 .call_check(store, pattern, text, &spans)
@@ -325,12 +392,9 @@ impl GuardrailPlugin {
         direction: Direction,
         text: &str,
     ) -> Result<Vec<Finding>, CallError> {
-        let d = match direction {
-            Direction::Request => wt::Direction::Request,
-            Direction::Response => wt::Direction::Response,
-        };
         let raw = self.call(lease, "scan", |store, g| {
-            g.bitrouter_plugin_guard().call_scan(store, d, text)
+            g.bitrouter_plugin_guard()
+                .call_scan(store, wit_direction(direction), text)
         })?;
         self.validate("scan", text, raw)
     }
@@ -377,6 +441,30 @@ impl GuardrailPlugin {
                 .sandbox
                 .error(func, CallErrorKind::InvalidResult(reason))
         })
+    }
+}
+
+/// How the calls of a component that imports WASI run: async bindings on a fiber, inline on
+/// the caller's task, with WASI's async host functions.
+struct Inline {
+    pre: bindings_async::GuardrailPre<StoreState>,
+    warm: Option<WarmPool<AsyncGuardrail>>,
+}
+
+fn spans(candidates: &[Range<usize>]) -> Vec<wt::Span> {
+    candidates
+        .iter()
+        .map(|r| wt::Span {
+            start: r.start as u32,
+            end: r.end as u32,
+        })
+        .collect()
+}
+
+fn wit_direction(direction: Direction) -> wt::Direction {
+    match direction {
+        Direction::Request => wt::Direction::Request,
+        Direction::Response => wt::Direction::Response,
     }
 }
 

@@ -208,8 +208,10 @@ pub const WALL_DEADLINE_FACTOR: u32 = 10;
 struct Budget {
     deadline: Duration,
     wall_start: Instant,
-    /// The thread's CPU clock at the start of the current watch window.
-    cpu_mark: Option<Duration>,
+    /// The thread's CPU clock at the start of the current watch window, and the thread: an
+    /// async call (see `guardrail.rs`) that waited in a host function may resume on another
+    /// worker, whose clock says nothing about this call.
+    cpu_mark: Option<(Duration, std::thread::ThreadId)>,
 }
 
 impl Budget {
@@ -222,13 +224,14 @@ impl Budget {
             return UpdateDeadline::Interrupt;
         }
         let now = thread_cpu_time();
-        let busy = self
-            .cpu_mark
-            .is_some_and(|mark| now.saturating_sub(mark) >= self.window() / 2);
+        let thread = std::thread::current().id();
+        let busy = self.cpu_mark.is_some_and(|(mark, on)| {
+            on == thread && now.saturating_sub(mark) >= self.window() / 2
+        });
         if busy {
             return UpdateDeadline::Interrupt;
         }
-        self.cpu_mark = Some(now);
+        self.cpu_mark = Some((now, thread));
         UpdateDeadline::Continue(deadline_ticks(self.window()))
     }
 }
@@ -324,6 +327,37 @@ pub(crate) struct Warm<B> {
     bindings: B,
     uses: u32,
     _permit: OwnedSemaphorePermit,
+}
+
+/// How to instantiate and configure the async bindings of a world (see
+/// [`Sandbox::instance_async`]).
+pub(crate) trait AsyncWorld: Sized + Send {
+    /// The pre-linked component.
+    type Pre: Sync;
+    /// A new instance in `store`.
+    fn instantiate(
+        pre: &Self::Pre,
+        store: &mut Store<StoreState>,
+    ) -> impl Future<Output = wasmtime::Result<Self>> + Send;
+    /// Applies the plugin's config JSON.
+    fn configure(
+        &self,
+        store: &mut Store<StoreState>,
+        config: &str,
+    ) -> impl Future<Output = wasmtime::Result<Result<(), String>>> + Send;
+}
+
+/// An instance armed for one call: its store and bindings, what it holds (instance permit,
+/// turn), and the epoch lease that keeps its deadline running.
+pub(crate) struct Armed<B> {
+    pub(crate) store: Store<StoreState>,
+    pub(crate) bindings: B,
+    uses: u32,
+    /// Whether it may go back to the warm pool after the call.
+    keep: bool,
+    _permit: OwnedSemaphorePermit,
+    _turn: Option<OwnedSemaphorePermit>,
+    _ticking: EpochLease,
 }
 
 /// What a call runs in: an idle warm instance, or a new one under an instance permit; for a
@@ -579,6 +613,128 @@ impl Sandbox {
                 Ok(r)
             }
             Err(e) => Err(self.fail(func, &warm.store, e, Phase::Call)),
+        }
+    }
+
+    /// An instance for one async call of `func` (a component linked with WASI's async host
+    /// functions, called inline on the caller's task): the leased warm one, or a new one
+    /// instantiated and configured (under the configure deadline when it will be kept, else
+    /// under the call's). Returned armed with the call deadline; [`Sandbox::finish`] ends
+    /// the call.
+    pub(crate) async fn instance_async<W: AsyncWorld>(
+        self: &Arc<Self>,
+        func: &'static str,
+        lease: Lease<W>,
+        config: Option<&str>,
+        pre: &W::Pre,
+    ) -> Result<Armed<W>, CallError> {
+        self.count_call();
+        let Lease {
+            warm,
+            permit,
+            _turn,
+        } = lease;
+        // A lease without a turn is a plugin that gets a fresh instance per call.
+        let keep = _turn.is_some();
+        if let Some(Warm {
+            mut store,
+            bindings,
+            uses,
+            _permit,
+        }) = warm
+        {
+            let ticking = self.arm(&mut store, self.call_deadline);
+            return Ok(Armed {
+                store,
+                bindings,
+                uses,
+                keep,
+                _permit,
+                _turn,
+                _ticking: ticking,
+            });
+        }
+        let Some(permit) = permit else {
+            return Err(self.error(
+                func,
+                CallErrorKind::Instantiate("no instance permit".into()),
+            ));
+        };
+        let mut store = self.store();
+        let setup = if keep {
+            self.configure_deadline
+        } else {
+            self.call_deadline
+        };
+        let ticking = self.arm(&mut store, setup);
+        let bindings = W::instantiate(pre, &mut store)
+            .await
+            .map_err(|e| self.fail(func, &store, e, Phase::Instantiate))?;
+        if let Some(config) = config {
+            match bindings.configure(&mut store, config).await {
+                Ok(Ok(())) => {}
+                Ok(Err(msg)) => {
+                    return Err(
+                        self.error(func, CallErrorKind::Failed(format!("configure: {msg}")))
+                    );
+                }
+                Err(e) => return Err(self.fail(func, &store, e, Phase::Call)),
+            }
+        }
+        let ticking = if keep {
+            drop(ticking);
+            self.arm(&mut store, self.call_deadline)
+        } else {
+            ticking
+        };
+        Ok(Armed {
+            store,
+            bindings,
+            uses: 0,
+            keep,
+            _permit: permit,
+            _turn,
+            _ticking: ticking,
+        })
+    }
+
+    /// Ends a call made in `armed`: on success the instance goes back to `pool` (a stateless
+    /// plugin's, until it has served [`WARM_USES`] calls); an instance whose call failed in
+    /// any way is dropped, never reused.
+    pub(crate) fn finish<B, R>(
+        &self,
+        func: &'static str,
+        armed: Armed<B>,
+        pool: Option<&WarmPool<B>>,
+        result: wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let Armed {
+            store,
+            bindings,
+            uses,
+            keep,
+            _permit,
+            _turn,
+            _ticking,
+        } = armed;
+        drop(_ticking);
+        match result {
+            Ok(r) => {
+                let uses = uses + 1;
+                if let Some(pool) = pool.filter(|_| keep && uses < WARM_USES) {
+                    pool.put(
+                        &self.engine,
+                        Warm {
+                            store,
+                            bindings,
+                            uses,
+                            _permit,
+                        },
+                    );
+                }
+                Ok(r)
+            }
+            Err(e) => Err(self.fail(func, &store, e, Phase::Call)),
         }
     }
 
