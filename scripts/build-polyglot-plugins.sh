@@ -136,10 +136,15 @@ if want c; then
   started=$(date +%s.%N)
   # The bindings (wit-bindgen's C generator) and the WASI preview1 adapter come from
   # crates.io through a tiny tool crate, built with the host's cargo into target/.
+  # All three worlds: the example needs the guardrail's; scripts/check-plugin-templates.sh
+  # compares the C templates' committed bindings (host/templates/plugin/c/bindings/) with these.
   GEN="$WORK/c-bindings"
   rm -rf "$GEN"
-  CARGO_TARGET_DIR="$ROOT/target/polyglot-tools" cargo run --quiet --locked \
-    --manifest-path "$C_DIR/bindgen/Cargo.toml" -- "$WIT" guardrail "$GEN"
+  CARGO_TARGET_DIR="$ROOT/target/polyglot-tools" cargo build --quiet --locked \
+    --manifest-path "$C_DIR/bindgen/Cargo.toml"
+  for world in guardrail observer provider-adapter; do
+    "$ROOT/target/polyglot-tools/debug/c-guardrail-bindgen" "$WIT" "$world" "$GEN"
+  done
   # Reproducible: no absolute path of this checkout in the output.
   "$CLANG" --target=wasm32-wasi -O2 -mexec-model=reactor -Wall -Wextra -Werror \
     -ffile-prefix-map="$ROOT"=/bitrouter -I "$GEN" \

@@ -461,63 +461,26 @@ fn plugin_new_scaffolds_every_language_and_world() {
             .output()
             .unwrap()
     };
-    let cases: &[(&[&str], &str, &[&str])] = &[
-        (
-            &["--lang", "rust", "rg"],
-            "guardrail",
-            &["Cargo.toml", "src/lib.rs", "build.sh"],
-        ),
-        (
-            &["--lang", "rust", "--world", "observer", "ro"],
-            "observer",
-            &["Cargo.toml", "src/lib.rs"],
-        ),
-        (
-            &["--lang", "rust", "--world", "provider-adapter", "ra"],
-            "provider-adapter",
-            &["Cargo.toml", "src/lib.rs"],
-        ),
-        (
-            &["--lang", "js", "jg"],
-            "guardrail",
-            &["guardrail.js", "package.json"],
-        ),
-        (&["--lang", "python", "pg"], "guardrail", &["app.py"]),
-        (&["--lang", "c", "cg"], "guardrail", &["guardrail.c"]),
-    ];
-    for (args, world, files) in cases {
-        let out = run(args);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let name = args.last().unwrap();
-        let root = dir.path().join(name);
-        assert!(
-            stdout.contains("build it with:") && stdout.contains("build.sh"),
-            "{stdout}"
-        );
-        for f in files
-            .iter()
-            .chain(&["README.md", "build.sh", "wit/types.wit", "wit/worlds.wit"])
-        {
-            assert!(root.join(f).is_file(), "{args:?}: {f} missing");
-        }
-        let all: String = files
-            .iter()
-            .map(|f| std::fs::read_to_string(root.join(f)).unwrap())
-            .collect();
-        assert!(!all.contains("{{"), "{args:?}: unfilled placeholder");
-        let build = std::fs::read_to_string(root.join("build.sh")).unwrap();
-        assert!(build.contains(world), "{args:?}: build.sh names no {world}");
-        if *world == "guardrail" {
-            assert!(all.contains(r"SAMPLE-\\d{4}") || all.contains(r"SAMPLE-\d{4}"));
+    for lang in ["rust", "js", "python", "c"] {
+        for world in ["guardrail", "observer", "provider-adapter"] {
+            // rg, ro, rp, jg, ...
+            let name = format!("{}{}", &lang[..1], &world[..1]);
+            let source = match lang {
+                "rust" => "src/lib.rs".to_owned(),
+                "python" => "app.py".to_owned(),
+                "js" => format!("{world}.js"),
+                _ => format!("{world}.c"),
+            };
+            check_scaffold(
+                &run(&["--lang", lang, "--world", world, &name]),
+                &dir.path().join(&name),
+                world,
+                &[&source, "plugin.toml"],
+            );
         }
     }
     // The Rust projects are valid Cargo projects, standalone.
-    for name in ["rg", "ro", "ra"] {
+    for name in ["rg", "ro", "rp"] {
         let toml = dir.path().join(name).join("Cargo.toml");
         let out = Command::new("cargo")
             .args([
@@ -539,14 +502,62 @@ fn plugin_new_scaffolds_every_language_and_world() {
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["packages"][0]["name"], name);
     }
-    // Refusals: an existing folder, a bad name, a world a language has no template for.
+    // Refusals: an existing folder, a bad name, an unknown world.
     for args in [
         &["--lang", "rust", "rg"][..],
         &["--lang", "rust", "Bad Name"][..],
-        &["--lang", "js", "--world", "observer", "jo"][..],
+        &["--lang", "js", "--world", "router", "jr"][..],
     ] {
         let out = run(args);
         assert!(!out.status.success(), "{args:?}");
         assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+    }
+}
+
+/// A successful `plugin new` of `world` into `root`, which holds `files` (the source and the
+/// manifest) besides the files every project has.
+fn check_scaffold(out: &std::process::Output, root: &std::path::Path, world: &str, files: &[&str]) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        root.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = root.file_name().unwrap().to_str().unwrap();
+    let args = root.display();
+    assert!(
+        stdout.contains("prerequisites") && stdout.contains("&& ./build.sh"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("bitrouter plugin test target/plugin/{name}.wasm")),
+        "{stdout}"
+    );
+    for f in
+        files
+            .iter()
+            .copied()
+            .chain(["README.md", "build.sh", "wit/types.wit", "wit/worlds.wit"])
+    {
+        assert!(root.join(f).is_file(), "{args}: {f} missing");
+    }
+    let all: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(root.join(f)).unwrap())
+        .collect();
+    assert!(!all.contains("{{"), "{args}: unfilled placeholder");
+    let manifest = std::fs::read_to_string(root.join("plugin.toml")).unwrap();
+    assert!(
+        manifest.contains(&format!("world = \"{world}\"")),
+        "{args}: plugin.toml names no {world}"
+    );
+    let build = std::fs::read_to_string(root.join("build.sh")).unwrap();
+    assert!(
+        build.contains("plugin.toml") && build.contains("install with:"),
+        "{args}: build.sh neither copies the manifest nor checks prerequisites"
+    );
+    if world == "guardrail" {
+        assert!(all.contains(r"SAMPLE-\\d{4}") || all.contains(r"SAMPLE-\d{4}"));
     }
 }

@@ -385,3 +385,147 @@ fn plugin_test_reports_failed_calls() {
         "{err}"
     );
 }
+
+/// `plugin test` on an observer delivers a sample batch twice to one instance and prints its
+/// log lines; on an adapter it prints the upstream request and what it decodes from the
+/// bodies given (a stream in two chunks cut mid-line). Options of another world are refused.
+#[test]
+fn plugin_test_runs_observers_and_adapters() {
+    let dir = tempfile::tempdir().unwrap();
+    let observer = built("tokens-per-route");
+    let o = run(
+        dir.path(),
+        &["plugin", "test", observer.to_str().unwrap()],
+        "",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let logs = lines(&o);
+    let message = |batch: u64, prefix: &str| {
+        logs.iter()
+            .find(|l| l["batch"] == batch && l["message"].as_str().unwrap().starts_with(prefix))
+            .map(|l| l["message"].as_str().unwrap().to_owned())
+    };
+    // The sample batch: route chat 12+30 and 8+5 tokens, route fast failed; totals grow
+    // across the two batches, so the instance was kept.
+    assert_eq!(
+        message(1, "route chat").as_deref(),
+        Some("route chat: 2 requests (0 failed), 20 input tokens, 35 output tokens"),
+        "{logs:?}"
+    );
+    assert_eq!(
+        message(2, "route chat").as_deref(),
+        Some("route chat: 4 requests (0 failed), 40 input tokens, 70 output tokens"),
+        "{logs:?}"
+    );
+    assert_eq!(
+        message(2, "route fast").as_deref(),
+        Some("route fast: 2 requests (2 failed), 0 input tokens, 0 output tokens")
+    );
+    assert!(logs.iter().all(|l| l["level"] == "info"), "{logs:?}");
+
+    let adapter = built("cohere-chat");
+    let stream = "{\"event_type\":\"text-generation\",\"text\":\"Bon\"}\n\
+                  {\"event_type\":\"text-generation\",\"text\":\"jour\"}\n\
+                  {\"event_type\":\"stream-end\",\"finish_reason\":\"MAX_TOKENS\"}\n";
+    std::fs::write(dir.path().join("stream.ndjson"), stream).unwrap();
+    let o = run(
+        dir.path(),
+        &[
+            "plugin",
+            "test",
+            adapter.to_str().unwrap(),
+            "--model",
+            "command-r",
+            "--response",
+            r#"{"text":"Bonjour","finish_reason":"COMPLETE","meta":{"billed_units":{"input_tokens":3,"output_tokens":1}}}"#,
+            "--stream-response",
+            "@stream.ndjson",
+        ],
+        "Salut",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = lines(&o);
+    assert_eq!(out.len(), 5, "{out:?}");
+    assert_eq!(out[0]["call"], "encode-request");
+    assert_eq!(
+        (&out[0]["method"], &out[0]["path"]),
+        (&"POST".into(), &"/v1/chat".into())
+    );
+    assert_eq!(
+        out[0]["body"]["message"], "Salut",
+        "the text came from stdin"
+    );
+    assert_eq!(out[0]["body"]["model"], "command-r");
+    let answer = &out[1]["openai"];
+    assert_eq!(answer["choices"][0]["message"]["content"], "Bonjour");
+    assert_eq!(
+        answer["model"], "command-r",
+        "the endpoint's model fills an empty one"
+    );
+    assert_eq!(answer["usage"]["prompt_tokens"], 3);
+    let events: Vec<&serde_json::Value> = out[2..]
+        .iter()
+        .flat_map(|l| l["events"].as_array().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            &serde_json::json!({ "text_delta": "Bon" }),
+            &serde_json::json!({ "text_delta": "jour" }),
+            &serde_json::json!({ "usage": {
+                "input_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0,
+                "output_tokens": 0, "reasoning_tokens": 0,
+            } }),
+            &serde_json::json!({ "finish": "length" }),
+        ],
+        "{out:?}"
+    );
+    assert_eq!(out[4]["end"], true);
+
+    // An upstream error is the adapter's classification, not a failed call.
+    let o = run(
+        dir.path(),
+        &[
+            "plugin",
+            "test",
+            adapter.to_str().unwrap(),
+            "--text",
+            "hi",
+            "--status",
+            "429",
+            "--response",
+            r#"{"message":"slow down"}"#,
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = &lines(&o)[1]["upstream_error"];
+    assert_eq!(
+        (&err["status"], &err["retryable"]),
+        (&429.into(), &true.into()),
+        "{err}"
+    );
+
+    for (file, args, says) in [
+        (&observer, &["--show-match"][..], "are for guardrails"),
+        (
+            &adapter,
+            &["--text", "hi", "--direction", "upgoing"][..],
+            "are for guardrails",
+        ),
+        (
+            &built("confidential-ids"),
+            &["--text", "hi", "--stream"][..],
+            "are for provider adapters",
+        ),
+    ] {
+        let mut all = vec!["plugin", "test", file.to_str().unwrap()];
+        all.extend(args);
+        let o = run(dir.path(), &all, "");
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(says),
+            "{args:?}"
+        );
+    }
+}

@@ -11,12 +11,13 @@ use bitrouter::Config;
 use bitrouter::config::PluginRef;
 use bitrouter::guardrails::action_str;
 use bitrouter::plugins::{
-    HostConfig, Manifest, Plugin, PluginHost, PluginSpec, public_key_hex, sha256_hex, sign,
+    HostConfig, Manifest, Plugin, PluginHost, PluginSpec, World, public_key_hex, sha256_hex, sign,
 };
 use clap::Subcommand;
 
 use super::guard::{ScanDirection, read_text, scan};
 
+mod exercise;
 mod new;
 
 #[derive(Subcommand)]
@@ -31,9 +32,12 @@ pub enum PluginCommand {
         after_help = "Examples:\n  bitrouter plugin inspect plugins/dist/api_keys.wasm\n  bitrouter plugin inspect oci://registry.acme.internal/guardrails/acme-policy:1.2.0"
     )]
     Inspect(InspectArgs),
-    /// Run one guardrail plugin alone over a text and print its findings (JSON lines).
+    /// Run one plugin alone and print what it does (JSON lines): a guardrail's findings in a
+    /// text; an observer's log lines for a sample batch of finished requests, delivered twice;
+    /// a provider adapter's upstream request for a one-message chat, and what it decodes from
+    /// the upstream bodies given.
     #[command(
-        after_help = "Examples:\n  bitrouter plugin test plugins/dist/pii_emails.wasm --text 'mail jane@corp.example'\n  bitrouter plugin test my.wasm --config '{\"strict\":true}' --file sample.txt --show-match"
+        after_help = "Examples:\n  bitrouter plugin test plugins/dist/pii_emails.wasm --text 'mail jane@corp.example'\n  bitrouter plugin test my.wasm --config '{\"strict\":true}' --file sample.txt --show-match\n  bitrouter plugin test my-observer.wasm\n  bitrouter plugin test my-adapter.wasm --text 'Hello' --model my-model \\\n    --response '{\"text\":\"Hi\"}' --stream-response @stream-body.txt\n\nThe world comes from the plugin's manifest. Exit status: 0, or 2 when a guardrail would block\nthe text, 1 on errors (a failed call included)."
     )]
     Test(TestArgs),
     /// Create an ed25519 key for signing plugins (hex, file mode 0600); prints the public key
@@ -186,6 +190,22 @@ pub struct TestArgs {
     /// Also print the matched text.
     #[arg(long)]
     show_match: bool,
+    /// Adapters: the endpoint's model id handed to encode-request (default: test-model).
+    #[arg(long, value_name = "ID")]
+    model: Option<String>,
+    /// Adapters: the test request asks for a streamed answer.
+    #[arg(long)]
+    stream: bool,
+    /// Adapters: an upstream answer body for decode-response (`@PATH`: a file's contents).
+    #[arg(long, value_name = "BODY")]
+    response: Option<String>,
+    /// Adapters: the HTTP status of --response (default 200).
+    #[arg(long, requires = "response")]
+    status: Option<u16>,
+    /// Adapters: a streamed upstream body for decode-stream (`@PATH`: a file's contents),
+    /// fed in two chunks cut in the middle, then the end.
+    #[arg(long, value_name = "BODY")]
+    stream_response: Option<String>,
     /// The plugin's per-call deadline (default: the gateway's, 10ms). Interpreted
     /// runtimes (componentize-js, componentize-py) need more in a debug build.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -217,9 +237,56 @@ pub struct VerifyArgs {
     keys: Vec<String>,
 }
 
-/// `bitrouter plugin test`: one guardrail plugin alone (no built-ins), over a text.
-/// `Ok(true)` when something would be blocked.
+/// `bitrouter plugin test`: one plugin alone (no built-ins). A guardrail scans a text
+/// (`Ok(true)` when something would be blocked); observers and adapters get sample input
+/// (`exercise.rs`).
 fn test(a: TestArgs) -> anyhow::Result<bool> {
+    let declared = exercise::manifest_world(&a.file);
+    let adapter_options = a.model.is_some()
+        || a.stream
+        || a.response.is_some()
+        || a.status.is_some()
+        || a.stream_response.is_some();
+    let guard_options = a.show_match || a.direction != ScanDirection::Both;
+    if let Some(world) = declared {
+        exercise::check_options(world, adapter_options, guard_options)?;
+    }
+    // Without a readable manifest, the guardrail path's load says what is wrong.
+    let world = declared.unwrap_or(World::Guardrail);
+    if world != World::Guardrail {
+        let spec = PluginSpec {
+            config: a
+                .config
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .context("--config: expected JSON")?,
+            call_deadline: a.call_deadline,
+            ..PluginSpec::new(&a.file)
+        };
+        if world == World::Observer {
+            exercise::observer(spec)?;
+        } else {
+            let input = exercise::AdapterInput {
+                text: read_text(a.text, a.input.as_deref())?,
+                model: a.model.unwrap_or_else(|| "test-model".into()),
+                stream: a.stream,
+                response: a
+                    .response
+                    .as_deref()
+                    .map(exercise::body_arg)
+                    .transpose()?
+                    .map(|b| (a.status.unwrap_or(200), b)),
+                stream_response: a
+                    .stream_response
+                    .as_deref()
+                    .map(exercise::body_arg)
+                    .transpose()?,
+            };
+            exercise::adapter(spec, input)?;
+        }
+        return Ok(false);
+    }
     // The compile cache `serve` uses: a JavaScript or Python component compiles once (10-30 s),
     // not on every run.
     let mut config = Config::builtin();

@@ -1,7 +1,9 @@
 //! Writes what the C guardrail needs from the Rust ecosystem into one directory:
 //!
 //! * `guardrail.h`, `guardrail.c`, `guardrail_component_type.o`: the C bindings of the world
-//!   `bitrouter:plugin/guardrail` (wit-bindgen's C generator, the `wit-bindgen-c` crate);
+//!   `bitrouter:plugin/guardrail` (wit-bindgen's C generator, the `wit-bindgen-c` crate), or
+//!   of the world named (`observer.*`, `provider_adapter.*`: scripts/build-polyglot-plugins.sh
+//!   writes all three, which the C templates of `bitrouter plugin new` commit);
 //! * `wasi_snapshot_preview1.reactor.wasm`: the WASI preview1 -> preview2 adapter that
 //!   `wasm-tools component new --adapt` needs (the `wasi-preview1-component-adapter-provider`
 //!   crate, pinned to the host's wasmtime version).
