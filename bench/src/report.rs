@@ -177,6 +177,11 @@ pub struct ScenarioReport {
     pub mock_cpu_s_per_1k: Option<Spread>,
     /// The gateway's largest resident size sampled during this scenario's phases.
     pub gateway_rss_peak_mb: Option<f64>,
+    /// Plugin calls that failed (and were skipped or failed closed) while the scenario ran:
+    /// the `plugin call failed` lines in the log of the scenario's own gateway (scenarios 8
+    /// and 9); `None` for scenarios on a shared gateway.
+    #[serde(default)]
+    pub plugin_calls_failed: Option<u64>,
     /// Every measured phase, in the order it ran.
     pub phases: Vec<PhaseRecord>,
 }
@@ -197,6 +202,7 @@ impl ScenarioReport {
             gateway_cpu_s_per_1k_saturated: None,
             mock_cpu_s_per_1k: None,
             gateway_rss_peak_mb: None,
+            plugin_calls_failed: None,
             phases: Vec::new(),
         }
     }

@@ -240,6 +240,12 @@ impl GatewayProcess {
         Ok(())
     }
 
+    /// Lines of the gateway's log so far that contain `needle`.
+    pub fn log_lines_with(&self, needle: &str) -> u64 {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines().filter(|l| l.contains(needle)).count() as u64
+    }
+
     fn log_tail(&self) -> String {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();

@@ -272,10 +272,14 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
                 &mut plugin_gateway
             }
         };
-        let report = run_scenario(&s, &mock, &*serving, opts)
+        let mut report = run_scenario(&s, &mock, &*serving, opts)
             .await
             .with_context(|| format!("scenario {}", s.id))?;
         serving.check_alive()?;
+        if matches!(s.deployment, Deployment::Plugin(_)) {
+            // The sandbox logs every failed call (deadline, trap, ...) with this message.
+            report.plugin_calls_failed = Some(serving.log_lines_with("plugin call failed"));
+        }
         scenarios.push(report);
     }
     let peer = if opts.peer {

@@ -336,6 +336,9 @@ fn scenario_section(md: &mut String, s: &ScenarioReport) -> std::fmt::Result {
     if let Some(v) = s.gateway_rss_peak_mb {
         extra.push(format!("gateway RSS peak {} MB", num(v)));
     }
+    if let Some(n) = s.plugin_calls_failed {
+        extra.push(format!("plugin calls failed (gateway log): {n}"));
+    }
     if !extra.is_empty() {
         writeln!(md, "\n{}.", extra.join("; "))?;
     }
