@@ -632,15 +632,15 @@ impl Sandbox {
         let Lease {
             warm,
             permit,
-            _turn,
+            _turn: turn,
         } = lease;
         // A lease without a turn is a plugin that gets a fresh instance per call.
-        let keep = _turn.is_some();
+        let keep = turn.is_some();
         if let Some(Warm {
             mut store,
             bindings,
             uses,
-            _permit,
+            _permit: permit,
         }) = warm
         {
             let ticking = self.arm(&mut store, self.call_deadline);
@@ -649,8 +649,8 @@ impl Sandbox {
                 bindings,
                 uses,
                 keep,
-                _permit,
-                _turn,
+                _permit: permit,
+                _turn: turn,
                 _ticking: ticking,
             });
         }
@@ -693,7 +693,7 @@ impl Sandbox {
             uses: 0,
             keep,
             _permit: permit,
-            _turn,
+            _turn: turn,
             _ticking: ticking,
         })
     }
@@ -713,11 +713,12 @@ impl Sandbox {
             bindings,
             uses,
             keep,
-            _permit,
-            _turn,
-            _ticking,
+            _permit: permit,
+            _turn: turn,
+            _ticking: ticking,
         } = armed;
-        drop(_ticking);
+        // The deadline stops with the call; the turn is given back with the instance.
+        drop(ticking);
         match result {
             Ok(r) => {
                 let uses = uses + 1;
@@ -728,10 +729,11 @@ impl Sandbox {
                             store,
                             bindings,
                             uses,
-                            _permit,
+                            _permit: permit,
                         },
                     );
                 }
+                drop(turn);
                 Ok(r)
             }
             Err(e) => Err(self.fail(func, &store, e, Phase::Call)),
