@@ -3,6 +3,7 @@
 //! assembles the [`Report`](crate::report::Report). The `bench` binary is its command line.
 
 mod env;
+mod floor;
 mod gateway;
 mod http;
 mod measure;

@@ -1,6 +1,9 @@
 //! The BitRouter benchmark (Linux only): [`load`] (the load generator), [`harness`] (scenarios
 //! against the real gateway binary, with the `bitrouter-mock` upstream as a pinned child
-//! process), [`report`] (the markdown and JSON report).
+//! process), [`floor`] (the bare hyper reverse proxy the gateway is compared with), [`report`]
+//! (the markdown and JSON report).
+
+pub mod floor;
 
 #[cfg(target_os = "linux")]
 pub mod harness;

@@ -26,6 +26,9 @@ pub struct Report {
     /// The same scenarios through a peer gateway (LiteLLM), when one was run.
     #[serde(default)]
     pub peer: Option<PeerReport>,
+    /// The same scenarios through the floor proxy (`crate::floor`), when it was run.
+    #[serde(default)]
+    pub floor: Option<PeerReport>,
     pub goals: Vec<GoalCheck>,
     pub notes: Vec<String>,
 }

@@ -156,6 +156,18 @@ fn smoke_run_reports_every_scenario_and_cleans_up() {
             );
         }
     }
+    // The floor proxy ran its scenarios, every request answered, beside the gateway's.
+    let floor = report["floor"]["scenarios"].as_array().expect("floor scenarios");
+    let ids: Vec<u64> = floor.iter().filter_map(|s| s["id"].as_u64()).collect();
+    assert_eq!(ids, [1, 3, 4, 5]);
+    for s in floor {
+        assert_eq!(s["status"], "measured", "floor {s}");
+        for phase in s["phases"].as_array().expect("floor phases") {
+            assert_eq!(phase["stats"]["failed"], 0, "floor {phase}");
+        }
+        assert!(s["open_loop"]["added_us"]["p50"]["median"].is_number());
+    }
+
     let goals = report["goals"].as_array().expect("goals");
     assert!(goals.len() >= 8);
     for g in goals {
@@ -170,4 +182,6 @@ fn smoke_run_reports_every_scenario_and_cleans_up() {
     assert!(md.starts_with("# BitRouter benchmark report"));
     assert!(md.contains("## Goals (DESIGN.md)"));
     assert!(md.contains("### 3. "), "{md}");
+    assert!(md.contains("## Floor: a bare hyper reverse proxy"), "{md}");
+    assert!(md.contains("the floor's"), "{md}");
 }

@@ -26,6 +26,7 @@ mod linux {
     use std::process::ExitCode;
 
     use anyhow::{Context, bail};
+    use bitrouter_bench::floor::{self, INTERNAL_FLOOR_FLAG};
     use bitrouter_bench::harness::{self, INTERNAL_MOCK_FLAG, MOCK_BANNER, Options};
     use bitrouter_bench::load::clock::tighten_timer_slack;
     use bitrouter_bench::process::{Pinning, allowed_cpus, pin_current_thread};
@@ -67,6 +68,10 @@ mod linux {
         /// The gateway's `database.flush_interval` (e.g. `0s` to commit every row at once).
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         ledger_flush_interval: Option<std::time::Duration>,
+        /// Skip the floor proxy (scenarios 1, 3, 4 and 5 through a bare hyper reverse proxy on
+        /// the gateway's CPU, for the report's gateway-vs-floor ratios).
+        #[arg(long)]
+        no_floor: bool,
         /// Skip the LiteLLM peer run (otherwise scenarios 1 and 4 also run through LiteLLM
         /// when it is importable; never in smoke runs).
         #[arg(long)]
@@ -90,12 +95,17 @@ mod linux {
         /// Internal: serve as the mock upstream (how the harness starts its mock).
         #[arg(long = &INTERNAL_MOCK_FLAG[2..], hide = true)]
         internal_mock: bool,
+        /// Internal: serve as the floor proxy in front of this upstream address.
+        #[arg(long = &INTERNAL_FLOOR_FLAG[2..], hide = true, value_name = "UPSTREAM")]
+        internal_floor: Option<std::net::SocketAddr>,
     }
 
     pub fn main() -> ExitCode {
         let args = Args::parse();
         let result = if args.internal_mock {
             serve_mock()
+        } else if let Some(upstream) = args.internal_floor {
+            serve_floor(upstream)
         } else {
             bench(args)
         };
@@ -136,6 +146,7 @@ mod linux {
             .ledger_flush_interval
             .map(|d| humantime::format_duration(d).to_string());
         opts.peer &= !args.no_peer;
+        opts.floor = !args.no_floor;
         opts.only = args.scenario;
         if let Some(dir) = args.plugins_dir {
             opts.plugins_dir = dir;
@@ -218,6 +229,29 @@ mod linux {
             _ = term.recv() => {}
         }
         Ok(())
+    }
+
+    /// The floor-proxy child: a multi-thread runtime like the gateway's, on whatever CPUs it
+    /// was pinned to; killed by its parent.
+    fn serve_floor(upstream: std::net::SocketAddr) -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the Tokio runtime")?;
+        runtime.block_on(async {
+            let (addr, serve) = floor::bind(upstream)
+                .await
+                .context("binding the floor proxy")?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}{addr}", floor::BANNER)?;
+            out.flush()?;
+            drop(out);
+            tokio::select! {
+                r = serve => r.context("the floor proxy stopped")?,
+                s = shutdown_signal() => s?,
+            }
+            Ok(())
+        })
     }
 
     /// The mock child: fast behavior (the harness sets each scenario's over HTTP), recording

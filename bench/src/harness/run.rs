@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::env;
+use super::floor::{FLOOR_SCENARIOS, FloorProcess};
 use super::gateway::{Credentials, GatewayLauncher, config_yaml, dead_addr};
 use super::measure::{self, Measured, Watched};
 use super::mock::MockProcess;
@@ -44,6 +45,8 @@ pub struct Options {
     pub ledger_flush_interval: Option<String>,
     /// Also run scenarios 1 and 4 through LiteLLM when it is importable (never in smoke runs).
     pub peer: bool,
+    /// Run the floor-proxy scenarios ([`crate::floor`]).
+    pub floor: bool,
     /// This binary, started again as the mock.
     pub mock_exe: PathBuf,
     pub pinning: Pinning,
@@ -77,6 +80,7 @@ impl Options {
             gateway_log_level: "info".to_owned(),
             ledger_flush_interval: None,
             peer: !smoke,
+            floor: true,
             mock_exe,
             pinning: Pinning::none(),
             nproc: crate::process::allowed_cpus().len().max(1),
@@ -282,6 +286,11 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         }
         scenarios.push(report);
     }
+    let floor = if opts.floor {
+        run_floor(opts, &mock).await?
+    } else {
+        None
+    };
     let peer = if opts.peer {
         run_peer(opts, &mock, tmp.path(), &mut extra_notes).await?
     } else {
@@ -343,6 +352,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         gateway: gateway_figures,
         scenarios,
         peer,
+        floor,
         goals: Vec::new(),
         notes: notes(opts, extra_notes),
     };
@@ -429,6 +439,34 @@ async fn run_scenario(
         .max_by(f64::total_cmp);
     report.phases = phases;
     Ok(report)
+}
+
+/// Scenarios 1, 3, 4 and 5 through the floor proxy, on the gateway's CPU: what one more bare
+/// hyper hop adds on this machine, in this run.
+async fn run_floor(opts: &Options, mock: &MockProcess) -> anyhow::Result<Option<PeerReport>> {
+    let wanted: Vec<Scenario> = scenario::all(opts.smoke)
+        .into_iter()
+        .filter(|s| FLOOR_SCENARIOS.contains(&s.id))
+        .filter(|s| opts.only.as_ref().is_none_or(|ids| ids.contains(&s.id)))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    let floor = FloorProcess::start(&opts.mock_exe, mock.addr(), opts.pinning.gateway)?;
+    eprintln!("floor proxy on {} (pid {})", floor.addr(), floor.pid());
+    let mut scenarios = Vec::new();
+    for s in wanted {
+        eprintln!("floor scenario {}: {}", s.id, s.name);
+        let report = run_scenario(&s, mock, &floor, opts)
+            .await
+            .with_context(|| format!("floor proxy, scenario {}", s.id))?;
+        scenarios.push(report);
+    }
+    Ok(Some(PeerReport {
+        name: "floor proxy".to_owned(),
+        version: "hyper 1 + hyper-util pooled client (bench/src/floor.rs)".to_owned(),
+        scenarios,
+    }))
 }
 
 /// Scenarios 1 and 4 through LiteLLM, on the gateway's CPU, when `litellm` is importable.

@@ -2,7 +2,7 @@
 //! does not measure (the criterion micro-benchmarks do) is listed with where to find it
 //! rather than dropped, so the gap stays visible.
 
-use super::{GoalCheck, Report, ScenarioReport};
+use super::{GoalCheck, OpenLoopFigures, Report, ScenarioReport};
 
 /// Which way a goal points.
 #[derive(Clone, Copy)]
@@ -120,6 +120,43 @@ pub fn evaluate(report: &Report) -> Vec<GoalCheck> {
             bound: Bound::AtLeast,
         },
         worst.map(|(_, r)| r),
+        smoke,
+    ));
+    // Issue 24's goals: the gateway against the floor proxy measured in the same run.
+    let floor_open = |id: u8| {
+        report
+            .floor
+            .as_ref()
+            .and_then(|f| f.scenarios.iter().find(|s| s.id == id && s.measured()))
+            .and_then(|s| s.open_loop.as_ref())
+    };
+    let vs_floor = |pick: fn(&OpenLoopFigures) -> f64| {
+        let (gateway, floor) = (open(3)?, floor_open(3)?);
+        let base = pick(floor);
+        (base > 0.0).then(|| pick(gateway) / base)
+    };
+    checks.push(judge(
+        Goal {
+            what: "added latency p50, auth + 7 default guardrails, over the floor proxy's",
+            goal: "≤ 1.3×",
+            source: format!("scenario 3 and the floor proxy, same run, {s3_rate:.0} req/s"),
+            target: 1.3,
+            unit: "×",
+            bound: Bound::AtMost,
+        },
+        vs_floor(|o| o.added_us.p50.median),
+        smoke,
+    ));
+    checks.push(judge(
+        Goal {
+            what: "added latency p99, same, over the floor proxy's",
+            goal: "≤ 1.5×",
+            source: format!("scenario 3 and the floor proxy, same run, {s3_rate:.0} req/s"),
+            target: 1.5,
+            unit: "×",
+            bound: Bound::AtMost,
+        },
+        vs_floor(|o| o.added_us.p99.median),
         smoke,
     ));
     checks.push(unmeasurable(

@@ -120,8 +120,22 @@ fn write_report(md: &mut String, r: &Report) -> std::fmt::Result {
         scenario_section(md, s)?;
     }
 
+    if let Some(floor) = &r.floor {
+        let intro = "The same scenarios through the floor proxy (`bench/src/floor.rs`: read the \
+             body, forward it on a pooled keep-alive hyper client, return the answer; pinned to \
+             the gateway's CPU, same mock, same load generator), measured the same way: its own \
+             interleaved rounds against the direct baseline. It is the least one more Rust HTTP \
+             hop costs on this machine; the ratios say how far the gateway is from it.";
+        side_by_side(md, r, "Floor: a bare hyper reverse proxy", intro, floor, Ratios::Latency)?;
+    }
     if let Some(peer) = &r.peer {
-        peer_section(md, r, peer)?;
+        let heading = format!("Peer: {} {}", peer.name, peer.version);
+        let intro = format!(
+            "The same scenarios through {} (one worker, pinned to the gateway's CPU, same mock), \
+             measured the same way: its own interleaved rounds against the direct baseline.",
+            peer.name
+        );
+        side_by_side(md, r, &heading, &intro, peer, Ratios::Throughput)?;
     }
 
     writeln!(md, "\n## Gateway process\n")?;
@@ -171,15 +185,27 @@ fn write_report(md: &mut String, r: &Report) -> std::fmt::Result {
     Ok(())
 }
 
-/// BitRouter and the peer side by side on the scenarios both ran, with the ratios.
-fn peer_section(md: &mut String, r: &Report, peer: &PeerReport) -> std::fmt::Result {
-    writeln!(md, "\n## Peer: {} {}\n", peer.name, peer.version)?;
-    writeln!(
-        md,
-        "The same scenarios through {} (one worker, pinned to the gateway's CPU, same mock), \
-         measured the same way: its own interleaved rounds against the direct baseline.\n",
-        peer.name
-    )?;
+/// Which ratios follow a side-by-side table.
+#[derive(Clone, Copy, PartialEq)]
+enum Ratios {
+    /// The gateway's added latency and CPU over the other's (the floor proxy).
+    Latency,
+    /// The gateway's closed-loop throughput over the other's (a peer gateway).
+    Throughput,
+}
+
+/// BitRouter and another proxy (the floor, or a peer gateway) side by side on the scenarios
+/// both ran, with the ratios.
+fn side_by_side(
+    md: &mut String,
+    r: &Report,
+    heading: &str,
+    intro: &str,
+    peer: &PeerReport,
+    ratios_of: Ratios,
+) -> std::fmt::Result {
+    writeln!(md, "\n## {heading}\n")?;
+    writeln!(md, "{intro}\n")?;
     writeln!(
         md,
         "| scenario | through | added p50 | added p99 | added TTFB p50 | throughput via / direct | CPU s per 1k req (open loop) | failed |\n|---|---|---|---|---|---|---|---|"
@@ -209,7 +235,13 @@ fn peer_section(md: &mut String, r: &Report, peer: &PeerReport) -> std::fmt::Res
     for p in &peer.scenarios {
         if let Some(b) = r.scenarios.iter().find(|s| s.id == p.id && s.measured()) {
             row(md, "BitRouter", b)?;
-            if let (Some(bc), Some(pc)) = (&b.closed_loop, &p.closed_loop)
+            if ratios_of == Ratios::Latency
+                && let Some(line) = floor_ratios(b, p)
+            {
+                ratios.push(line);
+            }
+            if ratios_of == Ratios::Throughput
+                && let (Some(bc), Some(pc)) = (&b.closed_loop, &p.closed_loop)
                 && pc.via_rps.median > 0.0
             {
                 ratios.push(format!(
@@ -226,6 +258,37 @@ fn peer_section(md: &mut String, r: &Report, peer: &PeerReport) -> std::fmt::Res
         writeln!(md, "\n{}.", ratios.join("; "))?;
     }
     Ok(())
+}
+
+/// "scenario N: added p50 X× the floor's, p99 Y×, CPU per request Z×", from the medians.
+fn floor_ratios(b: &ScenarioReport, f: &ScenarioReport) -> Option<String> {
+    let (bo, fo) = (b.open_loop.as_ref()?, f.open_loop.as_ref()?);
+    let ratio = |x: f64, y: f64| {
+        if y > 0.0 {
+            format!("{:.2}×", x / y)
+        } else {
+            "—".to_owned()
+        }
+    };
+    let (gateway_p50, floor_p50) = if b.stream {
+        (&bo.ttfb_added_us.p50, &fo.ttfb_added_us.p50)
+    } else {
+        (&bo.added_us.p50, &fo.added_us.p50)
+    };
+    let mut line = format!(
+        "scenario {}: BitRouter's added {} is {} the floor's, added p99 {}",
+        b.id,
+        if b.stream { "TTFB p50" } else { "p50" },
+        ratio(gateway_p50.median, floor_p50.median),
+        ratio(bo.added_us.p99.median, fo.added_us.p99.median)
+    );
+    if let (Some(bc), Some(fc)) = (&b.gateway_cpu_s_per_1k, &f.gateway_cpu_s_per_1k) {
+        line.push_str(&format!(
+            ", CPU per request {}",
+            ratio(bc.median, fc.median)
+        ));
+    }
+    Some(line)
 }
 
 fn summary_row(md: &mut String, s: &ScenarioReport) -> std::fmt::Result {
