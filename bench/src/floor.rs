@@ -70,7 +70,10 @@ async fn forward(
         Err(_) => return Ok(status(StatusCode::BAD_REQUEST)),
     };
     parts.headers.remove(header::HOST);
-    match client.request(Request::from_parts(parts, Full::new(body))).await {
+    match client
+        .request(Request::from_parts(parts, Full::new(body)))
+        .await
+    {
         Ok(answer) => Ok(answer.map(BodyExt::boxed)),
         Err(_) => Ok(status(StatusCode::BAD_GATEWAY)),
     }

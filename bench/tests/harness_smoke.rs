@@ -157,7 +157,9 @@ fn smoke_run_reports_every_scenario_and_cleans_up() {
         }
     }
     // The floor proxy ran its scenarios, every request answered, beside the gateway's.
-    let floor = report["floor"]["scenarios"].as_array().expect("floor scenarios");
+    let floor = report["floor"]["scenarios"]
+        .as_array()
+        .expect("floor scenarios");
     let ids: Vec<u64> = floor.iter().filter_map(|s| s["id"].as_u64()).collect();
     assert_eq!(ids, [1, 3, 4, 5]);
     for s in floor {

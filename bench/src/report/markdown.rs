@@ -126,7 +126,14 @@ fn write_report(md: &mut String, r: &Report) -> std::fmt::Result {
              the gateway's CPU, same mock, same load generator), measured the same way: its own \
              interleaved rounds against the direct baseline. It is the least one more Rust HTTP \
              hop costs on this machine; the ratios say how far the gateway is from it.";
-        side_by_side(md, r, "Floor: a bare hyper reverse proxy", intro, floor, Ratios::Latency)?;
+        side_by_side(
+            md,
+            r,
+            "Floor: a bare hyper reverse proxy",
+            intro,
+            floor,
+            Ratios::Latency,
+        )?;
     }
     if let Some(peer) = &r.peer {
         let heading = format!("Peer: {} {}", peer.name, peer.version);
