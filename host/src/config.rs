@@ -12,6 +12,7 @@ mod sections;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -200,6 +201,10 @@ pub struct Server {
     pub body_timeout: Duration,
     /// How long in-flight requests get to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// `server.threads`: threads serving requests; `None`: one per CPU the process may use.
+    /// `1` runs a single-threaded runtime (no cross-thread hand-offs at all), the better
+    /// choice for a gateway pinned to one core (`bench/REPORT.md`, "One thread").
+    pub threads: Option<NonZeroUsize>,
 }
 
 /// One upstream provider: its API, where it is and how to authenticate.

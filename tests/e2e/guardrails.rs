@@ -594,3 +594,73 @@ async fn builtin_patterns_catch_pasted_forms_end_to_end() {
         assert_eq!(r.header("x-bitrouter-guardrail-warnings"), "pii_emails=2");
     }
 }
+
+/// `server.threads: 1` (a single-threaded runtime) through the real binary, with the default
+/// guardrails and the example JavaScript guardrail, which imports WASI and is called inline on
+/// a fiber on that one thread: concurrent requests are all answered, each one redacted, and
+/// no plugin call fails.
+#[tokio::test]
+async fn one_thread_serves_concurrent_requests_through_a_wasi_guardrail() {
+    let mock = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bitrouter.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}models:\n  m:\n    endpoints: [{{ provider: up, model_id: mock-gpt }}]\nserver:\n  threads: 1\ndatabase:\n  url: memory://\nplugins:\n  cache_dir: {}\nguardrails:\n  plugins:\n    - path: {}\n      call_deadline: 5s\n  upgoing: {{ confidential-id: redact }}\n",
+            providers(&[("up", "openai", &mock)]),
+            dir.path().join("cache").display(),
+            plugin("js-guardrail"),
+        ),
+    )
+    .unwrap();
+    let gateway = crate::child::ChildGateway::spawn(&config, dir.path());
+    let client = client();
+    let calls = (0..12).map(|i| {
+        let req = client
+            .post(gateway.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(
+                openai_chat(
+                    "m",
+                    &format!("request {i}: see CONFIDENTIAL-12345{}", i % 10),
+                )
+                .to_string(),
+            )
+            .send();
+        async move {
+            let r = req.await.unwrap();
+            (
+                r.status().as_u16(),
+                r.headers().get("x-bitrouter-guardrail-redactions").cloned(),
+            )
+        }
+    });
+    for (status, redactions) in futures_util::future::join_all(calls).await {
+        assert_eq!(status, 200, "gateway log:\n{}", gateway.log());
+        assert_eq!(
+            redactions.as_ref().and_then(|v| v.to_str().ok()),
+            Some("confidential-id=1"),
+            "gateway log:\n{}",
+            gateway.log()
+        );
+    }
+    let seen: Vec<String> = mock.requests().iter().map(|r| r.body.to_string()).collect();
+    assert_eq!(seen.len(), 12);
+    for body in &seen {
+        assert!(
+            body.contains("CONFIDENTIAL-######") && !body.contains("CONFIDENTIAL-1234"),
+            "{body}"
+        );
+    }
+    // The log is written in batches by a background thread: wait for the start-up line.
+    for _ in 0..200 {
+        if gateway.log().contains(", 1 thread, ") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let log = gateway.log();
+    assert!(log.contains(", 1 thread, "), "{log}");
+    assert!(!log.contains("plugin call failed"), "{log}");
+}

@@ -116,6 +116,7 @@ pub struct ServerSection {
     pub body_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub shutdown_grace: Option<Duration>,
+    pub threads: Option<u32>,
 }
 
 /// A size in bytes: a plain integer or a string such as `32MiB` / `512 KB`.

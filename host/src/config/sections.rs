@@ -3,11 +3,15 @@
 //! Providers and routes are in `providers.rs`; guardrails and plugins in `guardrails.rs`.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::env::Env;
 use super::file::{self, FileConfig};
+
+/// Most `server.threads` accepted: more than any machine has cores, fewer than a typo's zeros.
+const MAX_THREADS: u32 = 1024;
 use super::{
     Auth, BudgetSettings, ConfigError, DEFAULT_LISTEN, DEFAULT_MAX_BODY, DEFAULT_REDB_CACHE,
     Database, Observe, OperatorKey, Server,
@@ -47,6 +51,16 @@ pub(super) fn server(
             "expected a size above zero".into(),
         ));
     }
+    let threads = match s.threads {
+        None => None,
+        Some(n) if (1..=MAX_THREADS).contains(&n) => NonZeroUsize::new(n as usize),
+        Some(n) => {
+            return Err(invalid(
+                "server.threads",
+                format!("expected 1 to {MAX_THREADS} threads, found {n}"),
+            ));
+        }
+    };
     let server = Server {
         listen,
         log_level,
@@ -54,6 +68,7 @@ pub(super) fn server(
         header_timeout: s.header_timeout.unwrap_or(Duration::from_secs(30)),
         body_timeout: s.body_timeout.unwrap_or(Duration::from_secs(60)),
         shutdown_grace: s.shutdown_grace.unwrap_or(Duration::from_secs(30)),
+        threads,
     };
     Ok(server)
 }

@@ -127,6 +127,23 @@ fn errors_name_file_line_key_and_expectation() {
         .to_string();
     assert!(e.contains("max_body_size") && e.contains("32MiB"), "{e}");
 
+    let e = parse("server:\n  threads: 0\n").unwrap_err().to_string();
+    assert!(
+        e.contains("server.threads") && e.contains("1 to 1024") && e.contains(":2"),
+        "{e}"
+    );
+    let e = parse("server:\n  threads: many\n").unwrap_err().to_string();
+    assert!(e.contains("threads") && e.contains(":2"), "{e}");
+    assert_eq!(
+        parse("server:\n  threads: 1\n")
+            .unwrap()
+            .server
+            .threads
+            .map(|n| n.get()),
+        Some(1)
+    );
+    assert_eq!(parse("{}\n").unwrap().server.threads, None);
+
     let e = parse("models: [1, 2]\n").unwrap_err().to_string();
     assert!(e.contains("`models`") && e.contains(":1"), "{e}");
 }
