@@ -2,13 +2,11 @@
 //! `--internal-floor UPSTREAM` (see [`crate::floor`]), pinned to the gateway's CPU, so it is
 //! scheduled and measured like the gateway.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use anyhow::{Context, bail};
-
+use super::mock::spawn_announced;
 use super::peer::Served;
 use crate::floor::{BANNER, INTERNAL_FLOOR_FLAG};
 use crate::process::ChildGuard;
@@ -26,28 +24,8 @@ impl FloorProcess {
     /// Starts `exe --internal-floor UPSTREAM` on CPU `cpu` and waits for its banner.
     pub fn start(exe: &Path, upstream: SocketAddr, cpu: Option<usize>) -> anyhow::Result<Self> {
         let mut cmd = Command::new(exe);
-        cmd.arg(INTERNAL_FLOOR_FLAG)
-            .arg(upstream.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut guard = ChildGuard::spawn("floor proxy", cmd, cpu)
-            .with_context(|| format!("starting the floor proxy ({})", exe.display()))?;
-        let stdout = guard
-            .child_mut()
-            .stdout
-            .take()
-            .context("the floor proxy's stdout is not piped")?;
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .context("reading the floor proxy's banner")?;
-        let Some(addr) = line.trim().strip_prefix(BANNER) else {
-            bail!("the floor proxy did not start; it printed {line:?}");
-        };
-        let addr = addr
-            .parse()
-            .with_context(|| format!("the floor proxy's banner has no address: {line:?}"))?;
+        cmd.arg(INTERNAL_FLOOR_FLAG).arg(upstream.to_string());
+        let (guard, addr) = spawn_announced("floor proxy", cmd, cpu, BANNER)?;
         Ok(FloorProcess { guard, addr })
     }
 }

@@ -534,15 +534,8 @@ impl Sandbox {
         let bindings =
             instantiate(&mut store).map_err(|e| self.fail(func, &store, e, Phase::Instantiate))?;
         if let Some(config) = config {
-            match configure(&mut store, &bindings, config) {
-                Ok(Ok(())) => {}
-                Ok(Err(msg)) => {
-                    return Err(
-                        self.error(func, CallErrorKind::Failed(format!("configure: {msg}")))
-                    );
-                }
-                Err(e) => return Err(self.fail(func, &store, e, Phase::Call)),
-            }
+            let configured = configure(&mut store, &bindings, config);
+            self.configured(func, &store, configured)?;
         }
         call(&mut store, &bindings).map_err(|e| self.fail(func, &store, e, Phase::Call))
     }
@@ -583,14 +576,8 @@ impl Sandbox {
                 let bindings = instantiate(&mut store)
                     .map_err(|e| self.fail(func, &store, e, Phase::Instantiate))?;
                 if let Some(config) = config {
-                    match configure(&mut store, &bindings, config) {
-                        Ok(Ok(())) => {}
-                        Ok(Err(msg)) => {
-                            return Err(self
-                                .error(func, CallErrorKind::Failed(format!("configure: {msg}"))));
-                        }
-                        Err(e) => return Err(self.fail(func, &store, e, Phase::Call)),
-                    }
+                    let configured = configure(&mut store, &bindings, config);
+                    self.configured(func, &store, configured)?;
                 }
                 drop(ticking);
                 Warm {
@@ -671,15 +658,8 @@ impl Sandbox {
             .await
             .map_err(|e| self.fail(func, &store, e, Phase::Instantiate))?;
         if let Some(config) = config {
-            match bindings.configure(&mut store, config).await {
-                Ok(Ok(())) => {}
-                Ok(Err(msg)) => {
-                    return Err(
-                        self.error(func, CallErrorKind::Failed(format!("configure: {msg}")))
-                    );
-                }
-                Err(e) => return Err(self.fail(func, &store, e, Phase::Call)),
-            }
+            let configured = bindings.configure(&mut store, config).await;
+            self.configured(func, &store, configured)?;
         }
         let ticking = if keep {
             drop(ticking);
@@ -737,6 +717,23 @@ impl Sandbox {
                 Ok(r)
             }
             Err(e) => Err(self.fail(func, &store, e, Phase::Call)),
+        }
+    }
+
+    /// The outcome of re-applying the config to a new instance before a call of `func`: the
+    /// plugin's own refusal is a failed call, a trap is classified like any other.
+    fn configured(
+        &self,
+        func: &'static str,
+        store: &Store<StoreState>,
+        result: wasmtime::Result<Result<(), String>>,
+    ) -> Result<(), CallError> {
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(msg)) => {
+                Err(self.error(func, CallErrorKind::Failed(format!("configure: {msg}"))))
+            }
+            Err(e) => Err(self.fail(func, store, e, Phase::Call)),
         }
     }
 
