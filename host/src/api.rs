@@ -362,6 +362,13 @@ pub fn upstream_auth_headers(
     Ok(out)
 }
 
+/// Whether an upstream of `dialect` continues a conversation that ends in a partial
+/// assistant turn (Anthropic's prefill; Gemini's trailing `model` turn). OpenAI's APIs
+/// answer such a turn with a new message, so a continuation there also asks in words.
+pub fn continues_prefill(dialect: Dialect) -> bool {
+    matches!(dialect, Dialect::Anthropic | Dialect::Gemini)
+}
+
 /// The caller's headers an upstream of the same dialect understands and should see
 /// (Anthropic's `anthropic-beta`, which switches features on).
 pub fn passthrough_headers(dialect: Dialect, headers: &http::HeaderMap) -> http::HeaderMap {

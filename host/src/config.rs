@@ -21,7 +21,7 @@ use crate::canonical::Protocol;
 use env::Env;
 pub use error::{ConfigError, Invalid, locate};
 use file::{CooldownSection, FileConfig, TimeoutsSection};
-pub use file::{Durability, ModelInfo, OnFull, Pricing, Strategy};
+pub use file::{Durability, MidStream, ModelInfo, OnFull, Pricing, Strategy};
 pub use guardrails::{
     ActionName, CustomPattern, DEFAULT_STREAM_WINDOW, Guardrails, POLICY_FRAGMENT_KEYS, PluginRef,
     Plugins, PolicyRef, resolve_policy_fragment,
@@ -47,6 +47,12 @@ pub struct Config {
     /// `routing.connect_timeout`: how long a TCP + TLS connect to an upstream may take (default
     /// 10 s).
     pub connect_timeout: Duration,
+    /// `routing.timeouts` (with `routing.stream_idle_timeout`) over the defaults: what a
+    /// `provider:model` request that names no route starts from.
+    pub routing_timeouts: Timeouts,
+    /// `routing.mid_stream_failover`: the default for every route, and the mode of
+    /// `provider:model` requests.
+    pub mid_stream: MidStream,
     /// `database:`: the spend ledger's store.
     pub database: Database,
     /// `observe:`: the request-event sinks.
@@ -353,6 +359,8 @@ pub struct Route {
     pub timeouts: Timeouts,
     /// `routing.cooldown` with the route's `cooldown` over it.
     pub cooldown: Cooldown,
+    /// `mid_stream_failover`, the route's over `routing`'s.
+    pub mid_stream: MidStream,
 }
 
 /// One target of a route: a provider and a model id there.
@@ -450,7 +458,8 @@ impl Config {
         };
         let server = sections::server(&file.server, &env, &invalid)?;
         let providers = providers::providers(&file, &env, &base_dir, &invalid)?;
-        let routes = providers::routes(&file, &providers, &env, &invalid)?;
+        let routing_timeouts = providers::routing_timeouts(&file.routing, &invalid)?;
+        let routes = providers::routes(&file, &providers, routing_timeouts, &env, &invalid)?;
         let database = sections::database(&file.database, &base_dir, &env, &invalid)?;
         let observe = sections::observe(&file.observe, &base_dir, &env, &invalid)?;
         let budgets = sections::budgets(&file, &invalid)?;
@@ -477,13 +486,15 @@ impl Config {
                 .routing
                 .connect_timeout
                 .unwrap_or(Duration::from_secs(10)),
+            routing_timeouts,
+            mid_stream: file.routing.mid_stream_failover.unwrap_or_default(),
             warnings: Vec::new(),
         })
     }
 
     /// Timeouts for a `provider:model` request that names no route.
     pub fn direct_timeouts(&self, provider: &Provider) -> Timeouts {
-        Timeouts::default().layer(provider.timeouts)
+        self.routing_timeouts.layer(provider.timeouts)
     }
 }
 

@@ -14,6 +14,7 @@ use crate::observe::metrics::InFlight;
 use crate::observe::{AttemptRecord, RequestEvent};
 use crate::router::Target;
 use crate::spend::{PriceTable, TokenBreakdown, cost_nano_usd};
+use crate::stream::JoinMode;
 
 /// One try of one target, kept for the log line and the observe event.
 #[derive(Clone, Debug)]
@@ -24,6 +25,47 @@ pub struct Attempt {
     pub duration: Duration,
     /// `None` when this attempt answered the caller.
     pub error: Option<AttemptError>,
+    /// How this attempt joined a stream an earlier attempt started (mid-stream failover).
+    pub joined: Option<JoinMode>,
+    /// What the attempt cost, when it failed after producing part of a streamed answer.
+    pub cost_nano_usd: Option<u64>,
+}
+
+impl Attempt {
+    /// An attempt at `target` that took `duration`; `error` when it failed.
+    pub fn new(target: &Target, duration: Duration, error: Option<&Error>) -> Self {
+        Attempt {
+            target: target.label(),
+            duration,
+            error: error.map(AttemptError::from),
+            joined: None,
+            cost_nano_usd: None,
+        }
+    }
+}
+
+impl From<&Error> for AttemptError {
+    fn from(e: &Error) -> Self {
+        AttemptError {
+            kind: e.kind(),
+            status: e.upstream().map(|u| u.status.as_u16()),
+            message: e.message().to_owned(),
+        }
+    }
+}
+
+/// What the earlier attempts of a stream that failed over mid-stream produced and cost.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Carried {
+    /// Their usage, summed (estimated where they were cut before reporting it).
+    pub usage: Usage,
+    /// Their cost, each at its own endpoint's prices.
+    pub cost_nano_usd: u64,
+    /// Some of it was estimated.
+    pub estimated: bool,
+    /// The part of `cost_nano_usd` already settled against the budget holds the earlier
+    /// attempts ran under (each attempt's hold is settled when the next is taken).
+    pub settled_nano_usd: u64,
 }
 
 /// Why an attempt failed.
@@ -125,6 +167,9 @@ pub struct RequestContext {
     pub budget_remaining: Option<u64>,
     /// Model and stream flag from the URL, for dialects that put them there (Gemini).
     pub url_model: Option<crate::api::UrlModel>,
+    /// Earlier attempts of a stream that failed over mid-stream; `usage`, `output_bytes`
+    /// and `prices` are the current attempt's alone.
+    pub carried: Carried,
 }
 
 impl RequestContext {
@@ -153,6 +198,7 @@ impl RequestContext {
             budget: None,
             budget_remaining: None,
             url_model: None,
+            carried: Carried::default(),
         }
     }
 
@@ -175,11 +221,15 @@ impl RequestContext {
     /// the upstream's usage; a stream cut short is charged for what was produced — the
     /// upstream's figures where it sent them, else 4 bytes per token (flagged as estimated).
     pub fn billed_tokens(&self) -> (TokenBreakdown, bool) {
+        let (u, estimated) = self.billed_usage();
+        (TokenBreakdown::from_usage(&u), estimated)
+    }
+
+    /// The current attempt's usage to charge, and whether it is an estimate (see
+    /// `billed_tokens`).
+    pub fn billed_usage(&self) -> (Usage, bool) {
         if self.complete || (self.usage.is_none() && self.output_bytes == 0) {
-            return (
-                TokenBreakdown::from_usage(&self.usage.unwrap_or_default()),
-                false,
-            );
+            return (self.usage.unwrap_or_default(), false);
         }
         let mut u = self.usage.unwrap_or_default();
         let produced = self.output_bytes.div_ceil(4);
@@ -188,12 +238,38 @@ impl RequestContext {
         if u.input_tokens == 0 {
             u.input_tokens = self.input_estimate;
         }
-        (TokenBreakdown::from_usage(&u), estimated)
+        (u, estimated)
+    }
+
+    /// The current attempt's cost at its endpoint's prices.
+    pub fn attempt_cost_nano_usd(&self) -> u64 {
+        let (tokens, _) = self.billed_tokens();
+        self.prices.map(|p| cost_nano_usd(&tokens, &p)).unwrap_or(0)
+    }
+
+    /// Closes the current attempt of a stream that failed mid-stream: its usage and cost
+    /// join the carried ones, and returns its cost; the next attempt starts from zero.
+    pub fn carry_attempt(&mut self) -> u64 {
+        let (usage, estimated) = self.billed_usage();
+        let cost = self.attempt_cost_nano_usd();
+        self.carried = Carried {
+            usage: crate::stream::sum_usage(self.carried.usage, usage),
+            cost_nano_usd: self.carried.cost_nano_usd + cost,
+            estimated: self.carried.estimated || estimated,
+            settled_nano_usd: self.carried.settled_nano_usd,
+        };
+        self.usage = None;
+        self.output_bytes = 0;
+        cost
     }
 
     /// The request event: everything about this request, once it is over.
     pub fn event(&self, status: u16, error: Option<&Error>) -> RequestEvent {
-        let (tokens, estimated) = self.billed_tokens();
+        let (usage, estimated) = self.billed_usage();
+        let cost = self.attempt_cost_nano_usd() + self.carried.cost_nano_usd;
+        let tokens =
+            TokenBreakdown::from_usage(&crate::stream::sum_usage(self.carried.usage, usage));
+        let estimated = estimated || self.carried.estimated;
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         RequestEvent {
             request_id: self.id.clone(),
@@ -216,7 +292,7 @@ impl RequestContext {
             upstream_ms: self.attempts.iter().map(|a| ms(a.duration)).sum(),
             input_tokens: tokens.input_total(),
             output_tokens: tokens.output_total(),
-            cost_nano_usd: self.prices.map(|p| cost_nano_usd(&tokens, &p)).unwrap_or(0),
+            cost_nano_usd: cost,
             tokens,
             estimated,
             attempts: self
@@ -228,6 +304,8 @@ impl RequestContext {
                     error_type: a.error.as_ref().map(|e| e.kind.as_str().to_owned()),
                     status: a.error.as_ref().and_then(|e| e.status),
                     error: a.error.as_ref().map(|e| e.message.clone()),
+                    joined: a.joined.map(JoinMode::as_str),
+                    cost_nano_usd: a.cost_nano_usd,
                 })
                 .collect(),
             guardrail_findings: self.guardrail.findings(),

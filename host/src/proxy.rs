@@ -2,8 +2,10 @@
 //! in order (failing over on transport errors, timeouts, 429 and 5xx — for streams, until
 //! the first event is in hand), and answer in the caller's dialect.
 
+mod resume;
 mod stream_log;
 
+use resume::Resumer;
 use stream_log::{Health, StreamLog};
 
 use std::convert::Infallible;
@@ -19,6 +21,7 @@ use std::sync::Arc;
 use crate::api::{self, StreamEncoder};
 use crate::budget::{BudgetError, Budgets};
 use crate::canonical::{Dialect, Request, StreamEvent};
+use crate::config::MidStream;
 pub use crate::context::{Attempt, AttemptError, RequestContext};
 use crate::error::{Error, ErrorKind, UpstreamError};
 use crate::guardrails::{GuardrailEngine, StreamGuard, Tally};
@@ -229,7 +232,7 @@ impl Proxy {
         let extra_headers = api::passthrough_headers(dialect, headers);
         let adapters = self.adapters();
         let mut last_error = None;
-        for target in &plan.targets {
+        for (i, target) in plan.targets.iter().enumerate() {
             ctx.trying(target);
             let started = Instant::now();
             let outcome = if let Some(why) = refused_by(&request, target) {
@@ -237,8 +240,15 @@ impl Proxy {
             } else {
                 match target.protocol {
                     Protocol::Native(upstream) if request.stream => {
-                        self.try_stream(&request, target, upstream, dialect, &extra_headers)
-                            .await
+                        try_stream(
+                            &self.upstream,
+                            &request,
+                            target,
+                            upstream,
+                            dialect,
+                            &extra_headers,
+                        )
+                        .await
                     }
                     Protocol::Native(upstream) => {
                         self.try_json(&request, target, upstream, dialect, &extra_headers)
@@ -246,44 +256,41 @@ impl Proxy {
                     }
                     Protocol::Adapter => match adapters.get(&target.provider) {
                         Some(a) if request.stream => {
-                            self.try_adapted_stream(&request, target, a, dialect).await
+                            try_adapted_stream(&self.upstream, &request, target, a, dialect).await
                         }
                         Some(a) => self.try_adapted_json(&request, target, a).await,
-                        None => Err(Error::new(
-                            ErrorKind::NotConfigured,
-                            format!(
-                                "provider {:?} has no loaded adapter plugin",
-                                target.provider
-                            ),
-                        )
-                        .retryable(true)),
+                        None => Err(no_adapter(target)),
                     },
                 }
             };
             let duration = started.elapsed();
             match outcome {
                 Ok(answer) => {
-                    ctx.attempts.push(Attempt {
-                        target: target.label(),
-                        duration,
-                        error: None,
-                    });
+                    ctx.attempts.push(Attempt::new(target, duration, None));
                     let health = Health {
                         target: target.clone(),
                         cooldown: plan.cooldown,
                     };
-                    return self.answer(answer, ctx, health, &guardrails).await;
+                    // Only a stream with somewhere to go keeps what a failover needs.
+                    let resume = (request.stream
+                        && plan.mid_stream != MidStream::Off
+                        && i + 1 < plan.targets.len())
+                    .then(|| Resumer {
+                        upstream: self.upstream.clone(),
+                        adapters: adapters.clone(),
+                        request,
+                        targets: plan.targets[i + 1..].to_vec(),
+                        extra: extra_headers,
+                        mode: plan.mid_stream,
+                        restart_asked: resume::restart_asked(headers),
+                        budgets: self.budgets.clone(),
+                        default_max_output: self.default_max_output,
+                        default_max_input: self.default_max_input,
+                    });
+                    return self.answer(answer, ctx, health, &guardrails, resume).await;
                 }
                 Err(e) => {
-                    ctx.attempts.push(Attempt {
-                        target: target.label(),
-                        duration,
-                        error: Some(AttemptError {
-                            kind: e.kind(),
-                            status: e.upstream().map(|u| u.status.as_u16()),
-                            message: e.message().to_owned(),
-                        }),
-                    });
+                    ctx.attempts.push(Attempt::new(target, duration, Some(&e)));
                     if !e.is_retryable() {
                         return self.fail(&mut ctx, e).await;
                     }
@@ -324,21 +331,6 @@ impl Proxy {
         self.fail(&mut ctx, error).await
     }
 
-    fn encode_for(
-        &self,
-        request: &Request,
-        target: &Target,
-        upstream: Dialect,
-    ) -> Result<Bytes, Error> {
-        let value = api::encode_request(upstream, request, &target.model_id);
-        serde_json::to_vec(&value).map(Bytes::from).map_err(|e| {
-            Error::new(
-                ErrorKind::BadRequest,
-                format!("cannot encode the upstream request: {e}"),
-            )
-        })
-    }
-
     async fn try_json(
         &self,
         request: &Request,
@@ -347,7 +339,7 @@ impl Proxy {
         dialect: Dialect,
         extra: &HeaderMap,
     ) -> Result<Answer, Error> {
-        let body = self.encode_for(request, target, upstream)?;
+        let body = encode_for(request, target, upstream)?;
         let t = target.timeouts;
         let response = self
             .upstream
@@ -374,32 +366,6 @@ impl Proxy {
             body,
             response: decoded,
         })
-    }
-
-    async fn try_stream(
-        &self,
-        request: &Request,
-        target: &Target,
-        upstream: Dialect,
-        dialect: Dialect,
-        extra: &HeaderMap,
-    ) -> Result<Answer, Error> {
-        let body = self.encode_for(request, target, upstream)?;
-        let t = target.timeouts;
-        let started = Instant::now();
-        let response = self
-            .upstream
-            .send(
-                target,
-                upstream,
-                true,
-                body,
-                same_dialect_headers(upstream, dialect, extra),
-                t.first_byte,
-            )
-            .await?;
-        let events = UpstreamEvents::new(response, upstream);
-        prime(events, request, target, dialect, started).await
     }
 
     /// An adapter-built request, answered as a whole: the adapter decodes any status.
@@ -432,52 +398,97 @@ impl Proxy {
             response: decoded,
         })
     }
+}
 
-    /// An adapter-built streamed request; an error status is read whole and decoded.
-    async fn try_adapted_stream(
-        &self,
-        request: &Request,
-        target: &Target,
-        adapter: &AdapterPlugin,
-        dialect: Dialect,
-    ) -> Result<Answer, Error> {
-        let t = target.timeouts;
-        let started = Instant::now();
-        let http = adapter
-            .encode_request(request, &target.model_id)
-            .await
-            .map_err(crate::upstream::adapter_call_error)?;
-        let response = self
-            .upstream
-            .send_adapted(target, http, t.first_byte)
-            .await?;
-        if !response.status().is_success() {
-            let status = response.status().as_u16();
-            let headers = response.headers().clone();
-            let rest = t.first_byte.saturating_sub(started.elapsed());
-            let bytes = read_body(
-                response,
-                rest.max(Duration::from_millis(1)),
-                target.max_response_size,
-            )
-            .await?;
-            return Err(
-                match adapter.decode_response(status, &headers, &bytes).await {
-                    Err(e) => crate::upstream::adapter_call_error(e),
-                    Ok(Err(e)) => crate::upstream::adapter_upstream_error(e),
-                    Ok(Ok(_)) => Error::new(
-                        ErrorKind::BadUpstreamResponse,
-                        format!(
-                            "{} answered {status}, which the adapter took for an answer",
-                            target.label()
-                        ),
+fn encode_for(request: &Request, target: &Target, upstream: Dialect) -> Result<Bytes, Error> {
+    let value = api::encode_request(upstream, request, &target.model_id);
+    serde_json::to_vec(&value).map(Bytes::from).map_err(|e| {
+        Error::new(
+            ErrorKind::BadRequest,
+            format!("cannot encode the upstream request: {e}"),
+        )
+    })
+}
+
+/// A streamed request in a dialect the gateway speaks, read up to its first content.
+async fn try_stream(
+    client: &Upstream,
+    request: &Request,
+    target: &Target,
+    upstream: Dialect,
+    dialect: Dialect,
+    extra: &HeaderMap,
+) -> Result<Answer, Error> {
+    let body = encode_for(request, target, upstream)?;
+    let t = target.timeouts;
+    let started = Instant::now();
+    let response = client
+        .send(
+            target,
+            upstream,
+            true,
+            body,
+            same_dialect_headers(upstream, dialect, extra),
+            t.first_byte,
+        )
+        .await?;
+    let events = UpstreamEvents::new(response, upstream);
+    prime(events, request, target, dialect, started).await
+}
+
+/// An adapter-built streamed request; an error status is read whole and decoded.
+async fn try_adapted_stream(
+    client: &Upstream,
+    request: &Request,
+    target: &Target,
+    adapter: &AdapterPlugin,
+    dialect: Dialect,
+) -> Result<Answer, Error> {
+    let t = target.timeouts;
+    let started = Instant::now();
+    let http = adapter
+        .encode_request(request, &target.model_id)
+        .await
+        .map_err(crate::upstream::adapter_call_error)?;
+    let response = client.send_adapted(target, http, t.first_byte).await?;
+    if !response.status().is_success() {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let rest = t.first_byte.saturating_sub(started.elapsed());
+        let bytes = read_body(
+            response,
+            rest.max(Duration::from_millis(1)),
+            target.max_response_size,
+        )
+        .await?;
+        return Err(
+            match adapter.decode_response(status, &headers, &bytes).await {
+                Err(e) => crate::upstream::adapter_call_error(e),
+                Ok(Err(e)) => crate::upstream::adapter_upstream_error(e),
+                Ok(Ok(_)) => Error::new(
+                    ErrorKind::BadUpstreamResponse,
+                    format!(
+                        "{} answered {status}, which the adapter took for an answer",
+                        target.label()
                     ),
-                },
-            );
-        }
-        let events = UpstreamEvents::adapted(response, adapter.clone(), &target.model_id);
-        prime(events, request, target, dialect, started).await
+                ),
+            },
+        );
     }
+    let events = UpstreamEvents::adapted(response, adapter.clone(), &target.model_id);
+    prime(events, request, target, dialect, started).await
+}
+
+/// The error of a target whose provider's adapter plugin is not loaded (fails over).
+fn no_adapter(target: &Target) -> Error {
+    Error::new(
+        ErrorKind::NotConfigured,
+        format!(
+            "provider {:?} has no loaded adapter plugin",
+            target.provider
+        ),
+    )
+    .retryable(true)
 }
 
 /// Reads a stream until its first content event, so an upstream that fails before then can
@@ -577,6 +588,7 @@ impl Proxy {
         mut ctx: RequestContext,
         health: Health,
         guardrails: &Arc<GuardrailEngine>,
+        resume: Option<Resumer>,
     ) -> Response<Body> {
         let served_by = HeaderValue::from_str(&health.target.label()).ok();
         let attempts = HeaderValue::from(ctx.attempts.len());
@@ -621,6 +633,7 @@ impl Proxy {
                 let remaining = ctx.budget_remaining;
                 let guard = StreamGuard::new(guardrails);
                 warnings = guardrail_headers(&ctx.guardrail);
+                let fail_over = resume.is_some();
                 let relay = Relay::new(
                     events,
                     encoder,
@@ -631,8 +644,10 @@ impl Proxy {
                         ctx: Some(ctx),
                         outcomes: self.outcomes.clone(),
                         health,
+                        resume,
                     },
                     guard,
+                    fail_over,
                 );
                 let body = StreamBody::new(
                     relay

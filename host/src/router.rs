@@ -10,7 +10,7 @@ use std::time::Instant;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::api;
-use crate::config::{Config, Cooldown, Provider, Strategy, Timeouts};
+use crate::config::{Config, Cooldown, MidStream, Provider, Strategy, Timeouts};
 use crate::error::{Error, ErrorKind};
 use crate::spend::PriceTable;
 
@@ -94,6 +94,7 @@ struct RouteState {
     strategy: Strategy,
     targets: Vec<Arc<Target>>,
     cooldown: Cooldown,
+    mid_stream: MidStream,
     /// Target indices in smooth weighted round-robin order (load_balance only).
     schedule: Vec<usize>,
     cursor: AtomicUsize,
@@ -107,6 +108,8 @@ pub struct Plan {
     pub targets: Vec<Arc<Target>>,
     /// When a failing target is skipped.
     pub cooldown: Cooldown,
+    /// What a stream does when its upstream fails after content went out.
+    pub mid_stream: MidStream,
 }
 
 /// Model name → targets, built once from the config; keeps each target's health between
@@ -115,6 +118,8 @@ pub struct Router {
     routes: HashMap<String, RouteState>,
     providers: HashMap<String, Provider>,
     direct_timeouts: HashMap<String, Timeouts>,
+    /// `routing.mid_stream_failover`, for `provider:model_id` requests.
+    direct_mid_stream: MidStream,
     /// Targets for `provider:model_id` requests, created on first use so their health persists.
     direct: Mutex<HashMap<String, Arc<Target>>>,
 }
@@ -161,6 +166,7 @@ impl Router {
                     schedule: smooth_weighted_schedule(&weights),
                     targets,
                     cooldown: route.cooldown,
+                    mid_stream: route.mid_stream,
                     cursor: AtomicUsize::new(0),
                 },
             );
@@ -174,6 +180,7 @@ impl Router {
             routes,
             providers: config.providers.clone().into_iter().collect(),
             direct_timeouts,
+            direct_mid_stream: config.mid_stream,
             direct: Mutex::new(HashMap::new()),
         })
     }
@@ -191,6 +198,7 @@ impl Router {
                 route: None,
                 targets: vec![target],
                 cooldown: Cooldown::default(),
+                mid_stream: self.direct_mid_stream,
             });
         }
         Err(Error::new(
@@ -228,6 +236,7 @@ impl Router {
             route: Some(name.to_owned()),
             targets: ready,
             cooldown: route.cooldown,
+            mid_stream: route.mid_stream,
         }
     }
 

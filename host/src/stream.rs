@@ -4,6 +4,11 @@
 //! body owns the upstream response, so a caller that hangs up drops it and the upstream
 //! request with it.
 
+mod splice;
+
+use splice::Splice;
+pub use splice::{JoinMode, Partial, sum_usage, usage_less};
+
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -17,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::time::Instant;
 
 use crate::api::{StreamDecoder, StreamEncoder};
-use crate::canonical::{Dialect, StreamEvent};
+use crate::canonical::{Dialect, StreamEvent, Usage};
 use crate::error::{Error, ErrorKind};
 use crate::guardrails::{StreamGuard, Tally};
 use crate::plugins::{AdapterPlugin, StreamState};
@@ -365,6 +370,22 @@ fn sse_result(
     }
 }
 
+/// A later attempt that carries on a stream whose upstream failed after it started.
+pub struct Resumed {
+    /// The new upstream's events.
+    pub upstream: UpstreamEvents,
+    /// Its events read while deciding whether it answers (up to its first content).
+    pub first: Vec<StreamEvent>,
+    /// How it joins what the caller already has.
+    pub mode: JoinMode,
+    /// Usage of every attempt before it, added to its usage events.
+    pub carried: Usage,
+    /// Its endpoint's idle and total timeouts.
+    pub idle: Duration,
+    /// See `idle`.
+    pub total: Option<Duration>,
+}
+
 /// Watches the events that pass through a relay; the request context implements it to
 /// record usage and the outcome when the stream ends or the caller leaves.
 pub trait RelayObserver: Send {
@@ -376,6 +397,17 @@ pub trait RelayObserver: Send {
     /// What the downgoing firewall found; called before `end` (or when the caller leaves).
     fn guarded(&mut self, tally: &Tally) {
         let _ = tally;
+    }
+    /// The upstream failed with `error` after the stream started and the caller has
+    /// `partial`: a later attempt to carry on with, if the failover policy and the plan
+    /// have one. Only asked when the relay was built with mid-stream failover.
+    fn resume<'a>(
+        &'a mut self,
+        partial: &'a Partial,
+        error: &'a Error,
+    ) -> BoxFuture<'a, Option<Resumed>> {
+        let _ = (partial, error);
+        Box::pin(async { None })
     }
 }
 
@@ -390,11 +422,17 @@ pub struct Relay<O: RelayObserver> {
     done: bool,
     observer: O,
     guard: Option<StreamGuard>,
+    /// Mid-stream failover: what the caller has, and the join of later attempts. `None`
+    /// when it is off, so a stream pays nothing for it.
+    splice: Option<Splice>,
 }
 
 impl<O: RelayObserver> Relay<O> {
     /// `first` holds the events already read while deciding whether to fail over; `guard`,
-    /// when set, holds back and scans the answer's text before it is encoded.
+    /// when set, holds back and scans the answer's text before it is encoded; with
+    /// `fail_over`, an upstream that fails mid-stream is replaced through
+    /// [`RelayObserver::resume`].
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         upstream: UpstreamEvents,
         encoder: StreamEncoder,
@@ -403,6 +441,7 @@ impl<O: RelayObserver> Relay<O> {
         total: Option<Duration>,
         observer: O,
         guard: Option<StreamGuard>,
+        fail_over: bool,
     ) -> Self {
         Relay {
             upstream,
@@ -413,7 +452,54 @@ impl<O: RelayObserver> Relay<O> {
             done: false,
             observer,
             guard,
+            splice: fail_over.then(Splice::default),
         }
+    }
+
+    /// Passes this batch through the splice; when the upstream failed mid-stream, asks for
+    /// later attempts until one carries on (its first events joined in) or none is left.
+    /// Returns how the stream ends now, if it does.
+    async fn splice(
+        &mut self,
+        splice: &mut Splice,
+        mut end: Option<Result<(), Error>>,
+    ) -> Option<Result<(), Error>> {
+        let mut passed = Vec::with_capacity(self.pending.len());
+        let mut events = std::mem::take(&mut self.pending);
+        loop {
+            if let Some(message) = splice.pass(events, &mut passed, true) {
+                end = Some(Err(Error::new(
+                    ErrorKind::Provider,
+                    format!("the upstream sent an error event mid-stream: {message}"),
+                )));
+            }
+            match &end {
+                Some(Ok(())) => splice.flush(&mut passed),
+                // The answer was complete: a failure after its finish (a cut before the
+                // usage or the terminator) loses the caller nothing.
+                Some(Err(_)) if splice.finished() => {
+                    splice.flush(&mut passed);
+                    end = Some(Ok(()));
+                }
+                Some(Err(e)) => {
+                    splice.cut();
+                    let Some(next) = self.observer.resume(splice.partial(), e).await else {
+                        break;
+                    };
+                    splice.join(next.mode, next.carried);
+                    self.upstream = next.upstream;
+                    self.idle = next.idle;
+                    self.deadline = next.total.map(|t| Instant::now() + t);
+                    events = next.first;
+                    end = None;
+                    continue;
+                }
+                None => {}
+            }
+            break;
+        }
+        self.pending = passed;
+        end
     }
 
     fn encode_pending(&mut self, out: &mut Vec<u8>) {
@@ -449,6 +535,10 @@ impl<O: RelayObserver> Relay<O> {
                 ))),
                 Some(Err(e)) => Some(Err(e)),
             };
+            if let Some(mut splice) = self.splice.take() {
+                end = self.splice(&mut splice, end).await;
+                self.splice = Some(splice);
+            }
             if let Some(guard) = &mut self.guard {
                 let events = std::mem::take(&mut self.pending);
                 let mut passed = Vec::with_capacity(events.len());

@@ -251,4 +251,32 @@ impl EventSource for Stream {
             }
         }
     }
+
+    /// Anthropic's `event: error`, as the API sends when it is overloaded mid-stream; no
+    /// `message_stop` follows.
+    fn render_error(&self, message: &str, out: &mut BytesMut) {
+        let event = StreamError {
+            kind: "error",
+            error: StreamErrorDetail {
+                kind: "overloaded_error",
+                message,
+            },
+        };
+        push_event(out, "error", &event);
+    }
+}
+
+/// A struct rather than `json!`, so the fields keep the order the API sends them in.
+#[derive(Serialize)]
+struct StreamError<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    error: StreamErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct StreamErrorDetail<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    message: &'a str,
 }

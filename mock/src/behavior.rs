@@ -73,6 +73,20 @@ pub struct MockBehavior {
     /// Streams: after this many delta events, one event whose data is not JSON, then the
     /// body ends.
     pub malformed_after: Option<usize>,
+    /// Streams: after this many delta events, one error event in the dialect's own shape (an
+    /// overloaded upstream), then the body ends cleanly: the mid-stream failure a provider
+    /// reports in-band, which the gateway must not mistake for the end of the answer.
+    pub error_after: Option<usize>,
+    /// When the conversation holds an assistant turn (the partial answer the gateway carries
+    /// over on a mid-stream failover) whose text, trailing whitespace trimmed, starts the reply
+    /// text, answer only the rest of the reply text, like a model continuing its prefill.
+    pub continue_partial: bool,
+    /// With `continue_partial`: start the continuation this many words early, repeating the
+    /// end of the partial answer, as models sometimes do; the gateway must strip the overlap.
+    pub repeat_words: usize,
+    /// Answer a 400 when the conversation ends with an assistant turn, like a model that does
+    /// not support prefill, so a test can check the gateway does not send it one.
+    pub refuse_prefill: bool,
 }
 
 impl MockBehavior {
@@ -117,6 +131,11 @@ pub(crate) struct BehaviorPatch {
     html_error: Option<bool>,
     #[serde(deserialize_with = "present")]
     malformed_after: Option<Option<usize>>,
+    #[serde(deserialize_with = "present")]
+    error_after: Option<Option<usize>>,
+    continue_partial: Option<bool>,
+    repeat_words: Option<usize>,
+    refuse_prefill: Option<bool>,
 }
 
 /// Only called for fields present in the input, so `null` becomes `Some(None)` ("clear it")
@@ -157,6 +176,10 @@ impl BehaviorPatch {
             pad_bytes,
             html_error,
             malformed_after,
+            error_after,
+            continue_partial,
+            repeat_words,
+            refuse_prefill,
         );
     }
 }
@@ -222,6 +245,24 @@ mod tests {
         assert_eq!(b.status, None);
         assert_eq!(b.chunks, Some(7));
         assert_eq!(b.text.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn failover_knobs_merge() {
+        let mut b = MockBehavior {
+            error_after: Some(3),
+            ..Default::default()
+        };
+        parse_header(br#"{"continue_partial": true, "repeat_words": 2, "refuse_prefill": true}"#)
+            .unwrap()
+            .apply(&mut b);
+        assert_eq!(b.error_after, Some(3));
+        assert!(b.continue_partial && b.refuse_prefill);
+        assert_eq!(b.repeat_words, 2);
+        parse_header(br#"{"error_after": null}"#)
+            .unwrap()
+            .apply(&mut b);
+        assert_eq!(b.error_after, None);
     }
 
     #[test]

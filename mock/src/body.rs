@@ -20,7 +20,13 @@ pub(crate) trait EventSource: Send + 'static {
     fn is_delta(&self, i: usize) -> bool;
     /// Appends event `i`, SSE framing included, to `out`.
     fn render(&self, i: usize, out: &mut BytesMut);
+    /// Appends the error event the provider sends when it fails mid-stream (an overloaded
+    /// upstream), framing included, to `out`: what `error_after` sends instead of the rest.
+    fn render_error(&self, message: &str, out: &mut BytesMut);
 }
+
+/// The message of the error event `error_after` sends.
+pub(crate) const ERROR_AFTER_MESSAGE: &str = "mock upstream: overloaded (error_after)";
 
 /// What happens once `after` deltas went out.
 #[derive(Clone, Copy, Debug)]
@@ -33,6 +39,10 @@ pub(crate) enum Ending {
     },
     /// One event whose data is not JSON, then the end of the body.
     Malformed {
+        after: usize,
+    },
+    /// One error event in the dialect's shape, then the end of the body.
+    Error {
         after: usize,
     },
 }
@@ -122,7 +132,7 @@ enum Phase {
     /// Gave the connection one turn to flush before cutting.
     Cutting,
     Stalled,
-    /// The body is over (after a malformed event).
+    /// The body is over (after a malformed or an error event).
     Ended,
 }
 
@@ -175,6 +185,11 @@ impl SseBody {
                             let bad = Bytes::from_static(b"data: {\"choices\": [{\"delta\": \n\n");
                             self.phase = Phase::Ended;
                             return Poll::Ready(Some(Ok(Frame::data(bad))));
+                        }
+                        Some(Ending::Error { after }) if self.deltas_sent >= after => {
+                            self.source.render_error(ERROR_AFTER_MESSAGE, &mut self.buf);
+                            self.phase = Phase::Ended;
+                            return Poll::Ready(Some(Ok(Frame::data(self.buf.split().freeze()))));
                         }
                         Some(Ending::Stall { after }) if self.deltas_sent >= after => {
                             // Never woken: the connection ends when the client or the server

@@ -88,7 +88,23 @@ impl EventSource for Stream {
         } else {
             return;
         };
-        out.extend_from_slice(event.to_string().as_bytes());
-        out.extend_from_slice(b"\n");
+        push_line(out, &event);
     }
+
+    /// A `stream-end` that finishes with `ERROR` and says why, instead of the response.
+    fn render_error(&self, message: &str, out: &mut BytesMut) {
+        let event = json!({
+            "is_finished": true,
+            "event_type": "stream-end",
+            "finish_reason": "ERROR",
+            "error": message,
+        });
+        push_line(out, &event);
+    }
+}
+
+/// Appends one event of the newline-delimited JSON stream.
+fn push_line(out: &mut BytesMut, event: &Value) {
+    out.extend_from_slice(event.to_string().as_bytes());
+    out.extend_from_slice(b"\n");
 }

@@ -163,4 +163,12 @@ impl EventSource for Stream {
         };
         push_data(out, &body);
     }
+
+    /// Gemini reports a mid-stream failure as a `data:` event holding its error envelope (a
+    /// 503 `UNAVAILABLE`, what an overloaded model answers).
+    fn render_error(&self, message: &str, out: &mut BytesMut) {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&error_body(StatusCode::SERVICE_UNAVAILABLE, message));
+        out.extend_from_slice(b"\n\n");
+    }
 }

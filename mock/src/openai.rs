@@ -266,6 +266,35 @@ impl EventSource for Stream {
         let usage = self.include_usage.then_some(None);
         push_data(out, &self.chunk(&choice, usage));
     }
+
+    /// OpenAI reports a mid-stream failure as a `data:` event holding its error envelope,
+    /// with no finish chunk or `[DONE]` after it.
+    fn render_error(&self, message: &str, out: &mut BytesMut) {
+        let event = StreamError {
+            error: StreamErrorDetail {
+                message,
+                kind: "server_error",
+                param: None,
+                code: None,
+            },
+        };
+        push_data(out, &event);
+    }
+}
+
+/// A struct rather than `json!`, so the fields keep the order the API sends them in.
+#[derive(Serialize)]
+struct StreamError<'a> {
+    error: StreamErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct StreamErrorDetail<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    param: Option<()>,
+    code: Option<()>,
 }
 
 impl Stream {

@@ -145,10 +145,15 @@ impl Reply {
             let args = Pieces::split(Cow::Owned(args), n.max(2).min(arg_chars));
             Content::ToolCall { name, args }
         } else {
-            let text = match &b.text {
+            let mut text = match &b.text {
                 Some(t) => Cow::Owned(t.clone()),
                 None => default_text(n),
             };
+            if b.continue_partial
+                && let Some(partial) = &req.assistant_text
+            {
+                text = continuation(text, partial, b.repeat_words);
+            }
             let mut pieces = Pieces::split(text, n);
             if let Some(limit) = req.max_tokens
                 && limit < pieces.len() as u64
@@ -202,6 +207,35 @@ impl Reply {
         match self.content {
             Content::Text(_) => Part::Text,
             Content::ToolCall { .. } => Part::ToolArgs,
+        }
+    }
+}
+
+/// What is left of `text` after `partial`, the answer a previous upstream sent before its
+/// stream broke, starting `repeat` words early (those words of `partial` said again);
+/// `text` itself when it does not start with `partial` (trailing whitespace trimmed) or
+/// `partial` is blank. A word is what [`word_starts`] counts: the whitespace before it goes
+/// with it.
+fn continuation(text: Cow<'static, str>, partial: &str, repeat: usize) -> Cow<'static, str> {
+    let partial = partial.trim_end();
+    if partial.is_empty() || !text.starts_with(partial) {
+        return text;
+    }
+    // Every offset here is a char boundary of `partial`, so also of `text`, which starts with it.
+    let from = if repeat == 0 {
+        partial.len()
+    } else {
+        word_starts(partial)
+            .count()
+            .checked_sub(repeat)
+            .and_then(|skip| word_starts(partial).nth(skip))
+            .unwrap_or(0)
+    };
+    match text {
+        Cow::Borrowed(t) => Cow::Borrowed(t.get(from..).unwrap_or(t)),
+        Cow::Owned(mut t) => {
+            t.drain(..from);
+            Cow::Owned(t)
         }
     }
 }
@@ -260,6 +294,29 @@ mod tests {
         let p = Pieces::split(default_text(12), 12);
         assert_eq!(p.len(), 12);
         assert!(all(&p).iter().all(|s| !s.trim().is_empty()));
+    }
+
+    #[test]
+    fn continuation_is_the_rest_of_the_text() {
+        let cont = |partial: &str, repeat: usize| {
+            continuation(Cow::Borrowed(DEFAULT_TEXT), partial, repeat).into_owned()
+        };
+        assert_eq!(cont("Hello from the", 0), " mock upstream.");
+        assert_eq!(
+            cont("Hello from the ", 0),
+            " mock upstream.",
+            "trailing space trimmed"
+        );
+        assert_eq!(cont("Hello from the", 1), " the mock upstream.");
+        assert_eq!(cont("Hello from the", 2), " from the mock upstream.");
+        assert_eq!(cont("Hello from the", 3), DEFAULT_TEXT);
+        assert_eq!(cont("Hello from the", 9), DEFAULT_TEXT, "at most all of it");
+        assert_eq!(cont("Hello fr", 0), "om the mock upstream.", "mid-word");
+        assert_eq!(cont(DEFAULT_TEXT, 0), "");
+        assert_eq!(cont("Goodbye", 0), DEFAULT_TEXT, "not a prefix");
+        assert_eq!(cont("  ", 1), DEFAULT_TEXT, "blank");
+        let owned = continuation(Cow::Owned("héllo wörld".to_owned()), "héllo", 0);
+        assert_eq!(owned, " wörld");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Reads what the mock needs from a chat request body (OpenAI, Anthropic, Gemini or
 //! Cohere-style), validating it the way the real provider would, without copying the body.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value, json};
 
 use super::behavior::{BehaviorPatch, parse_directives};
@@ -86,6 +88,13 @@ pub(crate) struct Inspected<'a> {
     pub choices: u64,
     /// `[[mock ...]]` directives of the last user message, or why one is malformed.
     pub directives: Result<Vec<BehaviorPatch>, String>,
+    /// The text of the last assistant turn that has text (OpenAI and Anthropic role
+    /// `assistant`, Gemini role `model`), its parts joined: the partial answer a gateway carries
+    /// over after a mid-stream failover, whether it ends the conversation (a prefill) or a user
+    /// message follows it. `None` for Cohere.
+    pub assistant_text: Option<Cow<'a, str>>,
+    /// The conversation ends with an assistant turn (a prefill).
+    pub last_is_assistant: bool,
 }
 
 impl Dialect {
@@ -156,6 +165,11 @@ impl Dialect {
         };
         let last_user = messages.iter().rev().find(|m| role_of(m) == "user");
         let directives = last_user.map_or(Ok(Vec::new()), directives_of);
+        let assistant_text = messages
+            .iter()
+            .rev()
+            .filter(|m| role_of(m) == "assistant")
+            .find_map(|m| content_text(m.get("content")));
 
         Ok(Inspected {
             model,
@@ -168,6 +182,8 @@ impl Dialect {
             billed_input_tokens: chars as u64 + fields_len(obj),
             choices: obj.get("n").and_then(Value::as_u64).unwrap_or(1).max(1),
             directives,
+            assistant_text,
+            last_is_assistant: last.is_some_and(|m| role_of(m) == "assistant"),
         })
     }
 
@@ -248,6 +264,9 @@ fn inspect_cohere(obj: &Map<String, Value>) -> Result<Inspected<'_>, String> {
         billed_input_tokens: chars as u64,
         choices: 1,
         directives: parse_directives(message),
+        // The last turn is always the `message` field, a user's.
+        assistant_text: None,
+        last_is_assistant: false,
     })
 }
 
@@ -295,6 +314,20 @@ fn inspect_gemini(obj: &Map<String, Value>) -> Result<Inspected<'_>, String> {
             all.extend(parse_directives(text)?);
             Ok(all)
         });
+    // Thought parts are the model's reasoning, not its answer.
+    let assistant_text = contents
+        .iter()
+        .rev()
+        .filter(|c| role_of(c) == "model")
+        .find_map(|c| {
+            let parts = c.get("parts")?.as_array()?;
+            join_texts(
+                parts
+                    .iter()
+                    .filter(|p| p.get("thought").and_then(Value::as_bool) != Some(true))
+                    .filter_map(|p| p.get("text")?.as_str()),
+            )
+        });
     let tool = obj
         .get("tools")
         .and_then(Value::as_array)
@@ -322,6 +355,8 @@ fn inspect_gemini(obj: &Map<String, Value>) -> Result<Inspected<'_>, String> {
         billed_input_tokens: chars as u64,
         choices: 1,
         directives,
+        assistant_text,
+        last_is_assistant: contents.last().is_some_and(|c| role_of(c) == "model"),
     })
 }
 
@@ -349,7 +384,34 @@ fn directives_of(message: &Value) -> Result<Vec<BehaviorPatch>, String> {
     }
 }
 
-/// Bytes of all strings under `v`: a rough size of what a tokenizer would see.
+/// The text of a message's `content`: a string, or the `{"type": "text", "text": ...}` parts
+/// of an array joined (OpenAI content parts, Anthropic text blocks); `None` when it has no text
+/// (a tool call with `null` content, only `tool_use` blocks).
+fn content_text(content: Option<&Value>) -> Option<Cow<'_, str>> {
+    match content? {
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Array(parts) => join_texts(
+            parts
+                .iter()
+                .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+                .filter_map(|p| p.get("text")?.as_str()),
+        ),
+        _ => None,
+    }
+}
+
+/// The texts concatenated, borrowed when there is only one; `None` when there is none.
+fn join_texts<'a>(mut texts: impl Iterator<Item = &'a str>) -> Option<Cow<'a, str>> {
+    let first = texts.next()?;
+    let Some(second) = texts.next() else {
+        return Some(Cow::Borrowed(first));
+    };
+    let mut joined = String::from(first);
+    joined.push_str(second);
+    joined.extend(texts);
+    Some(Cow::Owned(joined))
+}
+
 /// JSON size of the top-level fields a provider turns into prompt tokens besides the
 /// messages: tool definitions, response schemas, and anything else it does not name here.
 fn fields_len(obj: &serde_json::Map<String, Value>) -> u64 {
@@ -372,6 +434,7 @@ fn fields_len(obj: &serde_json::Map<String, Value>) -> u64 {
         .sum()
 }
 
+/// Bytes of all strings under `v`: a rough size of what a tokenizer would see.
 fn text_len(v: Option<&Value>) -> usize {
     match v {
         Some(Value::String(s)) => s.len(),
@@ -441,6 +504,41 @@ mod tests {
         assert!(req.last_is_tool_result);
         assert_eq!(req.max_tokens, Some(7));
         assert_eq!(req.tool.unwrap().name, "t");
+    }
+
+    #[test]
+    fn assistant_turns_for_failover() {
+        // OpenAI: the last assistant turn with text, followed by a user message; a tool call
+        // with `null` content has no text and is skipped.
+        let body = json!({"model": "m", "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "text", "text": "Hello "}, {"type": "text", "text": "from"}]},
+            {"role": "assistant", "content": null, "tool_calls": []},
+            {"role": "user", "content": "continue"}]});
+        let req = Dialect::OpenAi.inspect(&body).unwrap();
+        assert_eq!(req.assistant_text.as_deref(), Some("Hello from"));
+        assert!(!req.last_is_assistant);
+
+        // Anthropic prefill: the conversation ends with the assistant's text blocks.
+        let body = json!({"model": "m", "max_tokens": 9, "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "x"}, {"type": "text", "text": "Hello"}]}]});
+        let req = Dialect::Anthropic.inspect(&body).unwrap();
+        assert_eq!(req.assistant_text.as_deref(), Some("Hello"));
+        assert!(req.last_is_assistant);
+
+        // Gemini prefill: a trailing `model` content; thoughts are not the answer.
+        let body = json!({"contents": [
+            {"role": "user", "parts": [{"text": "hi"}]},
+            {"role": "model", "parts": [{"text": "hmm", "thought": true}, {"text": "Hello from"}]}]});
+        let req = Dialect::Gemini.inspect(&body).unwrap();
+        assert_eq!(req.assistant_text.as_deref(), Some("Hello from"));
+        assert!(req.last_is_assistant);
+
+        let body = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]});
+        let req = Dialect::Gemini.inspect(&body).unwrap();
+        assert_eq!(req.assistant_text, None);
+        assert!(!req.last_is_assistant);
     }
 
     #[test]

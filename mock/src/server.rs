@@ -37,6 +37,9 @@ const MAX_BODY: usize = 32 * 1024 * 1024;
 /// Far above what providers allow, so h2c benchmarks measure the gateway, not this limit.
 const MAX_H2_STREAMS: u32 = 16 * 1024;
 
+/// What `refuse_prefill` answers, with a 400, to a conversation that ends with an assistant turn.
+const PREFILL_REFUSED: &str = "mock upstream: this model does not support assistant message prefill; the conversation must end with a user message";
+
 const MODELS: &str = r#"{"object":"list","data":[{"id":"mock-gpt","object":"model","created":1700000000,"owned_by":"bitrouter-mock"},{"id":"mock-claude","object":"model","created":1700000000,"owned_by":"bitrouter-mock"}]}"#;
 
 /// One model request (chat completions or messages) as the mock received it.
@@ -518,6 +521,12 @@ fn decide(
         Err(message) => return (latency, Action::Fail(StatusCode::BAD_REQUEST, message)),
     };
 
+    // A provider checks the conversation's shape before it starts answering.
+    if b.refuse_prefill && req.last_is_assistant {
+        let message = PREFILL_REFUSED.to_owned();
+        return (latency, Action::Fail(StatusCode::BAD_REQUEST, message));
+    }
+
     let mut req = req;
     let mut model = req.model;
     if dialect == Dialect::Gemini
@@ -549,12 +558,13 @@ fn decide(
         Dialect::Cohere => Box::new(cohere::Stream::new(ctx, reply)),
         Dialect::Gemini => Box::new(gemini::Stream::new(ctx, reply)),
     };
-    let ending = match (b.cut_after, b.stall_after_chunks, b.malformed_after) {
-        (Some(after), _, _) => Some(Ending::Cut { after }),
-        (None, Some(after), _) => Some(Ending::Stall { after }),
-        (None, None, Some(after)) => Some(Ending::Malformed { after }),
-        (None, None, None) => None,
-    };
+    // The first one set wins, in the order the README documents.
+    let ending = b
+        .cut_after
+        .map(|after| Ending::Cut { after })
+        .or(b.stall_after_chunks.map(|after| Ending::Stall { after }))
+        .or(b.malformed_after.map(|after| Ending::Malformed { after }))
+        .or(b.error_after.map(|after| Ending::Error { after }));
     let timing = StreamTiming {
         ttft: millis(b.ttft_ms),
         chunk_delay: millis(b.chunk_delay_ms),

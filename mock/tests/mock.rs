@@ -1180,3 +1180,283 @@ async fn cohere_style_chat_json_stream_and_errors() {
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["message"], "message: Field required");
 }
+
+/// Posts `body` to `path` with an `x-mock` header.
+async fn post_with(server: &MockServer, path: &str, mock: &str, body: &Value) -> reqwest::Response {
+    client()
+        .post(format!("{}{path}", server.base_url()))
+        .header("x-mock", mock)
+        .json(body)
+        .send()
+        .await
+        .expect("send")
+}
+
+fn gemini(parts: &[(&str, &str)]) -> Value {
+    let contents: Vec<Value> = parts
+        .iter()
+        .map(|(role, text)| json!({"role": role, "parts": [{"text": text}]}))
+        .collect();
+    json!({"contents": contents})
+}
+
+const GEMINI_STREAM: &str = "/v1beta/models/gemini-test:streamGenerateContent?alt=sse";
+const GEMINI_JSON: &str = "/v1beta/models/gemini-test:generateContent";
+
+#[tokio::test]
+async fn error_after_sends_the_dialects_error_event_then_ends() {
+    let server = start().await;
+    let knob = r#"{"error_after": 2}"#;
+
+    // OpenAI: two deltas, the error envelope as a data event, no finish, no [DONE], clean end.
+    let resp = post_with(&server, "/v1/chat/completions", knob, &chat(true)).await;
+    assert_eq!(resp.status(), 200);
+    let (sse, cut) = read_all(resp).await;
+    assert!(!cut, "the body ends cleanly");
+    let data = data_lines(&sse);
+    assert_eq!(
+        data.last().copied(),
+        Some(
+            r#"{"error":{"message":"mock upstream: overloaded (error_after)","type":"server_error","param":null,"code":null}}"#
+        )
+    );
+    assert!(!sse.contains("[DONE]"));
+    let chunks = openai_chunks(&sse);
+    assert_eq!(content_of(&chunks), "Hello from");
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["choices"][0]["finish_reason"].is_null())
+    );
+
+    // Anthropic: `event: error` after the second text delta, no message_stop.
+    let resp = post_with(&server, "/v1/messages", knob, &messages(true)).await;
+    let (sse, cut) = read_all(resp).await;
+    assert!(!cut);
+    assert!(sse.ends_with(
+        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"mock upstream: overloaded (error_after)\"}}\n\n"
+    ), "{sse}");
+    let names: Vec<String> = anthropic_events(&sse).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "ping",
+            "content_block_delta",
+            "content_block_delta",
+            "error"
+        ]
+    );
+
+    // Gemini: the Google error envelope as a data event.
+    let body = gemini(&[("user", "Say hello.")]);
+    let resp = post_with(&server, GEMINI_STREAM, knob, &body).await;
+    let (sse, cut) = read_all(resp).await;
+    assert!(!cut);
+    let data = data_lines(&sse);
+    assert_eq!(data.len(), 3, "{sse}");
+    assert_eq!(
+        data[2],
+        r#"{"error":{"code":503,"message":"mock upstream: overloaded (error_after)","status":"UNAVAILABLE"}}"#
+    );
+
+    // Cohere: a stream-end that finishes with ERROR.
+    let body = json!({"message": "Say hello.", "stream": true});
+    let resp = post_with(&server, "/v1/chat", knob, &body).await;
+    let (text, cut) = read_all(resp).await;
+    assert!(!cut);
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 1 + 2 + 1, "{text}");
+    let last = &events[3];
+    assert_eq!(last["event_type"], "stream-end");
+    assert_eq!(last["finish_reason"], "ERROR");
+    assert_eq!(last["error"], "mock upstream: overloaded (error_after)");
+
+    // 0: right after the headers, before any event.
+    let resp = post_with(
+        &server,
+        "/v1/messages",
+        r#"{"error_after": 0}"#,
+        &messages(true),
+    )
+    .await;
+    let (sse, _) = read_all(resp).await;
+    let names: Vec<String> = anthropic_events(&sse).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["error"]);
+
+    // The other endings win: cut_after, stall_after_chunks, malformed_after, then error_after.
+    let both = r#"{"error_after": 1, "cut_after": 3}"#;
+    let resp = post_with(&server, "/v1/chat/completions", both, &chat(true)).await;
+    let (sse, cut) = read_all(resp).await;
+    assert!(cut);
+    assert!(!sse.contains("error_after"));
+    let both = r#"{"error_after": 1, "malformed_after": 1}"#;
+    let resp = post_with(&server, "/v1/chat/completions", both, &chat(true)).await;
+    let (sse, _) = read_all(resp).await;
+    assert!(!sse.contains("error_after"));
+}
+
+#[tokio::test]
+async fn continue_partial_answers_the_rest_of_the_text() {
+    let server = start().await;
+    let knob = r#"{"continue_partial": true, "chunks": 2}"#;
+
+    // OpenAI: the partial answer as an assistant turn, then a user message asking to continue.
+    let failover = json!({
+        "model": "gpt-test",
+        "stream": true,
+        "messages": [
+            {"role": "user", "content": "Say hello."},
+            {"role": "assistant", "content": "Hello from the"},
+            {"role": "user", "content": "Continue exactly where you left off."}
+        ]
+    });
+    let resp = post_with(&server, "/v1/chat/completions", knob, &failover).await;
+    let (sse, _) = read_all(resp).await;
+    let chunks = openai_chunks(&sse);
+    let deltas: Vec<&str> = chunks
+        .iter()
+        .skip(1)
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(deltas, [" mock", " upstream."], "split like a normal reply");
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
+
+    // JSON, with the default 4 chunks: the usage counts the continuation's deltas.
+    let mut json_body = failover.clone();
+    json_body["stream"] = false.into();
+    let resp = post_with(
+        &server,
+        "/v1/chat/completions",
+        r#"{"continue_partial": true}"#,
+        &json_body,
+    )
+    .await;
+    let reply: Value = resp.json().await.unwrap();
+    assert_eq!(reply["choices"][0]["message"]["content"], " mock upstream.");
+    assert_eq!(reply["usage"]["completion_tokens"], 4);
+
+    // max_tokens still truncates.
+    json_body["max_tokens"] = 1.into();
+    let resp = post_with(&server, "/v1/chat/completions", knob, &json_body).await;
+    let reply: Value = resp.json().await.unwrap();
+    assert_eq!(reply["choices"][0]["message"]["content"], " mock");
+    assert_eq!(reply["choices"][0]["finish_reason"], "length");
+
+    // Anthropic prefill, text blocks, trailing space; one word repeated.
+    let mut prefill = messages(true);
+    prefill["messages"] = json!([
+        {"role": "user", "content": "Say hello."},
+        {"role": "assistant", "content": [{"type": "text", "text": "Hello from the "}]}
+    ]);
+    let repeat = r#"{"continue_partial": true, "chunks": 2, "repeat_words": 1}"#;
+    let resp = post_with(&server, "/v1/messages", repeat, &prefill).await;
+    let (sse, _) = read_all(resp).await;
+    let texts: Vec<String> = anthropic_events(&sse)
+        .into_iter()
+        .filter_map(|(_, d)| d["delta"]["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(texts, [" the", " mock upstream."]);
+
+    // Gemini prefill: a trailing `model` content.
+    let body = gemini(&[("user", "Say hello."), ("model", "Hello from")]);
+    let resp = post_with(&server, GEMINI_JSON, knob, &body).await;
+    let reply: Value = resp.json().await.unwrap();
+    assert_eq!(
+        reply["candidates"][0]["content"]["parts"][0]["text"],
+        " the mock upstream."
+    );
+
+    // The `text` knob is the text continued.
+    let custom = r#"{"continue_partial": true, "chunks": 2, "text": "one two three four"}"#;
+    let body = gemini(&[("user", "Count."), ("model", "one two")]);
+    let resp = post_with(&server, GEMINI_JSON, custom, &body).await;
+    let reply: Value = resp.json().await.unwrap();
+    assert_eq!(
+        reply["candidates"][0]["content"]["parts"][0]["text"],
+        " three four"
+    );
+
+    // Not a prefix of the reply, or the knob off: the whole reply.
+    let body = gemini(&[("user", "Say hello."), ("model", "Greetings")]);
+    let resp = post_with(&server, GEMINI_JSON, knob, &body).await;
+    let reply: Value = resp.json().await.unwrap();
+    assert_eq!(
+        reply["candidates"][0]["content"]["parts"][0]["text"],
+        "Hello from the mock upstream."
+    );
+    json_body.as_object_mut().unwrap().remove("max_tokens");
+    let reply: Value = post(&server, "/v1/chat/completions", &json_body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply["choices"][0]["message"]["content"],
+        "Hello from the mock upstream."
+    );
+}
+
+#[tokio::test]
+async fn refuse_prefill_rejects_a_trailing_assistant_turn() {
+    const MESSAGE: &str = "mock upstream: this model does not support assistant message prefill; the conversation must end with a user message";
+    let server = MockServer::start(MockBehavior {
+        refuse_prefill: true,
+        continue_partial: true,
+        ..Default::default()
+    })
+    .await
+    .expect("start mock");
+
+    let mut prefill = messages(false);
+    prefill["messages"] = json!([
+        {"role": "user", "content": "Say hello."},
+        {"role": "assistant", "content": "Hello from the"}
+    ]);
+    let resp = post(&server, "/v1/messages", &prefill).await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["type"], "error");
+    assert_eq!(err["error"]["type"], "invalid_request_error");
+    assert_eq!(err["error"]["message"], MESSAGE);
+
+    let mut body = chat(true);
+    body["messages"] = json!([
+        {"role": "user", "content": "Say hello."},
+        {"role": "assistant", "content": "Hello from the"}
+    ]);
+    let resp = post(&server, "/v1/chat/completions", &body).await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["type"], "invalid_request_error");
+    assert_eq!(err["error"]["message"], MESSAGE);
+
+    let body = gemini(&[("user", "Say hello."), ("model", "Hello from the")]);
+    let resp = post(&server, GEMINI_STREAM, &body).await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["status"], "INVALID_ARGUMENT");
+    assert_eq!(err["error"]["message"], MESSAGE);
+
+    // The same partial answer followed by a user message is fine, and continued.
+    let mut body = prefill.clone();
+    body["messages"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"role": "user", "content": "Continue."}));
+    let resp = post(&server, "/v1/messages", &body).await;
+    assert_eq!(resp.status(), 200);
+    let reply: Value = resp.json().await.unwrap();
+    assert_eq!(reply["content"][0]["text"], " mock upstream.");
+
+    // A directive in the last user message turns it off for one request.
+    prefill["messages"][0]["content"] = json!("Say hello. [[mock {\"refuse_prefill\": false}]]");
+    assert_eq!(post(&server, "/v1/messages", &prefill).await.status(), 200);
+}

@@ -16,6 +16,7 @@ mod guardrails;
 mod hardening;
 mod harness;
 mod ledger_backends;
+mod mid_stream;
 mod observe;
 mod oci;
 mod plugin_cli;

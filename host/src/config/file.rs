@@ -243,6 +243,10 @@ pub struct RoutingSection {
     pub timeouts: Option<TimeoutsSection>,
     #[serde(default, with = "humantime_serde")]
     pub connect_timeout: Option<Duration>,
+    /// The same setting as `timeouts.idle`, under the name callers look for.
+    #[serde(default, with = "humantime_serde")]
+    pub stream_idle_timeout: Option<Duration>,
+    pub mid_stream_failover: Option<MidStream>,
 }
 
 /// `strategy` of a route: the order its endpoints are tried in.
@@ -265,6 +269,23 @@ pub struct RouteSection {
     pub endpoints: Vec<EndpointSection>,
     pub timeouts: Option<TimeoutsSection>,
     pub cooldown: Option<CooldownSection>,
+    pub mid_stream_failover: Option<MidStream>,
+}
+
+/// `routing.mid_stream_failover` (or a route's): what a stream does when its upstream cuts,
+/// stalls or errors after content reached the caller.
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MidStream {
+    /// The failure reaches the caller as the dialect's error event (the default).
+    #[default]
+    Off,
+    /// The next endpoint continues the answer from what was already streamed.
+    Continue,
+    /// The next endpoint starts the answer over when nothing but whitespace or reasoning
+    /// was streamed (or the caller asked with `x-bitrouter-mid-stream: restart`); otherwise
+    /// as `continue`.
+    Restart,
 }
 
 #[derive(Deserialize)]

@@ -99,15 +99,42 @@ pub(super) fn providers(
     Ok(providers)
 }
 
+/// `routing.timeouts` over the defaults, with `routing.stream_idle_timeout` as the idle
+/// timeout (the same setting under a second name: giving both is an error, not a guess).
+pub(super) fn routing_timeouts(
+    routing: &super::file::RoutingSection,
+    invalid: Invalid,
+) -> Result<Timeouts, ConfigError> {
+    let mut overrides: Option<TimeoutOverrides> = routing.timeouts.map(Into::into);
+    if let Some(idle) = routing.stream_idle_timeout {
+        if overrides.is_some_and(|o| o.idle.is_some()) {
+            return Err(invalid(
+                "routing.stream_idle_timeout",
+                "routing.timeouts.idle sets the same timeout; keep one of the two".into(),
+            ));
+        }
+        overrides.get_or_insert_default().idle = Some(idle);
+    }
+    let t = Timeouts::default().layer(overrides);
+    if t.idle.is_zero() {
+        let key = match routing.stream_idle_timeout {
+            Some(_) => "routing.stream_idle_timeout",
+            None => "routing.timeouts.idle",
+        };
+        return Err(invalid(key, "expected a duration above 0".into()));
+    }
+    Ok(t)
+}
+
 /// `models:`: each route's endpoints checked against the providers, with the global,
 /// provider and route timeouts layered.
 pub(super) fn routes(
     file: &FileConfig,
     providers: &BTreeMap<String, Provider>,
+    global_timeouts: Timeouts,
     env: &Env,
     invalid: Invalid,
 ) -> Result<BTreeMap<String, Route>, ConfigError> {
-    let global_timeouts = Timeouts::default().layer(file.routing.timeouts.map(Into::into));
     let global_cooldown = Cooldown::default().layer(file.routing.cooldown);
     let mut routes = BTreeMap::new();
     for (route_name, r) in &file.models {
@@ -180,6 +207,10 @@ pub(super) fn routes(
                 endpoints,
                 timeouts: global_timeouts.layer(route_timeouts),
                 cooldown,
+                mid_stream: r
+                    .mid_stream_failover
+                    .or(file.routing.mid_stream_failover)
+                    .unwrap_or_default(),
             },
         );
     }

@@ -299,3 +299,47 @@ fn policy_and_failure_keys_are_checked_at_their_key() {
     assert!(g.policies[0].path.ends_with("base.policy"));
     assert_eq!(g.policies[0].grants, ["wall-clock"]);
 }
+
+#[test]
+fn mid_stream_failover_and_the_stream_idle_timeout() {
+    let route = "providers:\n  p:\n    api_protocol: openai\n    api_base: http://x\n    api_key_required: false\nmodels:\n  r:\n    endpoints:\n      - provider: p\n        model_id: m\n  s:\n    mid_stream_failover: restart\n    endpoints:\n      - provider: p\n        model_id: m\n";
+    let c = parse(route).unwrap();
+    assert_eq!(c.mid_stream, MidStream::Off);
+    assert_eq!(c.routes["r"].mid_stream, MidStream::Off);
+    let c = parse(&format!(
+        "routing:\n  mid_stream_failover: continue\n  stream_idle_timeout: 20s\n{route}"
+    ))
+    .unwrap();
+    assert_eq!(c.mid_stream, MidStream::Continue);
+    assert_eq!(c.routes["r"].mid_stream, MidStream::Continue);
+    assert_eq!(c.routes["s"].mid_stream, MidStream::Restart);
+    assert_eq!(
+        c.routes["r"].endpoints[0].timeouts.idle,
+        Duration::from_secs(20)
+    );
+    // `provider:model` requests start from `routing.timeouts` too.
+    assert_eq!(
+        c.direct_timeouts(&c.providers["p"]).idle,
+        Duration::from_secs(20)
+    );
+    let e = parse("routing:\n  timeouts: { idle: 5s }\n  stream_idle_timeout: 20s\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bitrouter.yaml:3") && e.contains("routing.stream_idle_timeout"),
+        "{e}"
+    );
+    let e = parse("routing:\n  stream_idle_timeout: 0s\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("above 0"), "{e}");
+    let e = parse(&route.replace("restart", "sometimes"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bitrouter.yaml:12")
+            && e.contains("models.s.mid_stream_failover")
+            && e.contains("continue"),
+        "{e}"
+    );
+}

@@ -17,6 +17,15 @@ pub struct AttemptRecord {
     pub status: Option<u16>,
     /// The failure's message; `None` for the attempt that answered.
     pub error: Option<String>,
+    /// Mid-stream failover: how this attempt joined the stream an earlier one started
+    /// (`continue` or `restart`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub joined: Option<&'static str>,
+    /// Mid-stream failover: what this attempt cost when it failed after producing part of
+    /// the answer (nano-USD); the request's `cost_nano_usd` is the sum over attempts. Set
+    /// exactly on the attempts another endpoint carried on from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_nano_usd: Option<u64>,
 }
 
 /// Everything known about one request once it is over: what observers, the JSONL log and

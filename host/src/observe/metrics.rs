@@ -88,6 +88,9 @@ struct Stats {
     /// Attempts at this endpoint that failed (failed over, or the request's last), whichever
     /// endpoint ended up answering.
     attempt_errors: u64,
+    /// Of those, streams that broke after they started and were carried on by another
+    /// endpoint (mid-stream failover).
+    mid_stream_failovers: u64,
     last_used_ms: i64,
 }
 
@@ -137,6 +140,7 @@ impl Stats {
             "avg_output_tokens": avg(self.output_tokens, self.json_with_usage),
             "last_used_ms": self.last_used_ms,
             "attempt_errors": self.attempt_errors,
+            "mid_stream_failovers": self.mid_stream_failovers,
             "streams": {
                 "requests": self.stream_requests,
                 "errors": self.stream_errors,
@@ -245,21 +249,21 @@ impl Metrics {
                 r.endpoints.entry(key).or_default().record(e);
             }
             for a in e.attempts.iter().filter(|a| a.error_type.is_some()) {
+                let mid_stream = u64::from(a.cost_nano_usd.is_some());
                 r.total.attempt_errors += 1;
+                r.total.mid_stream_failovers += mid_stream;
                 let n = r.endpoints.len();
                 let key = if n >= MAX_KEYS && !r.endpoints.contains_key(&a.target) {
                     OTHER
                 } else {
                     a.target.as_str()
                 };
-                if let Some(s) = r.endpoints.get_mut(key) {
-                    s.attempt_errors += 1;
-                } else {
-                    r.endpoints
-                        .entry(key.to_owned())
-                        .or_default()
-                        .attempt_errors += 1;
-                }
+                let s = match r.endpoints.get_mut(key) {
+                    Some(s) => s,
+                    None => r.endpoints.entry(key.to_owned()).or_default(),
+                };
+                s.attempt_errors += 1;
+                s.mid_stream_failovers += mid_stream;
             }
         }
         self.prom.record(e, route.as_deref(), overhead);

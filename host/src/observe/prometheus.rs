@@ -52,6 +52,14 @@ struct AttemptErrorLabels {
     error_type: String,
 }
 
+/// An endpoint of a route.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    route: String,
+    /// `provider:model_id`.
+    endpoint: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TokenLabels {
     route: String,
@@ -80,6 +88,7 @@ pub struct PromMetrics {
     tokens: Family<TokenLabels, Counter>,
     cost: Family<TargetLabels, Counter>,
     attempt_errors: Family<AttemptErrorLabels, Counter>,
+    mid_stream_failovers: Family<EndpointLabels, Counter>,
     pub in_flight: Gauge,
     overhead: Histogram,
     uptime: Gauge<f64, AtomicU64>,
@@ -125,6 +134,12 @@ impl PromMetrics {
             "Failed attempts by route, endpoint (provider:model_id) and error type: those failed over, and streams that broke after they started",
             attempt_errors.clone(),
         );
+        let mid_stream_failovers = Family::<EndpointLabels, Counter>::default();
+        registry.register(
+            "mid_stream_failovers",
+            "Streams that broke after they started at this endpoint (route, provider:model_id) and were carried on by another (routing.mid_stream_failover)",
+            mid_stream_failovers.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register(
             "in_flight_requests",
@@ -159,6 +174,7 @@ impl PromMetrics {
             uptime,
             states,
             attempt_errors,
+            mid_stream_failovers,
             seen: Mutex::new(HashSet::new()),
             seen_endpoints: Mutex::new(HashSet::new()),
         }
@@ -197,6 +213,14 @@ impl PromMetrics {
                     (OTHER.into(), OTHER.into())
                 }
             };
+            if a.cost_nano_usd.is_some() {
+                self.mid_stream_failovers
+                    .get_or_create(&EndpointLabels {
+                        route: route.clone(),
+                        endpoint: endpoint.clone(),
+                    })
+                    .inc();
+            }
             self.attempt_errors
                 .get_or_create(&AttemptErrorLabels {
                     route,

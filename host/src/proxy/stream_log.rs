@@ -12,7 +12,7 @@ use crate::error::{Error, ErrorKind};
 use crate::guardrails::Tally;
 use crate::outcome::Outcomes;
 use crate::router::Target;
-use crate::stream::RelayObserver;
+use crate::stream::{Partial, RelayObserver, Resumed};
 
 /// The endpoint that answered, whose health the answer's end reports.
 pub(super) struct Health {
@@ -36,7 +36,7 @@ impl Health {
 
 /// Whether a failure after the answer started is the endpoint's: the kinds failover
 /// treats as the endpoint's before the first byte.
-fn is_endpoint_failure(e: &Error) -> bool {
+pub(super) fn is_endpoint_failure(e: &Error) -> bool {
     matches!(
         e.kind(),
         ErrorKind::Transport
@@ -52,6 +52,8 @@ pub(super) struct StreamLog {
     pub(super) ctx: Option<RequestContext>,
     pub(super) outcomes: Arc<Outcomes>,
     pub(super) health: Health,
+    /// Mid-stream failover: the endpoints that may carry the stream on.
+    pub(super) resume: Option<super::Resumer>,
 }
 
 impl RelayObserver for StreamLog {
@@ -64,7 +66,11 @@ impl RelayObserver for StreamLog {
     fn event(&mut self, event: &StreamEvent) {
         let Some(ctx) = self.ctx.as_mut() else { return };
         match event {
-            StreamEvent::Usage(u) => ctx.usage = Some(*u),
+            // After a mid-stream failover the caller's usage includes the earlier
+            // attempts' (carried); the context keeps the current attempt's own.
+            StreamEvent::Usage(u) => {
+                ctx.usage = Some(crate::stream::usage_less(*u, ctx.carried.usage))
+            }
             StreamEvent::TextDelta(t) | StreamEvent::ReasoningDelta(t) => {
                 ctx.output_bytes += t.len() as u64;
             }
@@ -75,24 +81,42 @@ impl RelayObserver for StreamLog {
         }
     }
 
+    fn resume<'a>(
+        &'a mut self,
+        partial: &'a Partial,
+        error: &'a Error,
+    ) -> BoxFuture<'a, Option<Resumed>> {
+        Box::pin(async move {
+            let (Some(ctx), Some(resumer)) = (self.ctx.as_mut(), self.resume.as_mut()) else {
+                return None;
+            };
+            resumer.resume(ctx, &mut self.health, partial, error).await
+        })
+    }
+
     fn end(&mut self, outcome: Result<(), &Error>) -> Option<BoxFuture<'static, ()>> {
         let mut ctx = self.ctx.take()?;
         ctx.complete = outcome.is_ok();
-        self.health.stream_ended(outcome);
-        if let (Err(e), Some(last)) = (outcome, ctx.attempts.last_mut()) {
-            // The attempt that answered is the one that failed.
-            last.error = Some(AttemptError {
-                kind: e.kind(),
-                status: e.upstream().map(|u| u.status.as_u16()),
-                message: e.message().to_owned(),
-            });
+        // A failure that a mid-stream failover already accounted for (its attempts all
+        // failed) is not counted twice.
+        let accounted = outcome.is_err() && ctx.attempts.last().is_some_and(|a| a.error.is_some());
+        if !accounted {
+            self.health.stream_ended(outcome);
+            if let (Err(e), Some(last)) = (outcome, ctx.attempts.last_mut()) {
+                // The attempt that answered is the one that failed.
+                last.error = Some(AttemptError::from(e));
+            }
         }
         let row = self.outcomes.finish(&ctx, 200, outcome.err());
         let outcomes = self.outcomes.clone();
         let budget = ctx.budget.take();
+        // Earlier attempts were settled against their own holds.
+        let unsettled = row
+            .cost_nano_usd
+            .saturating_sub(ctx.carried.settled_nano_usd);
         Some(Box::pin(async move {
             if let Some(r) = budget
-                && let Err(e) = r.settle(row.cost_nano_usd).await
+                && let Err(e) = r.settle(unsettled).await
             {
                 tracing::warn!(request_id = %row.id, error = %e, "budget settle failed");
             }
@@ -113,7 +137,10 @@ impl Drop for StreamLog {
             let row = self.outcomes.finish(&ctx, 499, Some(&e));
             // Charged for what was produced before the caller left.
             if let Some(r) = ctx.budget.take() {
-                r.settle_detached(row.cost_nano_usd);
+                r.settle_detached(
+                    row.cost_nano_usd
+                        .saturating_sub(ctx.carried.settled_nano_usd),
+                );
             }
             self.outcomes.ledger.record_now(row);
         }

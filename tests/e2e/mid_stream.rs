@@ -1,0 +1,529 @@
+//! Mid-stream failover through the real server: upstreams that cut, stall or send an error
+//! event after their first content, in every upstream dialect, carried on by the next
+//! endpoint inside the same client stream for every caller dialect; restarts (asked for,
+//! after reasoning only, after a refused prefill), tool calls cut half-way, and the
+//! accounting of both attempts (ledger, budget, metrics).
+
+use std::time::Duration;
+
+use bitrouter_mock::{MockBehavior, MockServer};
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+/// The answer every mock gives, one word a delta: a joined stream must read exactly this.
+const TEXT: &str = "Alpha bravo charlie delta echo foxtrot golf hotel india juliet.";
+const WORDS: usize = 10;
+/// Deltas the broken upstream sends before it fails.
+const BEFORE_FAULT: usize = 4;
+
+const UPSTREAMS: [&str; 3] = ["openai", "anthropic", "google"];
+const CALLERS: [&str; 4] = ["openai", "responses", "anthropic", "gemini"];
+
+fn words() -> MockBehavior {
+    MockBehavior {
+        text: Some(TEXT.into()),
+        chunks: Some(WORDS),
+        ..Default::default()
+    }
+}
+
+/// The endpoint that carries streams on: it continues a partial answer it is given, and
+/// repeats the partial's last word, as models asked to continue often do.
+async fn continuing() -> MockServer {
+    mock_with(MockBehavior {
+        continue_partial: true,
+        repeat_words: 1,
+        ..words()
+    })
+    .await
+}
+
+/// A streamed request in `caller`'s dialect: its path and body.
+fn stream_request(caller: &str, model: &str) -> (String, Value) {
+    let text = "Spell the alphabet.";
+    match caller {
+        "openai" => (
+            "/v1/chat/completions".into(),
+            json!({"model": model, "stream": true, "stream_options": {"include_usage": true},
+                   "messages": [{"role": "user", "content": text}]}),
+        ),
+        "responses" => (
+            "/v1/responses".into(),
+            json!({"model": model, "stream": true, "input": text}),
+        ),
+        "anthropic" => (
+            "/v1/messages".into(),
+            json!({"model": model, "stream": true, "max_tokens": 200,
+                   "messages": [{"role": "user", "content": text}]}),
+        ),
+        _ => (
+            format!("/v1beta/models/{model}:streamGenerateContent?alt=sse"),
+            json!({"contents": [{"role": "user", "parts": [{"text": text}]}]}),
+        ),
+    }
+}
+
+/// The answer text of a stream in `caller`'s dialect.
+fn text_of(caller: &str, r: &Reply) -> String {
+    let mut out = String::new();
+    for v in r
+        .sse_data()
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+    {
+        match caller {
+            "openai" => out.push_str(v["choices"][0]["delta"]["content"].as_str().unwrap_or("")),
+            "responses" if v["type"] == "response.output_text.delta" => {
+                out.push_str(v["delta"].as_str().unwrap_or(""));
+            }
+            "anthropic" if v["delta"]["type"] == "text_delta" => {
+                out.push_str(v["delta"]["text"].as_str().unwrap_or(""));
+            }
+            "gemini" => {
+                for p in v["candidates"][0]["content"]["parts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    out.push_str(p["text"].as_str().unwrap_or(""));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The stream is one well-formed answer: one start, one end, no error anywhere.
+fn assert_one_clean_stream(caller: &str, r: &Reply, what: &str) {
+    assert_eq!(r.status, 200, "{what}: {}", r.text);
+    let data = r.sse_data();
+    let count = |pred: &dyn Fn(&Value) -> bool| {
+        data.iter()
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .filter(|v| pred(v))
+            .count()
+    };
+    assert_eq!(
+        count(&|v| v.get("error").is_some()
+            || v["type"] == "error"
+            || v["type"] == "response.failed"),
+        0,
+        "{what}: an error reached the caller:\n{}",
+        r.text
+    );
+    let (starts, ends) = match caller {
+        "openai" => (
+            count(&|v| v["choices"][0]["delta"]["role"] == "assistant"),
+            data.iter().filter(|d| d.as_str() == "[DONE]").count(),
+        ),
+        "responses" => (
+            count(&|v| v["type"] == "response.created"),
+            count(&|v| v["type"] == "response.completed"),
+        ),
+        "anthropic" => (
+            count(&|v| v["type"] == "message_start"),
+            count(&|v| v["type"] == "message_stop"),
+        ),
+        _ => (
+            1,
+            count(&|v| v["candidates"][0]["finishReason"].is_string()),
+        ),
+    };
+    assert_eq!((starts, ends), (1, 1), "{what}: starts/ends in\n{}", r.text);
+}
+
+fn next_dialect(d: &str) -> &'static str {
+    let i = UPSTREAMS.iter().position(|u| *u == d).unwrap();
+    UPSTREAMS[(i + 1) % UPSTREAMS.len()]
+}
+
+#[tokio::test]
+async fn broken_streams_are_carried_on_by_the_next_endpoint_in_every_dialect() {
+    let faults: [(&str, MockBehavior); 3] = [
+        (
+            "cut",
+            MockBehavior {
+                cut_after: Some(BEFORE_FAULT),
+                ..words()
+            },
+        ),
+        (
+            "stall",
+            MockBehavior {
+                stall_after_chunks: Some(BEFORE_FAULT),
+                ..words()
+            },
+        ),
+        (
+            "error",
+            MockBehavior {
+                error_after: Some(BEFORE_FAULT),
+                ..words()
+            },
+        ),
+    ];
+    let backup = continuing().await;
+    let mut primaries = Vec::new();
+    for (name, b) in faults {
+        primaries.push((name, mock_with(b).await));
+    }
+    // Every fault × upstream dialect is a route: the broken endpoint first, then the one
+    // that continues, in the next dialect (so continuations cross dialects too).
+    let mut list: Vec<(String, &str, &MockServer)> = Vec::new();
+    let mut routes = String::from("models:\n");
+    for (fault, m) in &primaries {
+        for up in UPSTREAMS {
+            list.push((format!("{fault}-{up}"), up, m));
+            routes.push_str(&format!(
+                "  {fault}-{up}:\n    endpoints:\n      - {{ provider: {fault}-{up}, model_id: broken }}\n      - {{ provider: backup-{next}, model_id: steady }}\n",
+                next = next_dialect(up)
+            ));
+        }
+    }
+    for up in UPSTREAMS {
+        list.push((format!("backup-{up}"), up, &backup));
+    }
+    let named: Vec<(&str, &str, &MockServer)> =
+        list.iter().map(|(n, p, m)| (n.as_str(), *p, *m)).collect();
+    let yaml = format!(
+        "{}routing:\n  stream_idle_timeout: 300ms\n  mid_stream_failover: continue\n  cooldown: {{ failures: 1000, duration: 1s }}\n{routes}",
+        providers(&named)
+    );
+    let gw = TestGateway::start(&yaml).await;
+    for (fault, _) in &primaries {
+        for up in UPSTREAMS {
+            let route = format!("{fault}-{up}");
+            for caller in CALLERS {
+                let what = format!(
+                    "{fault} at {up}, continued in {}, caller {caller}",
+                    next_dialect(up)
+                );
+                let (path, body) = stream_request(caller, &route);
+                let r = post(&gw, &path, &body).await;
+                assert_one_clean_stream(caller, &r, &what);
+                assert_eq!(text_of(caller, &r), TEXT, "{what}:\n{}", r.text);
+                // The continuation request carried the partial answer as the assistant's turn.
+                let sent = backup.last_request().unwrap().body.to_string();
+                assert!(
+                    sent.contains("Alpha bravo charlie delta"),
+                    "{what}: the backup did not get the partial answer: {sent}"
+                );
+            }
+        }
+    }
+    // Each broken stream counts as a mid-stream failover of its endpoint.
+    let metrics = get(&gw, "/admin/metrics", &[]).await.json();
+    let ep = &metrics["routes"]["cut-openai"]["endpoints"]["cut-openai:broken"];
+    assert_eq!(ep["mid_stream_failovers"], CALLERS.len(), "{metrics}");
+    let prom = get(&gw, "/metrics", &[]).await.text;
+    let line = prom
+        .lines()
+        .find(|l| {
+            l.starts_with("bitrouter_mid_stream_failovers_total{")
+                && l.contains("endpoint=\"error-google:broken\"")
+        })
+        .unwrap_or_else(|| panic!("no mid-stream series for error-google in\n{prom}"));
+    assert!(line.ends_with(&format!(" {}", CALLERS.len())), "{line}");
+}
+
+/// Two endpoints: `primary` (openai) breaks, `backup` carries on, in `backup_protocol`.
+fn pair(primary: &MockServer, backup: &MockServer, backup_protocol: &str, extra: &str) -> String {
+    format!(
+        "{}routing:\n  cooldown: {{ failures: 1000, duration: 1s }}\n{extra}models:\n  r:\n    endpoints:\n      - {{ provider: primary, model_id: broken }}\n      - {{ provider: backup, model_id: steady }}\n",
+        providers(&[
+            ("primary", "openai", primary),
+            ("backup", backup_protocol, backup)
+        ])
+    )
+}
+
+/// Whether a recorded request's conversation carries an assistant (or model) turn.
+fn has_assistant_turn(body: &Value) -> bool {
+    let turns = body["messages"]
+        .as_array()
+        .or(body["contents"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    turns
+        .iter()
+        .any(|m| m["role"] == "assistant" || m["role"] == "model")
+}
+
+#[tokio::test]
+async fn off_by_default_a_broken_stream_ends_with_an_error() {
+    let primary = mock_with(MockBehavior {
+        cut_after: Some(BEFORE_FAULT),
+        ..words()
+    })
+    .await;
+    let backup = continuing().await;
+    let gw = TestGateway::start(&pair(&primary, &backup, "openai", "")).await;
+    let (path, body) = stream_request("openai", "r");
+    let r = post(&gw, &path, &body).await;
+    assert!(!r.text.contains("[DONE]"), "{}", r.text);
+    assert!(r.text.contains("\"error\""), "{}", r.text);
+    assert_eq!(backup.request_count(), 0);
+}
+
+#[tokio::test]
+async fn restart_starts_over_when_asked_or_when_only_reasoning_was_sent() {
+    // Reasoning only: the cut comes after the first reasoning delta.
+    let thinking = mock_with(MockBehavior {
+        reasoning: true,
+        cut_after: Some(1),
+        ..words()
+    })
+    .await;
+    let backup = continuing().await;
+    let gw = TestGateway::start(&pair(
+        &thinking,
+        &backup,
+        "anthropic",
+        "  mid_stream_failover: restart\n",
+    ))
+    .await;
+    let (path, body) = stream_request("openai", "r");
+    let r = post(&gw, &path, &body).await;
+    assert_one_clean_stream("openai", &r, "restart after reasoning");
+    assert_eq!(text_of("openai", &r), TEXT);
+    assert!(!has_assistant_turn(&backup.last_request().unwrap().body));
+
+    // Text was sent, and the caller asked for a restart: the original request goes out,
+    // and the deterministic replay of what was sent is not sent twice.
+    let cut = mock_with(MockBehavior {
+        cut_after: Some(BEFORE_FAULT),
+        ..words()
+    })
+    .await;
+    let gw = TestGateway::start(&pair(
+        &cut,
+        &backup,
+        "anthropic",
+        "  mid_stream_failover: restart\n",
+    ))
+    .await;
+    let r = post_raw(
+        &gw,
+        &path,
+        body.to_string().into_bytes(),
+        &[("x-bitrouter-mid-stream", "restart")],
+    )
+    .await;
+    assert_one_clean_stream("openai", &r, "restart asked for");
+    assert_eq!(text_of("openai", &r), TEXT);
+    assert!(!has_assistant_turn(&backup.last_request().unwrap().body));
+    // Without the header, `restart` continues a stream that had text.
+    let r = post(&gw, &path, &body).await;
+    assert_eq!(text_of("openai", &r), TEXT);
+    assert!(has_assistant_turn(&backup.last_request().unwrap().body));
+}
+
+#[tokio::test]
+async fn an_endpoint_that_refuses_the_prefill_is_asked_to_start_over() {
+    let primary = mock_with(MockBehavior {
+        cut_after: Some(BEFORE_FAULT),
+        ..words()
+    })
+    .await;
+    let strict = mock_with(MockBehavior {
+        refuse_prefill: true,
+        ..words()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let gw = TestGateway::start(&pair(
+        &primary,
+        &strict,
+        "anthropic",
+        &format!(
+            "  mid_stream_failover: continue\nobserve:\n  jsonl: {}\n",
+            events.display()
+        ),
+    ))
+    .await;
+    let (path, body) = stream_request("anthropic", "r");
+    let r = post(&gw, &path, &body).await;
+    assert_one_clean_stream("anthropic", &r, "prefill refused");
+    assert_eq!(text_of("anthropic", &r), TEXT);
+    assert_eq!(
+        strict.request_count(),
+        2,
+        "a prefill, then the original request"
+    );
+    let event: Value = poll_last_event(&events).await;
+    let attempts = event["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "{event}");
+    assert!(attempts[0]["cost_nano_usd"].is_u64(), "{event}");
+    assert_eq!(attempts[1]["joined"], "continue");
+    assert_eq!(attempts[1]["status"], 400);
+    assert!(
+        attempts[1]["error"].as_str().unwrap().contains("prefill"),
+        "{event}"
+    );
+    assert_eq!(attempts[2]["joined"], "restart");
+    assert!(attempts[2]["error_type"].is_null(), "{event}");
+}
+
+/// The last request event the JSONL sink wrote (it writes in batches).
+async fn poll_last_event(path: &std::path::Path) -> Value {
+    for _ in 0..100 {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Some(line) = text.lines().last()
+        {
+            return serde_json::from_str(line).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no event in {}", path.display());
+}
+
+#[tokio::test]
+async fn a_tool_call_cut_half_way_is_asked_for_again_whole() {
+    let primary = mock_with(MockBehavior {
+        cut_after: Some(1),
+        chunks: Some(4),
+        ..Default::default()
+    })
+    .await;
+    let backup = mock_with(MockBehavior {
+        chunks: Some(4),
+        ..Default::default()
+    })
+    .await;
+    let gw = TestGateway::start(&pair(
+        &primary,
+        &backup,
+        "anthropic",
+        "  mid_stream_failover: continue\n",
+    ))
+    .await;
+    let body = json!({
+        "model": "r", "stream": true,
+        "messages": [{"role": "user", "content": "weather in Paris?"}],
+        "tools": [{"type": "function", "function": {"name": "weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
+    });
+    let r = post(&gw, "/v1/chat/completions", &body).await;
+    assert_one_clean_stream("openai", &r, "tool call");
+    let mut names = Vec::new();
+    let mut args = String::new();
+    for v in r
+        .sse_data()
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+    {
+        for c in v["choices"][0]["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            assert_eq!(c["index"], 0, "{}", r.text);
+            if let Some(n) = c["function"]["name"].as_str() {
+                names.push(n.to_owned());
+            }
+            args.push_str(c["function"]["arguments"].as_str().unwrap_or(""));
+        }
+    }
+    assert_eq!(names, ["weather"], "{}", r.text);
+    assert_eq!(
+        serde_json::from_str::<Value>(&args).unwrap(),
+        json!({"city": "mock"})
+    );
+    assert!(
+        r.text.contains("\"finish_reason\":\"tool_calls\""),
+        "{}",
+        r.text
+    );
+    // Nothing but a tool call was under way: the backup got the original request.
+    assert!(!has_assistant_turn(&backup.last_request().unwrap().body));
+}
+
+#[tokio::test]
+async fn both_attempts_are_charged_and_the_budget_settles_to_their_sum() {
+    use bitrouter::caller::{BudgetClaim, BudgetScope, BudgetWindow, Caller, Scope};
+    let primary = mock_with(MockBehavior {
+        cut_after: Some(BEFORE_FAULT),
+        ..words()
+    })
+    .await;
+    let backup = continuing().await;
+    let pricing = |input: f64, output: f64| {
+        format!(
+            "pricing: {{ input_tokens: {{ no_cache: {input} }}, output_tokens: {{ text: {output} }} }}"
+        )
+    };
+    let yaml = format!(
+        "providers:\n  primary:\n    api_protocol: openai\n    api_base: {}/v1\n    api_key: k\n    models:\n      broken: {{ {} }}\n  backup:\n    api_protocol: anthropic\n    api_base: {}\n    api_key: k\n    models:\n      steady: {{ {} }}\nrouting:\n  mid_stream_failover: continue\nmodels:\n  r:\n    endpoints:\n      - {{ provider: primary, model_id: broken }}\n      - {{ provider: backup, model_id: steady }}\n",
+        primary.base_url(),
+        pricing(2.0, 10.0),
+        backup.base_url(),
+        pricing(3.0, 15.0),
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let limit = 1_000_000;
+    let claim = BudgetClaim {
+        limit_micro_usd: limit,
+        scope: BudgetScope::Session,
+        window: BudgetWindow::Lifetime,
+    };
+    let session = format!("mid-stream-{:x}", fastrand::u64(..));
+    gw.gateway
+        .set_caller_for_tests(Some(std::sync::Arc::new(Caller {
+            account: "eip155:1:0x00000000000000000000000000000000000000cc".into(),
+            session: session.clone(),
+            scope: Scope::Api,
+            models: None,
+            budget: Some(claim),
+        })));
+    let (path, body) = stream_request("openai", "r");
+    let r = post(&gw, &path, &body).await;
+    assert_one_clean_stream("openai", &r, "budgeted");
+    assert_eq!(text_of("openai", &r), TEXT);
+    // The caller's final usage is both attempts' summed.
+    let usage = r
+        .sse_data()
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find_map(|v| v.get("usage").filter(|u| !u.is_null()).cloned())
+        .expect("a usage chunk");
+    let rows = loop {
+        let rows = gw.gateway.ledger().rows(0, i64::MAX).await.unwrap();
+        if !rows.is_empty() {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let row = &rows[0];
+    assert_eq!(row.attempts, 2, "{row:?}");
+    assert!(row.success && row.estimated, "{row:?}");
+    assert_eq!(
+        row.tokens.output_total(),
+        usage["completion_tokens"].as_u64().unwrap(),
+        "the ledger and the caller agree on the summed output: {row:?} {usage}"
+    );
+    // The broken attempt produced 4 words ("Alpha bravo charlie delta", 25 bytes: 7
+    // tokens at 4 bytes a token, estimated); the continuation reported its own.
+    let continued = row.tokens.output_total() - 7;
+    assert!(continued >= 6, "{row:?}");
+    // Each attempt at its own prices: the output alone costs 7 × 10 + continued × 15 µUSD.
+    assert!(
+        row.cost_nano_usd > (7 * 10 + continued * 15) * 1000,
+        "{row:?}"
+    );
+    let remaining = gw
+        .gateway
+        .budgets()
+        .remaining(&session, &claim)
+        .await
+        .unwrap()
+        .remaining_micro_usd;
+    let spent = limit - remaining;
+    assert!(
+        spent.abs_diff(row.cost_nano_usd / 1000) <= 1,
+        "the budget was charged {spent} µUSD, the ledger says {} nano-USD",
+        row.cost_nano_usd
+    );
+}
