@@ -28,6 +28,10 @@ const SDK_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sdk/sdk_
 const GEMINI_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sdk/gemini_e2e.py");
 const RESPONSES_SCRIPT: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sdk/responses_e2e.py");
+const MID_STREAM_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/sdk/mid_stream_e2e.py"
+);
 /// Generous: the script makes ~40 requests against a local mock and takes a few seconds.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
 const SETUP_HINT: &str = "set up the SDK virtualenv at the workspace root with\n    \
@@ -107,9 +111,9 @@ pub(crate) fn python() -> PathBuf {
     }
 }
 
-fn write_config(dir: &Path, mock: &str) -> PathBuf {
-    let path = dir.join("bitrouter.yaml");
-    let yaml = format!(
+/// One route per upstream protocol, all on the mock at `mock`.
+fn every_protocol(mock: &str) -> String {
+    format!(
         "server:
   log_level: info
 
@@ -141,21 +145,20 @@ models:
       - provider: mock-google
         model_id: mock-gemini
 "
-    );
-    fs::write(&path, yaml).expect("write config");
-    path
+    )
 }
 
 /// Everything that blocks (child processes, polling) runs here, off the runtime that serves the
 /// mock.
-fn run(mock_url: String, script_path: &str) {
+fn run(yaml: String, script_path: &str, script_args: &[String]) {
     let script_name = Path::new(script_path)
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("script");
     let python = python();
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = write_config(dir.path(), &mock_url);
+    let config = dir.path().join("bitrouter.yaml");
+    fs::write(&config, yaml).expect("write config");
     let mut gateway = ChildGateway::spawn(&config, dir.path());
     let addr = gateway.addr;
 
@@ -165,6 +168,7 @@ fn run(mock_url: String, script_path: &str) {
     cmd.arg(script_path)
         .arg("--base-url")
         .arg(format!("http://{addr}"))
+        .args(script_args)
         .current_dir(WORKSPACE)
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -226,7 +230,8 @@ async fn sdk_run(script: &'static str) {
         .await
         .expect("start mock upstream");
     let mock_url = mock.base_url();
-    let result = tokio::task::spawn_blocking(move || run(mock_url, script)).await;
+    let result =
+        tokio::task::spawn_blocking(move || run(every_protocol(&mock_url), script, &[])).await;
     mock.shutdown().await;
     if let Err(e) = result {
         std::panic::resume_unwind(e.into_panic());
@@ -246,4 +251,89 @@ async fn sdk_client_google_genai_through_every_protocol() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_client_openai_responses_through_every_protocol() {
     sdk_run(RESPONSES_SCRIPT).await;
+}
+
+/// Mid-stream failover with every SDK: routes whose first endpoint (each upstream protocol)
+/// cuts, errors or stalls after four words, and whose second continues the answer in the
+/// next protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_clients_get_one_whole_stream_across_a_mid_stream_failover() {
+    let words = || MockBehavior {
+        text: Some("Alpha bravo charlie delta echo foxtrot golf hotel india juliet.".into()),
+        chunks: Some(10),
+        ..Default::default()
+    };
+    let faults = [
+        (
+            "cut",
+            MockBehavior {
+                cut_after: Some(4),
+                ..words()
+            },
+        ),
+        (
+            "error",
+            MockBehavior {
+                error_after: Some(4),
+                ..words()
+            },
+        ),
+        (
+            "stall",
+            MockBehavior {
+                stall_after_chunks: Some(4),
+                ..words()
+            },
+        ),
+    ];
+    let backup = MockServer::start(MockBehavior {
+        continue_partial: true,
+        repeat_words: 1,
+        ..words()
+    })
+    .await
+    .expect("start mock upstream");
+    let mut mocks = Vec::new();
+    for (name, b) in faults {
+        mocks.push((
+            name,
+            MockServer::start(b).await.expect("start mock upstream"),
+        ));
+    }
+    let protocols = [("openai", "/v1"), ("anthropic", ""), ("google", "/v1beta")];
+    let mut yaml = String::from(
+        "routing:\n  stream_idle_timeout: 500ms\n  mid_stream_failover: continue\n  cooldown: { failures: 1000, duration: 1s }\nproviders:\n",
+    );
+    for (protocol, path) in protocols {
+        yaml.push_str(&format!(
+            "  backup-{protocol}:\n    api_protocol: {protocol}\n    api_base: {}{path}\n    api_key_required: false\n",
+            backup.base_url()
+        ));
+        for (fault, m) in &mocks {
+            yaml.push_str(&format!(
+                "  {fault}-{protocol}:\n    api_protocol: {protocol}\n    api_base: {}{path}\n    api_key_required: false\n",
+                m.base_url()
+            ));
+        }
+    }
+    yaml.push_str("models:\n");
+    let mut routes = Vec::new();
+    for (i, (protocol, _)) in protocols.iter().enumerate() {
+        let next = protocols[(i + 1) % protocols.len()].0;
+        for (fault, _) in &mocks {
+            routes.push(format!("{fault}-{protocol}"));
+            yaml.push_str(&format!(
+                "  {fault}-{protocol}:\n    endpoints:\n      - {{ provider: {fault}-{protocol}, model_id: broken }}\n      - {{ provider: backup-{next}, model_id: steady }}\n"
+            ));
+        }
+    }
+    let args = vec!["--routes".to_owned(), routes.join(",")];
+    let result = tokio::task::spawn_blocking(move || run(yaml, MID_STREAM_SCRIPT, &args)).await;
+    backup.shutdown().await;
+    for (_, m) in mocks {
+        m.shutdown().await;
+    }
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }
