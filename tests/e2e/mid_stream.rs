@@ -527,3 +527,37 @@ async fn both_attempts_are_charged_and_the_budget_settles_to_their_sum() {
         row.cost_nano_usd
     );
 }
+
+#[tokio::test]
+async fn the_downgoing_guard_sees_the_joined_answer_as_one_text() {
+    // A command the default guardrails block, cut in the middle by the first endpoint.
+    let text = "To clean up, run rm -rf / and wait.";
+    let chars = MockBehavior {
+        text: Some(text.into()),
+        chunks: Some(text.len()),
+        ..Default::default()
+    };
+    let primary = mock_with(MockBehavior {
+        cut_after: Some(text.find("-rf").unwrap() + 2),
+        ..chars.clone()
+    })
+    .await;
+    let backup = mock_with(MockBehavior {
+        continue_partial: true,
+        ..chars
+    })
+    .await;
+    let gw = TestGateway::start(&pair(
+        &primary,
+        &backup,
+        "openai",
+        "  mid_stream_failover: continue\n",
+    ))
+    .await;
+    let (path, body) = stream_request("openai", "r");
+    let r = post(&gw, &path, &body).await;
+    assert_eq!(backup.request_count(), 1, "the stream was not carried on");
+    let got = text_of("openai", &r);
+    assert!(!got.contains("rm -r"), "{got:?}\n{}", r.text);
+    assert!(r.text.contains("suspicious_commands"), "{}", r.text);
+}
