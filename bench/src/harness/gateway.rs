@@ -4,7 +4,8 @@
 //! `mock-gpt` → the mock's OpenAI endpoint, route `mock-claude` → its Anthropic endpoint (an
 //! OpenAI caller is translated), and route `failover` → first a port nobody listens on, then
 //! the mock. The failover route never cools its dead endpoint down, so *every* request takes
-//! the failover path instead of only the first few.
+//! the failover path instead of only the first few; route `midstream` likewise breaks every
+//! stream half-way and has the next endpoint continue it (scenario 10).
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener};
@@ -68,6 +69,18 @@ database:
     api_protocol: openai
     api_base: http://{dead}/v1
     api_key_required: false
+  # The same mock, told per request (the x-mock header) to cut every stream half-way, or
+  # to continue the partial answer it is given.
+  cut-openai:
+    api_protocol: openai
+    api_base: http://{mock}/v1
+    api_key_required: false
+    default_headers: {{ x-mock: '{{"cut_after": 50}}' }}
+  continue-openai:
+    api_protocol: openai
+    api_base: http://{mock}/v1
+    api_key_required: false
+    default_headers: {{ x-mock: '{{"continue_partial": true, "repeat_words": 1}}' }}
 models:
   mock-gpt:
     endpoints:
@@ -82,6 +95,12 @@ models:
     endpoints:
       - {{ provider: dead-openai, model_id: mock-gpt }}
       - {{ provider: mock-openai, model_id: mock-gpt }}
+  midstream:
+    mid_stream_failover: continue
+    cooldown: {{ failures: 4294967295 }}
+    endpoints:
+      - {{ provider: cut-openai, model_id: mock-gpt }}
+      - {{ provider: continue-openai, model_id: mock-gpt }}
 "#
     )
 }

@@ -352,6 +352,32 @@ pub fn all(smoke: bool) -> Vec<Scenario> {
             "python-guardrail",
             "componentize-py",
         ),
+        Scenario {
+            id: 10,
+            name: "mid-stream failover",
+            description: "Scenario 4's stream (100 text deltas, auth, the 7 default guardrails) \
+                          through a route whose first endpoint cuts every stream after 50 \
+                          deltas and whose second continues the partial answer \
+                          (`mid_stream_failover: continue`; an OpenAI endpoint: the partial answer \
+                          plus a user turn asking to continue). Direct is the whole stream from \
+                          the mock; via minus scenario 4's via is the time to recover, from the \
+                          cut to the continuation's first byte, on top of scenario 4's overhead."
+                .to_owned(),
+            not_measurable: None,
+            deployment: Deployment::Firewall,
+            mock: MockBehavior {
+                chunks: Some(100),
+                ..Default::default()
+            },
+            direct: chat(openai_body("mock-gpt", &p2k, true)),
+            via: chat(openai_body("midstream", &p2k, true)),
+            stream: true,
+            expect: Expect::OPENAI_STREAM,
+            shape: Shape::Overhead {
+                rate: 200.0,
+                closed: true,
+            },
+        },
     ]
 }
 
@@ -398,7 +424,7 @@ mod tests {
     #[test]
     fn scenarios_are_numbered_like_the_issue() {
         let ids: Vec<u8> = all(false).iter().map(|s| s.id).collect();
-        assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
         let s7 = all(false).into_iter().find(|s| s.id == 7);
         assert!(s7.is_some_and(|s| s.stream_seconds() > 9.0));
     }
