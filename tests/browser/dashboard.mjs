@@ -319,7 +319,11 @@ try {
         expectNum(`endpoint-errors-${r}/${ep}`, e.errors);
         if (!shown[`endpoint-row-${r}/${ep}`]?.visible) errs.push(`endpoint-row-${r}/${ep}: not visible after expanding ${r}`);
         if (e.errors > 0 && !shown[`failing-${r}/${ep}`]) errs.push(`failing-${r}/${ep}: endpoint with ${e.errors} errors missing from the failures panel`);
+        if (e.mid_stream_failovers > 0) expectNum(`mid-stream-${r}/${ep}`, e.mid_stream_failovers);
       }
+    }
+    if (!Object.values(m.routes || {}).some((s) => Object.values(s.endpoints || {}).some((e) => e.mid_stream_failovers > 0))) {
+      errs.push("no endpoint has a mid-stream failover: the page's column is not checked");
     }
     const routed = Object.values(m.routes || {}).reduce((a, s) => a + s.requests, 0);
     if (m.requests > routed) expectNum("unrouted-requests", m.requests - routed);

@@ -126,9 +126,14 @@ async fn dashboard_shows_what_the_gateway_measured() {
         ..Default::default()
     })
     .await;
+    let cut = mock_with(MockBehavior {
+        cut_after: Some(2),
+        ..Default::default()
+    })
+    .await;
     let yaml = format!(
-        "{}  up-openai:\n    api_protocol: openai\n    api_base: {}/v1\n    api_key: k\n    models:\n      gpt-up: {{ {PRICING} }}\n  up-anthropic:\n    api_protocol: anthropic\n    api_base: {}\n    api_key: k\n    models:\n      claude-up: {{ {PRICING} }}\nmodels:\n  chat:\n    endpoints: [{{ provider: up-openai, model_id: gpt-up }}]\n  claude:\n    endpoints: [{{ provider: up-anthropic, model_id: claude-up }}]\n  failover:\n    endpoints: [{{ provider: down, model_id: d }}, {{ provider: up-anthropic, model_id: claude-up }}]\n  broken:\n    endpoints: [{{ provider: down, model_id: d }}]\n",
-        providers(&[("down", "openai", &down)]),
+        "{}  up-openai:\n    api_protocol: openai\n    api_base: {}/v1\n    api_key: k\n    models:\n      gpt-up: {{ {PRICING} }}\n  up-anthropic:\n    api_protocol: anthropic\n    api_base: {}\n    api_key: k\n    models:\n      claude-up: {{ {PRICING} }}\nmodels:\n  chat:\n    endpoints: [{{ provider: up-openai, model_id: gpt-up }}]\n  claude:\n    endpoints: [{{ provider: up-anthropic, model_id: claude-up }}]\n  failover:\n    endpoints: [{{ provider: down, model_id: d }}, {{ provider: up-anthropic, model_id: claude-up }}]\n  broken:\n    endpoints: [{{ provider: down, model_id: d }}]\n  continued:\n    mid_stream_failover: continue\n    endpoints: [{{ provider: cut, model_id: c }}, {{ provider: up-openai, model_id: gpt-up }}]\n",
+        providers(&[("down", "openai", &down), ("cut", "openai", &cut)]),
         openai.base_url(),
         anthropic.base_url()
     );
@@ -164,7 +169,12 @@ async fn dashboard_shows_what_the_gateway_measured() {
     let r = post(&gw, "/v1/chat/completions", &stream).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.sse_data().last().map(String::as_str), Some("[DONE]"));
-    sent += 2;
+    // A stream cut half-way and carried on by the next endpoint (mid-stream failover).
+    let mut stream = openai_chat("continued", "stream please");
+    stream["stream"] = json!(true);
+    let r = post(&gw, "/v1/chat/completions", &stream).await;
+    assert_eq!(r.sse_data().last().map(String::as_str), Some("[DONE]"), "{}", r.text);
+    sent += 3;
     // Guardrail findings for the panel: a warned email and a redacted key.
     let r = post(
         &gw,

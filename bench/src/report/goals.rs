@@ -4,6 +4,9 @@
 
 use super::{GoalCheck, OpenLoopFigures, Report, ScenarioReport};
 
+/// Mid-stream failover: two upstream requests per via stream.
+const MID_STREAM_SCENARIO: u8 = 10;
+
 /// Which way a goal points.
 #[derive(Clone, Copy)]
 enum Bound {
@@ -102,15 +105,17 @@ pub fn evaluate(report: &Report) -> Vec<GoalCheck> {
         scenario(1).and_then(ratio),
         smoke,
     ));
+    // Scenario 10's via side makes two upstream requests per stream (the broken one and the
+    // continuation) against direct's one: not a proxy-overhead ratio.
     let worst = report
         .scenarios
         .iter()
-        .filter(|s| s.measured())
+        .filter(|s| s.measured() && s.id != MID_STREAM_SCENARIO)
         .filter_map(|s| ratio(s).map(|r| (s.id, r)))
         .min_by(|a, b| a.1.total_cmp(&b.1));
     checks.push(judge(
         Goal {
-            what: "throughput vs direct, lowest of all scenarios",
+            what: "throughput vs direct, lowest of all scenarios (but 10)",
             goal: "≥ 50 % of direct",
             source: worst.map_or("-".to_owned(), |(id, _)| {
                 format!("scenario {id}, closed loop")
