@@ -173,7 +173,12 @@ async fn dashboard_shows_what_the_gateway_measured() {
     let mut stream = openai_chat("continued", "stream please");
     stream["stream"] = json!(true);
     let r = post(&gw, "/v1/chat/completions", &stream).await;
-    assert_eq!(r.sse_data().last().map(String::as_str), Some("[DONE]"), "{}", r.text);
+    assert_eq!(
+        r.sse_data().last().map(String::as_str),
+        Some("[DONE]"),
+        "{}",
+        r.text
+    );
     sent += 3;
     // Guardrail findings for the panel: a warned email and a redacted key.
     let r = post(
@@ -274,7 +279,7 @@ async fn dashboard_shows_what_the_gateway_measured() {
     let shot = root.join("target/browser/dashboard.png");
     let stdout = run_browser(&root, gw.url(""), &shot, &[]).await;
     assert!(
-        stdout.contains(&format!("compared: {sent} requests, 4 errors, 4 routes")),
+        stdout.contains(&format!("compared: {sent} requests, 4 errors, 5 routes")),
         "{stdout}"
     );
     let plugins = line(&stdout, "plugins shown: ");
