@@ -481,6 +481,8 @@ impl<O: RelayObserver> Relay<O> {
                     splice.flush(&mut passed);
                     end = Some(Ok(()));
                 }
+                // An answer too long to keep is not carried on.
+                Some(Err(_)) if !splice.can_resume() => {}
                 Some(Err(e)) => {
                     splice.cut();
                     let Some(next) = self.observer.resume(splice.partial(), e).await else {

@@ -69,7 +69,7 @@ impl RelayObserver for StreamLog {
             // After a mid-stream failover the caller's usage includes the earlier
             // attempts' (carried); the context keeps the current attempt's own.
             StreamEvent::Usage(u) => {
-                ctx.usage = Some(crate::stream::usage_less(*u, ctx.carried.usage))
+                ctx.usage = Some(crate::stream::usage_less(*u, ctx.carried.usage));
             }
             StreamEvent::TextDelta(t) | StreamEvent::ReasoningDelta(t) => {
                 ctx.output_bytes += t.len() as u64;

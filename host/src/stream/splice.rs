@@ -13,6 +13,11 @@ use crate::canonical::{StreamEvent, Usage};
 /// further back would hold the continuation's first bytes for longer with nothing to gain.
 const MAX_OVERLAP: usize = 2048;
 
+/// The most answer text (plus held tool-call arguments) a stream keeps to carry it on. An
+/// upstream controls how much it streams, and the partial answer becomes the next request's
+/// body; past this the stream is relayed as it comes and is not carried on if it breaks.
+pub const MAX_KEPT: usize = 16 << 20;
+
 /// What the caller has been sent of the answer, for the request that continues it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Partial {
@@ -87,6 +92,10 @@ pub struct Splice {
     /// A finish event went out: the answer is complete.
     finished: bool,
     join: Option<Join>,
+    /// Bytes of text and arguments in `held`.
+    held_bytes: usize,
+    /// The answer grew past [`MAX_KEPT`]: events pass as they come, nothing is kept.
+    gave_up: bool,
 }
 
 impl Splice {
@@ -100,6 +109,11 @@ impl Splice {
         self.finished
     }
 
+    /// Whether a failure now can be carried on (the answer is within [`MAX_KEPT`]).
+    pub fn can_resume(&self) -> bool {
+        !self.gave_up
+    }
+
     /// Passes `events` of the current attempt to `out`, joined onto what went before, with
     /// tool calls held until they are whole. With `stop_at_error`, an upstream error event
     /// ends the pass: its message is returned and nothing after it goes out.
@@ -109,6 +123,10 @@ impl Splice {
         out: &mut Vec<StreamEvent>,
         stop_at_error: bool,
     ) -> Option<String> {
+        if self.gave_up {
+            out.extend(events);
+            return None;
+        }
         for e in events {
             self.partial.attempt_bytes += match &e {
                 StreamEvent::TextDelta(t) | StreamEvent::ReasoningDelta(t) => t.len() as u64,
@@ -120,7 +138,29 @@ impl Splice {
                 e => self.one(e, out),
             }
         }
+        if self.partial.text.len() + self.held_bytes > MAX_KEPT {
+            self.give_up(out);
+        }
         None
+    }
+
+    /// Stops keeping the answer: what is held goes out as it is, the partial text is
+    /// dropped, and from now on events pass straight through.
+    fn give_up(&mut self, out: &mut Vec<StreamEvent>) {
+        self.gave_up = true;
+        if let Some(join) = self.join.as_mut()
+            && !join.settled
+        {
+            join.settled = true;
+            let text = std::mem::take(&mut join.held_text);
+            if !text.is_empty() {
+                out.push(StreamEvent::TextDelta(text));
+            }
+        }
+        out.append(&mut self.held);
+        self.open_tools.clear();
+        self.held_bytes = 0;
+        self.partial.text = String::new();
     }
 
     fn one(&mut self, e: StreamEvent, out: &mut Vec<StreamEvent>) {
@@ -149,7 +189,7 @@ impl Splice {
             }
             StreamEvent::ToolCallEnd { index } => {
                 let index = self.caller_index(index);
-                self.held.push(StreamEvent::ToolCallEnd { index });
+                self.hold(StreamEvent::ToolCallEnd { index });
                 self.open_tools.retain(|&i| i != index);
                 self.end_tool(index, out);
             }
@@ -172,8 +212,17 @@ impl Splice {
         if self.open_tools.is_empty() && self.held.is_empty() {
             out.push(e);
         } else {
-            self.held.push(e);
+            self.hold(e);
         }
+    }
+
+    fn hold(&mut self, e: StreamEvent) {
+        self.held_bytes += match &e {
+            StreamEvent::TextDelta(t) | StreamEvent::ReasoningDelta(t) => t.len(),
+            StreamEvent::ToolCallDelta { arguments, .. } => arguments.len(),
+            _ => 0,
+        };
+        self.held.push(e);
     }
 
     /// This attempt's tool-call index, as the caller numbers it.
@@ -197,6 +246,7 @@ impl Splice {
     }
 
     fn release(&mut self, held: Vec<StreamEvent>, out: &mut Vec<StreamEvent>) {
+        self.held_bytes = 0;
         // Group the held events by call so a replayed call can be left out whole.
         let mut calls: Vec<(u32, String, String)> = Vec::new();
         for e in &held {
@@ -299,6 +349,7 @@ impl Splice {
     pub fn cut(&mut self) {
         // Events held behind an unfinished call never reached the caller either.
         self.held.clear();
+        self.held_bytes = 0;
         self.open_tools.clear();
         self.renumber.clear();
         if let Some(join) = self.join.as_mut()
@@ -529,6 +580,30 @@ mod tests {
             .collect();
         assert_eq!(deltas, [(0, "{\"q\":1}"), (1, "{\"q\":2}")]);
         assert!(s.finished());
+    }
+
+    #[test]
+    fn an_answer_past_the_bound_is_relayed_as_it_comes_and_not_carried_on() {
+        let mut s = Splice::default();
+        let mut out = Vec::new();
+        let call = StreamEvent::ToolCallStart {
+            index: 0,
+            id: "c".into(),
+            name: "f".into(),
+        };
+        let big = StreamEvent::ToolCallDelta {
+            index: 0,
+            arguments: "x".repeat(MAX_KEPT),
+        };
+        s.pass(vec![start(), text("a"), call], &mut out, true);
+        assert_eq!(out.len(), 2, "the call is held: {out:?}");
+        assert!(s.can_resume());
+        s.pass(vec![big], &mut out, true);
+        assert!(!s.can_resume());
+        assert_eq!(out.len(), 4, "what was held went out");
+        assert!(s.partial().text.is_empty());
+        s.pass(vec![text("b")], &mut out, true);
+        assert_eq!(out.last(), Some(&text("b")));
     }
 
     #[test]
