@@ -127,11 +127,17 @@ fn smoke_run_reports_every_scenario_and_cleans_up() {
 
     let scenarios = report["scenarios"].as_array().expect("scenarios");
     let ids: Vec<u64> = scenarios.iter().filter_map(|s| s["id"].as_u64()).collect();
-    assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     for s in scenarios {
         let id = s["id"].as_u64().unwrap_or(0);
         assert_eq!(s["status"], "measured", "scenario {id}");
         assert!(!s["phases"].as_array().expect("phases").is_empty());
+        if id == 10 {
+            // Every stream cut half-way was carried on to its `[DONE]`.
+            for phase in s["phases"].as_array().expect("phases") {
+                assert_eq!(phase["stats"]["failed"], 0, "scenario 10 {phase}");
+            }
+        }
         if id == 7 {
             let held = &s["held_streams"];
             assert!(held["rss_open_mb"]["median"].is_number(), "{held}");
