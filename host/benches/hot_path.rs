@@ -93,6 +93,7 @@ fn metrics(c: &mut Criterion) {
         cost_nano_usd: 2_250_000,
         attempts: Vec::new(),
         guardrail_findings: Vec::new(),
+        rate_limited: None,
     };
     c.bench_function("metrics: record one request", |b| {
         b.iter(|| m.record(black_box(&event)));

@@ -408,6 +408,7 @@ impl Authenticator {
                 scope: claims.scope,
                 models: claims.models.clone(),
                 budget: claims.budget,
+                rate: claims.rate,
             }),
             models,
             exp: claims.exp,

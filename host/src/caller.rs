@@ -18,6 +18,20 @@ pub struct Caller {
     pub models: Option<Vec<String>>,
     /// The token's spending limit; `None`: no budget.
     pub budget: Option<BudgetClaim>,
+    /// The token's rate limits (claims `rpm`, `tpm`, `rate_scope`); `None`: the config's.
+    pub rate: Option<RateClaim>,
+}
+
+/// Rate limits carried by a token: they narrow the config's `rate_limits.defaults`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateClaim {
+    /// `rpm`: requests per minute.
+    pub requests: Option<u64>,
+    /// `tpm`: tokens per minute.
+    pub tokens: Option<u64>,
+    /// `rate_scope: account`: the limits narrow the account's (every token of it together);
+    /// else (`session`, the default) they hold for this token alone.
+    pub per_account: bool,
 }
 
 /// The `scope` claim: which routes a token may use.

@@ -7,6 +7,7 @@ mod error;
 mod file;
 mod guardrails;
 mod providers;
+mod rate_limits;
 mod registry;
 mod sections;
 
@@ -26,6 +27,7 @@ pub use guardrails::{
     ActionName, CustomPattern, DEFAULT_STREAM_WINDOW, Guardrails, POLICY_FRAGMENT_KEYS, PluginRef,
     Plugins, PolicyRef, resolve_policy_fragment,
 };
+pub use rate_limits::{OnStoreError, RateLimitsConfig, RateStore};
 
 /// `server.listen` when the config does not set it.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
@@ -65,6 +67,8 @@ pub struct Config {
     pub budgets: BudgetSettings,
     /// `auth:`: who may call the gateway.
     pub auth: Auth,
+    /// `rate_limits:`: requests and tokens per minute.
+    pub rate_limits: RateLimitsConfig,
     /// Things the file says that this build does not act on.
     pub warnings: Vec<String>,
 }
@@ -429,7 +433,7 @@ impl Config {
     }
 
     fn from_file(
-        file: FileConfig,
+        mut file: FileConfig,
         text: &str,
         path: &Path,
         dir: Option<&Path>,
@@ -463,6 +467,14 @@ impl Config {
         let database = sections::database(&file.database, &base_dir, &env, &invalid)?;
         let observe = sections::observe(&file.observe, &base_dir, &env, &invalid)?;
         let budgets = sections::budgets(&file, &invalid)?;
+        let rate_limits = rate_limits::resolve(
+            file.rate_limits.take(),
+            &routes,
+            &providers,
+            &database.url,
+            &env,
+            &invalid,
+        )?;
         let expand = |s: &str| env.expand(s);
         let guardrails =
             guardrails::resolve_guardrails(file.guardrails.unwrap_or_default(), &base_dir, &expand)
@@ -473,6 +485,7 @@ impl Config {
         let auth = sections::auth(file.auth, &base_dir, &env, &invalid)?;
         Ok(Config {
             budgets,
+            rate_limits,
             auth,
             observe,
             database,

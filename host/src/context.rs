@@ -170,6 +170,8 @@ pub struct RequestContext {
     /// Earlier attempts of a stream that failed over mid-stream; `usage`, `output_bytes`
     /// and `prices` are the current attempt's alone.
     pub carried: Carried,
+    /// Rate limits: the caller's headroom, token holds, what refused it.
+    pub rate: crate::ratelimit::RequestRate,
 }
 
 impl RequestContext {
@@ -199,6 +201,7 @@ impl RequestContext {
             budget_remaining: None,
             url_model: None,
             carried: Carried::default(),
+            rate: Default::default(),
         }
     }
 
@@ -309,6 +312,7 @@ impl RequestContext {
                 })
                 .collect(),
             guardrail_findings: self.guardrail.findings(),
+            rate_limited: self.rate.limited.clone(),
         }
     }
 

@@ -42,6 +42,8 @@ pub enum ErrorKind {
     Plugin,
     /// The request's worst-case cost does not fit in what is left of the caller's budget.
     BudgetExceeded,
+    /// One of the caller's rate limits (`rate_limits`, claims `rpm` / `tpm`) is reached.
+    RateLimitExceeded,
     /// No token, or one that does not verify (auth on).
     Unauthorized,
     /// A valid token that may not do this (admin route, account, model).
@@ -68,6 +70,7 @@ impl ErrorKind {
             ErrorKind::GuardrailBlocked => "GuardrailBlocked",
             ErrorKind::Plugin => "Plugin",
             ErrorKind::BudgetExceeded => "BudgetExceeded",
+            ErrorKind::RateLimitExceeded => "RateLimitExceeded",
             ErrorKind::Unauthorized => "Unauthorized",
             ErrorKind::Forbidden => "Forbidden",
         }
@@ -101,6 +104,8 @@ pub struct Error {
     retry: Option<bool>,
     /// Extra fields of the error object in every dialect (e.g. a budget's remaining amount).
     details: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    /// The upstream's `Retry-After` (a 429 or 503), bounded.
+    retry_after: Option<std::time::Duration>,
 }
 
 impl Error {
@@ -112,6 +117,7 @@ impl Error {
             upstream: None,
             retry: None,
             details: None,
+            retry_after: None,
         }
     }
 
@@ -139,6 +145,7 @@ impl Error {
             upstream: Some(Box::new(upstream)),
             retry: None,
             details: None,
+            retry_after: None,
         }
     }
 
@@ -208,11 +215,23 @@ impl Error {
             ErrorKind::GuardrailBlocked => StatusCode::FORBIDDEN,
             ErrorKind::Plugin => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::BudgetExceeded => StatusCode::PAYMENT_REQUIRED,
+            ErrorKind::RateLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             // nginx's "client closed request"; never actually sent.
             ErrorKind::ClientClosed => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
         }
+    }
+
+    /// Notes the upstream's `Retry-After`.
+    pub fn with_retry_after(mut self, wait: Option<std::time::Duration>) -> Self {
+        self.retry_after = wait;
+        self
+    }
+
+    /// The upstream's `Retry-After`, when it sent one.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after
     }
 
     /// Extra fields of the error object (every dialect's error body carries them).

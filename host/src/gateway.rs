@@ -61,6 +61,32 @@ fn not_configured(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::NotConfigured, message)
 }
 
+/// The rate-limit store `rate_limits.store` names, with the limits.
+async fn rate_limits(
+    config: &Config,
+    ledger: &Ledger,
+) -> Result<Arc<crate::ratelimit::RateLimits>, Error> {
+    use crate::config::RateStore;
+    use crate::ratelimit::{RateLimits, Store};
+    let store = match &config.rate_limits.store {
+        RateStore::Memory => Store::memory(),
+        RateStore::Redis(url) => {
+            Store::redis(url).map_err(|e| not_configured(format!("rate_limits.store: {e}")))?
+        }
+        RateStore::Postgres => match ledger.store() {
+            crate::spend::store::Store::Postgres(pool) => Store::postgres(pool.clone())
+                .await
+                .map_err(|e| not_configured(format!("rate_limits.store: {e}")))?,
+            _ => {
+                return Err(not_configured(
+                    "rate_limits.store: postgres needs a postgres:// database.url",
+                ));
+            }
+        },
+    };
+    Ok(RateLimits::new(store, config.rate_limits.settings.clone()))
+}
+
 impl Gateway {
     /// Builds the router and the HTTP client and opens the spend ledger (creating or
     /// migrating its schema).
@@ -91,9 +117,10 @@ impl Gateway {
         let budgets = crate::budget::Budgets::open(&ledger, config.budgets.reservation_ttl)
             .await
             .map_err(|e| not_configured(format!("cannot open the budget store: {e}")))?;
+        let rate_limits = rate_limits(&config, &ledger).await?;
         let auth = authenticator(&config)?;
         let outcomes = Outcomes::new(ledger, Arc::new(Metrics::new()), observers);
-        let proxy = Proxy::new(
+        let mut proxy = Proxy::new(
             router,
             upstream,
             Arc::new(outcomes),
@@ -101,6 +128,7 @@ impl Gateway {
             budgets,
             config.budgets,
         );
+        proxy.rate_limits = rate_limits;
         proxy.set_adapters(firewall.plugins.adapters.clone());
         Ok(Arc::new(Gateway {
             proxy,

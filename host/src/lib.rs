@@ -52,6 +52,8 @@ pub mod guardrails;
 
 pub mod budget;
 
+pub mod ratelimit;
+
 pub mod router;
 
 pub mod upstream;

@@ -27,6 +27,7 @@ use crate::error::{Error, ErrorKind, UpstreamError};
 use crate::guardrails::{GuardrailEngine, StreamGuard, Tally};
 use crate::outcome::Outcomes;
 use crate::plugins::{AdapterPlugin, Adapters};
+use crate::ratelimit::RateLimits;
 use crate::respond::{Body, error_response, json_response};
 use crate::router::{Protocol, Router, Target};
 use crate::stream::{Gather, Relay, UpstreamEvents};
@@ -45,6 +46,8 @@ pub struct Proxy {
     adapters: std::sync::RwLock<Arc<Adapters>>,
     /// Token-carried budgets: reservations and settlement.
     pub budgets: Budgets,
+    /// Requests and tokens per minute (`rate_limits`, claims `rpm` / `tpm`).
+    pub rate_limits: Arc<RateLimits>,
     /// Output tokens reserved (and sent upstream as the cap) for a budgeted request
     /// without `max_tokens`.
     default_max_output: u64,
@@ -70,6 +73,7 @@ impl Proxy {
             guardrails: std::sync::RwLock::new(guardrails),
             adapters: std::sync::RwLock::new(Arc::default()),
             budgets,
+            rate_limits: RateLimits::memory(),
             default_max_output: settings.default_max_output_tokens,
             default_max_input: settings.default_max_input_tokens,
         }
@@ -105,11 +109,75 @@ impl Proxy {
     /// cost (usually nothing), error in the caller's dialect.
     pub async fn fail(&self, ctx: &mut RequestContext, e: Error) -> Response<Body> {
         let row = self.outcomes.finish(ctx, e.status().as_u16(), Some(&e));
+        self.settle_rate(ctx, &row);
         let remaining = self.settle_budget(ctx, row.cost_nano_usd).await;
         self.outcomes.ledger.record(row).await;
         let mut response = error_response(ctx.dialect, &e);
         budget_header(&mut response, remaining);
+        rate_headers(&mut response, &ctx.rate);
         response
+    }
+
+    /// Settles the request's token reservations to what its row charged (detached).
+    fn settle_rate(&self, ctx: &mut RequestContext, row: &crate::spend::SpendRecord) {
+        let holds = std::mem::take(&mut ctx.rate.holds);
+        let used = row.tokens.input_total() + row.tokens.output_total();
+        self.rate_limits
+            .settle(holds, used, ctx.provider.as_deref());
+    }
+
+    /// Lets the request in under the caller's rate limits, or refuses it (429, or 503 for a
+    /// store that cannot be reached). A tokens limit reserves the request's worst case, so,
+    /// as for budgets, a request without an output cap gets the one it was reserved for.
+    async fn admit_rate(
+        &self,
+        ctx: &mut RequestContext,
+        request: &mut Request,
+        plan: &crate::router::Plan,
+    ) -> Result<(), Error> {
+        let caller = ctx.who.caller().cloned();
+        let route = plan.route.as_deref();
+        let (applies, tokens) = self.rate_limits.applies(caller.as_deref(), route);
+        if !applies {
+            return Ok(());
+        }
+        let worst = if tokens {
+            request.max_tokens.get_or_insert(self.default_max_output);
+            self.worst_tokens(request, &plan.targets)
+        } else {
+            0
+        };
+        match self
+            .rate_limits
+            .admit(caller.as_deref(), route, worst)
+            .await
+        {
+            Ok(a) => {
+                ctx.rate.headroom = Some(a.headroom);
+                ctx.rate.holds.extend(a.holds);
+                Ok(())
+            }
+            Err(r) => {
+                ctx.rate.refused(&r);
+                Err(r.error)
+            }
+        }
+    }
+
+    /// The most tokens `request` can use at any of `targets`: its input bound (where the
+    /// model's window bounds what it only refers to) plus its output bound.
+    fn worst_tokens(&self, request: &Request, targets: &[Arc<Target>]) -> u64 {
+        let context = targets
+            .iter()
+            .map(|t| t.max_input_tokens.unwrap_or(self.default_max_input))
+            .max()
+            .unwrap_or(self.default_max_input);
+        crate::budget::input_bound(request)
+            .for_context(context)
+            .saturating_add(crate::budget::output_bound(
+                request,
+                self.default_max_output,
+            ))
     }
 
     /// Settles the request's reservation to `cost` and returns what is left of the budget
@@ -223,6 +291,9 @@ impl Proxy {
             let e = ctx.guardrail.block_error(&guardrails);
             return self.fail(&mut ctx, e).await;
         }
+        if let Err(e) = self.admit_rate(&mut ctx, &mut request, &plan).await {
+            return self.fail(&mut ctx, e).await;
+        }
         if let Err(e) = self
             .reserve_budget(&mut ctx, &mut request, &plan.targets)
             .await
@@ -233,6 +304,20 @@ impl Proxy {
         let adapters = self.adapters();
         let mut last_error = None;
         for (i, target) in plan.targets.iter().enumerate() {
+            // A provider at its quota is skipped like an endpoint in cool-down.
+            if self.rate_limits.has_provider_quota(&target.provider) {
+                let worst = self.worst_tokens(&request, std::slice::from_ref(target));
+                match self.rate_limits.provider(&target.provider, worst).await {
+                    Ok(a) => ctx.rate.holds.extend(a.into_iter().flat_map(|a| a.holds)),
+                    Err(r) => {
+                        ctx.rate.skipped(&r);
+                        ctx.attempts
+                            .push(Attempt::new(target, Duration::ZERO, Some(&r.error)));
+                        last_error = Some(r.error);
+                        continue;
+                    }
+                }
+            }
             ctx.trying(target);
             let started = Instant::now();
             let outcome = if let Some(why) = refused_by(&request, target) {
@@ -295,7 +380,11 @@ impl Proxy {
                         return self.fail(&mut ctx, e).await;
                     }
                     tracing::debug!(request_id = %ctx.id, target = %target.label(), error = %e, "attempt failed; trying the next endpoint");
-                    target.record_failure(plan.cooldown);
+                    match e.retry_after() {
+                        // The provider said how long to stay away.
+                        Some(wait) if e.kind() == ErrorKind::RateLimited => target.cool_for(wait),
+                        _ => target.record_failure(plan.cooldown),
+                    }
                     last_error = Some(e);
                 }
             }
@@ -592,6 +681,7 @@ impl Proxy {
     ) -> Response<Body> {
         let served_by = HeaderValue::from_str(&health.target.label()).ok();
         let attempts = HeaderValue::from(ctx.attempts.len());
+        let rate = ctx.rate.headers(false);
         // Streams send their headers before the answer's text is inspected: only the
         // request's findings can be reported there.
         let warnings;
@@ -615,6 +705,7 @@ impl Proxy {
                 ctx.ttfb = Some(ctx.started.elapsed());
                 warnings = guardrail_headers(&ctx.guardrail);
                 let row = self.outcomes.finish(&ctx, 200, None);
+                self.settle_rate(&mut ctx, &row);
                 let remaining = self.settle_budget(&mut ctx, row.cost_nano_usd).await;
                 self.outcomes.ledger.record(row).await;
                 let mut r = json_response(StatusCode::OK, body);
@@ -644,6 +735,7 @@ impl Proxy {
                         ctx: Some(ctx),
                         outcomes: self.outcomes.clone(),
                         health,
+                        rate_limits: self.rate_limits.clone(),
                         resume,
                     },
                     guard,
@@ -673,10 +765,18 @@ impl Proxy {
             h.insert(HeaderName::from_static("x-bitrouter-upstream"), v);
         }
         h.insert(HeaderName::from_static("x-bitrouter-attempts"), attempts);
-        for (name, value) in warnings {
+        for (name, value) in warnings.into_iter().chain(rate) {
             h.insert(name, value);
         }
         response
+    }
+}
+
+/// `Retry-After` and `x-ratelimit-*` for a caller under a rate limit.
+fn rate_headers(response: &mut Response<Body>, rate: &crate::ratelimit::RequestRate) {
+    let h = response.headers_mut();
+    for (name, value) in rate.headers(true) {
+        h.insert(name, value);
     }
 }
 

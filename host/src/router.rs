@@ -61,6 +61,15 @@ impl Target {
         self.health.failures.store(0, Ordering::Relaxed);
     }
 
+    /// The provider answered 429 with `Retry-After`: the endpoint is skipped for that long
+    /// (then probed like after any cool-down), however few failures it had.
+    pub fn cool_for(&self, wait: std::time::Duration) {
+        self.health.failures.store(u32::MAX / 2, Ordering::Relaxed);
+        self.health
+            .cool_until
+            .store(clock_ms() + wait.as_millis() as u64, Ordering::Relaxed);
+    }
+
     /// Counts a failure that says the endpoint is unhealthy (not a caller mistake), before
     /// or after its first byte: a stream it cut counts like a refused request.
     pub fn record_failure(&self, cooldown: Cooldown) {

@@ -76,6 +76,7 @@ impl Upstream {
         if status.is_success() {
             return Ok(response);
         }
+        let wait = retry_after(response.headers());
         // An error body that does not arrive whole in time (or is too large) still fails
         // the attempt with the status; only its text is lost.
         let body = read_body(response, timeout, target.max_response_size)
@@ -87,7 +88,8 @@ impl Upstream {
             dialect,
             body,
             message,
-        }))
+        })
+        .with_retry_after(wait))
     }
 }
 
@@ -176,6 +178,21 @@ pub async fn read_body(
         )),
         Ok(r) => r,
     }
+}
+
+/// The longest `Retry-After` honoured: a provider cannot take an endpoint out for longer.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// `Retry-After` in seconds (OpenAI also sends `retry-after-ms`), at most an hour. The
+/// HTTP-date form is not read: providers send seconds.
+pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let read = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
+    let wait = match read("retry-after-ms") {
+        Some(ms) => ms / 1000.0,
+        None => read("retry-after")?,
+    };
+    (wait.is_finite() && wait > 0.0)
+        .then(|| Duration::from_secs_f64(wait.min(MAX_RETRY_AFTER.as_secs_f64())))
 }
 
 /// Classifies a reqwest failure: a refused or reset connection is `Transport`, a timer `Timeout`.

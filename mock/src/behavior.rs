@@ -67,6 +67,8 @@ pub struct MockBehavior {
     /// JSON answers: this many bytes of trailing whitespace (still valid JSON), sent chunked
     /// with no Content-Length, so only a reader that counts can stop early.
     pub pad_bytes: Option<u64>,
+    /// Error statuses carry `Retry-After: N` (seconds), as providers send with a 429.
+    pub retry_after_s: Option<u64>,
     /// Error statuses come as an HTML page (`text/html`), as a proxy in front of a provider
     /// sends them, instead of the provider's JSON error.
     pub html_error: bool,
@@ -130,6 +132,8 @@ pub(crate) struct BehaviorPatch {
     pad_bytes: Option<Option<u64>>,
     html_error: Option<bool>,
     #[serde(deserialize_with = "present")]
+    retry_after_s: Option<Option<u64>>,
+    #[serde(deserialize_with = "present")]
     malformed_after: Option<Option<usize>>,
     #[serde(deserialize_with = "present")]
     error_after: Option<Option<usize>>,
@@ -175,6 +179,7 @@ impl BehaviorPatch {
             bill_worst,
             pad_bytes,
             html_error,
+            retry_after_s,
             malformed_after,
             error_after,
             continue_partial,

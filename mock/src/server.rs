@@ -431,7 +431,14 @@ async fn model_request(
                 .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
             r
         }
-        Action::Fail(status, message) => error_response(dialect, status, &message),
+        Action::Fail(status, message) => {
+            let mut r = error_response(dialect, status, &message);
+            if let Some(s) = shared.behavior().retry_after_s {
+                r.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from(s));
+            }
+            r
+        }
         Action::Json(bytes) => match shared.behavior().pad_bytes {
             Some(left) => {
                 let mut r = Response::new(MockBody::Padded {

@@ -40,6 +40,7 @@ fn caller(
             scope,
             window,
         }),
+        rate: None,
     })
 }
 

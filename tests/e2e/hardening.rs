@@ -37,6 +37,7 @@ fn budgeted(limit_micro: u64) -> Arc<Caller> {
             scope: BudgetScope::Session,
             window: BudgetWindow::Lifetime,
         }),
+        rate: None,
     })
 }
 

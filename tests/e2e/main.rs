@@ -22,6 +22,7 @@ mod oci;
 mod plugin_cli;
 mod plugin_trust;
 mod policy;
+mod rate_limits;
 mod responses;
 mod scratch_db;
 mod sdk_clients;

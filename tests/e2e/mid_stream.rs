@@ -477,6 +477,7 @@ async fn both_attempts_are_charged_and_the_budget_settles_to_their_sum() {
             scope: Scope::Api,
             models: None,
             budget: Some(claim),
+            rate: None,
         })));
     let (path, body) = stream_request("openai", "r");
     let r = post(&gw, &path, &body).await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::AuthError;
-use crate::caller::{BudgetClaim, BudgetScope, BudgetWindow, Scope};
+use crate::caller::{BudgetClaim, BudgetScope, BudgetWindow, RateClaim, Scope};
 
 /// A token's claims, typed and validated (aliases resolved).
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +27,8 @@ pub struct Claims {
     pub models: Option<Vec<String>>,
     /// `budget` (`bgt`) with its scope and range; `None`: no budget.
     pub budget: Option<BudgetClaim>,
+    /// `rpm`, `tpm` and `rate_scope`; `None`: neither limit.
+    pub rate: Option<RateClaim>,
     /// `jti`: the token's id, used as the session id when present.
     pub jti: Option<String>,
 }
@@ -92,9 +94,41 @@ impl Claims {
             scope,
             models,
             budget: budget(p)?,
+            rate: rate(p)?,
             jti: text(p, &["jti"])?,
         })
     }
+}
+
+/// `rpm` and `tpm` (whole numbers above 0) and `rate_scope` (`session`, the default, or
+/// `account`).
+fn rate(p: &Value) -> Result<Option<RateClaim>, AuthError> {
+    let count = |name: &str| -> Result<Option<u64>, AuthError> {
+        match first(p, &[name]) {
+            None => Ok(None),
+            Some(v) => v.as_u64().filter(|n| *n > 0).map(Some).ok_or_else(|| {
+                AuthError::BadClaim(format!("{name} must be a whole number above 0"))
+            }),
+        }
+    };
+    let (requests, tokens) = (count("rpm")?, count("tpm")?);
+    let per_account = match text(p, &["rate_scope"])?.as_deref() {
+        None | Some("session") => false,
+        Some("account") => true,
+        Some(other) => {
+            return Err(AuthError::BadClaim(format!(
+                "rate_scope must be session or account, found {other:?}"
+            )));
+        }
+    };
+    if requests.is_none() && tokens.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(RateClaim {
+        requests,
+        tokens,
+        per_account,
+    }))
 }
 
 /// `budget` (micro-USD), `budget_scope` and `budget_range`, or their aliases.

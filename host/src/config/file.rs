@@ -35,6 +35,8 @@ pub struct FileConfig {
     pub budgets: BudgetsSection,
     #[serde(default)]
     pub upstream: UpstreamSection,
+    #[serde(default)]
+    pub rate_limits: Option<super::rate_limits::RateLimitsSection>,
 }
 
 /// Limits on what upstreams send back, for every provider (each may override).

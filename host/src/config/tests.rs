@@ -343,3 +343,67 @@ fn mid_stream_failover_and_the_stream_idle_timeout() {
         "{e}"
     );
 }
+
+#[test]
+fn rate_limits_are_checked_against_the_file() {
+    let base = "providers:\n  p:\n    api_protocol: openai\n    api_base: http://x\n    api_key_required: false\nmodels:\n  r:\n    endpoints:\n      - provider: p\n        model_id: m\n";
+    let c = parse(&format!("{base}rate_limits:\n  store: redis://127.0.0.1:6379\n  on_store_error: open\n  defaults: {{ requests_per_minute: 600, tokens_per_minute: 200000 }}\n  routes:\n    r: {{ requests_per_minute: 100 }}\n  providers:\n    p: {{ tokens_per_minute: 2000000 }}\n")).unwrap();
+    assert_eq!(
+        c.rate_limits.store,
+        RateStore::Redis("redis://127.0.0.1:6379".into())
+    );
+    assert!(c.rate_limits.settings.fail_open);
+    assert_eq!(c.rate_limits.settings.defaults.requests, Some(600));
+    assert_eq!(c.rate_limits.settings.routes["r"].requests, Some(100));
+    assert_eq!(c.rate_limits.settings.providers["p"].tokens, Some(2_000_000));
+    for (yaml, line, key, says) in [
+        (
+            "rate_limits:\n  defaults: { requests_per_minute: 0 }\n",
+            12,
+            "rate_limits.defaults.requests_per_minute",
+            "1 or more",
+        ),
+        (
+            "rate_limits:\n  defaults: { requests_per_minute: -5 }\n",
+            12,
+            "rate_limits.defaults.requests_per_minute",
+            "integer `-5`",
+        ),
+        (
+            "rate_limits:\n  routes:\n    nope: { requests_per_minute: 5 }\n",
+            13,
+            "rate_limits.routes.nope",
+            "unknown route",
+        ),
+        (
+            "rate_limits:\n  providers:\n    nope: { requests_per_minute: 5 }\n",
+            13,
+            "rate_limits.providers.nope",
+            "unknown provider",
+        ),
+        (
+            "rate_limits:\n  store: memcached://x\n",
+            12,
+            "rate_limits.store",
+            "expected memory, postgres or a redis:// URL",
+        ),
+        (
+            "rate_limits:\n  store: postgres\n",
+            12,
+            "rate_limits.store",
+            "database.url",
+        ),
+        (
+            "rate_limits:\n  routes:\n    r: {}\n",
+            13,
+            "rate_limits.routes.r",
+            "requests_per_minute and/or tokens_per_minute",
+        ),
+    ] {
+        let e = parse(&format!("{base}{yaml}")).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("bitrouter.yaml:{line}")) && e.contains(key) && e.contains(says),
+            "{yaml}: {e}"
+        );
+    }
+}

@@ -83,6 +83,10 @@ pub struct RequestEvent {
     pub attempts: Vec<AttemptRecord>,
     /// Guardrail findings (pattern id, count, action); empty until guardrails exist.
     pub guardrail_findings: Vec<GuardrailFinding>,
+    /// The rate limit that refused the request or one of its endpoints (`account:requests`,
+    /// `route:tokens`, `provider:requests`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limited: Option<String>,
 }
 
 /// How often one pattern fired with one action over a request.

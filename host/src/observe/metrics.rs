@@ -161,6 +161,10 @@ fn pair(v: Vec<Option<f64>>) -> [Option<f64>; 2] {
 struct RouteStats {
     total: Stats,
     endpoints: HashMap<String, Stats>,
+    /// Requests a rate limit refused (or whose endpoint a provider quota skipped), by the
+    /// limit (`account:requests`, `route:tokens`, `provider:requests`, …): a handful of
+    /// labels, never the account itself.
+    rate_limited: std::collections::BTreeMap<String, u64>,
 }
 
 /// The collector. `record` is called inline once per request.
@@ -265,6 +269,9 @@ impl Metrics {
                 s.attempt_errors += 1;
                 s.mid_stream_failovers += mid_stream;
             }
+            if let Some(limit) = &e.rate_limited {
+                *r.rate_limited.entry(limit.clone()).or_default() += 1;
+            }
         }
         self.prom.record(e, route.as_deref(), overhead);
     }
@@ -285,6 +292,7 @@ impl Metrics {
                     .map(|(k, s)| (k.clone(), s.to_json()))
                     .collect(),
             );
+            v["rate_limited"] = json!(r.rate_limited);
             out.insert(name.clone(), v);
         }
         let overhead = self.overhead_ms.lock().unwrap_or_else(|p| p.into_inner());

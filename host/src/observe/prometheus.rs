@@ -52,6 +52,14 @@ struct AttemptErrorLabels {
     error_type: String,
 }
 
+/// A rate limit that refused a request on a route.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RateLimitLabels {
+    route: String,
+    /// `account:requests`, `provider:tokens`, …
+    limit: String,
+}
+
 /// An endpoint of a route.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
@@ -89,6 +97,7 @@ pub struct PromMetrics {
     cost: Family<TargetLabels, Counter>,
     attempt_errors: Family<AttemptErrorLabels, Counter>,
     mid_stream_failovers: Family<EndpointLabels, Counter>,
+    rate_limited: Family<RateLimitLabels, Counter>,
     pub in_flight: Gauge,
     overhead: Histogram,
     uptime: Gauge<f64, AtomicU64>,
@@ -134,6 +143,12 @@ impl PromMetrics {
             "Failed attempts by route, endpoint (provider:model_id) and error type: those failed over, and streams that broke after they started",
             attempt_errors.clone(),
         );
+        let rate_limited = Family::<RateLimitLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate limit, or whose endpoint a provider quota skipped, by route and limit (scope:kind)",
+            rate_limited.clone(),
+        );
         let mid_stream_failovers = Family::<EndpointLabels, Counter>::default();
         registry.register(
             "mid_stream_failovers",
@@ -175,6 +190,7 @@ impl PromMetrics {
             states,
             attempt_errors,
             mid_stream_failovers,
+            rate_limited,
             seen: Mutex::new(HashSet::new()),
             seen_endpoints: Mutex::new(HashSet::new()),
         }
@@ -232,6 +248,16 @@ impl PromMetrics {
     }
 
     pub fn record(&self, e: &RequestEvent, route: Option<&str>, overhead_ms: f64) {
+        if let Some(limit) = &e.rate_limited {
+            // Routes folded past the label cap like every series; limits are a fixed set.
+            let (route, _, _) = self.target(route.unwrap_or("-"), e);
+            self.rate_limited
+                .get_or_create(&RateLimitLabels {
+                    route,
+                    limit: limit.clone(),
+                })
+                .inc();
+        }
         if e.attempts.iter().any(|a| a.error_type.is_some()) {
             self.attempt_errors(route.unwrap_or("-"), e);
         }

@@ -52,8 +52,20 @@ pub(super) struct StreamLog {
     pub(super) ctx: Option<RequestContext>,
     pub(super) outcomes: Arc<Outcomes>,
     pub(super) health: Health,
+    /// Where the stream's token reservations are settled.
+    pub(super) rate_limits: Arc<crate::ratelimit::RateLimits>,
     /// Mid-stream failover: the endpoints that may carry the stream on.
     pub(super) resume: Option<super::Resumer>,
+}
+
+impl StreamLog {
+    /// Settles the stream's token reservations to what its row charged (detached).
+    fn settle_rate(&self, ctx: &mut RequestContext, row: &crate::spend::SpendRecord) {
+        let holds = std::mem::take(&mut ctx.rate.holds);
+        let used = row.tokens.input_total() + row.tokens.output_total();
+        self.rate_limits
+            .settle(holds, used, ctx.provider.as_deref());
+    }
 }
 
 impl RelayObserver for StreamLog {
@@ -108,6 +120,7 @@ impl RelayObserver for StreamLog {
             }
         }
         let row = self.outcomes.finish(&ctx, 200, outcome.err());
+        self.settle_rate(&mut ctx, &row);
         let outcomes = self.outcomes.clone();
         let budget = ctx.budget.take();
         // Earlier attempts were settled against their own holds.
@@ -135,6 +148,7 @@ impl Drop for StreamLog {
             );
             let mut ctx = ctx;
             let row = self.outcomes.finish(&ctx, 499, Some(&e));
+            self.settle_rate(&mut ctx, &row);
             // Charged for what was produced before the caller left.
             if let Some(r) = ctx.budget.take() {
                 r.settle_detached(

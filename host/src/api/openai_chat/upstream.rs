@@ -476,6 +476,7 @@ pub(crate) fn error_code(kind: ErrorKind) -> Option<&'static str> {
         ErrorKind::GuardrailBlocked => Some("guardrail_blocked"),
         ErrorKind::Plugin => Some("plugin_failed"),
         ErrorKind::BudgetExceeded => Some("budget_exceeded"),
+        ErrorKind::RateLimitExceeded => Some("rate_limit_exceeded"),
         ErrorKind::Unauthorized => Some("invalid_api_key"),
         ErrorKind::Forbidden => Some("permission_denied"),
         _ => None,

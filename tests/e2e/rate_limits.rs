@@ -1,0 +1,362 @@
+//! Rate limits through the real server: the 429 and its headers in every caller dialect,
+//! the remaining headers on every answer, tokens reserved and settled, per-route and
+//! per-token limits, provider quotas failed over, a provider's own `Retry-After`, a store
+//! that cannot be reached, and three replicas sharing limits through Redis and through
+//! PostgreSQL under concurrent load.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitrouter::caller::{Caller, RateClaim, Scope};
+use bitrouter_mock::{MockBehavior, MockServer};
+use serde_json::json;
+
+use crate::harness::*;
+use crate::scratch_db::Scratch;
+
+/// A caller of its own: the shared stores (Redis, PostgreSQL) outlive a test run, so each
+/// test limits an account nobody else uses.
+fn caller(rate: Option<RateClaim>) -> Arc<Caller> {
+    Arc::new(Caller {
+        account: format!("eip155:1:0x{:040x}", fastrand::u128(..)),
+        session: format!("rl-{:x}", fastrand::u64(..)),
+        scope: Scope::Api,
+        models: None,
+        budget: None,
+        rate,
+    })
+}
+
+fn two_providers(a: &MockServer, b: &MockServer, limits: &str) -> String {
+    format!(
+        "{}models:\n  r:\n    endpoints:\n      - {{ provider: a, model_id: m }}\n      - {{ provider: b, model_id: m }}\n  other:\n    endpoints:\n      - {{ provider: b, model_id: m }}\nrate_limits:\n{limits}",
+        providers(&[("a", "openai", a), ("b", "openai", b)])
+    )
+}
+
+#[tokio::test]
+async fn over_the_limit_is_a_429_in_the_callers_dialect_with_retry_after() {
+    let m = mock().await;
+    let gw = TestGateway::start(&two_providers(
+        &m,
+        &m,
+        "  defaults: { requests_per_minute: 3 }\n",
+    ))
+    .await;
+    gw.gateway.set_caller_for_tests(Some(caller(None)));
+    // Every answer to a limited caller says what is left.
+    for left in [2, 1, 0] {
+        let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.header("x-ratelimit-limit-requests"), "3");
+        assert_eq!(r.header("x-ratelimit-remaining-requests"), left.to_string());
+        assert!(r.header("x-ratelimit-reset-requests").ends_with('s'));
+        assert_eq!(r.header("retry-after"), "");
+    }
+    let gemini = "/v1beta/models/r:generateContent".to_owned();
+    for (dialect, path, body) in [
+        (
+            "openai",
+            "/v1/chat/completions".to_owned(),
+            openai_chat("r", "hi"),
+        ),
+        (
+            "anthropic",
+            "/v1/messages".to_owned(),
+            anthropic_msg("r", "hi"),
+        ),
+        (
+            "responses",
+            "/v1/responses".to_owned(),
+            json!({"model": "r", "input": "hi"}),
+        ),
+        (
+            "gemini",
+            gemini,
+            json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
+        ),
+    ] {
+        let r = post(&gw, &path, &body).await;
+        assert_eq!(r.status, 429, "{dialect}: {}", r.text);
+        let wait: u64 = r.header("retry-after").parse().unwrap_or(0);
+        assert!((1..=120).contains(&wait), "{dialect}: retry-after {wait}");
+        assert_eq!(r.header("x-ratelimit-remaining-requests"), "0");
+        let v = r.json();
+        let message = match dialect {
+            "anthropic" => {
+                assert_eq!(v["type"], "error", "{v}");
+                assert_eq!(v["error"]["type"], "rate_limit_error", "{v}");
+                v["error"]["message"].as_str().unwrap().to_owned()
+            }
+            "gemini" => {
+                assert_eq!(v["error"]["code"], 429, "{v}");
+                v["error"]["message"].as_str().unwrap().to_owned()
+            }
+            _ => {
+                assert_eq!(v["error"]["type"], "rate_limit_error", "{v}");
+                assert_eq!(v["error"]["code"], "rate_limit_exceeded", "{v}");
+                v["error"]["message"].as_str().unwrap().to_owned()
+            }
+        };
+        assert!(
+            message.contains("3 requests per minute"),
+            "{dialect}: {message}"
+        );
+    }
+    // The upstream saw only the admitted three; another account has its own limit.
+    assert_eq!(m.request_count(), 3);
+    gw.gateway.set_caller_for_tests(Some(caller(None)));
+    let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Metrics count the refusals per route and limit.
+    let metrics = get(&gw, "/admin/metrics", &[]).await.json();
+    assert_eq!(
+        metrics["routes"]["r"]["rate_limited"]["account:requests"], 4,
+        "{metrics}"
+    );
+    let prom = get(&gw, "/metrics", &[]).await.text;
+    assert!(
+        prom.lines()
+            .any(|l| l.starts_with("bitrouter_rate_limited_total{")
+                && l.contains("limit=\"account:requests\"")
+                && l.ends_with(" 4")),
+        "{prom}"
+    );
+}
+
+#[tokio::test]
+async fn tokens_are_reserved_at_the_worst_case_and_settled_to_the_usage() {
+    let m = mock_with(MockBehavior {
+        input_tokens: Some(10),
+        output_tokens: Some(5),
+        ..Default::default()
+    })
+    .await;
+    let gw = TestGateway::start(&two_providers(
+        &m,
+        &m,
+        "  defaults: { tokens_per_minute: 1000 }\n",
+    ))
+    .await;
+    gw.gateway.set_caller_for_tests(Some(caller(None)));
+    let mut body = openai_chat("r", "hi");
+    body["max_tokens"] = json!(600);
+    // Reserved at ~600 + the prompt, it fits once; settled to 15 tokens, the room is back.
+    for _ in 0..5 {
+        let r = post(&gw, "/v1/chat/completions", &body).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        // Settlement runs beside the answer; wait until it has landed.
+        let mut settled = false;
+        for _ in 0..100 {
+            let probe = post(&gw, "/v1/chat/completions", &{
+                let mut b = body.clone();
+                b["max_tokens"] = json!(1);
+                b
+            })
+            .await;
+            let left: u64 = probe
+                .header("x-ratelimit-remaining-tokens")
+                .parse()
+                .unwrap_or(0);
+            // Unsettled, the 600 reserved would leave under 400; settled, every request
+            // so far took 15 (the mock's usage) and the probe its own reservation.
+            if left >= 500 {
+                settled = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(settled, "the reservation was never settled to the usage");
+    }
+    // A request that alone needs more than the limit is refused with no retry that helps.
+    body["max_tokens"] = json!(5000);
+    let r = post(&gw, "/v1/chat/completions", &body).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert!(r.text.contains("alone"), "{}", r.text);
+    // Without max_tokens a tokens-limited request gets the cap it was reserved for.
+    let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
+    assert_eq!(
+        r.status, 429,
+        "the default cap (4096) exceeds 1000: {}",
+        r.text
+    );
+}
+
+#[tokio::test]
+async fn route_and_token_limits_narrow_the_account() {
+    let m = mock().await;
+    let gw = TestGateway::start(&two_providers(
+        &m,
+        &m,
+        "  defaults: { requests_per_minute: 100 }\n  routes:\n    other: { requests_per_minute: 2 }\n",
+    ))
+    .await;
+    gw.gateway.set_caller_for_tests(Some(caller(None)));
+    for _ in 0..2 {
+        let r = post(&gw, "/v1/chat/completions", &openai_chat("other", "hi")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let r = post(&gw, "/v1/chat/completions", &openai_chat("other", "hi")).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert!(r.text.contains("route"), "{}", r.text);
+    // The route's limit is the route's: the account still has room elsewhere.
+    let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // A token's `rpm` claim narrows it further, for that token alone.
+    gw.gateway.set_caller_for_tests(Some(caller(Some(RateClaim {
+        requests: Some(1),
+        tokens: None,
+        per_account: false,
+    }))));
+    let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert!(r.text.contains("token's limit"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_provider_at_its_quota_is_skipped_and_its_own_retry_after_cools_it_down() {
+    let (a, b) = (mock().await, mock().await);
+    let gw = TestGateway::start(&two_providers(
+        &a,
+        &b,
+        "  providers:\n    a: { requests_per_minute: 2 }\n    b: { requests_per_minute: 3 }\n",
+    ))
+    .await;
+    for expected in ["a:m", "a:m", "b:m", "b:m", "b:m"] {
+        let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.header("x-bitrouter-upstream"), expected);
+    }
+    // Both quotas spent: the caller gets a 429 saying when to come back.
+    let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert!(r.header("retry-after").parse::<u64>().is_ok_and(|s| s >= 1));
+    assert!(r.text.contains("quota"), "{}", r.text);
+
+    // A provider's own 429 with Retry-After takes it out for that long, on the first one.
+    let limited = mock_with(MockBehavior {
+        status: Some(429),
+        retry_after_s: Some(30),
+        ..Default::default()
+    })
+    .await;
+    let ok = mock().await;
+    let gw = TestGateway::start(&format!(
+        "{}models:\n  r:\n    endpoints:\n      - {{ provider: limited, model_id: m }}\n      - {{ provider: ok, model_id: m }}\n",
+        providers(&[("limited", "openai", &limited), ("ok", "openai", &ok)])
+    ))
+    .await;
+    for _ in 0..3 {
+        let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
+        assert_eq!(r.header("x-bitrouter-upstream"), "ok:m", "{}", r.text);
+    }
+    assert_eq!(
+        limited.request_count(),
+        1,
+        "the 429's Retry-After was not honoured"
+    );
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_be_reached_fails_closed_or_open_as_configured() {
+    let m = mock().await;
+    let dead = dead_addr().replace("http://", "redis://");
+    for (mode, status) in [("closed", 503), ("open", 200)] {
+        let gw = TestGateway::start(&two_providers(
+            &m,
+            &m,
+            &format!(
+                "  store: {dead}\n  on_store_error: {mode}\n  defaults: {{ requests_per_minute: 5 }}\n"
+            ),
+        ))
+        .await;
+        gw.gateway.set_caller_for_tests(Some(caller(None)));
+        let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
+        assert_eq!(r.status, status, "{mode}: {}", r.text);
+        if status == 503 {
+            assert!(r.text.contains("rate-limit store"), "{}", r.text);
+        }
+    }
+}
+
+/// `replicas` gateways on one store, `per_replica` concurrent requests each, against an
+/// account limit of `limit` requests a minute: how many got in.
+async fn admitted_across(replicas: &[TestGateway], per_replica: usize) -> usize {
+    let mut tasks = Vec::new();
+    for gw in replicas {
+        for _ in 0..per_replica {
+            let url = gw.url("/v1/chat/completions");
+            tasks.push(tokio::spawn(async move {
+                client()
+                    .post(url)
+                    .json(&openai_chat("r", "hi"))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }));
+        }
+    }
+    let mut admitted = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => admitted += 1,
+            429 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    admitted
+}
+
+async fn three_replicas(yaml: &str) -> Vec<TestGateway> {
+    let who = caller(None);
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        let gw = TestGateway::start(yaml).await;
+        gw.gateway.set_caller_for_tests(Some(who.clone()));
+        replicas.push(gw);
+    }
+    replicas
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_share_a_limit_through_redis() {
+    let m = mock().await;
+    let yaml = two_providers(
+        &m,
+        &m,
+        "  store: redis://127.0.0.1:6379\n  defaults: { requests_per_minute: 20 }\n",
+    );
+    let replicas = three_replicas(&yaml).await;
+    // 60 concurrent requests over three replicas; the limit holds exactly.
+    let admitted = admitted_across(&replicas, 20).await;
+    assert_eq!(
+        admitted, 20,
+        "admitted {admitted} of a limit of 20 across replicas"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_share_a_limit_through_postgres() {
+    let m = mock().await;
+    let scratch = Scratch::postgres("ratelimit").await;
+    let yaml = format!(
+        "{}database:\n  url: {}\n",
+        two_providers(
+            &m,
+            &m,
+            "  store: postgres\n  defaults: { requests_per_minute: 20 }\n",
+        ),
+        scratch.url()
+    );
+    let replicas = three_replicas(&yaml).await;
+    let admitted = admitted_across(&replicas, 20).await;
+    assert_eq!(
+        admitted, 20,
+        "admitted {admitted} of a limit of 20 across replicas"
+    );
+    drop(replicas);
+    scratch.drop().await;
+}
