@@ -386,7 +386,11 @@ impl RateLimits {
         self.take(limits, Some(provider)).await.map(Some)
     }
 
-    async fn take(&self, limits: Vec<Limit>, provider: Option<&str>) -> Result<Admission, Box<Refusal>> {
+    async fn take(
+        &self,
+        limits: Vec<Limit>,
+        provider: Option<&str>,
+    ) -> Result<Admission, Box<Refusal>> {
         if limits.is_empty() {
             return Ok(Admission::default());
         }

@@ -321,6 +321,12 @@ try {
         if (e.errors > 0 && !shown[`failing-${r}/${ep}`]) errs.push(`failing-${r}/${ep}: endpoint with ${e.errors} errors missing from the failures panel`);
         if (e.mid_stream_failovers > 0) expectNum(`mid-stream-${r}/${ep}`, e.mid_stream_failovers);
       }
+      for (const [limit, n] of Object.entries(s.rate_limited || {})) {
+        expectNum(`rate-limited-${r}/${limit}`, n);
+      }
+    }
+    if (!Object.values(m.routes || {}).some((s) => Object.keys(s.rate_limited || {}).length > 0)) {
+      errs.push("no route has a rate-limited request: the page's table is not checked");
     }
     if (!Object.values(m.routes || {}).some((s) => Object.values(s.endpoints || {}).some((e) => e.mid_stream_failovers > 0))) {
       errs.push("no endpoint has a mid-stream failover: the page's column is not checked");

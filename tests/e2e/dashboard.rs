@@ -132,7 +132,7 @@ async fn dashboard_shows_what_the_gateway_measured() {
     })
     .await;
     let yaml = format!(
-        "{}  up-openai:\n    api_protocol: openai\n    api_base: {}/v1\n    api_key: k\n    models:\n      gpt-up: {{ {PRICING} }}\n  up-anthropic:\n    api_protocol: anthropic\n    api_base: {}\n    api_key: k\n    models:\n      claude-up: {{ {PRICING} }}\nmodels:\n  chat:\n    endpoints: [{{ provider: up-openai, model_id: gpt-up }}]\n  claude:\n    endpoints: [{{ provider: up-anthropic, model_id: claude-up }}]\n  failover:\n    endpoints: [{{ provider: down, model_id: d }}, {{ provider: up-anthropic, model_id: claude-up }}]\n  broken:\n    endpoints: [{{ provider: down, model_id: d }}]\n  continued:\n    mid_stream_failover: continue\n    endpoints: [{{ provider: cut, model_id: c }}, {{ provider: up-openai, model_id: gpt-up }}]\n",
+        "{}  up-openai:\n    api_protocol: openai\n    api_base: {}/v1\n    api_key: k\n    models:\n      gpt-up: {{ {PRICING} }}\n  up-anthropic:\n    api_protocol: anthropic\n    api_base: {}\n    api_key: k\n    models:\n      claude-up: {{ {PRICING} }}\nmodels:\n  chat:\n    endpoints: [{{ provider: up-openai, model_id: gpt-up }}]\n  claude:\n    endpoints: [{{ provider: up-anthropic, model_id: claude-up }}]\n  failover:\n    endpoints: [{{ provider: down, model_id: d }}, {{ provider: up-anthropic, model_id: claude-up }}]\n  broken:\n    endpoints: [{{ provider: down, model_id: d }}]\n  continued:\n    mid_stream_failover: continue\n    endpoints: [{{ provider: cut, model_id: c }}, {{ provider: up-openai, model_id: gpt-up }}]\n  limited:\n    endpoints: [{{ provider: up-openai, model_id: gpt-up }}]\nrate_limits:\n  routes:\n    limited: {{ requests_per_minute: 1 }}\n",
         providers(&[("down", "openai", &down), ("cut", "openai", &cut)]),
         openai.base_url(),
         anthropic.base_url()
@@ -180,6 +180,12 @@ async fn dashboard_shows_what_the_gateway_measured() {
         r.text
     );
     sent += 3;
+    // A route's rate limit: the second request is refused.
+    let r = post(&gw, "/v1/chat/completions", &openai_chat("limited", "hi")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = post(&gw, "/v1/chat/completions", &openai_chat("limited", "hi")).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    sent += 2;
     // Guardrail findings for the panel: a warned email and a redacted key.
     let r = post(
         &gw,
@@ -216,7 +222,7 @@ async fn dashboard_shows_what_the_gateway_measured() {
     // Every request is one ledger row, written just after its answer.
     let m = get(&gw, "/admin/metrics", &[]).await.json();
     assert_eq!(m["requests"], sent, "{m}");
-    assert_eq!(m["errors"], 4, "{m}");
+    assert_eq!(m["errors"], 5, "{m}");
     let g = &m["guardrails"]["patterns"];
     assert_eq!(g["pii_emails"]["findings"]["warn"], 1, "{m}");
     assert_eq!(g["api_keys"]["findings"]["redact"], 1, "{m}");
@@ -279,7 +285,7 @@ async fn dashboard_shows_what_the_gateway_measured() {
     let shot = root.join("target/browser/dashboard.png");
     let stdout = run_browser(&root, gw.url(""), &shot, &[]).await;
     assert!(
-        stdout.contains(&format!("compared: {sent} requests, 4 errors, 5 routes")),
+        stdout.contains(&format!("compared: {sent} requests, 5 errors, 6 routes")),
         "{stdout}"
     );
     let plugins = line(&stdout, "plugins shown: ");

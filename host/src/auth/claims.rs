@@ -268,4 +268,32 @@ mod tests {
             .collect();
         assert_eq!(Claims::parse(&Value::Object(obj)).unwrap().budget, Some(b));
     }
+
+    #[test]
+    fn rate_claims_narrow_per_session_or_account() {
+        let c = Claims::parse(&json!({"iss": "a", "rpm": 60, "tpm": 100000})).unwrap();
+        assert_eq!(
+            c.rate,
+            Some(RateClaim {
+                requests: Some(60),
+                tokens: Some(100_000),
+                per_account: false
+            })
+        );
+        let c = Claims::parse(&json!({"iss": "a", "rpm": 5, "rate_scope": "account"})).unwrap();
+        assert!(c.rate.is_some_and(|r| r.per_account && r.tokens.is_none()));
+        assert_eq!(Claims::parse(&json!({"iss": "a"})).unwrap().rate, None);
+        for (p, what) in [
+            (json!({"iss": "a", "rpm": 0}), "rpm must be"),
+            (json!({"iss": "a", "tpm": -1}), "tpm must be"),
+            (json!({"iss": "a", "rpm": 1.5}), "rpm must be"),
+            (
+                json!({"iss": "a", "rpm": 1, "rate_scope": "team"}),
+                "rate_scope",
+            ),
+        ] {
+            let e = Claims::parse(&p).unwrap_err().to_string();
+            assert!(e.contains(what), "{p}: {e}");
+        }
+    }
 }

@@ -31,7 +31,7 @@ impl KeygenArgs {
 pub enum TokenCommand {
     /// Sign a token with the key store's Solana or EVM key and print it.
     #[command(
-        after_help = "Examples:\n  bitrouter token mint --chain solana --scope api --exp 30d --models 'openai:*'\n  bitrouter token mint --chain evm --scope api --exp never --budget 2.5usd --budget-scope session --budget-range rounds:10\n  bitrouter token mint --chain solana --scope admin --exp 1h"
+        after_help = "Examples:\n  bitrouter token mint --chain solana --scope api --exp 30d --models 'openai:*'\n  bitrouter token mint --chain evm --scope api --exp never --budget 2.5usd --budget-scope session --budget-range rounds:10\n  bitrouter token mint --chain solana --scope api --exp 7d --rpm 60 --tpm 100000\n  bitrouter token mint --chain solana --scope admin --exp 1h"
     )]
     Mint(MintArgs),
     /// Decode a token and verify it against the config's auth settings (exit 1 if invalid).
@@ -113,6 +113,15 @@ pub struct MintArgs {
     /// Budget window: rounds:N or duration:1h (default: lifetime).
     #[arg(long)]
     budget_range: Option<String>,
+    /// Requests per minute (claim `rpm`): narrows the gateway's rate_limits.defaults.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    rpm: Option<u64>,
+    /// Tokens per minute (claim `tpm`).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    tpm: Option<u64>,
+    /// Whose rate --rpm/--tpm limit: this token alone (session) or the whole account.
+    #[arg(long, value_enum, default_value_t = BudgetScopeArg::Session)]
+    rate_scope: BudgetScopeArg,
     /// Session id (default: a hash of the token).
     #[arg(long)]
     jti: Option<String>,
@@ -200,6 +209,15 @@ fn mint(a: MintArgs) -> anyhow::Result<String> {
         }
     } else if a.budget_range.is_some() {
         bail!("--budget-range needs --budget");
+    }
+    if let Some(n) = a.rpm {
+        claims.insert("rpm".into(), json!(n));
+    }
+    if let Some(n) = a.tpm {
+        claims.insert("tpm".into(), json!(n));
+    }
+    if (a.rpm.is_some() || a.tpm.is_some()) && matches!(a.rate_scope, BudgetScopeArg::Account) {
+        claims.insert("rate_scope".into(), json!("account"));
     }
     if let Some(j) = a.jti {
         claims.insert("jti".into(), j.into());

@@ -355,7 +355,10 @@ fn rate_limits_are_checked_against_the_file() {
     assert!(c.rate_limits.settings.fail_open);
     assert_eq!(c.rate_limits.settings.defaults.requests, Some(600));
     assert_eq!(c.rate_limits.settings.routes["r"].requests, Some(100));
-    assert_eq!(c.rate_limits.settings.providers["p"].tokens, Some(2_000_000));
+    assert_eq!(
+        c.rate_limits.settings.providers["p"].tokens,
+        Some(2_000_000)
+    );
     for (yaml, line, key, says) in [
         (
             "rate_limits:\n  defaults: { requests_per_minute: 0 }\n",
