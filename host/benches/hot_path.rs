@@ -94,6 +94,10 @@ fn metrics(c: &mut Criterion) {
         attempts: Vec::new(),
         guardrail_findings: Vec::new(),
         rate_limited: None,
+        trace: None,
+        server_address: None,
+        finish_reason: None,
+        budget_reserved_nano_usd: None,
     };
     c.bench_function("metrics: record one request", |b| {
         b.iter(|| m.record(black_box(&event)));

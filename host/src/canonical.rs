@@ -368,6 +368,21 @@ pub enum FinishReason {
     Other(String),
 }
 
+impl FinishReason {
+    /// OpenAI's name for the reason (`stop`, `length`, `tool_calls`, `content_filter`;
+    /// `stop_sequence` and `other` for the rest), as telemetry reports it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::StopSequence => "stop_sequence",
+            FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
+            FinishReason::ContentFilter => "content_filter",
+            FinishReason::Other(_) => "other",
+        }
+    }
+}
+
 /// Token counts, normalised: `input_tokens` includes cached tokens (OpenAI's convention),
 /// `output_tokens` includes reasoning tokens.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -125,6 +125,8 @@ pub struct Observe {
     pub jsonl_keep: u32,
     /// Events queued per sink before new ones are dropped (and counted).
     pub queue_capacity: usize,
+    /// `observe.otlp` (or the `OTEL_EXPORTER_OTLP_*` environment): OpenTelemetry export.
+    pub otlp: Option<crate::observe::otlp::OtlpSettings>,
 }
 
 /// `auth:`: who may call the gateway (see `crate::auth`).

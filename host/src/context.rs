@@ -29,6 +29,10 @@ pub struct Attempt {
     pub joined: Option<JoinMode>,
     /// What the attempt cost, when it failed after producing part of a streamed answer.
     pub cost_nano_usd: Option<u64>,
+    /// When it started, from the request's arrival.
+    pub start: Duration,
+    /// Its span id, sent to the provider in `traceparent` (tracing on).
+    pub span_id: Option<[u8; 8]>,
 }
 
 impl Attempt {
@@ -40,7 +44,16 @@ impl Attempt {
             error: error.map(AttemptError::from),
             joined: None,
             cost_nano_usd: None,
+            start: Duration::ZERO,
+            span_id: None,
         }
+    }
+
+    /// Notes when the attempt started and its span.
+    pub fn at(mut self, start: Duration, span_id: Option<[u8; 8]>) -> Self {
+        self.start = start;
+        self.span_id = span_id;
+        self
     }
 }
 
@@ -172,6 +185,14 @@ pub struct RequestContext {
     pub carried: Carried,
     /// Rate limits: the caller's headroom, token holds, what refused it.
     pub rate: crate::ratelimit::RequestRate,
+    /// The request's trace (OTLP tracing on).
+    pub trace: Option<crate::observe::trace_context::RequestTrace>,
+    /// The host of the endpoint tried last.
+    pub server_address: Option<String>,
+    /// Why the model stopped, when it said.
+    pub finish_reason: Option<&'static str>,
+    /// The budget hold taken for the request, nano-USD.
+    pub budget_reserved_nano_usd: Option<u64>,
 }
 
 impl RequestContext {
@@ -202,11 +223,19 @@ impl RequestContext {
             url_model: None,
             carried: Carried::default(),
             rate: Default::default(),
+            trace: None,
+            server_address: None,
+            finish_reason: None,
+            budget_reserved_nano_usd: None,
         }
     }
 
     /// Notes the target about to be tried.
     pub fn trying(&mut self, target: &Target) {
+        if self.trace.is_some() {
+            // Only spans carry it: no allocation per attempt when tracing is off.
+            self.server_address = target.parsed_url.host_str().map(str::to_owned);
+        }
         self.provider = Some(target.provider.clone());
         self.upstream_model = Some(target.model_id.clone());
         self.prices = target.prices;
@@ -309,10 +338,21 @@ impl RequestContext {
                     error: a.error.as_ref().map(|e| e.message.clone()),
                     joined: a.joined.map(JoinMode::as_str),
                     cost_nano_usd: a.cost_nano_usd,
+                    start_ms: ms(a.start),
+                    span_id: a.span_id.map(hex::encode),
                 })
                 .collect(),
             guardrail_findings: self.guardrail.findings(),
             rate_limited: self.rate.limited.clone(),
+            trace: self.trace.as_ref().map(|t| crate::observe::TraceRecord {
+                trace_id: hex::encode(t.trace_id),
+                span_id: hex::encode(t.span_id),
+                parent_span_id: t.parent_span_id.map(hex::encode),
+                sampled: t.sampled,
+            }),
+            server_address: self.server_address.clone(),
+            finish_reason: self.finish_reason,
+            budget_reserved_nano_usd: self.budget_reserved_nano_usd,
         }
     }
 

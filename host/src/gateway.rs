@@ -119,7 +119,15 @@ impl Gateway {
             .map_err(|e| not_configured(format!("cannot open the budget store: {e}")))?;
         let rate_limits = rate_limits(&config, &ledger).await?;
         let auth = authenticator(&config)?;
-        let outcomes = Outcomes::new(ledger, Arc::new(Metrics::new()), observers);
+        let (observers, otlp) = observers;
+        let mut outcomes = Outcomes::new(ledger, Arc::new(Metrics::new()), observers);
+        outcomes.otlp = otlp;
+        outcomes.trace_ratio = config
+            .observe
+            .otlp
+            .as_ref()
+            .filter(|o| o.traces)
+            .map(|o| o.sample_ratio);
         let mut proxy = Proxy::new(
             router,
             upstream,
@@ -399,9 +407,16 @@ fn observers(
     config: &Config,
     extra: Vec<Arc<dyn ObserveCallback>>,
     firewall: &Firewall,
-) -> Result<Observers, Error> {
+) -> Result<(Observers, Option<Arc<crate::observe::otlp::OtlpStats>>), Error> {
     let o = &config.observe;
     let mut observers = Observers::new();
+    let mut otlp = None;
+    if let Some(settings) = &o.otlp {
+        let sink = crate::observe::otlp::OtlpSink::new(settings)
+            .map_err(|e| not_configured(e.to_string()))?;
+        otlp = Some(sink.stats());
+        observers.add(Arc::new(sink), o.queue_capacity);
+    }
     if let Some(path) = &o.jsonl {
         let sink = JsonlSink::open(path, o.jsonl_max_bytes, o.jsonl_keep)
             .map_err(|e| not_configured(format!("observe.jsonl {}: {e}", path.display())))?;
@@ -413,7 +428,7 @@ fn observers(
     for plugin in firewall.plugins.observers() {
         observers.add(Arc::new(WasmObserverSink::new(plugin)), o.queue_capacity);
     }
-    Ok(observers)
+    Ok((observers, otlp))
 }
 
 /// The authenticator when auth is on.

@@ -6,11 +6,13 @@
 mod event;
 mod jsonl;
 pub mod metrics;
+pub mod otlp;
 mod prometheus;
 mod sinks;
+pub mod trace_context;
 mod wasm;
 
-pub use event::{AttemptRecord, GuardrailFinding, RequestEvent};
+pub use event::{AttemptRecord, GuardrailFinding, RequestEvent, TraceRecord};
 pub use jsonl::JsonlSink;
 pub use metrics::Metrics;
 pub use sinks::{ObserveCallback, Observers, SinkStats};

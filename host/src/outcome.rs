@@ -18,6 +18,11 @@ pub struct Outcomes {
     pub metrics: Arc<Metrics>,
     /// Written only at shutdown (to close the sinks); every request takes the read lock.
     pub observers: RwLock<Observers>,
+    /// OTLP tracing: the share of new traces sampled; `None`: tracing off (no trace context
+    /// is read, made or forwarded).
+    pub trace_ratio: Option<f64>,
+    /// The OTLP exporter's counters, when it is on.
+    pub otlp: Option<Arc<crate::observe::otlp::OtlpStats>>,
 }
 
 impl Outcomes {
@@ -27,6 +32,8 @@ impl Outcomes {
             ledger,
             metrics,
             observers: RwLock::new(observers),
+            trace_ratio: None,
+            otlp: None,
         }
     }
 

@@ -25,6 +25,7 @@ use crate::config::MidStream;
 pub use crate::context::{Attempt, AttemptError, RequestContext};
 use crate::error::{Error, ErrorKind, UpstreamError};
 use crate::guardrails::{GuardrailEngine, StreamGuard, Tally};
+use crate::observe::trace_context::{self, RequestTrace};
 use crate::outcome::Outcomes;
 use crate::plugins::{AdapterPlugin, Adapters};
 use crate::ratelimit::RateLimits;
@@ -229,6 +230,7 @@ impl Proxy {
         match self.budgets.reserve(id, &claim, worst).await {
             Ok(r) => {
                 ctx.budget_remaining = Some(r.remaining().remaining_micro_usd);
+                ctx.budget_reserved_nano_usd = Some(r.amount_nano_usd());
                 ctx.budget = Some(r);
                 Ok(())
             }
@@ -263,6 +265,9 @@ impl Proxy {
             }
         };
         ctx.model = request.model.clone();
+        if let Some(ratio) = self.outcomes.trace_ratio {
+            ctx.trace = Some(RequestTrace::start(headers, ratio));
+        }
         ctx.stream = request.stream;
         // A verified token's session wins over a header the caller picked.
         if ctx.who.caller().is_none() {
@@ -311,14 +316,22 @@ impl Proxy {
                     Ok(a) => ctx.rate.holds.extend(a.into_iter().flat_map(|a| a.holds)),
                     Err(r) => {
                         ctx.rate.skipped(&r);
-                        ctx.attempts
-                            .push(Attempt::new(target, Duration::ZERO, Some(&r.error)));
+                        ctx.attempts.push(
+                            Attempt::new(target, Duration::ZERO, Some(&r.error))
+                                .at(ctx.started.elapsed(), None),
+                        );
                         last_error = Some(r.error);
                         continue;
                     }
                 }
             }
             ctx.trying(target);
+            let span = ctx.trace.as_ref().map(|_| trace_context::span_id());
+            let trace_headers = match (&ctx.trace, span) {
+                (Some(t), Some(s)) => t.headers_for(s),
+                _ => HeaderMap::new(),
+            };
+            let offset = ctx.started.elapsed();
             let started = Instant::now();
             let outcome = if let Some(why) = refused_by(&request, target) {
                 Err(Error::bad_request(why))
@@ -331,13 +344,19 @@ impl Proxy {
                             target,
                             upstream,
                             dialect,
-                            &extra_headers,
+                            &upstream_headers(upstream, dialect, &extra_headers, &trace_headers),
                         )
                         .await
                     }
                     Protocol::Native(upstream) => {
-                        self.try_json(&request, target, upstream, dialect, &extra_headers)
-                            .await
+                        self.try_json(
+                            &request,
+                            target,
+                            upstream,
+                            dialect,
+                            &upstream_headers(upstream, dialect, &extra_headers, &trace_headers),
+                        )
+                        .await
                     }
                     Protocol::Adapter => match adapters.get(&target.provider) {
                         Some(a) if request.stream => {
@@ -351,7 +370,8 @@ impl Proxy {
             let duration = started.elapsed();
             match outcome {
                 Ok(answer) => {
-                    ctx.attempts.push(Attempt::new(target, duration, None));
+                    ctx.attempts
+                        .push(Attempt::new(target, duration, None).at(offset, span));
                     let health = Health {
                         target: target.clone(),
                         cooldown: plan.cooldown,
@@ -375,7 +395,8 @@ impl Proxy {
                     return self.answer(answer, ctx, health, &guardrails, resume).await;
                 }
                 Err(e) => {
-                    ctx.attempts.push(Attempt::new(target, duration, Some(&e)));
+                    ctx.attempts
+                        .push(Attempt::new(target, duration, Some(&e)).at(offset, span));
                     if !e.is_retryable() {
                         return self.fail(&mut ctx, e).await;
                     }
@@ -420,13 +441,14 @@ impl Proxy {
         self.fail(&mut ctx, error).await
     }
 
+    /// `headers`: what goes to the upstream besides the target's own (`upstream_headers`).
     async fn try_json(
         &self,
         request: &Request,
         target: &Target,
         upstream: Dialect,
         dialect: Dialect,
-        extra: &HeaderMap,
+        headers: &HeaderMap,
     ) -> Result<Answer, Error> {
         let body = encode_for(request, target, upstream)?;
         let t = target.timeouts;
@@ -437,7 +459,7 @@ impl Proxy {
                 upstream,
                 false,
                 body,
-                same_dialect_headers(upstream, dialect, extra),
+                headers.clone(),
                 t.total.unwrap_or(t.first_byte).min(t.first_byte),
             )
             .await?;
@@ -499,27 +521,21 @@ fn encode_for(request: &Request, target: &Target, upstream: Dialect) -> Result<B
     })
 }
 
-/// A streamed request in a dialect the gateway speaks, read up to its first content.
+/// A streamed request in a dialect the gateway speaks, read up to its first content;
+/// `headers` as for `Proxy::try_json`.
 async fn try_stream(
     client: &Upstream,
     request: &Request,
     target: &Target,
     upstream: Dialect,
     dialect: Dialect,
-    extra: &HeaderMap,
+    headers: &HeaderMap,
 ) -> Result<Answer, Error> {
     let body = encode_for(request, target, upstream)?;
     let t = target.timeouts;
     let started = Instant::now();
     let response = client
-        .send(
-            target,
-            upstream,
-            true,
-            body,
-            same_dialect_headers(upstream, dialect, extra),
-            t.first_byte,
-        )
+        .send(target, upstream, true, body, headers.clone(), t.first_byte)
         .await?;
     let events = UpstreamEvents::new(response, upstream);
     prime(events, request, target, dialect, started).await
@@ -690,6 +706,7 @@ impl Proxy {
             Answer::Json { body, mut response } => {
                 health.target.record_success();
                 ctx.usage = Some(response.usage);
+                ctx.finish_reason = Some(response.finish.as_str());
                 ctx.complete = true;
                 let redacted = guardrails
                     .inspect_response(&mut response, &mut ctx.guardrail)
@@ -822,10 +839,19 @@ fn session_id(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn same_dialect_headers(upstream: Dialect, dialect: Dialect, extra: &HeaderMap) -> HeaderMap {
-    if upstream == dialect {
+/// The caller's passthrough headers (only to an upstream of its own dialect) and the trace
+/// context (to every upstream).
+fn upstream_headers(
+    upstream: Dialect,
+    dialect: Dialect,
+    extra: &HeaderMap,
+    trace: &HeaderMap,
+) -> HeaderMap {
+    let mut h = if upstream == dialect {
         extra.clone()
     } else {
         HeaderMap::new()
-    }
+    };
+    h.extend(trace.iter().map(|(k, v)| (k.clone(), v.clone())));
+    h
 }

@@ -19,6 +19,7 @@ mod ledger_backends;
 mod mid_stream;
 mod observe;
 mod oci;
+mod otel;
 mod plugin_cli;
 mod plugin_trust;
 mod policy;

@@ -24,6 +24,9 @@ pub fn metrics_document(
         .map(|o| o.stats())
         .unwrap_or_default();
     doc["observe"] = json!({ "sinks": sinks });
+    if let Some(otlp) = &outcomes.otlp {
+        doc["observe"]["otlp"] = json!(otlp.snapshot());
+    }
     doc["ledger"] = json!({ "engine": outcomes.ledger.engine(), "stats": outcomes.ledger.stats() });
     let patterns: serde_json::Map<String, Value> =
         super::guardrail_patterns(engine).into_iter().collect();

@@ -68,6 +68,23 @@ pub struct ObserveSection {
     pub jsonl_max_size: Option<ByteSize>,
     pub jsonl_keep: Option<u32>,
     pub queue_capacity: Option<usize>,
+    pub otlp: Option<OtlpSection>,
+}
+
+/// `observe.otlp`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpSection {
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub traces: Option<bool>,
+    pub metrics: Option<bool>,
+    pub sample_ratio: Option<f64>,
+    pub capture_content: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    pub metrics_interval: Option<Duration>,
+    pub service_name: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -156,6 +156,7 @@ pub(super) fn observe(
         jsonl_max_bytes: o.jsonl_max_size.map(|b| b.0).unwrap_or(100 * 1024 * 1024),
         jsonl_keep: o.jsonl_keep.unwrap_or(5),
         queue_capacity: o.queue_capacity.unwrap_or(10_000),
+        otlp: otlp(o.otlp.as_ref(), env, invalid)?,
     };
     if observe.queue_capacity == 0 {
         return Err(invalid(
@@ -164,6 +165,80 @@ pub(super) fn observe(
         ));
     }
     Ok(observe)
+}
+
+/// `observe.otlp`, or — without it — the standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+/// `…_TRACES_ENDPOINT`) in the environment, which turns the exporter on with the defaults.
+fn otlp(
+    o: Option<&file::OtlpSection>,
+    env: &Env,
+    invalid: Invalid,
+) -> Result<Option<crate::observe::otlp::OtlpSettings>, ConfigError> {
+    let from_env = [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
+    let default = file::OtlpSection::default();
+    let o = match o {
+        Some(o) => o,
+        None if from_env => &default,
+        None => return Ok(None),
+    };
+    let endpoint = env.expand_opt(o.endpoint.as_ref());
+    if let Some(e) = &endpoint
+        && !(e.starts_with("http://") || e.starts_with("https://"))
+    {
+        return Err(invalid(
+            "observe.otlp.endpoint",
+            format!(
+                "expected an http:// or https:// URL (OTLP/HTTP, e.g. http://127.0.0.1:4318), found {e:?}"
+            ),
+        ));
+    }
+    let sample_ratio = o.sample_ratio.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&sample_ratio) {
+        return Err(invalid(
+            "observe.otlp.sample_ratio",
+            "expected a number from 0 to 1".into(),
+        ));
+    }
+    if o.capture_content == Some(true) {
+        return Err(invalid(
+            "observe.otlp.capture_content",
+            "not supported by this build yet: spans carry no prompt or answer text".into(),
+        ));
+    }
+    let metrics_interval = o.metrics_interval.unwrap_or(Duration::from_secs(10));
+    if metrics_interval < Duration::from_millis(100) {
+        return Err(invalid(
+            "observe.otlp.metrics_interval",
+            "expected 100ms or more".into(),
+        ));
+    }
+    let mut headers = Vec::new();
+    for (k, v) in &o.headers {
+        let v = env.expand(v);
+        if http::HeaderName::try_from(k.as_str()).is_err()
+            || http::HeaderValue::try_from(v.as_str()).is_err()
+        {
+            return Err(invalid(
+                &format!("observe.otlp.headers.{k}"),
+                "not a valid HTTP header".into(),
+            ));
+        }
+        headers.push((k.clone(), v));
+    }
+    Ok(Some(crate::observe::otlp::OtlpSettings {
+        endpoint,
+        headers,
+        traces: o.traces.unwrap_or(true),
+        metrics: o.metrics.unwrap_or(true),
+        sample_ratio,
+        metrics_interval,
+        service_name: o.service_name.clone(),
+    }))
 }
 
 /// `budgets:`.

@@ -410,3 +410,55 @@ fn rate_limits_are_checked_against_the_file() {
         );
     }
 }
+
+#[test]
+fn otlp_settings_and_their_errors() {
+    let c = parse("observe:\n  otlp:\n    endpoint: http://127.0.0.1:4318\n    headers: { authorization: Bearer x }\n    sample_ratio: 0.25\n    metrics_interval: 2s\n").unwrap();
+    let o = c.observe.otlp.unwrap();
+    assert_eq!(o.endpoint.as_deref(), Some("http://127.0.0.1:4318"));
+    assert_eq!(
+        o.headers,
+        [("authorization".to_owned(), "Bearer x".to_owned())]
+    );
+    assert!(o.traces && o.metrics);
+    assert_eq!(o.sample_ratio, 0.25);
+    assert_eq!(o.metrics_interval, Duration::from_secs(2));
+    for (yaml, key, says) in [
+        (
+            "observe:\n  otlp:\n    endpoint: grpc://x:4317\n",
+            "observe.otlp.endpoint",
+            "http://",
+        ),
+        (
+            "observe:\n  otlp:\n    sample_ratio: 1.5\n",
+            "observe.otlp.sample_ratio",
+            "0 to 1",
+        ),
+        (
+            "observe:\n  otlp:\n    capture_content: true\n",
+            "observe.otlp.capture_content",
+            "not supported",
+        ),
+        (
+            "observe:\n  otlp:\n    metrics_interval: 1ms\n",
+            "observe.otlp.metrics_interval",
+            "100ms",
+        ),
+        (
+            "observe:\n  otlp:\n    headers: { \"bad header\": x }\n",
+            "observe.otlp.headers",
+            "HTTP header",
+        ),
+        (
+            "observe:\n  otlp:\n    tracing: true\n",
+            "observe.otlp",
+            "unknown field",
+        ),
+    ] {
+        let e = parse(yaml).unwrap_err().to_string();
+        assert!(
+            e.contains("bitrouter.yaml:") && e.contains(key) && e.contains(says),
+            "{yaml}: {e}"
+        );
+    }
+}

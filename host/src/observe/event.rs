@@ -17,6 +17,11 @@ pub struct AttemptRecord {
     pub status: Option<u16>,
     /// The failure's message; `None` for the attempt that answered.
     pub error: Option<String>,
+    /// Milliseconds from the request's arrival to this attempt's start.
+    pub start_ms: f64,
+    /// The attempt's span id (hex), sent to the provider in `traceparent` (OTLP on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
     /// Mid-stream failover: how this attempt joined the stream an earlier one started
     /// (`continue` or `restart`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -26,6 +31,20 @@ pub struct AttemptRecord {
     /// exactly on the attempts another endpoint carried on from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_nano_usd: Option<u64>,
+}
+
+/// Trace and span ids of a request (W3C Trace Context, lowercase hex).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TraceRecord {
+    /// The trace: the caller's (`traceparent`), or one the gateway started.
+    pub trace_id: String,
+    /// The request's span.
+    pub span_id: String,
+    /// The caller's span, when it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_span_id: Option<String>,
+    /// Whether the trace is exported.
+    pub sampled: bool,
 }
 
 /// Everything known about one request once it is over: what observers, the JSONL log and
@@ -83,6 +102,18 @@ pub struct RequestEvent {
     pub attempts: Vec<AttemptRecord>,
     /// Guardrail findings (pattern id, count, action); empty until guardrails exist.
     pub guardrail_findings: Vec<GuardrailFinding>,
+    /// The request's place in a trace (OTLP tracing on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceRecord>,
+    /// The host of the endpoint that served the request, or was tried last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_address: Option<String>,
+    /// Why the model stopped (`stop`, `length`, `tool_calls`, …), when it said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<&'static str>,
+    /// What the request's budget hold was, in nano-USD (a budgeted caller).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_reserved_nano_usd: Option<u64>,
     /// The rate limit that refused the request or one of its endpoints (`account:requests`,
     /// `route:tokens`, `provider:requests`, …).
     #[serde(skip_serializing_if = "Option::is_none")]

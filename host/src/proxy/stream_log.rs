@@ -89,6 +89,7 @@ impl RelayObserver for StreamLog {
             StreamEvent::ToolCallDelta { arguments, .. } => {
                 ctx.output_bytes += arguments.len() as u64;
             }
+            StreamEvent::Finish(f) => ctx.finish_reason = Some(f.as_str()),
             _ => {}
         }
     }

@@ -1,0 +1,302 @@
+//! OpenTelemetry export through the real server to an OTLP/HTTP receiver on loopback that
+//! decodes what arrives with the official OpenTelemetry protobuf definitions
+//! (`opentelemetry-proto`): a caller's trace continued and forwarded to the provider, one
+//! span per request with a child per upstream attempt, GenAI attributes and metrics,
+//! sampling, and a collector that is down costing the caller nothing.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bitrouter_mock::MockBehavior;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+use serde_json::json;
+
+use crate::harness::*;
+
+/// What the receiver got, decoded.
+#[derive(Default)]
+struct Received {
+    spans: Vec<Span>,
+    metrics: Vec<String>,
+}
+
+/// An OTLP/HTTP receiver: `POST /v1/traces` and `/v1/metrics`, protobuf bodies.
+async fn receiver() -> (SocketAddr, Arc<Mutex<Received>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got = Arc::new(Mutex::new(Received::default()));
+    let store = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let store = store.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let store = store.clone();
+                        async move {
+                            let path = req.uri().path().to_owned();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let mut got = store.lock().unwrap();
+                            match path.as_str() {
+                                "/v1/traces" => {
+                                    let r = ExportTraceServiceRequest::decode(body)
+                                        .expect("a trace export");
+                                    for rs in r.resource_spans {
+                                        for ss in rs.scope_spans {
+                                            got.spans.extend(ss.spans);
+                                        }
+                                    }
+                                }
+                                "/v1/metrics" => {
+                                    let r = ExportMetricsServiceRequest::decode(body)
+                                        .expect("a metrics export");
+                                    for rm in r.resource_metrics {
+                                        for sm in rm.scope_metrics {
+                                            got.metrics
+                                                .extend(sm.metrics.into_iter().map(|m| m.name));
+                                        }
+                                    }
+                                }
+                                other => panic!("unexpected OTLP path {other}"),
+                            }
+                            let mut r = hyper::Response::new(Full::new(Bytes::new()));
+                            r.headers_mut()
+                                .insert("content-type", "application/x-protobuf".parse().unwrap());
+                            Ok::<_, std::convert::Infallible>(r)
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, got)
+}
+
+fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v: &AnyValue| v.value.as_ref())
+}
+
+fn text(attrs: &[KeyValue], key: &str) -> String {
+    match attr(attrs, key) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+fn int(attrs: &[KeyValue], key: &str) -> i64 {
+    match attr(attrs, key) {
+        Some(any_value::Value::IntValue(i)) => *i,
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+async fn wait_for(got: &Arc<Mutex<Received>>, what: impl Fn(&Received) -> bool) {
+    for _ in 0..300 {
+        if what(&got.lock().unwrap()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let g = got.lock().unwrap();
+    panic!(
+        "the receiver never got it: {} spans, metrics {:?}",
+        g.spans.len(),
+        g.metrics
+    );
+}
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_trace_is_continued_exported_and_forwarded_to_the_provider() {
+    let (otlp, got) = receiver().await;
+    let down = mock_with(MockBehavior {
+        status: Some(503),
+        ..Default::default()
+    })
+    .await;
+    let up = mock_with(MockBehavior {
+        input_tokens: Some(11),
+        output_tokens: Some(7),
+        ..Default::default()
+    })
+    .await;
+    let gw = TestGateway::start(&format!(
+        "{}models:\n  r:\n    endpoints:\n      - {{ provider: down, model_id: d }}\n      - {{ provider: up, model_id: gpt-up }}\nobserve:\n  otlp:\n    endpoint: http://{otlp}\n    headers: {{ x-collector-key: secret }}\n    metrics_interval: 200ms\n    sample_ratio: 0.0\n",
+        providers(&[("down", "openai", &down), ("up", "openai", &up)])
+    ))
+    .await;
+    let r = post_raw(
+        &gw,
+        "/v1/chat/completions",
+        openai_chat("r", "hi").to_string().into_bytes(),
+        &[
+            ("traceparent", &format!("00-{TRACE}-{CALLER_SPAN}-01")),
+            ("tracestate", "vendor=abc"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The provider got the trace, under the attempt's own span, with the caller's state.
+    let sent = up.last_request().unwrap();
+    let tp = sent
+        .header("traceparent")
+        .expect("traceparent to the provider");
+    assert!(
+        tp.starts_with(&format!("00-{TRACE}-")) && tp.ends_with("-01"),
+        "{tp}"
+    );
+    assert_eq!(sent.header("tracestate"), Some("vendor=abc"));
+    let attempt_span = tp.split('-').nth(2).unwrap().to_owned();
+
+    wait_for(&got, |g| g.spans.len() >= 3).await;
+    let spans = got.lock().unwrap().spans.clone();
+    let request = spans
+        .iter()
+        .find(|s| hex::encode(&s.parent_span_id) == CALLER_SPAN)
+        .expect("a span whose parent is the caller's");
+    assert_eq!(hex::encode(&request.trace_id), TRACE);
+    assert_eq!(request.name, "chat r");
+    assert_eq!(request.kind, 2, "SERVER");
+    let a = &request.attributes;
+    assert_eq!(text(a, "gen_ai.operation.name"), "chat");
+    assert_eq!(text(a, "gen_ai.request.model"), "r");
+    assert_eq!(text(a, "gen_ai.response.model"), "gpt-up");
+    assert_eq!(text(a, "gen_ai.provider.name"), "up");
+    assert_eq!(int(a, "gen_ai.usage.input_tokens"), 11);
+    assert_eq!(int(a, "gen_ai.usage.output_tokens"), 7);
+    assert_eq!(text(a, "bitrouter.route"), "r");
+    assert_eq!(text(a, "server.address"), "127.0.0.1");
+    assert!(matches!(
+        attr(a, "gen_ai.response.finish_reasons"),
+        Some(any_value::Value::ArrayValue(_))
+    ));
+    // One child per attempt: the 503 (failed over) and the answer, whose id the provider saw.
+    let children: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.parent_span_id == request.span_id)
+        .collect();
+    assert_eq!(children.len(), 2, "{children:?}");
+    assert!(
+        children
+            .iter()
+            .all(|s| s.kind == 3 && s.trace_id == request.trace_id)
+    );
+    let failed = children
+        .iter()
+        .find(|s| attr(&s.attributes, "error.type").is_some())
+        .expect("the failed attempt");
+    assert_eq!(text(&failed.attributes, "bitrouter.endpoint"), "down:d");
+    assert_eq!(int(&failed.attributes, "http.response.status_code"), 503);
+    let answered = children
+        .iter()
+        .find(|s| attr(&s.attributes, "error.type").is_none())
+        .unwrap();
+    assert_eq!(hex::encode(&answered.span_id), attempt_span);
+    assert!(answered.start_time_unix_nano >= failed.end_time_unix_nano);
+
+    // GenAI metrics arrive on their own schedule.
+    wait_for(&got, |g| {
+        g.metrics.iter().any(|m| m == "gen_ai.client.token.usage")
+            && g.metrics
+                .iter()
+                .any(|m| m == "gen_ai.client.operation.duration")
+    })
+    .await;
+
+    // sample_ratio 0: a request that starts its own trace is not exported, nor forwarded
+    // as sampled.
+    let before = got.lock().unwrap().spans.len();
+    let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
+    assert_eq!(r.status, 200);
+    let tp = up
+        .last_request()
+        .unwrap()
+        .header("traceparent")
+        .unwrap()
+        .to_owned();
+    assert!(tp.ends_with("-00"), "{tp}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(got.lock().unwrap().spans.len(), before);
+    let m = get(&gw, "/admin/metrics", &[]).await.json();
+    assert!(
+        m["observe"]["otlp"]["exported_spans"].as_u64().unwrap() >= 3,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_span_has_its_first_token_and_a_down_collector_costs_nothing() {
+    let (otlp, got) = receiver().await;
+    let m = mock().await;
+    let gw = TestGateway::start(&format!(
+        "{}models:\n  r:\n    endpoints: [{{ provider: up, model_id: m }}]\nobserve:\n  otlp:\n    endpoint: http://{otlp}\n    metrics: false\n",
+        providers(&[("up", "openai", &m)])
+    ))
+    .await;
+    let mut body = openai_chat("r", "hi");
+    body["stream"] = json!(true);
+    let r = post(&gw, "/v1/chat/completions", &body).await;
+    assert_eq!(r.status, 200);
+    wait_for(&got, |g| !g.spans.is_empty()).await;
+    let spans = got.lock().unwrap().spans.clone();
+    let request = spans.iter().find(|s| s.kind == 2).unwrap();
+    assert!(
+        request
+            .events
+            .iter()
+            .any(|e| e.name == "gen_ai.first_token")
+    );
+    assert!(matches!(
+        attr(&request.attributes, "gen_ai.server.time_to_first_token"),
+        Some(any_value::Value::DoubleValue(_))
+    ));
+
+    // Nobody listens at the collector's address: requests are served as ever, the failures
+    // are counted.
+    let dead = dead_addr();
+    let gw = TestGateway::start(&format!(
+        "{}models:\n  r:\n    endpoints: [{{ provider: up, model_id: m }}]\nobserve:\n  otlp:\n    endpoint: {dead}\n    metrics: false\n",
+        providers(&[("up", "openai", &m)])
+    ))
+    .await;
+    for _ in 0..3 {
+        let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let mut failed = 0;
+    for _ in 0..100 {
+        let doc = get(&gw, "/admin/metrics", &[]).await.json();
+        failed = doc["observe"]["otlp"]["failed_exports"]
+            .as_u64()
+            .unwrap_or(0);
+        if failed >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(failed >= 1, "no failed export counted");
+}
