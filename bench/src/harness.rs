@@ -2,6 +2,7 @@
 //! processes, runs each scenario direct-to-mock and via the gateway in interleaved rounds, and
 //! assembles the [`Report`](crate::report::Report). The `bench` binary is its command line.
 
+mod collector;
 mod env;
 mod floor;
 mod gateway;

@@ -127,6 +127,8 @@ async fn wait_for(got: &Arc<Mutex<Received>>, what: impl Fn(&Received) -> bool) 
     );
 }
 
+/// A prompt that must never appear in telemetry.
+const SECRET_PROMPT: &str = "the launch code is tangerine-42";
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
@@ -152,7 +154,7 @@ async fn a_callers_trace_is_continued_exported_and_forwarded_to_the_provider() {
     let r = post_raw(
         &gw,
         "/v1/chat/completions",
-        openai_chat("r", "hi").to_string().into_bytes(),
+        openai_chat("r", SECRET_PROMPT).to_string().into_bytes(),
         &[
             ("traceparent", &format!("00-{TRACE}-{CALLER_SPAN}-01")),
             ("tracestate", "vendor=abc"),
@@ -217,6 +219,16 @@ async fn a_callers_trace_is_continued_exported_and_forwarded_to_the_provider() {
         .unwrap();
     assert_eq!(hex::encode(&answered.span_id), attempt_span);
     assert!(answered.start_time_unix_nano >= failed.end_time_unix_nano);
+    // No content: neither the prompt nor the answer is in any span, attribute or event.
+    let dump = format!("{spans:?}");
+    assert!(
+        !dump.contains(SECRET_PROMPT),
+        "the prompt leaked into a span"
+    );
+    assert!(
+        !dump.contains("Hello from the mock"),
+        "the answer leaked into a span"
+    );
 
     // GenAI metrics arrive on their own schedule.
     wait_for(&got, |g| {

@@ -89,6 +89,10 @@ mod linux {
         /// Do not pin processes to CPUs.
         #[arg(long)]
         no_pin: bool,
+        /// Turn on the gateway's OpenTelemetry export (every request traced, GenAI metrics)
+        /// to a collector the harness runs, to measure what tracing costs.
+        #[arg(long)]
+        otlp: bool,
         /// Where the guardrail plugins of scenarios 8 and 9 are (default: target/plugins).
         #[arg(long)]
         plugins_dir: Option<PathBuf>,
@@ -148,6 +152,7 @@ mod linux {
         opts.peer &= !args.no_peer;
         opts.floor = !args.no_floor;
         opts.only = args.scenario;
+        opts.otlp = args.otlp;
         if let Some(dir) = args.plugins_dir {
             opts.plugins_dir = dir;
         }

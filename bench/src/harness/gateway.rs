@@ -36,6 +36,7 @@ pub fn config_yaml(
     plugin_cache: &Path,
     ledger: &Path,
     flush_interval: Option<&str>,
+    otlp: Option<SocketAddr>,
 ) -> String {
     let cache = plugin_cache.display();
     let guardrails = match deployment {
@@ -50,6 +51,13 @@ pub fn config_yaml(
     let flush = flush_interval
         .map(|f| format!("  flush_interval: {f}\n"))
         .unwrap_or_default();
+    let flush = match otlp {
+        // Traces of every request and the GenAI metrics, to the harness's collector.
+        Some(addr) => format!(
+            "{flush}observe:\n  otlp:\n    endpoint: http://{addr}\n    metrics_interval: 1s\n"
+        ),
+        None => flush,
+    };
     format!(
         r#"# Written by the bitrouter-bench harness.
 server:

@@ -62,6 +62,9 @@ pub struct Options {
     pub wait_quiet: Duration,
     /// Where the guardrail plugins of the plugin scenarios are (`target/plugins`).
     pub plugins_dir: PathBuf,
+    /// Turn on the gateway's OTLP export (traces of every request, metrics) to a collector
+    /// the harness runs.
+    pub otlp: bool,
 }
 
 impl Options {
@@ -89,6 +92,7 @@ impl Options {
             extra_notes: Vec::new(),
             wait_quiet: Duration::ZERO,
             plugins_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins")),
+            otlp: false,
         }
     }
 }
@@ -176,6 +180,12 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     let mock = MockProcess::start(&opts.mock_exe, opts.pinning.mock)?;
     eprintln!("mock upstream on {} (pid {})", mock.addr(), mock.pid());
     let dead = dead_addr()?;
+    let collector = if opts.otlp {
+        Some(super::collector::start().await?)
+    } else {
+        None
+    };
+    let otlp_addr = collector.as_ref().map(|(a, _)| *a);
     let cache = tmp.path().join("plugin-cache");
     let launcher = |name: &str, deployment: Deployment| {
         let ledger = tmp.path().join(format!("{name}.redb"));
@@ -188,6 +198,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
             &cache,
             &ledger,
             opts.ledger_flush_interval.as_deref(),
+            otlp_addr,
         );
         GatewayLauncher::new(
             opts.gateway.clone(),
@@ -300,6 +311,16 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     // Let the last connections close before the idle figure.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = gateway.memory()?;
+    if let Some((addr, got)) = &collector {
+        use std::sync::atomic::Ordering;
+        extra_notes.push(format!(
+            "OTLP export on (`--otlp`): every request traced (sample_ratio 1.0) and the GenAI \
+             metrics every second, to the harness's collector at {addr} (on the load \
+             generator's CPU); it received {} export requests, {} bytes.",
+            got.requests.load(Ordering::Relaxed),
+            got.bytes.load(Ordering::Relaxed)
+        ));
+    }
     let gateway_figures = GatewayFigures {
         cold_start_ms: Spread::of(&cold).unwrap_or_default(),
         rss_idle_mb,
