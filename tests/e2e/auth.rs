@@ -724,3 +724,67 @@ async fn admin_token_lifetimes_are_capped_and_conflicting_credentials_refused() 
     .await;
     assert_openai_error(&r, 401, "two different credentials");
 }
+
+#[tokio::test]
+async fn minted_rate_claims_limit_the_token_through_the_real_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let (ok, _, err) = cli(&home, &["keygen"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&home, &["token", "mint", "--rpm", "0"]);
+    assert!(!ok && err.contains("--rpm"), "{err}");
+    let (ok, token, err) = cli(
+        &home,
+        &[
+            "token", "mint", "--exp", "1h", "--rpm", "2", "--tpm", "100000",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, inspected, err) = cli(&home, &["token", "inspect", &token]);
+    assert!(ok, "{inspected} {err}");
+    let doc: Value = serde_json::from_str(&inspected).unwrap();
+    assert_eq!(doc["claims"]["rpm"], 2);
+    assert_eq!(doc["claims"]["tpm"], 100_000);
+    assert!(doc["claims"].get("rate_scope").is_none());
+
+    let m = mock().await;
+    let cfg = dir.path().join("bitrouter.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}models:\n  fast:\n    endpoints:\n      - provider: openai\n        model_id: gpt-4o\nauth:\n  mode: on\n",
+            providers(&[("openai", "openai", &m)])
+        ),
+    )
+    .unwrap();
+    let home_s = home.to_str().unwrap().to_owned();
+    let gw = ChildGateway::spawn_with_env(&cfg, dir.path(), &[("BITROUTER_HOME", &home_s)]);
+    let client = crate::harness::client();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let r = client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(openai_chat("fast", "hi").to_string())
+            .send()
+            .await
+            .unwrap();
+        statuses.push((
+            r.status().as_u16(),
+            r.headers()
+                .get("x-ratelimit-remaining-requests")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned(),
+        ));
+    }
+    assert_eq!(
+        statuses,
+        [
+            (200, "1".to_owned()),
+            (200, "0".to_owned()),
+            (429, "0".to_owned())
+        ]
+    );
+}
