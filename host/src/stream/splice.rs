@@ -191,9 +191,9 @@ impl Splice {
                 let index = self.caller_index(index);
                 self.hold(StreamEvent::ToolCallEnd { index });
                 self.open_tools.retain(|&i| i != index);
-                self.end_tool(index, out);
+                self.end_tool(out);
             }
-            StreamEvent::Usage(u) => self.emit(StreamEvent::Usage(add(self.carried, u)), out),
+            StreamEvent::Usage(u) => self.emit(StreamEvent::Usage(sum_usage(self.carried, u)), out),
             StreamEvent::Finish(_) => {
                 self.settle(out);
                 // A finish closes whatever calls are still open.
@@ -237,7 +237,7 @@ impl Splice {
 
     /// A held call ended: once no call is open, everything held goes out, except a
     /// restart's replay of a call the caller already has.
-    fn end_tool(&mut self, _index: u32, out: &mut Vec<StreamEvent>) {
+    fn end_tool(&mut self, out: &mut Vec<StreamEvent>) {
         if !self.open_tools.is_empty() {
             return;
         }
@@ -417,7 +417,8 @@ fn repeat_len(sent: &str, next: &str) -> usize {
     0
 }
 
-fn add(a: Usage, b: Usage) -> Usage {
+/// Usage summed over attempts.
+pub fn sum_usage(a: Usage, b: Usage) -> Usage {
     Usage {
         input_tokens: a.input_tokens + b.input_tokens,
         cache_read_tokens: a.cache_read_tokens + b.cache_read_tokens,
@@ -425,11 +426,6 @@ fn add(a: Usage, b: Usage) -> Usage {
         output_tokens: a.output_tokens + b.output_tokens,
         reasoning_tokens: a.reasoning_tokens + b.reasoning_tokens,
     }
-}
-
-/// Usage summed over attempts.
-pub fn sum_usage(a: Usage, b: Usage) -> Usage {
-    add(a, b)
 }
 
 /// `total` without `earlier`: the current attempt's share of a joined usage event.
