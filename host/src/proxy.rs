@@ -110,21 +110,14 @@ impl Proxy {
     /// cost (usually nothing), error in the caller's dialect.
     pub async fn fail(&self, ctx: &mut RequestContext, e: Error) -> Response<Body> {
         let row = self.outcomes.finish(ctx, e.status().as_u16(), Some(&e));
-        self.settle_rate(ctx, &row);
+        self.rate_limits
+            .settle_request(&mut ctx.rate, &row, ctx.provider.as_deref());
         let remaining = self.settle_budget(ctx, row.cost_nano_usd).await;
         self.outcomes.ledger.record(row).await;
         let mut response = error_response(ctx.dialect, &e);
         budget_header(&mut response, remaining);
         rate_headers(&mut response, &ctx.rate);
         response
-    }
-
-    /// Settles the request's token reservations to what its row charged (detached).
-    fn settle_rate(&self, ctx: &mut RequestContext, row: &crate::spend::SpendRecord) {
-        let holds = std::mem::take(&mut ctx.rate.holds);
-        let used = row.tokens.input_total() + row.tokens.output_total();
-        self.rate_limits
-            .settle(holds, used, ctx.provider.as_deref());
     }
 
     /// Lets the request in under the caller's rate limits, or refuses it (429, or 503 for a
@@ -136,23 +129,19 @@ impl Proxy {
         request: &mut Request,
         plan: &crate::router::Plan,
     ) -> Result<(), Error> {
-        let caller = ctx.who.caller().cloned();
-        let route = plan.route.as_deref();
-        let (applies, tokens) = self.rate_limits.applies(caller.as_deref(), route);
-        if !applies {
+        let limits = self
+            .rate_limits
+            .limits_for(ctx.who.caller().map(Arc::as_ref), plan.route.as_deref());
+        if limits.is_empty() {
             return Ok(());
         }
-        let worst = if tokens {
+        let worst = if limits.count_tokens() {
             request.max_tokens.get_or_insert(self.default_max_output);
             self.worst_tokens(request, &plan.targets)
         } else {
             0
         };
-        match self
-            .rate_limits
-            .admit(caller.as_deref(), route, worst)
-            .await
-        {
+        match self.rate_limits.admit(limits, worst).await {
             Ok(a) => {
                 ctx.rate.headroom = Some(a.headroom);
                 ctx.rate.holds.extend(a.holds);
@@ -344,7 +333,7 @@ impl Proxy {
                             target,
                             upstream,
                             dialect,
-                            &upstream_headers(upstream, dialect, &extra_headers, &trace_headers),
+                            upstream_headers(upstream, dialect, &extra_headers, trace_headers),
                         )
                         .await
                     }
@@ -354,7 +343,7 @@ impl Proxy {
                             target,
                             upstream,
                             dialect,
-                            &upstream_headers(upstream, dialect, &extra_headers, &trace_headers),
+                            upstream_headers(upstream, dialect, &extra_headers, trace_headers),
                         )
                         .await
                     }
@@ -448,7 +437,7 @@ impl Proxy {
         target: &Target,
         upstream: Dialect,
         dialect: Dialect,
-        headers: &HeaderMap,
+        headers: HeaderMap,
     ) -> Result<Answer, Error> {
         let body = encode_for(request, target, upstream)?;
         let t = target.timeouts;
@@ -459,7 +448,7 @@ impl Proxy {
                 upstream,
                 false,
                 body,
-                headers.clone(),
+                headers,
                 t.total.unwrap_or(t.first_byte).min(t.first_byte),
             )
             .await?;
@@ -529,13 +518,13 @@ async fn try_stream(
     target: &Target,
     upstream: Dialect,
     dialect: Dialect,
-    headers: &HeaderMap,
+    headers: HeaderMap,
 ) -> Result<Answer, Error> {
     let body = encode_for(request, target, upstream)?;
     let t = target.timeouts;
     let started = Instant::now();
     let response = client
-        .send(target, upstream, true, body, headers.clone(), t.first_byte)
+        .send(target, upstream, true, body, headers, t.first_byte)
         .await?;
     let events = UpstreamEvents::new(response, upstream);
     prime(events, request, target, dialect, started).await
@@ -722,7 +711,8 @@ impl Proxy {
                 ctx.ttfb = Some(ctx.started.elapsed());
                 warnings = guardrail_headers(&ctx.guardrail);
                 let row = self.outcomes.finish(&ctx, 200, None);
-                self.settle_rate(&mut ctx, &row);
+                self.rate_limits
+                    .settle_request(&mut ctx.rate, &row, ctx.provider.as_deref());
                 let remaining = self.settle_budget(&mut ctx, row.cost_nano_usd).await;
                 self.outcomes.ledger.record(row).await;
                 let mut r = json_response(StatusCode::OK, body);
@@ -845,13 +835,12 @@ fn upstream_headers(
     upstream: Dialect,
     dialect: Dialect,
     extra: &HeaderMap,
-    trace: &HeaderMap,
+    trace: HeaderMap,
 ) -> HeaderMap {
-    let mut h = if upstream == dialect {
-        extra.clone()
-    } else {
-        HeaderMap::new()
-    };
-    h.extend(trace.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if upstream != dialect {
+        return trace;
+    }
+    let mut h = extra.clone();
+    h.extend(trace);
     h
 }

@@ -278,33 +278,11 @@ impl RateLimits {
         self.settings.providers.contains_key(provider)
     }
 
-    /// The limits a request by `caller` on `route` falls under.
-    fn caller_limits(
-        &self,
-        caller: Option<&Caller>,
-        route: Option<&str>,
-        tokens: u64,
-    ) -> Vec<Limit> {
+    /// The limits a request by `caller` on `route` falls under; their tokens are filled in
+    /// by [`RateLimits::admit`], once the caller knows it needs them.
+    pub fn limits_for(&self, caller: Option<&Caller>, route: Option<&str>) -> Limits {
         let account = caller.map_or("-", |c| c.account.as_str());
         let mut limits = Vec::new();
-        let mut add = |scope: Scope, parts: &[&str], rates: Rates| {
-            for (kind, limit, cost) in [
-                (Kind::Requests, rates.requests, 1),
-                (Kind::Tokens, rates.tokens, tokens),
-            ] {
-                if let Some(limit) = limit {
-                    limits.push(Limit {
-                        scope,
-                        kind,
-                        take: Take {
-                            key: key(parts, kind),
-                            limit,
-                            cost,
-                        },
-                    });
-                }
-            }
-        };
         let mut account_rates = self.settings.defaults;
         if let Some(claim) = caller.and_then(|c| c.rate) {
             let narrowed = Rates {
@@ -314,47 +292,38 @@ impl RateLimits {
             if claim.per_account {
                 account_rates = narrowed;
             } else if let Some(c) = caller {
-                add(
-                    Scope::Token,
-                    &["sess", &c.session],
-                    Rates {
-                        requests: claim.requests,
-                        tokens: claim.tokens,
-                    },
-                );
+                let rates = Rates {
+                    requests: claim.requests,
+                    tokens: claim.tokens,
+                };
+                push_rates(&mut limits, Scope::Token, &["sess", &c.session], rates);
             }
         }
         if !account_rates.is_empty() {
-            add(Scope::Account, &["acct", account], account_rates);
+            push_rates(
+                &mut limits,
+                Scope::Account,
+                &["acct", account],
+                account_rates,
+            );
         }
         if let Some(route) = route
             && let Some(rates) = self.settings.routes.get(route)
         {
-            add(Scope::Route, &["route", route, "acct", account], *rates);
+            push_rates(
+                &mut limits,
+                Scope::Route,
+                &["route", route, "acct", account],
+                *rates,
+            );
         }
-        limits
-    }
-
-    /// Whether a request might be limited at all (so the caller's worst case is worth
-    /// computing), and whether a tokens limit applies.
-    pub fn applies(&self, caller: Option<&Caller>, route: Option<&str>) -> (bool, bool) {
-        let limits = self.caller_limits(caller, route, 0);
-        (
-            !limits.is_empty(),
-            limits.iter().any(|l| l.kind == Kind::Tokens),
-        )
+        Limits(limits)
     }
 
     /// Lets a request in (taking 1 request and `tokens` worst-case tokens from each of its
-    /// limits) or refuses it.
-    pub async fn admit(
-        &self,
-        caller: Option<&Caller>,
-        route: Option<&str>,
-        tokens: u64,
-    ) -> Result<Admission, Box<Refusal>> {
-        let limits = self.caller_limits(caller, route, tokens);
-        self.take(limits, None).await
+    /// `limits`) or refuses it.
+    pub async fn admit(&self, limits: Limits, tokens: u64) -> Result<Admission, Box<Refusal>> {
+        self.take(with_tokens(limits.0, tokens), None).await
     }
 
     /// Takes 1 request and `tokens` from `provider`'s quota; `Ok(None)` when it has none.
@@ -367,23 +336,10 @@ impl RateLimits {
             return Ok(None);
         };
         let mut limits = Vec::new();
-        for (kind, limit, cost) in [
-            (Kind::Requests, rates.requests, 1),
-            (Kind::Tokens, rates.tokens, tokens),
-        ] {
-            if let Some(limit) = limit {
-                limits.push(Limit {
-                    scope: Scope::Provider,
-                    kind,
-                    take: Take {
-                        key: key(&["prov", provider], kind),
-                        limit,
-                        cost,
-                    },
-                });
-            }
-        }
-        self.take(limits, Some(provider)).await.map(Some)
+        push_rates(&mut limits, Scope::Provider, &["prov", provider], *rates);
+        self.take(with_tokens(limits, tokens), Some(provider))
+            .await
+            .map(Some)
     }
 
     async fn take(
@@ -448,9 +404,21 @@ impl RateLimits {
         }))
     }
 
-    /// Settles a finished request's token reservations: `used` tokens in all, `by_provider`
-    /// the provider whose attempt used them (quotas of providers tried before get 0).
-    /// Runs detached: the store's round trip is not the caller's wait.
+    /// Settles a finished request's token reservations to what its ledger `row` charged,
+    /// `by_provider` being the provider whose attempt used them.
+    pub fn settle_request(
+        self: &Arc<Self>,
+        rate: &mut RequestRate,
+        row: &crate::spend::SpendRecord,
+        by_provider: Option<&str>,
+    ) {
+        let used = row.tokens.input_total() + row.tokens.output_total();
+        self.settle(std::mem::take(&mut rate.holds), used, by_provider);
+    }
+
+    /// Settles token reservations: `used` tokens in all, `by_provider` the provider whose
+    /// attempt used them (quotas of providers tried before get 0). Runs detached: the
+    /// store's round trip is not the caller's wait.
     pub fn settle(self: &Arc<Self>, holds: Vec<TokenHold>, used: u64, by_provider: Option<&str>) {
         if holds.is_empty() {
             return;
@@ -482,6 +450,50 @@ impl RateLimits {
             }
         });
     }
+}
+
+/// The limits of a request, before its tokens are counted.
+#[derive(Debug)]
+pub struct Limits(Vec<Limit>);
+
+impl Limits {
+    /// No limit applies: nothing to check.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A tokens limit applies (the request's worst case must be computed).
+    pub fn count_tokens(&self) -> bool {
+        self.0.iter().any(|l| l.kind == Kind::Tokens)
+    }
+}
+
+/// Appends a scope's requests and tokens limits (tokens cost 0 until `with_tokens`).
+fn push_rates(out: &mut Vec<Limit>, scope: Scope, parts: &[&str], rates: Rates) {
+    for (kind, limit) in [
+        (Kind::Requests, rates.requests),
+        (Kind::Tokens, rates.tokens),
+    ] {
+        if let Some(limit) = limit {
+            out.push(Limit {
+                scope,
+                kind,
+                take: Take {
+                    key: key(parts, kind),
+                    limit,
+                    cost: u64::from(kind == Kind::Requests),
+                },
+            });
+        }
+    }
+}
+
+/// `limits` with every tokens limit taking `tokens`.
+fn with_tokens(mut limits: Vec<Limit>, tokens: u64) -> Vec<Limit> {
+    for l in limits.iter_mut().filter(|l| l.kind == Kind::Tokens) {
+        l.take.cost = tokens;
+    }
+    limits
 }
 
 fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -546,7 +558,10 @@ mod tests {
                 ..Default::default()
             },
         );
-        let a = limits.admit(None, None, 400).await.unwrap();
+        let a = limits
+            .admit(limits.limits_for(None, None), 400)
+            .await
+            .unwrap();
         assert_eq!(a.holds.len(), 1);
         let h = a.headroom.headers();
         assert!(
@@ -559,9 +574,15 @@ mod tests {
                 .any(|(n, v)| n == "x-ratelimit-remaining-tokens" && v == "600"),
             "{h:?}"
         );
-        limits.admit(None, None, 400).await.unwrap();
+        limits
+            .admit(limits.limits_for(None, None), 400)
+            .await
+            .unwrap();
         // Tokens refuse the third: 1,200 > 1,000. Its request is not taken either.
-        let r = limits.admit(None, None, 400).await.unwrap_err();
+        let r = limits
+            .admit(limits.limits_for(None, None), 400)
+            .await
+            .unwrap_err();
         assert_eq!(r.limit.as_deref(), Some("account:tokens"));
         assert_eq!(r.error.status(), http::StatusCode::TOO_MANY_REQUESTS);
         // Settled to what they used, the first two leave room.
@@ -569,13 +590,20 @@ mod tests {
         limits.settle(held, 50, None);
         tokio::task::yield_now().await;
         for _ in 0..100 {
-            if limits.admit(None, None, 400).await.is_ok() {
+            if limits
+                .admit(limits.limits_for(None, None), 400)
+                .await
+                .is_ok()
+            {
                 break;
             }
             tokio::task::yield_now().await;
         }
         // Now requests are spent: 3 taken.
-        let r = limits.admit(None, None, 1).await.unwrap_err();
+        let r = limits
+            .admit(limits.limits_for(None, None), 1)
+            .await
+            .unwrap_err();
         assert_eq!(r.limit.as_deref(), Some("account:requests"));
         assert!(r.retry_after_s.is_some_and(|s| s >= 1));
     }

@@ -190,7 +190,7 @@ impl Resumer {
                     target,
                     upstream,
                     dialect,
-                    &super::upstream_headers(upstream, dialect, &self.extra, &HeaderMap::new()),
+                    super::upstream_headers(upstream, dialect, &self.extra, HeaderMap::new()),
                 )
                 .await
             }

@@ -58,16 +58,6 @@ pub(super) struct StreamLog {
     pub(super) resume: Option<super::Resumer>,
 }
 
-impl StreamLog {
-    /// Settles the stream's token reservations to what its row charged (detached).
-    fn settle_rate(&self, ctx: &mut RequestContext, row: &crate::spend::SpendRecord) {
-        let holds = std::mem::take(&mut ctx.rate.holds);
-        let used = row.tokens.input_total() + row.tokens.output_total();
-        self.rate_limits
-            .settle(holds, used, ctx.provider.as_deref());
-    }
-}
-
 impl RelayObserver for StreamLog {
     fn guarded(&mut self, tally: &Tally) {
         if let Some(ctx) = self.ctx.as_mut() {
@@ -121,7 +111,8 @@ impl RelayObserver for StreamLog {
             }
         }
         let row = self.outcomes.finish(&ctx, 200, outcome.err());
-        self.settle_rate(&mut ctx, &row);
+        self.rate_limits
+            .settle_request(&mut ctx.rate, &row, ctx.provider.as_deref());
         let outcomes = self.outcomes.clone();
         let budget = ctx.budget.take();
         // Earlier attempts were settled against their own holds.
@@ -149,7 +140,8 @@ impl Drop for StreamLog {
             );
             let mut ctx = ctx;
             let row = self.outcomes.finish(&ctx, 499, Some(&e));
-            self.settle_rate(&mut ctx, &row);
+            self.rate_limits
+                .settle_request(&mut ctx.rate, &row, ctx.provider.as_deref());
             // Charged for what was produced before the caller left.
             if let Some(r) = ctx.budget.take() {
                 r.settle_detached(
