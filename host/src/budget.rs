@@ -142,6 +142,26 @@ impl Budgets {
         }
     }
 
+    /// Holds the worst case of `request` at the dearest of `targets` against `caller`'s
+    /// budget; `Ok(None)` for a caller without one. A budgeted request without an output
+    /// cap gets `default_max_output` as its cap first, so no answer can cost more than the
+    /// hold (see `worst.rs` for the bound).
+    pub async fn hold_for(
+        &self,
+        caller: Option<&crate::caller::Caller>,
+        request: &mut crate::canonical::Request,
+        targets: &[Arc<crate::router::Target>],
+        default_max_output: u64,
+        default_max_input: u64,
+    ) -> Result<Option<Reservation>, BudgetError> {
+        let Some((claim, id)) = caller.and_then(crate::caller::Caller::budget_key) else {
+            return Ok(None);
+        };
+        request.max_tokens.get_or_insert(default_max_output);
+        let worst = plan_worst_case(request, targets, default_max_output, default_max_input);
+        self.reserve(id, &claim, worst).await.map(Some)
+    }
+
     /// Reserves `worst_nano_usd` against the budget `claim` describes for `id` (the session
     /// or account, per the claim's scope), or refuses with what is left and when it resets.
     pub async fn reserve(

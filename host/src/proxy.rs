@@ -203,21 +203,19 @@ impl Proxy {
         request: &mut Request,
         targets: &[Arc<Target>],
     ) -> Result<(), Error> {
-        let Some(caller) = ctx.who.caller().cloned() else {
-            return Ok(());
-        };
-        let Some((claim, id)) = caller.budget_key() else {
-            return Ok(());
-        };
-        request.max_tokens.get_or_insert(self.default_max_output);
-        let worst = crate::budget::plan_worst_case(
-            request,
-            targets,
-            self.default_max_output,
-            self.default_max_input,
-        );
-        match self.budgets.reserve(id, &claim, worst).await {
-            Ok(r) => {
+        let held = self
+            .budgets
+            .hold_for(
+                ctx.who.caller().map(Arc::as_ref),
+                request,
+                targets,
+                self.default_max_output,
+                self.default_max_input,
+            )
+            .await;
+        match held {
+            Ok(None) => Ok(()),
+            Ok(Some(r)) => {
                 ctx.budget_remaining = Some(r.remaining().remaining_micro_usd);
                 ctx.budget_reserved_nano_usd = Some(r.amount_nano_usd());
                 ctx.budget = Some(r);

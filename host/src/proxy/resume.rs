@@ -104,11 +104,11 @@ impl Resumer {
             };
             let mut mode = self.join_mode(partial);
             loop {
-                let request = match mode {
+                let mut request = match mode {
                     JoinMode::Restart => self.request.clone(),
                     JoinMode::Continue => continuation(&self.request, partial, prefill),
                 };
-                if !self.reserve(ctx, &request, &target).await {
+                if !self.reserve(ctx, &mut request, &target).await {
                     return None;
                 }
                 ctx.trying(&target);
@@ -207,23 +207,22 @@ impl Resumer {
     async fn reserve(
         &self,
         ctx: &mut RequestContext,
-        request: &Request,
+        request: &mut Request,
         target: &Arc<Target>,
     ) -> bool {
-        let Some(caller) = ctx.who.caller().cloned() else {
-            return true;
-        };
-        let Some((claim, id)) = caller.budget_key() else {
-            return true;
-        };
-        let worst = crate::budget::plan_worst_case(
-            request,
-            std::slice::from_ref(target),
-            self.default_max_output,
-            self.default_max_input,
-        );
-        let next = match self.budgets.reserve(id, &claim, worst).await {
-            Ok(r) => r,
+        let held = self
+            .budgets
+            .hold_for(
+                ctx.who.caller().map(Arc::as_ref),
+                request,
+                std::slice::from_ref(target),
+                self.default_max_output,
+                self.default_max_input,
+            )
+            .await;
+        let next = match held {
+            Ok(None) => return true,
+            Ok(Some(r)) => r,
             Err(BudgetError::Exceeded(e)) => {
                 ctx.budget_remaining = Some(e.remaining.remaining_micro_usd);
                 tracing::info!(request_id = %ctx.id, "the budget cannot cover a mid-stream failover");
