@@ -18,6 +18,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use serde_json::json;
 
+use crate::child::ChildGateway;
 use crate::harness::*;
 
 /// What the receiver got, decoded.
@@ -25,6 +26,12 @@ use crate::harness::*;
 struct Received {
     spans: Vec<Span>,
     metrics: Vec<String>,
+    /// The `authorization` header of every trace export.
+    authorization: Vec<String>,
+    /// Trace exports answered with something other than 200.
+    refused: usize,
+    /// What trace exports are answered with (0: 200).
+    status: u16,
 }
 
 /// An OTLP/HTTP receiver: `POST /v1/traces` and `/v1/metrics`, protobuf bodies.
@@ -45,6 +52,11 @@ async fn receiver() -> (SocketAddr, Arc<Mutex<Received>>) {
                         let store = store.clone();
                         async move {
                             let path = req.uri().path().to_owned();
+                            let authorization = req
+                                .headers()
+                                .get("authorization")
+                                .map(|v| v.to_str().unwrap().to_owned())
+                                .unwrap_or_default();
                             let body = req
                                 .into_body()
                                 .collect()
@@ -52,8 +64,14 @@ async fn receiver() -> (SocketAddr, Arc<Mutex<Received>>) {
                                 .map(|b| b.to_bytes())
                                 .unwrap_or_default();
                             let mut got = store.lock().unwrap();
+                            let mut status = 200;
                             match path.as_str() {
+                                "/v1/traces" if got.status != 0 => {
+                                    status = got.status;
+                                    got.refused += 1;
+                                }
                                 "/v1/traces" => {
+                                    got.authorization.push(authorization);
                                     let r = ExportTraceServiceRequest::decode(body)
                                         .expect("a trace export");
                                     for rs in r.resource_spans {
@@ -75,6 +93,7 @@ async fn receiver() -> (SocketAddr, Arc<Mutex<Received>>) {
                                 other => panic!("unexpected OTLP path {other}"),
                             }
                             let mut r = hyper::Response::new(Full::new(Bytes::new()));
+                            *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
                             r.headers_mut()
                                 .insert("content-type", "application/x-protobuf".parse().unwrap());
                             Ok::<_, std::convert::Infallible>(r)
@@ -311,4 +330,92 @@ async fn a_stream_span_has_its_first_token_and_a_down_collector_costs_nothing() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(failed >= 1, "no failed export counted");
+}
+
+async fn otlp_counts(url: &str) -> serde_json::Value {
+    let body = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    doc["observe"]["otlp"].clone()
+}
+
+async fn wait_counts(url: &str, what: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    for _ in 0..200 {
+        let c = otlp_counts(url).await;
+        if what(&c) {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("counts never got there: {}", otlp_counts(url).await);
+}
+
+/// The gateway as a user starts it with only the standard variables set: the exporter is on,
+/// finds the collector through `OTEL_EXPORTER_OTLP_ENDPOINT` and sends the headers of
+/// `OTEL_EXPORTER_OTLP_HEADERS` (percent-decoded). A collector that answers 503 keeps the
+/// spans for a retry that delivers them; one that refuses a batch with 400 gets it once and
+/// the spans are counted as dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standard_variables_configure_export_and_refusals_are_retried_or_dropped() {
+    let (otlp, got) = receiver().await;
+    got.lock().unwrap().status = 503;
+    let m = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bitrouter.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}models:\n  r:\n    endpoints: [{{ provider: up, model_id: m }}]\n",
+            providers(&[("up", "openai", &m)])
+        ),
+    )
+    .unwrap();
+    let endpoint = format!("http://{otlp}");
+    let gw = ChildGateway::spawn_with_env(
+        &config,
+        dir.path(),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20t0ken"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                &format!("{endpoint}/v1/metrics"),
+            ),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let call = || {
+        client
+            .post(gw.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(openai_chat("r", "hi").to_string())
+            .send()
+    };
+    assert_eq!(call().await.unwrap().status(), 200);
+    let metrics = gw.url("/admin/metrics");
+    // 503: counted as a failed export, the spans kept.
+    wait_counts(&metrics, |c| c["failed_exports"].as_u64() >= Some(1)).await;
+    assert!(got.lock().unwrap().spans.is_empty());
+    got.lock().unwrap().status = 0;
+    // The retry (after the 1 s backoff) delivers them, with the variable's header.
+    wait_for(&got, |g| g.spans.len() >= 2).await;
+    let c = otlp_counts(&metrics).await;
+    assert_eq!(c["exported_spans"], 2, "{c}");
+    assert_eq!(c["dropped_spans"], 0, "{c}");
+    assert!(
+        got.lock()
+            .unwrap()
+            .authorization
+            .iter()
+            .all(|a| a == "Bearer t0ken")
+    );
+
+    // 400: the batch is refused once and dropped, not sent again.
+    got.lock().unwrap().status = 400;
+    let refused_before = got.lock().unwrap().refused;
+    assert_eq!(call().await.unwrap().status(), 200);
+    let c = wait_counts(&metrics, |c| c["dropped_spans"].as_u64() >= Some(2)).await;
+    assert_eq!(c["exported_spans"], 2, "{c}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(got.lock().unwrap().refused, refused_before + 1);
+    drop(gw);
 }

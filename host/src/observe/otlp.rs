@@ -3,33 +3,36 @@
 //! findings, budget reservation and settlement and the first token as span events — and
 //! records the GenAI client metrics. It runs on its sink thread like every observer, behind
 //! the bounded queue whose drops `/admin/metrics` counts, so exporting never slows or fails
-//! a request. Spans are built from the request event with the ids the request carried
-//! (`trace_context.rs`), so the trace ids the provider saw in `traceparent` are the ones
-//! exported, and exported with the `opentelemetry-otlp` exporter; metrics go through the
-//! SDK's meter provider and its periodic reader.
+//! a request. Spans carry the ids the request carried (`trace_context.rs`), so the trace ids
+//! the provider saw in `traceparent` are the ones exported. The sink thread encodes each
+//! request's spans as it arrives (`spans.rs`); an exporter thread of its own posts them in
+//! batches, so a slow collector holds up neither. Metrics go through the SDK's meter
+//! provider, its periodic reader and `opentelemetry-otlp`'s metric exporter.
 
-use std::borrow::Cow;
+mod http;
+pub mod spans;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
+use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, MeterProvider as _};
-use opentelemetry::trace::{
-    Event, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
-};
-use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
 use serde::Serialize;
 
+use self::http::{Client, Destination, Signal};
+use self::spans::{Framing, SpanWriter, provider_name};
 use super::{ObserveCallback, RequestEvent};
 
-/// Sampled requests whose spans wait for the collector (while it is down, or for the
-/// batch to fill); the oldest are dropped (and their spans counted) past this.
+/// Sampled requests whose spans wait for the collector (while it is down, or for the batch
+/// to fill), and their encoded size; past either, the oldest quarter is dropped (and its
+/// spans counted).
 const MAX_PENDING: usize = 2048;
+const MAX_PENDING_BYTES: usize = 16 << 20;
 /// A batch goes out when this many requests wait, or [`BATCH_AGE`] after the last export.
 /// Measured: exporting each 20 ms sink batch cost ~35 µs of gateway CPU per request at
 /// saturation (one HTTP post and a copy of every span per batch); a second's batch costs
@@ -97,33 +100,44 @@ struct Instruments {
     first_token: Histogram<f64>,
 }
 
-/// Sampled requests waiting to be exported as spans, and when to try the collector next.
-/// Events (shared with the other sinks) are kept rather than spans: a batch's spans are
-/// built once, when it goes out, and a failed export keeps its events for the retry.
+/// Where spans go.
+struct Traces {
+    to: Destination,
+    client: Client,
+    framing: Framing,
+}
+
+/// Sampled requests' spans, encoded, waiting to be exported; and the exporter's state.
 struct Pending {
-    events: VecDeque<Arc<RequestEvent>>,
+    writer: SpanWriter,
+    /// `ScopeSpans.spans` entries, oldest request first.
+    spans: Vec<u8>,
+    /// Each waiting request's encoded length and span count, oldest first.
+    requests: VecDeque<(usize, u64)>,
     last_export: Instant,
     next_try: Option<Instant>,
     backoff: Duration,
     /// The collector is failing: it was logged, and is not again until it recovers.
     failing: bool,
+    /// A batch is being posted (its spans are out of `spans`).
+    in_flight: bool,
+    /// The sink is gone: the exporter thread ends.
+    stopping: bool,
 }
 
-/// What the sink thread and the batch timer share.
+/// What the sink thread and the exporter thread share.
 struct Inner {
-    exporter: Option<opentelemetry_otlp::SpanExporter>,
+    traces: Option<Traces>,
     instruments: Option<Instruments>,
-    scope: InstrumentationScope,
     pending: Mutex<Pending>,
+    /// Wakes the exporter thread: a full batch, or the sink going away.
+    wake: Condvar,
     stats: Arc<OtlpStats>,
 }
 
-/// The OTLP sink; see the module header. A timer thread sends what waits once a second, so
-/// the last spans before a quiet spell do not wait for the next request.
+/// The OTLP sink; see the module header.
 pub struct OtlpSink {
     inner: Arc<Inner>,
-    /// Dropping it stops the timer thread.
-    _stop: std::sync::mpsc::Sender<()>,
 }
 
 /// Why the exporter could not be built.
@@ -131,15 +145,9 @@ pub struct OtlpSink {
 #[error("observe.otlp: {0}")]
 pub struct OtlpError(String);
 
-fn signal_url(base: &str, path: &str) -> String {
-    format!("{}/{path}", base.trim_end_matches('/'))
-}
-
 impl OtlpSink {
     /// The exporters for `settings`; the collector is not contacted until the first export.
     pub fn new(settings: &OtlpSettings) -> Result<OtlpSink, OtlpError> {
-        let headers: std::collections::HashMap<String, String> =
-            settings.headers.iter().cloned().collect();
         let mut resource = Resource::builder();
         if let Some(name) = &settings.service_name {
             resource = resource.with_service_name(name.clone());
@@ -149,33 +157,41 @@ impl OtlpSink {
         let resource = resource
             .with_attributes([KeyValue::new("service.version", env!("CARGO_PKG_VERSION"))])
             .build();
-        let exporter = if settings.traces {
-            let mut b = opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_timeout(Duration::from_secs(5));
-            if let Some(base) = &settings.endpoint {
-                b = b.with_endpoint(signal_url(base, "v1/traces"));
-            }
-            if !headers.is_empty() {
-                b = b.with_headers(headers.clone());
-            }
-            let mut e = b.build().map_err(|e| OtlpError(e.to_string()))?;
-            e.set_resource(&resource);
-            Some(e)
+        let traces = if settings.traces {
+            let to = http::destination(Signal::Traces, settings)?;
+            let resource_attrs =
+                opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema::from(
+                    &resource,
+                );
+            Some(Traces {
+                client: Client::new(to.timeout)?,
+                to,
+                framing: Framing::new(
+                    opentelemetry_proto::tonic::resource::v1::Resource {
+                        attributes: resource_attrs.attributes.0,
+                        ..Default::default()
+                    },
+                    resource_attrs.schema_url.unwrap_or_default(),
+                    opentelemetry_proto::tonic::common::v1::InstrumentationScope {
+                        name: "bitrouter".into(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        ..Default::default()
+                    },
+                ),
+            })
         } else {
             None
         };
         let instruments = if settings.metrics {
-            let mut b = opentelemetry_otlp::MetricExporter::builder()
+            let to = http::destination(Signal::Metrics, settings)?;
+            let exporter = opentelemetry_otlp::MetricExporter::builder()
                 .with_http()
-                .with_timeout(Duration::from_secs(5));
-            if let Some(base) = &settings.endpoint {
-                b = b.with_endpoint(signal_url(base, "v1/metrics"));
-            }
-            if !headers.is_empty() {
-                b = b.with_headers(headers);
-            }
-            let exporter = b.build().map_err(|e| OtlpError(e.to_string()))?;
+                .with_http_client(Client::new(to.timeout)?)
+                .with_endpoint(to.url)
+                .with_headers(to.headers)
+                .with_timeout(to.timeout)
+                .build()
+                .map_err(|e| OtlpError(e.to_string()))?;
             let reader = PeriodicReader::builder(exporter)
                 .with_interval(settings.metrics_interval)
                 .build();
@@ -206,34 +222,30 @@ impl OtlpSink {
             None
         };
         let inner = Arc::new(Inner {
-            exporter,
+            traces,
             instruments,
-            scope: InstrumentationScope::builder("bitrouter")
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build(),
             pending: Mutex::new(Pending {
-                events: VecDeque::new(),
+                writer: SpanWriter::default(),
+                spans: Vec::new(),
+                requests: VecDeque::new(),
                 last_export: Instant::now(),
                 next_try: None,
                 backoff: Duration::from_secs(1),
                 failing: false,
+                in_flight: false,
+                stopping: false,
             }),
+            wake: Condvar::new(),
             stats: Arc::new(OtlpStats::default()),
         });
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let timer = inner.clone();
-        std::thread::Builder::new()
-            .name("otlp-batch".into())
-            .spawn(move || {
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(BATCH_AGE)
-                {
-                    let mut pending = timer.pending.lock().unwrap_or_else(|p| p.into_inner());
-                    timer.export(&mut pending, false);
-                }
-            })
-            .map_err(|e| OtlpError(format!("cannot start the batch timer thread: {e}")))?;
-        Ok(OtlpSink { inner, _stop: stop })
+        if inner.traces.is_some() {
+            let exporter = inner.clone();
+            std::thread::Builder::new()
+                .name("otlp-export".into())
+                .spawn(move || exporter.run())
+                .map_err(|e| OtlpError(format!("cannot start the exporter thread: {e}")))?;
+        }
+        Ok(OtlpSink { inner })
     }
 
     /// Its counters, for `/admin/metrics`.
@@ -242,7 +254,18 @@ impl OtlpSink {
     }
 }
 
+impl Drop for OtlpSink {
+    fn drop(&mut self) {
+        self.inner.lock().stopping = true;
+        self.inner.wake.notify_all();
+    }
+}
+
 impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn record_metrics(&self, e: &RequestEvent) {
         let Some(m) = &self.instruments else { return };
         let mut attrs = vec![
@@ -250,7 +273,10 @@ impl Inner {
             KeyValue::new("gen_ai.request.model", e.requested_model.clone()),
         ];
         if let Some(p) = &e.provider {
-            attrs.push(KeyValue::new("gen_ai.provider.name", provider_name(p)));
+            attrs.push(KeyValue::new(
+                "gen_ai.provider.name",
+                provider_name(p).to_owned(),
+            ));
         }
         if let Some(model) = &e.model {
             attrs.push(KeyValue::new("gen_ai.response.model", model.clone()));
@@ -266,55 +292,119 @@ impl Inner {
         }
         if e.success {
             for (kind, n) in [("input", e.input_tokens), ("output", e.output_tokens)] {
-                let mut a = attrs.clone();
-                a.push(KeyValue::new("gen_ai.token.type", kind));
-                m.tokens.record(n, &a);
+                attrs.push(KeyValue::new("gen_ai.token.type", kind));
+                m.tokens.record(n, &attrs);
+                attrs.pop();
             }
         }
     }
 
-    /// Sends what is pending when the batch is full or old enough (or `now`), unless the
-    /// collector is in its backoff.
-    fn export(&self, pending: &mut Pending, now: bool) {
-        let Some(exporter) = &self.exporter else {
-            return;
-        };
-        let due = now
-            || pending.events.len() >= BATCH_REQUESTS
-            || pending.last_export.elapsed() >= BATCH_AGE;
-        if pending.events.is_empty() || !due || pending.next_try.is_some_and(|t| Instant::now() < t)
-        {
-            return;
+    /// Encodes the sampled requests' spans into the pending batch, dropping the oldest
+    /// quarter when the batch is at its bounds.
+    fn add(&self, events: &[Arc<RequestEvent>]) {
+        let mut p = self.lock();
+        let p = &mut *p;
+        for e in events {
+            if p.requests.len() >= MAX_PENDING || p.spans.len() >= MAX_PENDING_BYTES {
+                let n = p.requests.len().div_ceil(4);
+                let (bytes, spans) = p
+                    .requests
+                    .drain(..n)
+                    .fold((0, 0), |(b, s), (rb, rs)| (b + rb, s + rs));
+                p.spans.drain(..bytes);
+                self.stats.dropped_spans.fetch_add(spans, Ordering::Relaxed);
+            }
+            let before = p.spans.len();
+            let n = p.writer.write(e, &mut p.spans);
+            if n > 0 {
+                p.requests.push_back((p.spans.len() - before, u64::from(n)));
+            }
         }
-        pending.last_export = Instant::now();
-        let batch: Vec<SpanData> = pending
-            .events
-            .iter()
-            .flat_map(|e| spans(e, &self.scope))
-            .collect();
-        let n = batch.len() as u64;
-        // The exporter's HTTP client is reqwest's blocking one: this thread is the sink's own.
-        match futures_executor::block_on(exporter.export(batch)) {
-            Ok(()) => {
-                pending.events.clear();
-                pending.next_try = None;
-                pending.backoff = Duration::from_secs(1);
-                self.stats.exported_spans.fetch_add(n, Ordering::Relaxed);
-                if pending.failing {
-                    pending.failing = false;
+        if p.requests.len() >= BATCH_REQUESTS {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The exporter thread: sends the batch when it is full or [`BATCH_AGE`] old, unless
+    /// the collector is in its backoff; ends when the sink is dropped.
+    fn run(&self) {
+        let mut p = self.lock();
+        loop {
+            if p.stopping {
+                return;
+            }
+            let now = Instant::now();
+            let backoff = p.next_try.filter(|&t| now < t);
+            let age = p.last_export + BATCH_AGE;
+            let due = p.requests.len() >= BATCH_REQUESTS || now >= age;
+            if p.requests.is_empty() || !due || backoff.is_some() {
+                let until = backoff.unwrap_or(if now >= age { now + BATCH_AGE } else { age });
+                p = self
+                    .wake
+                    .wait_timeout(p, until.saturating_duration_since(now))
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|e| e.into_inner().0);
+                continue;
+            }
+            p = self.send(p, true);
+        }
+    }
+
+    /// Posts what is pending, without holding the lock during the post. A retryable
+    /// failure puts the batch back (before what arrived meanwhile) when `retry`.
+    fn send<'a>(&'a self, mut p: MutexGuard<'a, Pending>, retry: bool) -> MutexGuard<'a, Pending> {
+        let Some(traces) = &self.traces else { return p };
+        p.last_export = Instant::now();
+        p.in_flight = true;
+        let spans = std::mem::take(&mut p.spans);
+        let requests = std::mem::take(&mut p.requests);
+        drop(p);
+        let count: u64 = requests.iter().map(|r| r.1).sum();
+        let result = traces.client.post(&traces.to, traces.framing.body(&spans));
+        let mut p = self.lock();
+        p.in_flight = false;
+        self.wake.notify_all();
+        let failure = match result {
+            Ok(a) if a.status.is_success() => {
+                p.next_try = None;
+                p.backoff = Duration::from_secs(1);
+                self.stats
+                    .exported_spans
+                    .fetch_add(count, Ordering::Relaxed);
+                if p.failing {
+                    p.failing = false;
                     tracing::info!("OTLP collector reachable again; spans are exported");
                 }
+                return p;
             }
-            Err(e) => {
+            Ok(a) if !a.retryable() => {
+                // Sending the same batch again would be refused again.
                 self.stats.failed_exports.fetch_add(1, Ordering::Relaxed);
-                if !pending.failing {
-                    pending.failing = true;
-                    tracing::warn!(error = %e, "OTLP export failed; the spans of at most {MAX_PENDING} requests are kept and retried with backoff (logged once until it recovers)");
-                }
-                pending.next_try = Some(Instant::now() + pending.backoff);
-                pending.backoff = (pending.backoff * 2).min(MAX_BACKOFF);
+                self.stats.dropped_spans.fetch_add(count, Ordering::Relaxed);
+                tracing::warn!(status = %a.status, spans = count, "the OTLP collector refused a batch of spans; it is dropped");
+                return p;
             }
+            Ok(a) => (format!("collector answered {}", a.status), a.retry_after),
+            Err(e) => (e.to_string(), None),
+        };
+        self.stats.failed_exports.fetch_add(1, Ordering::Relaxed);
+        if !p.failing {
+            p.failing = true;
+            tracing::warn!(error = %failure.0, "OTLP export failed; the spans of at most {MAX_PENDING} requests are kept and retried with backoff (logged once until it recovers)");
         }
+        if !retry {
+            self.stats.dropped_spans.fetch_add(count, Ordering::Relaxed);
+            return p;
+        }
+        let wait = failure.1.unwrap_or(p.backoff).min(MAX_BACKOFF);
+        p.next_try = Some(Instant::now() + wait);
+        p.backoff = (p.backoff * 2).min(MAX_BACKOFF);
+        let (mut spans, mut requests) = (spans, requests);
+        spans.extend_from_slice(&p.spans);
+        requests.extend(p.requests.drain(..));
+        p.spans = spans;
+        p.requests = requests;
+        p
     }
 }
 
@@ -324,251 +414,29 @@ impl ObserveCallback for OtlpSink {
     }
 
     fn on_events(&self, events: &[Arc<RequestEvent>]) {
-        let inner = &self.inner;
         for e in events {
-            inner.record_metrics(e);
+            self.inner.record_metrics(e);
         }
-        if inner.exporter.is_none() {
-            return;
+        if self.inner.traces.is_some() {
+            self.inner.add(events);
         }
-        let mut pending = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
-        for e in events {
-            if !e.trace.as_ref().is_some_and(|t| t.sampled) {
-                continue;
-            }
-            if pending.events.len() >= MAX_PENDING
-                && let Some(old) = pending.events.pop_front()
-            {
-                let lost = 1 + old.attempts.iter().filter(|a| a.span_id.is_some()).count();
-                inner
-                    .stats
-                    .dropped_spans
-                    .fetch_add(lost as u64, Ordering::Relaxed);
-            }
-            pending.events.push_back(e.clone());
-        }
-        inner.export(&mut pending, false);
     }
 
+    /// Shutdown: sends what waits once, on this thread (after a post in flight ends).
     fn flush(&self) {
         let inner = &self.inner;
-        let mut pending = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending.next_try = None;
-        inner.export(&mut pending, true);
+        let mut p = inner.lock();
+        while p.in_flight {
+            p = inner.wake.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
+        if p.requests.is_empty() {
+            drop(p);
+        } else {
+            drop(inner.send(p, false));
+        }
         if let Some(m) = &inner.instruments {
             let _ = m.provider.force_flush();
             let _ = m.provider.shutdown();
         }
     }
-}
-
-/// `gen_ai.provider.name` for a provider of the config: the well-known names where the
-/// provider is one (or derives from one, by name), else the config's name.
-fn provider_name(provider: &str) -> String {
-    match provider {
-        "google" | "gemini" => "gcp.gemini".to_owned(),
-        "xai" => "x_ai".to_owned(),
-        "mistral" => "mistral_ai".to_owned(),
-        other => other.to_owned(),
-    }
-}
-
-fn at(ms: f64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs_f64((ms / 1000.0).max(0.0))
-}
-
-fn span_id(hex: &str) -> SpanId {
-    SpanId::from_hex(hex).unwrap_or(SpanId::INVALID)
-}
-
-/// The request's span and its attempts', if the request was sampled.
-pub fn spans(e: &RequestEvent, scope: &InstrumentationScope) -> Vec<SpanData> {
-    let Some(t) = &e.trace else { return Vec::new() };
-    if !t.sampled {
-        return Vec::new();
-    }
-    let trace_id = TraceId::from_hex(&t.trace_id).unwrap_or(TraceId::INVALID);
-    let context = |span: SpanId| {
-        SpanContext::new(
-            trace_id,
-            span,
-            TraceFlags::SAMPLED,
-            false,
-            TraceState::default(),
-        )
-    };
-    let start_ms = e.time_ms as f64;
-    let start = at(start_ms);
-    let end = at(start_ms + e.latency_ms);
-    let mut attrs = vec![
-        KeyValue::new("gen_ai.operation.name", "chat"),
-        KeyValue::new("gen_ai.request.model", e.requested_model.clone()),
-        KeyValue::new("http.response.status_code", i64::from(e.status)),
-        KeyValue::new("bitrouter.dialect", e.dialect),
-        KeyValue::new("bitrouter.stream", e.stream),
-        KeyValue::new("bitrouter.cost_usd", e.cost_nano_usd as f64 / 1e9),
-        KeyValue::new("gen_ai.usage.input_tokens", e.input_tokens as i64),
-        KeyValue::new("gen_ai.usage.output_tokens", e.output_tokens as i64),
-        KeyValue::new(
-            "gen_ai.usage.cache_read.input_tokens",
-            e.tokens.input_cache_read as i64,
-        ),
-        KeyValue::new(
-            "gen_ai.usage.cache_creation.input_tokens",
-            e.tokens.input_cache_write as i64,
-        ),
-        KeyValue::new(
-            "bitrouter.usage.reasoning_tokens",
-            e.tokens.output_reasoning as i64,
-        ),
-    ];
-    let mut optional = |key: &'static str, v: Option<&String>| {
-        if let Some(v) = v {
-            attrs.push(KeyValue::new(key, v.clone()));
-        }
-    };
-    optional("gen_ai.response.model", e.model.as_ref());
-    optional("bitrouter.route", e.route.as_ref());
-    optional("bitrouter.account", e.account_id.as_ref());
-    optional("bitrouter.agent", e.agent.as_ref());
-    optional("bitrouter.session", e.session_id.as_ref());
-    optional("server.address", e.server_address.as_ref());
-    optional("error.type", e.error_type.as_ref());
-    optional("bitrouter.rate_limited", e.rate_limited.as_ref());
-    if let Some(p) = &e.provider {
-        let name = provider_name(p);
-        attrs.push(KeyValue::new("gen_ai.provider.name", name.clone()));
-        attrs.push(KeyValue::new("gen_ai.system", name));
-    }
-    if let Some(f) = &e.finish_reason {
-        attrs.push(KeyValue::new(
-            "gen_ai.response.finish_reasons",
-            opentelemetry::Value::Array(vec![opentelemetry::StringValue::from(*f)].into()),
-        ));
-    }
-    if e.estimated {
-        attrs.push(KeyValue::new("bitrouter.usage.estimated", true));
-    }
-    let mut events = Vec::new();
-    if let Some(ttfb) = e.ttfb_ms.filter(|_| e.stream) {
-        attrs.push(KeyValue::new(
-            "gen_ai.server.time_to_first_token",
-            ttfb / 1000.0,
-        ));
-        events.push(Event::new(
-            "gen_ai.first_token",
-            at(start_ms + ttfb),
-            Vec::new(),
-            0,
-        ));
-    }
-    for f in &e.guardrail_findings {
-        events.push(Event::new(
-            "bitrouter.guardrail.finding",
-            start,
-            vec![
-                KeyValue::new("bitrouter.guardrail.pattern", f.pattern.clone()),
-                KeyValue::new("bitrouter.guardrail.count", i64::from(f.count)),
-                KeyValue::new("bitrouter.guardrail.action", f.action.clone()),
-            ],
-            0,
-        ));
-    }
-    if let Some(held) = e.budget_reserved_nano_usd {
-        events.push(Event::new(
-            "bitrouter.budget.reserve",
-            start,
-            vec![KeyValue::new(
-                "bitrouter.budget.reserved_usd",
-                held as f64 / 1e9,
-            )],
-            0,
-        ));
-        events.push(Event::new(
-            "bitrouter.budget.settle",
-            end,
-            vec![KeyValue::new(
-                "bitrouter.budget.settled_usd",
-                e.cost_nano_usd as f64 / 1e9,
-            )],
-            0,
-        ));
-    }
-    let request_span = span_id(&t.span_id);
-    let name = format!("chat {}", e.requested_model);
-    let mut out = Vec::with_capacity(1 + e.attempts.len());
-    for a in &e.attempts {
-        let Some(id) = a.span_id.as_deref() else {
-            continue;
-        };
-        let a_start = start_ms + a.start_ms;
-        let model = a
-            .target
-            .split_once(':')
-            .map_or(a.target.as_str(), |(_, m)| m);
-        let mut attrs = vec![
-            KeyValue::new("gen_ai.operation.name", "chat"),
-            KeyValue::new("gen_ai.request.model", model.to_owned()),
-            KeyValue::new("bitrouter.endpoint", a.target.clone()),
-        ];
-        if let Some((p, _)) = a.target.split_once(':') {
-            attrs.push(KeyValue::new("gen_ai.provider.name", provider_name(p)));
-        }
-        if let Some(t) = &a.error_type {
-            attrs.push(KeyValue::new("error.type", t.clone()));
-        }
-        if let Some(s) = a.status {
-            attrs.push(KeyValue::new("http.response.status_code", i64::from(s)));
-        }
-        if let Some(j) = a.joined {
-            attrs.push(KeyValue::new("bitrouter.mid_stream.joined", j));
-        }
-        if let Some(c) = a.cost_nano_usd {
-            attrs.push(KeyValue::new("bitrouter.cost_usd", c as f64 / 1e9));
-        }
-        out.push(SpanData {
-            span_context: context(span_id(id)),
-            parent_span_id: request_span,
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Client,
-            name: Cow::Owned(format!("chat {model}")),
-            start_time: at(a_start),
-            end_time: at(a_start + a.duration_ms),
-            attributes: attrs,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: match &a.error {
-                Some(m) => Status::error(m.clone()),
-                None => Status::Unset,
-            },
-            instrumentation_scope: scope.clone(),
-        });
-    }
-    out.insert(
-        0,
-        SpanData {
-            span_context: context(request_span),
-            parent_span_id: t.parent_span_id.as_deref().map_or(SpanId::INVALID, span_id),
-            parent_span_is_remote: t.parent_span_id.is_some(),
-            span_kind: SpanKind::Server,
-            name: Cow::Owned(name),
-            start_time: start,
-            end_time: end,
-            attributes: attrs,
-            dropped_attributes_count: 0,
-            events: {
-                let mut e = SpanEvents::default();
-                e.events = events;
-                e
-            },
-            links: SpanLinks::default(),
-            status: match &e.error {
-                Some(m) if !e.success => Status::error(m.clone()),
-                _ => Status::Unset,
-            },
-            instrumentation_scope: scope.clone(),
-        },
-    );
-    out
 }

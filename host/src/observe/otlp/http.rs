@@ -1,0 +1,263 @@
+//! Where and how OTLP exports go: each signal's URL, headers and timeout, from
+//! `observe.otlp` or the standard `OTEL_EXPORTER_OTLP_*` variables (the OpenTelemetry
+//! specification's names and precedence), and one blocking HTTP client — the gateway's own
+//! `reqwest`, so `https://` collectors use the same rustls as the upstreams — shared by the
+//! span export and the SDK's metric exporter.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use opentelemetry_http::{HttpClient, HttpError};
+
+use super::{OtlpError, OtlpSettings};
+
+/// The specification's default collector and timeout.
+const DEFAULT_ENDPOINT: &str = "http://localhost:4318";
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most of a collector's answer read (it is only ever a small status message).
+const MAX_ANSWER: u64 = 64 * 1024;
+
+/// One OTLP signal.
+#[derive(Clone, Copy, Debug)]
+pub enum Signal {
+    Traces,
+    Metrics,
+}
+
+impl Signal {
+    fn path(self) -> &'static str {
+        match self {
+            Signal::Traces => "v1/traces",
+            Signal::Metrics => "v1/metrics",
+        }
+    }
+
+    fn env(self, suffix: &str) -> Option<String> {
+        let name = match self {
+            Signal::Traces => "TRACES",
+            Signal::Metrics => "METRICS",
+        };
+        env(&format!("OTEL_EXPORTER_OTLP_{name}_{suffix}"))
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Where one signal is exported.
+#[derive(Clone, Debug)]
+pub struct Destination {
+    /// The full URL (`…/v1/traces`).
+    pub url: String,
+    /// Sent with every export.
+    pub headers: HashMap<String, String>,
+    /// How long one export may take.
+    pub timeout: Duration,
+}
+
+/// `signal`'s destination: `observe.otlp.endpoint` with the signal's path appended, else
+/// `OTEL_EXPORTER_OTLP_{SIGNAL}_ENDPOINT` as is, else `OTEL_EXPORTER_OTLP_ENDPOINT` with the
+/// path appended, else `http://localhost:4318`. Headers: `OTEL_EXPORTER_OTLP_HEADERS`, then
+/// the signal's own, then the file's, each overriding the same name before it.
+pub fn destination(signal: Signal, settings: &OtlpSettings) -> Result<Destination, OtlpError> {
+    let url = match &settings.endpoint {
+        Some(base) => join(base, signal.path()),
+        None => match signal.env("ENDPOINT") {
+            Some(url) => url,
+            None => join(
+                &env("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(|| DEFAULT_ENDPOINT.into()),
+                signal.path(),
+            ),
+        },
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(OtlpError(format!(
+            "the {signal:?} endpoint {url:?} is not an http:// or https:// URL (OTLP/HTTP)"
+        )));
+    }
+    let mut headers = HashMap::new();
+    for (var, list) in [
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            env("OTEL_EXPORTER_OTLP_HEADERS"),
+        ),
+        ("the signal's …_HEADERS", signal.env("HEADERS")),
+    ] {
+        if let Some(list) = list {
+            headers.extend(parse_headers(&list).map_err(|e| OtlpError(format!("{var}: {e}")))?);
+        }
+    }
+    headers.extend(settings.headers.iter().cloned());
+    for (k, v) in &headers {
+        HeaderName::try_from(k.as_str())
+            .map_err(|_| OtlpError(format!("header name {k:?} is not valid in HTTP")))?;
+        HeaderValue::try_from(v.as_str())
+            .map_err(|_| OtlpError(format!("the value of header {k:?} is not valid in HTTP")))?;
+    }
+    let timeout = match signal
+        .env("TIMEOUT")
+        .or_else(|| env("OTEL_EXPORTER_OTLP_TIMEOUT"))
+    {
+        Some(ms) => Duration::from_millis(ms.trim().parse().map_err(|_| {
+            OtlpError(format!(
+                "OTEL_EXPORTER_OTLP_*TIMEOUT: expected milliseconds, found {ms:?}"
+            ))
+        })?),
+        None => DEFAULT_TIMEOUT,
+    };
+    Ok(Destination {
+        url,
+        headers,
+        timeout,
+    })
+}
+
+fn join(base: &str, path: &str) -> String {
+    format!("{}/{path}", base.trim_end_matches('/'))
+}
+
+/// `k1=v1,k2=v2` with percent-encoded values (the W3C Baggage form the specification uses).
+fn parse_headers(list: &str) -> Result<Vec<(String, String)>, String> {
+    list.split(',')
+        .filter(|item| !item.trim().is_empty())
+        .map(|item| {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| format!("expected key=value, found {item:?}"))?;
+            let v = percent_encoding::percent_decode_str(v.trim())
+                .decode_utf8()
+                .map_err(|_| format!("the value of {:?} is not UTF-8", k.trim()))?;
+            Ok((k.trim().to_ascii_lowercase(), v.into_owned()))
+        })
+        .collect()
+}
+
+/// The blocking client every export goes through.
+#[derive(Clone, Debug)]
+pub struct Client(reqwest::blocking::Client);
+
+impl Client {
+    /// A client with `timeout` per export. reqwest's blocking client runs its own runtime,
+    /// which may not be started from inside the gateway's: it is built on a thread of its
+    /// own.
+    pub fn new(timeout: Duration) -> Result<Client, OtlpError> {
+        std::thread::spawn(move || {
+            reqwest::blocking::Client::builder()
+                .timeout(timeout)
+                .build()
+                .map(Client)
+                .map_err(|e| OtlpError(format!("cannot build the HTTP client: {e}")))
+        })
+        .join()
+        .map_err(|_| OtlpError("cannot build the HTTP client".into()))?
+    }
+
+    /// Posts one export; the collector's status and `Retry-After`, or a transport error.
+    pub fn post(&self, to: &Destination, body: Vec<u8>) -> Result<Answer, reqwest::Error> {
+        let mut req = self
+            .0
+            .post(&to.url)
+            .timeout(to.timeout)
+            .header(http::header::CONTENT_TYPE, "application/x-protobuf")
+            .body(body);
+        for (k, v) in &to.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let res = req.send()?;
+        let status = res.status();
+        let retry_after = res
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        // Read (a bounded part of) the answer so the connection goes back to the pool.
+        let mut sink = std::io::sink();
+        let _ = std::io::copy(&mut std::io::Read::take(res, MAX_ANSWER), &mut sink);
+        Ok(Answer {
+            status,
+            retry_after,
+        })
+    }
+}
+
+/// What the collector said.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub retry_after: Option<Duration>,
+}
+
+impl Answer {
+    /// The specification's retryable answers: 429, 502, 503, 504 (and, here, 408).
+    pub fn retryable(&self) -> bool {
+        matches!(self.status.as_u16(), 408 | 429 | 502 | 503 | 504)
+    }
+}
+
+/// The SDK's metric exporter posts through the same client.
+#[async_trait::async_trait]
+impl HttpClient for Client {
+    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        let (parts, body) = request.into_parts();
+        let mut req = self
+            .0
+            .request(parts.method, parts.uri.to_string())
+            .body(body.to_vec());
+        let mut headers = HeaderMap::new();
+        for (k, v) in &parts.headers {
+            headers.append(k, v.clone());
+        }
+        req = req.headers(headers);
+        let res = req.send()?;
+        let status = res.status();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(res, MAX_ANSWER), &mut body)?;
+        Ok(Response::builder().status(status).body(Bytes::from(body))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_lists_are_parsed_and_decoded() {
+        assert_eq!(
+            parse_headers("Authorization=Bearer%20abc, x-team = core ,").unwrap(),
+            [
+                ("authorization".to_owned(), "Bearer abc".to_owned()),
+                ("x-team".to_owned(), "core".to_owned())
+            ]
+        );
+        assert!(parse_headers("novalue").is_err());
+    }
+
+    #[test]
+    fn the_files_endpoint_gets_the_signal_path() {
+        let s = OtlpSettings {
+            endpoint: Some("https://otel.example:4318/".into()),
+            headers: vec![("authorization".into(), "Bearer t".into())],
+            traces: true,
+            metrics: true,
+            sample_ratio: 1.0,
+            metrics_interval: Duration::from_secs(10),
+            service_name: None,
+        };
+        let d = destination(Signal::Traces, &s).unwrap();
+        assert_eq!(d.url, "https://otel.example:4318/v1/traces");
+        assert_eq!(d.headers["authorization"], "Bearer t");
+        assert_eq!(
+            destination(Signal::Metrics, &s).unwrap().url,
+            "https://otel.example:4318/v1/metrics"
+        );
+        let bad = OtlpSettings {
+            headers: vec![("bad header".into(), "x".into())],
+            ..s
+        };
+        assert!(destination(Signal::Traces, &bad).is_err());
+    }
+}
