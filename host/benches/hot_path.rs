@@ -98,6 +98,7 @@ fn metrics(c: &mut Criterion) {
         server_address: None,
         finish_reason: None,
         budget_reserved_nano_usd: None,
+        content: None,
     };
     c.bench_function("metrics: record one request", |b| {
         b.iter(|| m.record(black_box(&event)));

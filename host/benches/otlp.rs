@@ -74,6 +74,7 @@ fn event(i: u64) -> RequestEvent {
         server_address: Some("127.0.0.1".into()),
         finish_reason: Some("stop"),
         budget_reserved_nano_usd: Some(9_000_000),
+        content: None,
     }
 }
 
@@ -127,6 +128,7 @@ fn settings(endpoint: &str, traces: bool, metrics: bool) -> OtlpSettings {
         sample_ratio: 1.0,
         metrics_interval: Duration::from_secs(60),
         service_name: Some("bench".into()),
+        capture_content: false,
     }
 }
 

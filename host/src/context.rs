@@ -193,6 +193,8 @@ pub struct RequestContext {
     pub finish_reason: Option<&'static str>,
     /// The budget hold taken for the request, nano-USD.
     pub budget_reserved_nano_usd: Option<u64>,
+    /// Prompt and answer being captured for the trace (`observe.otlp.capture_content`).
+    pub content: Option<Box<crate::observe::content::Capture>>,
 }
 
 impl RequestContext {
@@ -227,6 +229,7 @@ impl RequestContext {
             server_address: None,
             finish_reason: None,
             budget_reserved_nano_usd: None,
+            content: None,
         }
     }
 
@@ -353,6 +356,10 @@ impl RequestContext {
             server_address: self.server_address.clone(),
             finish_reason: self.finish_reason,
             budget_reserved_nano_usd: self.budget_reserved_nano_usd,
+            content: self
+                .content
+                .as_ref()
+                .map(|c| Box::new(c.finish(self.finish_reason))),
         }
     }
 

@@ -122,6 +122,11 @@ impl Gateway {
         let (observers, otlp) = observers;
         let mut outcomes = Outcomes::new(ledger, Arc::new(Metrics::new()), observers);
         outcomes.otlp = otlp;
+        outcomes.capture_content = config
+            .observe
+            .otlp
+            .as_ref()
+            .is_some_and(|o| o.traces && o.capture_content);
         outcomes.trace_ratio = config
             .observe
             .otlp

@@ -3,6 +3,7 @@
 //! every other sink — the JSON-lines log, custom `ObserveCallback`s — runs on its own thread
 //! behind a bounded queue, so a slow, blocking or panicking sink never touches a request.
 
+pub mod content;
 mod event;
 mod jsonl;
 pub mod metrics;

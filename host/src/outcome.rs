@@ -21,6 +21,8 @@ pub struct Outcomes {
     /// OTLP tracing: the share of new traces sampled; `None`: tracing off (no trace context
     /// is read, made or forwarded).
     pub trace_ratio: Option<f64>,
+    /// `observe.otlp.capture_content`: sampled requests carry their prompt and answer.
+    pub capture_content: bool,
     /// The OTLP exporter's counters, when it is on.
     pub otlp: Option<Arc<crate::observe::otlp::OtlpStats>>,
 }
@@ -33,6 +35,7 @@ impl Outcomes {
             metrics,
             observers: RwLock::new(observers),
             trace_ratio: None,
+            capture_content: false,
             otlp: None,
         }
     }

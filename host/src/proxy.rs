@@ -25,6 +25,7 @@ use crate::config::MidStream;
 pub use crate::context::{Attempt, AttemptError, RequestContext};
 use crate::error::{Error, ErrorKind, UpstreamError};
 use crate::guardrails::{GuardrailEngine, StreamGuard, Tally};
+use crate::observe::content::Capture;
 use crate::observe::trace_context::{self, RequestTrace};
 use crate::outcome::Outcomes;
 use crate::plugins::{AdapterPlugin, Adapters};
@@ -282,6 +283,9 @@ impl Proxy {
         if ctx.guardrail.is_blocked() {
             let e = ctx.guardrail.block_error(&guardrails);
             return self.fail(&mut ctx, e).await;
+        }
+        if self.outcomes.capture_content && ctx.trace.as_ref().is_some_and(|t| t.sampled) {
+            ctx.content = Some(Box::new(Capture::new(&request)));
         }
         if let Err(e) = self.admit_rate(&mut ctx, &mut request, &plan).await {
             return self.fail(&mut ctx, e).await;
@@ -701,6 +705,9 @@ impl Proxy {
                 if ctx.guardrail.is_blocked() {
                     let e = ctx.guardrail.block_error(guardrails);
                     return self.fail(&mut ctx, e).await;
+                }
+                if let Some(c) = ctx.content.as_mut() {
+                    c.response(&response);
                 }
                 let body = match body {
                     Some(b) if !redacted => b,

@@ -419,3 +419,58 @@ async fn the_standard_variables_configure_export_and_refusals_are_retried_or_dro
     assert_eq!(got.lock().unwrap().refused, refused_before + 1);
     drop(gw);
 }
+
+/// `capture_content: true`: a sampled request's span has the conventions' content event,
+/// with the prompt as the provider received it (an API key redacted by the upgoing
+/// firewall) and the answer as the caller received it, streamed or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_content_is_the_redacted_prompt_and_the_answer() {
+    let (otlp, got) = receiver().await;
+    let m = mock_with(MockBehavior {
+        text: Some("The answer is 42.".into()),
+        ..Default::default()
+    })
+    .await;
+    let gw = TestGateway::start(&format!(
+        "{}models:\n  r:\n    endpoints: [{{ provider: up, model_id: m }}]\nobserve:\n  otlp:\n    endpoint: http://{otlp}\n    metrics: false\n    capture_content: true\n",
+        providers(&[("up", "openai", &m)])
+    ))
+    .await;
+    let key = "sk-proj-Ab3dE5gH7jK9mN1pQ3sTuV5wX7yZ9aB1cD3eF5gH7iJ9kL1mN3oP5qR7sT9uV";
+    let prompt = format!("deploy with {key} please");
+    for stream in [false, true] {
+        let mut body = openai_chat("r", &prompt);
+        body["stream"] = json!(stream);
+        let r = post(&gw, "/v1/chat/completions", &body).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    wait_for(&got, |g| {
+        g.spans.iter().filter(|s| s.kind == 2).count() >= 2
+    })
+    .await;
+    let spans = got.lock().unwrap().spans.clone();
+    for span in spans.iter().filter(|s| s.kind == 2) {
+        let details = span
+            .events
+            .iter()
+            .find(|e| e.name == "gen_ai.client.inference.operation.details")
+            .expect("a content event");
+        let input: serde_json::Value =
+            serde_json::from_str(&text(&details.attributes, "gen_ai.input.messages")).unwrap();
+        let output: serde_json::Value =
+            serde_json::from_str(&text(&details.attributes, "gen_ai.output.messages")).unwrap();
+        let said = input[0]["parts"][0]["content"].as_str().unwrap();
+        assert_eq!(input[0]["role"], "user");
+        assert!(said.contains("[REDACTED:api_keys]"), "{said}");
+        assert!(!said.contains("sk-proj-Ab3dE5gH7jK9mN1pQ3sT"), "{said}");
+        assert_eq!(output[0]["role"], "assistant");
+        let answer: String = output[0]["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["content"].as_str())
+            .collect();
+        assert_eq!(answer, "The answer is 42.", "{output}");
+        assert_eq!(output[0]["finish_reason"], "stop");
+    }
+}

@@ -204,12 +204,6 @@ fn otlp(
             "expected a number from 0 to 1".into(),
         ));
     }
-    if o.capture_content == Some(true) {
-        return Err(invalid(
-            "observe.otlp.capture_content",
-            "not supported by this build yet: spans carry no prompt or answer text".into(),
-        ));
-    }
     let metrics_interval = o.metrics_interval.unwrap_or(Duration::from_secs(10));
     if metrics_interval < Duration::from_millis(100) {
         return Err(invalid(
@@ -238,6 +232,7 @@ fn otlp(
         sample_ratio,
         metrics_interval,
         service_name: o.service_name.clone(),
+        capture_content: o.capture_content.unwrap_or(false),
     }))
 }
 

@@ -435,11 +435,6 @@ fn otlp_settings_and_their_errors() {
             "0 to 1",
         ),
         (
-            "observe:\n  otlp:\n    capture_content: true\n",
-            "observe.otlp.capture_content",
-            "not supported",
-        ),
-        (
             "observe:\n  otlp:\n    metrics_interval: 1ms\n",
             "observe.otlp.metrics_interval",
             "100ms",

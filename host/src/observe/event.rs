@@ -118,6 +118,10 @@ pub struct RequestEvent {
     /// `route:tokens`, `provider:requests`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limited: Option<String>,
+    /// Prompt and answer (`observe.otlp.capture_content`, sampled traces only): for the
+    /// trace exporter alone, never in the event log.
+    #[serde(skip)]
+    pub content: Option<Box<crate::observe::content::Content>>,
 }
 
 /// How often one pattern fired with one action over a request.

@@ -60,6 +60,8 @@ pub struct OtlpSettings {
     pub metrics_interval: Duration,
     /// `service.name` (else `OTEL_SERVICE_NAME`, else `bitrouter`).
     pub service_name: Option<String>,
+    /// Prompts and answers (guardrail-redacted) as a span event of sampled requests.
+    pub capture_content: bool,
 }
 
 /// What the exporter did, for `/admin/metrics` (`observe.otlp`).

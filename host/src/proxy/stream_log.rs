@@ -67,6 +67,9 @@ impl RelayObserver for StreamLog {
 
     fn event(&mut self, event: &StreamEvent) {
         let Some(ctx) = self.ctx.as_mut() else { return };
+        if let Some(c) = ctx.content.as_mut() {
+            c.event(event);
+        }
         match event {
             // After a mid-stream failover the caller's usage includes the earlier
             // attempts' (carried); the context keeps the current attempt's own.

@@ -246,6 +246,7 @@ mod tests {
             sample_ratio: 1.0,
             metrics_interval: Duration::from_secs(10),
             service_name: None,
+            capture_content: false,
         };
         let d = destination(Signal::Traces, &s).unwrap();
         assert_eq!(d.url, "https://otel.example:4318/v1/traces");

@@ -186,6 +186,16 @@ impl SpanWriter {
             a.double("bitrouter.budget.settled_usd", e.cost_nano_usd as f64 / 1e9);
             a.finish();
         }
+        if let Some(c) = &e.content {
+            // The GenAI conventions' event for a call's content (opt-in there too).
+            let mut a = events.add("gen_ai.client.inference.operation.details", end_ms);
+            a.str("gen_ai.input.messages", &c.input);
+            a.str("gen_ai.output.messages", &c.output);
+            if c.truncated {
+                a.bool("bitrouter.content.truncated", true);
+            }
+            a.finish();
+        }
         events.finish();
         prost::encoding::message::encode(SCOPE_SPANS_SPANS, &self.request, out);
 
