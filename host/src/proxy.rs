@@ -351,9 +351,20 @@ impl Proxy {
                     }
                     Protocol::Adapter => match adapters.get(&target.provider) {
                         Some(a) if request.stream => {
-                            try_adapted_stream(&self.upstream, &request, target, a, dialect).await
+                            try_adapted_stream(
+                                &self.upstream,
+                                &request,
+                                target,
+                                a,
+                                dialect,
+                                trace_headers,
+                            )
+                            .await
                         }
-                        Some(a) => self.try_adapted_json(&request, target, a).await,
+                        Some(a) => {
+                            self.try_adapted_json(&request, target, a, trace_headers)
+                                .await
+                        }
                         None => Err(no_adapter(target)),
                     },
                 }
@@ -476,6 +487,7 @@ impl Proxy {
         request: &Request,
         target: &Target,
         adapter: &AdapterPlugin,
+        trace_headers: HeaderMap,
     ) -> Result<Answer, Error> {
         let t = target.timeouts;
         let http = adapter
@@ -483,7 +495,10 @@ impl Proxy {
             .await
             .map_err(crate::upstream::adapter_call_error)?;
         let limit = t.total.unwrap_or(t.first_byte).min(t.first_byte);
-        let response = self.upstream.send_adapted(target, http, limit).await?;
+        let response = self
+            .upstream
+            .send_adapted(target, http, trace_headers, limit)
+            .await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = read_body(response, t.idle, target.max_response_size).await?;
@@ -539,6 +554,7 @@ async fn try_adapted_stream(
     target: &Target,
     adapter: &AdapterPlugin,
     dialect: Dialect,
+    trace_headers: HeaderMap,
 ) -> Result<Answer, Error> {
     let t = target.timeouts;
     let started = Instant::now();
@@ -546,7 +562,9 @@ async fn try_adapted_stream(
         .encode_request(request, &target.model_id)
         .await
         .map_err(crate::upstream::adapter_call_error)?;
-    let response = client.send_adapted(target, http, t.first_byte).await?;
+    let response = client
+        .send_adapted(target, http, trace_headers, t.first_byte)
+        .await?;
     if !response.status().is_success() {
         let status = response.status().as_u16();
         let headers = response.headers().clone();

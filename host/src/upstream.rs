@@ -101,6 +101,7 @@ impl Upstream {
         &self,
         target: &Target,
         request: HttpRequest,
+        trace_headers: HeaderMap,
         timeout: Duration,
     ) -> Result<reqwest::Response, Error> {
         let url = format!("{}{}", target.url, request.path);
@@ -114,6 +115,12 @@ impl Upstream {
         let mut headers = HeaderMap::with_capacity(request.headers.len() + target.headers.len());
         for (k, v) in request.headers {
             headers.append(k, v);
+        }
+        // The attempt's `traceparent` replaces one the adapter may have written.
+        for (k, v) in trace_headers {
+            if let Some(k) = k {
+                headers.insert(k, v);
+            }
         }
         for (k, v) in &target.headers {
             headers.insert(k, v.clone());

@@ -561,3 +561,30 @@ fn check_scaffold(out: &std::process::Output, root: &std::path::Path, world: &st
         assert!(all.contains(r"SAMPLE-\\d{4}") || all.contains(r"SAMPLE-\d{4}"));
     }
 }
+
+/// With tracing on, an adapter-built request carries the attempt's `traceparent` like a
+/// native one (the collector need not be up for the header to go out).
+#[tokio::test]
+async fn adapter_requests_carry_the_attempts_traceparent() {
+    let up = mock().await;
+    let native = mock().await;
+    let cache = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "{}observe:\n  otlp:\n    endpoint: {}\n    metrics: false\n",
+        config(&up.base_url(), &native, "", cache.path()),
+        dead_addr()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    for body in [openai_chat("c", "hi"), streaming(openai_chat("c", "hi"))] {
+        let r = post(&gw, "/v1/chat/completions", &body).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let seen = up.last_request().unwrap();
+        let tp = seen
+            .header("traceparent")
+            .expect("traceparent to the adapter's upstream");
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert_eq!(parts.len(), 4, "{tp}");
+        assert_eq!((parts[0], parts[3]), ("00", "01"), "{tp}");
+        assert!(parts[1].len() == 32 && parts[2].len() == 16, "{tp}");
+    }
+}

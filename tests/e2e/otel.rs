@@ -474,3 +474,53 @@ async fn captured_content_is_the_redacted_prompt_and_the_answer() {
         assert_eq!(output[0]["finish_reason"], "stop");
     }
 }
+
+/// A stream carried on by another endpoint after it broke mid-answer: the continuation is a
+/// CLIENT span of its own (`bitrouter.mid_stream.joined`), and its provider gets a
+/// `traceparent` naming that span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mid_stream_continuation_is_a_traced_attempt() {
+    let (otlp, got) = receiver().await;
+    let words = || MockBehavior {
+        text: Some("one two three four five six seven eight".into()),
+        chunks: Some(8),
+        ..Default::default()
+    };
+    let cut = mock_with(MockBehavior {
+        cut_after: Some(3),
+        ..words()
+    })
+    .await;
+    let backup = mock_with(words()).await;
+    let gw = TestGateway::start(&format!(
+        "{}models:\n  r:\n    endpoints:\n      - {{ provider: cut, model_id: a }}\n      - {{ provider: backup, model_id: b }}\nrouting:\n  mid_stream_failover: continue\nobserve:\n  otlp:\n    endpoint: http://{otlp}\n    metrics: false\n",
+        providers(&[("cut", "openai", &cut), ("backup", "openai", &backup)])
+    ))
+    .await;
+    let mut body = openai_chat("r", "count");
+    body["stream"] = json!(true);
+    let r = post(&gw, "/v1/chat/completions", &body).await;
+    assert_eq!(r.status, 200);
+    assert!(r.text.contains("[DONE]"), "{}", r.text);
+    wait_for(&got, |g| g.spans.len() >= 3).await;
+    let spans = got.lock().unwrap().spans.clone();
+    let request = spans.iter().find(|s| s.kind == 2).unwrap();
+    let joined = spans
+        .iter()
+        .find(|s| s.kind == 3 && attr(&s.attributes, "bitrouter.mid_stream.joined").is_some())
+        .expect("the continuation's span");
+    assert_eq!(joined.parent_span_id, request.span_id);
+    assert_eq!(text(&joined.attributes, "bitrouter.endpoint"), "backup:b");
+    let last = backup.last_request().unwrap();
+    let seen = last
+        .header("traceparent")
+        .expect("traceparent to the continuing provider");
+    assert_eq!(
+        seen,
+        format!(
+            "00-{}-{}-01",
+            hex::encode(&request.trace_id),
+            hex::encode(&joined.span_id)
+        )
+    );
+}

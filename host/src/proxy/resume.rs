@@ -27,6 +27,7 @@ use crate::canonical::{Message, Protocol, Request, Role};
 use crate::config::MidStream;
 use crate::context::RequestContext;
 use crate::error::Error;
+use crate::observe::trace_context;
 use crate::plugins::Adapters;
 use crate::router::Target;
 use crate::stream::{JoinMode, Partial, Resumed};
@@ -112,9 +113,19 @@ impl Resumer {
                     return None;
                 }
                 ctx.trying(&target);
+                // Traced like the first attempts: its own span, named in its `traceparent`.
+                let span = ctx.trace.as_ref().map(|_| trace_context::span_id());
+                let trace_headers = match (&ctx.trace, span) {
+                    (Some(t), Some(s)) => t.headers_for(s),
+                    _ => HeaderMap::new(),
+                };
+                let offset = ctx.started.elapsed();
                 let started = Instant::now();
-                let outcome = self.attempt(&request, &target, ctx.dialect).await;
-                let mut attempt = Attempt::new(&target, started.elapsed(), outcome.as_ref().err());
+                let outcome = self
+                    .attempt(&request, &target, ctx.dialect, trace_headers)
+                    .await;
+                let mut attempt = Attempt::new(&target, started.elapsed(), outcome.as_ref().err())
+                    .at(offset, span);
                 attempt.joined = Some(mode);
                 match outcome {
                     Ok(Answer::Stream {
@@ -181,6 +192,7 @@ impl Resumer {
         request: &Request,
         target: &Target,
         dialect: crate::canonical::Dialect,
+        trace_headers: HeaderMap,
     ) -> Result<Answer, Error> {
         match target.protocol {
             Protocol::Native(upstream) => {
@@ -190,12 +202,15 @@ impl Resumer {
                     target,
                     upstream,
                     dialect,
-                    super::upstream_headers(upstream, dialect, &self.extra, HeaderMap::new()),
+                    super::upstream_headers(upstream, dialect, &self.extra, trace_headers),
                 )
                 .await
             }
             Protocol::Adapter => match self.adapters.get(&target.provider) {
-                Some(a) => try_adapted_stream(&self.upstream, request, target, a, dialect).await,
+                Some(a) => {
+                    try_adapted_stream(&self.upstream, request, target, a, dialect, trace_headers)
+                        .await
+                }
                 None => Err(super::no_adapter(target)),
             },
         }
