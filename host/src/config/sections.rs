@@ -167,6 +167,29 @@ pub(super) fn observe(
     Ok(observe)
 }
 
+/// The standard `OTEL_TRACES_SAMPLER` (and `…_ARG`), for a file that sets no `sample_ratio`.
+/// The gateway's sampler always follows a caller's sampled flag, so each name and its
+/// `parentbased_` form mean the same here.
+fn sampler_ratio(var: impl Fn(&str) -> Option<String>) -> Result<Option<f64>, String> {
+    let Some(sampler) = var("OTEL_TRACES_SAMPLER").filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let sampler = sampler.trim().to_ascii_lowercase();
+    match sampler.strip_prefix("parentbased_").unwrap_or(&sampler) {
+        "always_on" => Ok(Some(1.0)),
+        "always_off" => Ok(Some(0.0)),
+        "traceidratio" => match var("OTEL_TRACES_SAMPLER_ARG").filter(|v| !v.trim().is_empty()) {
+            None => Ok(Some(1.0)),
+            Some(arg) => arg.trim().parse().map(Some).map_err(|_| {
+                format!("OTEL_TRACES_SAMPLER_ARG: expected a number from 0 to 1, found {arg:?}")
+            }),
+        },
+        other => Err(format!(
+            "OTEL_TRACES_SAMPLER={other:?}: the gateway samples by trace-id ratio (always_on, always_off, traceidratio, each also as parentbased_…)"
+        )),
+    }
+}
+
 /// `observe.otlp`, or — without it — the standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 /// `…_TRACES_ENDPOINT`) in the environment, which turns the exporter on with the defaults.
 fn otlp(
@@ -197,7 +220,12 @@ fn otlp(
             ),
         ));
     }
-    let sample_ratio = o.sample_ratio.unwrap_or(1.0);
+    let sample_ratio = match o.sample_ratio {
+        Some(r) => r,
+        None => sampler_ratio(|name| std::env::var(name).ok())
+            .map_err(|m| invalid("observe.otlp.sample_ratio", m))?
+            .unwrap_or(1.0),
+    };
     if !(0.0..=1.0).contains(&sample_ratio) {
         return Err(invalid(
             "observe.otlp.sample_ratio",
@@ -351,4 +379,47 @@ pub(super) fn auth(
         max_token_bytes: usize::try_from(max_token_bytes).unwrap_or(usize::MAX),
         operator_keys,
     })
+}
+
+#[cfg(test)]
+mod sampler_tests {
+    use super::sampler_ratio;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Option<f64>, String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        sampler_ratio(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn the_standard_sampler_variables_give_the_ratio() {
+        assert_eq!(with(&[]), Ok(None));
+        assert_eq!(
+            with(&[("OTEL_TRACES_SAMPLER", "always_off")]),
+            Ok(Some(0.0))
+        );
+        assert_eq!(
+            with(&[("OTEL_TRACES_SAMPLER", "parentbased_always_on")]),
+            Ok(Some(1.0))
+        );
+        assert_eq!(
+            with(&[
+                ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", "0.25")
+            ]),
+            Ok(Some(0.25))
+        );
+        assert_eq!(
+            with(&[("OTEL_TRACES_SAMPLER", "traceidratio")]),
+            Ok(Some(1.0))
+        );
+        let bad = with(&[
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "half"),
+        ]);
+        assert!(bad.unwrap_err().contains("OTEL_TRACES_SAMPLER_ARG"));
+        assert!(with(&[("OTEL_TRACES_SAMPLER", "jaeger_remote")]).is_err());
+    }
 }
