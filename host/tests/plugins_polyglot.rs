@@ -530,3 +530,51 @@ fn wasi_guardrails_are_called_without_the_blocking_pool() {
         occupied.await.unwrap().unwrap();
     });
 }
+
+/// A warm instance is replaced after `WARM_USES` (10,000) calls, its successor set up on a
+/// task of its own while it keeps serving: across the replacement every call gives the
+/// expected findings, none fails, and one warm instance is kept (the successor swapped in,
+/// the old one dropped).
+#[test]
+fn a_warm_instance_is_replaced_by_a_successor_set_up_beside_it() {
+    let cache = tempfile::tempdir().unwrap();
+    let cfg = HostConfig {
+        cache_dir: Some(cache.path().join("cache")),
+        max_instances: 8,
+        ..HostConfig::default()
+    };
+    let js: Vec<PluginSpec> = specs()
+        .into_iter()
+        .zip(GUARDRAILS)
+        .filter(|(_, (_, lang))| *lang == "js")
+        .map(|(spec, _)| spec)
+        .collect();
+    let host = PluginHost::load(cfg, &js).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (id, _) = GUARDRAILS.iter().find(|(_, l)| *l == "js").unwrap();
+        let g = guardrail(&host, id);
+        let plain = &expected_patterns()[0];
+        let text = "see CONFIDENTIAL-123456 now";
+        let candidates = regex_candidates(plain, text);
+        let want = expected_check(text, &["CONFIDENTIAL-123456"]);
+        for call in 0..10_100 {
+            let got = g.check(&plain.id, text, &candidates).await.unwrap();
+            assert_eq!(got, want, "call {call}");
+        }
+        // The successor may still be finishing its setup; once it is in, one instance.
+        for _ in 0..200 {
+            let _ = g.check(&plain.id, text, &candidates).await.unwrap();
+            if g.warm_instances() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(g.warm_instances(), 1);
+        assert_eq!(g.stats().failures(), 0);
+    });
+}
