@@ -279,9 +279,7 @@ impl GuardrailPlugin {
             let raw = self
                 .0
                 .sandbox
-                .finish("check", armed, inline.warm.as_ref(), raw, || {
-                    self.set_up_successor();
-                })?;
+                .finish("check", armed, inline.warm.as_ref(), raw)?;
             return self.validate("check", text, raw);
         }
         let lease = self.lease().await;
@@ -300,9 +298,7 @@ impl GuardrailPlugin {
             let raw = self
                 .0
                 .sandbox
-                .finish("scan", armed, inline.warm.as_ref(), raw, || {
-                    self.set_up_successor();
-                })?;
+                .finish("scan", armed, inline.warm.as_ref(), raw)?;
             return self.validate("scan", text, raw);
         }
         let lease = self.lease().await;
@@ -325,7 +321,7 @@ impl GuardrailPlugin {
                     &inline.pre,
                 )
                 .await?;
-            return sandbox.finish("instantiate", armed, None, Ok(()), || {});
+            return sandbox.finish("instantiate", armed, None, Ok(()));
         }
         inner.sandbox.call_fresh(
             "instantiate",
@@ -345,38 +341,6 @@ impl GuardrailPlugin {
             Some(inline) => inline.warm.as_ref().map_or(0, WarmPool::idle),
             None => self.0.warm.as_ref().map_or(0, WarmPool::idle),
         }
-    }
-
-    /// Sets up, on a task of its own, the successor of a warm instance that has served its
-    /// calls (see `WarmPool::retire`); a failure is counted like any call's and the next
-    /// due instance tries again.
-    fn set_up_successor(&self) {
-        let Some(pool_of) = self.0.inline.as_ref().and_then(|i| i.warm.as_ref()) else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            pool_of.successor_failed();
-            return;
-        };
-        let me = self.clone();
-        runtime.spawn(async move {
-            let inner = &*me.0;
-            let Some(inline) = inner.inline.as_ref() else {
-                return;
-            };
-            let Some(pool) = inline.warm.as_ref() else {
-                return;
-            };
-            let permit = inner.sandbox.engine.permit().await;
-            match inner
-                .sandbox
-                .warm_async(&inline.pre, inner.config.as_deref(), permit)
-                .await
-            {
-                Ok(next) => pool.succeed(next),
-                Err(_) => pool.successor_failed(),
-            }
-        });
     }
 
     /// An instance of a WASI component armed for one inline call (see [`Inline`]).

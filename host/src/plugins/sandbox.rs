@@ -391,17 +391,6 @@ pub(crate) struct WarmPool<B> {
     idle: Mutex<Vec<Warm<B>>>,
     turns: Arc<tokio::sync::Semaphore>,
     cap: usize,
-    successor: Mutex<Successor<B>>,
-}
-
-/// The instance that replaces one which has served [`WARM_USES`] calls. It is set up off
-/// the request path while the old one keeps serving: setting up a JavaScript instance on a
-/// call stalled that call (and the calls queued behind it) for milliseconds — measured in
-/// bench scenario 8, replacing warm instances every 300 calls instead of 10,000 took the JS
-/// added p99 from ~1.4 to ~2.8 ms.
-struct Successor<B> {
-    ready: Option<Warm<B>>,
-    building: bool,
 }
 
 impl<B> WarmPool<B> {
@@ -411,54 +400,7 @@ impl<B> WarmPool<B> {
             idle: Mutex::new(Vec::with_capacity(cap)),
             turns: Arc::new(tokio::sync::Semaphore::new(cap)),
             cap,
-            successor: Mutex::new(Successor {
-                ready: None,
-                building: false,
-            }),
         }
-    }
-
-    /// `w` has served [`WARM_USES`] calls: its successor takes its place when one is ready;
-    /// else it keeps serving, and `true` asks the caller to start setting one up.
-    fn retire(&self, engine: &PluginEngine, w: Warm<B>) -> bool {
-        let mut s = self.successor.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(next) = s.ready.take() {
-            drop(s);
-            drop(w);
-            self.put(engine, next);
-            return false;
-        }
-        let start = !s.building;
-        s.building = true;
-        drop(s);
-        self.put(engine, w);
-        start
-    }
-
-    /// A successor is set up: it replaces an idle instance that is due, or waits for the
-    /// next due one to come back from its call.
-    pub(crate) fn succeed(&self, next: Warm<B>) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let next = match idle.iter().position(|w| w.uses >= WARM_USES) {
-            Some(i) => {
-                let old = std::mem::replace(&mut idle[i], next);
-                drop(idle);
-                drop(old);
-                None
-            }
-            None => Some(next),
-        };
-        let mut s = self.successor.lock().unwrap_or_else(|p| p.into_inner());
-        s.ready = next;
-        s.building = false;
-    }
-
-    /// The successor could not be set up: the next due instance asks again.
-    pub(crate) fn successor_failed(&self) {
-        self.successor
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .building = false;
     }
 
     /// Waits for a turn, then leases an idle instance, or an instance permit for a new one.
@@ -736,44 +678,15 @@ impl Sandbox {
         })
     }
 
-    /// A new instance for the warm pool, instantiated and configured under the configure
-    /// deadline (the successor of one that is due; see [`WarmPool::retire`]).
-    pub(crate) async fn warm_async<W: AsyncWorld>(
-        self: &Arc<Self>,
-        pre: &W::Pre,
-        config: Option<&str>,
-        permit: OwnedSemaphorePermit,
-    ) -> Result<Warm<W>, CallError> {
-        let func = "configure";
-        let mut store = self.store();
-        let ticking = self.arm(&mut store, self.configure_deadline);
-        let bindings = W::instantiate(pre, &mut store)
-            .await
-            .map_err(|e| self.fail(func, &store, e, Phase::Instantiate))?;
-        if let Some(config) = config {
-            let configured = bindings.configure(&mut store, config).await;
-            self.configured(func, &store, configured)?;
-        }
-        drop(ticking);
-        Ok(Warm {
-            store,
-            bindings,
-            uses: 0,
-            _permit: permit,
-        })
-    }
-
     /// Ends a call made in `armed`: on success the instance goes back to `pool` (a stateless
-    /// plugin's; one that has served [`WARM_USES`] calls keeps serving until its successor
-    /// is ready, and `set_up_successor` is called to start one); an instance whose call
-    /// failed in any way is dropped, never reused.
+    /// plugin's, until it has served [`WARM_USES`] calls); an instance whose call failed in
+    /// any way is dropped, never reused.
     pub(crate) fn finish<B, R>(
         &self,
         func: &'static str,
         armed: Armed<B>,
         pool: Option<&WarmPool<B>>,
         result: wasmtime::Result<R>,
-        set_up_successor: impl FnOnce(),
     ) -> Result<R, CallError> {
         let Armed {
             store,
@@ -789,18 +702,16 @@ impl Sandbox {
         match result {
             Ok(r) => {
                 let uses = uses + 1;
-                if let Some(pool) = pool.filter(|_| keep) {
-                    let warm = Warm {
-                        store,
-                        bindings,
-                        uses,
-                        _permit: permit,
-                    };
-                    if uses < WARM_USES {
-                        pool.put(&self.engine, warm);
-                    } else if pool.retire(&self.engine, warm) {
-                        set_up_successor();
-                    }
+                if let Some(pool) = pool.filter(|_| keep && uses < WARM_USES) {
+                    pool.put(
+                        &self.engine,
+                        Warm {
+                            store,
+                            bindings,
+                            uses,
+                            _permit: permit,
+                        },
+                    );
                 }
                 drop(turn);
                 Ok(r)
