@@ -294,24 +294,41 @@ fn set_hex(b: &mut Vec<u8>, hex: &str) {
     }));
 }
 
-/// Writes attributes over a reused list: each entry keeps its key's and string value's
-/// allocation for the next request that has an attribute in that place.
-struct Attrs<'a> {
-    kvs: &'a mut Vec<KeyValue>,
+/// Writes entries over a reused list: each keeps its allocations for the next request that
+/// has an entry in that place; [`Reuse::finish`] drops what a previous request had beyond.
+struct Reuse<'a, T> {
+    items: &'a mut Vec<T>,
     n: usize,
 }
 
+impl<'a, T: Default> Reuse<'a, T> {
+    fn new(items: &'a mut Vec<T>) -> Self {
+        Reuse { items, n: 0 }
+    }
+
+    fn next(&mut self) -> &mut T {
+        if self.n == self.items.len() {
+            self.items.push(T::default());
+        }
+        self.n += 1;
+        &mut self.items[self.n - 1]
+    }
+
+    fn finish(self) {
+        self.items.truncate(self.n);
+    }
+}
+
+/// Writes attributes over a reused list (see [`Reuse`]).
+struct Attrs<'a>(Reuse<'a, KeyValue>);
+
 impl<'a> Attrs<'a> {
     fn new(kvs: &'a mut Vec<KeyValue>) -> Self {
-        Attrs { kvs, n: 0 }
+        Attrs(Reuse::new(kvs))
     }
 
     fn slot(&mut self, key: &str) -> &mut Option<Value> {
-        if self.n == self.kvs.len() {
-            self.kvs.push(KeyValue::default());
-        }
-        let kv = &mut self.kvs[self.n];
-        self.n += 1;
+        let kv = self.0.next();
         set_str(&mut kv.key, key);
         &mut kv.value.get_or_insert_with(AnyValue::default).value
     }
@@ -361,37 +378,29 @@ impl<'a> Attrs<'a> {
         }));
     }
 
-    /// Drops what a previous request had beyond this one's attributes.
     fn finish(self) {
-        self.kvs.truncate(self.n);
+        self.0.finish();
     }
 }
 
-/// Writes span events over a reused list, like [`Attrs`].
-struct Events<'a> {
-    events: &'a mut Vec<Event>,
-    n: usize,
-}
+/// Writes span events over a reused list (see [`Reuse`]).
+struct Events<'a>(Reuse<'a, Event>);
 
 impl<'a> Events<'a> {
     fn new(events: &'a mut Vec<Event>) -> Self {
-        Events { events, n: 0 }
+        Events(Reuse::new(events))
     }
 
     /// A new event; write its attributes into what this returns (and `finish` it).
     fn add(&mut self, name: &str, at_ms: f64) -> Attrs<'_> {
-        if self.n == self.events.len() {
-            self.events.push(Event::default());
-        }
-        let e = &mut self.events[self.n];
-        self.n += 1;
+        let e = self.0.next();
         set_str(&mut e.name, name);
         e.time_unix_nano = nanos(at_ms);
         Attrs::new(&mut e.attributes)
     }
 
     fn finish(self) {
-        self.events.truncate(self.n);
+        self.0.finish();
     }
 }
 
