@@ -87,6 +87,34 @@ fn rates(at: &str, r: RatesSection, invalid: Invalid) -> Result<Rates, ConfigErr
     })
 }
 
+/// `rate_limits.{section}.NAME` entries, each NAME one that the file's `{defined_in}`
+/// defines.
+fn named<T>(
+    section: &str,
+    defined_in: &str,
+    entries: BTreeMap<String, RatesSection>,
+    defined: &BTreeMap<String, T>,
+    invalid: Invalid,
+) -> Result<std::collections::HashMap<String, Rates>, ConfigError> {
+    entries
+        .into_iter()
+        .map(|(name, r)| {
+            let at = format!("rate_limits.{section}.{name}");
+            if !defined.contains_key(&name) {
+                let kind = section.trim_end_matches('s');
+                return Err(invalid(
+                    &at,
+                    format!(
+                        "unknown {kind} {name:?}; expected one of {defined_in} {}",
+                        defined.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            Ok((name, rates(&at, r, invalid)?))
+        })
+        .collect()
+}
+
 /// Resolves `section` against the routes and providers of the file and its database URL.
 pub(super) fn resolve(
     section: Option<RateLimitsSection>,
@@ -135,34 +163,8 @@ pub(super) fn resolve(
         Some(d) => rates("rate_limits.defaults", d, invalid)?,
         None => Rates::default(),
     };
-    let mut route_rates = std::collections::HashMap::new();
-    for (name, r) in s.routes {
-        let at = format!("rate_limits.routes.{name}");
-        if !routes.contains_key(&name) {
-            return Err(invalid(
-                &at,
-                format!(
-                    "unknown route {name:?}; expected one of models: {}",
-                    routes.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
-            ));
-        }
-        route_rates.insert(name, rates(&at, r, invalid)?);
-    }
-    let mut provider_rates = std::collections::HashMap::new();
-    for (name, r) in s.providers {
-        let at = format!("rate_limits.providers.{name}");
-        if !providers.contains_key(&name) {
-            return Err(invalid(
-                &at,
-                format!(
-                    "unknown provider {name:?}; expected one of {}",
-                    providers.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
-            ));
-        }
-        provider_rates.insert(name, rates(&at, r, invalid)?);
-    }
+    let route_rates = named("routes", "models:", s.routes, routes, invalid)?;
+    let provider_rates = named("providers", "providers:", s.providers, providers, invalid)?;
     Ok(RateLimitsConfig {
         store,
         settings: Settings {

@@ -33,10 +33,9 @@ use super::{ObserveCallback, RequestEvent};
 /// spans counted).
 const MAX_PENDING: usize = 2048;
 const MAX_PENDING_BYTES: usize = 16 << 20;
-/// A batch goes out when this many requests wait, or [`BATCH_AGE`] after the last export.
-/// Measured: exporting each 20 ms sink batch cost ~35 µs of gateway CPU per request at
-/// saturation (one HTTP post and a copy of every span per batch); a second's batch costs
-/// a few µs.
+/// A batch goes out when this many requests wait, or [`BATCH_AGE`] after the last export:
+/// a few posts a second at any load (posting every 20 ms sink batch made 5× the posts, for
+/// no measurable CPU; the cost per request is the encoding, see `spans.rs`).
 const BATCH_REQUESTS: usize = 512;
 const BATCH_AGE: Duration = Duration::from_secs(1);
 /// The longest wait between two tries at a collector that is down.
@@ -77,9 +76,11 @@ pub struct OtlpStats {
 pub struct OtlpCounts {
     /// Spans the collector accepted.
     pub exported_spans: u64,
-    /// Spans given up on: the collector was down and [`MAX_PENDING`] requests' were waiting.
+    /// Spans given up on: the collector was down and [`MAX_PENDING`] requests' were waiting,
+    /// it refused their batch (a status that is not retried), or the gateway was shutting
+    /// down.
     pub dropped_spans: u64,
-    /// Export calls that failed (each retried later with backoff).
+    /// Export calls that failed (retried with backoff where the failure is retryable).
     pub failed_exports: u64,
 }
 
@@ -159,6 +160,7 @@ impl OtlpSink {
         let resource = resource
             .with_attributes([KeyValue::new("service.version", env!("CARGO_PKG_VERSION"))])
             .build();
+        let client = Client::new()?;
         let traces = if settings.traces {
             let to = http::destination(Signal::Traces, settings)?;
             let resource_attrs =
@@ -166,7 +168,7 @@ impl OtlpSink {
                     &resource,
                 );
             Some(Traces {
-                client: Client::new(to.timeout)?,
+                client: client.with_timeout(to.timeout),
                 to,
                 framing: Framing::new(
                     opentelemetry_proto::tonic::resource::v1::Resource {
@@ -188,7 +190,7 @@ impl OtlpSink {
             let to = http::destination(Signal::Metrics, settings)?;
             let exporter = opentelemetry_otlp::MetricExporter::builder()
                 .with_http()
-                .with_http_client(Client::new(to.timeout)?)
+                .with_http_client(client.with_timeout(to.timeout))
                 .with_endpoint(to.url)
                 .with_headers(to.headers)
                 .with_timeout(to.timeout)
@@ -307,15 +309,7 @@ impl Inner {
         let mut p = self.lock();
         let p = &mut *p;
         for e in events {
-            if p.requests.len() >= MAX_PENDING || p.spans.len() >= MAX_PENDING_BYTES {
-                let n = p.requests.len().div_ceil(4);
-                let (bytes, spans) = p
-                    .requests
-                    .drain(..n)
-                    .fold((0, 0), |(b, s), (rb, rs)| (b + rb, s + rs));
-                p.spans.drain(..bytes);
-                self.stats.dropped_spans.fetch_add(spans, Ordering::Relaxed);
-            }
+            self.trim(p);
             let before = p.spans.len();
             let n = p.writer.write(e, &mut p.spans);
             if n > 0 {
@@ -324,6 +318,20 @@ impl Inner {
         }
         if p.requests.len() >= BATCH_REQUESTS {
             self.wake.notify_one();
+        }
+    }
+
+    /// Drops the oldest quarter of what waits while it is at its bounds (a batch put back
+    /// after a failed post can bring it there too).
+    fn trim(&self, p: &mut Pending) {
+        while p.requests.len() >= MAX_PENDING || p.spans.len() >= MAX_PENDING_BYTES {
+            let n = p.requests.len().div_ceil(4);
+            let (bytes, spans) = p
+                .requests
+                .drain(..n)
+                .fold((0, 0), |(b, s), (rb, rs)| (b + rb, s + rs));
+            p.spans.drain(..bytes);
+            self.stats.dropped_spans.fetch_add(spans, Ordering::Relaxed);
         }
     }
 
@@ -390,13 +398,14 @@ impl Inner {
             Err(e) => (e.to_string(), None),
         };
         self.stats.failed_exports.fetch_add(1, Ordering::Relaxed);
+        if !retry {
+            self.stats.dropped_spans.fetch_add(count, Ordering::Relaxed);
+            tracing::warn!(error = %failure.0, spans = count, "OTLP export at shutdown failed; the spans are dropped");
+            return p;
+        }
         if !p.failing {
             p.failing = true;
             tracing::warn!(error = %failure.0, "OTLP export failed; the spans of at most {MAX_PENDING} requests are kept and retried with backoff (logged once until it recovers)");
-        }
-        if !retry {
-            self.stats.dropped_spans.fetch_add(count, Ordering::Relaxed);
-            return p;
         }
         let wait = failure.1.unwrap_or(p.backoff).min(MAX_BACKOFF);
         p.next_try = Some(Instant::now() + wait);
@@ -406,6 +415,7 @@ impl Inner {
         requests.extend(p.requests.drain(..));
         p.spans = spans;
         p.requests = requests;
+        self.trim(&mut p);
         p
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use opentelemetry_http::{HttpClient, HttpError};
 
 use super::{OtlpError, OtlpSettings};
@@ -34,18 +34,17 @@ impl Signal {
         }
     }
 
-    fn env(self, suffix: &str) -> Option<String> {
+    fn var(self, suffix: &str) -> String {
         let name = match self {
             Signal::Traces => "TRACES",
             Signal::Metrics => "METRICS",
         };
-        env(&format!("OTEL_EXPORTER_OTLP_{name}_{suffix}"))
+        format!("OTEL_EXPORTER_OTLP_{name}_{suffix}")
     }
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
+/// An environment variable, unless unset or blank.
+type Vars<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Where one signal is exported.
 #[derive(Clone, Debug)]
@@ -63,9 +62,19 @@ pub struct Destination {
 /// path appended, else `http://localhost:4318`. Headers: `OTEL_EXPORTER_OTLP_HEADERS`, then
 /// the signal's own, then the file's, each overriding the same name before it.
 pub fn destination(signal: Signal, settings: &OtlpSettings) -> Result<Destination, OtlpError> {
+    destination_from(signal, settings, &|name| {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    })
+}
+
+fn destination_from(
+    signal: Signal,
+    settings: &OtlpSettings,
+    env: Vars,
+) -> Result<Destination, OtlpError> {
     let url = match &settings.endpoint {
         Some(base) => join(base, signal.path()),
-        None => match signal.env("ENDPOINT") {
+        None => match env(&signal.var("ENDPOINT")) {
             Some(url) => url,
             None => join(
                 &env("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(|| DEFAULT_ENDPOINT.into()),
@@ -79,14 +88,11 @@ pub fn destination(signal: Signal, settings: &OtlpSettings) -> Result<Destinatio
         )));
     }
     let mut headers = HashMap::new();
-    for (var, list) in [
-        (
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            env("OTEL_EXPORTER_OTLP_HEADERS"),
-        ),
-        ("the signal's …_HEADERS", signal.env("HEADERS")),
+    for var in [
+        "OTEL_EXPORTER_OTLP_HEADERS".to_owned(),
+        signal.var("HEADERS"),
     ] {
-        if let Some(list) = list {
+        if let Some(list) = env(&var) {
             headers.extend(parse_headers(&list).map_err(|e| OtlpError(format!("{var}: {e}")))?);
         }
     }
@@ -97,15 +103,18 @@ pub fn destination(signal: Signal, settings: &OtlpSettings) -> Result<Destinatio
         HeaderValue::try_from(v.as_str())
             .map_err(|_| OtlpError(format!("the value of header {k:?} is not valid in HTTP")))?;
     }
-    let timeout = match signal
-        .env("TIMEOUT")
-        .or_else(|| env("OTEL_EXPORTER_OTLP_TIMEOUT"))
-    {
-        Some(ms) => Duration::from_millis(ms.trim().parse().map_err(|_| {
-            OtlpError(format!(
-                "OTEL_EXPORTER_OTLP_*TIMEOUT: expected milliseconds, found {ms:?}"
-            ))
-        })?),
+    let timeout = [
+        signal.var("TIMEOUT"),
+        "OTEL_EXPORTER_OTLP_TIMEOUT".to_owned(),
+    ]
+    .into_iter()
+    .find_map(|var| env(&var).map(|ms| (var, ms)));
+    let timeout = match timeout {
+        Some((var, ms)) => Duration::from_millis(
+            ms.trim()
+                .parse()
+                .map_err(|_| OtlpError(format!("{var}: expected milliseconds, found {ms:?}")))?,
+        ),
         None => DEFAULT_TIMEOUT,
     };
     Ok(Destination {
@@ -135,32 +144,45 @@ fn parse_headers(list: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-/// The blocking client every export goes through.
+/// The blocking client every export goes through, with the timeout of one export; copies
+/// share one connection pool and one runtime thread.
 #[derive(Clone, Debug)]
-pub struct Client(reqwest::blocking::Client);
+pub struct Client {
+    http: reqwest::blocking::Client,
+    timeout: Duration,
+}
 
 impl Client {
-    /// A client with `timeout` per export. reqwest's blocking client runs its own runtime,
-    /// which may not be started from inside the gateway's: it is built on a thread of its
-    /// own.
-    pub fn new(timeout: Duration) -> Result<Client, OtlpError> {
-        std::thread::spawn(move || {
+    /// The client. reqwest's blocking client runs its own runtime, which may not be started
+    /// from inside the gateway's: it is built on a thread of its own.
+    pub fn new() -> Result<Client, OtlpError> {
+        std::thread::spawn(|| {
             reqwest::blocking::Client::builder()
-                .timeout(timeout)
                 .build()
-                .map(Client)
+                .map(|http| Client {
+                    http,
+                    timeout: DEFAULT_TIMEOUT,
+                })
                 .map_err(|e| OtlpError(format!("cannot build the HTTP client: {e}")))
         })
         .join()
         .map_err(|_| OtlpError("cannot build the HTTP client".into()))?
     }
 
+    /// This client, each export limited to `timeout`.
+    pub fn with_timeout(&self, timeout: Duration) -> Client {
+        Client {
+            http: self.http.clone(),
+            timeout,
+        }
+    }
+
     /// Posts one export; the collector's status and `Retry-After`, or a transport error.
     pub fn post(&self, to: &Destination, body: Vec<u8>) -> Result<Answer, reqwest::Error> {
         let mut req = self
-            .0
+            .http
             .post(&to.url)
-            .timeout(to.timeout)
+            .timeout(self.timeout)
             .header(http::header::CONTENT_TYPE, "application/x-protobuf")
             .body(body);
         for (k, v) in &to.headers {
@@ -203,16 +225,13 @@ impl Answer {
 impl HttpClient for Client {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         let (parts, body) = request.into_parts();
-        let mut req = self
-            .0
+        let res = self
+            .http
             .request(parts.method, parts.uri.to_string())
-            .body(body.to_vec());
-        let mut headers = HeaderMap::new();
-        for (k, v) in &parts.headers {
-            headers.append(k, v.clone());
-        }
-        req = req.headers(headers);
-        let res = req.send()?;
+            .timeout(self.timeout)
+            .headers(parts.headers)
+            .body(body)
+            .send()?;
         let status = res.status();
         let mut body = Vec::new();
         std::io::Read::read_to_end(&mut std::io::Read::take(res, MAX_ANSWER), &mut body)?;
@@ -260,5 +279,75 @@ mod tests {
             ..s
         };
         assert!(destination(Signal::Traces, &bad).is_err());
+    }
+
+    fn from_env(signal: Signal, vars: &[(&str, &str)]) -> Result<Destination, OtlpError> {
+        let s = OtlpSettings {
+            endpoint: None,
+            headers: vec![("x-from-file".into(), "file".into())],
+            traces: true,
+            metrics: true,
+            sample_ratio: 1.0,
+            metrics_interval: Duration::from_secs(10),
+            service_name: None,
+            capture_content: false,
+        };
+        destination_from(signal, &s, &|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn the_standard_variables_in_the_specifications_precedence() {
+        let d = from_env(Signal::Traces, &[]).unwrap();
+        assert_eq!(d.url, "http://localhost:4318/v1/traces");
+        assert_eq!(d.timeout, DEFAULT_TIMEOUT);
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "https://traces.example/custom",
+            ),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-team=core,x-from-file=env"),
+            ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x-team=metrics"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "700"),
+        ];
+        let traces = from_env(Signal::Traces, &vars).unwrap();
+        assert_eq!(traces.url, "https://traces.example/custom");
+        assert_eq!(traces.headers["x-team"], "core");
+        assert_eq!(traces.headers["x-from-file"], "file");
+        assert_eq!(traces.timeout, Duration::from_millis(700));
+        let metrics = from_env(Signal::Metrics, &vars).unwrap();
+        assert_eq!(metrics.url, "http://collector:4318/v1/metrics");
+        assert_eq!(metrics.headers["x-team"], "metrics");
+        assert_eq!(metrics.timeout, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn malformed_variables_are_refused_naming_the_variable() {
+        for (vars, says) in [
+            (
+                &[("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "5s")][..],
+                "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+            ),
+            (
+                &[("OTEL_EXPORTER_OTLP_HEADERS", "authorization")][..],
+                "OTEL_EXPORTER_OTLP_HEADERS",
+            ),
+            (
+                &[("OTEL_EXPORTER_OTLP_ENDPOINT", "grpc://collector:4317")][..],
+                "http:// or https://",
+            ),
+            (
+                &[("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "bad name=x")][..],
+                "not valid in HTTP",
+            ),
+        ] {
+            let e = from_env(Signal::Traces, vars).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
     }
 }

@@ -285,13 +285,14 @@ fn set_copy(b: &mut Vec<u8>, v: &[u8]) {
     b.extend_from_slice(v);
 }
 
-/// Lowercase hex ids as the request event carries them (its own, always well formed).
+/// Hex ids as the request event carries them (its own, always well formed; anything else
+/// leaves the id empty, which a collector reads as invalid rather than as a wrong id).
 fn set_hex(b: &mut Vec<u8>, hex: &str) {
     b.clear();
-    b.extend(hex.as_bytes().chunks_exact(2).map(|p| {
-        let digit = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-        digit(p[0]) << 4 | digit(p[1])
-    }));
+    b.resize(hex.len() / 2, 0);
+    if hex::decode_to_slice(hex, b).is_err() {
+        b.clear();
+    }
 }
 
 /// Writes entries over a reused list: each keeps its allocations for the next request that
