@@ -7,6 +7,7 @@
 //! `stream.rs` holds back and scans streamed text; `tally.rs` keeps what was found for the
 //! request event, the warning headers and the block error.
 
+mod candidates;
 mod engine;
 mod inspect;
 mod merge;

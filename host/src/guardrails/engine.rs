@@ -21,6 +21,7 @@ use crate::config::{ActionName, Guardrails};
 use crate::plugins::{Action, Direction, GuardrailPlugin};
 
 use super::GuardrailError;
+use super::candidates::Candidates;
 
 /// Most bytes of context given to `check` on either side of the candidates. The built-in
 /// plugins read shapes that reach past their candidate: a private key's body (1.7 KB for
@@ -97,9 +98,10 @@ fn action_of(a: ActionName) -> Action {
 /// The patterns of one direction, compiled.
 #[derive(Default)]
 struct Matcher {
-    /// All regexes together; pattern `i` of it is `regexes[i]`.
+    /// All regexes together, for the yes/no of a clean text and where its first candidate is.
     any: Option<meta::Regex>,
-    regexes: Vec<(usize, regex::Regex)>,
+    /// Each pattern's candidates once `any` matched.
+    candidates: Candidates,
     /// Plugins with regex-less patterns here, and which active patterns those are.
     scanners: Vec<(GuardrailPlugin, Vec<usize>)>,
     max_match_len: usize,
@@ -370,6 +372,7 @@ impl GuardrailEngine {
         for direction in [Direction::Request, Direction::Response] {
             let m = &mut matchers[dir_index(direction)];
             let mut sources = Vec::new();
+            let mut indexed = Vec::new();
             for (i, p) in patterns.iter().enumerate() {
                 if p.action(direction).is_none() {
                     continue;
@@ -394,14 +397,14 @@ impl GuardrailEngine {
                             .find(|q| q.id == pp.local_id)
                             .and_then(|q| q.regex.clone())
                             .unwrap_or_default();
-                        let regex = compile(&source).map_err(|e| {
+                        compile(&source).map_err(|e| {
                             GuardrailError::plugin(
                                 pp.plugin.id(),
                                 format!("pattern `{}`: invalid regex: {e}", p.id),
                             )
                         })?;
+                        indexed.push((i, source.clone()));
                         sources.push(source);
-                        m.regexes.push((i, regex));
                     }
                     None => {
                         let (_, regex) = custom_regexes
@@ -409,11 +412,17 @@ impl GuardrailEngine {
                             .find(|(j, _)| *j == i)
                             .expect("every custom pattern has its regex");
                         sources.push(regex.as_str().to_owned());
-                        m.regexes.push((i, regex.clone()));
+                        indexed.push((i, regex.as_str().to_owned()));
                     }
                 }
             }
             if !sources.is_empty() {
+                m.candidates = Candidates::build(&indexed).map_err(|e| {
+                    GuardrailError::config(
+                        "guardrails",
+                        format!("cannot compile the patterns' regexes: {e}"),
+                    )
+                })?;
                 // Without a DFA (it fails to build for some Unicode constructs) streams
                 // fall back to holding back a fixed window.
                 m.live = DFA::builder()
@@ -533,27 +542,8 @@ impl GuardrailEngine {
         if let Some(any) = &m.any
             && let Some(first) = any.find(text)
         {
-            for (i, regex) in &m.regexes {
-                let mut spans: Vec<Range<usize>> = Vec::new();
-                let mut at = first.start();
-                while let Some(found) = regex.find_at(text, at) {
-                    let span = found.range();
-                    at = if span.is_empty() {
-                        next_char(text, span.end)
-                    } else {
-                        span.end
-                    };
-                    if !span.is_empty() {
-                        spans.push(span);
-                    }
-                    if at >= text.len() {
-                        break;
-                    }
-                }
-                if spans.is_empty() {
-                    continue;
-                }
-                self.confirm(direction, *i, text, spans, &mut hits).await;
+            for (i, spans) in m.candidates.find(text, first.start()) {
+                self.confirm(direction, i, text, spans, &mut hits).await;
             }
         }
         for (plugin, ids) in &m.scanners {
@@ -724,7 +714,7 @@ fn compile(source: &str) -> Result<regex::Regex, regex::Error> {
         .build()
 }
 
-fn next_char(text: &str, at: usize) -> usize {
+pub(super) fn next_char(text: &str, at: usize) -> usize {
     text[at..]
         .chars()
         .next()
