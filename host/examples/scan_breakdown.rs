@@ -1,4 +1,4 @@
-//! Where a guardrail scan's time goes, pattern by pattern: each upgoing pattern's regex alone
+//! Where a guardrail scan's time goes, pattern by pattern: each pattern's regex alone
 //! over the near-miss corpus (with and without its literal prefilter), its candidates, its
 //! plugin's `check` over them, and the engine's whole scan. Best of 30 runs each.
 //!
@@ -47,7 +47,7 @@ fn main() {
         "pattern", "regex µs (MB/s)", "no prefilter µs", "matches", "check µs"
     );
     for plugin in firewall.plugins.guardrails() {
-        for p in plugin.patterns().iter().filter(|p| p.request) {
+        for p in plugin.patterns() {
             let Some(source) = &p.regex else { continue };
             let build = |prefilter: bool| {
                 meta::Regex::builder()
@@ -66,9 +66,10 @@ fn main() {
             let t_check = best_us(|| {
                 black_box(rt.block_on(plugin.check(&p.id, &text, &spans)).ok());
             });
+            let id = format!("{}{}", p.id, if p.request { "" } else { " (down)" });
             println!(
                 "{:20} {:>7.0} ({:>6.0}) {:>16.0} {:>7} {:>10.0}",
-                p.id,
+                id,
                 t_with,
                 mb_s(t_with),
                 t_without,
@@ -78,8 +79,13 @@ fn main() {
         }
     }
     let engine = firewall.engine.clone();
-    let t = best_us(|| {
-        black_box(rt.block_on(engine.scan(Direction::Request, &text)));
-    });
-    println!("engine scan, upgoing: {t:.0} µs ({:.0} MB/s)", mb_s(t));
+    for (name, direction) in [
+        ("upgoing", Direction::Request),
+        ("downgoing", Direction::Response),
+    ] {
+        let t = best_us(|| {
+            black_box(rt.block_on(engine.scan(direction, &text)));
+        });
+        println!("engine scan, {name}: {t:.0} µs ({:.0} MB/s)", mb_s(t));
+    }
 }

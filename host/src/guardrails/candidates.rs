@@ -80,11 +80,14 @@ impl Candidates {
         }
         let shared = match rest.as_slice() {
             [] => None,
-            // Alone, its own pass is the shared pass: no windows needed.
+            // Alone, its own pass is the shared pass: no windows needed. It keeps the regex
+            // engine's own choice of strategy, as every pattern had before this module: a
+            // suffix or inner literal (`[a-z.]+@corp\.example`) is searched for first, and
+            // a pattern that no strategy helps costs what it did.
             [(pattern, source)] => {
                 selective.push(Own {
                     pattern: *pattern,
-                    regex: build(&[source], false)?,
+                    regex: build(&[source], true)?,
                 });
                 None
             }
