@@ -23,9 +23,10 @@
 //!   whole-text matches: none can start outside them. A pattern with no longest match
 //!   (`+`, `*`) gets windows that run to the end of the text.
 //!
-//! Cost bound (the text is the caller's): windows are merged and each member's search resumes
-//! where its last match ended, so a member reads each byte at most once — a text crafted so
-//! that windows cover everything costs what a pass per pattern cost before, never more.
+//! Cost bound (the text is the caller's): windows are merged, do not overlap, and each
+//! member's search resumes where its last match ended, so a member's searches over all its
+//! windows read what one `find_iter` over the text would — a text crafted so that windows
+//! cover everything costs what a pass per pattern cost before, not more.
 
 use std::ops::Range;
 
