@@ -31,6 +31,7 @@
 use std::ops::Range;
 
 use regex_automata::{Input, MatchKind, meta};
+use regex_syntax::hir::Hir;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
 use super::engine::next_char;
@@ -74,13 +75,17 @@ impl Candidates {
         let mut selective = Vec::new();
         let mut rest = Vec::new();
         for (pattern, source) in patterns {
-            if is_selective(source) {
+            // Parsed once for both questions; a source that does not parse here fails in
+            // `build` below with the regex engine's own error.
+            let hir = regex_syntax::parse(source).ok();
+            if hir.as_ref().is_some_and(is_selective) {
                 selective.push(Own {
                     pattern: *pattern,
                     regex: build(&[source], true)?,
                 });
             } else {
-                rest.push((*pattern, source.as_str()));
+                let max_len = hir.and_then(|h| h.properties().maximum_len());
+                rest.push((*pattern, source.as_str(), max_len));
             }
         }
         let shared = match rest.as_slice() {
@@ -89,7 +94,7 @@ impl Candidates {
             // engine's own choice of strategy, as every pattern had before this module: a
             // suffix or inner literal (`[a-z.]+@corp\.example`) is searched for first, and
             // a pattern that no strategy helps costs what it did.
-            [(pattern, source)] => {
+            [(pattern, source, _)] => {
                 selective.push(Own {
                     pattern: *pattern,
                     regex: build(&[source], true)?,
@@ -97,15 +102,15 @@ impl Candidates {
                 None
             }
             _ => {
-                let sources: Vec<&str> = rest.iter().map(|(_, s)| *s).collect();
+                let sources: Vec<&str> = rest.iter().map(|(_, s, _)| *s).collect();
                 let mut members = Vec::new();
-                for (pattern, source) in &rest {
+                for (pattern, source, max_len) in &rest {
                     members.push((
                         Own {
                             pattern: *pattern,
                             regex: build(&[source], false)?,
                         },
-                        max_len(source),
+                        *max_len,
                     ));
                 }
                 Some(Shared {
@@ -200,22 +205,14 @@ fn matches(
     at
 }
 
-/// The longest match `source` can have, in bytes; `None`: unbounded or unknown.
-fn max_len(source: &str) -> Option<usize> {
-    regex_syntax::parse(source).ok()?.properties().maximum_len()
-}
-
-/// Whether `source`'s matches all start with one of a set of literals a prefilter finds
+/// Whether a regex's matches all start with one of a set of literals a prefilter finds
 /// quickly: the regex engine's own verdict, or single bytes that prose and code seldom hold
 /// (`@`, `%`, `+`… but not letters, digits, spaces or the commonest punctuation).
 /// Measured on the near-miss corpus: `pii_emails` (`@`, `%40`) runs at 20 GB/s with its
 /// prefilter though the engine calls it slow; `pii_phone_numbers` (`+`, `(`, the digits)
 /// at half its DFA speed with one.
-fn is_selective(source: &str) -> bool {
-    let Ok(hir) = regex_syntax::parse(source) else {
-        return false;
-    };
-    let mut prefixes = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+fn is_selective(hir: &Hir) -> bool {
+    let mut prefixes = Extractor::new().kind(ExtractKind::Prefix).extract(hir);
     prefixes.optimize_for_prefix_by_preference();
     let Some(literals) = prefixes.literals() else {
         return false;
@@ -263,6 +260,10 @@ mod tests {
 
     fn patterns(sources: &[&str]) -> Vec<(usize, String)> {
         sources.iter().map(|s| s.to_string()).enumerate().collect()
+    }
+
+    fn is_selective(source: &str) -> bool {
+        super::is_selective(&regex_syntax::parse(source).unwrap())
     }
 
     #[test]

@@ -257,16 +257,10 @@ mod tests {
 
     #[test]
     fn the_files_endpoint_gets_the_signal_path() {
-        let s = OtlpSettings {
-            endpoint: Some("https://otel.example:4318/".into()),
-            headers: vec![("authorization".into(), "Bearer t".into())],
-            traces: true,
-            metrics: true,
-            sample_ratio: 1.0,
-            metrics_interval: Duration::from_secs(10),
-            service_name: None,
-            capture_content: false,
-        };
+        let s = settings(
+            Some("https://otel.example:4318/"),
+            ("authorization", "Bearer t"),
+        );
         let d = destination(Signal::Traces, &s).unwrap();
         assert_eq!(d.url, "https://otel.example:4318/v1/traces");
         assert_eq!(d.headers["authorization"], "Bearer t");
@@ -281,17 +275,22 @@ mod tests {
         assert!(destination(Signal::Traces, &bad).is_err());
     }
 
-    fn from_env(signal: Signal, vars: &[(&str, &str)]) -> Result<Destination, OtlpError> {
-        let s = OtlpSettings {
-            endpoint: None,
-            headers: vec![("x-from-file".into(), "file".into())],
+    /// Settings as the config file gives them: an endpoint (or none) and one header.
+    fn settings(endpoint: Option<&str>, header: (&str, &str)) -> OtlpSettings {
+        OtlpSettings {
+            endpoint: endpoint.map(str::to_owned),
+            headers: vec![(header.0.to_owned(), header.1.to_owned())],
             traces: true,
             metrics: true,
             sample_ratio: 1.0,
             metrics_interval: Duration::from_secs(10),
             service_name: None,
             capture_content: false,
-        };
+        }
+    }
+
+    fn from_env(signal: Signal, vars: &[(&str, &str)]) -> Result<Destination, OtlpError> {
+        let s = settings(None, ("x-from-file", "file"));
         destination_from(signal, &s, &|name| {
             vars.iter()
                 .find(|(k, _)| *k == name)
