@@ -85,6 +85,8 @@ for entry in "${PLUGINS[@]}"; do
   meta() { sed -n "/^\[package.metadata.bitrouter\]/,/^\[/s/^$1 *= *\"\(.*\)\"/\1/p" "$dir/Cargo.toml" | head -1; }
   id=$(meta id)
   world=$(meta world)
+  # `stateless = true` in the metadata: the manifest lets the host keep warm instances.
+  stateless=$(sed -n "/^\[package.metadata.bitrouter\]/,/^\[/s/^stateless *= *\(true\|false\)\$/\1/p" "$dir/Cargo.toml" | head -1)
   version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' plugins/Cargo.toml | head -1)
   if [ -z "$id" ] || [ -z "$world" ]; then
     echo "build-plugins: $dir/Cargo.toml lacks [package.metadata.bitrouter] id/world" >&2
@@ -105,7 +107,8 @@ version = "$version"
 world = "$world"
 sha256 = "$sha"
 capabilities = []
-
+${stateless:+stateless = $stateless
+}
 [build]
 source = "$dir"
 rustc = "$RUSTC_VERSION"

@@ -1,5 +1,7 @@
 //! Plugin call overhead: a trivial guardrail call including instantiation (goal ≤ 5 µs),
-//! and instantiation alone with and without the pooling allocator.
+//! and instantiation alone with and without the pooling allocator; and the same call in a
+//! warm instance (`warm`: the manifest says `stateless`, as the default plugins' do; goal
+//! ≤ 3 µs).
 //!
 //! Needs the components from `scripts/build-plugins.sh` (in `target/plugins/`).
 //! Run: `cargo bench -p bitrouter --bench plugins`
@@ -18,14 +20,33 @@ use std::time::{Duration, Instant};
 use bitrouter::plugins::{GuardrailPlugin, HostConfig, Plugin, PluginHost, PluginSpec};
 use criterion::{Criterion, criterion_group, criterion_main};
 
-fn load(pooling: bool) -> (PluginHost, GuardrailPlugin) {
-    let wasm =
+/// The example guardrail, fresh instance per call; `stateless`: a copy in `dir` whose
+/// manifest says `stateless`, so its calls run in a warm instance.
+fn load(pooling: bool, stateless: Option<&Path>) -> (PluginHost, GuardrailPlugin) {
+    let built =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/confidential-ids.wasm");
     assert!(
-        wasm.is_file(),
+        built.is_file(),
         "{} is missing: run scripts/build-plugins.sh first",
-        wasm.display()
+        built.display()
     );
+    let wasm = match stateless {
+        None => built,
+        Some(dir) => {
+            let wasm = dir.join("confidential-ids.wasm");
+            std::fs::copy(&built, &wasm).expect("copy the component");
+            let manifest = std::fs::read_to_string(built.with_extension("plugin.toml"))
+                .expect("read the manifest");
+            let manifest = manifest.replacen(
+                "capabilities = []",
+                "capabilities = []\nstateless = true",
+                1,
+            );
+            std::fs::write(wasm.with_extension("plugin.toml"), manifest)
+                .expect("write the manifest");
+            wasm
+        }
+    };
     let host = PluginHost::load(
         HostConfig {
             pooling,
@@ -50,19 +71,27 @@ fn bench(c: &mut Criterion) {
     let cands = vec![15..34];
     let mut group = c.benchmark_group("plugins");
     group.measurement_time(Duration::from_secs(3));
-    for (label, pooling) in [("pooling", true), ("on-demand", false)] {
-        let (_host, g) = load(pooling);
-        group.bench_function(format!("instantiate/{label}"), |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        g.instantiate_once().await.expect("instantiate");
-                    }
-                    start.elapsed()
-                })
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (label, pooling, stateless) in [
+        ("pooling", true, None),
+        ("on-demand", false, None),
+        ("warm", true, Some(dir.path())),
+    ] {
+        let (_host, g) = load(pooling, stateless);
+        assert_eq!(g.info().reuses_instances, stateless.is_some());
+        if stateless.is_none() {
+            group.bench_function(format!("instantiate/{label}"), |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            g.instantiate_once().await.expect("instantiate");
+                        }
+                        start.elapsed()
+                    })
+                });
             });
-        });
+        }
         group.bench_function(format!("check-1-candidate/{label}"), |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {

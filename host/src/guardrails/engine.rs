@@ -2,10 +2,10 @@
 //! with the action the config gives it per direction, and the one-pass matcher per
 //! direction that finds their candidates natively.
 //!
-//! Finding a text's hits: one leftmost search with all of a direction's regexes together
-//! (a clean text — the common case — costs exactly that pass); only when it matches does
-//! each pattern's own regex run, from the first match on, so patterns whose matches overlap
-//! are all found. A plugin pattern's candidates then go to its plugin's `check`, with the
+//! Finding a text's hits: first where the first match of any of a direction's regexes is
+//! (a clean text — the common case — costs exactly that; `candidates` says how it is
+//! found); only when there is one does each pattern's own regex run, from there on, so
+//! patterns whose matches overlap are all found. A plugin pattern's candidates then go to its plugin's `check`, with the
 //! text around them; regex-less patterns go to the plugin's `scan`.
 
 use std::collections::BTreeMap;
@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use regex_automata::hybrid::dfa::{Cache as DfaCache, DFA};
 use regex_automata::util::pool::Pool;
-use regex_automata::{Anchored, Input, meta};
+use regex_automata::{Anchored, Input};
 
 use crate::config::{ActionName, Guardrails};
 use crate::plugins::{Action, Direction, GuardrailPlugin};
@@ -98,9 +98,8 @@ fn action_of(a: ActionName) -> Action {
 /// The patterns of one direction, compiled.
 #[derive(Default)]
 struct Matcher {
-    /// All regexes together, for the yes/no of a clean text and where its first candidate is.
-    any: Option<meta::Regex>,
-    /// Each pattern's candidates once `any` matched.
+    /// Each pattern's candidates, and where the first of them is (the yes/no of a clean
+    /// text).
     candidates: Candidates,
     /// Plugins with regex-less patterns here, and which active patterns those are.
     scanners: Vec<(GuardrailPlugin, Vec<usize>)>,
@@ -434,17 +433,6 @@ impl GuardrailEngine {
                     .build_many(&sources)
                     .ok()
                     .map(LiveDfa::new);
-                m.any = Some(
-                    meta::Regex::builder()
-                        .configure(meta::Config::new().nfa_size_limit(Some(64 << 20)))
-                        .build_many(&sources)
-                        .map_err(|e| {
-                            GuardrailError::config(
-                                "guardrails",
-                                format!("cannot combine the patterns' regexes: {e}"),
-                            )
-                        })?,
-                );
             }
         }
         let max_down = matchers[1].max_match_len;
@@ -465,7 +453,7 @@ impl GuardrailEngine {
     /// Whether anything is looked for in `direction`.
     pub fn active(&self, direction: Direction) -> bool {
         let m = &self.matchers[dir_index(direction)];
-        m.any.is_some() || !m.scanners.is_empty()
+        !m.candidates.is_empty() || !m.scanners.is_empty()
     }
 
     /// The longest match any pattern of `direction` may have.
@@ -477,7 +465,7 @@ impl GuardrailEngine {
     /// the liveness DFA exists. Otherwise they hold back a fixed window.
     pub fn tail_checkable(&self, direction: Direction) -> bool {
         let m = &self.matchers[dir_index(direction)];
-        m.scanners.is_empty() && (m.live.is_some() || m.any.is_none())
+        m.scanners.is_empty() && (m.live.is_some() || m.candidates.is_empty())
     }
 
     /// The first position at or after `from` where a match of `direction`'s regexes could
@@ -528,7 +516,7 @@ impl GuardrailEngine {
     /// Whether `text` might hold something: the one-pass regex test, plus any scanner.
     pub fn may_match(&self, direction: Direction, text: &str) -> bool {
         let m = &self.matchers[dir_index(direction)];
-        !m.scanners.is_empty() || m.any.as_ref().is_some_and(|a| a.is_match(text))
+        !m.scanners.is_empty() || m.candidates.first(text).is_some()
     }
 
     /// The hits in `text`, sorted by start, overlaps included. Plugin failures are counted;
@@ -539,10 +527,8 @@ impl GuardrailEngine {
         if text.is_empty() {
             return hits;
         }
-        if let Some(any) = &m.any
-            && let Some(first) = any.find(text)
-        {
-            for (i, spans) in m.candidates.find(text, first.start()) {
+        if let Some(first) = m.candidates.first(text) {
+            for (i, spans) in m.candidates.find(text, first) {
                 self.confirm(direction, i, text, spans, &mut hits).await;
             }
         }

@@ -1,9 +1,16 @@
-//! A bump allocator for plugins whose instances live for one call (guardrails, provider
-//! adapters): allocation is a pointer bump, `free` does nothing, and the whole heap goes
-//! away with the instance. It starts in the memory the module already has (the build links
-//! with 2 MiB of initial memory) so a typical call never grows memory, which on a pooled
-//! instance costs a system call and page faults. When that runs out it grows memory like
-//! any allocator, up to the host's cap.
+//! A bump allocator for guardrails and provider adapters: allocation is a pointer bump and
+//! `free` only counts. It starts in the memory the module already has (the build links with
+//! 1 MiB of initial memory) so a typical call never grows memory, which on a pooled instance
+//! costs a system call and page faults. When that runs out it grows memory like any
+//! allocator, up to the host's cap.
+//!
+//! It counts live allocations, and when the count drops to zero (every allocation freed: the
+//! end of a call of a plugin that keeps nothing, once the host's post-return has freed the
+//! results) the whole heap is free again and the next allocation starts at its base. So a
+//! `stateless` plugin's warm instance (one the host keeps between calls) reuses the same
+//! memory call after call instead of bumping through it; a plugin that keeps something
+//! (a `static` set in `configure`, a leaked buffer) keeps the count above zero and bumps on,
+//! which is safe, only not reclaimed (the host replaces a warm instance after 10,000 calls).
 //!
 //! Observers keep their instance across batches and use the standard allocator. Opt out with
 //! the `system-alloc` feature.
@@ -19,8 +26,16 @@ unsafe extern "C" {
 }
 
 pub struct BumpAlloc {
-    /// (next free byte, end of memory); 0 until the first allocation.
-    state: UnsafeCell<(usize, usize)>,
+    state: UnsafeCell<State>,
+}
+
+struct State {
+    /// The next free byte; 0 until the first allocation.
+    next: usize,
+    /// The end of memory.
+    end: usize,
+    /// Allocations not yet freed.
+    live: usize,
 }
 
 // SAFETY: plugins are single-threaded WebAssembly instances.
@@ -29,7 +44,11 @@ unsafe impl Sync for BumpAlloc {}
 impl BumpAlloc {
     pub const fn new() -> Self {
         BumpAlloc {
-            state: UnsafeCell::new((0, 0)),
+            state: UnsafeCell::new(State {
+                next: 0,
+                end: 0,
+                live: 0,
+            }),
         }
     }
 }
@@ -40,42 +59,52 @@ impl Default for BumpAlloc {
     }
 }
 
+/// Where the heap starts: the end of the module's static data.
+fn heap_base() -> usize {
+    &raw const __heap_base as usize
+}
+
 unsafe impl GlobalAlloc for BumpAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: single-threaded; no reentrancy (nothing here allocates).
-        let (next, end) = unsafe { &mut *self.state.get() };
-        if *next == 0 {
-            *next = &raw const __heap_base as usize;
-            *end = core::arch::wasm32::memory_size(0) * PAGE;
+        let st = unsafe { &mut *self.state.get() };
+        if st.next == 0 {
+            st.next = heap_base();
+            st.end = core::arch::wasm32::memory_size(0) * PAGE;
         }
-        let start = (*next + layout.align() - 1) & !(layout.align() - 1);
+        let start = (st.next + layout.align() - 1) & !(layout.align() - 1);
         let Some(stop) = start.checked_add(layout.size()) else {
             return core::ptr::null_mut();
         };
-        if stop > *end {
-            let pages = (stop - *end).div_ceil(PAGE);
+        if stop > st.end {
+            let pages = (stop - st.end).div_ceil(PAGE);
             if core::arch::wasm32::memory_grow(0, pages) == usize::MAX {
                 return core::ptr::null_mut();
             }
-            *end += pages * PAGE;
+            st.end += pages * PAGE;
         }
-        *next = stop;
+        st.next = stop;
+        st.live += 1;
         start as *mut u8
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // Give back the most recent allocation (a common pattern: a temporary buffer).
-        let (next, _) = unsafe { &mut *self.state.get() };
-        if ptr as usize + layout.size() == *next {
-            *next = ptr as usize;
+        let st = unsafe { &mut *self.state.get() };
+        st.live -= 1;
+        if st.live == 0 {
+            // Nothing is allocated: the whole heap is free.
+            st.next = heap_base();
+        } else if ptr as usize + layout.size() == st.next {
+            // Give back the most recent allocation (a common pattern: a temporary buffer).
+            st.next = ptr as usize;
         }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let (next, end) = unsafe { &mut *self.state.get() };
+        let st = unsafe { &mut *self.state.get() };
         // Grow the most recent allocation in place when it fits.
-        if ptr as usize + layout.size() == *next && ptr as usize + new_size <= *end {
-            *next = ptr as usize + new_size;
+        if ptr as usize + layout.size() == st.next && ptr as usize + new_size <= st.end {
+            st.next = ptr as usize + new_size;
             return ptr;
         }
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
@@ -83,6 +112,9 @@ unsafe impl GlobalAlloc for BumpAlloc {
         if !new.is_null() {
             unsafe {
                 core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                // The old block is no longer live (it is not the most recent one, so this only
+                // counts it).
+                self.dealloc(ptr, layout);
             }
         }
         new

@@ -20,8 +20,9 @@ pub mod bindings {
 pub use bindings::bitrouter::plugin::types::{Action, Direction, Directions, Finding, Pattern, Span};
 pub use crate::log;
 
-/// A guardrail plugin. Every method is an associated function: each call runs in a fresh
-/// instance, so there is no `self` to keep state in.
+/// A guardrail plugin. Every method is an associated function: a call runs in a fresh
+/// instance or (manifest `stateless = true`) a warm one, so there is no `self` to keep state
+/// in.
 pub trait Guardrail {
     /// Receives the plugin's config from bitrouter.yaml as JSON text (`null` when absent).
     /// Runs at load (an `Err` refuses to start the plugin) and, when there is a config,

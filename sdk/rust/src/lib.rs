@@ -27,9 +27,11 @@
 //! bitrouter_plugin::export_guardrail!(Confidential);
 //! ```
 //!
-//! Every call runs in a fresh instance: keep no state between calls (observers excepted, see
-//! [`observer`]). `configure` runs at load and again at the start of each call when the
-//! plugin has a config, so a `static` set there is visible to the call that follows.
+//! Keep no state between calls (observers excepted, see [`observer`]): each call runs in a
+//! fresh instance, or, when the plugin's manifest says `stateless = true`, in a warm instance
+//! that earlier calls used (the allocator starts the heap over between such calls). `configure`
+//! runs at load and again at the start of each call when the plugin has a config, so a
+//! `static` set there is visible to the call that follows.
 
 #[cfg(any(
     all(feature = "guardrail", feature = "observer"),
@@ -46,7 +48,8 @@ pub mod adapter;
 #[cfg(target_arch = "wasm32")]
 pub mod alloc;
 
-/// One call, one instance: guardrails and adapters allocate by bumping a pointer.
+/// Guardrails and adapters allocate by bumping a pointer; the heap starts over when a call
+/// has freed everything.
 #[cfg(all(
     target_arch = "wasm32",
     any(feature = "guardrail", feature = "provider-adapter"),
