@@ -2,9 +2,9 @@
 //! crate: counters and histograms labelled by route, provider, model and status. Label sets
 //! are capped so arbitrary `provider:model` names cannot grow the exposition without bound.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -107,8 +107,90 @@ pub struct PromMetrics {
     /// page is rendered (a reload starts them again, hence a gauge).
     guardrails: Family<GuardrailLabels, Gauge>,
     seen: Mutex<HashSet<(String, String, String)>>,
+    /// The series of each label set in `seen`, by route, provider and model.
+    series: Mutex<SeriesByTarget>,
     /// (route, endpoint) pairs with attempt errors, capped like `seen`.
     seen_endpoints: Mutex<HashSet<(String, String)>>,
+}
+
+/// route → provider → model → series: looked up by `&str`, with no key to build.
+type SeriesByTarget = HashMap<String, HashMap<String, HashMap<String, Arc<TargetSeries>>>>;
+
+/// `kind` of `request_duration_seconds`, by index.
+const DURATION_KINDS: [&str; 2] = ["json", "stream_start"];
+/// `kind` of `tokens`, by index.
+const TOKEN_KINDS: [&str; 5] = [
+    "input_no_cache",
+    "input_cache_read",
+    "input_cache_write",
+    "output_text",
+    "output_reasoning",
+];
+
+/// The series of one (route, provider, model), each created in its family on first use (so
+/// the exposition shows what happened, as before) and then kept: a metric handle shares its
+/// value with the family's. Recording a request through `Family::get_or_create` built each
+/// series' labels anew — 22 of the gateway's 209 heap allocations per request
+/// (`examples/alloc_count.rs`).
+struct TargetSeries {
+    labels: TargetLabels,
+    /// By HTTP status.
+    requests: Mutex<Vec<(u16, Counter)>>,
+    /// By `DURATION_KINDS`.
+    duration: [OnceLock<Histogram>; 2],
+    /// By `TOKEN_KINDS`.
+    tokens: [OnceLock<Counter>; 5],
+    cost: OnceLock<Counter>,
+}
+
+impl TargetSeries {
+    fn requests(&self, family: &Family<RequestLabels, Counter>, status: u16) -> Counter {
+        let mut by_status = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, c)) = by_status.iter().find(|(s, _)| *s == status) {
+            return c.clone();
+        }
+        let c = family
+            .get_or_create(&RequestLabels {
+                route: self.labels.route.clone(),
+                provider: self.labels.provider.clone(),
+                model: self.labels.model.clone(),
+                status: status.to_string(),
+            })
+            .clone();
+        by_status.push((status, c.clone()));
+        c
+    }
+
+    fn duration(&self, family: &Family<DurationLabels, Histogram>, kind: usize) -> &Histogram {
+        self.duration[kind].get_or_init(|| {
+            family
+                .get_or_create(&DurationLabels {
+                    route: self.labels.route.clone(),
+                    provider: self.labels.provider.clone(),
+                    model: self.labels.model.clone(),
+                    kind: DURATION_KINDS[kind].into(),
+                })
+                .clone()
+        })
+    }
+
+    fn tokens(&self, family: &Family<TokenLabels, Counter>, kind: usize) -> &Counter {
+        self.tokens[kind].get_or_init(|| {
+            family
+                .get_or_create(&TokenLabels {
+                    route: self.labels.route.clone(),
+                    provider: self.labels.provider.clone(),
+                    model: self.labels.model.clone(),
+                    kind: TOKEN_KINDS[kind].into(),
+                })
+                .clone()
+        })
+    }
+
+    fn cost(&self, family: &Family<TargetLabels, Counter>) -> &Counter {
+        self.cost
+            .get_or_init(|| family.get_or_create(&self.labels).clone())
+    }
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
@@ -192,6 +274,7 @@ impl PromMetrics {
             mid_stream_failovers,
             rate_limited,
             seen: Mutex::new(HashSet::new()),
+            series: Mutex::new(HashMap::new()),
             seen_endpoints: Mutex::new(HashSet::new()),
         }
     }
@@ -210,6 +293,53 @@ impl PromMetrics {
         } else {
             (OTHER.into(), OTHER.into(), OTHER.into())
         }
+    }
+
+    /// The series of the event's (route, provider, model), found without building a label
+    /// string once they exist. Label sets folded into `_other` are not kept here (so what an
+    /// outsider names cannot grow it): they look up `_other`'s series each time.
+    fn series(&self, route: &str, e: &RequestEvent) -> Arc<TargetSeries> {
+        let provider = e.provider.as_deref().unwrap_or("-");
+        let model = e.model.as_deref().unwrap_or("-");
+        let found = {
+            let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+            series
+                .get(route)
+                .and_then(|p| p.get(provider))
+                .and_then(|m| m.get(model))
+                .cloned()
+        };
+        if let Some(found) = found {
+            return found;
+        }
+        let labels = self.target(route, e);
+        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let folded = labels.0 == OTHER;
+        let (r, p, m) = if folded {
+            (OTHER, OTHER, OTHER)
+        } else {
+            (route, provider, model)
+        };
+        series
+            .entry(r.to_owned())
+            .or_default()
+            .entry(p.to_owned())
+            .or_default()
+            .entry(m.to_owned())
+            .or_insert_with(|| {
+                Arc::new(TargetSeries {
+                    labels: TargetLabels {
+                        route: labels.0,
+                        provider: labels.1,
+                        model: labels.2,
+                    },
+                    requests: Mutex::new(Vec::new()),
+                    duration: Default::default(),
+                    tokens: Default::default(),
+                    cost: OnceLock::new(),
+                })
+            })
+            .clone()
     }
 
     /// Counts the event's failed attempts per endpoint, folded into `_other` past the cap.
@@ -261,55 +391,31 @@ impl PromMetrics {
         if e.attempts.iter().any(|a| a.error_type.is_some()) {
             self.attempt_errors(route.unwrap_or("-"), e);
         }
-        let (route, provider, model) = self.target(route.unwrap_or("-"), e);
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: route.clone(),
-                provider: provider.clone(),
-                model: model.clone(),
-                status: e.status.to_string(),
-            })
-            .inc();
+        let series = self.series(route.unwrap_or("-"), e);
+        series.requests(&self.requests, e.status).inc();
         let (kind, seconds) = if e.stream {
-            ("stream_start", e.ttfb_ms.unwrap_or(e.latency_ms))
+            (1, e.ttfb_ms.unwrap_or(e.latency_ms))
         } else {
-            ("json", e.latency_ms)
+            (0, e.latency_ms)
         };
-        self.duration
-            .get_or_create(&DurationLabels {
-                route: route.clone(),
-                provider: provider.clone(),
-                model: model.clone(),
-                kind: kind.into(),
-            })
+        series
+            .duration(&self.duration, kind)
             .observe(seconds / 1000.0);
         let t = &e.tokens;
-        for (kind, n) in [
-            ("input_no_cache", t.input_no_cache),
-            ("input_cache_read", t.input_cache_read),
-            ("input_cache_write", t.input_cache_write),
-            ("output_text", t.output_text),
-            ("output_reasoning", t.output_reasoning),
-        ] {
+        let counts = [
+            t.input_no_cache,
+            t.input_cache_read,
+            t.input_cache_write,
+            t.output_text,
+            t.output_reasoning,
+        ];
+        for (kind, n) in counts.into_iter().enumerate() {
             if n > 0 {
-                self.tokens
-                    .get_or_create(&TokenLabels {
-                        route: route.clone(),
-                        provider: provider.clone(),
-                        model: model.clone(),
-                        kind: kind.into(),
-                    })
-                    .inc_by(n);
+                series.tokens(&self.tokens, kind).inc_by(n);
             }
         }
         if e.cost_nano_usd > 0 {
-            self.cost
-                .get_or_create(&TargetLabels {
-                    route,
-                    provider,
-                    model,
-                })
-                .inc_by(e.cost_nano_usd);
+            series.cost(&self.cost).inc_by(e.cost_nano_usd);
         }
         self.overhead.observe(overhead_ms / 1000.0);
     }
@@ -396,6 +502,70 @@ fn openmetrics_to_prometheus(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn event(model: &str, status: u16) -> RequestEvent {
+        let mut e =
+            crate::context::RequestContext::new("r".into(), crate::canonical::Dialect::OpenAiChat)
+                .event(status, None);
+        e.provider = Some("openai".into());
+        e.model = Some(model.into());
+        e.tokens.input_no_cache = 10;
+        e.tokens.output_text = 2;
+        e.cost_nano_usd = 7;
+        e
+    }
+
+    fn sample<'a>(page: &'a str, prefix: &str) -> Option<&'a str> {
+        page.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+    }
+
+    /// Kept series add up like the family's own, per status; label sets past the cap fold
+    /// into `_other` without being kept one by one.
+    #[test]
+    fn kept_series_count_like_the_family_and_fold_past_the_cap() {
+        let m = PromMetrics::new();
+        for status in [200, 200, 429, 200] {
+            m.record(&event("gpt", status), Some("default"), 0.1);
+        }
+        let page = m.encode(1.0);
+        let labels = r#"route="default",provider="openai",model="gpt""#;
+        let requests = |status: &str| {
+            sample(
+                &page,
+                &format!(r#"bitrouter_requests_total{{{labels},status="{status}"}}"#),
+            )
+            .map(str::to_owned)
+        };
+        assert_eq!(requests("200").as_deref(), Some("3"), "{page}");
+        assert_eq!(requests("429").as_deref(), Some("1"), "{page}");
+        let tokens = format!(r#"bitrouter_tokens_total{{{labels},kind="output_text"}}"#);
+        assert_eq!(sample(&page, &tokens), Some("8"), "{page}");
+        let cost = format!(r#"bitrouter_cost_nano_usd_total{{{labels}}}"#);
+        assert_eq!(sample(&page, &cost), Some("28"), "{page}");
+        let json = format!(r#"bitrouter_request_duration_seconds_count{{{labels},kind="json"}}"#);
+        assert_eq!(sample(&page, &json), Some("4"), "{page}");
+
+        for i in 0..MAX_LABEL_SETS + 5 {
+            m.record(&event(&format!("m{i}"), 200), Some("default"), 0.1);
+        }
+        let page = m.encode(1.0);
+        let other = r#"bitrouter_requests_total{route="_other",provider="_other",model="_other",status="200"}"#;
+        // The first label set took one place under the cap.
+        assert_eq!(sample(&page, other), Some("6"), "{page}");
+        let kept: usize = m
+            .series
+            .lock()
+            .unwrap()
+            .values()
+            .flat_map(|p| p.values())
+            .map(|models| models.len())
+            .sum();
+        assert_eq!(kept, MAX_LABEL_SETS + 1, "the capped sets and `_other`");
+    }
+
     #[test]
     fn counters_get_their_total_suffix_in_help_and_type() {
         let om = "# HELP x Things.\n# TYPE x counter\nx_total 3\n# HELP g G.\n# TYPE g gauge\ng 1\n# EOF\n";
