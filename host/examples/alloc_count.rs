@@ -6,7 +6,8 @@
 //! straight to the mock and then through the gateway; the gateway's own allocations per
 //! request are the difference, so the client's and the mock's cancel out. Configurations:
 //! the bare proxy (guardrails off), the default guardrails, and the default guardrails with
-//! a 2 KB prompt holding three findings (redacted, so the plugins' `check` calls run).
+//! a 2 KB prompt holding three findings (redacted, so the plugins' `check` calls run); and
+//! a streamed answer of 100 chunks with the default guardrails (per stream, not per chunk).
 //! The spend ledger is in memory, auth off.
 //!
 //! Run: `cargo run --release -p bitrouter --example alloc_count [-- REQUESTS]`
@@ -149,6 +150,33 @@ async fn main() {
     let (direct, direct_bytes) = per_request(&client, &direct_url, &clean, n).await;
     println!(
         "direct to the mock (client + mock): {direct:.1} allocations, {direct_bytes:.0} bytes per request"
+    );
+    // Streams: a mock of its own that answers in 100 chunks.
+    let streaming = MockServer::start(MockBehavior {
+        chunks: Some(100),
+        ..MockBehavior::default()
+    })
+    .await
+    .expect("mock");
+    let stream_body = {
+        let mut v: serde_json::Value = serde_json::from_str(&clean).expect("json");
+        v["stream"] = true.into();
+        v.to_string()
+    };
+    let stream_direct = format!("{}/v1/chat/completions", streaming.base_url());
+    let (s_direct, s_direct_bytes) = per_request(&client, &stream_direct, &stream_body, n).await;
+    let (addr, _stop) = gateway(&streaming, "").await;
+    let (s_via, s_via_bytes) = per_request(
+        &client,
+        &format!("http://{addr}/v1/chat/completions"),
+        &stream_body,
+        n,
+    )
+    .await;
+    println!(
+        "default guardrails, a 100-chunk stream: the gateway's own {:.1} allocations, {:.0} bytes per stream ({s_via:.1} in all; direct {s_direct:.1})",
+        s_via - s_direct,
+        s_via_bytes - s_direct_bytes
     );
     let redact = "guardrails:\n  upgoing:\n    credentials: redact\n    pii_emails: redact\n    ip_addresses: redact\n";
     for (label, guardrails, body) in [
