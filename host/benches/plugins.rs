@@ -63,6 +63,26 @@ fn load(pooling: bool, stateless: Option<&Path>) -> (PluginHost, GuardrailPlugin
     (host, g)
 }
 
+/// Instantiating (and dropping) one instance of `g`, the cost a fresh-instance call pays.
+fn bench_instantiate(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    rt: &tokio::runtime::Runtime,
+    g: &GuardrailPlugin,
+) {
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    g.instantiate_once().await.expect("instantiate");
+                }
+                start.elapsed()
+            })
+        });
+    });
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -80,17 +100,7 @@ fn bench(c: &mut Criterion) {
         let (_host, g) = load(pooling, stateless);
         assert_eq!(g.info().reuses_instances, stateless.is_some());
         if stateless.is_none() {
-            group.bench_function(format!("instantiate/{label}"), |b| {
-                b.iter_custom(|iters| {
-                    rt.block_on(async {
-                        let start = Instant::now();
-                        for _ in 0..iters {
-                            g.instantiate_once().await.expect("instantiate");
-                        }
-                        start.elapsed()
-                    })
-                });
-            });
+            bench_instantiate(&mut group, &format!("instantiate/{label}"), &rt, &g);
         }
         group.bench_function(format!("check-1-candidate/{label}"), |b| {
             b.iter_custom(|iters| {
@@ -192,17 +202,7 @@ fn polyglot(c: &mut Criterion) {
             _ => unreachable!(),
         };
         for (label, g) in [("pooling", &g), ("on-demand", &g_on_demand)] {
-            group.bench_function(format!("instantiate/{label}/{lang}"), |b| {
-                b.iter_custom(|iters| {
-                    rt.block_on(async {
-                        let start = Instant::now();
-                        for _ in 0..iters {
-                            g.instantiate_once().await.expect("instantiate");
-                        }
-                        start.elapsed()
-                    })
-                });
-            });
+            bench_instantiate(&mut group, &format!("instantiate/{label}/{lang}"), &rt, g);
         }
         group.bench_function(format!("check-1-candidate/{lang}"), |b| {
             b.iter_custom(|iters| {

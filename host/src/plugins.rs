@@ -47,7 +47,8 @@ pub use guardrail::{
     Pattern,
 };
 pub use load::{
-    Adapters, LoadError, LoadFailure, LoadedPlugins, LoadedPolicy, PolicyInfo, host_config, load,
+    Adapters, DEFAULT_PLUGINS, LoadError, LoadFailure, LoadedPlugins, LoadedPolicy, PolicyInfo,
+    host_config, load,
 };
 pub use manifest::{
     Capability, Manifest, parse_trusted_keys, public_key_hex, sha256_hex, sign, signed_message,

