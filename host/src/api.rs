@@ -8,6 +8,7 @@ pub mod openai_chat;
 pub mod openai_responses;
 
 use bytes::Bytes;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -44,7 +45,7 @@ impl DecodeError {
 }
 
 /// Parses JSON into `T`, naming the field that did not fit.
-pub(crate) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
+pub(crate) fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, DecodeError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut *de).map_err(field_error)?;
     // Trailing bytes after the JSON value mean the caller sent something other than it meant to.

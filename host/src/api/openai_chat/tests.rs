@@ -49,6 +49,30 @@ fn bad_requests_say_where() {
     assert!(e.to_string().contains("JSON"), "{e}");
 }
 
+/// `id` and `model` are borrowed from the chunk where they can be; escaped ones are unescaped
+/// (owned), in a stream and in a whole answer alike.
+#[test]
+fn escaped_ids_and_models_are_decoded() {
+    let mut d = StreamDecoder::new();
+    let mut ev = Vec::new();
+    d.decode(
+        r#"{"id":"chat\u0063mpl-1","model":"gpt\/4o","choices":[{"delta":{"content":"hi"}}]}"#,
+        &mut ev,
+    )
+    .unwrap();
+    assert_eq!(
+        ev[0],
+        StreamEvent::Start {
+            id: "chatcmpl-1".into(),
+            model: "gpt/4o".into()
+        }
+    );
+    let r =
+        decode_response(br#"{"id":"a\"b","model":"m","choices":[{"message":{"content":"x"}}]}"#)
+            .unwrap();
+    assert_eq!((r.id.as_str(), r.model.as_str()), ("a\"b", "m"));
+}
+
 #[test]
 fn stream_decoder_tool_calls_and_usage() {
     let mut d = StreamDecoder::new();

@@ -1,5 +1,6 @@
 //! The upstream side: canonical requests out, the upstream's answers and streams back in.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use serde::Deserialize;
@@ -210,12 +211,15 @@ pub(super) fn content_json(parts: &[Part]) -> Value {
 
 // ---------------------------------------------------------------- upstream → canonical
 
+/// `id` and `model` borrow from the body where they can (no escapes): a stream repeats them
+/// in every chunk and only the first one's are kept (two allocations per chunk saved,
+/// counted with `examples/alloc_count.rs`).
 #[derive(Deserialize)]
-pub(super) struct WireResponse {
-    #[serde(default)]
-    id: String,
-    #[serde(default)]
-    model: String,
+pub(super) struct WireResponse<'a> {
+    #[serde(default, borrow)]
+    id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    model: Cow<'a, str>,
     #[serde(default)]
     choices: Vec<WireChoice>,
     #[serde(default)]
@@ -346,8 +350,8 @@ pub fn decode_response(body: &[u8]) -> Result<Response, DecodeError> {
         }));
     }
     Ok(Response {
-        id: wire.id,
-        model: wire.model,
+        id: wire.id.into_owned(),
+        model: wire.model.into_owned(),
         content,
         finish: choice
             .finish_reason
@@ -387,8 +391,8 @@ impl StreamDecoder {
         if !self.started {
             self.started = true;
             out.push(StreamEvent::Start {
-                id: chunk.id.clone(),
-                model: chunk.model.clone(),
+                id: chunk.id.into_owned(),
+                model: chunk.model.into_owned(),
             });
         }
         for choice in chunk.choices {
