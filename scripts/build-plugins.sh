@@ -86,7 +86,11 @@ for entry in "${PLUGINS[@]}"; do
   id=$(meta id)
   world=$(meta world)
   # `stateless = true` in the metadata: the manifest lets the host keep warm instances.
-  stateless=$(sed -n "/^\[package.metadata.bitrouter\]/,/^\[/s/^stateless *= *\(true\|false\)\$/\1/p" "$dir/Cargo.toml" | head -1)
+  stateless=$(sed -n "/^\[package.metadata.bitrouter\]/,/^\[/s/^stateless *= *\(.*\)\$/\1/p" "$dir/Cargo.toml" | head -1)
+  case "$stateless" in
+    "" | true | false) ;;
+    *) echo "build-plugins: $dir/Cargo.toml: [package.metadata.bitrouter] stateless = $stateless: use true or false" >&2; exit 1 ;;
+  esac
   version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' plugins/Cargo.toml | head -1)
   if [ -z "$id" ] || [ -z "$world" ]; then
     echo "build-plugins: $dir/Cargo.toml lacks [package.metadata.bitrouter] id/world" >&2

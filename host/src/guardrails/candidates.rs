@@ -54,24 +54,27 @@ use regex_syntax::hir::{Hir, HirKind};
 
 use super::engine::next_char;
 
-/// A regex this module runs, built like `regex::Regex` builds one.
+/// How this module's regexes are built, like `regex::Regex` builds one.
+fn builder(prefilter: bool) -> meta::Builder {
+    let mut b = meta::Regex::builder();
+    b.configure(
+        meta::Config::new()
+            .nfa_size_limit(Some(64 << 20))
+            .auto_prefilter(prefilter),
+    );
+    b
+}
+
+/// A regex of `sources` (one pattern each).
 fn build(sources: &[&str], prefilter: bool) -> Result<meta::Regex, String> {
-    meta::Regex::builder()
-        .configure(
-            meta::Config::new()
-                .nfa_size_limit(Some(64 << 20))
-                .auto_prefilter(prefilter),
-        )
+    builder(prefilter)
         .build_many(sources)
         .map_err(|e| e.to_string())
 }
 
 /// A regex built from parsed syntax (a branch of a pattern's alternation), with a prefilter.
 fn build_hir(hir: &Hir) -> Result<meta::Regex, String> {
-    meta::Regex::builder()
-        .configure(meta::Config::new().nfa_size_limit(Some(64 << 20)))
-        .build_from_hir(hir)
-        .map_err(|e| e.to_string())
+    builder(true).build_from_hir(hir).map_err(|e| e.to_string())
 }
 
 /// Most branches a pattern is split into: each is a pass over the text.

@@ -144,10 +144,12 @@ struct TargetSeries {
 }
 
 impl TargetSeries {
-    fn requests(&self, family: &Family<RequestLabels, Counter>, status: u16) -> Counter {
+    /// Counts one request that ended with `status`.
+    fn count_request(&self, family: &Family<RequestLabels, Counter>, status: u16) {
         let mut by_status = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, c)) = by_status.iter().find(|(s, _)| *s == status) {
-            return c.clone();
+            c.inc();
+            return;
         }
         let c = family
             .get_or_create(&RequestLabels {
@@ -157,8 +159,8 @@ impl TargetSeries {
                 status: status.to_string(),
             })
             .clone();
-        by_status.push((status, c.clone()));
-        c
+        c.inc();
+        by_status.push((status, c));
     }
 
     fn duration(&self, family: &Family<DurationLabels, Histogram>, kind: usize) -> &Histogram {
@@ -392,7 +394,7 @@ impl PromMetrics {
             self.attempt_errors(route.unwrap_or("-"), e);
         }
         let series = self.series(route.unwrap_or("-"), e);
-        series.requests(&self.requests, e.status).inc();
+        series.count_request(&self.requests, e.status);
         let (kind, seconds) = if e.stream {
             (1, e.ttfb_ms.unwrap_or(e.latency_ms))
         } else {
