@@ -1,5 +1,6 @@
 //! Micro-benchmarks of per-request work on the hot path: dialect decode + encode of a
-//! typical request and response, and recording one request in the metrics.
+//! typical request and response, recording one request in the metrics, and an upstream's
+//! streamed answer split into events and decoded.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -105,5 +106,50 @@ fn metrics(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, codecs, metrics);
+/// A 100-chunk OpenAI-compatible stream, one body chunk per event (how a provider's tokens
+/// arrive), from bytes to canonical events: the SSE splitter and the stream decoder.
+fn upstream_stream(c: &mut Criterion) {
+    use bitrouter::stream::{Gather, UpstreamEvents};
+    use bytes::Bytes;
+    use std::time::Duration;
+    let mut chunks: Vec<Bytes> = (0..100)
+        .map(|i| {
+            Bytes::from(format!(
+                "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"token{i} \"}},\"finish_reason\":null}}]}}\n\n"
+            ))
+        })
+        .collect();
+    chunks.push(Bytes::from_static(
+        b"data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":100,\"total_tokens\":110}}\n\ndata: [DONE]\n\n",
+    ));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    c.bench_function("upstream stream: 100 SSE chunks to events (openai)", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let body = futures_util::stream::iter(
+                    chunks.clone().into_iter().map(Ok::<_, std::io::Error>),
+                );
+                let response =
+                    reqwest::Response::from(http::Response::new(reqwest::Body::wrap_stream(body)));
+                let mut events = UpstreamEvents::new(response, Dialect::OpenAiChat);
+                let mut out = Vec::new();
+                let mut n = 0;
+                while events
+                    .next_batch(&mut out, Duration::from_secs(5), Gather::Ready)
+                    .await
+                    .expect("a whole stream")
+                {
+                    n += out.len();
+                    out.clear();
+                }
+                black_box(n)
+            })
+        });
+    });
+}
+
+criterion_group!(benches, codecs, metrics, upstream_stream);
 criterion_main!(benches);

@@ -5,19 +5,18 @@
 //! request with it.
 
 mod splice;
+pub mod sse;
 
 use splice::Splice;
 pub use splice::{JoinMode, Partial, sum_usage, usage_less};
+use sse::SseSplitter;
 
 use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, Stream, StreamExt};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::time::Instant;
 
@@ -27,27 +26,46 @@ use crate::error::{Error, ErrorKind};
 use crate::guardrails::{StreamGuard, Tally};
 use crate::plugins::{AdapterPlugin, StreamState};
 
-type SseEvents = Pin<
-    Box<
-        dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>>
-            + Send,
-    >,
->;
-
 type ByteChunks = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
 
 /// Where the events come from.
 enum Source {
-    Sse {
-        events: SseEvents,
-        decoder: StreamDecoder,
-        /// Body bytes received, and how many had arrived when the last event was decoded:
-        /// bytes past that are an event the upstream has not finished, which is what a
-        /// stall or a close has cut when it comes now.
-        received: Arc<AtomicU64>,
-        at_event: u64,
-    },
+    Sse(Box<Sse>),
     Adapter(Box<Adapted>),
+}
+
+/// A streamed body of server-sent events in one of the dialects' formats.
+struct Sse {
+    body: ByteChunks,
+    /// Its bytes split into events; what it holds past the last whole event is an event the
+    /// upstream has not finished, which is what a stall or a close has cut when it comes now.
+    splitter: SseSplitter,
+    decoder: StreamDecoder,
+    body_done: bool,
+}
+
+impl Sse {
+    /// Decodes every whole event the splitter holds into `out`.
+    fn drain(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), Error> {
+        while let Some(data) = self.splitter.next_event(self.body_done).map_err(|e| {
+            Error::new(
+                ErrorKind::BadUpstreamResponse,
+                format!("malformed SSE from the upstream: {e}"),
+            )
+        })? {
+            UpstreamEvents::decode(&mut self.decoder, data, out)?;
+        }
+        Ok(())
+    }
+
+    /// How the body's end reads, once it has ended: bytes after the message's end are a
+    /// comment or padding; before it, an event the upstream never terminated.
+    fn end(&self) -> Result<(), Error> {
+        match self.splitter.unfinished() {
+            n if n == 0 || self.decoder.finished() => Ok(()),
+            n => Err(closed_inside_an_event(n as u64)),
+        }
+    }
 }
 
 /// A streamed body decoded by an adapter plugin. The host keeps the adapter's state between
@@ -164,7 +182,8 @@ pub struct UpstreamEvents {
     ended: Option<Result<(), Error>>,
 }
 
-/// Most SSE events folded into one batch (one body frame, one write to the caller).
+/// Most body chunks (of one or more SSE events each) folded into one batch (one body frame,
+/// one write to the caller).
 const MAX_COALESCED: usize = 64;
 
 /// How a batch gathers what follows its first item.
@@ -207,21 +226,12 @@ impl UpstreamEvents {
     /// Decodes `response`'s SSE body as `dialect` events.
     pub fn new(response: reqwest::Response, dialect: Dialect) -> Self {
         UpstreamEvents {
-            source: {
-                let received = Arc::new(AtomicU64::new(0));
-                let counter = received.clone();
-                let bytes = response.bytes_stream().inspect(move |c| {
-                    if let Ok(b) = c {
-                        counter.fetch_add(b.len() as u64, Ordering::Relaxed);
-                    }
-                });
-                Source::Sse {
-                    events: Box::pin(bytes.eventsource()),
-                    decoder: StreamDecoder::new(dialect),
-                    received,
-                    at_event: 0,
-                }
-            },
+            source: Source::Sse(Box::new(Sse {
+                body: Box::pin(response.bytes_stream()),
+                splitter: SseSplitter::default(),
+                decoder: StreamDecoder::new(dialect),
+                body_done: false,
+            })),
             ended: None,
         }
     }
@@ -267,24 +277,34 @@ impl UpstreamEvents {
         if let Some(end) = self.ended.take() {
             return end.map(|()| false);
         }
-        let (events, decoder, received, at_event) = match &mut self.source {
+        let sse = match &mut self.source {
             Source::Adapter(a) => return a.next_batch(out, wait, gather).await,
-            Source::Sse {
-                events,
-                decoder,
-                received,
-                at_event,
-            } => (events, decoder, received, at_event),
+            Source::Sse(sse) => sse,
         };
         let deadline = Instant::now() + wait;
+        let had = out.len();
+        // Until there is something to send: events already held, then what arrives.
         loop {
-            let unfinished = || received.load(Ordering::Relaxed).saturating_sub(*at_event);
-            let next = match tokio::time::timeout_at(deadline, events.next()).await {
+            if let Err(e) = sse.drain(out) {
+                if out.len() == had {
+                    return Err(e);
+                }
+                // The events before the failure go out first.
+                self.ended = Some(Err(e));
+                return Ok(true);
+            }
+            if out.len() > had {
+                break;
+            }
+            if sse.body_done {
+                return sse.end().map(|()| false);
+            }
+            match tokio::time::timeout_at(deadline, sse.body.next()).await {
                 Err(_) => {
                     let wait = humantime::format_duration(wait);
                     return Err(Error::new(
                         ErrorKind::Timeout,
-                        match unfinished() {
+                        match sse.splitter.unfinished() {
                             0 => format!("the upstream sent nothing for {wait}"),
                             n => format!(
                                 "the upstream sent {n} bytes of an event it did not finish, then nothing for {wait}"
@@ -292,44 +312,28 @@ impl UpstreamEvents {
                         },
                     ));
                 }
-                Ok(n) => n,
-            };
-            match next.map(sse_result) {
-                None => {
-                    return match unfinished() {
-                        // Bytes after the message's end are a comment or padding.
-                        n if n == 0 || decoder.finished() => Ok(false),
-                        n => Err(closed_inside_an_event(n)),
-                    };
-                }
-                Some(Err(e)) => return Err(e),
-                Some(Ok(event)) => {
-                    *at_event = received.load(Ordering::Relaxed);
-                    Self::decode(decoder, &event.data, out)?;
-                }
-            }
-            if !out.is_empty() {
-                break;
+                Ok(None) => sse.body_done = true,
+                Ok(Some(Err(e))) => return Err(crate::upstream::transport_error(e)),
+                Ok(Some(Ok(chunk))) => sse.splitter.push(&chunk),
             }
         }
+        // Then whatever else has arrived (`gather`), so a burst becomes one write.
         for _ in 0..MAX_COALESCED {
-            let ready = match next_ready(events, gather).await {
+            if sse.body_done {
+                self.ended = Some(sse.end());
+                break;
+            }
+            match next_ready(&mut sse.body, gather).await {
                 None => break,
-                Some(ready) => ready,
-            };
-            let outcome = match ready.map(sse_result) {
-                None => match received.load(Ordering::Relaxed).saturating_sub(*at_event) {
-                    n if n == 0 || decoder.finished() => Err(Ok(())),
-                    n => Err(Err(closed_inside_an_event(n))),
-                },
-                Some(Err(e)) => Err(Err(e)),
-                Some(Ok(event)) => {
-                    *at_event = received.load(Ordering::Relaxed);
-                    Self::decode(decoder, &event.data, out).map_err(Err)
+                Some(None) => sse.body_done = true,
+                Some(Some(Err(e))) => {
+                    self.ended = Some(Err(crate::upstream::transport_error(e)));
+                    break;
                 }
-            };
-            if let Err(end) = outcome {
-                self.ended = Some(end);
+                Some(Some(Ok(chunk))) => sse.splitter.push(&chunk),
+            }
+            if let Err(e) = sse.drain(out) {
+                self.ended = Some(Err(e));
                 break;
             }
         }
@@ -339,7 +343,7 @@ impl UpstreamEvents {
     /// Whether the upstream finished the message (as opposed to the connection just ending).
     pub fn finished(&self) -> bool {
         match &self.source {
-            Source::Sse { decoder, .. } => decoder.finished(),
+            Source::Sse(sse) => sse.decoder.finished(),
             Source::Adapter(a) => a.finished,
         }
     }
@@ -355,19 +359,6 @@ fn closed_inside_an_event(n: u64) -> Error {
             "the upstream closed the stream inside an unfinished event ({n} bytes without the blank line that ends it)"
         ),
     )
-}
-
-fn sse_result(
-    r: Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>,
-) -> Result<eventsource_stream::Event, Error> {
-    match r {
-        Ok(e) => Ok(e),
-        Err(EventStreamError::Transport(e)) => Err(crate::upstream::transport_error(e)),
-        Err(e) => Err(Error::new(
-            ErrorKind::BadUpstreamResponse,
-            format!("malformed SSE from the upstream: {e}"),
-        )),
-    }
 }
 
 /// A later attempt that carries on a stream whose upstream failed after it started.
