@@ -134,7 +134,7 @@ fn upstream_stream(c: &mut Criterion) {
                 );
                 let response =
                     reqwest::Response::from(http::Response::new(reqwest::Body::wrap_stream(body)));
-                let mut events = UpstreamEvents::new(response, Dialect::OpenAiChat);
+                let mut events = UpstreamEvents::new(response, Dialect::OpenAiChat, u64::MAX);
                 let mut out = Vec::new();
                 let mut n = 0;
                 while events

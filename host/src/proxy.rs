@@ -543,7 +543,7 @@ async fn try_stream(
     let response = client
         .send(target, upstream, true, body, headers, t.first_byte)
         .await?;
-    let events = UpstreamEvents::new(response, upstream);
+    let events = UpstreamEvents::new(response, upstream, target.max_response_size);
     prime(events, request, target, dialect, started).await
 }
 

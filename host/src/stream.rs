@@ -42,6 +42,9 @@ struct Sse {
     splitter: SseSplitter,
     decoder: StreamDecoder,
     body_done: bool,
+    /// The most bytes one unfinished event may hold (the endpoint's `max_response_size`): an
+    /// upstream that never ends its event cannot make the gateway buffer without bound.
+    max_event: u64,
 }
 
 impl Sse {
@@ -54,6 +57,16 @@ impl Sse {
             )
         })? {
             UpstreamEvents::decode(&mut self.decoder, data, out)?;
+        }
+        let held = self.splitter.unfinished() as u64;
+        if held > self.max_event {
+            return Err(Error::new(
+                ErrorKind::BadUpstreamResponse,
+                format!(
+                    "the upstream's SSE event is larger than max_response_size ({held} > {} bytes, unfinished)",
+                    self.max_event
+                ),
+            ));
         }
         Ok(())
     }
@@ -223,14 +236,16 @@ async fn next_ready<S: Stream + Unpin>(s: &mut S, gather: Gather) -> Option<Opti
 }
 
 impl UpstreamEvents {
-    /// Decodes `response`'s SSE body as `dialect` events.
-    pub fn new(response: reqwest::Response, dialect: Dialect) -> Self {
+    /// Decodes `response`'s SSE body as `dialect` events; an event that grows past
+    /// `max_event` bytes before it ends fails the stream.
+    pub fn new(response: reqwest::Response, dialect: Dialect, max_event: u64) -> Self {
         UpstreamEvents {
             source: Source::Sse(Box::new(Sse {
                 body: Box::pin(response.bytes_stream()),
                 splitter: SseSplitter::default(),
                 decoder: StreamDecoder::new(dialect),
                 body_done: false,
+                max_event,
             })),
             ended: None,
         }
@@ -659,8 +674,11 @@ mod tests {
             "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
         const PARTIAL: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"con";
         let mut out = Vec::new();
-        let mut closed =
-            UpstreamEvents::new(upstream(&[FIRST, PARTIAL], false), Dialect::OpenAiChat);
+        let mut closed = UpstreamEvents::new(
+            upstream(&[FIRST, PARTIAL], false),
+            Dialect::OpenAiChat,
+            u64::MAX,
+        );
         assert!(
             closed
                 .next_batch(&mut out, Duration::from_secs(5), Gather::Ready)
@@ -677,8 +695,11 @@ mod tests {
             .unwrap_err();
         assert!(e.message().contains("inside an unfinished event"), "{e}");
 
-        let mut stalled =
-            UpstreamEvents::new(upstream(&[FIRST, PARTIAL], true), Dialect::OpenAiChat);
+        let mut stalled = UpstreamEvents::new(
+            upstream(&[FIRST, PARTIAL], true),
+            Dialect::OpenAiChat,
+            u64::MAX,
+        );
         stalled
             .next_batch(&mut out, Duration::from_secs(5), Gather::Ready)
             .await
@@ -694,6 +715,7 @@ mod tests {
         let mut finished = UpstreamEvents::new(
             upstream(&[FIRST, DONE, ": keep-alive"], false),
             Dialect::OpenAiChat,
+            u64::MAX,
         );
         let mut more = true;
         while more {
@@ -704,7 +726,8 @@ mod tests {
         }
         assert!(finished.finished());
         // A clean end and plain silence keep their own words.
-        let mut clean = UpstreamEvents::new(upstream(&[FIRST], false), Dialect::OpenAiChat);
+        let mut clean =
+            UpstreamEvents::new(upstream(&[FIRST], false), Dialect::OpenAiChat, u64::MAX);
         clean
             .next_batch(&mut out, Duration::from_secs(5), Gather::Ready)
             .await
@@ -715,7 +738,8 @@ mod tests {
                 .await
                 .unwrap()
         );
-        let mut silent = UpstreamEvents::new(upstream(&[FIRST], true), Dialect::OpenAiChat);
+        let mut silent =
+            UpstreamEvents::new(upstream(&[FIRST], true), Dialect::OpenAiChat, u64::MAX);
         silent
             .next_batch(&mut out, Duration::from_secs(5), Gather::Ready)
             .await
@@ -725,5 +749,49 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.message().contains("sent nothing"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_event_past_the_size_limit_fails_the_stream() {
+        const FIRST: &str =
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
+        // Whole events of any number stay within the limit; one that never ends does not.
+        let endless: Vec<&'static str> = std::iter::once(FIRST)
+            .chain(std::iter::repeat_n(
+                "data: {\"choices\":[{\"index\":0,\"delta\":",
+                1,
+            ))
+            .chain(std::iter::repeat_n("\"content\":\"xxxxxxxxxxxxxxxx\"", 200))
+            .collect();
+        let mut out = Vec::new();
+        let mut events = UpstreamEvents::new(upstream(&endless, true), Dialect::OpenAiChat, 1024);
+        let mut result = Ok(true);
+        while let Ok(true) = result {
+            result = events
+                .next_batch(&mut out, Duration::from_secs(5), Gather::Burst)
+                .await;
+        }
+        let e = result.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BadUpstreamResponse, "{e}");
+        assert!(e.message().contains("larger than max_response_size"), "{e}");
+        assert!(
+            out.contains(&StreamEvent::TextDelta("hi".into())),
+            "{out:?}"
+        );
+
+        let many: Vec<&'static str> = std::iter::repeat_n(FIRST, 100).collect();
+        let mut events = UpstreamEvents::new(upstream(&many, false), Dialect::OpenAiChat, 100);
+        out.clear();
+        while events
+            .next_batch(&mut out, Duration::from_secs(5), Gather::Burst)
+            .await
+            .unwrap()
+        {}
+        assert_eq!(
+            out.iter()
+                .filter(|e| matches!(e, StreamEvent::TextDelta(_)))
+                .count(),
+            100
+        );
     }
 }
