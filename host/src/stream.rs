@@ -757,9 +757,8 @@ mod tests {
             "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
         // Whole events of any number stay within the limit; one that never ends does not.
         let endless: Vec<&'static str> = std::iter::once(FIRST)
-            .chain(std::iter::repeat_n(
+            .chain(std::iter::once(
                 "data: {\"choices\":[{\"index\":0,\"delta\":",
-                1,
             ))
             .chain(std::iter::repeat_n("\"content\":\"xxxxxxxxxxxxxxxx\"", 200))
             .collect();
