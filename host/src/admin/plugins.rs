@@ -25,6 +25,7 @@ pub fn plugins_document(plugins: &LoadedPlugins, engine: &GuardrailEngine) -> Va
                 "compiled": match i.compiled { CompileSource::Cache => "cache", CompileSource::Compiled => "compiled" },
                 "calls": st.calls, "failures": st.failures(), "traps": st.traps,
                 "deadlines": st.deadlines, "memory": st.memory, "invalid_results": st.invalid_results,
+                "setups": st.setups, "renewals": st.renewals,
             })
         })
         .collect();

@@ -212,6 +212,11 @@ impl PluginEngine {
         }
     }
 
+    /// A free instance slot, if there is one now.
+    pub(crate) fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
     pub(crate) fn compile(
         &self,
         plugin: &str,

@@ -279,8 +279,9 @@ impl GuardrailPlugin {
             let raw = self
                 .0
                 .sandbox
-                .finish("check", armed, inline.warm.as_ref(), raw)?;
-            return self.validate("check", text, raw);
+                .finish("check", armed, inline.warm.as_ref(), raw);
+            self.renew_if_due();
+            return self.validate("check", text, raw?);
         }
         let lease = self.lease().await;
         self.check_now(lease, pattern, text, candidates)
@@ -298,8 +299,9 @@ impl GuardrailPlugin {
             let raw = self
                 .0
                 .sandbox
-                .finish("scan", armed, inline.warm.as_ref(), raw)?;
-            return self.validate("scan", text, raw);
+                .finish("scan", armed, inline.warm.as_ref(), raw);
+            self.renew_if_due();
+            return self.validate("scan", text, raw?);
         }
         let lease = self.lease().await;
         self.scan_now(lease, direction, text)
@@ -383,6 +385,7 @@ impl GuardrailPlugin {
             g.bitrouter_plugin_guard()
                 .call_check(store, pattern, text, &spans)
         })?;
+        self.renew_if_due();
         self.validate("check", text, raw)
     }
 
@@ -396,6 +399,7 @@ impl GuardrailPlugin {
             g.bitrouter_plugin_guard()
                 .call_scan(store, wit_direction(direction), text)
         })?;
+        self.renew_if_due();
         self.validate("scan", text, raw)
     }
 
@@ -430,6 +434,54 @@ impl GuardrailPlugin {
         }
     }
 
+    /// Starts setting up a successor for a warm instance that has served its calls, when
+    /// one is due ([`WarmPool::renewal_wanted`]), on a blocking thread: instantiating and
+    /// configuring a JS or Python instance took milliseconds, which a request paid for
+    /// every `WARM_USES` calls when it happened on the call's path.
+    fn renew_if_due(&self) {
+        let inner = &*self.0;
+        let due = match &inner.inline {
+            Some(inline) => inline.warm.as_ref().is_some_and(WarmPool::renewal_wanted),
+            None => inner.warm.as_ref().is_some_and(WarmPool::renewal_wanted),
+        };
+        if !due {
+            return;
+        }
+        let me = self.clone();
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            // Not reached from the async calls above; the due instance serves on and is
+            // retired at `RETIRE_USES`.
+            return;
+        };
+        let handle = rt.clone();
+        rt.spawn_blocking(move || {
+            let inner = &*me.0;
+            let config = inner.config.as_deref();
+            if let Some(inline) = &inner.inline {
+                if let Some(pool) = &inline.warm {
+                    let warm_up = async |store: &mut wasmtime::Store<StoreState>,
+                                         g: &AsyncGuardrail| {
+                        warm_up(&inner.patterns, inner.scans, store, g).await
+                    };
+                    handle.block_on(
+                        inner
+                            .sandbox
+                            .renew_async(pool, config, &inline.pre, warm_up),
+                    );
+                }
+            } else if let Some(pool) = &inner.warm {
+                inner.sandbox.renew(
+                    pool,
+                    config,
+                    |store| inner.pre.instantiate(store),
+                    |store, g: &Guardrail, config| {
+                        g.bitrouter_plugin_guard().call_configure(store, config)
+                    },
+                );
+            }
+        });
+    }
+
     fn validate(
         &self,
         func: &'static str,
@@ -449,6 +501,44 @@ impl GuardrailPlugin {
 struct Inline {
     pre: bindings_async::GuardrailPre<StoreState>,
     warm: Option<WarmPool<AsyncGuardrail>>,
+}
+
+/// What a renewed instance of a WASI guardrail is called with before it serves: ordinary
+/// prose, no finding in it for any plugin we know, long enough to run the plugin's code
+/// paths for a real text.
+const WARM_UP_TEXT: &str = "The gateway forwards this request to the provider and records \
+    the usage of the answer. Nothing in this text is a secret; it only warms up a new \
+    instance of the plugin before the host hands it a request.";
+
+/// The calls a request makes, with [`WARM_UP_TEXT`]: `scan` in each direction the plugin
+/// scans, `check` of its first regex pattern with the whole text as the candidate.
+async fn warm_up(
+    patterns: &[Pattern],
+    scans: [bool; 2],
+    store: &mut wasmtime::Store<StoreState>,
+    g: &AsyncGuardrail,
+) -> wasmtime::Result<()> {
+    let guard = g.bitrouter_plugin_guard();
+    for (direction, scanned) in [Direction::Request, Direction::Response]
+        .into_iter()
+        .zip(scans)
+    {
+        if scanned {
+            guard
+                .call_scan(&mut *store, wit_direction(direction), WARM_UP_TEXT)
+                .await?;
+        }
+    }
+    if let Some(p) = patterns.iter().find(|p| p.regex.is_some()) {
+        let whole = [wt::Span {
+            start: 0,
+            end: WARM_UP_TEXT.len() as u32,
+        }];
+        guard
+            .call_check(&mut *store, &p.id, WARM_UP_TEXT, &whole)
+            .await?;
+    }
+    Ok(())
 }
 
 fn spans(candidates: &[Range<usize>]) -> Vec<wt::Span> {
