@@ -57,6 +57,19 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let setup = rt.block_on(async {
+        let mut best = Duration::MAX;
+        for _ in 0..5 {
+            let t = Instant::now();
+            g.instantiate_once().await.expect("instantiate");
+            best = best.min(t.elapsed());
+        }
+        best
+    });
+    println!(
+        "{id}: a fresh instance (instantiate + configure, best of 5): {:.0} µs",
+        setup.as_secs_f64() * 1e6
+    );
     let times: Vec<Duration> = rt.block_on(async {
         let mut times = Vec::with_capacity(rounds);
         for _ in 0..rounds {
