@@ -6,6 +6,9 @@
 // `check` takes candidate byte ranges; one candidate is `&[a..b]`, which is what we mean.
 #![allow(clippy::single_range_in_vec_init)]
 
+#[path = "support/renewal.rs"]
+mod renewal;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -705,44 +708,14 @@ async fn the_default_plugins_run_warm_without_keeping_memory() {
     }
 }
 
-/// Calls `check` `calls` times, then waits (up to 20 s) for the plugin's `renewals` counter
-/// to reach `renewals`.
-async fn check_then_await_renewal(g: &GuardrailPlugin, calls: usize, renewals: u64) {
-    for _ in 0..calls {
-        let found = g.check("confidential-id", "CONFIDENTIAL-123456", &[0..19]);
-        assert_eq!(found.await.unwrap().len(), 1);
-    }
-    let waited = Instant::now();
-    while g.stats().renewals < renewals && waited.elapsed() < Duration::from_secs(20) {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    assert_eq!(
-        g.stats().renewals,
-        renewals,
-        "successor set up off the call path"
-    );
-}
-
-/// A warm instance is replaced after 5,000 calls; its successor is set up off the request
-/// path, so no call after the first sets up an instance (before, the call after each
-/// 10,000th did, paying for instantiation and configuration on a request).
+/// See `support::renewal`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warm_instances_are_renewed_off_the_call_path() {
     let staged = stage("confidential-ids", |t| {
         t.insert("stateless".into(), true.into());
     });
     let host = PluginHost::load(config(), &[PluginSpec::new(&staged.wasm)]).unwrap();
-    let g = guardrail(&host, "confidential-ids");
-    // Due after its 5,000th call; the 5,001st still runs in it and hands its place to the
-    // successor, which is due after 5,000 calls of its own.
-    check_then_await_renewal(&g, 5_000, 1).await;
-    check_then_await_renewal(&g, 5_001, 2).await;
-    check_then_await_renewal(&g, 1_000, 2).await;
-    let stats = g.stats();
-    assert_eq!(stats.calls, 11_001);
-    assert_eq!(stats.setups, 1, "only the first call set up an instance");
-    assert_eq!(stats.failures(), 0);
-    assert_eq!(g.warm_instances(), 1);
+    renewal::renewed_off_the_call_path(&guardrail(&host, "confidential-ids")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

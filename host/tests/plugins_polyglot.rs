@@ -6,6 +6,9 @@
 //! (printed, not asserted: this is a debug build of the host; `cargo bench -p bitrouter
 //! --bench plugins -- polyglot` has the release numbers).
 
+#[path = "support/renewal.rs"]
+mod renewal;
+
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -532,8 +535,8 @@ fn wasi_guardrails_are_called_without_the_blocking_pool() {
 }
 
 /// A WASI guardrail (called through async bindings) has its warm instance renewed off the
-/// call path like a sync one (`plugins.rs`, `warm_instances_are_renewed_off_the_call_path`):
-/// the C example, the fastest of the WASI guests.
+/// call path like one without WASI (`support::renewal`): the C example, the fastest of the
+/// WASI guests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wasi_warm_instances_are_renewed_off_the_call_path() {
     let host = PluginHost::load(
@@ -541,30 +544,5 @@ async fn wasi_warm_instances_are_renewed_off_the_call_path() {
         &[PluginSpec::new(built("c-guardrail"))],
     )
     .unwrap();
-    let g = guardrail(&host, "c-guardrail");
-    assert!(g.info().reuses_instances);
-    let text = "see CONFIDENTIAL-123456 now";
-    let candidate = 4..23;
-    for (calls, renewals) in [(5_000, 1), (5_001, 2), (1_000, 2)] {
-        for _ in 0..calls {
-            let found = g
-                .check("confidential-id", text, std::slice::from_ref(&candidate))
-                .await
-                .unwrap();
-            assert_eq!(found.len(), 1);
-        }
-        let waited = Instant::now();
-        while g.stats().renewals < renewals && waited.elapsed() < Duration::from_secs(20) {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        assert_eq!(
-            g.stats().renewals,
-            renewals,
-            "successor set up off the call path"
-        );
-    }
-    let stats = g.stats();
-    assert_eq!(stats.setups, 1, "only the first call set up an instance");
-    assert_eq!(stats.failures(), 0);
-    assert_eq!(g.warm_instances(), 1);
+    renewal::renewed_off_the_call_path(&guardrail(&host, "c-guardrail")).await;
 }
