@@ -93,6 +93,11 @@ impl Gateway {
                 outcomes
                     .metrics
                     .set_state("plugin_updates", "failed", u.failed);
+                for (id, setups, renewals) in self.plugin_instances() {
+                    let component = format!("plugin_{id}");
+                    outcomes.metrics.set_state(&component, "setups", setups);
+                    outcomes.metrics.set_state(&component, "renewals", renewals);
+                }
                 crate::admin::prometheus(outcomes, &self.proxy.guardrails())
             }
             Handler::AdminPlugins => json_response(StatusCode::OK, self.plugins_json().to_string()),

@@ -202,6 +202,20 @@ impl Gateway {
         doc
     }
 
+    /// Each loaded plugin's id with its instance set-ups: on a call's path, and renewals of
+    /// warm instances off it (for the Prometheus exposition).
+    pub fn plugin_instances(&self) -> Vec<(String, u64, u64)> {
+        let firewall = self.firewall.lock().unwrap_or_else(|p| p.into_inner());
+        firewall
+            .plugins
+            .iter()
+            .map(|p| {
+                let st = p.stats();
+                (p.info().id.to_string(), st.setups, st.renewals)
+            })
+            .collect()
+    }
+
     /// The update checks so far.
     pub fn updates(&self) -> Updates {
         self.updates

@@ -367,6 +367,13 @@ async fn prometheus_exposition_passes_promtool() {
         r.text
             .contains("bitrouter_component_events{component=\"ledger\",state=\"written\"}")
     );
+    // Each default plugin's instance set-ups on a call's path and renewals off it.
+    for state in ["setups", "renewals"] {
+        let series = format!(
+            "bitrouter_component_events{{component=\"plugin_credentials\",state=\"{state}\"}}"
+        );
+        assert!(r.text.contains(&series), "{series} in {}", r.text);
+    }
     let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
     let mut child = std::process::Command::new(&promtool)
         .args(["check", "metrics"])
