@@ -447,12 +447,16 @@ impl GuardrailPlugin {
         if !due {
             return;
         }
-        let me = self.clone();
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            // Not reached from the async calls above; the due instance serves on and is
-            // retired at `RETIRE_USES`.
+            // Not reached from the async calls above. Counted as a failed renewal: the due
+            // instance serves on and is retired at `RETIRE_USES`.
+            match &inner.inline {
+                Some(inline) => inline.warm.as_ref().map(|p| p.renewed(None)),
+                None => inner.warm.as_ref().map(|p| p.renewed(None)),
+            };
             return;
         };
+        let me = self.clone();
         let handle = rt.clone();
         rt.spawn_blocking(move || {
             let inner = &*me.0;

@@ -534,7 +534,7 @@ impl<B> WarmPool<B> {
     }
 
     /// Ends a renewal: the successor joins the spares, or the attempt failed.
-    fn renewed(&self, spare: Option<Warm<B>>) {
+    pub(crate) fn renewed(&self, spare: Option<Warm<B>>) {
         let state = match spare {
             Some(w) => {
                 self.spares
