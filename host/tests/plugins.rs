@@ -718,6 +718,45 @@ async fn warm_instances_are_renewed_off_the_call_path() {
     renewal::renewed_off_the_call_path(&guardrail(&host, "confidential-ids")).await;
 }
 
+/// A successor set up for a due instance also takes the place of one that was dropped
+/// because its call failed: the next call runs in the successor instead of setting up an
+/// instance on its path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_successor_replaces_a_due_instance_whose_call_failed() {
+    let staged = stage("hostile", |t| {
+        t.insert("stateless".into(), true.into());
+    });
+    let host = PluginHost::load(
+        config(),
+        &[PluginSpec {
+            config: Some(serde_json::json!({ "mode": "trap-on-trap" })),
+            ..PluginSpec::new(&staged.wasm)
+        }],
+    )
+    .unwrap();
+    let g = guardrail(&host, "hostile");
+    assert!(g.info().reuses_instances);
+    let cands = candidates("XX", "XX", 2);
+    // 5,000 calls make the instance due; its successor is set up off the call path.
+    for _ in 0..5_000 {
+        assert_eq!(g.check("x-run", "XX", &cands).await.unwrap().len(), 1);
+    }
+    let waited = Instant::now();
+    while g.stats().renewals < 1 && waited.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(g.stats().renewals, 1, "a successor is ready");
+    // The due instance's next call fails: it is dropped, not returned.
+    assert!(g.check("x-run", "TRAP", &cands).await.is_err());
+    assert_eq!(g.warm_instances(), 0);
+    // The call after it runs in the successor.
+    assert_eq!(g.check("x-run", "XX", &cands).await.unwrap().len(), 1);
+    let stats = g.stats();
+    assert_eq!(stats.setups, 1, "only the first call set up an instance");
+    assert_eq!(stats.calls, 5_002);
+    assert_eq!(g.warm_instances(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stateless_plugins_reuse_warm_instances_and_drop_failed_ones() {
     let stateless = |id: &str| {

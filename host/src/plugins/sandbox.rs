@@ -449,12 +449,20 @@ impl<B> WarmPool<B> {
             Err(_) => unreachable!("warm pool semaphore closed"),
         };
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let spare = || self.spares.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let (warm, permit) = match idle {
             Some(w) => {
                 engine.warm.fetch_sub(1, Ordering::AcqRel);
                 (Some(w), None)
             }
-            None => (None, Some(engine.permit().await)),
+            // No idle instance, but a successor is ready: the instance it was set up for was
+            // dropped (its call failed) instead of coming back due, so it serves here rather
+            // than this call setting up a new one on its path. (Spares are not counted in
+            // `engine.warm`; it is counted when it comes back.)
+            None => match spare() {
+                Some(spare) => (Some(spare), None),
+                None => (None, Some(engine.permit().await)),
+            },
         };
         Lease {
             warm,

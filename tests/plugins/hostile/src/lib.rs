@@ -6,6 +6,7 @@
 //! | mode | what `check` does |
 //! | --- | --- |
 //! | `trap` | panics (a trap: the guest is built with `panic = "abort"`) |
+//! | `trap-on-trap` | panics when the text contains `TRAP`, else behaves |
 //! | `loop` | loops forever (the epoch deadline stops it) |
 //! | `memory` | allocates until the memory cap refuses to grow |
 //! | `huge` | returns 5,000 findings (the host allows 4,096) |
@@ -57,6 +58,7 @@ impl Guardrail for Hostile {
     fn check(pattern: &str, text: &str, candidates: Vec<Span>) -> Vec<Finding> {
         match mode().as_str() {
             "trap" => panic!("hostile plugin: trap mode"),
+            "trap-on-trap" if text.contains("TRAP") => panic!("hostile plugin: asked to trap"),
             "loop" => spin(),
             "memory" => {
                 // Reserve (and so grow linear memory) without touching the pages, so the
