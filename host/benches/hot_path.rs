@@ -129,11 +129,13 @@ fn upstream_stream(c: &mut Criterion) {
     c.bench_function("upstream stream: 100 SSE chunks to events (openai)", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let body = futures_util::stream::iter(
-                    chunks.clone().into_iter().map(Ok::<_, std::io::Error>),
-                );
-                let response =
-                    reqwest::Response::from(http::Response::new(reqwest::Body::wrap_stream(body)));
+                let frames =
+                    futures_util::stream::iter(chunks.clone().into_iter().map(|c| {
+                        Ok::<_, bitrouter::upstream::BodyError>(http_body::Frame::data(c))
+                    }));
+                let response = http::Response::new(http_body_util::BodyExt::boxed_unsync(
+                    http_body_util::StreamBody::new(frames),
+                ));
                 let mut events = UpstreamEvents::new(response, Dialect::OpenAiChat, u64::MAX);
                 let mut out = Vec::new();
                 let mut n = 0;

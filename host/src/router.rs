@@ -13,6 +13,7 @@ use crate::api;
 use crate::config::{Config, Cooldown, MidStream, Provider, Strategy, Timeouts};
 use crate::error::{Error, ErrorKind};
 use crate::spend::PriceTable;
+use crate::upstream::UpstreamUrl;
 
 /// How the gateway talks to a target; with `Adapter`, `Target::url` is the base the
 /// adapter's path is appended to.
@@ -30,11 +31,11 @@ pub struct Target {
     pub protocol: Protocol,
     /// The full request URL (for an adapter: the `api_base` its path is appended to).
     pub url: String,
-    /// `url`, parsed once: reqwest would otherwise re-parse (with IDNA) on every request.
-    pub parsed_url: reqwest::Url,
+    /// `url`, parsed once (with IDNA) for either HTTP client, not on every request.
+    pub parsed_url: UpstreamUrl,
     /// Where streams go when the protocol streams at another URL (Gemini's
     /// `:streamGenerateContent?alt=sse`); `None`: `parsed_url`, with `stream: true` in the body.
-    pub stream_url: Option<reqwest::Url>,
+    pub stream_url: Option<UpstreamUrl>,
     /// Headers sent with every request: content type, credentials, the provider's
     /// `default_headers` (marked sensitive, so `Debug` hides them).
     pub headers: HeaderMap,
@@ -367,7 +368,7 @@ fn build_target(
         v.set_sensitive(true);
     }
     let parse = |url: &str| {
-        reqwest::Url::parse(url).map_err(|e| {
+        UpstreamUrl::parse(url).map_err(|e| {
             Error::new(
                 ErrorKind::NotConfigured,
                 format!(

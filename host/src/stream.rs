@@ -17,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, Stream, StreamExt};
+use http_body_util::BodyDataStream;
 
 use tokio::time::Instant;
 
@@ -25,8 +26,9 @@ use crate::canonical::{Dialect, StreamEvent, Usage};
 use crate::error::{Error, ErrorKind};
 use crate::guardrails::{StreamGuard, Tally};
 use crate::plugins::{AdapterPlugin, StreamState};
+use crate::upstream::{BodyError, UpstreamResponse};
 
-type ByteChunks = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+type ByteChunks = Pin<Box<dyn Stream<Item = Result<Bytes, BodyError>> + Send>>;
 
 /// Where the events come from.
 enum Source {
@@ -238,10 +240,10 @@ async fn next_ready<S: Stream + Unpin>(s: &mut S, gather: Gather) -> Option<Opti
 impl UpstreamEvents {
     /// Decodes `response`'s SSE body as `dialect` events; an event that grows past
     /// `max_event` bytes before it ends fails the stream.
-    pub fn new(response: reqwest::Response, dialect: Dialect, max_event: u64) -> Self {
+    pub fn new(response: UpstreamResponse, dialect: Dialect, max_event: u64) -> Self {
         UpstreamEvents {
             source: Source::Sse(Box::new(Sse {
-                body: Box::pin(response.bytes_stream()),
+                body: Box::pin(BodyDataStream::new(response.into_body())),
                 splitter: SseSplitter::default(),
                 decoder: StreamDecoder::new(dialect),
                 body_done: false,
@@ -252,10 +254,10 @@ impl UpstreamEvents {
     }
 
     /// A stream whose body `adapter` decodes; `model_id` names the model when it does not.
-    pub fn adapted(response: reqwest::Response, adapter: AdapterPlugin, model_id: &str) -> Self {
+    pub fn adapted(response: UpstreamResponse, adapter: AdapterPlugin, model_id: &str) -> Self {
         UpstreamEvents {
             source: Source::Adapter(Box::new(Adapted {
-                body: Box::pin(response.bytes_stream()),
+                body: Box::pin(BodyDataStream::new(response.into_body())),
                 adapter,
                 state: StreamState::default(),
                 model_id: model_id.to_owned(),
@@ -606,6 +608,8 @@ impl<O: RelayObserver> Drop for Relay<O> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body::Frame;
+    use http_body_util::{BodyExt, StreamBody};
 
     /// Items handed over one per turn of a producer task, the way hyper's client hands a
     /// response body over (a channel with room for one).
@@ -651,7 +655,7 @@ mod tests {
     }
 
     /// An upstream body of `chunks`, then either its end or (`stall`) silence.
-    fn upstream(chunks: &[&'static str], stall: bool) -> reqwest::Response {
+    fn upstream(chunks: &[&'static str], stall: bool) -> UpstreamResponse {
         let items: Vec<Result<Bytes, std::io::Error>> = chunks
             .iter()
             .map(|c| Ok(Bytes::from_static(c.as_bytes())))
@@ -662,7 +666,8 @@ mod tests {
         } else {
             Box::pin(body)
         };
-        reqwest::Response::from(http::Response::new(reqwest::Body::wrap_stream(body)))
+        let frames = body.map(|chunk| chunk.map(Frame::data).map_err(BodyError::from));
+        http::Response::new(StreamBody::new(frames).boxed_unsync())
     }
 
     type ByteStream =

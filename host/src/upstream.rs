@@ -1,10 +1,15 @@
 //! Sending a request to an upstream over the one shared connection pool, and turning every
 //! way that can fail into an `Error` whose kind says whether failover may try the next target.
 
+mod client;
+
+pub use client::{BodyError, HttpClient, UpstreamBody, UpstreamResponse, UpstreamUrl};
+
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::HeaderMap;
+use http::{HeaderMap, Method};
+use http_body_util::BodyExt;
 
 use crate::api;
 use crate::canonical::Dialect;
@@ -16,28 +21,21 @@ use crate::router::Target;
 /// upstream offers it over TLS, Nagle off so small SSE frames are not held back.
 #[derive(Clone)]
 pub struct Upstream {
-    client: reqwest::Client,
+    client: HttpClient,
 }
 
 impl Upstream {
-    /// The client, with `routing.connect_timeout` as its connect timeout.
+    /// The client, with `routing.connect_timeout` as its connect timeout: direct, or
+    /// through the proxy the environment names (`client.rs`).
     pub fn new(connect_timeout: Duration) -> Result<Self, Error> {
-        let client = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .tcp_keepalive(Duration::from_secs(30))
-            .http2_adaptive_window(true)
-            .user_agent(concat!("bitrouter/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::NotConfigured,
-                    format!("cannot build the HTTP client: {e}"),
-                )
-            })?;
+        let client = HttpClient::from_env(connect_timeout)
+            .map_err(|e| Error::new(ErrorKind::NotConfigured, e))?;
         Ok(Upstream { client })
+    }
+
+    /// Over `client` (tests pick one).
+    pub fn with_client(client: HttpClient) -> Self {
+        Upstream { client }
     }
 
     /// Posts `body` to `target` (its stream URL for a stream, where it has one) and waits
@@ -51,18 +49,15 @@ impl Upstream {
         body: Bytes,
         extra_headers: HeaderMap,
         timeout: Duration,
-    ) -> Result<reqwest::Response, Error> {
+    ) -> Result<UpstreamResponse, Error> {
         let mut headers = target.headers.clone();
         headers.extend(extra_headers);
-        let request = self
-            .client
-            .post(match (&target.stream_url, stream) {
-                (Some(url), true) => url.clone(),
-                _ => target.parsed_url.clone(),
-            })
-            .headers(headers)
-            .body(body);
-        let response = match tokio::time::timeout(timeout, request.send()).await {
+        let url = match (&target.stream_url, stream) {
+            (Some(url), true) => url,
+            _ => &target.parsed_url,
+        };
+        let request = self.client.request(Method::POST, url, headers, body);
+        let response = match tokio::time::timeout(timeout, request).await {
             Err(_) => {
                 return Err(Error::new(
                     ErrorKind::Timeout,
@@ -75,6 +70,23 @@ impl Upstream {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
+        }
+        if status.is_redirection() {
+            // Neither client follows redirects: a POST re-sent elsewhere (or turned into a
+            // GET by a 301/302) is not what the route's configuration says to call.
+            let to = response
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("no Location")
+                .to_owned();
+            return Err(Error::new(
+                ErrorKind::BadUpstreamResponse,
+                format!(
+                    "{} answered {status} ({to}); redirects are not followed: set the provider's api_base to where its API answers",
+                    target.label()
+                ),
+            ));
         }
         let wait = retry_after(response.headers());
         // An error body that does not arrive whole in time (or is too large) still fails
@@ -103,9 +115,9 @@ impl Upstream {
         request: HttpRequest,
         trace_headers: HeaderMap,
         timeout: Duration,
-    ) -> Result<reqwest::Response, Error> {
+    ) -> Result<UpstreamResponse, Error> {
         let url = format!("{}{}", target.url, request.path);
-        let url = reqwest::Url::parse(&url).map_err(|e| {
+        let url = UpstreamUrl::parse(&url).map_err(|e| {
             Error::new(
                 ErrorKind::Plugin,
                 format!("the adapter's path makes an invalid URL {url}: {e}"),
@@ -125,12 +137,10 @@ impl Upstream {
         for (k, v) in &target.headers {
             headers.insert(k, v.clone());
         }
-        let builder = self
+        let sent = self
             .client
-            .request(request.method, url)
-            .headers(headers)
-            .body(request.body);
-        match tokio::time::timeout(timeout, builder.send()).await {
+            .request(request.method, &url, headers, Bytes::from(request.body));
+        match tokio::time::timeout(timeout, sent).await {
             Err(_) => Err(Error::new(
                 ErrorKind::Timeout,
                 format!("no response within {}", humantime::format_duration(timeout)),
@@ -145,7 +155,7 @@ impl Upstream {
 /// `BadUpstreamResponse`, so failover tries the next endpoint): an upstream cannot make
 /// the gateway buffer more than `max_bytes` for one answer.
 pub async fn read_body(
-    mut response: reqwest::Response,
+    response: UpstreamResponse,
     limit: Duration,
     max_bytes: u64,
 ) -> Result<Bytes, Error> {
@@ -157,20 +167,25 @@ pub async fn read_body(
             ),
         )
     };
-    if let Some(n) = response.content_length()
+    let length = content_length(response.headers());
+    if let Some(n) = length
         && n > max_bytes
     {
         return Err(too_large(n));
     }
+    let mut response = response.into_body();
     let read = async {
         // Grown as chunks arrive; a Content-Length within the limit sizes it at once.
-        let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
-        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        let mut body = Vec::with_capacity(length.unwrap_or(0) as usize);
+        while let Some(frame) = response.frame().await {
+            let Ok(chunk) = frame.map_err(transport_error)?.into_data() else {
+                continue; // trailers
+            };
             let n = (body.len() + chunk.len()) as u64;
             if n > max_bytes {
                 return Err(too_large(n));
             }
-            if body.is_empty() && response.content_length() == Some(chunk.len() as u64) {
+            if body.is_empty() && length == Some(chunk.len() as u64) {
                 // The whole body in one chunk: no copy.
                 return Ok(chunk);
             }
@@ -185,6 +200,16 @@ pub async fn read_body(
         )),
         Ok(r) => r,
     }
+}
+
+/// The `Content-Length` an answer declares, if it declares a valid one.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// The longest `Retry-After` honoured: a provider cannot take an endpoint out for longer.
@@ -202,16 +227,18 @@ pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
         .then(|| Duration::from_secs_f64(wait.min(MAX_RETRY_AFTER.as_secs_f64())))
 }
 
-/// Classifies a reqwest failure: a refused or reset connection is `Transport`, a timer `Timeout`.
-pub fn transport_error(e: reqwest::Error) -> Error {
-    let kind = if e.is_timeout() {
+/// Classifies a failed send or body read: a refused or reset connection is `Transport`, a
+/// timer `Timeout`.
+pub fn transport_error(e: impl Into<BodyError>) -> Error {
+    let e: BodyError = e.into();
+    let kind = if client::is_timeout(e.as_ref()) {
         ErrorKind::Timeout
     } else {
         ErrorKind::Transport
     };
-    // reqwest's Display stops at the outermost layer; the cause chain says what happened.
+    // The clients' Display stops at the outermost layer; the cause chain says what happened.
     let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
+    let mut source = e.source();
     while let Some(s) = source {
         message.push_str(": ");
         message.push_str(&s.to_string());

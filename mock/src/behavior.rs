@@ -34,7 +34,8 @@ pub struct MockBehavior {
     pub chunks: Option<usize>,
     /// Streams: delay between two delta events.
     pub chunk_delay_ms: u64,
-    /// Answer with this status and a provider-shaped error body.
+    /// Answer with this status and a provider-shaped error body (a 3xx: an empty redirect
+    /// whose `Location` is the path that was asked for).
     pub status: Option<u16>,
     /// `Some(true)` forces a tool call, `Some(false)` forbids it, `None` calls the first declared
     /// tool unless the last message is a tool result.

@@ -377,6 +377,8 @@ fn not_found<B>(req: &Request<B>) -> Response<MockBody> {
 /// What to answer, decided before the body is handed to the recorder.
 enum Action {
     Fail(StatusCode, String),
+    /// An empty redirect, back to the path that was asked for.
+    Redirect(StatusCode),
     Json(Bytes),
     Stream(Box<dyn EventSource>, StreamTiming),
     Stall,
@@ -421,6 +423,14 @@ async fn model_request(
         tokio::time::sleep(latency).await;
     }
     match action {
+        Action::Redirect(status) => {
+            let mut r = Response::new(MockBody::full(String::new()));
+            *r.status_mut() = status;
+            if let Ok(to) = HeaderValue::from_str(parts.uri.path()) {
+                r.headers_mut().insert(http::header::LOCATION, to);
+            }
+            r
+        }
         Action::Fail(status, message) if shared.behavior().html_error => {
             let page = format!(
                 "<html><head><title>{status}</title></head><body><h1>{status}</h1><p>{message}</p></body></html>"
@@ -512,6 +522,11 @@ fn decide(
     let latency = millis(b.latency_ms);
     if b.stall_before_headers {
         return (latency, Action::Stall);
+    }
+    if let Some(code) = b.status.filter(|c| (300..400).contains(c))
+        && let Ok(status) = StatusCode::from_u16(code)
+    {
+        return (latency, Action::Redirect(status));
     }
     if let Some(code) = b.status.filter(|c| *c >= 400) {
         let action = match StatusCode::from_u16(code) {

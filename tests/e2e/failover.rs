@@ -55,6 +55,39 @@ async fn refused_connection_fails_over() {
     }
 }
 
+/// A redirect is not followed (it would re-send the prompt somewhere the configuration does not
+/// name): the attempt fails as a bad upstream answer, which fails over, and with no endpoint
+/// left the caller gets a 502 that says what to fix.
+#[tokio::test]
+async fn redirects_are_not_followed_and_fail_over() {
+    let primary = mock_with(MockBehavior {
+        status: Some(307),
+        ..Default::default()
+    })
+    .await;
+    let backup = mock().await;
+    let gw = TestGateway::start(&two_tier("openai", &openai_base(&primary), &backup, "")).await;
+    for body in [openai_chat("r", "hi"), streaming(openai_chat("r", "hi"))] {
+        let r = post(&gw, "/v1/chat/completions", &body).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.header("x-bitrouter-upstream"), "backup:b");
+    }
+    assert_eq!(primary.requests().len(), 2);
+
+    let alone = TestGateway::start(&format!(
+        "{}models:\n  r:\n    endpoints: [{{ provider: up, model_id: m }}]\n",
+        providers(&[("up", "openai", &primary)])
+    ))
+    .await;
+    let r = post(&alone, "/v1/chat/completions", &openai_chat("r", "hi")).await;
+    assert_eq!(r.status, 502, "{}", r.text);
+    assert!(
+        r.text.contains("307") && r.text.contains("redirects are not followed"),
+        "{}",
+        r.text
+    );
+}
+
 #[tokio::test]
 async fn server_errors_and_rate_limits_fail_over() {
     for status in [500u16, 502, 503, 529, 429] {

@@ -28,4 +28,5 @@ mod responses;
 mod scratch_db;
 mod sdk_clients;
 mod spend;
+mod upstream_client;
 mod wallet;
