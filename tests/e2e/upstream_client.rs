@@ -44,3 +44,42 @@ async fn upstream_requests_go_through_the_proxy_the_environment_names() {
         gw.log()
     );
 }
+
+/// A proxy variable that is not a proxy URL stops the start with an error naming it (reqwest
+/// would skip it and send the traffic direct), without echoing its value.
+#[test]
+fn a_proxy_variable_that_is_not_a_url_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bitrouter.yaml");
+    std::fs::write(&config, "models: {}\n").unwrap();
+    let mut child = std::process::Command::new(crate::child::BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("HTTPS_PROXY", "http://user:s3cret@bad host:1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the gateway started with an invalid HTTPS_PROXY");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("HTTPS_PROXY is not a proxy URL"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}

@@ -88,19 +88,15 @@ impl HttpClient {
     /// The client the environment asks for: reqwest when a proxy variable is set, else the
     /// direct hyper-util client.
     pub fn from_env(connect_timeout: Duration) -> Result<Self, String> {
-        let proxy = PROXY_VARIABLES
-            .iter()
-            .find(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
-        match proxy {
-            Some(var) => {
-                tracing::info!(
-                    variable = *var,
-                    "upstream requests go through the proxy the environment names"
-                );
-                Self::proxied(connect_timeout)
-            }
-            None => Self::direct(connect_timeout),
+        let proxies = proxy_variables(|v| std::env::var(v).ok())?;
+        if proxies.is_empty() {
+            return Self::direct(connect_timeout);
         }
+        tracing::info!(
+            variables = proxies.join(", "),
+            "upstream requests go through the proxy the environment names"
+        );
+        Self::proxied(connect_timeout)
     }
 
     /// hyper-util's pooled client over rustls (the webpki roots, ring), HTTP/1.1 or HTTP/2
@@ -188,6 +184,34 @@ impl HttpClient {
             }
         }
     }
+}
+
+/// The proxy variables that are set (`get` reads one), each checked to be a proxy URL: reqwest
+/// skips one it cannot parse, which would send the traffic direct while the operator believes
+/// it goes through the proxy. The error names the variable, never its value (it may carry
+/// the proxy's password).
+fn proxy_variables(get: impl Fn(&str) -> Option<String>) -> Result<Vec<&'static str>, String> {
+    let mut set = Vec::new();
+    for var in PROXY_VARIABLES {
+        let Some(value) = get(var).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        reqwest::Proxy::all(value.as_str()).map_err(|e| {
+            // reqwest's outer layers all say "builder error"; the cause says what is wrong.
+            let mut why = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                let text = c.to_string();
+                if !why.ends_with(&text) {
+                    why = format!("{why}: {text}");
+                }
+                cause = c.source();
+            }
+            format!("the environment variable {var} is not a proxy URL ({why})")
+        })?;
+        set.push(var);
+    }
+    Ok(set)
 }
 
 /// True when `e` (or anything it was caused by) is a timer running out: reqwest's own
@@ -298,6 +322,48 @@ mod tests {
         assert!(has(b"\x08http/1.1"), "ALPN offers http/1.1");
         assert!(has(b"localhost"), "SNI names the host");
         assert!(!is_timeout(err.as_ref()), "{err}");
+    }
+
+    #[test]
+    fn proxy_variables_are_read_and_checked() {
+        fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+            move |k| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        }
+        assert!(
+            proxy_variables(env(&[("NO_PROXY", "x")]))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            proxy_variables(env(&[("HTTP_PROXY", "")]))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            proxy_variables(env(&[("HTTPS_PROXY", "http://proxy.corp:3128")])).unwrap(),
+            ["HTTPS_PROXY"]
+        );
+        // No scheme: reqwest reads it as http://.
+        assert_eq!(
+            proxy_variables(env(&[
+                ("http_proxy", "proxy.corp:3128"),
+                ("all_proxy", "http://10.0.0.1:8080")
+            ]))
+            .unwrap(),
+            ["http_proxy", "all_proxy"]
+        );
+        let err =
+            proxy_variables(env(&[("ALL_PROXY", "http://user:s3cret@bad host:1")])).unwrap_err();
+        assert!(err.contains("ALL_PROXY is not a proxy URL"), "{err}");
+        assert!(
+            !err.contains("s3cret"),
+            "the value stays out of the message: {err}"
+        );
     }
 
     #[test]
