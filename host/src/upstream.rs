@@ -3,7 +3,9 @@
 
 mod client;
 
-pub use client::{BodyError, HttpClient, UpstreamBody, UpstreamResponse, UpstreamUrl};
+pub use client::{BodyError, UpstreamBody, UpstreamResponse, UpstreamUrl};
+
+use client::HttpClient;
 
 use std::time::Duration;
 
@@ -31,11 +33,6 @@ impl Upstream {
         let client = HttpClient::from_env(connect_timeout)
             .map_err(|e| Error::new(ErrorKind::NotConfigured, e))?;
         Ok(Upstream { client })
-    }
-
-    /// Over `client` (tests pick one).
-    pub fn with_client(client: HttpClient) -> Self {
-        Upstream { client }
     }
 
     /// Posts `body` to `target` (its stream URL for a stream, where it has one) and waits

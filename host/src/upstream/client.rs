@@ -142,11 +142,6 @@ impl HttpClient {
             .map_err(|e| format!("cannot build the HTTP client: {e}"))
     }
 
-    /// True for the direct client (for tests and the start-up log).
-    pub fn is_direct(&self) -> bool {
-        matches!(self, HttpClient::Direct(_))
-    }
-
     /// Sends one request and waits for the response head; the body is read by the caller.
     pub async fn request(
         &self,
@@ -266,7 +261,6 @@ mod tests {
     async fn direct_and_proxied_clients_send_alike() {
         let mock = MockServer::start(MockBehavior::default()).await.unwrap();
         let direct = HttpClient::direct(Duration::from_secs(1)).unwrap();
-        assert!(direct.is_direct());
         let proxied = HttpClient::proxied(Duration::from_secs(1)).unwrap();
         let (s1, b1) = answer(&direct, &mock).await;
         let (s2, b2) = answer(&proxied, &mock).await;
