@@ -23,7 +23,8 @@
 //!
 //! `config` is read once at start; `plugins` loads and sandboxes WASM components; `canonical`,
 //! `caller`, `context` and `error` are shared vocabulary; `spend` and `observe` are the
-//! outcome's sinks.
+//! outcome's sinks; `background` runs housekeeping (ledger commits, plugin renewals) at a
+//! lower CPU priority than requests.
 
 #![warn(missing_docs)]
 // A failed `unwrap` is a panic in a request; product code says what went wrong instead.
@@ -65,6 +66,7 @@ pub mod outcome;
 pub mod respond;
 
 // Shared vocabulary and the outcome's sinks.
+pub mod background;
 pub mod caller;
 pub mod canonical;
 pub mod config;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::PluginInfo;
 use super::engine::Prepared;
 use super::error::{CallError, CallErrorKind, PluginErrorKind};
-use super::sandbox::{Armed, AsyncWorld, Lease, Phase, Sandbox, StoreState, WarmPool};
+use super::sandbox::{self, Armed, AsyncWorld, Lease, Phase, Sandbox, StoreState, WarmPool};
 use super::wit::types as wt;
 
 mod bindings {
@@ -457,8 +457,8 @@ impl GuardrailPlugin {
             return;
         };
         let me = self.clone();
-        let handle = rt.clone();
-        rt.spawn_blocking(move || {
+        let handle = rt;
+        sandbox::off_path(Box::new(move || {
             let inner = &*me.0;
             let config = inner.config.as_deref();
             if let Some(inline) = &inner.inline {
@@ -483,7 +483,7 @@ impl GuardrailPlugin {
                     },
                 );
             }
-        });
+        }));
     }
 
     fn validate(

@@ -26,6 +26,7 @@ use super::engine::{EPOCH_TICK, EpochLease, PluginEngine, deadline_ticks};
 use super::error::{CallError, CallErrorKind};
 use super::manifest::Capability;
 use super::wit::host::{self, Level};
+use crate::background::{Job, LowPriorityThread};
 
 /// Longest log line a plugin may write; the rest is cut.
 pub const MAX_LOG_LINE: usize = 1024;
@@ -995,12 +996,33 @@ impl Sandbox {
     }
 }
 
-/// Drops a retired warm instance on a blocking thread where there is a runtime to lend one.
+/// Drops a retired warm instance off the request path (freeing a JS or Python runtime's
+/// memory is not free either).
 fn retire<B: Send + 'static>(w: Warm<B>) {
+    off_path(Box::new(move || drop(w)));
+}
+
+/// Runs `job` on the plugins' housekeeping thread (renewals, retired instances), which runs
+/// at a lower CPU priority than the request workers ([`crate::background`]); on tokio's
+/// blocking pool if that thread cannot be started, inline outside a runtime.
+///
+/// A renewal of the JavaScript example (instantiate, configure, warm up: a few ms of CPU)
+/// on the blocking pool shared the gateway's one core with the requests as an equal; the
+/// kernel now lets a request's worker preempt it ("Plugin renewals at a lower priority" in
+/// `bench/REPORT.md`).
+pub(crate) fn off_path(job: Job) {
+    static THREAD: std::sync::OnceLock<Option<LowPriorityThread>> = std::sync::OnceLock::new();
+    let job = match THREAD.get_or_init(|| LowPriorityThread::start("plugin-renewal").ok()) {
+        Some(thread) => match thread.run(job) {
+            Ok(()) => return,
+            Err(job) => job,
+        },
+        None => job,
+    };
     match tokio::runtime::Handle::try_current() {
         Ok(rt) => {
-            rt.spawn_blocking(move || drop(w));
+            rt.spawn_blocking(job);
         }
-        Err(_) => drop(w),
+        Err(_) => job(),
     }
 }

@@ -12,6 +12,7 @@ use super::ledger::LedgerError;
 use super::query::{SpendGroup, SpendQuery, aggregate, sort_groups};
 use super::record::SpendRecord;
 use super::schema;
+use crate::background::{Job, LowPriorityThread};
 use crate::spend::cost::TokenBreakdown;
 
 /// Rows keyed by (time, random nonce): time-ordered scans, no collisions across restarts.
@@ -363,46 +364,22 @@ fn redb_err(e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Redb(e.to_string())
 }
 
-type Job = Box<dyn FnOnce() + Send>;
-
-/// Runs `f` on the ledger's own thread, which runs at a lower CPU priority (nice 10) than the
-/// request workers: a batch commit must not hold up a request that becomes ready on the same
-/// core (a commit lands at a random moment between requests; without this, the commits showed
-/// up in the p99 of the load harness, where the gateway has one core).
+/// Runs `f` on the ledger's own thread, which runs at a lower CPU priority than the request
+/// workers (see [`crate::background`]): a batch commit must not hold up a request that
+/// becomes ready on the same core.
 async fn redb_background<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, LedgerError> + Send + 'static,
 ) -> Result<T, LedgerError> {
-    static THREAD: std::sync::OnceLock<Option<std::sync::mpsc::Sender<Job>>> =
-        std::sync::OnceLock::new();
-    let sender = THREAD.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("ledger-writer".into())
-            .spawn(move || {
-                #[cfg(target_os = "linux")]
-                #[allow(unsafe_code)]
-                // SAFETY: setpriority only reads its integer arguments; `who` 0 is this
-                // thread on Linux (nice is per thread there). Failure leaves nice 0.
-                unsafe {
-                    libc::setpriority(libc::PRIO_PROCESS, 0, 10);
-                }
-                for job in rx {
-                    // A panicking write must not take the thread (and every later write)
-                    // with it; its caller sees the dropped reply as a failed write.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                }
-            })
-            .ok()
-            .map(|_| tx)
-    });
-    let Some(sender) = sender else {
+    static THREAD: std::sync::OnceLock<Option<LowPriorityThread>> = std::sync::OnceLock::new();
+    let thread = THREAD.get_or_init(|| LowPriorityThread::start("ledger-writer").ok());
+    let Some(thread) = thread else {
         return redb_blocking(f).await;
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let job: Job = Box::new(move || {
         let _ = tx.send(f());
     });
-    if sender.send(job).is_err() {
+    if thread.run(job).is_err() {
         return Err(LedgerError::Redb("the ledger writer thread is gone".into()));
     }
     rx.await
