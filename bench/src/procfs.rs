@@ -4,6 +4,7 @@
 // This module is the harness's Linux system calls (sysconf through libc).
 #![allow(unsafe_code)]
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 
@@ -21,20 +22,31 @@ pub fn cpu_ns(pid: u32) -> io::Result<u64> {
 }
 
 fn schedstat_ns(pid: u32) -> io::Result<u64> {
-    let mut total = 0u64;
+    Ok(cpu_ns_by_thread(pid)?.values().sum())
+}
+
+/// CPU time of a process's threads from the scheduler's nanosecond counters, summed per
+/// thread name (`comm`: Tokio's workers, `ledger-writer`, `log-writer`, …), so a report can
+/// say which of them a request's CPU went to. Threads that already exited are missing.
+pub fn cpu_ns_by_thread(pid: u32) -> io::Result<BTreeMap<String, u64>> {
+    let mut by_name = BTreeMap::new();
     for entry in fs::read_dir(format!("/proc/{pid}/task"))? {
-        let path = entry?.path().join("schedstat");
-        // A thread can exit between the listing and the read.
-        let Ok(text) = fs::read_to_string(path) else {
+        let task = entry?.path();
+        // A thread can exit between the listing and the reads.
+        let (Ok(text), Ok(name)) = (
+            fs::read_to_string(task.join("schedstat")),
+            fs::read_to_string(task.join("comm")),
+        ) else {
             continue;
         };
-        total += text
+        let ns = text
             .split_whitespace()
             .next()
             .and_then(|v| v.parse::<u64>().ok())
             .ok_or_else(|| io::Error::other("unexpected schedstat format"))?;
+        *by_name.entry(name.trim_end().to_owned()).or_insert(0) += ns;
     }
-    Ok(total)
+    Ok(by_name)
 }
 
 fn stat_ticks_ns(pid: u32) -> io::Result<u64> {
@@ -177,6 +189,33 @@ mod tests {
         assert!(machine().cpus >= 1);
         assert!(system_busy_ns()? > 0);
         assert_eq!(load_average().split(' ').count(), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn splits_cpu_by_thread_name() -> io::Result<()> {
+        let me = std::process::id();
+        // A named thread that burns ~30 ms of CPU and stays alive until it is read.
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let (ready, burnt) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::Builder::new()
+            .name("cpu-split-test".into())
+            .spawn(move || {
+                let start = std::time::Instant::now();
+                let mut x = 0u64;
+                while start.elapsed() < std::time::Duration::from_millis(30) {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+                }
+                ready.send(()).unwrap();
+                wait.recv().unwrap();
+            })?;
+        burnt.recv().unwrap();
+        let by_thread = cpu_ns_by_thread(me)?;
+        done.send(()).unwrap();
+        t.join().unwrap();
+        let burnt_ns = by_thread.get("cpu-split-test").copied().unwrap_or(0);
+        assert!(burnt_ns >= 10_000_000, "{by_thread:?}");
+        assert!(by_thread.values().sum::<u64>() >= burnt_ns);
         Ok(())
     }
 }

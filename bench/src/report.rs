@@ -5,6 +5,8 @@
 pub mod goals;
 pub mod markdown;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::load::{Percentiles, PhaseStats};
@@ -176,6 +178,12 @@ pub struct ScenarioReport {
     /// Gateway CPU seconds per 1,000 requests (open loop; under saturation in closed loop).
     pub gateway_cpu_s_per_1k: Option<Spread>,
     pub gateway_cpu_s_per_1k_saturated: Option<Spread>,
+    /// The same per gateway thread name (open loop), e.g. `tokio-rt-worker`,
+    /// `ledger-writer`: where the CPU per request goes besides the request's own worker.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gateway_cpu_s_per_1k_by_thread: BTreeMap<String, Spread>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gateway_cpu_s_per_1k_saturated_by_thread: BTreeMap<String, Spread>,
     /// The mock's CPU seconds per 1,000 requests when called directly, for scale.
     pub mock_cpu_s_per_1k: Option<Spread>,
     /// The gateway's largest resident size sampled during this scenario's phases.
@@ -203,6 +211,8 @@ impl ScenarioReport {
             held_streams: None,
             gateway_cpu_s_per_1k: None,
             gateway_cpu_s_per_1k_saturated: None,
+            gateway_cpu_s_per_1k_by_thread: BTreeMap::new(),
+            gateway_cpu_s_per_1k_saturated_by_thread: BTreeMap::new(),
             mock_cpu_s_per_1k: None,
             gateway_rss_peak_mb: None,
             plugin_calls_failed: None,
@@ -269,6 +279,9 @@ pub struct PhaseRecord {
     pub target: String,
     pub stats: PhaseStats,
     pub gateway_cpu_s: Option<f64>,
+    /// The gateway's CPU seconds per thread name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gateway_cpu_by_thread_s: BTreeMap<String, f64>,
     pub mock_cpu_s: f64,
     pub gateway_rss_peak_mb: Option<f64>,
     pub max_open: u64,

@@ -2,6 +2,7 @@
 //! across the phase, and the gateway's resident memory sampled while it runs (its peak, and
 //! its size when the most streams were open at once).
 
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ pub struct Watched {
 pub struct Measured {
     pub stats: PhaseStats,
     pub gateway_cpu_s: Option<f64>,
+    /// The gateway's CPU seconds per thread name (see [`procfs::cpu_ns_by_thread`]).
+    pub gateway_cpu_by_thread_s: BTreeMap<String, f64>,
     pub mock_cpu_s: f64,
     pub gateway_rss_peak_kib: Option<u64>,
     pub max_open: u64,
@@ -63,6 +66,25 @@ fn cpu(pid: Option<u32>) -> Option<u64> {
     pid.and_then(|p| procfs::cpu_ns(p).ok())
 }
 
+fn threads(pid: Option<u32>) -> BTreeMap<String, u64> {
+    pid.and_then(|p| procfs::cpu_ns_by_thread(p).ok())
+        .unwrap_or_default()
+}
+
+/// Per thread name, the seconds between two snapshots (names that appeared count from 0).
+fn thread_seconds(
+    before: &BTreeMap<String, u64>,
+    after: BTreeMap<String, u64>,
+) -> BTreeMap<String, f64> {
+    after
+        .into_iter()
+        .map(|(name, ns)| {
+            let start = before.get(&name).copied().unwrap_or(0);
+            (name, ns.saturating_sub(start) as f64 / 1e9)
+        })
+        .collect()
+}
+
 async fn accounted<F>(
     watched: Watched,
     progress: Rc<Progress>,
@@ -72,6 +94,7 @@ where
     F: std::future::Future<Output = anyhow::Result<PhaseStats>>,
 {
     let me = Some(std::process::id());
+    let threads0 = threads(watched.gateway);
     let (gw0, mock0, me0) = (cpu(watched.gateway), cpu(Some(watched.mock)), cpu(me));
     let (wall0, busy0) = (now_ns(), procfs::system_busy_ns().ok());
     let (stats, samples) = tokio::join!(
@@ -84,6 +107,7 @@ where
     );
     let stats = stats?;
     let (gw1, mock1, me1) = (cpu(watched.gateway), cpu(Some(watched.mock)), cpu(me));
+    let gateway_cpu_by_thread_s = thread_seconds(&threads0, threads(watched.gateway));
     let (wall1, busy1) = (now_ns(), procfs::system_busy_ns().ok());
     let seconds = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e9),
@@ -101,6 +125,7 @@ where
     Ok(Measured {
         stats,
         gateway_cpu_s: seconds(gw0, gw1),
+        gateway_cpu_by_thread_s,
         mock_cpu_s: seconds(mock0, mock1).unwrap_or(0.0),
         gateway_rss_peak_kib: gateway.then_some(samples.peak_kib),
         max_open: samples.max_open,

@@ -3,6 +3,7 @@
 //! process lives in a guard owned by this future, so dropping it (an error, a panic, Ctrl-C)
 //! kills them all.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
@@ -454,6 +455,8 @@ async fn run_scenario(
     report.gateway_cpu_s_per_1k = cpu_per_1k(&phases, "open", Via::Gateway);
     report.gateway_cpu_s_per_1k_saturated = cpu_per_1k(&phases, "closed", Via::Gateway);
     report.mock_cpu_s_per_1k = cpu_per_1k(&phases, "open", Via::Direct);
+    report.gateway_cpu_s_per_1k_by_thread = cpu_per_1k_by_thread(&phases, "open");
+    report.gateway_cpu_s_per_1k_saturated_by_thread = cpu_per_1k_by_thread(&phases, "closed");
     report.gateway_rss_peak_mb = phases
         .iter()
         .filter_map(|p| p.gateway_rss_peak_mb)
@@ -568,6 +571,7 @@ fn record(s: &Scenario, round: usize, kind: &str, via: Via, m: Measured) -> Phas
         target: via.label().to_owned(),
         stats: m.stats,
         gateway_cpu_s: m.gateway_cpu_s,
+        gateway_cpu_by_thread_s: m.gateway_cpu_by_thread_s,
         mock_cpu_s: m.mock_cpu_s,
         gateway_rss_peak_mb: m.gateway_rss_peak_kib.map(mb),
         max_open: m.max_open,
@@ -684,6 +688,29 @@ fn cpu_per_1k(phases: &[PhaseRecord], kind: &str, via: Via) -> Option<Spread> {
         })
         .collect();
     Spread::of(&values)
+}
+
+/// [`cpu_per_1k`] of the gateway per thread name; a name missing from a phase counts 0 there.
+fn cpu_per_1k_by_thread(phases: &[PhaseRecord], kind: &str) -> BTreeMap<String, Spread> {
+    let via = select(phases, kind, Via::Gateway);
+    let names: BTreeSet<&String> = via
+        .iter()
+        .flat_map(|p| p.gateway_cpu_by_thread_s.keys())
+        .collect();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let values: Vec<f64> = via
+                .iter()
+                .filter_map(|p| {
+                    let requests = (p.stats.ok + p.stats.failed) as f64;
+                    let cpu = p.gateway_cpu_by_thread_s.get(name).copied().unwrap_or(0.0);
+                    (requests > 0.0).then(|| cpu / requests * 1000.0)
+                })
+                .collect();
+            Some((name.clone(), Spread::of(&values)?))
+        })
+        .collect()
 }
 
 /// The generator's lateness behind its schedule: the median over open-loop phases of each

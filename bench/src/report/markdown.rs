@@ -412,6 +412,25 @@ fn scenario_section(md: &mut String, s: &ScenarioReport) -> std::fmt::Result {
     if !extra.is_empty() {
         writeln!(md, "\n{}.", extra.join("; "))?;
     }
+    if !s.gateway_cpu_s_per_1k_by_thread.is_empty() {
+        let threads: Vec<String> = s
+            .gateway_cpu_s_per_1k_by_thread
+            .iter()
+            .filter(|(_, v)| v.median >= 0.0005)
+            .map(|(name, v)| {
+                let saturated = s
+                    .gateway_cpu_s_per_1k_saturated_by_thread
+                    .get(name)
+                    .map_or_else(|| "—".to_owned(), |v| format!("{:.3}", v.median));
+                format!("`{name}` {:.3} / {saturated}", v.median)
+            })
+            .collect();
+        writeln!(
+            md,
+            "\nGateway CPU s per 1,000 requests by thread (open loop / saturated): {}.",
+            threads.join(", ")
+        )?;
+    }
     Ok(())
 }
 
