@@ -233,15 +233,7 @@ pub fn transport_error(e: impl Into<BodyError>) -> Error {
     } else {
         ErrorKind::Transport
     };
-    // The clients' Display stops at the outermost layer; the cause chain says what happened.
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    Error::new(kind, message)
+    Error::new(kind, client::error_chain(e.as_ref()))
 }
 
 /// A failed adapter call (trap, deadline, memory, invalid result, refusal): that attempt

@@ -679,15 +679,20 @@ fn cpu_per_1k(phases: &[PhaseRecord], kind: &str, via: Via) -> Option<Spread> {
     let values: Vec<f64> = select(phases, kind, via)
         .iter()
         .filter_map(|p| {
-            let requests = (p.stats.ok + p.stats.failed) as f64;
             let cpu = match via {
                 Via::Gateway => p.gateway_cpu_s?,
                 Via::Direct => p.mock_cpu_s,
             };
-            (requests > 0.0).then(|| cpu / requests * 1000.0)
+            per_1k(p, cpu)
         })
         .collect();
     Spread::of(&values)
+}
+
+/// `cpu_s` of phase `p` per 1,000 of its requests (`None` for a phase without any).
+fn per_1k(p: &PhaseRecord, cpu_s: f64) -> Option<f64> {
+    let requests = (p.stats.ok + p.stats.failed) as f64;
+    (requests > 0.0).then(|| cpu_s / requests * 1000.0)
 }
 
 /// [`cpu_per_1k`] of the gateway per thread name; a name missing from a phase counts 0 there.
@@ -703,9 +708,10 @@ fn cpu_per_1k_by_thread(phases: &[PhaseRecord], kind: &str) -> BTreeMap<String, 
             let values: Vec<f64> = via
                 .iter()
                 .filter_map(|p| {
-                    let requests = (p.stats.ok + p.stats.failed) as f64;
-                    let cpu = p.gateway_cpu_by_thread_s.get(name).copied().unwrap_or(0.0);
-                    (requests > 0.0).then(|| cpu / requests * 1000.0)
+                    per_1k(
+                        p,
+                        p.gateway_cpu_by_thread_s.get(name).copied().unwrap_or(0.0),
+                    )
                 })
                 .collect();
             Some((name.clone(), Spread::of(&values)?))

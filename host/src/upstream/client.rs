@@ -193,20 +193,29 @@ fn proxy_variables(get: impl Fn(&str) -> Option<String>) -> Result<Vec<&'static 
         };
         reqwest::Proxy::all(value.as_str()).map_err(|e| {
             // reqwest's outer layers all say "builder error"; the cause says what is wrong.
-            let mut why = e.to_string();
-            let mut cause = std::error::Error::source(&e);
-            while let Some(c) = cause {
-                let text = c.to_string();
-                if !why.ends_with(&text) {
-                    why = format!("{why}: {text}");
-                }
-                cause = c.source();
-            }
+            let why = error_chain(&e);
             format!("the environment variable {var} is not a proxy URL ({why})")
         })?;
         set.push(var);
     }
     Ok(set)
+}
+
+/// `e` and each error it was caused by, joined by `: ` (the clients' `Display` stops at the
+/// outermost layer, and the cause says what happened); a cause whose text the message
+/// already ends with is not repeated.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = c.source();
+    }
+    message
 }
 
 /// True when `e` (or anything it was caused by) is a timer running out: reqwest's own
@@ -381,5 +390,9 @@ mod tests {
         assert!(is_timeout(&timed_out));
         let refused = Outer(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert!(!is_timeout(&refused));
+        assert_eq!(
+            error_chain(&timed_out),
+            "client error (Connect): connect timed out"
+        );
     }
 }
