@@ -1,44 +1,60 @@
-//! Threads for housekeeping that must give the CPU up to requests: the ledger's commits and
-//! the renewal of warm plugin instances run on threads of their own at a lower CPU priority
-//! (nice 10) than the async workers.
+//! Threads of their own for housekeeping off the request path: the ledger's commits
+//! (`ledger-writer`) and the renewal of warm plugin instances (`plugin-renewal`).
 //!
 //! Why a thread of its own and not tokio's blocking pool: that work lands at a random moment
-//! between requests, and on a gateway with one core a request that became ready waited for
-//! it. At nice 10 the kernel lets the request's worker preempt it. Measured for the ledger
-//! (`bench/REPORT.md`, "Fewer wake-ups": commits on the blocking pool put p99 at
-//! +463-687 µs, at nice 10 +370-394 µs) and for the renewal of a JavaScript guardrail's
-//! instances ("Plugin renewals at a lower priority").
+//! between requests, and the pool starts and parks threads for it. Plugin renewals run at a
+//! lower CPU priority (nice 10): the kernel lets a request's worker preempt them ("Plugin
+//! renewals at a lower priority" in `bench/REPORT.md`), and a late renewal only means a
+//! request builds its instance itself.
+//!
+//! The ledger's commits run at normal priority. At nice 10 (weight 110 against a worker's
+//! 1024) a machine busy with other processes starved the writer: under kill -9 with
+//! `durability: async` the rows lost went back 64–420 ms with four spinning processes beside
+//! the gateway (0–8 ms at normal priority), and past 1 s in CI, while the promise is
+//! max(`flush_interval`, one commit) + one commit. Durability outranks the p99 it bought
+//! ("Fewer wake-ups": +370–394 µs at nice 10 against +463–687 µs on the blocking pool).
 
 use std::sync::mpsc;
 
-/// A unit of work for a [`LowPriorityThread`].
+/// A unit of work for a [`BackgroundThread`].
 pub type Job = Box<dyn FnOnce() + Send>;
 
-/// The nice value of housekeeping threads: weight 110 against a worker's 1024, so a worker
-/// that wakes preempts them, yet under saturation they still get ~10 % of a shared core
-/// (a renewal then takes ~10× its CPU time in wall time, well inside its 1 s deadline).
+/// The nice value of [`Priority::Low`] threads: weight 110 against a worker's 1024, so a
+/// worker that wakes preempts them, yet under saturation they still get ~10 % of a shared
+/// core (a renewal then takes ~10× its CPU time in wall time, well inside its 1 s deadline).
 pub const NICE: i32 = 10;
 
-/// One named thread at [`NICE`] that runs queued jobs in order.
-pub struct LowPriorityThread {
+/// The CPU priority of a [`BackgroundThread`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// The workers' own: for work with a deadline it must keep on a busy machine.
+    Normal,
+    /// [`NICE`]: for work that may wait while requests run.
+    Low,
+}
+
+/// One named thread that runs queued jobs in order.
+pub struct BackgroundThread {
     sender: mpsc::Sender<Job>,
 }
 
-impl LowPriorityThread {
+impl BackgroundThread {
     /// Starts the thread (it ends when this is dropped and the queue is empty).
-    pub fn start(name: &str) -> std::io::Result<LowPriorityThread> {
+    pub fn start(name: &str, priority: Priority) -> std::io::Result<BackgroundThread> {
         let (sender, jobs) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
-                lower_priority();
+                if priority == Priority::Low {
+                    lower_priority();
+                }
                 for job in jobs {
                     // A panicking job must not take the thread (and every later job) with
                     // it; whoever waits for the job's result sees it dropped.
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                 }
             })?;
-        Ok(LowPriorityThread { sender })
+        Ok(BackgroundThread { sender })
     }
 
     /// Queues `job`; gives it back when the thread is gone.
@@ -64,7 +80,7 @@ mod tests {
 
     #[test]
     fn jobs_run_in_order_at_a_lower_priority_and_survive_a_panic() {
-        let thread = LowPriorityThread::start("test-low").unwrap();
+        let thread = BackgroundThread::start("test-low", Priority::Low).unwrap();
         let (tx, rx) = mpsc::channel();
         let t = tx.clone();
         thread

@@ -48,7 +48,13 @@ pub async fn serve(
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
-    let reloader = tokio::spawn(reload_on_sighup(gateway.clone()));
+    // Registered here, before the first accept, so a SIGHUP sent once the gateway answers
+    // reloads instead of meeting the default action (which ends the process).
+    #[cfg(unix)]
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    #[cfg(not(unix))]
+    let hangups = None::<()>;
+    let reloader = tokio::spawn(reload_on_sighup(gateway.clone(), hangups));
     let updater = gateway
         .config
         .plugins
@@ -117,19 +123,17 @@ async fn follow_tags(gateway: Arc<Gateway>, every: std::time::Duration) {
 }
 
 /// `SIGHUP` reloads the plugins, like `POST /admin/plugins/reload`.
-async fn reload_on_sighup(gateway: Arc<Gateway>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading plugins");
-            // Failures are logged by `reload_plugins`; the old plugins stay.
-            let _ = gateway.reload_plugins().await;
-        }
+#[cfg(unix)]
+async fn reload_on_sighup(gateway: Arc<Gateway>, hangups: Option<tokio::signal::unix::Signal>) {
+    let Some(mut hup) = hangups else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading plugins");
+        // Failures are logged by `reload_plugins`; the old plugins stay.
+        let _ = gateway.reload_plugins().await;
     }
-    #[cfg(not(unix))]
-    let _ = gateway;
 }
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(_gateway: Arc<Gateway>, _hangups: Option<()>) {}

@@ -517,6 +517,44 @@ fn serve_with_a_bad_config_exits_quickly_without_listening() {
     );
 }
 
+/// SIGHUP reloads, also when it comes the moment `/health` first answers: the handlers are in
+/// place before the first connection is accepted (registered by the accept loop's first
+/// poll, a signal sent then met the default action, which ends the process; CI saw it for
+/// SIGTERM). Then SIGTERM ends it cleanly.
+#[test]
+fn sighup_right_after_the_first_answer_reloads_and_sigterm_still_ends_cleanly() {
+    let dir = tempdir();
+    let ledger = format!("redb://{}/bitrouter.redb", dir.path().display());
+    let mut gateway = crate::child::ChildGateway::spawn_with_env(
+        Path::new(QUICKSTART),
+        dir.path(),
+        &[("BITROUTER_DATABASE_URL", ledger.as_str())],
+    );
+    gateway.signal("HUP");
+    let started = Instant::now();
+    while !gateway.log().contains("SIGHUP: reloading plugins") {
+        assert!(
+            gateway.try_wait().is_none(),
+            "SIGHUP ended the gateway: {}",
+            gateway.log()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no reload logged within 20 s: {}",
+            gateway.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    gateway.signal("TERM");
+    let status = gateway.wait_exit(Duration::from_secs(10));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "exit after SIGTERM: {status:?}\n{}",
+        gateway.log()
+    );
+}
+
 #[test]
 fn serve_answers_health_and_exits_cleanly_on_sigterm() {
     let dir = tempdir();

@@ -91,6 +91,10 @@ impl ServeArgs {
             n => format!("{n} threads"),
         };
         runtime.block_on(async move {
+            // Before the first connection is accepted: a SIGTERM that arrives once /health
+            // answers must find its handler (registered lazily, it raced the first request and
+            // the default action killed the process).
+            let shutdown = shutdown_signal();
             let listen = config.server.listen;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
@@ -108,28 +112,39 @@ impl ServeArgs {
                     "off"
                 }
             );
-            bitrouter::serve(gateway, listener, shutdown_signal()).await?;
+            bitrouter::serve(gateway, listener, shutdown).await?;
             Ok(())
         })
     }
 }
 
-async fn shutdown_signal() {
+/// Registers the SIGINT and SIGTERM handlers now and returns a future that ends at the first
+/// of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        match signals {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            // Without handlers the default action ends the process; nothing to wait for.
+            _ => std::future::pending().await,
         }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!(target: LOG_TARGET, "shutting down");
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!(target: LOG_TARGET, "shutting down");
 }

@@ -26,7 +26,7 @@ use super::engine::{EPOCH_TICK, EpochLease, PluginEngine, deadline_ticks};
 use super::error::{CallError, CallErrorKind};
 use super::manifest::Capability;
 use super::wit::host::{self, Level};
-use crate::background::{Job, LowPriorityThread};
+use crate::background::{BackgroundThread, Job, Priority};
 
 /// Longest log line a plugin may write; the rest is cut.
 pub const MAX_LOG_LINE: usize = 1024;
@@ -1011,8 +1011,10 @@ fn retire<B: Send + 'static>(w: Warm<B>) {
 /// kernel now lets a request's worker preempt it ("Plugin renewals at a lower priority" in
 /// `bench/REPORT.md`).
 pub(crate) fn off_path(job: Job) {
-    static THREAD: std::sync::OnceLock<Option<LowPriorityThread>> = std::sync::OnceLock::new();
-    let job = match THREAD.get_or_init(|| LowPriorityThread::start("plugin-renewal").ok()) {
+    static THREAD: std::sync::OnceLock<Option<BackgroundThread>> = std::sync::OnceLock::new();
+    let job = match THREAD
+        .get_or_init(|| BackgroundThread::start("plugin-renewal", Priority::Low).ok())
+    {
         Some(thread) => match thread.run(job) {
             Ok(()) => return,
             Err(job) => job,

@@ -12,7 +12,7 @@ use super::ledger::LedgerError;
 use super::query::{SpendGroup, SpendQuery, aggregate, sort_groups};
 use super::record::SpendRecord;
 use super::schema;
-use crate::background::{Job, LowPriorityThread};
+use crate::background::{BackgroundThread, Job, Priority};
 use crate::spend::cost::TokenBreakdown;
 
 /// Rows keyed by (time, random nonce): time-ordered scans, no collisions across restarts.
@@ -364,14 +364,14 @@ fn redb_err(e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Redb(e.to_string())
 }
 
-/// Runs `f` on the ledger's own thread, which runs at a lower CPU priority than the request
-/// workers (see [`crate::background`]): a batch commit must not hold up a request that
-/// becomes ready on the same core.
+/// Runs `f` on the ledger's own thread, at the workers' priority: a lower one let a busy
+/// machine starve the commits past the durability window ([`crate::background`]).
 async fn redb_background<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, LedgerError> + Send + 'static,
 ) -> Result<T, LedgerError> {
-    static THREAD: std::sync::OnceLock<Option<LowPriorityThread>> = std::sync::OnceLock::new();
-    let thread = THREAD.get_or_init(|| LowPriorityThread::start("ledger-writer").ok());
+    static THREAD: std::sync::OnceLock<Option<BackgroundThread>> = std::sync::OnceLock::new();
+    let thread =
+        THREAD.get_or_init(|| BackgroundThread::start("ledger-writer", Priority::Normal).ok());
     let Some(thread) = thread else {
         return redb_blocking(f).await;
     };
@@ -396,4 +396,34 @@ async fn redb_blocking<T: Send + 'static>(
 fn resolve(path: &str, base: &Path) -> PathBuf {
     let p = PathBuf::from(path);
     if p.is_absolute() { p } else { base.join(p) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The commits keep the workers' CPU priority: at nice 10 a busy machine starved them past
+    /// the durability window of `durability: async` (see [`crate::background`]).
+    #[tokio::test]
+    async fn ledger_commits_run_at_the_workers_priority() {
+        fn nice() -> i32 {
+            #[cfg(target_os = "linux")]
+            #[allow(unsafe_code)]
+            // SAFETY: getpriority reads its integer arguments only; `who` 0 is this thread.
+            let n = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+            #[cfg(not(target_os = "linux"))]
+            let n = 0;
+            n
+        }
+        let here = nice();
+        let (name, there) =
+            redb_background(|| Ok((std::thread::current().name().map(str::to_owned), nice())))
+                .await
+                .unwrap();
+        assert_eq!(name.as_deref(), Some("ledger-writer"));
+        assert_eq!(
+            there, here,
+            "the ledger writer runs at nice {there}, the caller at {here}"
+        );
+    }
 }
