@@ -267,8 +267,16 @@ async fn clean_corpus_has_no_findings() {
 }
 
 /// The patterns the realistic corpus scores, and its goal (issue 23): precision ≥ 0.995 and
-/// recall ≥ 0.97 for each, on every file.
-const SCORED: &[&str] = &["credentials", "private_keys", "api_keys", "pii_emails"];
+/// recall ≥ 0.97 for each, on every file. A pattern is scored on the items whose `expect`
+/// names it (the phone and command items came later and carry only their own two keys).
+const SCORED: &[&str] = &[
+    "credentials",
+    "private_keys",
+    "api_keys",
+    "pii_emails",
+    "pii_phone_numbers",
+    "suspicious_commands",
+];
 const MIN_PRECISION: f64 = 0.995;
 const MIN_RECALL: f64 = 0.97;
 
@@ -340,6 +348,9 @@ async fn realistic_corpus_precision_recall() {
         let mut scores: Vec<Score> = SCORED.iter().map(|_| Score::default()).collect();
         for item in &items {
             for ((id, u), score) in SCORED.iter().zip(&under).zip(&mut scores) {
+                if !item.expect.contains_key(*id) {
+                    continue;
+                }
                 let mut expected = Vec::new();
                 let mut from = 0;
                 for e in item.expect.get(*id).into_iter().flatten() {
@@ -423,7 +434,7 @@ async fn realistic_corpus_precision_recall() {
 }
 
 /// `check` is total: every realistic item cut at 8 places (each head and tail, so shapes end
-/// mid-quote, mid-key, mid-row) goes through the four scored plugins without a trap. A trap
+/// mid-quote, mid-key, mid-row) goes through the scored plugins without a trap. A trap
 /// is a plugin failure, and for a blocking pattern that blocks the request.
 #[tokio::test]
 async fn checks_never_trap_on_cut_texts() {

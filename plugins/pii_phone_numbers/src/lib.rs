@@ -1,24 +1,33 @@
 //! `pii_phone_numbers`: phone numbers in text the model will see (default action: warn).
 //!
 //! Detected forms (the span is the number as written, with its `+` and parentheses):
-//! * **international**: `+` and a valid ITU country code, then 8–15 digits in all (E.164),
+//! * **international**: `+` (or `%2B`, as in a query string: `phone=%2B14155552671`) and a
+//!   valid ITU country code, then 8–15 digits in all (E.164),
 //!   with or without spaces, dots, dashes, a parenthesised area code or the `(0)` trunk
 //!   prefix: `+14155552671`, `+1 (415) 555-2671`, `+44 (0)20 7946 0958`, `+33 1 23 45 67 89`,
-//!   `+49 30 12345678`, `+91 98765 43210`, `+81 3-1234-5678`; numbers after `+1` must be
-//!   valid NANP numbers (11 digits);
+//!   `+49 30 12345678`, `+91 98765 43210`, `+91-9876543210`, `+81 3-1234-5678`; numbers
+//!   after `+1` must be valid NANP numbers (11 digits);
 //! * **North American** (NANP), separated: `(415) 555-2671`, `415-555-2671`,
 //!   `415.555.2671`, `415 555 2671`, `1-800-555-0199`; area code and exchange start with
 //!   2–9 and are not `N11` service codes, separators are consistent;
 //! * **national with a trunk `0`**, separated: `020 7946 0958`, `(02) 9876 5432`,
-//!   `06 12 34 56 78`, `01.23.45.67.89`, `0412 345 678`, `030 1234567`: 9–11 digits, one
-//!   kind of separator, 2–4 digit groups after the area code.
+//!   `06 12 34 56 78`, `01.23.45.67.89`, `0412 345 678`, `030 1234567`: 9–12 digits, one
+//!   kind of separator, 2–4 digit groups after the area code; after the area code a `/`
+//!   (German: `030/12345678`, `089/123 456 78`, `0160/1234567`) or a `-` before
+//!   space-separated groups (Indian STD codes: `022-2345 6789`); German mobiles
+//!   (`0151 23456789`, 12 digits), Indian landlines and mobiles (`011-23456789`,
+//!   `080 2345 6789`, `098765 43210`).
+//!
+//! A number may follow a `,` (a CSV field after numeric ones: `17,3,19.99,415-555-0132`).
 //!
 //! Not phone numbers, by rule in `check`: plain digit runs without `+` (`4155552671`,
 //! timestamps, ids: too ambiguous), anything glued to letters, digits, `_`, `/`, `#`, or to
 //! `.`/`-`/`:` plus a digit (versions `1.415.555.2671.3`, ranges, UUIDs and their digit
 //! groups, times), dates (`2024-01-15`, `15.01.2024`, `01-15-2024`: wrong shape or too few
 //! digits), IPv4 addresses, card numbers (too many digits), `+` arithmetic (`n+12345678`),
-//! numbers with mixed separators (`020-7946 0958`), more than 15 digits.
+//! numbers with mixed separators (`020.7946 0958`), more than 15 digits, the tail of a longer
+//! run of digit groups (an IBAN: `DE89 3704 0044 0532 0130 00`), the shape of a US social
+//! security number (`078-05-1120`).
 //!
 //! Deliberately not detected: 7-digit local numbers (`555-0199`), national numbers without
 //! separators or a `+`, vanity numbers (`1-800-FLOWERS`), extensions (`x123`, not included
@@ -29,17 +38,20 @@ use bitrouter_plugin::guardrail::*;
 const ID: &str = "pii_phone_numbers";
 
 const REGEX: &str = concat!(
-    // international
-    r"\+[1-9](?:[ .-]?\(?[0-9]{1,6}\)?){1,8}",
+    // international, with `+` or its percent-encoding `%2B` (a query string)
+    r"(?:\+|%2[Bb])[1-9](?:[ .-]?\(?[0-9]{1,6}\)?){1,8}",
     // parenthesised area code: NANP or trunk 0
     r"|\((?:0[1-9][0-9]{0,3}|[2-9][0-9]{2})\)[ .-]?[0-9]{2,8}(?:[ .-][0-9]{2,8}){0,3}",
     // NANP, separated
     r"|(?-u:\b)(?:1[ .-])?[2-9][0-9]{2}[ .-][2-9][0-9]{2}[ .-][0-9]{4}",
     // national with a trunk 0: one kind of separator, then one group of 5–8 digits or two
-    // to four groups (so dates, times and decimals such as `01-15`, `01.281` are no candidates)
-    r"|(?-u:\b)0[1-9][0-9]{0,3}(?: [0-9]{5,8}| [0-9]{2,4} [0-9]{2,8}(?: [0-9]{2,8}){0,2}",
+    // to four groups (so dates, times and decimals such as `01-15`, `01.281` are no
+    // candidates); after the area code a `/` (German `030/12345678`) or a `-` before
+    // space-separated groups (Indian `022-2345 6789`)
+    r"|(?-u:\b)0[1-9][0-9]{0,4}(?: [0-9]{5,8}| [0-9]{2,4} [0-9]{2,8}(?: [0-9]{2,8}){0,2}",
     r"|-[0-9]{5,8}|-[0-9]{2,4}-[0-9]{2,8}(?:-[0-9]{2,8}){0,2}",
-    r"|\.[0-9]{5,8}|\.[0-9]{2,4}\.[0-9]{2,8}(?:\.[0-9]{2,8}){0,2})",
+    r"|\.[0-9]{5,8}|\.[0-9]{2,4}\.[0-9]{2,8}(?:\.[0-9]{2,8}){0,2}",
+    r"|[/-] ?[0-9]{2,8}(?: [0-9]{2,8}){1,3}|/[0-9]{5,8})",
 );
 /// The international alternative's bound: 2 + 8 × 9.
 const MAX_LEN: u32 = 80;
@@ -84,9 +96,10 @@ struct Parsed {
     digits: usize,
 }
 
-fn parse(s: &[u8]) -> Option<Parsed> {
+/// `s` without its international prefix (`+` or `%2B`, `plus` bytes long).
+fn parse(s: &[u8], plus: usize) -> Option<Parsed> {
     let mut p = Parsed::default();
-    let mut i = usize::from(s.first() == Some(&b'+'));
+    let mut i = plus;
     let mut sep = 0u8;
     let mut open = false;
     while i < s.len() {
@@ -108,6 +121,9 @@ fn parse(s: &[u8]) -> Option<Parsed> {
             b'(' if !open => open = true,
             b')' if open => open = false,
             b' ' | b'.' | b'-' if sep == 0 => sep = s[i],
+            // `030/12345678`, `089/ 123 456`: only right after the area code (`trunk`).
+            b'/' if sep == 0 && p.groups.len() == 1 => sep = b'/',
+            b' ' if sep == b'/' => {}
             _ => return None,
         }
         i += 1;
@@ -131,12 +147,22 @@ fn phone(text: &str, m: Range) -> Option<Range> {
         end -= 1;
     }
     let s = &bytes[m.start..end];
-    if !context_ok(bytes, m.start, end) {
+    let plus = if s[0] == b'+' {
+        1
+    } else if s.len() > 3 && s[..3].eq_ignore_ascii_case(b"%2B") {
+        3
+    } else {
+        0
+    };
+    if !context_ok(bytes, m.start, end, plus > 0) {
         return None;
     }
-    let p = parse(s)?;
+    let p = parse(s, plus)?;
+    if p.seps.contains(&b'/') && (plus > 0 || s[0] != b'0') {
+        return None;
+    }
     let group = |i: usize| &s[p.groups[i].clone()];
-    let ok = if s[0] == b'+' {
+    let ok = if plus > 0 {
         international(&p, s)
     } else if p.paren[0] {
         let area = group(0);
@@ -167,8 +193,9 @@ fn phone(text: &str, m: Range) -> Option<Range> {
     ok.then_some(m.start..end)
 }
 
-/// The characters around the number must not make it part of something longer.
-fn context_ok(bytes: &[u8], start: usize, end: usize) -> bool {
+/// The characters around the number must not make it part of something longer. A `,` is a
+/// field separator (a CSV row: `17,3,19.99,415-555-0132`), never part of a number.
+fn context_ok(bytes: &[u8], start: usize, end: usize, international: bool) -> bool {
     let before = start.checked_sub(1).map(|i| bytes[i]);
     let before2 = start.checked_sub(2).map(|i| bytes[i]);
     match before {
@@ -178,7 +205,12 @@ fn context_ok(bytes: &[u8], start: usize, end: usize) -> bool {
         {
             return false;
         }
-        Some(b'.' | b'-' | b':' | b',') if before2.is_some_and(|b| b.is_ascii_digit()) => {
+        Some(b'.' | b'-' | b':') if before2.is_some_and(|b| b.is_ascii_digit()) => {
+            return false;
+        }
+        // The tail of a longer run of space-separated digit groups: an IBAN
+        // (`DE89 3704 0044 0532 0130 00`), a card or account number.
+        Some(b' ') if !international && before2.is_some_and(|b| b.is_ascii_digit()) => {
             return false;
         }
         Some(b'-' | b'.') if before2.is_some_and(|b| b.is_ascii_alphabetic()) => return false,
@@ -188,7 +220,7 @@ fn context_ok(bytes: &[u8], start: usize, end: usize) -> bool {
     let after2 = bytes.get(end + 1).copied();
     match after {
         Some(b) if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'/' | b'%' | b'@') => false,
-        Some(b'.' | b'-' | b':' | b',') if after2.is_some_and(|b| b.is_ascii_alphanumeric()) => {
+        Some(b'.' | b'-' | b':') if after2.is_some_and(|b| b.is_ascii_alphanumeric()) => {
             // `415-555-2671.` ends a sentence; `.5`, `-99`, `:30`, `,5` continue a number.
             !after2.is_some_and(|b| b.is_ascii_digit())
                 && after != Some(b'-')
@@ -204,26 +236,34 @@ fn nanp(area: &[u8], exchange: &[u8]) -> bool {
     ok(area) && ok(exchange)
 }
 
-/// National numbers with a trunk `0`: 9–11 digits, one separator kind.
+/// National numbers with a trunk `0`: 9–12 digits (German mobiles `0151 23456789` have 12),
+/// one separator kind after the area code.
 fn trunk(p: &Parsed, s: &[u8]) -> bool {
     let first = &s[p.groups[0].clone()];
     if first.len() < 2 || first[1] == b'0' || p.groups.len() < 2 {
         return false;
     }
-    if !(9..=11).contains(&p.digits) {
+    if !(9..=12).contains(&p.digits) {
         return false;
     }
-    // After a parenthesised area code the first separator may differ (or be absent).
-    let seps = if p.paren[0] {
+    // `078-05-1120`: the shape of a US social security number, not a phone number.
+    let lens: Vec<usize> = p.groups.iter().map(|g| g.len()).collect();
+    if lens == [3, 2, 4] && p.seps == [b'-', b'-'] {
+        return false;
+    }
+    // After the area code the first separator may differ (or be absent after parentheses):
+    // `(030) 1234567`, `030/123 456 78`, `030/1234567`, `022-2345 6789`.
+    let seps: &[u8] = if p.paren[0]
+        || (matches!(p.seps[0], b'/' | b'-') && p.seps[1..].iter().all(|&x| x == b' '))
+    {
         &p.seps[1..]
     } else {
         &p.seps[..]
     };
-    if let Some(&k) = seps.first() {
-        if k == 0 || seps.iter().any(|&x| x != k) {
-            return false;
-        }
-    } else if !p.paren[0] {
+    if seps.first() == Some(&0) || seps.iter().any(|&x| x != seps[0]) {
+        return false;
+    }
+    if p.seps[0] == 0 && !p.paren[0] {
         return false;
     }
     // Four dotted groups of up to three digits: an IPv4 address, not a phone number.
@@ -261,7 +301,9 @@ fn international(p: &Parsed, s: &[u8]) -> bool {
         let mut singles = 0;
         for (i, g) in p.groups.iter().enumerate() {
             let g = &s[g.clone()];
-            if g.len() > 8 {
+            // `+91-9876543210`: a country code, then the whole subscriber number.
+            let whole = p.groups.len() == 2 && i == 1 && g.len() <= 12;
+            if g.len() > 8 && !whole {
                 return false;
             }
             if g.len() == 1 && !(g == b"0" && p.paren[i]) {

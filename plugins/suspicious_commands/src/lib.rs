@@ -2,13 +2,15 @@
 //!
 //! Detected (each alternative of the regex starts with a literal, `check` parses the
 //! command's words):
-//! * `rm` with a recursive flag (`-r`, `-R`, `-rf`, `-fr`, `--recursive`, in any order, with
+//! * `rm` (also as `/bin/rm`, `/usr/bin/rm`, and as an argv list `["rm", "-rf", "/"]`) with a
+//!   recursive flag (`-r`, `-R`, `-rf`, `-fr`, `--recursive`, in any order, with
 //!   or without `--no-preserve-root`, `sudo` before it) on `/`, `/*`, `~`, `~/`, `~/*`,
-//!   `$HOME`, `${HOME}`, or a top-level system directory (`/etc`, `/usr`, `/var`, `/home`,
-//!   `/bin`, `/boot`, `/lib`, `/root`, …) as a whole: `rm -rf /tmp/build`,
+//!   `$HOME`, `${HOME}`, quoted or JSON-escaped (`"/"`, `\"/\"`), or a top-level system
+//!   directory (`/etc`, `/usr`, `/var`, `/home`, `/bin`, `/boot`, `/lib`, `/root`, …) as a whole: `rm -rf /tmp/build`,
 //!   `rm -rf /var/lib/apt/lists/*` and `rm -rf ~/.cache` are not flagged;
 //! * a download piped into a shell: `curl … | sh`, `wget -qO- … | sudo bash`, `| zsh`, …;
-//!   and a shell running a download: `bash <(curl …)`, `sh -c "$(curl …)"`;
+//!   and a shell running a download: `bash <(curl …)`, `sh -c "$(curl …)"`,
+//!   `source <(curl …)`, `. <(curl …)`;
 //! * fork bombs: `:(){ :|:& };:` and the same with any function name and spacing
 //!   (`bomb(){ bomb|bomb& };bomb`), Perl's `fork while fork`;
 //! * `mkfs` / `mkfs.<fs>` on a device under `/dev/`; `dd … of=/dev/sd…` (and hd, vd, xvd,
@@ -37,9 +39,16 @@ const ID: &str = "suspicious_commands";
 /// Gaps between a command and its target are printable ASCII classes (not `[^\n|]`), so
 /// every bound is in bytes and the automaton has no multi-byte UTF-8 states.
 const REGEX: &str = concat!(
-    r#"rm(?:[ \t]{1,8}-{1,2}[A-Za-z-]{1,24}){1,4}[ \t]{1,8}["']?(?:/[A-Za-z0-9]{0,8}|~|\$\{?HOME\}?)["']?/?\*?["']?(?:[ \t]{1,8}--no-preserve-root)?"#,
+    // `rm …`; or the `rm` of an argv list (`["rm", "-rf", "/"]`: `subprocess.run`, JSON tool
+    // arguments), which `check` widens back to its `[`. One alternative led by `rm`: each
+    // alternative is a prefiltered pass over the text, and a pass led by `[` cost 10 µs more
+    // on the 394 KB near-miss corpus.
+    r#"rm(?:(?:[ \t]{1,8}-{1,2}[A-Za-z-]{1,24}){1,4}[ \t]{1,8}(?:\\?["'])?(?:/[A-Za-z0-9]{0,8}|~|\$\{?HOME\}?)(?:\\?["'])?/?\*?(?:\\?["'])?(?:[ \t]{1,8}--no-preserve-root)?"#,
+    r#"|["'](?:[ \t]{0,4},[ \t]{0,4}["']-{1,2}[A-Za-z-]{1,24}["']){1,4}[ \t]{0,4},[ \t]{0,4}["'](?:/[A-Za-z0-9]{0,8}|~)/?\*?["'][ \t]{0,4}\])"#,
     r"|(?:curl|wget)[ \t][\t\x20-\x7B\x7D\x7E]{1,160}\|[ \t]{0,4}(?:sudo(?:[ \t]{1,4}-{1,2}[A-Za-z]{1,12}){0,3}[ \t]{1,4})?(?:/usr)?(?:/bin/)?(?:ba|z|da|k|fi)?sh",
-    r#"|(?:ba|z|da|k)?sh[ \t]{1,4}(?:-[A-Za-z]{1,4}[ \t]{1,4})?["']?(?:<\(|\$\()[ \t]{0,2}(?:curl|wget)[ \t][\t\x20-\x28\x2A-\x7E]{1,160}\)"#,
+    // a shell running a download; `source <(curl …)` and `. <(curl …)` with single spaces
+    // (so its literal prefixes stay long), in the same alternative (one pass)
+    r#"|(?:(?:ba|z|da|k)?sh[ \t]{1,4}(?:-[A-Za-z]{1,4}[ \t]{1,4})?(?:\\?["'])?(?:<\(|\$\()[ \t]{0,2}|(?:source|\.) <\( ?)(?:curl|wget)[ \t][\t\x20-\x28\x2A-\x7E]{1,160}\)"#,
     r"|\(\)[ \t]{0,4}\{[ \t]{0,4}[A-Za-z0-9_:.]{1,16}[ \t]{0,4}\|[ \t]{0,4}[A-Za-z0-9_:.]{1,16}[ \t]{0,4}&",
     r"|fork[ \t]{1,4}while[ \t]{1,4}fork",
     r"|mkfs(?:\.[A-Za-z0-9]{1,10})?[ \t][\t\x20-\x25\x27-\x3A\x3C-\x7B\x7D\x7E]{0,64}/dev/[A-Za-z][A-Za-z0-9/_-]{0,32}",
@@ -97,10 +106,21 @@ fn command(text: &str, m: Range) -> Option<Range> {
         b'>' => return raw_disk_write(bytes, m),
         _ => {}
     }
-    // Every other alternative starts with a command name, which must start a word.
-    if m.start > 0 && is_word(bytes[m.start - 1]) {
-        return None;
+    // Every other alternative starts with a command name, which must start a word, or end
+    // a path to a system binary directory (`/bin/rm -rf /`, `/usr/bin/curl … | sh`), which
+    // the finding then includes.
+    if s.starts_with(b"rm\"") || s.starts_with(b"rm'") {
+        return argv_rm(bytes, m);
     }
+    let start = command_start(bytes, m.start)?;
+    // A quote the target did not open closes the text around the command (a JSON string:
+    // `"rm -rf \"/\""`): not part of the finding.
+    let m = if s.starts_with(b"rm") && unopened_quote(s) {
+        m.start..m.end - 1
+    } else {
+        m
+    };
+    let s = &bytes[m.clone()];
     let ok = if s.starts_with(b"rm") {
         rm(s) && target_ends(bytes, m.end)
     } else if s.starts_with(b"curl") || s.starts_with(b"wget") {
@@ -115,10 +135,69 @@ fn command(text: &str, m: Range) -> Option<Range> {
     } else if s.starts_with(b"chmod") {
         chmod(s) && target_ends(bytes, m.end)
     } else {
-        // `bash <(curl …)`, `sh -c "$(curl …)"`
+        // `bash <(curl …)`, `sh -c "$(curl …)"`, `source <(curl …)`, `. <(curl …)`
         true
     };
-    ok.then_some(m)
+    ok.then_some(start..m.end)
+}
+
+/// Whether `s` ends with a quote that makes its count of that quote odd.
+fn unopened_quote(s: &[u8]) -> bool {
+    match s.last() {
+        Some(&q @ (b'"' | b'\'')) => s.iter().filter(|&&b| b == q).count() % 2 == 1,
+        _ => false,
+    }
+}
+
+/// Where the command whose name starts at `at` starts: `at` when the name starts a word,
+/// the start of the directory when it follows `/bin/`, `/sbin/`, `/usr/bin/`,
+/// `/usr/sbin/` or `/usr/local/bin/` (which must start a word); `None` otherwise.
+fn command_start(bytes: &[u8], at: usize) -> Option<usize> {
+    if at == 0 || !is_word(bytes[at - 1]) {
+        return Some(at);
+    }
+    const DIRS: &[&[u8]] = &[
+        b"/usr/local/bin/",
+        b"/usr/local/sbin/",
+        b"/usr/bin/",
+        b"/usr/sbin/",
+        b"/bin/",
+        b"/sbin/",
+    ];
+    DIRS.iter().find_map(|d| {
+        let start = at.checked_sub(d.len())?;
+        (&bytes[start..at] == *d && (start == 0 || !is_word(bytes[start - 1]))).then_some(start)
+    })
+}
+
+/// `["rm", "-rf", "/"]`, `['/bin/rm', …]`: the match starts at the `rm`; the list starts at
+/// the `[` before its quote (and a `/bin/` or `/usr/bin/`). Its words, read as the command
+/// line they make, must be a dangerous `rm`.
+fn argv_rm(bytes: &[u8], m: Range) -> Option<Range> {
+    let mut start = m.start;
+    for dir in [&b"/usr/bin/"[..], b"/bin/"] {
+        if bytes[..start].ends_with(dir) {
+            start -= dir.len();
+            break;
+        }
+    }
+    let quote = bytes[m.start + 2];
+    start = start.checked_sub(1).filter(|&i| bytes[i] == quote)?;
+    if start > 0 && bytes[start - 1] == b' ' {
+        start -= 1;
+    }
+    start = start.checked_sub(1).filter(|&i| bytes[i] == b'[')?;
+    let line: Vec<u8> = bytes[m.start..m.end]
+        .split(|&b| b == b',')
+        .map(|w| {
+            w.iter()
+                .copied()
+                .filter(|&b| !matches!(b, b']' | b'"' | b'\'' | b' ' | b'\t'))
+                .collect::<Vec<u8>>()
+        })
+        .collect::<Vec<_>>()
+        .join(&b' ');
+    rm(&line).then_some(start..m.end)
 }
 
 fn is_word(b: u8) -> bool {
@@ -145,7 +224,7 @@ fn dangerous_target(w: &[u8], home: bool) -> bool {
     let w: Vec<u8> = w
         .iter()
         .copied()
-        .filter(|&b| b != b'"' && b != b'\'')
+        .filter(|&b| !matches!(b, b'"' | b'\'' | b'\\'))
         .collect();
     let w = w.as_slice();
     let w = w.strip_suffix(b"*").unwrap_or(w);
@@ -224,11 +303,16 @@ fn operands_then_device(s: &[u8]) -> bool {
 /// `NAME(){ NAME|NAME& };NAME` — the match starts at `()`.
 fn fork_bomb(bytes: &[u8], m: Range) -> Option<Range> {
     let name_ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'.');
-    let mut start = m.start;
-    while start > 0 && name_ok(bytes[start - 1]) && m.start - start < 16 {
+    // `: () { : | : & } ; :`: blanks between the name and `()`.
+    let mut name_end = m.start;
+    while name_end > 0 && matches!(bytes[name_end - 1], b' ' | b'\t') && m.start - name_end < 4 {
+        name_end -= 1;
+    }
+    let mut start = name_end;
+    while start > 0 && name_ok(bytes[start - 1]) && name_end - start < 16 {
         start -= 1;
     }
-    let name = &bytes[start..m.start];
+    let name = &bytes[start..name_end];
     if name.is_empty() || (start > 0 && name_ok(bytes[start - 1])) {
         return None;
     }

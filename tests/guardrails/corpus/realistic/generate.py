@@ -11,7 +11,16 @@ Layout of this file
   * infrastructure: span builder, template registry, value generators
   * templates, one section per class (credentials, private_keys, api_keys,
     pii_emails), positives first, then hard negatives
+  * second batch: value generators and templates for pii_phone_numbers and
+    suspicious_commands
   * corpus assembly and the self-check
+
+Two batches: each file holds the first batch (the four classes above, 900
+items) and then the second batch (pii_phone_numbers and suspicious_commands,
+450 items).  The second batch draws from its own random stream (the file seed
+plus SEED2) and is appended after the first, so adding it left the first 900
+lines of every file byte-identical.  An item's `expect` has keys for its own
+batch's detectors only.
 
 Template variants: each template ("form") has n >= 2 variants numbered
 0..n-1.  Even-numbered variants are only used for dev.jsonl, odd-numbered
@@ -31,6 +40,14 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 DETS = ("credentials", "api_keys", "private_keys", "pii_emails")
 CLASSES = ("credentials", "private_keys", "api_keys", "pii_emails")
+# second batch: its items come after the first batch's, from a random stream of their own, and
+# their `expect` carries only these two keys (the first batch's items keep their four)
+DETS2 = ("pii_phone_numbers", "suspicious_commands")
+CLASSES2 = ("pii_phone_numbers", "suspicious_commands")
+SEED2 = 0x2B0A7                                                  # added to the file seed
+BATCHES = ((CLASSES, DETS, 0), (CLASSES2, DETS2, SEED2))
+ALL_CLASSES = CLASSES + CLASSES2
+CLASS_DETS = dict([(c, DETS) for c in CLASSES] + [(c, DETS2) for c in CLASSES2])
 SEEDS = {"dev": 0xA5EED, "heldout": 0xB5EED, "fresh": 0xC5EED}     # seeds A, B, C
 # fresh.jsonl: the held-out templates with a third seed, added after the detectors had been
 # tuned on dev.jsonl (and had seen heldout.jsonl's misses): scored once, as generated.
@@ -57,6 +74,14 @@ def P(s):
 
 def E(s):
     return ("pii_emails", s)
+
+
+def PH(s):
+    return ("pii_phone_numbers", s)
+
+
+def SC(s):
+    return ("suspicious_commands", s)
 
 
 class Retry(Exception):
@@ -91,10 +116,12 @@ class B:
                 raise TypeError(p)
         return self
 
-    def result(self):
+    def result(self, dets=DETS):
         text = "".join(self.text)
-        expect = {d: [] for d in DETS}
-        for det in DETS:
+        if any(d not in dets for d, _, _ in self.spans):
+            raise ValueError("span for a detector outside %s" % (dets,))
+        expect = {d: [] for d in dets}
+        for det in dets:
             pos = 0
             for d, start, val in self.spans:
                 if d != det:
@@ -139,6 +166,18 @@ def T(cls, form, n=2, pos=True):
         TEMPLATES.append(dict(cls=cls, form=form, n=n, pos=pos, fn=fn))
         return fn
     return deco
+
+
+TURNS = {}  # reset for every file and batch (build_batch)
+
+
+def turn(key, options):
+    """The next of `options` in rotation.  The second batch picks its forms (number
+    formats, command spellings) this way, so every form it lists appears in every file;
+    the values themselves still come from the file's random stream."""
+    i = TURNS.get(key, 0)
+    TURNS[key] = i + 1
+    return options[i % len(options)]
 
 
 # --------------------------------------------------------------------------
@@ -2388,10 +2427,1020 @@ def pen_misc(r, v):
 
 
 # ==========================================================================
+# second batch: pii_phone_numbers - value generators
+# ==========================================================================
+# Every number is synthetic: NANP numbers are 555-01xx (fiction range) or an
+# area code and exchange that start with 2-9; UK numbers come from Ofcom's
+# drama ranges (020 7946 0xxx, 07700 900xxx).
+
+NANP_AREAS = ["206", "212", "213", "248", "303", "305", "312", "336", "404", "414", "415", "469", "503", "512",
+              "602", "617", "646", "702", "720", "773", "818", "917", "929", "971"]
+# (area code without the trunk 0, subscriber length)
+DE_AREAS = [("30", 8), ("30", 7), ("40", 8), ("69", 7), ("89", 8), ("89", 7), ("221", 7), ("211", 7), ("711", 7),
+            ("351", 6), ("341", 7), ("511", 6), ("6221", 6), ("6221", 5), ("7071", 5), ("201", 7), ("911", 6)]
+DE_MOBILE = [("151", 8), ("152", 8), ("157", 8), ("160", 7), ("162", 7), ("170", 7), ("171", 7), ("172", 7),
+             ("175", 7), ("176", 8), ("177", 7), ("178", 8), ("179", 7)]
+IN_STD = [("11", 8), ("22", 8), ("33", 8), ("44", 8), ("80", 8), ("40", 8), ("20", 8), ("124", 7), ("120", 7),
+          ("172", 7), ("484", 7)]
+
+
+def digits(r, n, first="123456789"):
+    return r.choice(first) + rstr(r, n - 1, DI)
+
+
+def group3(s):
+    return " ".join(s[i:i + 3] for i in range(0, len(s), 3))
+
+
+def nanp(r):
+    a = r.choice(NANP_AREAS)
+    if r.random() < 0.5:
+        return a, "555", "01%02d" % r.randint(0, 99)
+    while True:
+        e = "%d%02d" % (r.randint(2, 9), r.randint(0, 99))
+        if e != "555" and e[1:] != "11":
+            return a, e, "%04d" % r.randint(0, 9999)
+
+
+def us_phone(r, mobile=None):
+    a, e, l = nanp(r)
+    return {"national": "(%s) %s-%s" % (a, e, l), "dash": "%s-%s-%s" % (a, e, l), "dot": "%s.%s.%s" % (a, e, l),
+            "intl": "+1 %s %s %s" % (a, e, l), "intl-dash": "+1-%s-%s-%s" % (a, e, l),
+            "intl-paren": "+1 (%s) %s-%s" % (a, e, l), "e164": "+1%s%s%s" % (a, e, l)}
+
+
+def uk_phone(r, mobile=None):
+    if mobile is None:
+        mobile = r.random() < 0.5
+    if mobile:
+        s = "900%03d" % r.randint(0, 999)
+        return {"national": "07700 " + s, "intl": "+44 7700 " + s, "e164": "+447700" + s}
+    s = "0%03d" % r.randint(0, 999)
+    return {"national": "020 7946 " + s, "intl": "+44 20 7946 " + s, "e164": "+44207946" + s}
+
+
+def fr_phone(r, mobile=None):
+    d = r.choice("67" if mobile else "12345" if mobile is False else "1234567")
+    p = " ".join("%02d" % r.randint(0, 99) for _ in range(4))
+    return {"national": "0%s %s" % (d, p), "intl": "+33 %s %s" % (d, p), "e164": "+33%s%s" % (d, p.replace(" ", ""))}
+
+
+def de_phone(r, mobile=None):
+    if mobile is None:
+        mobile = r.random() < 0.5
+    if mobile:
+        pre, n = r.choice(DE_MOBILE)
+        sub = digits(r, n)
+        return {"national": "0%s %s" % (pre, sub), "slash": "0%s/%s" % (pre, sub), "dash": "0%s-%s" % (pre, sub),
+                "intl": "+49 %s %s" % (pre, sub), "intl0": "+49 (0)%s %s" % (pre, sub), "e164": "+49%s%s" % (pre, sub)}
+    ac, n = r.choice(DE_AREAS)
+    sub = digits(r, n)
+    d = {"slash": "0%s/%s" % (ac, sub), "national": "0%s %s" % (ac, sub), "intl": "+49 %s %s" % (ac, sub),
+         "intl0": "+49 (0)%s %s" % (ac, sub), "e164": "+49%s%s" % (ac, sub)}
+    if n in (6, 8):
+        d["slash-grouped"] = "0%s/%s" % (ac, group3(sub))
+    return d
+
+
+def in_phone(r, mobile=None):
+    if mobile is None:
+        mobile = r.random() < 0.5
+    if mobile:
+        m = digits(r, 10, "6789")
+        return {"intl": "+91 %s %s" % (m[:5], m[5:]), "intl-dash": "+91-" + m, "intl-plain": "+91 " + m,
+                "national": "0%s %s" % (m[:5], m[5:]), "e164": "+91" + m}
+    std, n = r.choice(IN_STD)
+    sub = digits(r, n, "234567")
+    d = {"dash": "0%s-%s" % (std, sub), "e164": "+91%s%s" % (std, sub)}
+    if n == 8:
+        d.update({"national": "0%s %s %s" % (std, sub[:4], sub[4:]), "dash-grouped": "0%s-%s %s" % (std, sub[:4], sub[4:]),
+                  "intl": "+91 %s %s %s" % (std, sub[:4], sub[4:])})
+    else:
+        d.update({"national": "0%s %s" % (std, sub), "intl": "+91 %s %s" % (std, sub)})
+    return d
+
+
+PHONE_GENS = {"DE": de_phone, "IN": in_phone, "US": us_phone, "UK": uk_phone, "FR": fr_phone}
+# (country, mobile, style): every rendering the generators above produce
+PHONE_FORMS = ([("DE", True, s) for s in ("national", "slash", "dash", "intl", "intl0", "e164")]
+               + [("DE", False, s) for s in ("slash", "slash-grouped", "national", "intl", "intl0", "e164")]
+               + [("IN", True, s) for s in ("intl", "intl-dash", "intl-plain", "national", "e164")]
+               + [("IN", False, s) for s in ("dash", "dash-grouped", "national", "intl", "e164")]
+               + [("US", None, s) for s in ("national", "dash", "dot", "intl", "intl-dash", "intl-paren", "e164")]
+               + [("UK", m, s) for m in (True, False) for s in ("national", "intl", "e164")]
+               + [("FR", m, s) for m in (True, False) for s in ("national", "intl", "e164")])
+
+
+def phone_form(r, c, m, st):
+    for _ in range(100):
+        d = PHONE_GENS[c](r, m)
+        if st in d:
+            return d
+    raise RuntimeError("phone form %s" % ((c, m, st),))
+
+
+def next_form(r, forms):
+    """The allowed form used least so far in this file (ties broken at random): all calls,
+    whatever they allow, spread over PHONE_FORMS together."""
+    used = TURNS.setdefault("phone-forms", {})
+    low = min(used.get(f, 0) for f in forms)
+    f = r.choice([f for f in forms if used.get(f, 0) == low])
+    used[f] = low + 1
+    return f
+
+
+def phone(r, cc=None, styles=None, mobile=None):
+    """One synthetic number in the next (country, mobile, style) form that is allowed."""
+    ok = [f for f in PHONE_FORMS if (cc is None or f[0] == cc) and (mobile is None or f[1] in (mobile, None))]
+    c, m, st = next_form(r, [f for f in ok if styles is None or f[2] in styles] or [f for f in ok if f[2] != "e164"])
+    return phone_form(r, c, m, st)[st]
+
+
+def phone_pair(r):
+    """(display form, E.164 form) of one number."""
+    c, m, st = next_form(r, [f for f in PHONE_FORMS if f[2] != "e164"])
+    d = phone_form(r, c, m, st)
+    return d[st], d["e164"]
+
+
+def pct_phone(r, cc=None):
+    c = cc or turn("pct", ["DE", "IN", "US", "UK", "DE", "IN", "FR"])
+    return "%2B" + phone_form(r, c, None, "e164")["e164"][1:]
+
+
+# value generators for the phone hard negatives (none of them is a phone number)
+
+def iban(r, cc=None):
+    cc = cc or r.choice(["DE", "FR", "ES", "IT", "NL", "GB"])
+    if cc == "DE":
+        bban = rstr(r, 18, DI)
+    elif cc == "FR":
+        bban = rstr(r, 23, DI)
+    elif cc == "ES":
+        bban = rstr(r, 20, DI)
+    elif cc == "IT":
+        bban = r.choice(UP) + rstr(r, 22, DI)
+    elif cc == "NL":
+        bban = r.choice(["ABNA", "INGB", "RABO", "TRIO"]) + rstr(r, 10, DI)
+    else:
+        bban = r.choice(["NWBK", "BARC", "LOYD", "HBUK"]) + rstr(r, 14, DI)
+    chk = 98 - int("".join(str(int(c, 36)) for c in bban + cc + "00")) % 97
+    s = "%s%02d%s" % (cc, chk, bban)
+    return " ".join(s[i:i + 4] for i in range(0, len(s), 4))
+
+
+TEST_CARDS = ["4111 1111 1111 1111", "4242 4242 4242 4242", "5555 5555 5555 4444", "4000 0566 5566 5556",
+              "6011 1111 1111 1117", "3782 822463 10005", "5105 1051 0510 5100"]
+DE_CITIES = [("10115", "Berlin"), ("80331", "München"), ("50667", "Köln"), ("60311", "Frankfurt am Main"),
+             ("20095", "Hamburg"), ("69117", "Heidelberg"), ("70173", "Stuttgart"), ("01067", "Dresden"),
+             ("04109", "Leipzig"), ("30159", "Hannover")]
+STREETS = ["Hauptstraße", "Bahnhofstraße", "Lindenallee", "Gartenweg", "Schillerstraße", "Am Markt"]
+
+
+def isbn13(r):
+    grp, pub = r.choice([("3", 2), ("0", 3), ("1", 4), ("81", 3), ("2", 3)])
+    p, t = rstr(r, pub, DI), rstr(r, 9 - len(grp) - pub, DI)
+    body = "978" + grp + p + t
+    chk = (10 - sum(int(c) * (1 if i % 2 == 0 else 3) for i, c in enumerate(body)) % 10) % 10
+    return "978-%s-%s-%s-%d" % (grp, p, t, chk)
+
+
+def ssn_shaped(r):
+    return "%03d-%02d-%04d" % (r.randint(100, 665), r.randint(10, 99), r.randint(1000, 9999))
+
+
+def ipv4(r):
+    return r.choice(["10.%d.%d.%d" % (r.randint(0, 255), r.randint(0, 255), r.randint(1, 254)),
+                     "192.168.%d.%d" % (r.randint(0, 255), r.randint(1, 254)),
+                     "172.%d.%d.%d" % (r.randint(16, 31), r.randint(0, 255), r.randint(1, 254))])
+
+
+def unix_ts(r):
+    return r.randint(1700000000, 1735689599)
+
+
+def invoice_id(r):
+    return r.choice(["INV-2024-%06d", "RE-2024-%05d", "PO-%07d", "ORD-%08d"]) % r.randint(1, 99999)
+
+
+def ust_id(r):
+    return "DE%09d" % r.randint(100000000, 999999999)
+
+
+def steuernr(r):
+    return "%d/%03d/%05d" % (r.randint(11, 99), r.randint(100, 999), r.randint(10000, 99999))
+
+
+def gstin(r):
+    return "%02d%s%04d%s%dZ%s" % (r.randint(1, 37), rstr(r, 5, UP), r.randint(1000, 9999), r.choice(UP), r.randint(1, 9), r.choice(UP + DI))
+
+
+def mail_top(r, subject, who=None):
+    """A short header block whose addresses are not labelled (the phone items only score
+    pii_phone_numbers and suspicious_commands)."""
+    f, l = who or name(r)
+    return "From: %s %s <%s>\nTo: %s\nSubject: %s\nDate: %s\n\n" % (f, l, email_addr(r, f, l), email_addr(r), subject, ts(r, "mail"))
+
+
+# ==========================================================================
+# pii_phone_numbers - positives
+# ==========================================================================
+
+@T("pii_phone_numbers", "ph-csv", 4)
+def ph_csv(r, v):
+    n = r.randint(3, 6)
+    if v == 0:
+        parts = ["id,qty,price,phone\n"]
+        for _ in range(n):
+            parts += ["%d,%d,%d.%02d," % (r.randint(1, 9999), r.randint(1, 12), r.randint(1, 300), r.randint(0, 99)),
+                      PH(phone(r, styles=("national", "dash", "dot", "slash", "e164", "intl-dash"))), "\n"]
+        return "csv", parts
+    if v == 1:
+        parts = ["order_id,date,items,phone,status\n"]
+        for _ in range(n):
+            p = phone(r, styles=("e164", "intl", "intl-dash", "dash", "national"))
+            q = '"' if " " in p and r.random() < 0.5 else ""
+            parts += ["%d,%s,%d,%s" % (r.randint(1000, 99999), ts(r, "date"), r.randint(1, 9), q), PH(p),
+                      "%s,%s\n" % (q, r.choice(["paid", "refunded", "pending", "shipped"]))]
+        return "csv", parts
+    if v == 2:
+        parts = ["kundennr;plz;ort;betrag;telefon\n"]
+        for _ in range(n):
+            plz, ort = r.choice(DE_CITIES)
+            parts += ["%d;%s;%s;%d,%02d;" % (r.randint(10000, 99999), plz, ort, r.randint(5, 900), r.randint(0, 99)),
+                      PH(phone(r, "DE", styles=("slash", "slash-grouped", "national", "dash", "intl0"))), "\n"]
+        return "csv", parts
+    parts = ["lead_id,pincode,budget_inr,mobile,created\n"]
+    for _ in range(n):
+        parts += ["%d,%d,%d," % (r.randint(100, 9999), r.randint(110001, 700099), r.choice([25000, 49999, 150000, 1200000])),
+                  PH(phone(r, "IN", styles=("intl", "intl-dash", "intl-plain", "national", "dash", "dash-grouped"))),
+                  ",%s\n" % ts(r, "date")]
+    return "csv", parts
+
+
+@T("pii_phone_numbers", "ph-log", 4)
+def ph_log(r, v):
+    if v == 0:
+        mid = rstr(r, 24, LO + DI)
+        return "log", ["%s INFO  sms-gateway: queued msg_id=%s to=" % (ts(r, "space"), mid), PH(phone(r, styles=("e164",))),
+                       " segments=%d latency_ms=%d\n%s INFO  sms-gateway: delivered msg_id=%s status=DELIVERED\n" % (
+                           r.randint(1, 3), r.randint(40, 900), ts(r, "space"), mid)]
+    if v == 1:
+        pre = '{"ts":"%s","level":"info","msg":"crm sync","payload":"{\\"id\\":%d,\\"name\\":\\"%s\\",\\"phone\\":\\"' % (
+            ts(r), r.randint(1000, 999999), fullname(r))
+        return "log", [pre, PH(phone(r)), '\\",\\"zip\\":\\"%s\\",\\"updated_at\\":%d}"}\n' % (r.choice(DE_CITIES)[0], unix_ts(r))]
+    if v == 2:
+        return "log", ["%s WARN  [otp] delivery failed for " % ts(r), PH(phone(r, mobile=True)),
+                       " (carrier=%s, attempt=%d/3, retry_in=%ds)\n" % (r.choice(["vodafone-de", "airtel-in", "jio", "o2-de", "t-mobile-us"]),
+                                                                      r.randint(1, 3), r.choice([30, 60, 120]))]
+    return "log", ["%s pbx asterisk[%d]: NOTICE[%d]: chan_sip.c: Call from '%s' (%s:5060) to extension '" % (
+        ts(r, "syslog"), r.randint(1000, 9999), r.randint(1000, 9999), r.choice(FIRST), ipv4(r)),
+        PH(phone(r, styles=("e164", "slash", "national"))), "' rejected because extension not found in context 'from-trunk'.\n"]
+
+
+@T("pii_phone_numbers", "ph-json", 4)
+def ph_json(r, v):
+    if v == 0:
+        plz, city = r.choice(DE_CITIES)
+        return "json", ['{\n  "customer": {\n    "id": "cus_%s",\n    "name": "%s",\n    "phone": "' % (rstr(r, 14), fullname(r)),
+                        PH(phone(r)), '",\n    "address": {"postal_code": "%s", "city": "%s"},\n    "created": %d\n  }\n}\n' % (plz, city, unix_ts(r))]
+    if v == 1:
+        return "json", ['{"event":"contact.updated","data":{"mobile":"', PH(phone(r, mobile=True)), '","landline":"',
+                        PH(phone(r, mobile=False)), '","updated_at":%d}}\n' % unix_ts(r)]
+    if v == 2:
+        return "json", ['{"queue":"sms-outbound","attempt":%d,"body":"{\\"to\\":\\"' % r.randint(1, 4), PH(phone(r, styles=("e164", "intl"))),
+                        '\\",\\"text\\":\\"Your verification code is %06d\\"}"}\n' % r.randint(0, 999999)]
+    parts = ['[\n']
+    k = r.randint(2, 3)
+    for i in range(k):
+        parts += ['  {"name": "%s", "phones": ["' % fullname(r), PH(phone(r, mobile=True)), '", "', PH(phone(r, mobile=False)),
+                  '"]}%s\n' % ("," if i < k - 1 else "")]
+    return "json", parts + [']\n']
+
+
+@T("pii_phone_numbers", "ph-email-signature", 4)
+def ph_sig(r, v):
+    who = name(r)
+    if v == 0:
+        plz, city = r.choice(DE_CITIES)
+        return "email", [mail_top(r, "Angebot %s" % invoice_id(r), who),
+                         "Hallo,\n\nanbei das Angebot wie besprochen.\n\nMit freundlichen Grüßen\n\n%s %s\nTeamleitung Einkauf\n%s GmbH | %s %d | %s %s\nTel.: " % (
+                             who[0], who[1], r.choice(["Nordwind", "Acme", "Globex"]), r.choice(STREETS), r.randint(1, 120), plz, city),
+                         PH(phone(r, "DE", mobile=False, styles=("slash", "intl0", "slash-grouped", "national"))), "\nMobil: ",
+                         PH(phone(r, "DE", mobile=True, styles=("national", "slash", "dash", "intl"))),
+                         "\nAmtsgericht Charlottenburg HRB %d B · USt-IdNr. %s\n" % (r.randint(10000, 199999), ust_id(r))]
+    if v == 1:
+        return "email", [mail_top(r, "Re: renewal quote", who), "Thanks, I'll get the PO to you by Friday.\n\nBest regards,\n%s %s\nSenior Account Manager | Globex Inc.\nDirect: " % who,
+                         PH(phone(r, "US", styles=("national", "dash", "intl-paren"))), " | Mobile: ", PH(phone(r, "US", styles=("dot", "dash", "intl"))),
+                         "\n%d Congress Ave, Suite %d, Austin, TX 7870%d-%04d\n" % (r.randint(100, 999), r.randint(100, 900), r.randint(1, 5), r.randint(1000, 9999))]
+    if v == 2:
+        return "email", [mail_top(r, "Site visit on %s" % ts(r, "date"), who), "Hi team,\n\nConfirming the visit; security needs your ID at the gate.\n\nRegards,\n%s %s\nProject Lead, %s Technologies Pvt. Ltd.\nM: " % (
+            who[0], who[1], r.choice(["Vistara", "Nilgiri", "Deccan"])), PH(phone(r, "IN", mobile=True)), " | O: ", PH(phone(r, "IN", mobile=False)),
+            "\n4th Floor, MG Road, Bengaluru %d\nGSTIN: %s\n" % (r.randint(560001, 560099), gstin(r))]
+    if r.random() < 0.5:
+        return "email", [mail_top(r, "Contract", who), "Please find the countersigned copy attached.\n\nKind regards,\n%s %s\nT: " % who,
+                         PH(phone(r, "UK", mobile=False, styles=("national", "intl"))), "  M: ", PH(phone(r, "UK", mobile=True, styles=("national", "intl"))),
+                         "\n%d Fleet Street, London EC4A 2DY\nRegistered in England and Wales No. %08d\n" % (r.randint(1, 200), r.randint(1000000, 9999999))]
+    return "email", [mail_top(r, "Devis", who), "Bonjour,\n\nVous trouverez le devis en pièce jointe.\n\nCordialement,\n%s %s\nTél. : " % who,
+                     PH(phone(r, "FR", styles=("national", "intl"))), "\nSIRET %03d %03d %03d %05d\n" % (
+                         r.randint(100, 999), r.randint(100, 999), r.randint(100, 999), r.randint(10, 99999))]
+
+
+@T("pii_phone_numbers", "ph-vcard", 2)
+def ph_vcard(r, v):
+    f, l = name(r)
+    if v == 0:
+        plz, city = r.choice(DE_CITIES)
+        return "vcard", ["BEGIN:VCARD\nVERSION:3.0\nN:%s;%s;;;\nFN:%s %s\nTEL;TYPE=WORK,VOICE:" % (l, f, f, l), PH(phone(r, mobile=False)),
+                         "\nTEL;TYPE=CELL:", PH(phone(r, mobile=True)), "\nADR;TYPE=WORK:;;%s %d;%s;;%s;Germany\nEND:VCARD\n" % (r.choice(STREETS), r.randint(1, 99), city, plz)]
+    return "vcard", ["BEGIN:VCARD\nVERSION:4.0\nFN:%s %s\nTEL;VALUE=uri;TYPE=\"voice,cell\":tel:" % (f, l),
+                     PH(phone(r, styles=("e164", "intl-dash"))), "\nREV:%sZ\nEND:VCARD\n" % ts(r).replace("-", "").replace(":", "")[:15]]
+
+
+@T("pii_phone_numbers", "ph-config", 4)
+def ph_config(r, v):
+    if v == 0:
+        return "yaml", ["contact:\n  support_phone: \"", PH(phone(r)), "\"\n  hours: \"Mon-Fri 09:00-17:00\"\n  timezone: %s\n  sla_minutes: %d\n" % (
+            r.choice(["Europe/Berlin", "Asia/Kolkata", "America/New_York"]), r.choice([15, 30, 60]))]
+    if v == 1:
+        return "env", ["TWILIO_FROM_NUMBER=", PH(phone(r, "US", styles=("e164",))), "\nALERT_SMS_TO=", PH(phone(r, styles=("e164",))),
+                       "\nSMS_RATE_LIMIT_PER_MIN=%d\nSMS_PORT=%d\n" % (r.choice([10, 30, 60]), r.choice([8080, 9090, 2775]))]
+    if v == 2:
+        plz = r.choice(DE_CITIES)[0]
+        return "ini", ["[contact]\nphone = ", PH(phone(r, "DE", mobile=False)), "\nfax = ", PH(phone(r, "DE", mobile=False)),
+                       "\nzip = %s\nopening = 08:00-16:30\n" % plz]
+    return "toml", ["[escalation]\noncall_phone = \"", PH(phone(r, mobile=True)), "\"\nretry_after_secs = %d\nmax_pages = %d\n" % (r.choice([120, 300, 600]), r.randint(2, 5))]
+
+
+@T("pii_phone_numbers", "ph-url-percent", 4)
+def ph_url(r, v):
+    if v == 0:
+        return "log", ["%s - - [%s] \"GET /api/v1/customers/lookup?phone=" % (ipv4(r), ts(r, "clf")), PH(pct_phone(r)),
+                       "&country=%s HTTP/1.1\" 200 %d \"-\" \"okhttp/4.12.0\"\n" % (r.choice(["DE", "IN", "US"]), r.randint(200, 4000))]
+    if v == 1:
+        return "log", ['{"ts":"%s","method":"GET","path":"/click-to-call","query":"tel=' % ts(r), PH(pct_phone(r)),
+                       '&lang=%s&ref=%s","status":302,"duration_ms":%d}\n' % (r.choice(["en", "de", "hi"]), rstr(r, 8, LO + DI), r.randint(2, 80))]
+    if v == 2:
+        return "url", ["The call button links to https://call.example.com/dial?to=", PH(pct_phone(r)), "&x=1 -- the agent app opens it directly.\n"]
+    return "cli", ["$ curl -s -X POST https://sms.example.com/2010-04-01/Messages.json \\\n    -d 'To=", PH(pct_phone(r)), "&From=", PH(pct_phone(r, "US")),
+                   "&Body=Deploy%20finished' -u \"$SMS_SID:$SMS_TOKEN\"\n"]
+
+
+@T("pii_phone_numbers", "ph-cli", 4)
+def ph_cli(r, v):
+    if v % 2 == 0:
+        cmd = r.choice([
+            ["twilio api:core:messages:create --from \"", PH(phone(r, "US", styles=("e164",))), "\" --to \"", PH(phone(r, styles=("e164",))), "\" --body \"Deploy finished\""],
+            ["aws sns publish --phone-number ", PH(phone(r, styles=("e164",))), " --message \"disk usage above %d%%\"" % r.choice([80, 90, 95])],
+            ["./bin/notify --channel sms --to ", PH(phone(r, styles=("e164", "intl-dash")))],
+        ])
+    else:
+        cmd = r.choice([
+            ["curl -s -X POST https://sms.example.com/v1/send -H 'Content-Type: application/json' -d '{\"to\":\"", PH(phone(r)), "\",\"text\":\"job %d done\"}'" % r.randint(100, 9999)],
+            ["./scripts/page-oncall.sh --sms \"", PH(phone(r, mobile=True)), "\" --severity %s" % r.choice(["high", "critical"])],
+            ["python3 manage.py update_contact --id %d --phone \"" % r.randint(1, 9999), PH(phone(r)), "\""],
+        ])
+    return W(r, v, cmd, r.choice(["", "queued", "{\"status\":\"accepted\"}"]))
+
+
+@T("pii_phone_numbers", "ph-html-tel", 4)
+def ph_html(r, v):
+    disp, e164 = phone_pair(r)
+    if v == 0:
+        return "html", ["<p class=\"hotline\">Hotline: <a href=\"tel:", PH(e164), "\">", PH(disp), "</a> (Mo&ndash;Fr 9&ndash;17 Uhr)</p>\n"]
+    if v == 1:
+        return "html", ["<address>\n  <span itemprop=\"telephone\">", PH(disp), "</span><br>\n  Fax: ", PH(phone(r, mobile=False)), "\n</address>\n"]
+    if v == 2:
+        return "markdown", ["## Contact\n\n- Phone: [", PH(disp), "](tel:", PH(e164), ")\n- Office hours: 09:00-17:00\n"]
+    parts = ["Here are the branch numbers from the PDF, cleaned up:\n\n| Branch | Phone | Hours |\n|---|---|---|\n"]
+    for city in r.sample(["Berlin", "Pune", "Austin", "London", "Lyon", "Köln", "Chennai"], r.randint(2, 4)):
+        cc = {"Berlin": "DE", "Köln": "DE", "Pune": "IN", "Chennai": "IN", "Austin": "US", "London": "UK", "Lyon": "FR"}[city]
+        parts += ["| %s | " % city, PH(phone(r, cc, mobile=False)), " | %02d:00-%02d:00 |\n" % (r.randint(7, 10), r.randint(16, 19))]
+    return "markdown", parts
+
+
+@T("pii_phone_numbers", "ph-prose", 4)
+def ph_prose(r, v):
+    if v == 0:
+        return "prose", slack(r, [(r.choice(FIRST).lower(), ["customer called from ", PH(phone(r, mobile=True)), ", wants a callback before 5"]),
+                                  (r.choice(FIRST).lower(), "ok, on it")])
+    if v == 1:
+        return "prose", ["Caller: %s, callback number " % fullname(r), PH(phone(r)), ". Issue: invoice %s was charged twice on %02d.%02d.2024.\n" % (
+            invoice_id(r), r.randint(1, 28), r.randint(1, 12))]
+    if v == 2:
+        return "prose", ["Bitte rufen Sie mich unter ", PH(phone(r, "DE")), " zurück, ich bin ab %s Uhr erreichbar.\n" % ts(r, "hm")]
+    return "prose", ["You can reach our India office on ", PH(phone(r, "IN", mobile=False)), " or ping me on ",
+                     PH(phone(r, "IN", mobile=True)), " (WhatsApp) between 10:00 and 18:30 IST.\n"]
+
+
+@T("pii_phone_numbers", "ph-sql", 2)
+def ph_sql(r, v):
+    if v == 0:
+        parts = ["INSERT INTO customers (id, name, phone, zip) VALUES\n"]
+        k = r.randint(2, 4)
+        for i in range(k):
+            parts += ["  (%d, '%s', '" % (r.randint(1, 99999), fullname(r)), PH(phone(r)), "', '%05d')%s\n" % (r.randint(1000, 99999), "," if i < k - 1 else ";")]
+        return "sql", parts
+    return "sql", ["UPDATE contacts SET mobile = '", PH(phone(r, mobile=True)), "', updated_at = '%s' WHERE id = %d;\n" % (ts(r, "space"), r.randint(1, 99999))]
+
+
+@T("pii_phone_numbers", "ph-code", 4)
+def ph_code(r, v):
+    disp, e164 = phone_pair(r)
+    if v == 0:
+        return "code", ["@pytest.mark.parametrize(\"raw,expected\", [\n    (\"", PH(disp), "\", \"", PH(e164), "\"),\n    (\"\", None),\n])\ndef test_normalize(raw, expected):\n    assert normalize(raw) == expected\n"]
+    if v == 1:
+        return "code", ["const customer = {\n  name: \"%s\",\n  phone: \"" % fullname(r), PH(disp), "\",\n  zip: \"%05d-%04d\",\n};\n" % (r.randint(10000, 99999), r.randint(1000, 9999))]
+    if v == 2:
+        return "code", ["Contact c = new Contact(\"%s\", \"" % fullname(r), PH(disp), "\");\nc.setCustomerId(%dL);\n" % r.randint(1000, 9999999)]
+    return "code", ["var fixture = Contact{\n\tName:  \"%s\",\n\tPhone: \"" % fullname(r), PH(disp), "\",\n\tAge:   %d,\n}\n" % r.randint(18, 80)]
+
+
+@T("pii_phone_numbers", "ph-extension", 4)
+def ph_ext(r, v):
+    if v == 0:
+        who = name(r)
+        return "email", [mail_top(r, "Re: onboarding", who), "Sure, call me any time.\n\n%s %s\nOffice: " % who, PH(phone(r, "US", styles=("national", "dash", "intl"))),
+                         " x%d\n" % r.randint(10, 9999)]
+    if v == 1:
+        return "prose", ["For billing questions call ", PH(phone(r, cc=r.choice(["UK", "US", "IN"]), mobile=False)), " ext. %d (weekdays only).\n" % r.randint(1, 999)]
+    if v == 2:
+        return "email", [mail_top(r, "Rückfrage"), "Sie erreichen mich unter ", PH(phone(r, "DE", mobile=False, styles=("slash", "intl0", "national"))),
+                         " ext. %d.\n\nViele Grüße\n%s\n" % (r.randint(10, 99), fullname(r))]
+    return "csv", ["name,phone,extension\n%s," % fullname(r), PH(phone(r, mobile=False)), ",%d\n%s," % (r.randint(10, 999), fullname(r)),
+                   PH(phone(r, mobile=False)), ",\n"]
+
+
+@T("pii_phone_numbers", "ph-xml", 2)
+def ph_xml(r, v):
+    if v == 0:
+        return "xml", ["<Contact id=\"%d\">\n  <Name>%s</Name>\n  <Phone type=\"mobile\">" % (r.randint(1, 9999), fullname(r)), PH(phone(r, mobile=True)),
+                       "</Phone>\n  <PostalCode>%d</PostalCode>\n</Contact>\n" % r.randint(110001, 700099)]
+    return "xml", ["<supplier>\n  <vatId>%s</vatId>\n  <telephone>" % ust_id(r), PH(phone(r, "DE")), "</telephone>\n</supplier>\n"]
+
+
+# ==========================================================================
+# pii_phone_numbers - hard negatives
+# ==========================================================================
+
+@T("pii_phone_numbers", "neg-csv-numeric", 4, pos=False)
+def phn_csv(r, v):
+    n = r.randint(3, 6)
+    if v == 0:
+        parts = ["id,qty,price,order_ref\n"]
+        for _ in range(n):
+            parts += ["%d,%d,%d.%02d,%d\n" % (r.randint(1, 9999), r.randint(1, 12), r.randint(1, 300), r.randint(0, 99), r.randint(1000, 99999))]
+        return "csv", parts
+    if v == 1:
+        parts = ["order_id,date,items,zip,created_ts,status\n"]
+        for _ in range(n):
+            parts += ["%d,%s,%d,%05d-%04d,%d,%s\n" % (r.randint(1000, 99999), ts(r, "date"), r.randint(1, 9), r.randint(10000, 99999), r.randint(1000, 9999),
+                                                      unix_ts(r), r.choice(["paid", "refunded", "pending"]))]
+        return "csv", parts
+    if v == 2:
+        parts = ["kundennr;plz;ort;betrag;datum\n"]
+        for _ in range(n):
+            plz, ort = r.choice(DE_CITIES)
+            parts += ["%d;%s;%s;%d,%02d;%02d.%02d.2024\n" % (r.randint(10000, 99999), plz, ort, r.randint(5, 9000), r.randint(0, 99), r.randint(1, 28), r.randint(1, 12))]
+        return "csv", parts
+    parts = ["lead_id,pincode,budget_inr,gstin,created\n"]
+    for _ in range(n):
+        parts += ["%d,%d,\"%s\",%s,%s\n" % (r.randint(100, 9999), r.randint(110001, 700099), r.choice(["25,000", "1,49,999", "12,00,000"]), gstin(r), ts(r, "date"))]
+    return "csv", parts
+
+
+@T("pii_phone_numbers", "neg-bank-and-tax", 4, pos=False)
+def phn_bank(r, v):
+    who = name(r)
+    plz, city = r.choice(DE_CITIES)
+    if v == 0:
+        return "email", [mail_top(r, "Rechnung %s" % invoice_id(r), who), "Guten Tag,\n\nbitte überweisen Sie den Betrag von %d,%02d EUR bis zum %02d.%02d.2024 auf folgendes Konto:\n\nIBAN: %s\nBIC: %s\nVerwendungszweck: %s\n\n%s %s\n%s GmbH · Postfach %02d %02d %02d · %s %s\nSteuernummer %s · USt-IdNr. %s\n" % (
+            r.randint(10, 9999), r.randint(0, 99), r.randint(1, 28), r.randint(1, 12), iban(r, "DE"), r.choice(["COBADEFFXXX", "DEUTDEDBBER", "GENODEF1S04"]),
+            invoice_id(r), who[0], who[1], r.choice(["Nordwind", "Acme"]), r.randint(10, 99), r.randint(10, 99), r.randint(10, 99), plz, city, steuernr(r), ust_id(r))]
+    if v == 1:
+        cc = r.choice(["FR", "ES", "IT", "NL", "GB"])
+        return "email", [mail_top(r, "Updated bank details", who), "Hello,\n\nplease note our new account for invoice %s:\n\nIBAN %s\nAmount due: %d.%02d EUR, due %s\n\n%s %s\nAccounts Receivable\n" % (
+            invoice_id(r), iban(r, cc), r.randint(10, 9999), r.randint(0, 99), ts(r, "date"), who[0], who[1])]
+    if v == 2:
+        return "prose", ["Payment bounced: beneficiary IBAN %s does not match the name on file; mandate ref %s, batch %d, amount %d.%02d EUR.\n" % (
+            iban(r), invoice_id(r), r.randint(10000, 999999), r.randint(10, 9999), r.randint(0, 99))]
+    return "json", ['{"payout":{"id":"po_%s","iban":"%s","amount":%d,"currency":"EUR","arrival_date":%d,"vat_id":"%s","tax_number":"%s"}}\n' % (
+        rstr(r, 14), iban(r).replace(" ", ""), r.randint(1000, 999999), unix_ts(r), ust_id(r), steuernr(r))]
+
+
+@T("pii_phone_numbers", "neg-log-numbers", 4, pos=False)
+def phn_log(r, v):
+    if v == 0:
+        return "log", ["%s - - [%s] \"GET /api/v1/orders/%d?page=%d&per_page=100 HTTP/1.1\" 200 %d \"-\" \"curl/8.4.0\" %d.%03d\n" % (
+            ipv4(r), ts(r, "clf"), r.randint(100000, 9999999), r.randint(1, 40), r.randint(200, 90000), r.randint(0, 3), r.randint(0, 999))]
+    if v == 1:
+        return "log", ['{"ts":"%s","pid":%d,"msg":"request done","status":200,"bytes":%d,"duration":"%02d:%02d:%02d.%03d","started_at":%d,"peer":"%s:%d"}\n' % (
+            ts(r), r.randint(100, 65535), r.randint(100, 9999999), 0, r.randint(0, 59), r.randint(0, 59), r.randint(0, 999), unix_ts(r), ipv4(r), r.randint(1024, 65535))]
+    if v == 2:
+        return "log", ["%s kernel: [%d.%06d] EXT4-fs (sda1): mounted filesystem %s with ordered data mode. Quota mode: none.\n%s sshd[%d]: Accepted publickey for deploy from %s port %d ssh2\n" % (
+            ts(r, "syslog"), r.randint(1, 99999), r.randint(0, 999999), uuid(r), ts(r, "syslog"), r.randint(1000, 99999), ipv4(r), r.randint(1024, 65535))]
+    return "log", ["%s INFO  batch %d finished: %d rows in %d ms (range %d-%d), next run %s\n" % (
+        ts(r, "space"), r.randint(1000, 99999), r.randint(100, 9999999), r.randint(100, 99999), r.randint(100, 500), r.randint(501, 999), ts(r, "iso"))]
+
+
+@T("pii_phone_numbers", "neg-versions", 4, pos=False)
+def phn_versions(r, v):
+    if v == 0:
+        return "shell", ["$ ver\n\nMicrosoft Windows [Version 10.0.%d.%d]\n$ node --version\nv%d.%d.%d\n$ uname -r\n%d.%d.0-%d-generic\n" % (
+            r.choice([19041, 19045, 22621, 22631]), r.randint(1, 4000), r.choice([18, 20, 22]), r.randint(0, 19), r.randint(0, 9), r.choice([5, 6]), r.randint(4, 15), r.randint(20, 120))]
+    if v == 1:
+        return "shell", ["$ pip list | grep -i -e torch -e numpy\nnumpy        %d.%d.%d\ntorch        %d.%d.%d+cu%d\n$ nvidia-smi --query-gpu=driver_version --format=csv,noheader\n%d.%d.%02d\n" % (
+            r.choice([1, 2]), r.randint(20, 26), r.randint(0, 4), 2, r.randint(1, 5), r.randint(0, 2), r.choice([118, 121, 124]), r.choice([535, 550, 560]), r.randint(10, 200), r.randint(1, 99))]
+    if v == 2:
+        return "yaml", ["image: registry.example.com/%s:%d.%d.%d-rc.%d\nhelm:\n  chart: %s\n  version: %d.%d.%d\nbuild: %d.%d.%d.%d\n" % (
+            app(r), r.randint(1, 9), r.randint(0, 30), r.randint(0, 20), r.randint(1, 5), app(r), r.randint(0, 9), r.randint(0, 40), r.randint(0, 20),
+            r.randint(1, 9), r.randint(0, 9), r.randint(1000, 9999), r.randint(1, 99999))]
+    return "json", ['{"name": "%s", "version": "%d.%d.%d", "engines": {"node": ">=%d.%d.%d"}, "build": "%d.%d.%d.%d", "released": "%s"}\n' % (
+        app(r), r.randint(0, 9), r.randint(0, 40), r.randint(0, 20), r.choice([18, 20]), r.randint(0, 12), 0, r.randint(1, 9), r.randint(0, 9),
+        r.randint(1000, 9999), r.randint(1, 99999), ts(r, "date"))]
+
+
+@T("pii_phone_numbers", "neg-network", 4, pos=False)
+def phn_network(r, v):
+    if v == 0:
+        return "yaml", ["server:\n  listen: %s\n  ports: [%d, %d, %d]\n  passive_ports: %d-%d\n  allow: [\"%s/24\", \"%s/16\"]\n" % (
+            ipv4(r), r.choice([80, 8080]), r.choice([443, 8443]), r.choice([9090, 9100]), r.randint(30000, 40000), r.randint(40001, 50000),
+            "10.%d.%d.0" % (r.randint(0, 255), r.randint(0, 255)), "172.%d.0.0" % r.randint(16, 31))]
+    if v == 1:
+        return "ini", ["[network]\naddress = %s\nnetmask = 255.255.255.0\ngateway = %s\nmtu = %d\nmac = %s\nport_range = %d-%d\n" % (
+            ipv4(r), ipv4(r), r.choice([1500, 9000]), ":".join(hexs(r, 2) for _ in range(6)), r.randint(1000, 2000), r.randint(2001, 3000))]
+    if v == 2:
+        return "shell", ["$ ss -tlnp | head -4\nState  Recv-Q Send-Q Local Address:Port  Peer Address:Port\nLISTEN 0      %d     %s:%d        0.0.0.0:*\nLISTEN 0      %d     %s:%d       0.0.0.0:*\n" % (
+            r.choice([128, 511, 4096]), ipv4(r), r.choice([5432, 6379, 8080]), r.choice([128, 511]), ipv4(r), r.choice([9100, 9090, 3000]))]
+    return "cli", ["$ nmap -p 20-25,80,443,8000-8100 %s/24\nNmap done: 256 IP addresses (%d hosts up) scanned in %d.%02d seconds\n" % (
+        "192.168.%d.0" % r.randint(0, 255), r.randint(1, 40), r.randint(2, 90), r.randint(0, 99))]
+
+
+@T("pii_phone_numbers", "neg-ids", 4, pos=False)
+def phn_ids(r, v):
+    if v == 0:
+        return "code", ["# Stripe test cards, see the payments README\nTEST_CARDS = {\n    \"visa\": \"%s\",\n    \"mastercard\": \"%s\",\n}\nEXAMPLE_SSN = \"%s\"  # fake, SSN-shaped\n" % (
+            r.choice(TEST_CARDS[:2]), r.choice(TEST_CARDS[2:]), ssn_shaped(r))]
+    if v == 1:
+        return "json", ['{"order":"%s","isbn":"%s","sku":"%s","request_id":"%s","trace":"%s","card":"%s"}\n' % (
+            invoice_id(r), isbn13(r), rstr(r, 3, UP) + "-%05d" % r.randint(0, 99999), uuid(r), hexs(r, 32), r.choice(TEST_CARDS))]
+    if v == 2:
+        return "markdown", ["## References\n\n- ISBN %s\n- ISBN %s\n- Order %s, tracking 1Z%s%s\n" % (
+            isbn13(r), isbn13(r), invoice_id(r), rstr(r, 6, UP + DI), rstr(r, 10, DI))]
+    return "log", ["%s INFO  object stored id=%s etag=%s size=%d key=uploads/%d/%s.pdf\n" % (
+        ts(r), hexs(r, 24), hexs(r, 32), r.randint(1000, 99999999), unix_ts(r), uuid(r))]
+
+
+@T("pii_phone_numbers", "neg-dates-times", 4, pos=False)
+def phn_dates(r, v):
+    if v == 0:
+        return "prose", ["Maintenance window: %02d.%02d.2024 %s-%s CET (planned), fallback %02d/%02d/2024. Ticket range %d-%d affected.\n" % (
+            r.randint(1, 28), r.randint(1, 12), ts(r, "hm"), ts(r, "hm"), r.randint(1, 12), r.randint(1, 28), r.randint(100, 500), r.randint(501, 999))]
+    if v == 1:
+        day = "2024%02d%02d" % (r.randint(1, 12), r.randint(1, 28))
+        return "ical", ["BEGIN:VEVENT\nDTSTART:%sT%02d%02d00Z\nDTEND:%sT%02d%02d00Z\nDURATION:PT%dH%dM\nSEQUENCE:%d\nSUMMARY:Quarterly review %s\nEND:VEVENT\n" % (
+            day, r.randint(7, 12), r.choice([0, 30]), day, r.randint(13, 18), r.choice([0, 30]), r.randint(1, 4), r.choice([0, 15, 30]), r.randint(0, 9), ts(r, "date"))]
+    if v == 2:
+        return "markdown", ["| Date | Start | End | Duration |\n|---|---|---|---|\n| %s | %s | %s | %dh %02dm |\n| %02d/%02d/2024 | %s | %s | %d min |\n" % (
+            ts(r, "date"), ts(r, "hm"), ts(r, "hm"), r.randint(0, 9), r.randint(0, 59), r.randint(1, 12), r.randint(1, 28), ts(r, "hm"), ts(r, "hm"), r.randint(5, 240))]
+    return "log", ["%s job=%s elapsed=%02d:%02d:%02d.%03d window=%s/%s cron=\"%d %d * * 1-5\"\n" % (
+        ts(r), app(r), r.randint(0, 9), r.randint(0, 59), r.randint(0, 59), r.randint(0, 999), ts(r, "date"), ts(r, "date"), r.randint(0, 59), r.randint(0, 23))]
+
+
+@T("pii_phone_numbers", "neg-masked", 2, pos=False)
+def phn_masked(r, v):
+    if v == 0:
+        return "log", ["%s INFO  otp sent to +49 1** ****%03d via sms (masked), attempt %d\n%s INFO  otp sent to (***) ***-01%02d via sms (masked)\n" % (
+            ts(r, "space"), r.randint(0, 999), r.randint(1, 3), ts(r, "space"), r.randint(0, 99))]
+    return "prose", ["We texted the code to +91 98XXX XXX%02d. Didn't get it? The placeholder in the form is XXX-XXX-XXXX, use your real number.\n" % r.randint(0, 99)]
+
+
+@T("pii_phone_numbers", "neg-url-percent", 2, pos=False)
+def phn_url(r, v):
+    if v == 0:
+        return "log", ["%s - - [%s] \"GET /search?q=c%%2B%%2B&since=2024-%02d-%02dT10%%3A00%%3A00%%2B01%%3A00&page=%d HTTP/1.1\" 200 %d\n" % (
+            ipv4(r), ts(r, "clf"), r.randint(1, 12), r.randint(1, 28), r.randint(1, 20), r.randint(100, 9000))]
+    return "url", ["The report link is https://reports.example.com/export?from=%d&to=%d&tz=%%2B05%%3A30&sum=1%%2B2&id=%d -- it times out.\n" % (
+        unix_ts(r), unix_ts(r), r.randint(10000, 999999))]
+
+
+@T("pii_phone_numbers", "neg-addresses", 4, pos=False)
+def phn_addr(r, v):
+    plz, city = r.choice(DE_CITIES)
+    if v == 0:
+        return "email", [mail_top(r, "Neue Anschrift"), "Hallo,\n\nunsere neue Anschrift ab %02d.%02d.2024:\n\n%s GmbH\n%s %d\n%s %s\nPostfach %02d %02d %02d\n\nViele Grüße\n%s\n" % (
+            r.randint(1, 28), r.randint(1, 12), r.choice(["Nordwind", "Acme"]), r.choice(STREETS), r.randint(1, 120), plz, city,
+            r.randint(10, 99), r.randint(10, 99), r.randint(10, 99), fullname(r))]
+    if v == 1:
+        return "vcard", ["BEGIN:VCARD\nVERSION:3.0\nFN:%s\nADR;TYPE=WORK:;;%d Congress Ave Suite %d;Austin;TX;7870%d-%04d;USA\nNOTE:account %d\nEND:VCARD\n" % (
+            fullname(r), r.randint(100, 999), r.randint(100, 900), r.randint(1, 5), r.randint(1000, 9999), r.randint(100000, 9999999))]
+    if v == 2:
+        return "markdown", ["**Ship to:** %s, %d Residency Road, Bengaluru %d, Karnataka. PAN-linked GSTIN %s.\n" % (
+            fullname(r), r.randint(1, 200), r.randint(560001, 560099), gstin(r))]
+    return "json", ['{"address":{"line1":"%s %d","postal_code":"%s","city":"%s"},"geo":[%d.%06d,%d.%06d],"floor":%d}\n' % (
+        r.choice(STREETS), r.randint(1, 120), plz, city, r.randint(47, 54), r.randint(0, 999999), r.randint(6, 14), r.randint(0, 999999), r.randint(0, 9))]
+
+
+@T("pii_phone_numbers", "neg-amounts", 2, pos=False)
+def phn_amounts(r, v):
+    if v == 0:
+        return "prose", ["Umsatz Q%d: %d.%03d.%03d,%02d € (Vorjahr %d.%03d.%03d,%02d €), Budget %d %03d € laut Plan.\n" % (
+            r.randint(1, 4), r.randint(1, 9), r.randint(0, 999), r.randint(0, 999), r.randint(0, 99), r.randint(1, 9), r.randint(0, 999), r.randint(0, 999),
+            r.randint(0, 99), r.randint(10, 99), r.randint(0, 999))]
+    return "code", ["BATCH_SIZES = [%d, %d, %d]\nMAX_ROWS = %d_%03d_%03d\nshape = (%d, %d, %d)\nassert len(ids) in range(%d, %d)\n" % (
+        r.choice([16, 32]), r.choice([64, 128]), r.choice([256, 512]), r.randint(1, 9), r.randint(0, 999), r.randint(0, 999),
+        r.choice([32, 64]), r.choice([224, 512]), r.choice([3, 768]), r.randint(100, 500), r.randint(501, 999))]
+
+
+# ==========================================================================
+# second batch: suspicious_commands - helpers
+# ==========================================================================
+# suspicious_commands is scanned on model output, so most texts are what an
+# assistant writes: answers with code fences, scripts, READMEs, Dockerfiles,
+# CI files, code that runs commands, tool-call arguments.
+
+SCRIPT_HOSTS = ["get.example.com", "install.example.org", "raw.example.net", "dl.example.com", "scripts.example.org",
+                "setup.example.net", "cdn.example.com", "pkg.example.org"]
+
+
+def script_url(r):
+    return "https://%s%s" % (r.choice(SCRIPT_HOSTS), r.choice(["/install.sh", "/setup", "/bootstrap.sh", "/agent/install.sh", "/v2/get",
+                                                             "/%s/install.sh" % app(r), "/latest/setup.sh", "/cli/install"]))
+
+
+def fetch(r, u=None):
+    return turn("fetch", ["curl -s %s", "curl -fsSL %s", "wget -qO- %s", "curl -sL %s", "curl -sSf %s", "wget -O - -q %s"]) % (u or script_url(r))
+
+
+def pipe_shell(r):
+    """(labelled command, unlabelled tail)."""
+    sh = turn("pipe-shell", ["sh", "sudo bash", "bash", "sudo -E bash", "sudo sh"])
+    tail = r.choice(["", "", " -", " -s -- -y", " -s -- --version %d.%d.%d" % (r.randint(0, 3), r.randint(0, 30), r.randint(0, 9))])
+    return fetch(r) + " | " + sh, tail
+
+
+def subst_source(r):
+    return turn("subst", ["source <(curl -s %s)", ". <(curl -fsSL %s)", "bash <(wget -qO- %s)", "source <(curl -fsSL %s)",
+                          "bash <(curl -sL %s)", ". <(wget -qO- %s)"]) % script_url(r)
+
+
+def sh_c_subst(r):
+    return turn("sh-c", ['sh -c "$(curl -fsSL %s)', 'bash -c "$(wget -qO- %s)', '/bin/bash -c "$(curl -fsSL %s)', 'sh -c "$(wget -O - -q %s)',
+                         'bash -c "$(curl -sSf %s)']) % script_url(r)
+
+
+def rm_root(r):
+    return turn("rm-root", ["rm -rf /", "rm -rf ~", "rm -rf --no-preserve-root /"])
+
+
+FORK_BOMBS = [":(){ :|:& };:", ": () { : | : & } ; :", ":(){ :|: & };:", ":(){ :|:&};:", "bomb(){ bomb|bomb& };bomb"]
+ARGV_ROOT = ['["rm", "-rf", "/"]', "['rm', '-rf', '/']", '["rm","-rf","/"]']
+
+
+def disk_dev(r):
+    return turn("disk", ["/dev/sda", "/dev/sdb1", "/dev/sdc", "/dev/sda1", "/dev/sdb", "/dev/nvme0n1"])
+
+
+def dd_cmd(r):
+    return "dd if=/dev/%s of=%s" % (turn("dd-if", ["zero", "zero", "urandom"]), disk_dev(r))
+
+
+ANSWER_INTRO = (["Sure! Here's how to do it:", "You can run the following:", "Here is a one-liner that does that:", "Try this:"],
+                ["Certainly. Run this in your terminal:", "The quickest way is:", "Here's the command:", "Use the following snippet:"])
+ANSWER_OUTRO = (["Let me know if you run into any errors.", "That should do it.", "", "Run it as root if you get a permission error."],
+                ["Hope this helps!", "After that, restart your shell.", "", "You may need `sudo` depending on your setup."])
+
+
+def answer(r, v, body, lang="bash", intro=None, outro=None):
+    """An assistant's reply: a sentence, a fenced block (body: parts), maybe a closing line."""
+    intro = intro or r.choice(ANSWER_INTRO[v % 2])
+    outro = r.choice(ANSWER_OUTRO[v % 2]) if outro is None else outro
+    parts = [intro, "\n\n```%s\n" % lang, body, "\n```\n"]
+    if outro:
+        parts += ["\n", outro, "\n"]
+    return parts
+
+
+# ==========================================================================
+# suspicious_commands - positives
+# ==========================================================================
+
+@T("suspicious_commands", "sc-abs-path-rm", 4)
+def sc_abs(r, v):
+    c = turn("abs-rm", ["/bin/rm -rf /", "/usr/bin/rm -rf --no-preserve-root /", "/bin/rm -rf --no-preserve-root /", "/usr/bin/rm -rf /"])
+    sudo = r.choice(["", "sudo "])
+    if v == 0:
+        return "markdown", answer(r, v, [sudo, SC(c)], intro="To wipe the container completely before re-imaging it, run:",
+                                  outro="This deletes everything on the filesystem, so only do it on a throwaway machine.")
+    if v == 1:
+        return "markdown", answer(r, v, ["cd /\n", sudo, SC(c)], intro="If you really want to reset the VM from inside, this is what the old cleanup job did:")
+    if v == 2:
+        return "shell", ["#!/bin/sh\n# reset the sandbox filesystem between runs\nset -e\nlogger \"sandbox reset\"\n", sudo, SC(c), "\n"]
+    return "cli", ["nuke:\n\t@echo \"removing everything\"\n\t", sudo, SC(c), "\n"]
+
+
+@T("suspicious_commands", "sc-quoted-root", 4)
+def sc_quoted(r, v):
+    c = turn("quoted-root", ['rm -rf "/"', "rm -rf '/'", '/bin/rm -rf "/"', "rm -rf --no-preserve-root '/'"])
+    out = "" if "preserve" in c else r.choice(["", "rm: it is dangerous to operate recursively on '/'\nrm: use --no-preserve-root to override this failsafe"])
+    return W(r, v, [r.choice(["", "sudo "]), SC(c)], out)
+
+
+@T("suspicious_commands", "sc-json-tool-call", 4)
+def sc_json(r, v):
+    if v == 0:
+        c = turn("json-root", ['rm -rf \\"/\\"', '/bin/rm -rf \\"/\\"'])
+        return "json", ['{"type": "tool_use", "id": "toolu_%s", "name": "bash", "input": {"command": "' % rstr(r, 24), SC(c), '"}}\n']
+    if v == 1:
+        return "json", ['{"tool_calls":[{"id":"call_%s","type":"function","function":{"name":"run_shell","arguments":"{\\"command\\":\\"' % rstr(r, 24),
+                        SC(r.choice(["rm -rf /", "rm -rf ~", pipe_shell(r)[0]])), '\\"}"}}]}\n']
+    if v == 2:
+        return "json", ['{\n  "name": "terminal",\n  "arguments": {\n    "command": "', SC(sh_c_subst(r).replace('"', '\\"')), '\\"",\n    "timeout": %d\n  }\n}\n' % r.choice([30, 60, 120])]
+    return "json", ['{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"exec","arguments":{"command":"cd /srv/%s && ' % (r.randint(1, 99), app(r)),
+                    SC(turn("json-root-3", ['rm -rf \\"/\\"', "rm -rf '/'", '/bin/rm -rf \\"/\\"', "rm -rf --no-preserve-root /"])), '"}}}\n']
+
+
+@T("suspicious_commands", "sc-process-subst", 4)
+def sc_subst(r, v):
+    c = subst_source(r)
+    if v == 0:
+        return "markdown", ["## Installation\n\nRun this in a terminal:\n\n```sh\n", SC(c), "\n```\n\nThen open a new shell and run `%s --version`.\n" % app(r)]
+    if v == 1:
+        return "markdown", answer(r, v, [SC(c)], intro="You can run the installer straight from the URL:")
+    if v == 2:
+        return "shell", ["# ~/.bashrc additions\nexport PATH=\"$HOME/.local/bin:$PATH\"\n", SC(c), "\nalias k=kubectl\n"]
+    return W(r, 1, [SC(c)])
+
+
+@T("suspicious_commands", "sc-sh-c-subst", 4)
+def sc_shc(r, v):
+    c = sh_c_subst(r)
+    if v == 0:
+        return "markdown", ["### Quick install\n\n```bash\n", SC(c), "\"\n```\n\nThe script detects your OS and installs the right build.\n"]
+    if v == 1:
+        return "markdown", answer(r, v, [SC(c), "\" \"\" --unattended"], intro="Paste this into your terminal to install it:")
+    if v == 2:
+        return "dockerfile", ["FROM debian:bookworm-slim\nRUN apt-get update && apt-get install -y --no-install-recommends curl ca-certificates\nRUN ", SC(c), "\"\nENTRYPOINT [\"%s\"]\n" % app(r)]
+    return "shell", ["#!/usr/bin/env bash\n# provision a fresh dev box\nset -euo pipefail\nsudo apt-get install -y git zsh\n", SC(c), "\"\necho \"provisioned\"\n"]
+
+
+@T("suspicious_commands", "sc-pipe-to-shell", 4)
+def sc_pipe(r, v):
+    c, tail = pipe_shell(r)
+    return W(r, v, [SC(c), tail], r.choice(["", "Installing %s %d.%d.%d...\nDone." % (app(r), r.randint(0, 3), r.randint(0, 20), r.randint(0, 9))]))
+
+
+@T("suspicious_commands", "sc-dockerfile", 2)
+def sc_docker(r, v):
+    c, tail = pipe_shell(r)
+    if v == 0:
+        return "dockerfile", ["FROM ubuntu:22.04\nRUN apt-get update && apt-get install -y curl && rm -rf /var/lib/apt/lists/*\nRUN ", SC(c), tail,
+                              "\nWORKDIR /app\nCOPY . .\nCMD [\"./start.sh\"]\n"]
+    return "dockerfile", ["FROM node:20-bookworm AS build\nRUN set -eux; \\\n    ", SC(c), tail, "; \\\n    npm ci\nCOPY . .\nRUN npm run build\n"]
+
+
+@T("suspicious_commands", "sc-ci-yaml", 2)
+def sc_ci(r, v):
+    c, tail = pipe_shell(r)
+    if v == 0:
+        return "yaml", ["jobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n      - name: Install %s\n        run: " % app(r),
+                        SC(c), tail, "\n      - run: make test\n"]
+    return "yaml", ["stages: [test]\n\ntest:\n  image: debian:bookworm\n  before_script:\n    - apt-get update -qq\n    - ", SC(r.choice([c, subst_source(r)])),
+                    "\n  script:\n    - make ci\n"]
+
+
+@T("suspicious_commands", "sc-fork-bomb", 4)
+def sc_fork(r, v):
+    fb = turn("fork", FORK_BOMBS)
+    if v == 0:
+        return "markdown", answer(r, v, [SC(fb)], intro="That line is a classic fork bomb:",
+                                  outro="It defines a function that calls itself twice in the background until the process table is full. Set `ulimit -u` to contain it.")
+    if v == 1:
+        return W(r, 1, [SC(fb)])
+    if v == 2:
+        return "prose", slack(r, [(r.choice(FIRST).lower(), ["someone pasted ", SC(fb), " into the shared tmux and build-02 died"]),
+                                  (r.choice(FIRST).lower(), "nproc limits next sprint then")])
+    return "code", ["import os\n\n# do NOT call this outside the sandbox tests\ndef exhaust():\n    os.system(\"", SC(fb), "\")\n"]
+
+
+@T("suspicious_commands", "sc-argv-list", 4)
+def sc_argv(r, v):
+    a = turn("argv", ARGV_ROOT)
+    if v == 0:
+        return "code", ["import subprocess\n\n\ndef wipe():\n    subprocess.run(", SC(a), ", check=True)\n"]
+    if v == 1:
+        return "code", ["proc = subprocess.Popen(", SC(a), ", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)\nout, _ = proc.communicate()\n"]
+    if v == 2:
+        return "json", ['{"name": "exec", "arguments": {"argv": ', SC(r.choice(ARGV_ROOT[::2])), ', "cwd": "/", "timeout_s": %d}}\n' % r.choice([10, 30, 60])]
+    return "code", ["import os\n\nif args.force:\n    os.execvp(\"rm\", ", SC(a), ")\n"]
+
+
+@T("suspicious_commands", "sc-disk", 4)
+def sc_disk(r, v):
+    dev = disk_dev(r)
+    mk = "mkfs.ext4 %s" % dev
+    if v == 0:
+        return "markdown", answer(r, v, ["sudo umount %s || true\nsudo " % dev, SC("dd if=/dev/zero of=%s" % dev), " bs=1M status=progress\nsudo ", SC(mk)],
+                                  intro="To wipe the disk and create a fresh filesystem:")
+    if v == 1:
+        return W(r, 1, [r.choice(["", "sudo "]), SC(turn("disk-cmd", [mk, dd_cmd(r)]))])
+    if v == 2:
+        return W(r, 2, ["sudo ", SC(mk)], "mke2fs 1.47.0 (5-Feb-2023)\nCreating filesystem with %d 4k blocks and %d inodes" % (r.randint(100000, 9999999), r.randint(10000, 999999)))
+    return W(r, 3, ["sudo ", SC("dd if=/dev/zero of=%s" % dev), " bs=1M count=%d conv=fsync\nsudo " % r.choice([100, 1024]), SC(mk)])
+
+
+@T("suspicious_commands", "sc-rm-root-home", 4)
+def sc_rmroot(r, v):
+    c = rm_root(r)
+    if v == 0:
+        return "markdown", answer(r, v, [r.choice(["", "sudo "]), SC(c)], intro="If you want to start completely from scratch, delete everything first:")
+    if v == 1:
+        return "markdown", ["## Uninstall\n\n1. Stop the service: `systemctl stop %s`\n2. Remove all data: `" % app(r), SC(c), "`\n"]
+    return W(r, v, [r.choice(["", "sudo "]), SC(c)])
+
+
+@T("suspicious_commands", "sc-chmod-root", 2)
+def sc_chmod(r, v):
+    if v == 0:
+        return "markdown", answer(r, v, ["sudo ", SC("chmod -R 777 /")], intro="The permission errors go away if you open everything up:")
+    return W(r, 1, ["sudo ", SC("chmod -R 777 /")])
+
+
+@T("suspicious_commands", "sc-code-system", 4)
+def sc_code(r, v):
+    if v == 0:
+        return "code", ["import os\n\n\ndef cleanup():\n    os.system(\"", SC(r.choice(["rm -rf /", "rm -rf ~"])), "\")\n"]
+    if v == 1:
+        return "code", ["subprocess.run(\"", SC(pipe_shell(r)[0]), "\", shell=True, check=True)\n"]
+    if v == 2:
+        return "code", ["const { execSync } = require(\"child_process\");\n\nexecSync(\"", SC(pipe_shell(r)[0]), "\", { stdio: \"inherit\" });\n"]
+    return "code", ["cmd := exec.Command(\"sh\", \"-c\", \"", SC(r.choice([pipe_shell(r)[0], "rm -rf ~"])), "\")\nif err := cmd.Run(); err != nil {\n\tlog.Fatal(err)\n}\n"]
+
+
+@T("suspicious_commands", "sc-warning-mention", 2)
+def sc_warn(r, v):
+    if v == 0:
+        return "markdown", ["**Warning:** never run `", SC(r.choice(["rm -rf /", 'rm -rf "/"', "rm -rf ~"])), "` on a machine you care about; there is no undo.\n"]
+    return "markdown", ["Avoid the `", SC(pipe_shell(r)[0]), "` pattern: download the script first, read it, then run it.\n"]
+
+
+@T("suspicious_commands", "sc-package-scripts", 2)
+def sc_pkg(r, v):
+    if v == 0:
+        return "json", ['{\n  "name": "%s",\n  "version": "1.%d.0",\n  "scripts": {\n    "build": "tsc -p .",\n    "postinstall": "' % (app(r), r.randint(0, 9)),
+                        SC(pipe_shell(r)[0]), '"\n  }\n}\n']
+    return "cli", [".PHONY: setup\nsetup:\n\t", SC(r.choice([pipe_shell(r)[0], subst_source(r)])), "\n\tpip install -r requirements.txt\n"]
+
+
+@T("suspicious_commands", "mixed-safe-and-dangerous", 2)
+def sc_mixed(r, v):
+    if v == 0:
+        return "shell", ["#!/usr/bin/env bash\nset -euo pipefail\nrm -rf \"$BUILD_DIR\" node_modules\nsource ./venv/bin/activate\n", SC(rm_root(r)), "\n"]
+    c, tail = pipe_shell(r)
+    return "dockerfile", ["FROM alpine:3.19\nRUN apk add --no-cache curl bash\nRUN curl -fsSL %s -o /tmp/x.tar.gz && tar -xzf /tmp/x.tar.gz -C /opt\nRUN " % script_url(r),
+                          SC(c), tail, "\n"]
+
+
+# ==========================================================================
+# suspicious_commands - hard negatives
+# ==========================================================================
+
+@T("suspicious_commands", "neg-rm-safe-paths", 4, pos=False)
+def scn_rm(r, v):
+    if v % 2 == 0:
+        cmd = r.choice(["/bin/rm -rf /tmp/build", "rm -rf \"/tmp/cache\"", "rm -rf \"$BUILD_DIR\"", "rm -rf node_modules package-lock.json",
+                        "rm -rf ./dist build *.egg-info", "sudo rm -rf /opt/%s/releases/2023*" % app(r)])
+    else:
+        cmd = r.choice(["rm -rf ~/.cache/pip", "rm -rf /var/lib/apt/lists/*", "rm -rf \"${TMPDIR}/build-${CI_JOB_ID}\"", "/usr/bin/rm -rf /tmp/pytest-of-$USER",
+                        "rm -rf '/tmp/x'", "rm -rf target/debug/incremental"])
+    return W(r, v, cmd)
+
+
+@T("suspicious_commands", "neg-argv-safe", 4, pos=False)
+def scn_argv(r, v):
+    if v == 0:
+        return "code", ["import subprocess\n\n\ndef clean():\n    subprocess.run([\"rm\", \"-rf\", \"build/\"], check=True)\n    subprocess.run([\"rm\", \"-rf\", \"dist\"], check=True)\n"]
+    if v == 1:
+        return "code", ["subprocess.check_call(['rm', '-rf', '/tmp/x'])\nsubprocess.check_call(['rm', '-rf', str(tmp_path / \"%s\")])\n" % app(r)]
+    if v == 2:
+        return "json", ['{"name": "exec", "arguments": {"argv": ["rm", "-rf", "/tmp/scratch-%d"], "cwd": "/workspace"}}\n' % r.randint(1, 999)]
+    return "code", ["args = [\"rm\",\"-rf\",os.path.join(root, \"cache\")]\nsubprocess.run(args, check=True)\nshutil.rmtree(\"/tmp/%s\", ignore_errors=True)\n" % app(r)]
+
+
+@T("suspicious_commands", "neg-source-safe", 4, pos=False)
+def scn_source(r, v):
+    if v == 0:
+        return "shell", ["# ~/.bashrc\nsource <(kubectl completion bash)\nsource <(helm completion bash)\n. \"$HOME/.cargo/env\"\neval \"$(ssh-agent -s)\" > /dev/null\n"]
+    if v == 1:
+        return "shell", ["# ~/.zshrc\nsource <(helm completion zsh)\nsource <(gh completion -s zsh)\neval \"$(pyenv init -)\"\n. ~/.bashrc_aliases\n"]
+    if v == 2:
+        return "markdown", answer(r, v, ["python3 -m venv venv\nsource ./venv/bin/activate\npip install -r requirements.txt"], intro="Create a virtual environment and activate it:")
+    return "markdown", answer(r, v, ["echo 'source <(kubectl completion bash)' >> ~/.bashrc\n. ~/.bashrc"], intro="To enable tab completion permanently:")
+
+
+@T("suspicious_commands", "neg-sh-c-safe", 4, pos=False)
+def scn_shc(r, v):
+    if v == 0:
+        return W(r, 0, r.choice(["bash -c \"echo $(date)\"", "sh -c \"$(cat ./install.sh)\"", "bash -c \"cd /app && exec ./server --port %d\"" % r.choice([8080, 3000])]))
+    if v == 1:
+        return "dockerfile", ["FROM node:20-alpine\nWORKDIR /app\nCOPY . .\nCMD [\"sh\", \"-c\", \"exec node dist/main.js --port $PORT\"]\n"]
+    if v == 2:
+        return "markdown", answer(r, v, ["docker run --rm alpine sh -c 'echo $((6 * 7))'\nbash -c \"echo today is $(date +%A)\""], intro="Both of these print from inside a subshell:")
+    return "yaml", ["services:\n  worker:\n    image: %s:latest\n    command: sh -c \"$(cat /etc/%s/cmdline)\"\n    entrypoint: [\"/bin/sh\", \"-c\"]\n" % (app(r), app(r))]
+
+
+@T("suspicious_commands", "neg-curl-safe", 4, pos=False)
+def scn_curl(r, v):
+    u = script_url(r)
+    if v == 0:
+        return "markdown", answer(r, v, ["curl -fsSL %s -o install.sh\nless install.sh\nbash install.sh" % u],
+                                  intro="Download the installer first so you can read it before running it:")
+    if v == 1:
+        return W(r, 1, r.choice(["curl -s https://api.example.com/v1/status | jq .", "curl -fsSL %s | sha256sum" % u, "curl -fsSL %s | shasum -a 256" % u,
+                                 "wget -qO- https://dl.example.com/%s-linux-amd64.tar.gz | tar xz" % app(r), "curl -fsSL %s | shellcheck -" % u]))
+    if v == 2:
+        return "markdown", answer(r, v, ["curl -fsSL https://pkg.example.org/gpg.key | sudo gpg --dearmor -o /usr/share/keyrings/%s.gpg\n"
+                                         "echo \"deb [signed-by=/usr/share/keyrings/%s.gpg] https://pkg.example.org/apt stable main\" | sudo tee /etc/apt/sources.list.d/%s.list" % ((app(r),) * 3)],
+                                  intro="Add the repository key and source list:")
+    return W(r, 3, "curl -sL https://dl.example.com/%s.tar.gz | tar -xz -C /usr/local/bin && curl -s %s | head -n 20" % (app(r), u))
+
+
+@T("suspicious_commands", "neg-disk-safe", 4, pos=False)
+def scn_disk(r, v):
+    if v == 0:
+        return "markdown", answer(r, v, ["truncate -s 1G disk.img\nmkfs.ext4 disk.img\nsudo mount -o loop disk.img /mnt/test"], intro="You can test it on a loopback image instead of a real disk:")
+    if v == 1:
+        return W(r, 1, r.choice(["dd if=/dev/zero of=disk.img bs=1M count=%d" % r.choice([512, 1024]), "dd if=/dev/urandom of=secret.key bs=32 count=1",
+                                 "mkfs.ext4 -F ./rootfs.img", "sudo dd if=/dev/sda of=/mnt/backup/sda.img bs=4M status=progress"]))
+    if v == 2:
+        return W(r, 2, "lsblk -o NAME,SIZE,MOUNTPOINT && sudo fdisk -l /dev/sda", "NAME   SIZE MOUNTPOINT\nsda    %dG\n├─sda1 512M /boot/efi\n└─sda2 %dG /" % (r.choice([256, 512]), r.choice([255, 511])))
+    return W(r, 3, "dd if=/dev/zero of=./swapfile bs=1M count=2048 && mkswap ./swapfile")
+
+
+@T("suspicious_commands", "neg-chmod-safe", 2, pos=False)
+def scn_chmod(r, v):
+    if v == 0:
+        return "markdown", answer(r, v, ["chmod -R 755 ./public\nchmod 600 ~/.ssh/id_ed25519\nchmod +x ./install.sh"], intro="Fix the permissions like this:")
+    return W(r, 1, r.choice(["chmod -R 775 storage bootstrap/cache", "sudo chown -R www-data:www-data /var/www/html", "chmod -R u+rwX,go-w /srv/%s" % app(r)]))
+
+
+@T("suspicious_commands", "neg-prose-mentions", 4, pos=False)
+def scn_prose(r, v):
+    if v == 0:
+        return "markdown", ["Never run rm with -rf on the root directory or your home directory; double-check the path variable before any recursive delete.\n"]
+    if v == 1:
+        return "markdown", ["Piping curl straight into a shell is risky: download the script, verify its checksum, and read it before executing it.\n"]
+    if v == 2:
+        return "prose", ["A fork bomb is a function that keeps spawning copies of itself until the process table is full; set a per-user process limit with ulimit -u to contain one.\n"]
+    return "prose", ["mkfs and dd will happily overwrite the wrong disk, so confirm the device name with lsblk first and unmount it.\n"]
+
+
+@T("suspicious_commands", "neg-colon-builtins", 4, pos=False)
+def scn_colon(r, v):
+    if v == 0:
+        return "shell", ["#!/usr/bin/env bash\n: \"${BUILD_DIR:?BUILD_DIR must be set}\"\nwhile :; do\n  curl -fsS http://localhost:%d/health && break\n  sleep 2\ndone\n" % r.choice([8080, 3000])]
+    if v == 1:
+        return "shell", ["cleanup() { rm -rf \"$tmpdir\"; }\ntrap cleanup EXIT\ntmpdir=$(mktemp -d)\n: > \"$tmpdir/app.log\"\n"]
+    if v == 2:
+        return "markdown", answer(r, v, ["greet() { echo \"hi $1\"; }; greet world\nfor i in {1..3}; do :; done"], intro="Functions and the no-op builtin work like this:")
+    return "code", ["retry() { local n=0; until \"$@\"; do n=$((n+1)); [ $n -ge %d ] && return 1; sleep $n; done; }\nretry make test\n" % r.choice([3, 5])]
+
+
+@T("suspicious_commands", "neg-json-tool-safe", 4, pos=False)
+def scn_json(r, v):
+    if v == 0:
+        return "json", ['{"type": "tool_use", "id": "toolu_%s", "name": "bash", "input": {"command": "%s"}}\n' % (
+            rstr(r, 24), r.choice(["rm -rf ./build", 'rm -rf \\"$OUT_DIR\\"', "ls -la /", "du -sh / 2>/dev/null"]))]
+    if v == 1:
+        return "json", ['{"tool_calls":[{"id":"call_%s","type":"function","function":{"name":"run_shell","arguments":"{\\"command\\":\\"%s\\"}"}}]}\n' % (
+            rstr(r, 24), r.choice(["find / -name '*.log' -mtime +7 -print", "rm -rf node_modules", "df -h /"]))]
+    if v == 2:
+        return "json", ['{\n  "name": "terminal",\n  "arguments": {\n    "command": "curl -s https://api.example.com/v1/status | jq .status",\n    "timeout": %d\n  }\n}\n' % r.choice([30, 60])]
+    return "json", ['{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"exec","arguments":{"command":"cd /srv/%s && rm -rf \\"/tmp/%s\\""}}}\n' % (
+        r.randint(1, 99), app(r), app(r))]
+
+
+@T("suspicious_commands", "neg-dockerfile-ci-safe", 4, pos=False)
+def scn_docker(r, v):
+    if v == 0:
+        return "dockerfile", ["FROM debian:bookworm-slim\nRUN apt-get update \\\n && apt-get install -y --no-install-recommends curl ca-certificates \\\n && rm -rf /var/lib/apt/lists/*\n"]
+    if v == 1:
+        return "dockerfile", ["FROM alpine:3.19\nARG SHA256=%s\nRUN curl -fsSLO https://dl.example.com/%s.tar.gz \\\n && echo \"${SHA256}  %s.tar.gz\" | sha256sum -c - \\\n && tar -xzf %s.tar.gz -C /usr/local/bin && rm -f %s.tar.gz\n" % ((hexs(r, 64),) + (app(r),) * 4)]
+    if v == 2:
+        return "yaml", ["jobs:\n  lint:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n      - run: curl -sSfL %s -o install.sh && bash install.sh -b ./bin v1.%d.0\n      - run: rm -rf ~/.cache/golangci-lint\n" % (script_url(r), r.randint(50, 60))]
+    return "yaml", ["build:\n  script:\n    - rm -rf node_modules\n    - curl -s https://api.example.com/v1/releases | jq -r '.[0].tag'\n    - dd if=/dev/zero of=test.img bs=1M count=64\n"]
+
+
+# ==========================================================================
 # assembly
 # ==========================================================================
 
 EMAILISH = re.compile(r"[A-Za-z0-9._%+\-#!]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
+PHONEISH = re.compile(r"(?:\+|%2B)\d[\d ()./-]{6,}\d|\(\d{3}\) ?\d{3}-\d{4}|(?<![\w.-])\d{3}[-.]\d{3}[-.]\d{4}(?![\w-])"
+                      r"|(?<![\w./-])0\d{1,4}[/ -]\d{2,5}[ -]?\d{2,8}(?![\w.,/-])")
+CMDISH = re.compile(r"\brm -rf (?:--no-preserve-root )?(?:/|~|\\?\"/\\?\"|'/')(?=[\s\"'`\\)]|$)|\|\s*(?:sudo (?:-E )?)?(?:ba|z)?sh\b"
+                    r"|<\(\s*(?:curl|wget)|\$\(\s*(?:curl|wget)|(:|\b\w+)\s*\(\)\s*\{\s*\1\s*\||mkfs\.\w+ /dev/|of=/dev/(?:sd|nvme)|chmod -R 777 /(?=\s|$)"
+                    r"|\[\s*[\"']rm[\"'],\s*[\"']-rf[\"'],\s*[\"']/[\"']")
 KEYISH = {
     "api_keys": re.compile(r"sk-(?:proj|ant-api03)-[A-Za-z0-9_\-]{20,}|ghp_[A-Za-z0-9]{36}|github_pat_\w{40,}|AKIA[0-9A-Z]{16}"
                            r"|sk_live_[A-Za-z0-9]{20,}|AIza[0-9A-Za-z_\-]{35}"),
@@ -2404,17 +3453,18 @@ def covered(spans_pos, s, e):
 
 
 def lint(text, expect):
-    """Warnings for address- or key-shaped text that is not labelled."""
+    """Warnings for address-, key-, phone- or command-shaped text that is not labelled (for the
+    detectors the item's `expect` has a key for)."""
     warns = []
     pos = {}
-    for det in DETS:
+    for det in expect:
         p, out = 0, []
         for val in expect[det]:
             i = text.find(val, p)
             out.append((i, i + len(val)))
             p = i + len(val)
         pos[det] = out
-    for m in EMAILISH.finditer(text):
+    for m in EMAILISH.finditer(text) if "pii_emails" in expect else ():
         if covered(pos["pii_emails"], m.start(), m.end()):
             continue
         after = text[m.end():m.end() + 1]
@@ -2423,23 +3473,25 @@ def lint(text, expect):
         if after == ":" or "://" in token or "/" in token:
             continue  # scp/git targets, URL userinfo, Oracle user/pass@host: not e-mails (LABELS.md)
         warns.append("unlabelled address-like %r" % m.group())
-    for det, rx in KEYISH.items():
+    for det, rx in list(KEYISH.items()) + [("pii_phone_numbers", PHONEISH), ("suspicious_commands", CMDISH)]:
+        if det not in expect:
+            continue
         for m in rx.finditer(text):
             if not covered(pos[det], m.start(), m.end()):
                 warns.append("unlabelled %s-like %r" % (det, m.group()[:40]))
     return warns
 
 
-def make_item(r, t, v):
+def make_item(r, t, v, dets=DETS):
     last = None
     for _ in range(50):
         try:
             fmt, parts = t["fn"](r, v)
-            text, expect = B().add(parts).result()
+            text, expect = B().add(parts).result(dets)
         except Retry as e:
             last = e
             continue
-        for det in DETS:
+        for det in dets:
             for val in expect[det]:
                 if val != val.strip() or not val:
                     raise AssertionError("span with surrounding whitespace in %s: %r" % (t["form"], val))
@@ -2447,12 +3499,13 @@ def make_item(r, t, v):
     raise RuntimeError("could not place spans for %s-%d: %s" % (t["form"], v, last))
 
 
-def build(split):
-    r = random.Random(SEEDS[split])
+def build_batch(split, classes, dets, seed_offset):
+    r = random.Random(SEEDS[split] + seed_offset)
+    TURNS.clear()
     parity = PARITY[split]
     items = []
     n_pos = round(PER_CLASS * POS_SHARE)
-    for cls in CLASSES:
+    for cls in classes:
         for pos, n in ((True, n_pos), (False, PER_CLASS - n_pos)):
             variants = [(t, v) for t in TEMPLATES if t["cls"] == cls and t["pos"] == pos
                         for v in range(t["n"]) if v % 2 == parity]
@@ -2462,8 +3515,17 @@ def build(split):
                 r.shuffle(batch)
                 picks += batch
             for t, v in picks[:n]:
-                items.append(make_item(r, t, v))
+                items.append(make_item(r, t, v, dets))
     r.shuffle(items)
+    return items
+
+
+def build(split):
+    """Items of every batch, shuffled within their batch; a later batch comes after an earlier
+    one, so adding a batch leaves the earlier batches' lines as they were."""
+    items = []
+    for classes, dets, seed_offset in BATCHES:
+        items += build_batch(split, classes, dets, seed_offset)
     out = []
     for i, it in enumerate(items, 1):
         out.append(dict([("id", "%s-%04d" % (split, i))] + list(it.items())))
@@ -2493,7 +3555,7 @@ def check(files):
                     print("  ERROR: duplicate id %s" % it["id"])
                     ok = False
                 seen_ids.add(it["id"])
-                assert set(it["expect"]) == set(DETS), it["id"]
+                assert set(it["expect"]) == set(CLASS_DETS[it["class"]]), it["id"]
                 for det, vals in it["expect"].items():
                     p = 0
                     for val in vals:
@@ -2513,17 +3575,17 @@ def check(files):
                     print("  lint %s (%s): %s" % (it["id"], it["variant"], w))
         total = sum(counts.values())
         print("  items: %d" % total)
-        for cls in CLASSES:
+        for cls in ALL_CLASSES:
             p, n = counts.get((cls, "pos"), 0), counts.get((cls, "neg"), 0)
-            print("  %-13s %3d items  positive %3d (%.0f%%)  negative %3d   formats: %s" % (
+            print("  %-19s %3d items  positive %3d (%.0f%%)  negative %3d   formats: %s" % (
                 cls, p + n, p, 100.0 * p / max(1, p + n), n, ", ".join("%s=%d" % kv for kv in sorted(fmts.get(cls, {}).items()))))
         print("  lint warnings: %d" % nwarn)
-    if len(files) == 2:
+    if "dev" in files and "heldout" in files:
         shared = variants_by_file["dev"] & variants_by_file["heldout"]
         if shared:
             print("ERROR: template variants shared between dev and heldout: %s" % sorted(shared)[:10])
             ok = False
-        for cls in CLASSES:
+        for cls in ALL_CLASSES:
             fd = {v.rsplit("-", 1)[0] for c, v in variants_by_file["dev"] if c == cls}
             fh = {v.rsplit("-", 1)[0] for c, v in variants_by_file["heldout"] if c == cls}
             if fd != fh:
