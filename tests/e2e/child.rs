@@ -42,7 +42,10 @@ fn health_ok(addr: SocketAddr) -> bool {
 
 impl ChildGateway {
     /// Starts `bitrouter serve --config CONFIG` in `workdir` (its log goes to
-    /// `workdir/gateway.log`) and waits up to 20 s for `/health`.
+    /// `workdir/gateway.log`) and waits up to 60 s for `/health` (a gateway that fails to
+    /// start exits and is reported at once; a slow one compiles a large plugin, such as the
+    /// 12 MB JavaScript guardrail, on a machine busy with the other tests: 20 s was not
+    /// always enough in CI).
     pub fn spawn(config: &Path, workdir: &Path) -> ChildGateway {
         Self::spawn_with_env(config, workdir, &[])
     }
@@ -76,9 +79,9 @@ impl ChildGateway {
                     gw.log()
                 );
             }
-            if started.elapsed() > Duration::from_secs(20) {
+            if started.elapsed() > Duration::from_secs(60) {
                 panic!(
-                    "GET http://{addr}/health did not answer within 20 s; gateway output:\n{}",
+                    "GET http://{addr}/health did not answer within 60 s; gateway output:\n{}",
                     gw.log()
                 );
             }

@@ -10,7 +10,8 @@
 //!   `rm -rf /var/lib/apt/lists/*` and `rm -rf ~/.cache` are not flagged;
 //! * a download piped into a shell: `curl … | sh`, `wget -qO- … | sudo bash`, `| zsh`, …;
 //!   and a shell running a download: `bash <(curl …)`, `sh -c "$(curl …)"`,
-//!   `source <(curl …)`, `. <(curl …)`;
+//!   `source <(curl …)`, `. <(curl …)` (found from the `<(`, so a sentence's final `.` in a
+//!   stream is not held back as a possible start);
 //! * fork bombs: `:(){ :|:& };:` and the same with any function name and spacing
 //!   (`bomb(){ bomb|bomb& };bomb`), Perl's `fork while fork`;
 //! * `mkfs` / `mkfs.<fs>` on a device under `/dev/`; `dd … of=/dev/sd…` (and hd, vd, xvd,
@@ -46,9 +47,10 @@ const REGEX: &str = concat!(
     r#"rm(?:(?:[ \t]{1,8}-{1,2}[A-Za-z-]{1,24}){1,4}[ \t]{1,8}(?:\\?["'])?(?:/[A-Za-z0-9]{0,8}|~|\$\{?HOME\}?)(?:\\?["'])?/?\*?(?:\\?["'])?(?:[ \t]{1,8}--no-preserve-root)?"#,
     r#"|["'](?:[ \t]{0,4},[ \t]{0,4}["']-{1,2}[A-Za-z-]{1,24}["']){1,4}[ \t]{0,4},[ \t]{0,4}["'](?:/[A-Za-z0-9]{0,8}|~)/?\*?["'][ \t]{0,4}\])"#,
     r"|(?:curl|wget)[ \t][\t\x20-\x7B\x7D\x7E]{1,160}\|[ \t]{0,4}(?:sudo(?:[ \t]{1,4}-{1,2}[A-Za-z]{1,12}){0,3}[ \t]{1,4})?(?:/usr)?(?:/bin/)?(?:ba|z|da|k|fi)?sh",
-    // a shell running a download; `source <(curl …)` and `. <(curl …)` with single spaces
-    // (so its literal prefixes stay long), in the same alternative (one pass)
-    r#"|(?:(?:ba|z|da|k)?sh[ \t]{1,4}(?:-[A-Za-z]{1,4}[ \t]{1,4})?(?:\\?["'])?(?:<\(|\$\()[ \t]{0,2}|(?:source|\.) <\( ?)(?:curl|wget)[ \t][\t\x20-\x28\x2A-\x7E]{1,160}\)"#,
+    // a shell running a download; or the `<(curl …)` that `source` or `.` runs, which `check`
+    // widens back to that word (an alternative led by `.` kept every sentence's last `. ` of
+    // a streamed answer held back, as a possible start); in one alternative (one pass)
+    r#"|(?:(?:ba|z|da|k)?sh[ \t]{1,4}(?:-[A-Za-z]{1,4}[ \t]{1,4})?(?:\\?["'])?(?:<\(|\$\()[ \t]{0,2}|<\( ?)(?:curl|wget)[ \t][\t\x20-\x28\x2A-\x7E]{1,160}\)"#,
     r"|\(\)[ \t]{0,4}\{[ \t]{0,4}[A-Za-z0-9_:.]{1,16}[ \t]{0,4}\|[ \t]{0,4}[A-Za-z0-9_:.]{1,16}[ \t]{0,4}&",
     r"|fork[ \t]{1,4}while[ \t]{1,4}fork",
     r"|mkfs(?:\.[A-Za-z0-9]{1,10})?[ \t][\t\x20-\x25\x27-\x3A\x3C-\x7B\x7D\x7E]{0,64}/dev/[A-Za-z][A-Za-z0-9/_-]{0,32}",
@@ -104,6 +106,7 @@ fn command(text: &str, m: Range) -> Option<Range> {
     match s[0] {
         b'(' => return fork_bomb(bytes, m),
         b'>' => return raw_disk_write(bytes, m),
+        b'<' => return sourced_download(bytes, m),
         _ => {}
     }
     // Every other alternative starts with a command name, which must start a word, or end
@@ -135,7 +138,7 @@ fn command(text: &str, m: Range) -> Option<Range> {
     } else if s.starts_with(b"chmod") {
         chmod(s) && target_ends(bytes, m.end)
     } else {
-        // `bash <(curl …)`, `sh -c "$(curl …)"`, `source <(curl …)`, `. <(curl …)`
+        // `bash <(curl …)`, `sh -c "$(curl …)"`
         true
     };
     ok.then_some(start..m.end)
@@ -147,6 +150,23 @@ fn unopened_quote(s: &[u8]) -> bool {
         Some(&q @ (b'"' | b'\'')) => s.iter().filter(|&&b| b == q).count() % 2 == 1,
         _ => false,
     }
+}
+
+/// `source <(curl …)`, `. <(curl …)`: the match starts at `<(`; the word before it (after
+/// blanks) must be `source` or `.`, starting a word. Other commands reading a download
+/// (`diff <(curl …) <(curl …)`) are not running it.
+fn sourced_download(bytes: &[u8], m: Range) -> Option<Range> {
+    let mut end = m.start;
+    while end > 0 && matches!(bytes[end - 1], b' ' | b'\t') {
+        end -= 1;
+    }
+    if end == m.start {
+        return None;
+    }
+    let start = [&b"source"[..], b"."]
+        .iter()
+        .find_map(|w| bytes[..end].ends_with(w).then(|| end - w.len()))?;
+    (start == 0 || !is_word(bytes[start - 1])).then_some(start..m.end)
 }
 
 /// Where the command whose name starts at `at` starts: `at` when the name starts a word,
