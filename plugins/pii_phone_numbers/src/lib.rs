@@ -208,9 +208,14 @@ fn context_ok(bytes: &[u8], start: usize, end: usize, international: bool) -> bo
         Some(b'.' | b'-' | b':') if before2.is_some_and(|b| b.is_ascii_digit()) => {
             return false;
         }
-        // The tail of a longer run of space-separated digit groups: an IBAN
-        // (`DE89 3704 0044 0532 0130 00`), a card or account number.
-        Some(b' ') if !international && before2.is_some_and(|b| b.is_ascii_digit()) => {
+        // A national number that is the tail of a longer run of space-separated digit groups:
+        // an IBAN (`DE89 3704 0044 0532 0130 00`), an account number. (`Suite 100 (415)
+        // 555-0132` keeps its number.)
+        Some(b' ')
+            if !international
+                && bytes[start] == b'0'
+                && before2.is_some_and(|b| b.is_ascii_digit()) =>
+        {
             return false;
         }
         Some(b'-' | b'.') if before2.is_some_and(|b| b.is_ascii_alphabetic()) => return false,
