@@ -63,6 +63,18 @@ impl BackgroundThread {
     }
 }
 
+/// The calling thread's nice value (Linux: nice is per thread; 0 elsewhere).
+#[cfg(test)]
+pub(crate) fn current_nice() -> i32 {
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)]
+    // SAFETY: getpriority reads its integer arguments only; `who` 0 is the calling thread.
+    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    #[cfg(not(target_os = "linux"))]
+    let nice = 0;
+    nice
+}
+
 /// Lowers the calling thread's CPU priority to [`NICE`] (Linux: nice is per thread).
 fn lower_priority() {
     #[cfg(target_os = "linux")]
@@ -85,13 +97,7 @@ mod tests {
         let t = tx.clone();
         thread
             .run(Box::new(move || {
-                #[cfg(target_os = "linux")]
-                #[allow(unsafe_code)]
-                // SAFETY: getpriority reads its integer arguments only.
-                let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-                #[cfg(not(target_os = "linux"))]
-                let nice = NICE;
-                t.send(("first", nice)).unwrap();
+                t.send(("first", current_nice())).unwrap();
             }))
             .unwrap_or_else(|_| panic!("queued"));
         thread
@@ -104,6 +110,7 @@ mod tests {
         assert_eq!(first.0, "first");
         // Nice only goes up for an unprivileged process: a test run already at 10 or more
         // stays where it is.
+        #[cfg(target_os = "linux")]
         assert!(first.1 >= NICE, "the job ran at nice {}", first.1);
         assert_eq!(rx.recv().unwrap().0, "after the panic");
     }

@@ -406,20 +406,15 @@ mod tests {
     /// the durability window of `durability: async` (see [`crate::background`]).
     #[tokio::test]
     async fn ledger_commits_run_at_the_workers_priority() {
-        fn nice() -> i32 {
-            #[cfg(target_os = "linux")]
-            #[allow(unsafe_code)]
-            // SAFETY: getpriority reads its integer arguments only; `who` 0 is this thread.
-            let n = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-            #[cfg(not(target_os = "linux"))]
-            let n = 0;
-            n
-        }
-        let here = nice();
-        let (name, there) =
-            redb_background(|| Ok((std::thread::current().name().map(str::to_owned), nice())))
-                .await
-                .unwrap();
+        let here = crate::background::current_nice();
+        let (name, there) = redb_background(|| {
+            Ok((
+                std::thread::current().name().map(str::to_owned),
+                crate::background::current_nice(),
+            ))
+        })
+        .await
+        .unwrap();
         assert_eq!(name.as_deref(), Some("ledger-writer"));
         assert_eq!(
             there, here,

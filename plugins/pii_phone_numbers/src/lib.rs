@@ -53,7 +53,7 @@ const REGEX: &str = concat!(
     r"|\.[0-9]{5,8}|\.[0-9]{2,4}\.[0-9]{2,8}(?:\.[0-9]{2,8}){0,2}",
     r"|[/-] ?[0-9]{2,8}(?: [0-9]{2,8}){1,3}|/[0-9]{5,8})",
 );
-/// The international alternative's bound: 2 + 8 × 9.
+/// The international alternative's bound: `%2B`, a digit, then 8 × 9 = 76.
 const MAX_LEN: u32 = 80;
 
 struct PiiPhoneNumbers;
@@ -96,7 +96,8 @@ struct Parsed {
     digits: usize,
 }
 
-/// `s` without its international prefix (`+` or `%2B`, `plus` bytes long).
+/// The digit groups of `s`, read after its international prefix (`+` or `%2B`, `plus` bytes
+/// long; 0 without one).
 fn parse(s: &[u8], plus: usize) -> Option<Parsed> {
     let mut p = Parsed::default();
     let mut i = plus;

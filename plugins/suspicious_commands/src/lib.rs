@@ -170,12 +170,19 @@ fn sourced_download(bytes: &[u8], m: Range) -> Option<Range> {
 }
 
 /// Where the command whose name starts at `at` starts: `at` when the name starts a word,
-/// the start of the directory when it follows `/bin/`, `/sbin/`, `/usr/bin/`,
-/// `/usr/sbin/` or `/usr/local/bin/` (which must start a word); `None` otherwise.
+/// the start of a system binary directory before it ([`bin_dir_before`]) when that starts a
+/// word; `None` otherwise.
 fn command_start(bytes: &[u8], at: usize) -> Option<usize> {
     if at == 0 || !is_word(bytes[at - 1]) {
         return Some(at);
     }
+    let start = bin_dir_before(bytes, at);
+    (start < at && (start == 0 || !is_word(bytes[start - 1]))).then_some(start)
+}
+
+/// The start of `/bin/`, `/sbin/`, `/usr/bin/`, `/usr/sbin/`, `/usr/local/bin/` or
+/// `/usr/local/sbin/` if one ends at `at`, else `at`.
+fn bin_dir_before(bytes: &[u8], at: usize) -> usize {
     const DIRS: &[&[u8]] = &[
         b"/usr/local/bin/",
         b"/usr/local/sbin/",
@@ -184,23 +191,16 @@ fn command_start(bytes: &[u8], at: usize) -> Option<usize> {
         b"/bin/",
         b"/sbin/",
     ];
-    DIRS.iter().find_map(|d| {
-        let start = at.checked_sub(d.len())?;
-        (&bytes[start..at] == *d && (start == 0 || !is_word(bytes[start - 1]))).then_some(start)
-    })
+    DIRS.iter()
+        .find(|d| bytes[..at].ends_with(d))
+        .map_or(at, |d| at - d.len())
 }
 
 /// `["rm", "-rf", "/"]`, `['/bin/rm', …]`: the match starts at the `rm`; the list starts at
 /// the `[` before its quote (and a `/bin/` or `/usr/bin/`). Its words, read as the command
 /// line they make, must be a dangerous `rm`.
 fn argv_rm(bytes: &[u8], m: Range) -> Option<Range> {
-    let mut start = m.start;
-    for dir in [&b"/usr/bin/"[..], b"/bin/"] {
-        if bytes[..start].ends_with(dir) {
-            start -= dir.len();
-            break;
-        }
-    }
+    let mut start = bin_dir_before(bytes, m.start);
     let quote = bytes[m.start + 2];
     start = start.checked_sub(1).filter(|&i| bytes[i] == quote)?;
     if start > 0 && bytes[start - 1] == b' ' {
