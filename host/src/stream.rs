@@ -258,7 +258,7 @@ async fn requeue() {
         cx.waker().wake_by_ref();
         std::task::Poll::Pending
     })
-    .await
+    .await;
 }
 
 impl UpstreamEvents {
