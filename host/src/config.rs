@@ -22,7 +22,7 @@ use crate::canonical::Protocol;
 use env::Env;
 pub use error::{ConfigError, Invalid, locate};
 use file::{CooldownSection, FileConfig, TimeoutsSection};
-pub use file::{Durability, MidStream, ModelInfo, OnFull, Pricing, Strategy};
+pub use file::{Durability, MidStream, ModelInfo, OnFull, Pricing, RuntimeKind, Strategy};
 pub use guardrails::{
     ActionName, CustomPattern, DEFAULT_STREAM_WINDOW, Guardrails, POLICY_FRAGMENT_KEYS, PluginRef,
     Plugins, PolicyRef, resolve_policy_fragment,
@@ -217,6 +217,23 @@ pub struct Server {
     /// `1` runs a single-threaded runtime (no cross-thread hand-offs at all), the better
     /// choice for a gateway pinned to one core (`bench/REPORT.md`, "One thread").
     pub threads: Option<NonZeroUsize>,
+    /// `server.runtime`: one shared multi-thread runtime (default) or one runtime per thread.
+    pub runtime: RuntimeKind,
+}
+
+impl Server {
+    /// How many runtimes serve requests, each with its own upstream connection pool: one
+    /// shared runtime, or with `runtime: per_core` one per thread (`threads`, else one per
+    /// CPU the process may use).
+    pub fn runtimes(&self) -> usize {
+        match self.runtime {
+            RuntimeKind::MultiThread => 1,
+            RuntimeKind::PerCore => self.threads.map_or_else(
+                || std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+                NonZeroUsize::get,
+            ),
+        }
+    }
 }
 
 /// One upstream provider: its API, where it is and how to authenticate.

@@ -101,7 +101,7 @@ impl Gateway {
         extra: Vec<Arc<dyn ObserveCallback>>,
     ) -> Result<Arc<Gateway>, Error> {
         let router = Router::new(&config)?;
-        let upstream = Upstream::new(config.connect_timeout)?;
+        let upstream = Upstream::new(config.connect_timeout, config.server.runtimes())?;
         let ledger = Ledger::open(&config.database)
             .await
             .map_err(|e| not_configured(format!("cannot open the spend ledger: {e}")))?;

@@ -3,7 +3,7 @@
 //! A request travels these modules top-down:
 //!
 //! ```text
-//! server     hyper accept loop, header timeout, graceful shutdown, SIGHUP reload
+//! server     hyper accept loop(s), header timeout, graceful shutdown, SIGHUP reload
 //! gateway    the app assembled from the config (router, upstream, ledger, plugins, auth)
 //! dispatch   request id → route → token check → handler
 //!   routes     the route table: path, method, access rule, handler
@@ -79,4 +79,4 @@ pub mod spend;
 
 pub use config::Config;
 pub use gateway::Gateway;
-pub use server::serve;
+pub use server::{bind_per_core, serve, serve_per_core};

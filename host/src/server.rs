@@ -1,6 +1,7 @@
 //! The HTTP front door: hyper accept loop (HTTP/1.1 and h2c on one port), header timeout
-//! before protocol detection, graceful shutdown, and SIGHUP reloads. Each request goes to
-//! `Gateway::handle` (`dispatch.rs`).
+//! before protocol detection, graceful shutdown, and SIGHUP reloads; on one runtime, or on
+//! one single-threaded runtime per thread, each with its own listener (`server.runtime:
+//! per_core`). Each request goes to `Gateway::handle` (`dispatch.rs`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,6 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::gateway::Gateway;
+use crate::upstream::Upstream;
 
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -40,6 +42,155 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let background = Background::start(&gateway);
+    let graceful = accept_until(&gateway, listener, shutdown).await;
+    background.stop();
+    drain(&gateway, graceful).await;
+    // Everything accepted is accounted: write what the ledger still holds.
+    gateway.close(gateway.config.server.shutdown_grace).await;
+    Ok(())
+}
+
+/// Binds `count` listeners on `addr` that share its port (`SO_REUSEPORT`: the kernel hands
+/// each new connection to one of them), for [`serve_per_core`]. Port 0 picks one free port
+/// for all of them. Call it inside a runtime; the listeners are handed over unregistered.
+pub fn bind_per_core(
+    addr: std::net::SocketAddr,
+    count: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut addr = addr;
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        #[cfg(unix)]
+        socket.set_reuseport(true)?;
+        #[cfg(not(unix))]
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "server.runtime: per_core needs SO_REUSEPORT (Linux, macOS or a BSD)",
+        ));
+        socket.bind(addr)?;
+        let listener = socket.listen(1024)?;
+        addr = listener.local_addr()?;
+        listeners.push(listener.into_std()?);
+    }
+    Ok(listeners)
+}
+
+/// Serves `gateway` with one single-threaded runtime per listener (from [`bind_per_core`]):
+/// this one on the first, and a thread of its own for each of the others, each accepting on
+/// its listener and calling upstreams through its own connection pool, so a request never
+/// leaves the thread that accepted its connection. Reloads and tag updates run here. On
+/// `shutdown` every runtime stops accepting and drains for `server.shutdown_grace`; the
+/// ledger is closed once all have, while every runtime still runs (a store's connections
+/// may live on any of them), and then the threads end.
+pub async fn serve_per_core(
+    gateway: Arc<Gateway>,
+    listeners: Vec<std::net::TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let mut listeners = listeners.into_iter();
+    let own = listeners
+        .next()
+        .ok_or_else(|| std::io::Error::other("serve_per_core needs a listener"))?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (exit, exiting) = tokio::sync::watch::channel(false);
+    let mut threads = Vec::new();
+    let mut drained = Vec::new();
+    for (i, listener) in listeners.enumerate() {
+        let index = i + 1;
+        // Built here so a runtime that cannot start fails the start, not a thread.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (done, done_rx) = tokio::sync::oneshot::channel::<()>();
+        drained.push(done_rx);
+        let (gateway, mut stopped, mut exiting) =
+            (gateway.clone(), stopped.clone(), exiting.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("bitrouter-rt-{index}"))
+            .spawn(move || {
+                Upstream::use_pool(index);
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => {
+                            let stop = async move {
+                                let _ = stopped.wait_for(|s| *s).await;
+                            };
+                            let graceful = accept_until(&gateway, listener, stop).await;
+                            drain(&gateway, graceful).await;
+                        }
+                        Err(e) => tracing::error!(error = %e, index, "a per-core listener failed"),
+                    }
+                    let _ = done.send(());
+                    let _ = exiting.wait_for(|e| *e).await;
+                });
+            })?;
+        threads.push(thread);
+    }
+    let background = Background::start(&gateway);
+    let graceful = accept_until(&gateway, TcpListener::from_std(own)?, shutdown).await;
+    let _ = stop.send(true);
+    background.stop();
+    drain(&gateway, graceful).await;
+    for done in drained {
+        let _ = done.await;
+    }
+    gateway.close(gateway.config.server.shutdown_grace).await;
+    let _ = exit.send(true);
+    let _ = tokio::task::spawn_blocking(move || {
+        for thread in threads {
+            let _ = thread.join();
+        }
+    })
+    .await;
+    Ok(())
+}
+
+/// The tasks beside the accept loop: SIGHUP reloads and OCI tag updates.
+struct Background {
+    reloader: tokio::task::JoinHandle<()>,
+    updater: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    fn start(gateway: &Arc<Gateway>) -> Background {
+        // Registered here, before the first accept, so a SIGHUP sent once the gateway
+        // answers reloads instead of meeting the default action (which ends the process).
+        #[cfg(unix)]
+        let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        #[cfg(not(unix))]
+        let hangups = None::<()>;
+        Background {
+            reloader: tokio::spawn(reload_on_sighup(gateway.clone(), hangups)),
+            updater: gateway
+                .config
+                .plugins
+                .update_interval
+                .map(|every| tokio::spawn(follow_tags(gateway.clone(), every))),
+        }
+    }
+
+    fn stop(self) {
+        self.reloader.abort();
+        if let Some(u) = self.updater {
+            u.abort();
+        }
+    }
+}
+
+/// Accepts connections on `listener` and serves each on a task of its own until `shutdown`
+/// resolves; returns the watcher of the connections still open.
+async fn accept_until(
+    gateway: &Arc<Gateway>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> GracefulShutdown {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -48,18 +199,6 @@ pub async fn serve(
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
-    // Registered here, before the first accept, so a SIGHUP sent once the gateway answers
-    // reloads instead of meeting the default action (which ends the process).
-    #[cfg(unix)]
-    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    #[cfg(not(unix))]
-    let hangups = None::<()>;
-    let reloader = tokio::spawn(reload_on_sighup(gateway.clone(), hangups));
-    let updater = gateway
-        .config
-        .plugins
-        .update_interval
-        .map(|every| tokio::spawn(follow_tags(gateway.clone(), every)));
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
@@ -72,7 +211,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = &mut shutdown => break,
+            () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
         let gw = gateway.clone();
@@ -95,19 +234,16 @@ pub async fn serve(
             }
         });
     }
-    drop(listener);
-    reloader.abort();
-    if let Some(u) = updater {
-        u.abort();
-    }
+    graceful
+}
+
+/// Lets the connections `graceful` watches finish, for at most `server.shutdown_grace`.
+async fn drain(gateway: &Gateway, graceful: GracefulShutdown) {
     let grace = gateway.config.server.shutdown_grace;
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
-        _ = tokio::time::sleep(grace) => tracing::warn!("shutdown grace of {} expired; closing remaining connections", humantime::format_duration(grace)),
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(grace) => tracing::warn!("shutdown grace of {} expired; closing remaining connections", humantime::format_duration(grace)),
     }
-    // Everything accepted is accounted: write what the ledger still holds.
-    gateway.close(grace).await;
-    Ok(())
 }
 
 /// Every `plugins.update_interval`, checks the followed OCI tags for a new digest

@@ -19,20 +19,49 @@ use crate::error::{Error, ErrorKind, UpstreamError};
 use crate::plugins::HttpRequest;
 use crate::router::Target;
 
-/// The one HTTP client every provider shares: one keep-alive pool, HTTP/2 where the
+/// The HTTP client every provider shares: a keep-alive pool per runtime, HTTP/2 where the
 /// upstream offers it over TLS, Nagle off so small SSE frames are not held back.
+///
+/// One pool per runtime because a pooled connection's task runs on the runtime that opened
+/// it: with `server.runtime: per_core`, a request that borrowed a connection opened by
+/// another thread would wake that thread for every read and write. Each serving thread says
+/// which pool is its own with [`Upstream::use_pool`]; every other thread uses the first.
 #[derive(Clone)]
 pub struct Upstream {
-    client: HttpClient,
+    clients: std::sync::Arc<[HttpClient]>,
+}
+
+thread_local! {
+    /// This thread's pool (see [`Upstream`]).
+    static POOL: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 impl Upstream {
-    /// The client, with `routing.connect_timeout` as its connect timeout: direct, or
-    /// through the proxy the environment names (`client.rs`).
-    pub fn new(connect_timeout: Duration) -> Result<Self, Error> {
-        let client = HttpClient::from_env(connect_timeout)
-            .map_err(|e| Error::new(ErrorKind::NotConfigured, e))?;
-        Ok(Upstream { client })
+    /// `pools` clients (one per runtime, at least one), with `routing.connect_timeout` as
+    /// their connect timeout: direct, or through the proxy the environment names
+    /// (`client.rs`).
+    pub fn new(connect_timeout: Duration, pools: usize) -> Result<Self, Error> {
+        let not_configured = |e| Error::new(ErrorKind::NotConfigured, e);
+        let first = HttpClient::from_env(connect_timeout).map_err(not_configured)?;
+        let mut clients = Vec::with_capacity(pools.max(1));
+        for _ in 1..pools {
+            clients.push(first.another(connect_timeout).map_err(not_configured)?);
+        }
+        clients.insert(0, first);
+        Ok(Upstream {
+            clients: clients.into(),
+        })
+    }
+
+    /// Makes pool `index` the calling thread's own (a serving runtime's thread calls it once,
+    /// before it serves).
+    pub fn use_pool(index: usize) {
+        POOL.with(|p| p.set(index));
+    }
+
+    fn client(&self) -> &HttpClient {
+        let index = POOL.with(std::cell::Cell::get);
+        &self.clients[index % self.clients.len()]
     }
 
     /// Posts `body` to `target` (its stream URL for a stream, where it has one) and waits
@@ -53,7 +82,7 @@ impl Upstream {
             (Some(url), true) => url,
             _ => &target.parsed_url,
         };
-        let request = self.client.request(Method::POST, url, headers, body);
+        let request = self.client().request(Method::POST, url, headers, body);
         let response = match tokio::time::timeout(timeout, request).await {
             Err(_) => {
                 return Err(Error::new(
@@ -135,7 +164,7 @@ impl Upstream {
             headers.insert(k, v.clone());
         }
         let sent = self
-            .client
+            .client()
             .request(request.method, &url, headers, Bytes::from(request.body));
         match tokio::time::timeout(timeout, sent).await {
             Err(_) => Err(Error::new(

@@ -25,6 +25,7 @@ mod plugin_trust;
 mod policy;
 mod rate_limits;
 mod responses;
+mod runtimes;
 mod scratch_db;
 mod sdk_clients;
 mod spend;

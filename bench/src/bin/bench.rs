@@ -68,6 +68,10 @@ mod linux {
         /// The gateway's `database.flush_interval` (e.g. `0s` to commit every row at once).
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         ledger_flush_interval: Option<std::time::Duration>,
+        /// One more key of the gateway's `server:` section (repeatable), e.g.
+        /// `--gateway-server runtime=per_core --gateway-server threads=2`.
+        #[arg(long, value_name = "KEY=VALUE", value_parser = key_value)]
+        gateway_server: Vec<(String, String)>,
         /// Skip the floor proxy (scenarios 1, 3, 4 and 5 through a bare hyper reverse proxy on
         /// the gateway's CPU, for the report's gateway-vs-floor ratios).
         #[arg(long)]
@@ -122,6 +126,14 @@ mod linux {
         }
     }
 
+    /// `KEY=VALUE` for `--gateway-server`.
+    fn key_value(text: &str) -> Result<(String, String), String> {
+        match text.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+            _ => Err(format!("expected KEY=VALUE, found {text:?}")),
+        }
+    }
+
     fn bench(args: Args) -> anyhow::Result<()> {
         let exe = std::env::current_exe().context("locating this binary")?;
         let gateway = match args.gateway {
@@ -149,6 +161,16 @@ mod linux {
         opts.ledger_flush_interval = args
             .ledger_flush_interval
             .map(|d| humantime::format_duration(d).to_string());
+        if !args.gateway_server.is_empty() {
+            let keys: Vec<String> = args
+                .gateway_server
+                .iter()
+                .map(|(k, v)| format!("`{k}: {v}`"))
+                .collect();
+            opts.extra_notes
+                .push(format!("gateway `server:` keys set: {}", keys.join(", ")));
+        }
+        opts.gateway_server = args.gateway_server;
         opts.peer &= !args.no_peer;
         opts.floor = !args.no_floor;
         opts.only = args.scenario;
@@ -156,7 +178,7 @@ mod linux {
         if let Some(dir) = args.plugins_dir {
             opts.plugins_dir = dir;
         }
-        opts.extra_notes = args.note;
+        opts.extra_notes.extend(args.note);
         opts.wait_quiet = std::time::Duration::from_secs_f64(args.wait_quiet.max(0.0));
         opts.command = std::env::args()
             .enumerate()

@@ -37,6 +37,7 @@ pub fn config_yaml(
     ledger: &Path,
     flush_interval: Option<&str>,
     otlp: Option<SocketAddr>,
+    server_options: &[(String, String)],
 ) -> String {
     let cache = plugin_cache.display();
     let guardrails = match deployment {
@@ -58,11 +59,15 @@ pub fn config_yaml(
         ),
         None => flush,
     };
+    let server_options: String = server_options
+        .iter()
+        .map(|(key, value)| format!("  {key}: {value}\n"))
+        .collect();
     format!(
         r#"# Written by the bitrouter-bench harness.
 server:
   log_level: {log_level}
-database:
+{server_options}database:
   url: redb://{ledger}
 {flush}{guardrails}providers:
   mock-openai:

@@ -44,6 +44,8 @@ pub struct Options {
     pub gateway_log_level: String,
     /// The gateway's `database.flush_interval` (its default when `None`).
     pub ledger_flush_interval: Option<String>,
+    /// More `server:` keys for the gateway (`--gateway-server KEY=VALUE`), e.g. `runtime`.
+    pub gateway_server: Vec<(String, String)>,
     /// Also run scenarios 1 and 4 through LiteLLM when it is importable (never in smoke runs).
     pub peer: bool,
     /// Run the floor-proxy scenarios ([`crate::floor`]).
@@ -83,6 +85,7 @@ impl Options {
             gateway,
             gateway_log_level: "info".to_owned(),
             ledger_flush_interval: None,
+            gateway_server: Vec::new(),
             peer: !smoke,
             floor: true,
             mock_exe,
@@ -200,6 +203,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
             &ledger,
             opts.ledger_flush_interval.as_deref(),
             otlp_addr,
+            &opts.gateway_server,
         );
         GatewayLauncher::new(
             opts.gateway.clone(),

@@ -72,8 +72,12 @@ impl ServeArgs {
         // `server.threads: 1` is a single-threaded runtime: every task, timer and socket on
         // one thread, so a request never wakes another one. On one pinned core it served 22 %
         // more requests per second than a one-worker multi-thread runtime at 18 % less CPU
-        // per request (`bench/REPORT.md`, "One thread").
+        // per request (`bench/REPORT.md`, "One thread"). `runtime: per_core` runs one such
+        // runtime per thread, this one the first.
+        let runtimes = config.server.runtimes();
+        let per_core = config.server.runtime == bitrouter::config::RuntimeKind::PerCore;
         let mut builder = match config.server.threads.map(|n| n.get()) {
+            _ if per_core => tokio::runtime::Builder::new_current_thread(),
             Some(1) => tokio::runtime::Builder::new_current_thread(),
             Some(n) => {
                 let mut b = tokio::runtime::Builder::new_multi_thread();
@@ -86,9 +90,10 @@ impl ServeArgs {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        let threads = match runtime.metrics().num_workers() {
-            1 => "1 thread".to_owned(),
-            n => format!("{n} threads"),
+        let threads = match (per_core, runtime.metrics().num_workers()) {
+            (true, _) if runtimes > 1 => format!("{runtimes} per-core runtimes"),
+            (_, 1) => "1 thread".to_owned(),
+            (_, n) => format!("{n} threads"),
         };
         runtime.block_on(async move {
             // Before the first connection is accepted: a SIGTERM that arrives once /health
@@ -96,15 +101,29 @@ impl ServeArgs {
             // the default action killed the process).
             let shutdown = shutdown_signal();
             let listen = config.server.listen;
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("cannot listen on {listen}"))?;
+            let cannot_listen = || format!("cannot listen on {listen}");
+            let (listener, per_core_listeners) = if per_core && runtimes > 1 {
+                (
+                    None,
+                    bitrouter::bind_per_core(listen, runtimes).with_context(cannot_listen)?,
+                )
+            } else {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(cannot_listen)?;
+                (Some(listener), Vec::new())
+            };
+            let local = match (&listener, per_core_listeners.first()) {
+                (Some(l), _) => l.local_addr()?,
+                (None, Some(l)) => l.local_addr()?,
+                (None, None) => listen,
+            };
             let gateway = bitrouter::Gateway::new(config).await?;
             tracing::info!(
                 target: LOG_TARGET,
                 "bitrouter {} listening on http://{} ({} routes, {threads}, auth {})",
                 env!("CARGO_PKG_VERSION"),
-                listener.local_addr()?,
+                local,
                 gateway.config().routes.len(),
                 if gateway.config().auth_enabled() {
                     "on"
@@ -112,7 +131,10 @@ impl ServeArgs {
                     "off"
                 }
             );
-            bitrouter::serve(gateway, listener, shutdown).await?;
+            match listener {
+                Some(listener) => bitrouter::serve(gateway, listener, shutdown).await?,
+                None => bitrouter::serve_per_core(gateway, per_core_listeners, shutdown).await?,
+            }
             Ok(())
         })
     }

@@ -136,6 +136,21 @@ pub struct ServerSection {
     #[serde(default, with = "humantime_serde")]
     pub shutdown_grace: Option<Duration>,
     pub threads: Option<u32>,
+    pub runtime: Option<RuntimeKind>,
+}
+
+/// `server.runtime`: how the threads that serve requests are organised.
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeKind {
+    /// One tokio multi-thread runtime: its workers share one accept loop and one upstream
+    /// pool, and steal each other's tasks.
+    #[default]
+    MultiThread,
+    /// One single-threaded runtime per thread, each with its own listener on the port
+    /// (`SO_REUSEPORT`: the kernel spreads new connections) and its own upstream pool, so a
+    /// request stays on the thread that accepted its connection.
+    PerCore,
 }
 
 /// A size in bytes: a plain integer or a string such as `32MiB` / `512 KB`.

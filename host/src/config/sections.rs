@@ -69,6 +69,7 @@ pub(super) fn server(
         body_timeout: s.body_timeout.unwrap_or(Duration::from_secs(60)),
         shutdown_grace: s.shutdown_grace.unwrap_or(Duration::from_secs(30)),
         threads,
+        runtime: s.runtime.unwrap_or_default(),
     };
     Ok(server)
 }

@@ -144,6 +144,28 @@ fn errors_name_file_line_key_and_expectation() {
     );
     assert_eq!(parse("{}\n").unwrap().server.threads, None);
 
+    // `server.runtime`: one shared runtime by default; `per_core` counts its runtimes from
+    // `threads`, else the CPUs.
+    let e = parse("server:\n  runtime: per_thread\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("runtime") && e.contains("per_core") && e.contains(":2"),
+        "{e}"
+    );
+    let server = parse("{}\n").unwrap().server;
+    assert_eq!(
+        (server.runtime, server.runtimes()),
+        (crate::config::RuntimeKind::MultiThread, 1)
+    );
+    let server = parse("server:\n  runtime: per_core\n  threads: 3\n")
+        .unwrap()
+        .server;
+    assert_eq!(server.runtimes(), 3);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let server = parse("server:\n  runtime: per_core\n").unwrap().server;
+    assert_eq!(server.runtimes(), cpus);
+
     let e = parse("models: [1, 2]\n").unwrap_err().to_string();
     assert!(e.contains("`models`") && e.contains(":1"), "{e}");
 }

@@ -99,6 +99,14 @@ impl HttpClient {
         Self::proxied(connect_timeout)
     }
 
+    /// A client of the same kind with a pool of its own.
+    pub fn another(&self, connect_timeout: Duration) -> Result<Self, String> {
+        match self {
+            HttpClient::Direct(_) => Self::direct(connect_timeout),
+            HttpClient::Proxied(_) => Self::proxied(connect_timeout),
+        }
+    }
+
     /// hyper-util's pooled client over rustls (the webpki roots, ring), HTTP/1.1 or HTTP/2
     /// by ALPN.
     pub fn direct(connect_timeout: Duration) -> Result<Self, String> {
