@@ -120,7 +120,11 @@ impl Gateway {
         let rate_limits = rate_limits(&config, &ledger).await?;
         let auth = authenticator(&config)?;
         let (observers, otlp) = observers;
-        let mut outcomes = Outcomes::new(ledger, Arc::new(Metrics::new()), observers);
+        let mut outcomes = Outcomes::new(
+            ledger,
+            Arc::new(Metrics::with_runtimes(config.server.runtimes())),
+            observers,
+        );
         outcomes.otlp = otlp;
         outcomes.capture_content = config
             .observe

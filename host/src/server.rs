@@ -43,7 +43,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let background = Background::start(&gateway);
-    let graceful = accept_until(&gateway, listener, shutdown).await;
+    let graceful = accept_until(&gateway, 0, listener, shutdown).await;
     background.stop();
     drain(&gateway, graceful).await;
     // Everything accepted is accounted: write what the ledger still holds.
@@ -122,7 +122,7 @@ pub async fn serve_per_core(
                             let stop = async move {
                                 let _ = stopped.wait_for(|s| *s).await;
                             };
-                            let graceful = accept_until(&gateway, listener, stop).await;
+                            let graceful = accept_until(&gateway, index, listener, stop).await;
                             drain(&gateway, graceful).await;
                         }
                         Err(e) => tracing::error!(error = %e, index, "a per-core listener failed"),
@@ -134,7 +134,7 @@ pub async fn serve_per_core(
         threads.push(thread);
     }
     let background = Background::start(&gateway);
-    let graceful = accept_until(&gateway, TcpListener::from_std(own)?, shutdown).await;
+    let graceful = accept_until(&gateway, 0, TcpListener::from_std(own)?, shutdown).await;
     let _ = stop.send(true);
     background.stop();
     drain(&gateway, graceful).await;
@@ -185,9 +185,11 @@ impl Background {
 }
 
 /// Accepts connections on `listener` and serves each on a task of its own until `shutdown`
-/// resolves; returns the watcher of the connections still open.
+/// resolves, counting them as serving runtime `runtime`'s; returns the watcher of the
+/// connections still open.
 async fn accept_until(
     gateway: &Arc<Gateway>,
+    runtime: usize,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> GracefulShutdown {
@@ -222,7 +224,9 @@ async fn accept_until(
         let header_timeout = gateway.config.server.header_timeout;
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let open = gateway.metrics().connection_opened(runtime);
         tokio::spawn(async move {
+            let _open = open;
             if !protocol_known(&stream, header_timeout).await {
                 return;
             }

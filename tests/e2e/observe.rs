@@ -317,6 +317,13 @@ async fn admin_metrics_match_the_traffic() {
     assert_eq!(doc["requests"], 15);
     assert_eq!(doc["errors"], 0);
     assert_eq!(doc["in_flight"], 0);
+    // One connection per request (the test client is new each time), this one included; it
+    // is open while its document is built. One runtime: the default.
+    let connections = &doc["connections"];
+    assert_eq!(connections["accepted"], 16, "{connections}");
+    assert!(connections["open"].as_i64().unwrap() >= 1, "{connections}");
+    assert_eq!(connections["runtimes"].as_array().map(Vec::len), Some(1));
+    assert_eq!(connections["runtimes"][0]["accepted"], 16);
     let main = &doc["routes"]["main"];
     assert_eq!(main["requests"], 14);
     assert_eq!(main["streams"]["requests"], 4);

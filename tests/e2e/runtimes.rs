@@ -101,6 +101,51 @@ async fn per_core_runtimes_share_connections_and_drain_together() {
         );
     }
 
+    // The same split as the gateway counts it: connections accepted per runtime.
+    let metrics: serde_json::Value = fresh
+        .get(gateway.url("/admin/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let runtimes = metrics["connections"]["runtimes"].as_array().unwrap();
+    assert_eq!(runtimes.len(), 3, "{metrics}");
+    let accepted: Vec<u64> = runtimes
+        .iter()
+        .map(|r| r["accepted"].as_u64().unwrap())
+        .collect();
+    assert!(
+        accepted.iter().all(|&n| n >= 5) && accepted.iter().sum::<u64>() >= 61,
+        "{accepted:?}"
+    );
+    assert_eq!(
+        metrics["connections"]["accepted"].as_u64(),
+        Some(accepted.iter().sum())
+    );
+    let text = fresh
+        .get(gateway.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for runtime in 0..3 {
+        assert!(
+            text.contains(&format!(
+                "bitrouter_connections_accepted_total{{runtime=\"{runtime}\"}}"
+            )),
+            "{text}"
+        );
+    }
+    assert!(
+        gateway.log().contains("3 per-core runtimes"),
+        "{}",
+        gateway.log()
+    );
+
     // Six 1-second streams, each on its own connection; SIGTERM once all have started.
     let mut streams = Vec::new();
     for i in 0..6 {

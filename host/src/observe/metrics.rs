@@ -14,6 +14,9 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+
 use super::event::RequestEvent;
 use super::prometheus::PromMetrics;
 
@@ -175,6 +178,8 @@ pub struct Metrics {
     errors: AtomicU64,
     in_flight: AtomicI64,
     overhead_ms: Mutex<Reservoir>,
+    /// Client connections by serving runtime (see [`Metrics::with_runtimes`]).
+    connections: Box<[(Counter, Gauge)]>,
     prom: PromMetrics,
 }
 
@@ -185,8 +190,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// A collector with nothing recorded, its uptime starting now.
+    /// A collector with nothing recorded, its uptime starting now, for one serving runtime.
     pub fn new() -> Self {
+        Self::with_runtimes(1)
+    }
+
+    /// A collector for `runtimes` serving runtimes (`server.runtime: per_core` has one per
+    /// thread), whose client connections are counted apart: how evenly the kernel spread
+    /// new connections over their listeners.
+    pub fn with_runtimes(runtimes: usize) -> Self {
+        let prom = PromMetrics::new();
         Metrics {
             started: Instant::now(),
             routes: RwLock::new(HashMap::new()),
@@ -194,8 +207,21 @@ impl Metrics {
             errors: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
             overhead_ms: Mutex::new(Reservoir::default()),
-            prom: PromMetrics::new(),
+            connections: (0..runtimes.max(1))
+                .map(|i| prom.connection_series(i))
+                .collect(),
+            prom,
         }
+    }
+
+    /// Counts a client connection accepted by serving runtime `runtime`, open until the guard
+    /// drops.
+    pub fn connection_opened(self: &Arc<Self>, runtime: usize) -> OpenConnection {
+        let index = runtime.min(self.connections.len() - 1);
+        let (accepted, open) = &self.connections[index];
+        accepted.inc();
+        open.inc();
+        OpenConnection(open.clone())
     }
 
     /// Counts a request as in flight until the guard drops.
@@ -308,6 +334,21 @@ impl Metrics {
             "overhead_ms": { "p50": o50, "p99": o99, "samples": overhead.len(), "histogram": self.prom.overhead_buckets() },
             "sampling": format!("reservoir (algorithm R), at most {MAX_SAMPLES} samples per route and endpoint"),
             "routes": out,
+            "connections": self.connections_json(),
+        })
+    }
+
+    /// `connections`: accepted and open, in all and by serving runtime.
+    fn connections_json(&self) -> Value {
+        let runtimes: Vec<Value> = self
+            .connections
+            .iter()
+            .map(|(accepted, open)| json!({ "accepted": accepted.get(), "open": open.get() }))
+            .collect();
+        json!({
+            "accepted": self.connections.iter().map(|(a, _)| a.get()).sum::<u64>(),
+            "open": self.connections.iter().map(|(_, o)| o.get()).sum::<i64>(),
+            "runtimes": runtimes,
         })
     }
 
@@ -326,6 +367,15 @@ impl Metrics {
     pub fn set_state(&self, component: &str, state: &str, value: u64) {
         self.prom
             .set_state(component, state, value.min(i64::MAX as u64) as i64);
+    }
+}
+
+/// Decrements its runtime's open-connection count when the connection is over.
+pub struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -83,6 +83,13 @@ struct GuardrailLabels {
     action: String,
 }
 
+/// A serving runtime: `0` for the default runtime, one per thread with `server.runtime:
+/// per_core`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuntimeLabels {
+    runtime: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     component: String,
@@ -99,6 +106,8 @@ pub struct PromMetrics {
     mid_stream_failovers: Family<EndpointLabels, Counter>,
     rate_limited: Family<RateLimitLabels, Counter>,
     pub in_flight: Gauge,
+    connections_accepted: Family<RuntimeLabels, Counter>,
+    connections_open: Family<RuntimeLabels, Gauge>,
     overhead: Histogram,
     uptime: Gauge<f64, AtomicU64>,
     /// Ledger and sink counters, set from their owners when the page is rendered.
@@ -245,6 +254,18 @@ impl PromMetrics {
             "Requests being served",
             in_flight.clone(),
         );
+        let connections_accepted = Family::<RuntimeLabels, Counter>::default();
+        registry.register(
+            "connections_accepted",
+            "Client connections accepted, by serving runtime (one per thread with server.runtime: per_core)",
+            connections_accepted.clone(),
+        );
+        let connections_open = Family::<RuntimeLabels, Gauge>::default();
+        registry.register(
+            "connections_open",
+            "Client connections open, by serving runtime",
+            connections_open.clone(),
+        );
         let overhead = Histogram::new(seconds_buckets());
         registry.register(
             "gateway_overhead_seconds",
@@ -269,6 +290,8 @@ impl PromMetrics {
             tokens,
             cost,
             in_flight,
+            connections_accepted,
+            connections_open,
             overhead,
             uptime,
             states,
@@ -420,6 +443,18 @@ impl PromMetrics {
             series.cost(&self.cost).inc_by(e.cost_nano_usd);
         }
         self.overhead.observe(overhead_ms / 1000.0);
+    }
+
+    /// The accepted-connections counter and open-connections gauge of serving runtime
+    /// `runtime` (handles sharing the family's series).
+    pub fn connection_series(&self, runtime: usize) -> (Counter, Gauge) {
+        let labels = RuntimeLabels {
+            runtime: runtime.to_string(),
+        };
+        (
+            self.connections_accepted.get_or_create(&labels).clone(),
+            self.connections_open.get_or_create(&labels).clone(),
+        )
     }
 
     pub fn set_state(&self, component: &str, state: &str, value: i64) {
