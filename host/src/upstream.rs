@@ -60,8 +60,11 @@ impl Upstream {
     }
 
     fn client(&self) -> &HttpClient {
-        let index = POOL.with(std::cell::Cell::get);
-        &self.clients[index % self.clients.len()]
+        match &*self.clients {
+            // The default runtime: no thread-local to read.
+            [only] => only,
+            clients => &clients[POOL.with(std::cell::Cell::get) % clients.len()],
+        }
     }
 
     /// Posts `body` to `target` (its stream URL for a stream, where it has one) and waits
@@ -285,4 +288,41 @@ pub fn adapter_upstream_error(e: crate::plugins::UpstreamError) -> Error {
         message: e.message,
     })
     .retryable(e.retryable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each serving thread uses the pool it named; threads that named none use the first.
+    #[test]
+    fn each_thread_uses_its_own_pool() {
+        let upstream = Upstream::new(Duration::from_secs(1), 3).unwrap();
+        assert_eq!(upstream.clients.len(), 3);
+        let picked = |index: Option<usize>| {
+            let upstream = upstream.clone();
+            std::thread::spawn(move || {
+                if let Some(i) = index {
+                    Upstream::use_pool(i);
+                }
+                std::ptr::from_ref(upstream.client()) as usize
+            })
+            .join()
+            .unwrap()
+        };
+        let address = |i: usize| std::ptr::from_ref(&upstream.clients[i]) as usize;
+        assert_eq!(picked(None), address(0));
+        assert_eq!(picked(Some(1)), address(1));
+        assert_eq!(picked(Some(2)), address(2));
+        // One pool (the default runtime): every thread shares it, whatever it named.
+        let one = Upstream::new(Duration::from_secs(1), 1).unwrap();
+        let first = std::ptr::from_ref(&one.clients[0]) as usize;
+        let named = std::thread::spawn(move || {
+            Upstream::use_pool(2);
+            std::ptr::from_ref(one.client()) as usize
+        })
+        .join()
+        .unwrap();
+        assert_eq!(named, first);
+    }
 }

@@ -304,4 +304,25 @@ mod linux {
             Ok(())
         })
     }
+
+    #[cfg(test)]
+    mod tests {
+        /// `--gateway-server` takes `KEY=VALUE`, trimmed; anything else is refused with what
+        /// was expected.
+        #[test]
+        fn gateway_server_keys_are_key_value_pairs() {
+            assert_eq!(
+                super::key_value(" runtime = per_core "),
+                Ok(("runtime".to_owned(), "per_core".to_owned()))
+            );
+            assert_eq!(
+                super::key_value("threads=2"),
+                Ok(("threads".to_owned(), "2".to_owned()))
+            );
+            for bad in ["per_core", "=2", " =x"] {
+                let e = super::key_value(bad).unwrap_err();
+                assert!(e.contains("KEY=VALUE"), "{e}");
+            }
+        }
+    }
 }
