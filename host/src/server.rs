@@ -58,6 +58,12 @@ pub fn bind_per_core(
     addr: std::net::SocketAddr,
     count: usize,
 ) -> std::io::Result<Vec<std::net::TcpListener>> {
+    if cfg!(not(unix)) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "server.runtime: per_core needs SO_REUSEPORT (Linux, macOS or a BSD)",
+        ));
+    }
     let mut addr = addr;
     let mut listeners = Vec::with_capacity(count);
     for _ in 0..count.max(1) {
@@ -69,11 +75,6 @@ pub fn bind_per_core(
         socket.set_reuseaddr(true)?;
         #[cfg(unix)]
         socket.set_reuseport(true)?;
-        #[cfg(not(unix))]
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "server.runtime: per_core needs SO_REUSEPORT (Linux, macOS or a BSD)",
-        ));
         socket.bind(addr)?;
         let listener = socket.listen(1024)?;
         addr = listener.local_addr()?;

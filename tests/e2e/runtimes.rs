@@ -206,3 +206,49 @@ async fn per_core_runtimes_share_connections_and_drain_together() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A port another socket holds (without `SO_REUSEPORT`) stops a per-core start with an
+/// error that names the address, not a hang or a panic.
+#[test]
+fn per_core_on_a_taken_port_fails_with_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bitrouter.yaml");
+    std::fs::write(
+        &config,
+        "server:\n  runtime: per_core\n  threads: 2\ndatabase:\n  url: memory://\nguardrails:\n  enabled: false\n",
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(["--listen", &addr.to_string()])
+        .current_dir(dir.path())
+        .env_remove("BITROUTER_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running 20 s after it could not bind {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    drop(taken);
+}

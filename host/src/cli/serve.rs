@@ -90,10 +90,12 @@ impl ServeArgs {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        let threads = match (per_core, runtime.metrics().num_workers()) {
-            (true, _) if runtimes > 1 => format!("{runtimes} per-core runtimes"),
-            (_, 1) => "1 thread".to_owned(),
-            (_, n) => format!("{n} threads"),
+        // `per_core` with one runtime is the single-threaded runtime on one listener.
+        let per_core = per_core && runtimes > 1;
+        let threads = match runtime.metrics().num_workers() {
+            _ if per_core => format!("{runtimes} per-core runtimes"),
+            1 => "1 thread".to_owned(),
+            n => format!("{n} threads"),
         };
         runtime.block_on(async move {
             // Before the first connection is accepted: a SIGTERM that arrives once /health
@@ -102,21 +104,20 @@ impl ServeArgs {
             let shutdown = shutdown_signal();
             let listen = config.server.listen;
             let cannot_listen = || format!("cannot listen on {listen}");
-            let (listener, per_core_listeners) = if per_core && runtimes > 1 {
-                (
-                    None,
+            let listening = if per_core {
+                Listening::PerCore(
                     bitrouter::bind_per_core(listen, runtimes).with_context(cannot_listen)?,
                 )
             } else {
-                let listener = tokio::net::TcpListener::bind(listen)
-                    .await
-                    .with_context(cannot_listen)?;
-                (Some(listener), Vec::new())
+                Listening::One(
+                    tokio::net::TcpListener::bind(listen)
+                        .await
+                        .with_context(cannot_listen)?,
+                )
             };
-            let local = match (&listener, per_core_listeners.first()) {
-                (Some(l), _) => l.local_addr()?,
-                (None, Some(l)) => l.local_addr()?,
-                (None, None) => listen,
+            let local = match &listening {
+                Listening::One(l) => l.local_addr()?,
+                Listening::PerCore(all) => all.first().map_or(Ok(listen), |l| l.local_addr())?,
             };
             let gateway = bitrouter::Gateway::new(config).await?;
             return_freed_memory();
@@ -132,13 +133,21 @@ impl ServeArgs {
                     "off"
                 }
             );
-            match listener {
-                Some(listener) => bitrouter::serve(gateway, listener, shutdown).await?,
-                None => bitrouter::serve_per_core(gateway, per_core_listeners, shutdown).await?,
+            match listening {
+                Listening::One(listener) => bitrouter::serve(gateway, listener, shutdown).await?,
+                Listening::PerCore(all) => {
+                    bitrouter::serve_per_core(gateway, all, shutdown).await?
+                }
             }
             Ok(())
         })
     }
+}
+
+/// Where `serve` accepts: one listener, or one per runtime (`server.runtime: per_core`).
+enum Listening {
+    One(tokio::net::TcpListener),
+    PerCore(Vec<std::net::TcpListener>),
 }
 
 /// Gives the heap memory that start-up freed (config parsing, plugin loading, regex
