@@ -134,11 +134,9 @@ impl ServeArgs {
                 }
             );
             match listening {
-                Listening::One(listener) => bitrouter::serve(gateway, listener, shutdown).await?,
-                Listening::PerCore(all) => {
-                    bitrouter::serve_per_core(gateway, all, shutdown).await?
-                }
-            }
+                Listening::One(listener) => bitrouter::serve(gateway, listener, shutdown).await,
+                Listening::PerCore(all) => bitrouter::serve_per_core(gateway, all, shutdown).await,
+            }?;
             Ok(())
         })
     }
