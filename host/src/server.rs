@@ -103,6 +103,7 @@ pub async fn serve_per_core(
     let (exit, exiting) = tokio::sync::watch::channel(false);
     let mut threads = Vec::new();
     let mut drained = Vec::new();
+    let mut readies = Vec::new();
     for (i, listener) in listeners.enumerate() {
         let index = i + 1;
         // Built here so a runtime that cannot start fails the start, not a thread.
@@ -111,6 +112,8 @@ pub async fn serve_per_core(
             .build()?;
         let (done, done_rx) = tokio::sync::oneshot::channel::<()>();
         drained.push(done_rx);
+        let (ready, ready_rx) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
+        readies.push(ready_rx);
         let (gateway, mut stopped, mut exiting) =
             (gateway.clone(), stopped.clone(), exiting.clone());
         let thread = std::thread::Builder::new()
@@ -120,13 +123,16 @@ pub async fn serve_per_core(
                 runtime.block_on(async move {
                     match TcpListener::from_std(listener) {
                         Ok(listener) => {
+                            let _ = ready.send(Ok(()));
                             let stop = async move {
                                 let _ = stopped.wait_for(|s| *s).await;
                             };
                             let graceful = accept_until(&gateway, index, listener, stop).await;
                             drain(&gateway, graceful).await;
                         }
-                        Err(e) => tracing::error!(error = %e, index, "a per-core listener failed"),
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                        }
                     }
                     let _ = done.send(());
                     let _ = exiting.wait_for(|e| *e).await;
@@ -134,8 +140,27 @@ pub async fn serve_per_core(
             })?;
         threads.push(thread);
     }
+    // Every runtime accepts before this one does: once the gateway answers, all of them
+    // serve (a connection the kernel queued on a runtime still starting would wait for it),
+    // and one whose listener cannot be registered fails the start.
+    let mut ready = Ok(());
+    for runtime in readies {
+        let started = runtime
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("a per-core runtime ended")));
+        ready = ready.and(started);
+    }
+    let own = match ready.and_then(|()| TcpListener::from_std(own)) {
+        Ok(listener) => listener,
+        Err(e) => {
+            let _ = stop.send(true);
+            let _ = exit.send(true);
+            join(threads).await;
+            return Err(e);
+        }
+    };
     let background = Background::start(&gateway);
-    let graceful = accept_until(&gateway, 0, TcpListener::from_std(own)?, shutdown).await;
+    let graceful = accept_until(&gateway, 0, own, shutdown).await;
     let _ = stop.send(true);
     background.stop();
     drain(&gateway, graceful).await;
@@ -144,13 +169,18 @@ pub async fn serve_per_core(
     }
     gateway.close(gateway.config.server.shutdown_grace).await;
     let _ = exit.send(true);
+    join(threads).await;
+    Ok(())
+}
+
+/// Waits, off the runtime, for the per-core threads to end.
+async fn join(threads: Vec<std::thread::JoinHandle<()>>) {
     let _ = tokio::task::spawn_blocking(move || {
         for thread in threads {
             let _ = thread.join();
         }
     })
     .await;
-    Ok(())
 }
 
 /// The tasks beside the accept loop: SIGHUP reloads and OCI tag updates.
