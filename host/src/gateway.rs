@@ -106,9 +106,11 @@ impl Gateway {
             .await
             .map_err(|e| not_configured(format!("cannot open the spend ledger: {e}")))?;
         let firewall = load_firewall(&config)?;
-        firewall
-            .plugins
-            .remember_verified(&config.plugins.artifact_dir);
+        let store = &config.plugins.artifact_dir;
+        crate::plugins::versions::check(store, &firewall.plugins)
+            .map_err(|e| not_configured(format!("{}: {e}", config_file(&config))))?;
+        firewall.plugins.remember_verified(store);
+        record_versions(store, &firewall);
         let observers = observers(&config, extra, &firewall)?;
         let ledger = Arc::new(ledger);
         let agents = crate::agents::Agents::open(ledger.clone())
@@ -299,7 +301,9 @@ impl Gateway {
         let checked = loaded.and_then(|(firewall, enabled, store)| {
             let f = self.firewall.lock().unwrap_or_else(|p| p.into_inner());
             refuse_rollback(&f, &firewall)?;
+            crate::plugins::versions::check(&store, &firewall.plugins)?;
             firewall.plugins.remember_verified(&store);
+            record_versions(&store, &firewall);
             Ok((firewall, enabled))
         });
         let (firewall, enabled) = checked.map_err(|e| {
@@ -414,14 +418,25 @@ fn refuse_rollback(running: &Firewall, next: &Firewall) -> Result<(), String> {
 
 /// The plugins the config names, as an error that names the config file.
 fn load_firewall(config: &Config) -> Result<Firewall, Error> {
-    guardrails::load(config).map_err(|e| {
-        let file = config
-            .source
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "<built-in defaults>".into());
-        not_configured(format!("{file}: {e}"))
-    })
+    guardrails::load(config).map_err(|e| not_configured(format!("{}: {e}", config_file(config))))
+}
+
+/// The config file, for error messages.
+fn config_file(config: &Config) -> String {
+    config
+        .source
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "<built-in defaults>".into())
+}
+
+/// Records an accepted set's signed versions (rollback protection across restarts). A store
+/// that cannot be written costs only that protection at the next start, so it is logged, not
+/// fatal: the set is verified either way.
+fn record_versions(store: &std::path::Path, firewall: &Firewall) {
+    if let Err(e) = crate::plugins::versions::record(store, &firewall.plugins) {
+        tracing::warn!(error = %e, "cannot record the accepted plugin versions");
+    }
 }
 
 /// The configured observer sinks (`observe.jsonl`), the library user's `extra` ones and the

@@ -32,6 +32,7 @@ pub mod oci;
 pub mod policy;
 mod sandbox;
 mod trust;
+pub mod versions;
 mod wit;
 
 use std::path::PathBuf;

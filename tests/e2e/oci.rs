@@ -228,8 +228,30 @@ async fn a_signed_plugin_travels_through_a_registry_and_updates_without_a_restar
     assert_eq!(post(&gw, path, &body).await.status, 403);
     drop(gw);
 
+    // A signed 1.5.0 on the tag and a restart: no gateway runs 2.0.0 now, but the store
+    // remembers this machine accepted it, so the start is refused as a rollback.
+    edit_manifest(&wasm, Some(&KEY), |t| {
+        t.insert("version".into(), "1.5.0".into());
+    });
+    push(&wasm, &tag).await;
+    let config = bitrouter::Config::load(&dir.path().join("bitrouter.yaml")).unwrap();
+    let e = bitrouter::Gateway::new(config)
+        .await
+        .err()
+        .expect("an older signed version at a restart is a rollback")
+        .message()
+        .to_owned();
+    assert!(
+        e.contains("version 1.5.0 is older than 2.0.0, which this machine accepted before")
+            && e.contains("accepted-versions.json")
+            && e.contains("pin it by sha256"),
+        "{e}"
+    );
+    let record = std::fs::read_to_string(store.join("accepted-versions.json")).unwrap();
+    assert!(record.contains("\"2.0.0\""), "{record}");
+
     // The registry gone: a new gateway starts from the store, at the tag's last verified
-    // digest (v2, not the refused v3).
+    // digest (v2, not the refused v3 nor the refused 1.5.0).
     drop(registry);
     let gw = TestGateway::start_file(dir.path(), &yaml).await;
     let listed = get(&gw, "/admin/plugins", &[]).await.json();

@@ -413,6 +413,34 @@ async fn a_policy_travels_through_a_registry_updates_and_refuses_a_rollback() {
     assert_eq!(listed["policies"][0]["version"], "2026.12.1");
     drop(gw);
 
+    // A restart on the tag, which still names the older version: refused at the start too,
+    // from the record of accepted versions in the store; `check-config` says the same.
+    let e = bitrouter::Gateway::new(
+        bitrouter::Config::load(&dir.path().join("bitrouter.yaml")).unwrap(),
+    )
+    .await
+    .err()
+    .expect("a rollback across a restart")
+    .message()
+    .to_owned();
+    assert!(
+        e.contains(
+            "policy `baseline`: version 2026.11.0 is older than 2026.12.1, which this machine accepted before"
+        ) && e.contains("bitrouter.yaml"),
+        "{e}"
+    );
+    let out = Command::new(BIN)
+        .args(["check-config", "bitrouter.yaml"])
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("is older than 2026.12.1"),
+        "{text}"
+    );
+
     // A plugin named under `policies` is refused saying where it belongs.
     let plugin_dir = tempfile::tempdir().unwrap();
     let wasm = stage_plugin("confidential-ids", plugin_dir.path(), "ids");

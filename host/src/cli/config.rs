@@ -61,6 +61,10 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
     // the guardrail section names.
     let firewall =
         bitrouter::guardrails::load(&config).with_context(|| format!("{}", path.display()))?;
+    // What a start would refuse as a rollback below this machine's accepted versions (checked,
+    // not recorded: only a gateway that runs the set accepts it).
+    bitrouter::plugins::versions::check(&config.plugins.artifact_dir, &firewall.plugins)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     // Everything verified, as at a gateway's start: these digests are what a start with the
     // registry unreachable falls back to.
     firewall
