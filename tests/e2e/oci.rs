@@ -468,4 +468,76 @@ fn a_registry_that_wants_a_login_gets_it_from_plugins_registries() {
         "{shown}"
     );
     assert!(shown.contains("confidential-ids"), "{shown}");
+
+    // No login in the config: the docker config's credential helper for this registry
+    // (`credHelpers`, a `docker-credential-<name>` program on PATH) is asked for it.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = |secret: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = bin.join("docker-credential-bitrouter-test");
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\n[ \"$1\" = get ] || exit 9\nread server\n[ \"$server\" = \"{}\" ] || {{ echo \"credentials not found in native keychain\"; exit 1; }}\n{secret}\n",
+                registry.addr
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    std::fs::write(
+        dir.path().join("config.json"),
+        format!(
+            "{{\"credHelpers\": {{\"{}\": \"bitrouter-test\"}}}}",
+            registry.addr
+        ),
+    )
+    .unwrap();
+    let with_helper = |args: &[&str]| {
+        let path = dir.path().join("cli.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "plugins:\n  artifact_dir: {}\n",
+                dir.path().join("helper-store").display()
+            ),
+        )
+        .unwrap();
+        let search = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Command::new(env!("CARGO_BIN_EXE_bitrouter"))
+            .args(args)
+            .arg("--config")
+            .arg(&path)
+            .env("DOCKER_CONFIG", dir.path())
+            .env("PATH", search)
+            .output()
+            .unwrap()
+    };
+    helper(r#"echo '{"ServerURL":"x","Username":"ci","Secret":"bitrouter-test"}'"#);
+    let out = with_helper(&["plugin", "pull", &tag]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(digest),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A helper that fails: the error names it and says what it said, no anonymous 401.
+    helper("echo 'the keychain is locked' >&2; exit 3");
+    let out = with_helper(&["plugin", "pull", &tag]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("docker credential helper `bitrouter-test`")
+            && err.contains("the keychain is locked"),
+        "{err}"
+    );
 }

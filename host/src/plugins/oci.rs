@@ -21,8 +21,8 @@
 //! Plain HTTP is used only for loopback registries (`127.0.0.1`, `localhost`, `[::1]`) and
 //! those `plugins.registries` marks `plain_http`. Credentials come from
 //! `plugins.registries.<host>` (`username` + `password_env`), else from the docker
-//! `config.json` (`$DOCKER_CONFIG`, else `~/.docker`; `auths.<host>.auth` only, not
-//! credential helpers), else the request is anonymous.
+//! `config.json`'s credential helpers or `auths` (`credentials.rs`), else the request is
+//! anonymous.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +38,8 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::Manifest;
 use super::policy;
+
+mod credentials;
 
 /// The config blob's media type in the Wasm OCI artifact layout.
 pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
@@ -97,6 +99,15 @@ pub enum OciError {
         /// The artifact store looked in.
         store: String,
     },
+    /// No login could be had for the registry (a docker credential helper failed, or the
+    /// docker config is not readable as one).
+    #[error("{reference}: {message}")]
+    Credentials {
+        /// The reference asked for.
+        reference: String,
+        /// What failed.
+        message: String,
+    },
     /// Reading or writing the local files failed.
     #[error("{path}: {source}")]
     Io {
@@ -121,35 +132,6 @@ pub struct RegistryLogin {
 
 /// `plugins.registries`: per registry host (`host` or `host:port`), how to reach it.
 pub type Registries = BTreeMap<String, RegistryLogin>;
-
-/// The credentials for `registry`: its `plugins.registries` entry, else the docker config's
-/// `auths`, else anonymous.
-fn auth_for(registry: &str, registries: &Registries) -> RegistryAuth {
-    if let Some(login) = registries.get(registry)
-        && let Some(user) = &login.username
-    {
-        let password = login
-            .password_env
-            .as_deref()
-            .and_then(|v| std::env::var(v).ok())
-            .unwrap_or_default();
-        return RegistryAuth::Basic(user.clone(), password);
-    }
-    docker_config_auth(registry).unwrap_or(RegistryAuth::Anonymous)
-}
-
-/// `auths.<registry>.auth` (base64 `user:password`) of the docker CLI's `config.json`.
-fn docker_config_auth(registry: &str) -> Option<RegistryAuth> {
-    let dir = std::env::var_os("DOCKER_CONFIG")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))?;
-    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
-    let doc: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let auth = doc["auths"][registry]["auth"].as_str()?;
-    let decoded = String::from_utf8(B64.decode(auth).ok()?).ok()?;
-    let (user, password) = decoded.split_once(':')?;
-    Some(RegistryAuth::Basic(user.to_owned(), password.to_owned()))
-}
 
 /// A pulled (or stored) plugin or policy, ready for the loader.
 #[derive(Clone, Debug)]
@@ -199,9 +181,23 @@ fn is_loopback(registry: &str) -> bool {
     matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1")
 }
 
-fn client(reference: &Reference, registries: &Registries) -> (Client, RegistryAuth) {
+/// A client for `reference`'s registry and the login for it. A credential helper may take
+/// up to `credentials::HELPER_TIMEOUT`, so the login is looked up off the async threads.
+async fn client(
+    reference: &Reference,
+    registries: &Registries,
+) -> Result<(Client, RegistryAuth), OciError> {
     let registry = reference.resolve_registry().to_owned();
-    let auth = auth_for(&registry, registries);
+    let auth = {
+        let (registry, registries) = (registry.clone(), registries.clone());
+        tokio::task::spawn_blocking(move || credentials::auth_for(&registry, &registries))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+    }
+    .map_err(|message| OciError::Credentials {
+        reference: reference.whole(),
+        message,
+    })?;
     let plain = registries.get(&registry).is_some_and(|r| r.plain_http);
     let protocol = if plain || is_loopback(&registry) {
         ClientProtocol::HttpsExcept(vec![registry])
@@ -216,7 +212,7 @@ fn client(reference: &Reference, registries: &Registries) -> (Client, RegistryAu
         read_timeout: Some(std::time::Duration::from_secs(60)),
         ..ClientConfig::default()
     });
-    (client, auth)
+    Ok((client, auth))
 }
 
 fn registry_error(reference: &str, source: OciDistributionError) -> OciError {
@@ -296,7 +292,7 @@ pub async fn push(
     let mut oci_manifest = OciImageManifest::build(&layers, &config, Some(annotations));
     // Without it, distribution 2.x cannot tell an OCI manifest from a Docker schema 1 one.
     oci_manifest.media_type = Some(oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_owned());
-    let (client, auth) = client(&reference, registries);
+    let (client, auth) = client(&reference, registries).await?;
     client
         .push(&reference, &layers, config, &auth, Some(oci_manifest))
         .await
@@ -315,7 +311,7 @@ pub async fn current_digest(
     registries: &Registries,
 ) -> Result<String, OciError> {
     let reference = reference(reference_text)?;
-    let (client, auth) = client(&reference, registries);
+    let (client, auth) = client(&reference, registries).await?;
     client
         .fetch_manifest_digest(&reference, &auth)
         .await
@@ -408,7 +404,7 @@ async fn resolve(
     kind: Kind,
 ) -> Result<Resolved, OciError> {
     let reference = reference(reference_text)?;
-    let (client, auth) = client(&reference, registries);
+    let (client, auth) = client(&reference, registries).await?;
     let (manifest, digest) = match client.pull_image_manifest(&reference, &auth).await {
         Ok(m) => m,
         Err(OciDistributionError::RequestError(e)) => {
@@ -632,7 +628,7 @@ pub async fn push_policy(
     ]);
     let mut oci_manifest = OciImageManifest::build(&layers, &config, Some(annotations));
     oci_manifest.media_type = Some(oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_owned());
-    let (client, auth) = client(&reference, registries);
+    let (client, auth) = client(&reference, registries).await?;
     client
         .push(&reference, &layers, config, &auth, Some(oci_manifest))
         .await
