@@ -54,6 +54,26 @@ pub struct Updates {
     pub applied: u64,
     /// Checks that failed; the running plugins stayed.
     pub failed: u64,
+    /// After a refused update: when the same digests are tried again, Unix milliseconds
+    /// (`None` once the tags move or an update applies). A digest that moves the tag again
+    /// is tried at the next check.
+    pub retry_at_ms: Option<i64>,
+    /// The tags' digests whose update was refused, and how many times in a row.
+    #[serde(skip)]
+    refused: Option<(Vec<String>, u32)>,
+}
+
+/// The longest a refused update waits before it is tried again.
+const MAX_UPDATE_BACKOFF: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// How long a refused update waits before the same digests are tried again: the interval
+/// doubled per refusal in a row (twice the interval after the first), at most an hour. A
+/// refusal that is the registry's fault passes by the next tries; one that is the artifact's
+/// (unsigned, a rollback) would otherwise pull, verify and log again at every interval.
+fn update_backoff(interval: std::time::Duration, refusals: u32) -> std::time::Duration {
+    interval
+        .saturating_mul(1u32 << refusals.min(20))
+        .min(MAX_UPDATE_BACKOFF)
 }
 
 /// A start-up failure: the config is not usable as it stands.
@@ -232,7 +252,8 @@ impl Gateway {
 
     /// Checks every followed OCI tag for a new digest and, when one moved, reloads (pull,
     /// verify, compile, swap — all or nothing, as `reload_plugins`). `None` when no plugin
-    /// follows a tag.
+    /// follows a tag; `deferred` when the tags name the digests of a refused update whose
+    /// retry time (`Updates::retry_at_ms`) has not come.
     pub async fn check_for_updates(self: &Arc<Self>) -> Option<&'static str> {
         let followed = {
             let f = self.firewall.lock().unwrap_or_else(|p| p.into_inner());
@@ -243,22 +264,40 @@ impl Gateway {
         }
         let mut moved = false;
         let mut failure = None;
+        let mut digests = Vec::with_capacity(followed.len());
         for (reference, running) in &followed {
             match crate::plugins::oci::current_digest(reference, &self.config.plugins.registries)
                 .await
             {
-                Ok(now) => moved |= now != *running,
+                Ok(now) => {
+                    moved |= now != *running;
+                    digests.push(now);
+                }
                 Err(e) => {
                     failure = Some(format!("cannot check {reference}: {e}"));
                     break;
                 }
             }
         }
+        let now_ms = crate::spend::query_now_ms();
+        // The same digests as a refused update, before their retry time: not pulled again;
+        // the refusal stays what `/admin/plugins` reports.
+        if failure.is_none() && moved {
+            let mut u = self.updates.lock().unwrap_or_else(|p| p.into_inner());
+            if u.refused.as_ref().is_some_and(|(d, _)| *d == digests)
+                && u.retry_at_ms.is_some_and(|at| now_ms < at)
+            {
+                u.last_check_ms = Some(now_ms);
+                return Some("deferred");
+            }
+        }
+        let mut refused = false;
         if failure.is_none()
             && moved
             && let Err(e) = self.reload_plugins().await
         {
             failure = Some(e.message().to_owned());
+            refused = true;
         }
         let outcome = match (&failure, moved) {
             (Some(_), _) => "failed",
@@ -269,9 +308,27 @@ impl Gateway {
             tracing::warn!(error = %e, "plugin update check failed; the running plugins stay");
         }
         let mut u = self.updates.lock().unwrap_or_else(|p| p.into_inner());
-        u.last_check_ms = Some(crate::spend::query_now_ms());
+        u.last_check_ms = Some(now_ms);
         u.last_outcome = Some(outcome);
+        let checked = failure.is_none();
         u.last_error = failure;
+        if refused {
+            let in_a_row = match &u.refused {
+                Some((d, n)) if *d == digests => n + 1,
+                _ => 1,
+            };
+            let interval = self
+                .config
+                .plugins
+                .update_interval
+                .unwrap_or(std::time::Duration::from_secs(1));
+            let wait = update_backoff(interval, in_a_row);
+            u.retry_at_ms = Some(now_ms.saturating_add(wait.as_millis() as i64));
+            u.refused = Some((digests, in_a_row));
+        } else if checked {
+            u.retry_at_ms = None;
+            u.refused = None;
+        }
         match outcome {
             "applied" => u.applied += 1,
             "failed" => u.failed += 1,
@@ -485,4 +542,19 @@ fn authenticator(config: &Config) -> Result<Option<Arc<Authenticator>>, Error> {
         );
     }
     Ok(Some(Arc::new(a)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn a_refused_update_waits_twice_as_long_each_time_up_to_an_hour() {
+        let s = Duration::from_secs;
+        assert_eq!(super::update_backoff(s(1), 1), s(2));
+        assert_eq!(super::update_backoff(s(1), 2), s(4));
+        assert_eq!(super::update_backoff(s(300), 1), s(600));
+        assert_eq!(super::update_backoff(s(300), 4), s(3600));
+        assert_eq!(super::update_backoff(s(1), u32::MAX), s(3600));
+    }
 }

@@ -392,6 +392,23 @@ async fn followed_tags_update_on_their_own_and_a_bad_push_is_refused() {
         "{listed}"
     );
     assert_eq!(listed["plugins"][0]["version"], "2.0.0");
+    // The same refused digest is not pulled at every interval: tried again after twice the
+    // interval, then after twice that.
+    let at = |l: &Value, key: &str| l["updates"][key].as_i64().unwrap();
+    assert_eq!(listed["updates"]["failed"], 1, "{listed}");
+    assert_eq!(
+        at(&listed, "retry_at_ms") - at(&listed, "last_check_ms"),
+        2000,
+        "{listed}"
+    );
+    let first_retry = at(&listed, "retry_at_ms");
+    let listed = wait_for(&gw, |l| l["updates"]["failed"] == 2).await;
+    assert!(at(&listed, "last_check_ms") >= first_retry, "{listed}");
+    assert_eq!(
+        at(&listed, "retry_at_ms") - at(&listed, "last_check_ms"),
+        4000,
+        "{listed}"
+    );
     let (path, body) = request_for("openai", "m", "see CONFIDENTIAL-123456");
     assert_eq!(post(&gw, path, &body).await.status, 403);
     let metrics = get(&gw, "/metrics", &[]).await.text;
