@@ -36,6 +36,15 @@ const DOCKER_HUB: &str = "https://index.docker.io/v1/";
 
 /// The credentials for `registry` (`host` or `host:port`), or why they cannot be had.
 pub fn auth_for(registry: &str, registries: &Registries) -> Result<RegistryAuth, String> {
+    auth_from(registry, registries, docker_config_dir())
+}
+
+/// [`auth_for`] with the docker config folder given.
+fn auth_from(
+    registry: &str,
+    registries: &Registries,
+    docker_config: Option<PathBuf>,
+) -> Result<RegistryAuth, String> {
     if let Some(login) = registries.get(registry)
         && let Some(user) = &login.username
     {
@@ -46,7 +55,7 @@ pub fn auth_for(registry: &str, registries: &Registries) -> Result<RegistryAuth,
             .unwrap_or_default();
         return Ok(RegistryAuth::Basic(user.clone(), password));
     }
-    let Some(dir) = docker_config_dir() else {
+    let Some(dir) = docker_config else {
         return Ok(RegistryAuth::Anonymous);
     };
     let path = dir.join("config.json");
@@ -308,6 +317,30 @@ mod tests {
             e.contains("docker credential helper `broken` for r.example: exit 3: boom"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_config_login_comes_first_and_a_docker_config_that_is_not_json_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let docker = Some(dir.path().to_path_buf());
+        // No config.json: anonymous.
+        let got = auth_from("r.example", &Registries::new(), docker.clone()).unwrap();
+        assert!(same(&got, &RegistryAuth::Anonymous));
+        std::fs::write(dir.path().join("config.json"), "{ not json").unwrap();
+        let e = auth_from("r.example", &Registries::new(), docker.clone()).unwrap_err();
+        assert!(e.contains("config.json: not JSON"), "{e}");
+        // `plugins.registries` wins without reading the docker config.
+        let mut registries = Registries::new();
+        registries.insert(
+            "r.example".into(),
+            super::super::RegistryLogin {
+                username: Some("ci".into()),
+                password_env: Some("BITROUTER_TEST_SURELY_UNSET_PASSWORD".into()),
+                plain_http: false,
+            },
+        );
+        let got = auth_from("r.example", &registries, docker).unwrap();
+        assert!(same(&got, &basic("ci", "")), "{got:?}");
     }
 
     /// A helper script in `dir`, made executable.
