@@ -129,6 +129,7 @@ fn settings(endpoint: &str, traces: bool, metrics: bool) -> OtlpSettings {
         metrics_interval: Duration::from_secs(60),
         service_name: Some("bench".into()),
         capture_content: false,
+        compression: None,
     }
 }
 

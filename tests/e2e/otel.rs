@@ -32,6 +32,8 @@ struct Received {
     refused: usize,
     /// What trace exports are answered with (0: 200).
     status: u16,
+    /// The path and `content-encoding` of every export taken.
+    encodings: Vec<(String, String)>,
 }
 
 /// An OTLP/HTTP receiver: `POST /v1/traces` and `/v1/metrics`, protobuf bodies.
@@ -57,13 +59,34 @@ async fn receiver() -> (SocketAddr, Arc<Mutex<Received>>) {
                                 .get("authorization")
                                 .map(|v| v.to_str().unwrap().to_owned())
                                 .unwrap_or_default();
+                            let encoding = req
+                                .headers()
+                                .get("content-encoding")
+                                .map(|v| v.to_str().unwrap().to_owned())
+                                .unwrap_or_default();
                             let body = req
                                 .into_body()
                                 .collect()
                                 .await
                                 .map(|b| b.to_bytes())
                                 .unwrap_or_default();
+                            let body = match encoding.as_str() {
+                                "gzip" => {
+                                    let mut plain = Vec::new();
+                                    std::io::Read::read_to_end(
+                                        &mut flate2::read::GzDecoder::new(&body[..]),
+                                        &mut plain,
+                                    )
+                                    .expect("a gzip body");
+                                    Bytes::from(plain)
+                                }
+                                "" => body,
+                                other => panic!("unexpected content-encoding {other}"),
+                            };
                             let mut got = store.lock().unwrap();
+                            if got.status == 0 || path != "/v1/traces" {
+                                got.encodings.push((path.clone(), encoding));
+                            }
                             let mut status = 200;
                             match path.as_str() {
                                 "/v1/traces" if got.status != 0 => {
@@ -166,7 +189,7 @@ async fn a_callers_trace_is_continued_exported_and_forwarded_to_the_provider() {
     })
     .await;
     let gw = TestGateway::start(&format!(
-        "{}models:\n  r:\n    endpoints:\n      - {{ provider: down, model_id: d }}\n      - {{ provider: up, model_id: gpt-up }}\nobserve:\n  otlp:\n    endpoint: http://{otlp}\n    headers: {{ x-collector-key: secret }}\n    metrics_interval: 200ms\n    sample_ratio: 0.0\n",
+        "{}models:\n  r:\n    endpoints:\n      - {{ provider: down, model_id: d }}\n      - {{ provider: up, model_id: gpt-up }}\nobserve:\n  otlp:\n    endpoint: http://{otlp}\n    headers: {{ x-collector-key: secret }}\n    metrics_interval: 200ms\n    sample_ratio: 0.0\n    compression: gzip\n",
         providers(&[("down", "openai", &down), ("up", "openai", &up)])
     ))
     .await;
@@ -257,6 +280,12 @@ async fn a_callers_trace_is_continued_exported_and_forwarded_to_the_provider() {
                 .any(|m| m == "gen_ai.client.operation.duration")
     })
     .await;
+    // `compression: gzip`: spans and metrics alike arrived gzipped.
+    let encodings = got.lock().unwrap().encodings.clone();
+    for path in ["/v1/traces", "/v1/metrics"] {
+        assert!(encodings.iter().any(|(p, _)| p == path), "{encodings:?}");
+    }
+    assert!(encodings.iter().all(|(_, e)| e == "gzip"), "{encodings:?}");
 
     // sample_ratio 0: a request that starts its own trace is not exported, nor forwarded
     // as sampled.
@@ -376,6 +405,7 @@ async fn the_standard_variables_configure_export_and_refusals_are_retried_or_dro
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20t0ken"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip"),
             (
                 "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
                 &format!("{endpoint}/v1/metrics"),
@@ -407,6 +437,16 @@ async fn the_standard_variables_configure_export_and_refusals_are_retried_or_dro
             .authorization
             .iter()
             .all(|a| a == "Bearer t0ken")
+    );
+    // `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION=gzip`: the traces gzipped (metrics not asked).
+    let encodings = got.lock().unwrap().encodings.clone();
+    assert!(
+        encodings
+            .iter()
+            .filter(|(p, _)| p == "/v1/traces")
+            .all(|(_, e)| e == "gzip")
+            && encodings.iter().any(|(p, _)| p == "/v1/traces"),
+        "{encodings:?}"
     );
 
     // 400: the batch is refused once and dropped, not sent again.
@@ -473,6 +513,12 @@ async fn captured_content_is_the_redacted_prompt_and_the_answer() {
         assert_eq!(answer, "The answer is 42.", "{output}");
         assert_eq!(output[0]["finish_reason"], "stop");
     }
+    // No compression asked for: bodies go as they are.
+    let encodings = got.lock().unwrap().encodings.clone();
+    assert!(
+        !encodings.is_empty() && encodings.iter().all(|(_, e)| e.is_empty()),
+        "{encodings:?}"
+    );
 }
 
 /// A stream carried on by another endpoint after it broke mid-answer: the continuation is a

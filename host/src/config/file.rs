@@ -85,6 +85,7 @@ pub struct OtlpSection {
     #[serde(default, with = "humantime_serde")]
     pub metrics_interval: Option<Duration>,
     pub service_name: Option<String>,
+    pub compression: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

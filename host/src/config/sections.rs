@@ -253,8 +253,18 @@ fn otlp(
         }
         headers.push((k.clone(), v));
     }
+    let compression = match o.compression.as_deref() {
+        None => None,
+        Some(c) => Some(crate::observe::otlp::Compression::parse(c).ok_or_else(|| {
+            invalid(
+                "observe.otlp.compression",
+                format!("expected gzip or none, found {c:?}"),
+            )
+        })?),
+    };
     Ok(Some(crate::observe::otlp::OtlpSettings {
         endpoint,
+        compression,
         headers,
         traces: o.traces.unwrap_or(true),
         metrics: o.metrics.unwrap_or(true),

@@ -445,6 +445,12 @@ fn otlp_settings_and_their_errors() {
     assert!(o.traces && o.metrics);
     assert_eq!(o.sample_ratio, 0.25);
     assert_eq!(o.metrics_interval, Duration::from_secs(2));
+    assert_eq!(o.compression, None);
+    let c = parse("observe:\n  otlp:\n    compression: GZIP\n").unwrap();
+    assert_eq!(
+        c.observe.otlp.unwrap().compression,
+        Some(crate::observe::otlp::Compression::Gzip)
+    );
     for (yaml, key, says) in [
         (
             "observe:\n  otlp:\n    endpoint: grpc://x:4317\n",
@@ -470,6 +476,11 @@ fn otlp_settings_and_their_errors() {
             "observe:\n  otlp:\n    tracing: true\n",
             "observe.otlp",
             "unknown field",
+        ),
+        (
+            "observe:\n  otlp:\n    compression: zip\n",
+            "observe.otlp.compression",
+            "expected gzip or none",
         ),
     ] {
         let e = parse(yaml).unwrap_err().to_string();

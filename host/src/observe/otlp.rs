@@ -61,6 +61,30 @@ pub struct OtlpSettings {
     pub service_name: Option<String>,
     /// Prompts and answers (guardrail-redacted) as a span event of sampled requests.
     pub capture_content: bool,
+    /// `observe.otlp.compression`; `None`: `OTEL_EXPORTER_OTLP_[SIGNAL_]COMPRESSION`, else
+    /// none.
+    pub compression: Option<Compression>,
+}
+
+/// How export bodies are encoded on the wire (the specification's `gzip` or `none`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compression {
+    /// As is.
+    #[default]
+    None,
+    /// gzip, with `Content-Encoding: gzip`.
+    Gzip,
+}
+
+impl Compression {
+    /// `gzip` or `none` (case-insensitive).
+    pub fn parse(text: &str) -> Option<Compression> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "gzip" => Some(Compression::Gzip),
+            "none" => Some(Compression::None),
+            _ => None,
+        }
+    }
 }
 
 /// What the exporter did, for `/admin/metrics` (`observe.otlp`).
@@ -193,9 +217,14 @@ impl OtlpSink {
                 .with_http_client(client.with_timeout(to.timeout))
                 .with_endpoint(to.url)
                 .with_headers(to.headers)
-                .with_timeout(to.timeout)
-                .build()
-                .map_err(|e| OtlpError(e.to_string()))?;
+                .with_timeout(to.timeout);
+            let exporter = match to.compression {
+                Compression::Gzip => {
+                    exporter.with_compression(opentelemetry_otlp::Compression::Gzip)
+                }
+                Compression::None => exporter,
+            };
+            let exporter = exporter.build().map_err(|e| OtlpError(e.to_string()))?;
             let reader = PeriodicReader::builder(exporter)
                 .with_interval(settings.metrics_interval)
                 .build();
