@@ -158,6 +158,13 @@ impl AcceptedVersions {
         }
     }
 
+    fn map_mut(&mut self, kind: Kind) -> &mut BTreeMap<String, semver::Version> {
+        match kind {
+            Kind::Plugin => &mut self.plugins,
+            Kind::Policy => &mut self.policies,
+        }
+    }
+
     /// Refuses an entry older than its mark, unless the config pins it. `store` only names
     /// the file in the message.
     pub fn check(&self, entries: &[Entry], store: &Path) -> Result<(), String> {
@@ -186,10 +193,7 @@ impl AcceptedVersions {
     pub fn raise(&mut self, entries: &[Entry]) -> bool {
         let mut moved = false;
         for e in entries {
-            let map = match e.kind {
-                Kind::Plugin => &mut self.plugins,
-                Kind::Policy => &mut self.policies,
-            };
+            let map = self.map_mut(e.kind);
             if map.get(&e.id).is_none_or(|mark| *mark < e.version) {
                 map.insert(e.id.clone(), e.version.clone());
                 moved = true;

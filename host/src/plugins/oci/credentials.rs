@@ -116,26 +116,22 @@ fn from_docker_config(
             return Ok(auth);
         }
     }
-    let entry = &doc["auths"][server];
-    let entry = if entry.is_null() {
-        &doc["auths"][registry]
+    // Docker Hub's entry is filed under its server name; any other under the host.
+    let key = if doc["auths"][server].is_null() {
+        registry
     } else {
-        entry
+        server
     };
-    let Some(auth) = entry["auth"].as_str().filter(|a| !a.is_empty()) else {
+    let Some(auth) = doc["auths"][key]["auth"].as_str().filter(|a| !a.is_empty()) else {
         return Ok(RegistryAuth::Anonymous);
     };
-    let decoded = B64
+    let (user, password) = B64
         .decode(auth)
         .ok()
         .and_then(|d| String::from_utf8(d).ok())
-        .ok_or_else(|| {
-            format!("docker config: auths.{server}.auth is not base64 of user:password")
-        })?;
-    let (user, password) = decoded.split_once(':').ok_or_else(|| {
-        format!("docker config: auths.{server}.auth is not base64 of user:password")
-    })?;
-    Ok(RegistryAuth::Basic(user.to_owned(), password.to_owned()))
+        .and_then(|d| d.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())))
+        .ok_or_else(|| format!("docker config: auths.{key}.auth is not base64 of user:password"))?;
+    Ok(RegistryAuth::Basic(user, password))
 }
 
 /// Runs `program get` with `server` on stdin, within `timeout`. `None`: the helper has no
@@ -307,9 +303,11 @@ mod tests {
         let doc = serde_json::json!({ "credsStore": "../../bin/sh" });
         let e = from_docker_config(&doc, "r.example", |_, _| unreachable!()).unwrap_err();
         assert!(e.contains("not a helper name"), "{e}");
-        let doc = serde_json::json!({ "auths": { "r.example": { "auth": "!!" } } });
-        let e = from_docker_config(&doc, "r.example", |_, _| unreachable!()).unwrap_err();
-        assert!(e.contains("auths.r.example.auth"), "{e}");
+        for auth in ["!!".to_owned(), B64.encode("no-colon")] {
+            let doc = serde_json::json!({ "auths": { "r.example": { "auth": auth } } });
+            let e = from_docker_config(&doc, "r.example", |_, _| unreachable!()).unwrap_err();
+            assert!(e.contains("auths.r.example.auth is not base64"), "{e}");
+        }
         let doc = serde_json::json!({ "credsStore": "broken" });
         let e =
             from_docker_config(&doc, "r.example", |_, _| Err("exit 3: boom".into())).unwrap_err();
