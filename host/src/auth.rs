@@ -9,6 +9,7 @@ pub mod globs;
 pub mod jwt;
 pub mod keystore;
 pub mod operator;
+pub mod settings;
 pub mod solana;
 
 use std::collections::HashMap;
@@ -19,7 +20,6 @@ use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
 use crate::caller::{Caller, Scope};
-use crate::config;
 use caip10::{Account, Namespace};
 use claims::Claims;
 pub use globs::{AccountPatterns, ModelAllowlist};
@@ -250,7 +250,7 @@ impl std::fmt::Debug for Authenticator {
 
 impl Authenticator {
     /// `local` is the key store's accounts: the default of both `accounts` and `admins`.
-    pub fn new(auth: &config::Auth, local: &[String]) -> Result<Authenticator, String> {
+    pub fn new(auth: &settings::Auth, local: &[String]) -> Result<Authenticator, String> {
         let accounts = auth.accounts.clone().unwrap_or_else(|| local.to_vec());
         let admins = auth.admins.clone().unwrap_or_else(|| local.to_vec());
         Ok(Authenticator {

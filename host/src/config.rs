@@ -6,6 +6,7 @@ mod env;
 mod error;
 mod file;
 mod guardrails;
+mod otlp;
 mod providers;
 mod rate_limits;
 mod registry;
@@ -19,14 +20,19 @@ use std::time::Duration;
 
 use crate::canonical::Protocol;
 
+pub use crate::auth::settings::{Auth, AuthMode, OperatorAlg, OperatorKey};
+pub use crate::spend::cost::{InputPricing, OutputPricing, Pricing};
+pub use crate::spend::ledger::{DEFAULT_REDB_CACHE, Database, Durability, OnFull};
 use env::Env;
 pub use error::{ConfigError, Invalid, locate};
 use file::{CooldownSection, FileConfig, TimeoutsSection};
-pub use file::{Durability, MidStream, ModelInfo, OnFull, Pricing, RuntimeKind, Strategy};
+pub use file::{MidStream, ModelInfo, RuntimeKind, Strategy};
 pub use guardrails::{
-    ActionName, CustomPattern, DEFAULT_STREAM_WINDOW, Guardrails, POLICY_FRAGMENT_KEYS, PluginRef,
-    Plugins, PolicyRef, resolve_policy_fragment,
+    ActionName, CustomPattern, DEFAULT_MAX_ARTIFACT_SIZE, DEFAULT_STREAM_WINDOW, Guardrails,
+    OnFailure, POLICY_FRAGMENT_KEYS, PluginRef, Plugins, PolicyRef, Registries, RegistryLogin,
+    TrustRule, resolve_policy_fragment,
 };
+pub use otlp::{Compression, OtlpSettings};
 pub use rate_limits::{OnStoreError, RateLimitsConfig, RateStore};
 
 /// `server.listen` when the config does not set it.
@@ -73,34 +79,6 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// The spend ledger's store and queue.
-#[derive(Clone, Debug)]
-pub struct Database {
-    /// `redb://PATH` (default), `sqlite://PATH`, `postgres://…`, `mysql://…` or `memory://`.
-    pub url: String,
-    /// Where relative redb/SQLite paths start: the config file's folder, or ~/.bitrouter.
-    pub base_dir: PathBuf,
-    /// `database.queue_capacity`: rows queued for the writer before `on_full` applies (default
-    /// 10,000).
-    pub queue_capacity: usize,
-    /// `database.batch_size`: the most rows the writer commits at once (default 1,000).
-    pub batch_size: usize,
-    /// `database.on_full`: what a request does when the queue is full.
-    pub on_full: OnFull,
-    /// `database.durability`: whether a request waits for its row to be committed.
-    pub durability: Durability,
-    /// How long the writer lets a batch fill after its first row (async durability).
-    pub flush_interval: Duration,
-    /// `database.retention_days`: rows older than this many days are deleted; `None` keeps them.
-    pub retention_days: Option<u32>,
-    /// redb: memory for cached pages. redb's own default (1 GiB) would let a long-running
-    /// gateway's RSS grow with its ledger file.
-    pub cache_size: u64,
-}
-
-/// `database.cache_size` when the config does not set it.
-pub const DEFAULT_REDB_CACHE: u64 = 16 << 20;
-
 /// How budgets carried by tokens are enforced.
 #[derive(Clone, Copy, Debug)]
 pub struct BudgetSettings {
@@ -126,56 +104,7 @@ pub struct Observe {
     /// Events queued per sink before new ones are dropped (and counted).
     pub queue_capacity: usize,
     /// `observe.otlp` (or the `OTEL_EXPORTER_OTLP_*` environment): OpenTelemetry export.
-    pub otlp: Option<crate::observe::otlp::OtlpSettings>,
-}
-
-/// `auth:`: who may call the gateway (see `crate::auth`).
-#[derive(Clone, Debug)]
-pub struct Auth {
-    /// `None`: on when listening on a non-loopback address, off on loopback.
-    pub mode: Option<AuthMode>,
-    /// CAIP-10 globs allowed to use the API; `None`: the local key store's accounts.
-    pub accounts: Option<Vec<String>>,
-    /// CAIP-10 globs whose admin tokens are honoured; `None`: the local key store's accounts.
-    pub admins: Option<Vec<String>>,
-    /// `auth.clock_skew`: leeway allowed on token `exp`/`nbf`/`iat` checks (default 30 s).
-    pub clock_skew: Duration,
-    /// The longest an admin token may still have to live (default 24 h).
-    pub max_admin_token_lifetime: Duration,
-    /// `auth.max_token_size`: the longest bearer token accepted, in bytes (default 8 KiB).
-    pub max_token_bytes: usize,
-    /// `auth.operator_keys`: keys whose operator JWTs are accepted.
-    pub operator_keys: Vec<OperatorKey>,
-}
-
-/// `auth.mode`: whether requests need a token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMode {
-    /// No token needed.
-    Off,
-    /// Every API request needs a token.
-    On,
-}
-
-/// The signature algorithm of an operator key (`alg` in `auth.operator_keys`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
-pub enum OperatorAlg {
-    /// Ed25519.
-    EdDSA,
-    /// ECDSA over P-256 with SHA-256.
-    ES256,
-}
-
-/// A public key that signs operator tokens.
-#[derive(Clone, Debug)]
-pub struct OperatorKey {
-    /// The algorithm the key signs with.
-    pub alg: OperatorAlg,
-    /// The public key, PEM text (from `public_key` or `public_key_file`).
-    pub pem: String,
-    /// If set, the `iss` a token signed by this key must carry.
-    pub issuer: Option<String>,
+    pub otlp: Option<otlp::OtlpSettings>,
 }
 
 impl Config {
@@ -561,12 +490,12 @@ pub fn file_pricing(
     reasoning: Option<f64>,
 ) -> Pricing {
     Pricing {
-        input_tokens: file::InputPricing {
+        input_tokens: InputPricing {
             no_cache,
             cache_read: read,
             cache_write: write,
         },
-        output_tokens: file::OutputPricing { text, reasoning },
+        output_tokens: OutputPricing { text, reasoning },
     }
 }
 

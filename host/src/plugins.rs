@@ -130,17 +130,7 @@ impl std::fmt::Debug for HostConfig {
     }
 }
 
-/// What a failed guardrail plugin call (deadline, trap, memory, invalid result) does to the
-/// request (`guardrails.plugin_failure`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnFailure {
-    /// The request goes on as if the pattern found nothing: counted, logged, and flagged on
-    /// the response (`x-bitrouter-guardrail-failures`).
-    Open,
-    /// The request (or the rest of the answer) is refused, whatever the pattern's action.
-    Closed,
-}
+pub use crate::config::OnFailure;
 
 /// A component compiled into the binary (the default guardrails), with its manifest.
 #[derive(Clone, Copy, Debug)]

@@ -2,8 +2,11 @@
 //! in order (failing over on transport errors, timeouts, 429 and 5xx — for streams, until
 //! the first event is in hand), and answer in the caller's dialect.
 
+mod attempt;
 mod resume;
 mod stream_log;
+
+use attempt::{Answer, encode_for, no_adapter, refused_by, try_adapted_stream, try_stream};
 
 use resume::Resumer;
 use stream_log::{Health, StreamLog};
@@ -11,19 +14,18 @@ use stream_log::{Health, StreamLog};
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 
 use std::sync::Arc;
 
-use crate::api::{self, StreamEncoder};
+use crate::api;
 use crate::budget::{BudgetError, Budgets};
-use crate::canonical::{Dialect, Request, StreamEvent};
+use crate::canonical::{Dialect, Request};
 use crate::config::MidStream;
 pub use crate::context::{Attempt, AttemptError, RequestContext};
-use crate::error::{Error, ErrorKind, UpstreamError};
+use crate::error::{Error, ErrorKind};
 use crate::guardrails::{GuardrailEngine, StreamGuard, Tally};
 use crate::observe::content::Capture;
 use crate::observe::trace_context::{self, RequestTrace};
@@ -32,7 +34,7 @@ use crate::plugins::{AdapterPlugin, Adapters};
 use crate::ratelimit::RateLimits;
 use crate::respond::{Body, error_response, json_response};
 use crate::router::{Protocol, Router, Target};
-use crate::stream::{Gather, Relay, UpstreamEvents};
+use crate::stream::Relay;
 use crate::upstream::{Upstream, read_body};
 
 /// Handles model calls for every dialect.
@@ -155,20 +157,14 @@ impl Proxy {
         }
     }
 
-    /// The most tokens `request` can use at any of `targets`: its input bound (where the
-    /// model's window bounds what it only refers to) plus its output bound.
+    /// The most tokens `request` can use at any of `targets`.
     fn worst_tokens(&self, request: &Request, targets: &[Arc<Target>]) -> u64 {
-        let context = targets
-            .iter()
-            .map(|t| t.max_input_tokens.unwrap_or(self.default_max_input))
-            .max()
-            .unwrap_or(self.default_max_input);
-        crate::budget::input_bound(request)
-            .for_context(context)
-            .saturating_add(crate::budget::output_bound(
-                request,
-                self.default_max_output,
-            ))
+        worst_tokens(
+            request,
+            targets,
+            self.default_max_input,
+            self.default_max_output,
+        )
     }
 
     /// Settles the request's reservation to `cost` and returns what is left of the budget
@@ -391,6 +387,8 @@ impl Proxy {
                         mode: plan.mid_stream,
                         restart_asked: resume::restart_asked(headers),
                         budgets: self.budgets.clone(),
+                        rate_limits: self.rate_limits.clone(),
+                        route: plan.route.clone(),
                         default_max_output: self.default_max_output,
                         default_max_input: self.default_max_input,
                     });
@@ -403,11 +401,7 @@ impl Proxy {
                         return self.fail(&mut ctx, e).await;
                     }
                     tracing::debug!(request_id = %ctx.id, target = %target.label(), error = %e, "attempt failed; trying the next endpoint");
-                    match e.retry_after() {
-                        // The provider said how long to stay away.
-                        Some(wait) if e.kind() == ErrorKind::RateLimited => target.cool_for(wait),
-                        _ => target.record_failure(plan.cooldown),
-                    }
+                    count_failure(target, &e, plan.cooldown);
                     last_error = Some(e);
                 }
             }
@@ -515,182 +509,6 @@ impl Proxy {
             response: decoded,
         })
     }
-}
-
-fn encode_for(request: &Request, target: &Target, upstream: Dialect) -> Result<Bytes, Error> {
-    let value = api::encode_request(upstream, request, &target.model_id);
-    serde_json::to_vec(&value).map(Bytes::from).map_err(|e| {
-        Error::new(
-            ErrorKind::BadRequest,
-            format!("cannot encode the upstream request: {e}"),
-        )
-    })
-}
-
-/// A streamed request in a dialect the gateway speaks, read up to its first content;
-/// `headers` as for `Proxy::try_json`.
-async fn try_stream(
-    client: &Upstream,
-    request: &Request,
-    target: &Target,
-    upstream: Dialect,
-    dialect: Dialect,
-    headers: HeaderMap,
-) -> Result<Answer, Error> {
-    let body = encode_for(request, target, upstream)?;
-    let t = target.timeouts;
-    let started = Instant::now();
-    let response = client
-        .send(target, upstream, true, body, headers, t.first_byte)
-        .await?;
-    let events = UpstreamEvents::new(response, upstream, target.max_response_size);
-    prime(events, request, target, dialect, started).await
-}
-
-/// An adapter-built streamed request; an error status is read whole and decoded.
-async fn try_adapted_stream(
-    client: &Upstream,
-    request: &Request,
-    target: &Target,
-    adapter: &AdapterPlugin,
-    dialect: Dialect,
-    trace_headers: HeaderMap,
-) -> Result<Answer, Error> {
-    let t = target.timeouts;
-    let started = Instant::now();
-    let http = adapter
-        .encode_request(request, &target.model_id)
-        .await
-        .map_err(crate::upstream::adapter_call_error)?;
-    let response = client
-        .send_adapted(target, http, trace_headers, t.first_byte)
-        .await?;
-    if !response.status().is_success() {
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let rest = t.first_byte.saturating_sub(started.elapsed());
-        let bytes = read_body(
-            response,
-            rest.max(Duration::from_millis(1)),
-            target.max_response_size,
-        )
-        .await?;
-        return Err(
-            match adapter.decode_response(status, &headers, &bytes).await {
-                Err(e) => crate::upstream::adapter_call_error(e),
-                Ok(Err(e)) => crate::upstream::adapter_upstream_error(e),
-                Ok(Ok(_)) => Error::new(
-                    ErrorKind::BadUpstreamResponse,
-                    format!(
-                        "{} answered {status}, which the adapter took for an answer",
-                        target.label()
-                    ),
-                ),
-            },
-        );
-    }
-    let events = UpstreamEvents::adapted(response, adapter.clone(), &target.model_id);
-    prime(events, request, target, dialect, started).await
-}
-
-/// The error of a target whose provider's adapter plugin is not loaded (fails over).
-fn no_adapter(target: &Target) -> Error {
-    Error::new(
-        ErrorKind::NotConfigured,
-        format!(
-            "provider {:?} has no loaded adapter plugin",
-            target.provider
-        ),
-    )
-    .retryable(true)
-}
-
-/// Reads a stream until its first content event, so an upstream that fails before then can
-/// still be failed over, and turns it into an answer.
-async fn prime(
-    mut events: UpstreamEvents,
-    request: &Request,
-    target: &Target,
-    dialect: Dialect,
-    started: Instant,
-) -> Result<Answer, Error> {
-    let t = target.timeouts;
-    // Hold back metadata (message start, usage) until the first piece of content: an
-    // upstream that dies in between (Anthropic's mid-stream `overloaded_error`) can still
-    // be failed over, and the caller waits no longer for its first token.
-    let mut first = Vec::new();
-    let mut more = true;
-    while more && !first.iter().any(is_content) {
-        let remaining = t
-            .first_byte
-            .saturating_sub(started.elapsed())
-            .max(Duration::from_millis(1));
-        more = events
-            .next_batch(&mut first, remaining, Gather::Ready)
-            .await?;
-    }
-    if !more && !first.iter().any(is_content) {
-        return Err(Error::new(
-            ErrorKind::Transport,
-            "the upstream closed the stream before sending any content",
-        ));
-    }
-    // An error before anything reached the caller is as good as an error status.
-    if let Some(StreamEvent::Error(message)) =
-        first.iter().find(|e| matches!(e, StreamEvent::Error(_)))
-    {
-        return Err(Error::from_upstream(UpstreamError {
-            status: StatusCode::BAD_GATEWAY,
-            dialect,
-            body: Bytes::new(),
-            message: message.clone(),
-        }));
-    }
-    let encoder = StreamEncoder::new(dialect, request.include_usage);
-    Ok(Answer::Stream {
-        events,
-        encoder,
-        first,
-        idle: t.idle,
-        total: t.total,
-    })
-}
-
-/// Why `target` cannot serve `request` at all: a Responses request that needs OpenAI's stored
-/// state is refused by every other upstream rather than answered without that state.
-fn refused_by(request: &Request, target: &Target) -> Option<String> {
-    if target.protocol == Protocol::Native(Dialect::OpenAiResponses) {
-        return None;
-    }
-    api::openai_responses::needs_responses_upstream(request).map(|why| {
-        format!(
-            "{why} ({} does not speak the Responses API)",
-            target.label()
-        )
-    })
-}
-
-/// Whether an event carries what the caller asked for (as opposed to stream metadata).
-fn is_content(e: &StreamEvent) -> bool {
-    !matches!(e, StreamEvent::Start { .. } | StreamEvent::Usage(_))
-}
-
-/// A successful attempt, not yet turned into the caller's response.
-// Moved once per request, never stored: boxing the stream variant would only add an allocation.
-#[allow(clippy::large_enum_variant)]
-enum Answer {
-    Json {
-        /// The upstream's own bytes, when they can go back as they are.
-        body: Option<Bytes>,
-        response: crate::canonical::Response,
-    },
-    Stream {
-        events: UpstreamEvents,
-        encoder: StreamEncoder,
-        first: Vec<StreamEvent>,
-        idle: Duration,
-        total: Option<Duration>,
-    },
 }
 
 impl Proxy {
@@ -866,4 +684,31 @@ fn upstream_headers(
     let mut h = extra.clone();
     h.extend(trace);
     h
+}
+
+/// The most tokens `request` can use at any of `targets`: its input bound (where the
+/// model's window bounds what it only refers to) plus its output bound.
+pub(crate) fn worst_tokens(
+    request: &Request,
+    targets: &[Arc<Target>],
+    default_max_input: u64,
+    default_max_output: u64,
+) -> u64 {
+    let context = targets
+        .iter()
+        .map(|t| t.max_input_tokens.unwrap_or(default_max_input))
+        .max()
+        .unwrap_or(default_max_input);
+    crate::budget::input_bound(request)
+        .for_context(context)
+        .saturating_add(crate::budget::output_bound(request, default_max_output))
+}
+
+/// Counts a retryable failure `e` of `target`: a provider's 429 with `Retry-After` takes
+/// it out for that long; anything else counts toward its cool-down.
+pub(crate) fn count_failure(target: &Target, e: &Error, cooldown: crate::config::Cooldown) {
+    match e.retry_after() {
+        Some(wait) if e.kind() == ErrorKind::RateLimited => target.cool_for(wait),
+        _ => target.record_failure(cooldown),
+    }
 }

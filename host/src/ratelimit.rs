@@ -3,8 +3,9 @@
 //! (`providers`: the provider's own quota, spread over the callers and failed over when
 //! spent). A request takes 1 from every requests limit and its worst-case tokens (the
 //! budget's bound) from every tokens limit, all or nothing; when it ends the tokens are
-//! settled to what it used. The windows live in a store (`store.rs`): memory, Redis or
-//! PostgreSQL, so replicas share them.
+//! settled to what it used. Each key's window is a minute of per-second buckets
+//! (`window.rs`: no 60 s ever admit more than the limit), kept in a store (`store.rs`):
+//! memory, Redis or PostgreSQL, so replicas share them.
 
 pub mod store;
 pub mod window;
@@ -88,11 +89,11 @@ struct Limit {
     take: Take,
 }
 
-/// The token reservation a request holds in one window, settled when it ends.
+/// The token reservation a request holds in one bucket of a window, settled when it ends.
 #[derive(Clone, Debug)]
 pub struct TokenHold {
     key: String,
-    window: i64,
+    bucket: i64,
     reserved: u64,
     /// For a provider's quota: whose; its share of the usage is that provider's attempt's.
     provider: Option<String>,
@@ -326,6 +327,22 @@ impl RateLimits {
         self.take(with_tokens(limits.0, tokens), None).await
     }
 
+    /// Takes `tokens` more from the tokens limits among `limits` (no request: the request was
+    /// let in already), for a second upstream call made on its behalf (a mid-stream
+    /// continuation). Settled with the request's other holds.
+    pub async fn reserve_tokens(
+        &self,
+        limits: Limits,
+        tokens: u64,
+    ) -> Result<Admission, Box<Refusal>> {
+        let tokens_only = limits
+            .0
+            .into_iter()
+            .filter(|l| l.kind == Kind::Tokens)
+            .collect();
+        self.take(with_tokens(tokens_only, tokens), None).await
+    }
+
     /// Takes 1 request and `tokens` from `provider`'s quota; `Ok(None)` when it has none.
     pub async fn provider(
         &self,
@@ -363,13 +380,13 @@ impl RateLimits {
         if let Some((l, d)) = limits.iter().zip(&decisions).find(|(_, d)| !d.allowed) {
             return Err(Box::new(refusal(l, d, headroom, provider)));
         }
-        let (window, _) = window::position(now);
+        let bucket = window::bucket(now);
         let holds = limits
             .iter()
             .filter(|l| l.kind == Kind::Tokens)
             .map(|l| TokenHold {
                 key: l.take.key.clone(),
-                window,
+                bucket,
                 reserved: l.take.cost,
                 provider: provider.map(str::to_owned),
             })
@@ -423,17 +440,7 @@ impl RateLimits {
         if holds.is_empty() {
             return;
         }
-        let deltas: Vec<(String, i64, i64)> = holds
-            .into_iter()
-            .map(|h| {
-                let used = match &h.provider {
-                    Some(p) if Some(p.as_str()) != by_provider => 0,
-                    _ => used,
-                };
-                (h.key, h.window, used as i64 - h.reserved as i64)
-            })
-            .filter(|(_, _, d)| *d != 0)
-            .collect();
+        let deltas = settlements(holds, used, by_provider);
         if deltas.is_empty() {
             return;
         }
@@ -443,13 +450,77 @@ impl RateLimits {
         };
         let this = self.clone();
         runtime.spawn(async move {
-            for (key, window, delta) in deltas {
-                if let Err(e) = this.store.adjust(&key, window, delta).await {
+            for (key, bucket, delta) in deltas {
+                if let Err(e) = this.store.adjust(&key, bucket, delta).await {
                     tracing::warn!(key = %key, error = %e, "rate-limit settlement failed");
                 }
             }
         });
     }
+}
+
+/// What settling `holds` to `used` tokens changes, per key and bucket. A request may hold
+/// one key more than once (a mid-stream continuation reserves again; two endpoints of one
+/// provider each took from its quota): its usage counts once per key, added to the newest
+/// bucket when it exceeds what was held, refunded newest first when below.
+fn settlements(
+    holds: Vec<TokenHold>,
+    used: u64,
+    by_provider: Option<&str>,
+) -> Vec<(String, i64, i64)> {
+    /// One key's holds: its provider (for a quota) and each (bucket, reserved), oldest first.
+    struct Held {
+        key: String,
+        provider: Option<String>,
+        parts: Vec<(i64, u64)>,
+    }
+    let mut keys: Vec<Held> = Vec::new();
+    for h in holds {
+        match keys.iter_mut().find(|k| k.key == h.key) {
+            Some(k) => k.parts.push((h.bucket, h.reserved)),
+            None => keys.push(Held {
+                key: h.key,
+                provider: h.provider,
+                parts: vec![(h.bucket, h.reserved)],
+            }),
+        }
+    }
+    let mut out = Vec::new();
+    for Held {
+        key,
+        provider,
+        parts,
+    } in keys
+    {
+        let used = match &provider {
+            Some(p) if Some(p.as_str()) != by_provider => 0,
+            _ => used,
+        };
+        let reserved: u64 = parts.iter().map(|&(_, r)| r).sum();
+        if used > reserved {
+            if let Some(&(bucket, _)) = parts.last() {
+                out.push((
+                    key,
+                    bucket,
+                    i64::try_from(used - reserved).unwrap_or(i64::MAX),
+                ));
+            }
+            continue;
+        }
+        let mut refund = reserved - used;
+        for &(bucket, held) in parts.iter().rev() {
+            let back = refund.min(held);
+            if back > 0 {
+                out.push((
+                    key.clone(),
+                    bucket,
+                    -i64::try_from(back).unwrap_or(i64::MAX),
+                ));
+            }
+            refund -= back;
+        }
+    }
+    out
 }
 
 /// The limits of a request, before its tokens are counted.
@@ -537,6 +608,32 @@ fn refusal(l: &Limit, d: &Decision, headroom: Headroom, provider: Option<&str>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_held_twice_is_settled_once() {
+        let hold = |bucket, reserved, provider: Option<&str>| TokenHold {
+            key: "k".into(),
+            bucket,
+            reserved,
+            provider: provider.map(str::to_owned),
+        };
+        let two = || vec![hold(10, 500, None), hold(12, 300, None)];
+        // Used less than both: refunded newest first, never more than a bucket held.
+        assert_eq!(settlements(two(), 600, None), vec![("k".into(), 12, -200)]);
+        assert_eq!(
+            settlements(two(), 100, None),
+            vec![("k".into(), 12, -300), ("k".into(), 10, -400)]
+        );
+        // Used more: the rest is added once, to the newest bucket.
+        assert_eq!(settlements(two(), 900, None), vec![("k".into(), 12, 100)]);
+        assert!(settlements(two(), 800, None).is_empty());
+        // A provider's quota whose attempt did not answer gets it all back.
+        let quota = vec![hold(10, 500, Some("a")), hold(11, 500, Some("a"))];
+        assert_eq!(
+            settlements(quota, 900, Some("b")),
+            vec![("k".into(), 11, -500), ("k".into(), 10, -500)]
+        );
+    }
 
     #[test]
     fn resets_are_spelled_like_openai() {

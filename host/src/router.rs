@@ -13,7 +13,6 @@ use crate::api;
 use crate::config::{Config, Cooldown, MidStream, Provider, Strategy, Timeouts};
 use crate::error::{Error, ErrorKind};
 use crate::spend::PriceTable;
-use crate::upstream::UpstreamUrl;
 
 /// How the gateway talks to a target; with `Adapter`, `Target::url` is the base the
 /// adapter's path is appended to.
@@ -426,6 +425,45 @@ fn smooth_weighted_schedule(weights: &[u32]) -> Vec<usize> {
         schedule.push(0);
     }
     schedule
+}
+
+/// An address an upstream request goes to, parsed once for either client.
+#[derive(Clone, Debug)]
+pub struct UpstreamUrl {
+    url: reqwest::Url,
+    uri: http::Uri,
+}
+
+impl UpstreamUrl {
+    /// Parses `s` as an absolute URL (the error says why not).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let url = reqwest::Url::parse(s).map_err(|e| e.to_string())?;
+        let uri = url
+            .as_str()
+            .parse::<http::Uri>()
+            .map_err(|e| e.to_string())?;
+        Ok(UpstreamUrl { url, uri })
+    }
+
+    /// The URL as written (normalised by the parser).
+    pub fn as_str(&self) -> &str {
+        self.url.as_str()
+    }
+
+    /// The host name or address (no port).
+    pub fn host_str(&self) -> Option<&str> {
+        self.url.host_str()
+    }
+
+    /// As reqwest takes it.
+    pub fn url(&self) -> &reqwest::Url {
+        &self.url
+    }
+
+    /// As hyper takes it.
+    pub fn uri(&self) -> &http::Uri {
+        &self.uri
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 
 mod client;
 
-pub use client::{BodyError, UpstreamBody, UpstreamResponse, UpstreamUrl};
+pub use crate::router::UpstreamUrl;
+pub use client::{BodyError, UpstreamBody, UpstreamResponse};
 
 use client::HttpClient;
 

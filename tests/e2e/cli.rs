@@ -231,6 +231,21 @@ fn help_shows_examples() {
             out.stdout
         );
     }
+    // What a verb's help must say: serve how it reloads, token mint where its key lives.
+    for (sub, needles) in [
+        (&["serve", "--help"][..], &["SIGHUP", "SIGTERM"][..]),
+        (&["token", "mint", "--help"], &["--home", "key store"]),
+    ] {
+        let out = run(dir.path(), sub);
+        assert_eq!(out.code(), Some(0), "{sub:?}: {}", out.stderr);
+        for needle in needles {
+            assert!(
+                out.stdout.contains(needle),
+                "{sub:?} lacks {needle:?}:\n{}",
+                out.stdout
+            );
+        }
+    }
 }
 
 #[test]

@@ -397,6 +397,17 @@ async fn a_failing_plugin_fails_closed_for_block_and_open_otherwise() {
         metrics["guardrails"]["patterns"]["x-run"]["plugin_failures"], 1,
         "{metrics}"
     );
+    // The same count in the Prometheus exposition.
+    let prom = get(&gw, "/metrics", &[]).await.text;
+    let line = prom
+        .lines()
+        .find(|l| {
+            l.starts_with("bitrouter_guardrail_findings{")
+                && l.contains("pattern=\"x-run\"")
+                && l.contains("action=\"plugin_failure\"")
+        })
+        .unwrap_or_else(|| panic!("no plugin_failure series in\n{prom}"));
+    assert!(line.ends_with(" 1"), "{line}");
 }
 
 #[tokio::test]

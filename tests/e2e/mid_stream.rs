@@ -562,3 +562,133 @@ async fn the_downgoing_guard_sees_the_joined_answer_as_one_text() {
     assert!(!got.contains("rm -r"), "{got:?}\n{}", r.text);
     assert!(r.text.contains("suspicious_commands"), "{}", r.text);
 }
+
+/// Three endpoints: `primary` (openai) breaks, then `second`, then `third`, each its own
+/// provider; route `second` reaches `second` alone.
+fn three(primary: &MockServer, second: &MockServer, third: &MockServer, extra: &str) -> String {
+    format!(
+        "{}routing:\n  cooldown: {{ failures: 1000, duration: 1s }}\n  mid_stream_failover: continue\n{extra}models:\n  r:\n    endpoints:\n      - {{ provider: primary, model_id: broken }}\n      - {{ provider: second, model_id: m }}\n      - {{ provider: third, model_id: steady }}\n  second:\n    endpoints:\n      - {{ provider: second, model_id: m }}\n  then:\n    endpoints:\n      - {{ provider: second, model_id: m }}\n      - {{ provider: third, model_id: steady }}\n",
+        providers(&[
+            ("primary", "openai", primary),
+            ("second", "openai", second),
+            ("third", "openai", third)
+        ])
+    )
+}
+
+#[tokio::test]
+async fn a_continuation_skips_a_provider_at_its_quota_and_honours_retry_after() {
+    let cut = || {
+        mock_with(MockBehavior {
+            cut_after: Some(BEFORE_FAULT),
+            ..words()
+        })
+    };
+    let chat =
+        |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+
+    // The second endpoint's provider has a quota of one request a minute, spent first.
+    let (primary, limited, backup) = (cut().await, continuing().await, continuing().await);
+    let gw = TestGateway::start(&three(
+        &primary,
+        &limited,
+        &backup,
+        "rate_limits:\n  providers:\n    second: { requests_per_minute: 1 }\n",
+    ))
+    .await;
+    assert_eq!(
+        post(&gw, "/v1/chat/completions", &chat("second"))
+            .await
+            .status,
+        200
+    );
+    let (path, body) = stream_request("openai", "r");
+    let r = post(&gw, &path, &body).await;
+    assert_one_clean_stream("openai", &r, "quota skipped");
+    assert_eq!(text_of("openai", &r), TEXT);
+    assert_eq!(
+        limited.request_count(),
+        1,
+        "the continuation was sent past the quota"
+    );
+    assert_eq!(backup.request_count(), 1);
+
+    // The second endpoint answers the continuation with a 429 and Retry-After: 30; it is
+    // out for that long (the cool-down's failure count alone would keep it in).
+    let (primary, busy, backup) = (
+        cut().await,
+        mock_with(MockBehavior {
+            status: Some(429),
+            retry_after_s: Some(30),
+            ..words()
+        })
+        .await,
+        continuing().await,
+    );
+    let gw = TestGateway::start(&three(&primary, &busy, &backup, "")).await;
+    let r = post(&gw, &path, &body).await;
+    assert_one_clean_stream("openai", &r, "429 on the continuation");
+    assert_eq!(busy.request_count(), 1);
+    let r = post(&gw, "/v1/chat/completions", &chat("then")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        busy.request_count(),
+        1,
+        "the 429's Retry-After was not honoured"
+    );
+}
+
+#[tokio::test]
+async fn a_continuation_takes_its_tokens_from_the_callers_limit() {
+    let primary = mock_with(MockBehavior {
+        cut_after: Some(BEFORE_FAULT),
+        ..words()
+    })
+    .await;
+    let backup = continuing().await;
+    let (path, body) = stream_request("openai", "r");
+    // What the first request alone reserves: a limit of 1 token names it.
+    let probe = TestGateway::start(&pair(
+        &primary,
+        &backup,
+        "openai",
+        "  mid_stream_failover: continue\nrate_limits:\n  defaults: { tokens_per_minute: 1 }\n",
+    ))
+    .await;
+    let r = post(&probe, &path, &body).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    let needs: u64 = r
+        .text
+        .split("needs ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no need in {}", r.text));
+    // Room for the first attempt, not for a continuation as large again: the stream ends
+    // with the original failure and the backup is never asked.
+    let tight = TestGateway::start(&pair(
+        &primary,
+        &backup,
+        "openai",
+        &format!("  mid_stream_failover: continue\nrate_limits:\n  defaults: {{ tokens_per_minute: {} }}\n", needs + needs / 2),
+    ))
+    .await;
+    let r = post(&tight, &path, &body).await;
+    assert!(r.text.contains("\"error\""), "{}", r.text);
+    assert_eq!(
+        backup.request_count(),
+        0,
+        "the continuation went past the tokens limit"
+    );
+    // Room for both: carried on.
+    let roomy = TestGateway::start(&pair(
+        &primary,
+        &backup,
+        "openai",
+        &format!("  mid_stream_failover: continue\nrate_limits:\n  defaults: {{ tokens_per_minute: {} }}\n", 3 * needs),
+    ))
+    .await;
+    let r = post(&roomy, &path, &body).await;
+    assert_one_clean_stream("openai", &r, "tokens for both");
+    assert_eq!(backup.request_count(), 1);
+}

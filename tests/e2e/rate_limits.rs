@@ -360,3 +360,106 @@ async fn three_replicas_share_a_limit_through_postgres() {
     drop(replicas);
     scratch.drop().await;
 }
+
+/// The window every store keeps, driven at chosen instants: what it admits, what a refusal
+/// says, settlement, and all-or-nothing over two keys.
+async fn a_minute_of_seconds(store: &bitrouter::ratelimit::Store) {
+    use bitrouter::ratelimit::Take;
+    let engine = store.engine();
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0),
+    )
+    .unwrap_or(0);
+    let t0 = now - now % 60_000;
+    let key = format!("bitrouter:rl:test:{:x}:requests", fastrand::u64(..));
+    let one = |limit: u64, cost: u64| Take {
+        key: key.clone(),
+        limit,
+        cost,
+    };
+    let admitted_at = |at: i64, n: usize| {
+        let store = &store;
+        let take = one(100, 1);
+        async move {
+            let mut admitted = 0;
+            let mut last = None;
+            for _ in 0..n {
+                let d = store.take(std::slice::from_ref(&take), at).await.unwrap()[0];
+                admitted += usize::from(d.allowed);
+                last = Some(d);
+            }
+            (admitted, last.unwrap())
+        }
+    };
+    // The whole limit in the last 100 ms of a minute...
+    assert_eq!(admitted_at(t0 + 59_900, 150).await.0, 100, "{engine}");
+    // ... weighs in full 59.8 s later (the two-counter estimate let 99 more in here).
+    let (later, refusal) = admitted_at(t0 + 119_800, 20).await;
+    assert_eq!(later, 0, "{engine}: admitted within 60 s of the burst");
+    assert!(!refusal.allowed);
+    // Second 59 of the minute stops counting at second 120: 200 ms from then.
+    assert_eq!(refusal.retry_after_ms, Some(200), "{engine}");
+    assert_eq!(refusal.remaining, 0);
+    // Once that second has left, the whole limit again.
+    assert_eq!(admitted_at(t0 + 120_000, 150).await.0, 100, "{engine}");
+
+    // Tokens: reserved, settled below, the room given back in the same second.
+    let tokens = format!("bitrouter:rl:test:{:x}:tokens", fastrand::u64(..));
+    let at = t0 + 200_500;
+    let take = |cost: u64| Take {
+        key: tokens.clone(),
+        limit: 1_000,
+        cost,
+    };
+    assert!(store.take(&[take(500)], at).await.unwrap()[0].allowed);
+    assert!(!store.take(&[take(600)], at).await.unwrap()[0].allowed);
+    store
+        .adjust(&tokens, bitrouter::ratelimit::window::bucket(at), -400)
+        .await
+        .unwrap();
+    let d = store.take(&[take(900)], at + 100).await.unwrap()[0];
+    assert!(d.allowed, "{engine}: settlement gave the room back");
+    assert_eq!(d.remaining, 0);
+    // All or nothing: a request over one of its two limits takes from neither.
+    let fresh = format!("bitrouter:rl:test:{:x}:requests", fastrand::u64(..));
+    let both = [
+        Take {
+            key: fresh.clone(),
+            limit: 10,
+            cost: 1,
+        },
+        take(1),
+    ];
+    let d = store.take(&both, at + 200).await.unwrap();
+    assert!(d[0].allowed && !d[1].allowed, "{engine}: {d:?}");
+    let d = store
+        .take(
+            &[Take {
+                key: fresh,
+                limit: 10,
+                cost: 10,
+            }],
+            at + 300,
+        )
+        .await
+        .unwrap();
+    assert!(
+        d[0].allowed,
+        "{engine}: the refused request took from the other key"
+    );
+}
+
+#[tokio::test]
+async fn every_store_keeps_the_same_minute_of_seconds() {
+    use bitrouter::ratelimit::Store;
+    a_minute_of_seconds(&Store::memory()).await;
+    a_minute_of_seconds(&Store::redis("redis://127.0.0.1:6379").unwrap()).await;
+    let scratch = Scratch::postgres("ratewindow").await;
+    let pool = sqlx::PgPool::connect(scratch.url()).await.unwrap();
+    a_minute_of_seconds(&Store::postgres(pool.clone()).await.unwrap()).await;
+    pool.close().await;
+    scratch.drop().await;
+}

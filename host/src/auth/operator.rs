@@ -4,7 +4,7 @@
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use super::AuthError;
-use crate::config::{OperatorAlg, OperatorKey};
+use super::settings::{OperatorAlg, OperatorKey};
 
 /// The `auth.operator_keys` public keys, parsed, with each key's required issuer.
 pub struct OperatorKeys {

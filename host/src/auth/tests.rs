@@ -2,6 +2,7 @@
 //! allowlists, expiry and the cache.
 
 use super::*;
+use crate::config;
 use serde_json::json;
 
 fn config(accounts: &[&str], admins: &[&str]) -> config::Auth {

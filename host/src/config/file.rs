@@ -7,6 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::Protocol;
+use crate::spend::cost::Pricing;
+use crate::spend::ledger::{Durability, OnFull};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -102,28 +104,6 @@ pub struct DatabaseSection {
     pub cache_size: Option<ByteSize>,
 }
 
-/// What a full ledger queue does with a new row.
-#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum OnFull {
-    /// Drop the oldest queued row (counted and logged); requests never wait.
-    #[default]
-    DropOldest,
-    /// Make the finishing request wait for room (back-pressure).
-    Block,
-}
-
-/// When a request's ledger row must be on disk.
-#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Durability {
-    /// Written by the background writer right after the request (group commit).
-    #[default]
-    Async,
-    /// Committed before the response ends.
-    Sync,
-}
-
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
@@ -215,41 +195,6 @@ pub struct ModelInfo {
     /// What the model costs.
     #[serde(default)]
     pub pricing: Pricing,
-}
-
-/// A model's prices, USD per million tokens.
-#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Pricing {
-    /// `input_tokens`: prices of prompt tokens.
-    #[serde(default)]
-    pub input_tokens: InputPricing,
-    /// `output_tokens`: prices of generated tokens.
-    #[serde(default)]
-    pub output_tokens: OutputPricing,
-}
-
-/// Input prices. A missing `cache_read` / `cache_write` is billed at `no_cache` (the
-/// provider has no cache discount or surcharge); an explicit 0 means free.
-#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct InputPricing {
-    #[serde(default)]
-    pub no_cache: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_read: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_write: Option<f64>,
-}
-
-/// Output prices. A missing `reasoning` is billed at `text`.
-#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct OutputPricing {
-    #[serde(default)]
-    pub text: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reasoning: Option<f64>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]

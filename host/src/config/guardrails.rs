@@ -58,7 +58,7 @@ pub struct GuardrailsSection {
     #[serde(default)]
     pub policies: Vec<PolicyEntry>,
     /// What a failed plugin call does: `open` or `closed` (default: by the pattern's action).
-    pub plugin_failure: Option<crate::plugins::OnFailure>,
+    pub plugin_failure: Option<OnFailure>,
 }
 
 /// One `guardrails.policies` entry.
@@ -110,7 +110,7 @@ pub struct PluginEntry {
     /// `false`: a fresh instance per call even for a plugin whose manifest says `stateless`.
     pub reuse_instances: Option<bool>,
     /// What a failed call of this plugin does (over `guardrails.plugin_failure`).
-    pub plugin_failure: Option<crate::plugins::OnFailure>,
+    pub plugin_failure: Option<OnFailure>,
 }
 
 /// One `plugins.registries.<host>` entry.
@@ -203,7 +203,7 @@ pub struct Guardrails {
     pub policies: Vec<PolicyRef>,
     /// `guardrails.plugin_failure`: what a failed plugin call does for every plugin whose
     /// entry does not say (`None`: fail closed for a blocking pattern, open otherwise).
-    pub plugin_failure: Option<crate::plugins::OnFailure>,
+    pub plugin_failure: Option<OnFailure>,
 }
 
 impl Default for Guardrails {
@@ -273,7 +273,7 @@ pub struct PluginRef {
     pub reuse_instances: Option<bool>,
     /// `plugin_failure`: what a failed call of this plugin does, over
     /// `guardrails.plugin_failure`.
-    pub plugin_failure: Option<crate::plugins::OnFailure>,
+    pub plugin_failure: Option<OnFailure>,
 }
 
 /// A policy the config names (`guardrails.policies`).
@@ -307,10 +307,10 @@ pub struct Plugins {
     pub trusted_keys: Vec<String>,
     /// `plugins.trust`: keys that may sign only plugins whose source (an OCI reference's
     /// `registry/repository`, or a file path) matches the scope's glob.
-    pub trust: Vec<crate::plugins::TrustRule>,
+    pub trust: Vec<TrustRule>,
     /// `plugins.registries`: per registry host, its credentials and whether it speaks plain
     /// HTTP.
-    pub registries: crate::plugins::oci::Registries,
+    pub registries: Registries,
     /// `plugins.artifact_dir`: the content-addressed store of pulled OCI artifacts (default
     /// `~/.bitrouter/artifacts`).
     pub artifact_dir: PathBuf,
@@ -336,7 +336,7 @@ impl Default for Plugins {
             trust: Vec::new(),
             registries: Default::default(),
             artifact_dir: super::home_dir().join("artifacts"),
-            max_artifact_size: crate::plugins::oci::DEFAULT_MAX_ARTIFACT_SIZE,
+            max_artifact_size: DEFAULT_MAX_ARTIFACT_SIZE,
             update_interval: None,
             observers: Vec::new(),
         }
@@ -366,8 +366,7 @@ pub fn resolve_guardrails(
         let (path, oci) = match (e.path.map(|p| expand(&p)), e.oci.map(|o| expand(&o))) {
             (Some(path), None) if !path.is_empty() => (base_dir.join(path), None),
             (None, Some(oci)) => {
-                crate::plugins::oci::reference(&oci)
-                    .map_err(|e| (format!("{key}.oci"), e.to_string()))?;
+                check_oci_reference(&oci).map_err(|e| (format!("{key}.oci"), e))?;
                 (PathBuf::new(), Some(oci))
             }
             (Some(_), Some(_)) => {
@@ -645,7 +644,7 @@ pub fn resolve_plugins(
         {
             return Err((format!("{at}.scope"), format!("not a glob: {e}")));
         }
-        p.trust.push(crate::plugins::TrustRule { keys, scope });
+        p.trust.push(TrustRule { keys, scope });
     }
     for (host, r) in section.registries {
         let at = format!("plugins.registries.{host}");
@@ -657,7 +656,7 @@ pub fn resolve_plugins(
         }
         p.registries.insert(
             host,
-            crate::plugins::oci::RegistryLogin {
+            RegistryLogin {
                 username: r.username.map(|u| expand(&u)),
                 password_env: r.password_env,
                 plain_http: r.plain_http,
@@ -721,8 +720,7 @@ pub fn resolve_plugin_entry(
     let (path, oci) = match (e.path.map(|p| expand(&p)), e.oci.map(|o| expand(&o))) {
         (Some(path), None) if !path.is_empty() => (base_dir.join(path), None),
         (None, Some(oci)) => {
-            crate::plugins::oci::reference(&oci)
-                .map_err(|e| (format!("{key}.oci"), e.to_string()))?;
+            check_oci_reference(&oci).map_err(|e| (format!("{key}.oci"), e))?;
             (PathBuf::new(), Some(oci))
         }
         (Some(_), Some(_)) => {
@@ -759,69 +757,55 @@ pub fn resolve_plugin_entry(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(yaml: &str) -> Result<Guardrails, Problem> {
-        let section: GuardrailsSection = serde_yaml::from_str(yaml).unwrap();
-        resolve_guardrails(section, Path::new("/cfg"), &|s| s.to_owned())
-    }
-
-    #[test]
-    fn the_seed_example_resolves() {
-        let g = parse(
-            r#"
-enabled: true
-disabled_patterns: [ip_addresses]
-upgoing:   { api_keys: redact, private_keys: block, credentials: block, pii_emails: warn }
-downgoing: { suspicious_commands: block }
-custom_patterns:
-  - name: internal_token
-    regex: "myapp_[A-Za-z0-9]{32}"
-    direction: upgoing
-custom_upgoing:   { internal_token: redact }
-custom_downgoing: {}
-block_message: { include_details: true, include_help_link: true }
-"#,
-        )
-        .unwrap();
-        assert!(g.enabled && g.builtin);
-        assert_eq!(g.disabled_patterns, ["ip_addresses"]);
-        assert_eq!(g.upgoing["api_keys"], ActionName::Redact);
-        assert_eq!(g.custom_patterns[0].name, "internal_token");
-        assert!(g.custom_patterns[0].upgoing && !g.custom_patterns[0].downgoing);
-        assert_eq!(g.custom_upgoing["internal_token"], ActionName::Redact);
-        assert_eq!(g.stream_window, DEFAULT_STREAM_WINDOW);
-    }
-
-    #[test]
-    fn bad_regex_names_its_key() {
-        let (key, msg) = parse("custom_patterns: [{ name: t, regex: \"a(b\" }]").unwrap_err();
-        assert_eq!(key, "guardrails.custom_patterns[0].regex");
-        assert!(msg.contains("regex"), "{msg}");
-        let (key, _) = parse("custom_patterns: [{ name: t, regex: \"x*\" }]").unwrap_err();
-        assert_eq!(key, "guardrails.custom_patterns[0].regex");
-    }
-
-    #[test]
-    fn unknown_custom_action_target_is_named() {
-        let (key, msg) = parse("custom_upgoing: { nope: block }").unwrap_err();
-        assert_eq!(key, "guardrails.custom_upgoing.nope");
-        assert!(msg.contains("unknown custom pattern"), "{msg}");
-        let (key, msg) = parse(
-            "custom_patterns: [{ name: t, regex: \"tok_[0-9]{4}\", direction: upgoing }]\ncustom_downgoing: { t: block }",
-        )
-        .unwrap_err();
-        assert_eq!(key, "guardrails.custom_downgoing.t");
-        assert!(msg.contains("does not look downgoing"), "{msg}");
-    }
-
-    #[test]
-    fn plugin_paths_are_relative_to_the_config() {
-        let g = parse("plugins: [{ path: p/x.wasm, config: { a: 1 } }]").unwrap();
-        assert_eq!(g.plugins[0].path, Path::new("/cfg/p/x.wasm"));
-        assert_eq!(g.plugins[0].config, Some(serde_json::json!({"a": 1})));
-        assert_eq!(g.plugins[0].key, "guardrails.plugins[0]");
-    }
+/// What a failed guardrail plugin call (deadline, trap, memory, invalid result) does to the
+/// request (`guardrails.plugin_failure`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// The request goes on as if the pattern found nothing: counted, logged, and flagged on
+    /// the response (`x-bitrouter-guardrail-failures`).
+    Open,
+    /// The request (or the rest of the answer) is refused, whatever the pattern's action.
+    Closed,
 }
+
+/// Keys trusted for a scope (`plugins.trust`): they may sign a plugin or policy whose source
+/// — an OCI reference's `registry/repository`, or a file's path — matches the glob (`*`
+/// stays within one `/` segment, `**` crosses them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustRule {
+    /// ed25519 public keys, hex.
+    pub keys: Vec<String>,
+    /// The glob over sources.
+    pub scope: String,
+}
+
+/// How to reach one registry (`plugins.registries.<host>`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegistryLogin {
+    /// The user name, if the registry wants one.
+    pub username: Option<String>,
+    /// The environment variable holding the password (read when a request needs it, never
+    /// stored in the config).
+    pub password_env: Option<String>,
+    /// Speak plain HTTP to it even though it is not on loopback.
+    pub plain_http: bool,
+}
+
+/// `plugins.registries`: per registry host (`host` or `host:port`), how to reach it.
+pub type Registries = BTreeMap<String, RegistryLogin>;
+
+/// `plugins.max_artifact_size` when the config does not set it.
+pub const DEFAULT_MAX_ARTIFACT_SIZE: u64 = 64 << 20;
+
+/// Whether `text` is an OCI reference (`oci://` optional), as `plugins::oci::reference`
+/// parses it; the error reads like its.
+fn check_oci_reference(text: &str) -> Result<(), String> {
+    let bare = text.strip_prefix("oci://").unwrap_or(text);
+    bare.parse::<oci_client::Reference>()
+        .map(drop)
+        .map_err(|e| format!("`{text}` is not an OCI reference: {e}"))
+}
+
+#[cfg(test)]
+mod tests;

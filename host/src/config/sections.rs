@@ -197,7 +197,7 @@ fn otlp(
     o: Option<&file::OtlpSection>,
     env: &Env,
     invalid: Invalid,
-) -> Result<Option<crate::observe::otlp::OtlpSettings>, ConfigError> {
+) -> Result<Option<super::otlp::OtlpSettings>, ConfigError> {
     let from_env = [
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -255,14 +255,14 @@ fn otlp(
     }
     let compression = match o.compression.as_deref() {
         None => None,
-        Some(c) => Some(crate::observe::otlp::Compression::parse(c).ok_or_else(|| {
+        Some(c) => Some(super::otlp::Compression::parse(c).ok_or_else(|| {
             invalid(
                 "observe.otlp.compression",
                 format!("expected gzip or none, found {c:?}"),
             )
         })?),
     };
-    Ok(Some(crate::observe::otlp::OtlpSettings {
+    Ok(Some(super::otlp::OtlpSettings {
         endpoint,
         compression,
         headers,

@@ -28,6 +28,8 @@ use self::http::{Client, Destination, Signal};
 use self::spans::{Framing, SpanWriter, provider_name};
 use super::{ObserveCallback, RequestEvent};
 
+pub use crate::config::{Compression, OtlpSettings};
+
 /// Sampled requests whose spans wait for the collector (while it is down, or for the batch
 /// to fill), and their encoded size; past either, the oldest quarter is dropped (and its
 /// spans counted).
@@ -40,52 +42,6 @@ const BATCH_REQUESTS: usize = 512;
 const BATCH_AGE: Duration = Duration::from_secs(1);
 /// The longest wait between two tries at a collector that is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-
-/// `observe.otlp`, resolved.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OtlpSettings {
-    /// The collector's base URL (`/v1/traces` and `/v1/metrics` are appended); `None`: the
-    /// `OTEL_EXPORTER_OTLP_*` environment variables, as the OpenTelemetry SDK reads them.
-    pub endpoint: Option<String>,
-    /// Headers sent with every export (`${VAR}` expanded).
-    pub headers: Vec<(String, String)>,
-    /// Export spans.
-    pub traces: bool,
-    /// Export metrics.
-    pub metrics: bool,
-    /// Share of new traces recorded (a caller's `traceparent` decides for its own).
-    pub sample_ratio: f64,
-    /// How often metrics are exported.
-    pub metrics_interval: Duration,
-    /// `service.name` (else `OTEL_SERVICE_NAME`, else `bitrouter`).
-    pub service_name: Option<String>,
-    /// Prompts and answers (guardrail-redacted) as a span event of sampled requests.
-    pub capture_content: bool,
-    /// `observe.otlp.compression`; `None`: `OTEL_EXPORTER_OTLP_[SIGNAL_]COMPRESSION`, else
-    /// none.
-    pub compression: Option<Compression>,
-}
-
-/// How export bodies are encoded on the wire (the specification's `gzip` or `none`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Compression {
-    /// As is.
-    #[default]
-    None,
-    /// gzip, with `Content-Encoding: gzip`.
-    Gzip,
-}
-
-impl Compression {
-    /// `gzip` or `none` (case-insensitive).
-    pub fn parse(text: &str) -> Option<Compression> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "gzip" => Some(Compression::Gzip),
-            "none" => Some(Compression::None),
-            _ => None,
-        }
-    }
-}
 
 /// What the exporter did, for `/admin/metrics` (`observe.otlp`).
 #[derive(Debug, Default)]

@@ -41,14 +41,19 @@ use super::policy;
 
 mod credentials;
 
+pub use crate::config::{Registries, RegistryLogin};
+mod store;
+
+pub use store::remember_verified;
+use store::{offline, store_files, stored};
+
 /// The config blob's media type in the Wasm OCI artifact layout.
 pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
 /// The component layer's media type.
 pub const WASM_LAYER_MEDIA_TYPE: &str = "application/wasm";
 /// The OCI manifest annotation holding the plugin's `plugin.toml`.
 pub const MANIFEST_ANNOTATION: &str = "dev.bitrouter.plugin.manifest";
-/// `plugins.max_artifact_size` when the config does not set it.
-pub const DEFAULT_MAX_ARTIFACT_SIZE: u64 = 64 << 20;
+pub use crate::config::DEFAULT_MAX_ARTIFACT_SIZE;
 
 /// Why an artifact could not be pushed or pulled.
 #[derive(Debug, thiserror::Error)]
@@ -117,21 +122,6 @@ pub enum OciError {
         source: std::io::Error,
     },
 }
-
-/// How to reach one registry (`plugins.registries.<host>`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RegistryLogin {
-    /// The user name, if the registry wants one.
-    pub username: Option<String>,
-    /// The environment variable holding the password (read when a request needs it, never
-    /// stored in the config).
-    pub password_env: Option<String>,
-    /// Speak plain HTTP to it even though it is not on loopback.
-    pub plain_http: bool,
-}
-
-/// `plugins.registries`: per registry host (`host` or `host:port`), how to reach it.
-pub type Registries = BTreeMap<String, RegistryLogin>;
 
 /// A pulled (or stored) plugin or policy, ready for the loader.
 #[derive(Clone, Debug)]
@@ -318,35 +308,6 @@ pub async fn current_digest(
         .map_err(|e| registry_error(reference_text, e))
 }
 
-/// Where a manifest digest's files live in the store.
-fn digest_dir(store: &Path, digest: &str) -> PathBuf {
-    store
-        .join("sha256")
-        .join(digest.trim_start_matches("sha256:"))
-}
-
-/// The store's record of a tag reference: the file holding its last verified digest.
-fn ref_file(store: &Path, reference: &Reference) -> PathBuf {
-    let name: String = reference
-        .whole()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    store.join("refs").join(name)
-}
-
-/// The folder of `digest` in the store, if it holds `files`.
-fn stored(store: &Path, digest: &str, files: &[&str]) -> Option<PathBuf> {
-    let dir = digest_dir(store, digest);
-    files.iter().all(|f| dir.join(f).is_file()).then_some(dir)
-}
-
 /// Which artifact a pull expects: what its config media type is and what its folder in the
 /// store holds.
 #[derive(Clone, Copy)]
@@ -468,22 +429,6 @@ fn wasm_layer(
         });
     }
     Ok(())
-}
-
-/// Writes `files` into a fresh folder and moves it to `digest`'s place in the store.
-fn store_files(store: &Path, digest: &str, files: &[(String, &[u8])]) -> Result<PathBuf, OciError> {
-    let tmp = store.join(format!("tmp-{:016x}", fastrand::u64(..)));
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    for (name, bytes) in files {
-        let path = tmp.join(name);
-        if let Err(e) = std::fs::write(&path, bytes) {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(io(&path)(e));
-        }
-    }
-    let dir = digest_dir(store, digest);
-    policy::place(&tmp, &dir).map_err(io(&dir))?;
-    Ok(dir)
 }
 
 /// Pulls `reference` into the artifact store `store` (or finds it there), checking the
@@ -743,60 +688,6 @@ impl tokio::io::AsyncWrite for Bounded {
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
-    }
-}
-
-/// Records `digest` as the last verified one of a tag reference: what a start with the
-/// registry unreachable loads. Called once the loader has checked the plugin (hash,
-/// signature, capabilities), never for a mere pull.
-pub fn remember_verified(store: &Path, reference_text: &str, digest: &str) -> Result<(), OciError> {
-    let reference = reference(reference_text)?;
-    if reference.digest().is_some() {
-        return Ok(());
-    }
-    let file = ref_file(store, &reference);
-    if let Some(parent) = file.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    std::fs::write(&file, digest).map_err(io(&file))
-}
-
-/// The stored copy of `reference` when the registry cannot be reached.
-fn offline(
-    reference_text: &str,
-    reference: &Reference,
-    store: &Path,
-    cause: String,
-    files: &[&str],
-) -> Result<Pulled, OciError> {
-    let digest = match reference.digest() {
-        Some(d) => Some(d.to_owned()),
-        None => std::fs::read_to_string(ref_file(store, reference))
-            .ok()
-            .map(|d| d.trim().to_owned()),
-    };
-    match digest
-        .as_deref()
-        .and_then(|d| Some((d, stored(store, d, files)?)))
-    {
-        Some((digest, dir)) => {
-            tracing::warn!(
-                reference = reference_text,
-                digest,
-                error = %cause,
-                "registry unreachable; loading the last verified copy from the artifact store"
-            );
-            Ok(Pulled {
-                dir,
-                digest: digest.to_owned(),
-                from_store: true,
-            })
-        }
-        None => Err(OciError::Offline {
-            reference: reference_text.to_owned(),
-            cause,
-            store: store.display().to_string(),
-        }),
     }
 }
 

@@ -7,17 +7,7 @@ use ed25519_dalek::VerifyingKey;
 
 use super::error::PluginErrorKind;
 use super::{manifest, oci};
-
-/// Keys trusted for a scope (`plugins.trust`): they may sign a plugin or policy whose source
-/// — an OCI reference's `registry/repository`, or a file's path — matches the glob (`*`
-/// stays within one `/` segment, `**` crosses them).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TrustRule {
-    /// ed25519 public keys, hex.
-    pub keys: Vec<String>,
-    /// The glob over sources.
-    pub scope: String,
-}
+pub use crate::config::TrustRule;
 
 /// A parsed [`TrustRule`].
 struct ScopedKeys {

@@ -29,6 +29,7 @@ use crate::context::RequestContext;
 use crate::error::Error;
 use crate::observe::trace_context;
 use crate::plugins::Adapters;
+use crate::ratelimit::RateLimits;
 use crate::router::Target;
 use crate::stream::{JoinMode, Partial, Resumed};
 use crate::upstream::Upstream;
@@ -61,6 +62,9 @@ pub(crate) struct Resumer {
     pub(super) mode: MidStream,
     pub(super) restart_asked: bool,
     pub(super) budgets: Budgets,
+    pub(super) rate_limits: Arc<RateLimits>,
+    /// The plan's route, for its rate limits.
+    pub(super) route: Option<String>,
     pub(super) default_max_output: u64,
     pub(super) default_max_input: u64,
 }
@@ -109,6 +113,11 @@ impl Resumer {
                     JoinMode::Restart => self.request.clone(),
                     JoinMode::Continue => continuation(&self.request, partial, prefill),
                 };
+                match self.admit_rate(ctx, &request, &target).await {
+                    RateStep::Go => {}
+                    RateStep::Skip => break,
+                    RateStep::Stop => return None,
+                }
                 if !self.reserve(ctx, &mut request, &target).await {
                     return None;
                 }
@@ -165,7 +174,7 @@ impl Resumer {
                             continue;
                         }
                         if e.is_retryable() {
-                            target.record_failure(health.cooldown);
+                            super::count_failure(&target, &e, health.cooldown);
                         }
                         tracing::debug!(request_id = %ctx.id, target = %target.label(), error = %e, "mid-stream failover attempt failed");
                         break;
@@ -216,6 +225,56 @@ impl Resumer {
         }
     }
 
+    /// Takes what `request` at `target` may use from the rate limits before it is sent:
+    /// its worst-case tokens from the caller's tokens limits (the first attempt's
+    /// reservation did not cover a continuation's longer prompt; all of a request's holds
+    /// are settled together to what it used), and a request and those tokens from the
+    /// provider's quota, whose endpoint is skipped when it is spent, as before the stream.
+    async fn admit_rate(
+        &self,
+        ctx: &mut RequestContext,
+        request: &Request,
+        target: &Arc<Target>,
+    ) -> RateStep {
+        let worst = || {
+            super::worst_tokens(
+                request,
+                std::slice::from_ref(target),
+                self.default_max_input,
+                self.default_max_output,
+            )
+        };
+        if self.rate_limits.has_provider_quota(&target.provider) {
+            match self.rate_limits.provider(&target.provider, worst()).await {
+                Ok(a) => ctx.rate.holds.extend(a.into_iter().flat_map(|a| a.holds)),
+                Err(r) => {
+                    ctx.rate.skipped(&r);
+                    ctx.attempts.push(
+                        Attempt::new(target, std::time::Duration::ZERO, Some(&r.error))
+                            .at(ctx.started.elapsed(), None),
+                    );
+                    return RateStep::Skip;
+                }
+            }
+        }
+        let limits = self
+            .rate_limits
+            .limits_for(ctx.who.caller().map(Arc::as_ref), self.route.as_deref());
+        if !limits.count_tokens() {
+            return RateStep::Go;
+        }
+        match self.rate_limits.reserve_tokens(limits, worst()).await {
+            Ok(a) => {
+                ctx.rate.holds.extend(a.holds);
+                RateStep::Go
+            }
+            Err(r) => {
+                tracing::info!(request_id = %ctx.id, error = %r.error, "the caller's tokens limit cannot cover a mid-stream failover");
+                RateStep::Stop
+            }
+        }
+    }
+
     /// Holds the caller's budget for `request` at `target` before it is sent; what the
     /// earlier attempts cost is settled against the hold they ran under. `false` when the
     /// budget cannot cover it (the stream then ends with its failure).
@@ -260,6 +319,15 @@ impl Resumer {
         ctx.carried.settled_nano_usd = ctx.carried.cost_nano_usd;
         true
     }
+}
+
+/// What the rate limits say about a continuation at one endpoint.
+enum RateStep {
+    Go,
+    /// The endpoint's provider is at its quota: try the next endpoint.
+    Skip,
+    /// The caller's own tokens limit cannot cover it: the stream ends with its failure.
+    Stop,
 }
 
 /// The request that asks an endpoint to carry on from `partial`: the partial answer as the

@@ -1,12 +1,13 @@
-//! Where the windows live: this process's memory, Redis (an atomic Lua script per check) or
-//! PostgreSQL (one function call per check, rows locked in key order). Every store takes a
+//! Where the windows live: this process's memory, Redis (a hash of per-second buckets per key,
+//! an atomic Lua script per check) or PostgreSQL (a row per key and second, one function
+//! call per check, keys locked in one order). Every store takes a
 //! request's limits all or nothing in one step, so a request refused by one limit takes
 //! nothing from the others, and replicas sharing a store never admit more than a limit.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::window::{Counts, Decision, decide, fits, position};
+use super::window::{BUCKET_MS, Counts, Decision, SPAN, bucket, decide, fits};
 
 /// One limit a request must fit: `cost` (1 request, or its worst-case tokens) against
 /// `limit` per minute under `key`.
@@ -37,7 +38,7 @@ pub enum StoreError {
     Answer(String),
 }
 
-/// Most keys the memory store tracks; windows two minutes old are swept first. The keys
+/// Most keys the memory store tracks; keys with nothing in the last minute are swept first. The keys
 /// are accounts, sessions, routes and providers, all bounded by who may call (a verified
 /// token) and what the config names.
 pub const MAX_MEMORY_KEYS: usize = 200_000;
@@ -53,104 +54,105 @@ pub enum Store {
     Postgres(sqlx::PgPool),
 }
 
-/// The check-and-take script: reads every key's counts, shifts them to the current window,
-/// and takes every cost only if all fit (same integer arithmetic as `window.rs`). Returns
-/// `[allowed, current1, previous1, current2, previous2, …]` as they were before the take.
+/// The check-and-take script: reads every key's buckets (a hash, field = bucket number),
+/// drops those that no longer count, and takes every cost in the current bucket only if
+/// all fit. ARGV: bucket, span, expiry ms, then limit and cost per key. Returns
+/// `[allowed, n1, bucket, taken, … (n1 pairs), n2, …]`, the buckets as they were before
+/// the take.
 const TAKE_LUA: &str = r#"
-local w = tonumber(ARGV[1])
-local into = tonumber(ARGV[2])
-local W = tonumber(ARGV[3])
+local b = tonumber(ARGV[1])
+local span = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
 local n = #KEYS
-local cur, prev = {}, {}
+local lists = {}
 local ok = 1
 for i = 1, n do
-  local h = redis.call('HMGET', KEYS[i], 'w', 'c', 'p')
-  local kw = tonumber(h[1]) or w
-  local c = tonumber(h[2]) or 0
-  local p = tonumber(h[3]) or 0
-  if kw == w - 1 then p = c; c = 0 elseif kw < w - 1 then p = 0; c = 0 end
-  cur[i] = c; prev[i] = p
-  local limit = tonumber(ARGV[3 + 2 * i - 1])
-  local cost = tonumber(ARGV[3 + 2 * i])
-  if p * (W - into) + c * W + cost * W > limit * W then ok = 0 end
+  local h = redis.call('HGETALL', KEYS[i])
+  local list = {}
+  local sum = 0
+  for j = 1, #h, 2 do
+    local k = tonumber(h[j])
+    local v = tonumber(h[j + 1]) or 0
+    if k == nil or k < b - span then
+      redis.call('HDEL', KEYS[i], h[j])
+    elseif v > 0 then
+      list[#list + 1] = k
+      list[#list + 1] = v
+      sum = sum + v
+    end
+  end
+  lists[i] = list
+  if sum + tonumber(ARGV[3 + 2 * i]) > tonumber(ARGV[2 + 2 * i]) then ok = 0 end
 end
 local out = {ok}
 for i = 1, n do
   if ok == 1 then
-    local cost = tonumber(ARGV[3 + 2 * i])
-    redis.call('HSET', KEYS[i], 'w', w, 'c', cur[i] + cost, 'p', prev[i])
-    redis.call('PEXPIRE', KEYS[i], 3 * W)
+    redis.call('HINCRBY', KEYS[i], ARGV[1], ARGV[3 + 2 * i])
+    redis.call('PEXPIRE', KEYS[i], ttl)
   end
-  out[#out + 1] = cur[i]
-  out[#out + 1] = prev[i]
+  out[#out + 1] = #lists[i] / 2
+  for _, v in ipairs(lists[i]) do out[#out + 1] = v end
 end
 return out
 "#;
 
-/// Settles a reservation: adds ARGV[2] (may be negative) to the count of window ARGV[1],
-/// never below zero, if that window is still counted.
+/// Settles a reservation: adds ARGV[2] (may be negative) to bucket ARGV[1], never below
+/// zero, if that bucket is still there.
 const ADJUST_LUA: &str = r#"
-local h = redis.call('HMGET', KEYS[1], 'w', 'c', 'p')
-local kw = tonumber(h[1])
-if not kw then return 0 end
-local w = tonumber(ARGV[1])
-local d = tonumber(ARGV[2])
-local field
-if kw == w then field = 'c' elseif kw == w + 1 then field = 'p' else return 0 end
-local v = (tonumber(redis.call('HGET', KEYS[1], field)) or 0) + d
-if v < 0 then v = 0 end
-redis.call('HSET', KEYS[1], field, v)
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+local v = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+if v < 0 then redis.call('HSET', KEYS[1], ARGV[1], 0) end
 return 1
 "#;
 
-/// The PostgreSQL side: one row per key, and a function that locks the request's rows in
-/// key order (so concurrent checks cannot deadlock), decides and takes in one statement.
+/// The PostgreSQL side: one row per key and bucket, and a function that takes a
+/// transaction-scoped advisory lock per key (in one order, so concurrent checks cannot
+/// deadlock), drops the buckets that no longer count, decides and takes in one statement.
+/// Returns the same shape as the Lua script.
 const PG_SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS bitrouter_rate_windows (
-    key TEXT PRIMARY KEY,
-    w BIGINT NOT NULL,
-    c BIGINT NOT NULL,
-    p BIGINT NOT NULL
+CREATE TABLE IF NOT EXISTS bitrouter_rate_buckets (
+    key TEXT NOT NULL,
+    bucket BIGINT NOT NULL,
+    n BIGINT NOT NULL,
+    PRIMARY KEY (key, bucket)
 );
-CREATE OR REPLACE FUNCTION bitrouter_rate_take(
-    keys TEXT[], win BIGINT, into_ms BIGINT, wlen BIGINT, limits BIGINT[], costs BIGINT[]
+CREATE OR REPLACE FUNCTION bitrouter_rate_take_buckets(
+    keys TEXT[], b BIGINT, span BIGINT, limits BIGINT[], costs BIGINT[]
 ) RETURNS BIGINT[] AS $$
 DECLARE
     i INT;
+    h BIGINT;
     r RECORD;
-    cur BIGINT[] := '{}';
-    prev BIGINT[] := '{}';
+    total NUMERIC;
+    part BIGINT[];
+    parts BIGINT[] := '{}';
     ok BOOLEAN := TRUE;
-    c BIGINT;
-    p BIGINT;
-    out BIGINT[];
 BEGIN
-    INSERT INTO bitrouter_rate_windows (key, w, c, p)
-        SELECT k, win, 0, 0 FROM unnest(keys) AS k ORDER BY k
-        ON CONFLICT (key) DO NOTHING;
-    PERFORM 1 FROM bitrouter_rate_windows WHERE key = ANY(keys) ORDER BY key FOR UPDATE;
+    FOR h IN SELECT DISTINCT hashtextextended(k, 7261) FROM unnest(keys) AS k ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(h);
+    END LOOP;
+    DELETE FROM bitrouter_rate_buckets WHERE key = ANY(keys) AND bucket < b - span;
     FOR i IN 1 .. array_length(keys, 1) LOOP
-        SELECT * INTO r FROM bitrouter_rate_windows WHERE key = keys[i];
-        c := r.c; p := r.p;
-        IF r.w = win - 1 THEN p := c; c := 0;
-        ELSIF r.w < win - 1 THEN p := 0; c := 0;
-        END IF;
-        cur := cur || c; prev := prev || p;
-        IF p::NUMERIC * (wlen - into_ms) + c::NUMERIC * wlen + costs[i]::NUMERIC * wlen
-            > limits[i]::NUMERIC * wlen THEN
+        part := '{}';
+        total := 0;
+        FOR r IN SELECT bucket, n FROM bitrouter_rate_buckets
+                WHERE key = keys[i] AND n > 0 ORDER BY bucket LOOP
+            part := part || r.bucket || r.n;
+            total := total + r.n;
+        END LOOP;
+        parts := parts || (coalesce(array_length(part, 1), 0) / 2)::BIGINT || part;
+        IF total + costs[i] > limits[i] THEN
             ok := FALSE;
         END IF;
     END LOOP;
-    out := ARRAY[CASE WHEN ok THEN 1 ELSE 0 END]::BIGINT[];
-    FOR i IN 1 .. array_length(keys, 1) LOOP
-        IF ok THEN
-            UPDATE bitrouter_rate_windows
-                SET w = GREATEST(w, win), c = cur[i] + costs[i], p = prev[i]
-                WHERE key = keys[i];
-        END IF;
-        out := out || cur[i] || prev[i];
-    END LOOP;
-    RETURN out;
+    IF ok THEN
+        FOR i IN 1 .. array_length(keys, 1) LOOP
+            INSERT INTO bitrouter_rate_buckets (key, bucket, n) VALUES (keys[i], b, costs[i])
+                ON CONFLICT (key, bucket) DO UPDATE
+                SET n = bitrouter_rate_buckets.n + EXCLUDED.n;
+        END LOOP;
+    END IF;
+    RETURN ARRAY[CASE WHEN ok THEN 1 ELSE 0 END]::BIGINT[] || parts;
 END;
 $$ LANGUAGE plpgsql;
 "#;
@@ -161,10 +163,11 @@ static TAKE_SCRIPT: std::sync::LazyLock<redis::Script> =
 static ADJUST_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(ADJUST_LUA));
 
-const PG_ADJUST: &str = "UPDATE bitrouter_rate_windows SET
-    c = CASE WHEN w = $2 THEN GREATEST(c + $3, 0) ELSE c END,
-    p = CASE WHEN w = $2 + 1 THEN GREATEST(p + $3, 0) ELSE p END
-    WHERE key = $1";
+const PG_ADJUST: &str = "UPDATE bitrouter_rate_buckets SET n = GREATEST(n + $3, 0)
+    WHERE key = $1 AND bucket = $2";
+
+/// How long Redis keeps a key nobody touched: its oldest bucket stops counting by then.
+const REDIS_EXPIRY_MS: i64 = (SPAN + 2) * BUCKET_MS;
 
 impl Store {
     /// The memory store.
@@ -197,33 +200,29 @@ impl Store {
 
     /// Takes every cost of `takes` at `now_ms` if all fit, else none; one decision per take.
     pub async fn take(&self, takes: &[Take], now_ms: i64) -> Result<Vec<Decision>, StoreError> {
-        let (window, into) = position(now_ms);
+        let now = bucket(now_ms);
         let before: Vec<Counts> = match self {
             Store::Memory(m) => {
                 let mut map = m.lock().unwrap_or_else(|p| p.into_inner());
                 let counts = takes
                     .iter()
-                    .map(|t| map.get(&t.key).copied().unwrap_or_default().at(window))
+                    .map(|t| map.get(&t.key).cloned().unwrap_or_default().at(now))
                     .collect::<Vec<_>>();
                 let all_fit = takes
                     .iter()
                     .zip(&counts)
-                    .all(|(t, c)| fits(*c, into, t.limit, t.cost));
+                    .all(|(t, c)| fits(c, t.limit, t.cost));
                 if all_fit {
                     if map.len() + takes.len() > MAX_MEMORY_KEYS {
-                        map.retain(|_, c| c.window + 1 >= window);
+                        map.retain(|_, c| !c.expired_at(now));
                         if map.len() + takes.len() > MAX_MEMORY_KEYS {
                             return Err(StoreError::Full(MAX_MEMORY_KEYS));
                         }
                     }
                     for (t, c) in takes.iter().zip(&counts) {
-                        map.insert(
-                            t.key.clone(),
-                            Counts {
-                                current: c.current + t.cost,
-                                ..*c
-                            },
-                        );
+                        let mut taken = c.clone();
+                        taken.add(now, t.cost);
+                        map.insert(t.key.clone(), taken);
                     }
                 }
                 counts
@@ -233,49 +232,40 @@ impl Store {
                 for t in takes {
                     script.key(&t.key);
                 }
-                script.arg(window).arg(into).arg(super::window::WINDOW_MS);
+                script.arg(now).arg(SPAN).arg(REDIS_EXPIRY_MS);
                 for t in takes {
                     script.arg(t.limit).arg(t.cost);
                 }
                 let mut conn = redis.connection().await?;
                 let out: Vec<i64> = script.invoke_async(&mut conn).await?;
-                counts_from(&out, takes.len(), window)?
+                counts_from(&out, takes.len())?
             }
             Store::Postgres(pool) => {
-                // Locked in key order inside the function; answers come back in that order.
-                let mut order: Vec<usize> = (0..takes.len()).collect();
-                order.sort_by(|a, b| takes[*a].key.cmp(&takes[*b].key));
-                let keys: Vec<&str> = order.iter().map(|&i| takes[i].key.as_str()).collect();
-                let limits: Vec<i64> = order.iter().map(|&i| clamp(takes[i].limit)).collect();
-                let costs: Vec<i64> = order.iter().map(|&i| clamp(takes[i].cost)).collect();
+                let keys: Vec<&str> = takes.iter().map(|t| t.key.as_str()).collect();
+                let limits: Vec<i64> = takes.iter().map(|t| clamp(t.limit)).collect();
+                let costs: Vec<i64> = takes.iter().map(|t| clamp(t.cost)).collect();
                 let out: Vec<i64> =
-                    sqlx::query_scalar("SELECT bitrouter_rate_take($1, $2, $3, $4, $5, $6)")
+                    sqlx::query_scalar("SELECT bitrouter_rate_take_buckets($1, $2, $3, $4, $5)")
                         .bind(&keys)
-                        .bind(window)
-                        .bind(into as i64)
-                        .bind(super::window::WINDOW_MS)
+                        .bind(now)
+                        .bind(SPAN)
                         .bind(&limits)
                         .bind(&costs)
                         .fetch_one(pool)
                         .await?;
-                let sorted = counts_from(&out, takes.len(), window)?;
-                let mut counts = vec![Counts::default(); takes.len()];
-                for (pos, &i) in order.iter().enumerate() {
-                    counts[i] = sorted[pos];
-                }
-                counts
+                counts_from(&out, takes.len())?
             }
         };
         Ok(takes
             .iter()
             .zip(before)
-            .map(|(t, c)| decide(c, into, t.limit, t.cost))
+            .map(|(t, c)| decide(&c, now_ms, t.limit, t.cost))
             .collect())
     }
 
-    /// Adds `delta` to what `key` counted in `window` (a token reservation settled to the
+    /// Adds `delta` to what `key` took in `bucket` (a token reservation settled to the
     /// real usage).
-    pub async fn adjust(&self, key: &str, window: i64, delta: i64) -> Result<(), StoreError> {
+    pub async fn adjust(&self, key: &str, bucket: i64, delta: i64) -> Result<(), StoreError> {
         if delta == 0 {
             return Ok(());
         }
@@ -283,14 +273,14 @@ impl Store {
             Store::Memory(m) => {
                 let mut map = m.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(c) = map.get_mut(key) {
-                    c.adjust(window, delta);
+                    c.adjust(bucket, delta);
                 }
             }
             Store::Redis(redis) => {
                 let mut conn = redis.connection().await?;
                 let _: i64 = ADJUST_SCRIPT
                     .key(key)
-                    .arg(window)
+                    .arg(bucket)
                     .arg(delta)
                     .invoke_async(&mut conn)
                     .await?;
@@ -298,7 +288,7 @@ impl Store {
             Store::Postgres(pool) => {
                 sqlx::query(PG_ADJUST)
                     .bind(key)
-                    .bind(window)
+                    .bind(bucket)
                     .bind(delta)
                     .execute(pool)
                     .await?;
@@ -336,19 +326,31 @@ fn clamp(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// `[allowed, c1, p1, c2, p2, …]` → the counts before the take.
-fn counts_from(out: &[i64], n: usize, window: i64) -> Result<Vec<Counts>, StoreError> {
-    if out.len() != 1 + 2 * n {
-        return Err(StoreError::Answer(format!(
-            "{} values for {n} keys",
-            out.len()
-        )));
+/// `[allowed, n1, bucket, taken, …, n2, …]` → each key's buckets before the take.
+fn counts_from(out: &[i64], n: usize) -> Result<Vec<Counts>, StoreError> {
+    let bad = || StoreError::Answer(format!("{} values for {n} keys", out.len()));
+    let mut rest = out.get(1..).ok_or_else(bad)?;
+    let mut counts = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (&pairs, tail) = rest.split_first().ok_or_else(bad)?;
+        let len = usize::try_from(pairs)
+            .map_err(|_| bad())?
+            .checked_mul(2)
+            .ok_or_else(bad)?;
+        if tail.len() < len {
+            return Err(bad());
+        }
+        let (slots, tail) = tail.split_at(len);
+        counts.push(Counts::from_slots(
+            slots
+                .chunks_exact(2)
+                .map(|p| (p[0], u64::try_from(p[1]).unwrap_or(0))),
+        ));
+        rest = tail;
     }
-    Ok((0..n)
-        .map(|i| Counts {
-            window,
-            current: out[1 + 2 * i].max(0) as u64,
-            previous: out[2 + 2 * i].max(0) as u64,
-        })
-        .collect())
+    if rest.is_empty() {
+        Ok(counts)
+    } else {
+        Err(bad())
+    }
 }

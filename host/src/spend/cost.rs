@@ -2,10 +2,49 @@
 //! X micro-USD per token; it is held as pico-USD per token so prices with up to six decimals
 //! (0.0375 $/M) are exact, and a request's cost is rounded once, to the nano-USD.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::canonical::Usage;
-use crate::config::Pricing;
+
+/// A model's prices, USD per million tokens.
+#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pricing {
+    /// `input_tokens`: prices of prompt tokens.
+    #[serde(default)]
+    pub input_tokens: InputPricing,
+    /// `output_tokens`: prices of generated tokens.
+    #[serde(default)]
+    pub output_tokens: OutputPricing,
+}
+
+/// Input prices. A missing `cache_read` / `cache_write` is billed at `no_cache` (the
+/// provider has no cache discount or surcharge); an explicit 0 means free.
+#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InputPricing {
+    /// USD per million prompt tokens not read from or written to a cache.
+    #[serde(default)]
+    pub no_cache: f64,
+    /// USD per million prompt tokens read from the provider's cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read: Option<f64>,
+    /// USD per million prompt tokens written to the provider's cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write: Option<f64>,
+}
+
+/// Output prices. A missing `reasoning` is billed at `text`.
+#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OutputPricing {
+    /// USD per million generated tokens.
+    #[serde(default)]
+    pub text: f64,
+    /// USD per million reasoning tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<f64>,
+}
 
 /// Pico-USD per token, per category.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

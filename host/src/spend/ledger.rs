@@ -10,18 +10,67 @@
 //! the writer does not wait: a request is waiting).
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, oneshot};
 
 use super::query::{SpendGroup, SpendQuery, now_ms};
 use super::record::SpendRecord;
 use super::store::Store;
-use crate::config::{Database, Durability, OnFull};
+
+/// The spend ledger's store and queue.
+#[derive(Clone, Debug)]
+pub struct Database {
+    /// `redb://PATH` (default), `sqlite://PATH`, `postgres://…`, `mysql://…` or `memory://`.
+    pub url: String,
+    /// Where relative redb/SQLite paths start: the config file's folder, or ~/.bitrouter.
+    pub base_dir: PathBuf,
+    /// `database.queue_capacity`: rows queued for the writer before `on_full` applies (default
+    /// 10,000).
+    pub queue_capacity: usize,
+    /// `database.batch_size`: the most rows the writer commits at once (default 1,000).
+    pub batch_size: usize,
+    /// `database.on_full`: what a request does when the queue is full.
+    pub on_full: OnFull,
+    /// `database.durability`: whether a request waits for its row to be committed.
+    pub durability: Durability,
+    /// How long the writer lets a batch fill after its first row (async durability).
+    pub flush_interval: Duration,
+    /// `database.retention_days`: rows older than this many days are deleted; `None` keeps them.
+    pub retention_days: Option<u32>,
+    /// redb: memory for cached pages. redb's own default (1 GiB) would let a long-running
+    /// gateway's RSS grow with its ledger file.
+    pub cache_size: u64,
+}
+
+/// `database.cache_size` when the config does not set it.
+pub const DEFAULT_REDB_CACHE: u64 = 16 << 20;
+
+/// What a full ledger queue does with a new row.
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFull {
+    /// Drop the oldest queued row (counted and logged); requests never wait.
+    #[default]
+    DropOldest,
+    /// Make the finishing request wait for room (back-pressure).
+    Block,
+}
+
+/// When a request's ledger row must be on disk.
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Written by the background writer right after the request (group commit).
+    #[default]
+    Async,
+    /// Committed before the response ends.
+    Sync,
+}
 
 /// Why the ledger could not open, write or read.
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +175,7 @@ impl Ledger {
 
     /// Opens a store only to read it (the `bitrouter spend --db` command).
     pub async fn open_for_query(url: &str, base: &Path) -> Result<Store, LedgerError> {
-        Store::open(url, base, crate::config::DEFAULT_REDB_CACHE).await
+        Store::open(url, base, DEFAULT_REDB_CACHE).await
     }
 
     /// Records a finished request. Returns at once unless `durability: sync` (then after the
@@ -401,7 +450,7 @@ mod tests {
             on_full,
             durability,
             flush_interval: Duration::from_millis(5),
-            cache_size: crate::config::DEFAULT_REDB_CACHE,
+            cache_size: DEFAULT_REDB_CACHE,
             retention_days: None,
         }
     }

@@ -71,6 +71,8 @@ struct Join {
     settled: bool,
     /// Restart only: how many of the caller's tool calls this attempt has replayed.
     replayed_tools: usize,
+    /// Restart only: how many bytes of the sent text this attempt has replayed.
+    replayed_text: usize,
 }
 
 /// Tracks a stream across attempts; see the module header.
@@ -319,6 +321,21 @@ impl Splice {
             self.emit(StreamEvent::TextDelta(t), out);
             return;
         };
+        if join.mode == JoinMode::Restart {
+            // An answer from the start: its text is a replay for as long as it reads like
+            // what was sent, from the first byte on and however long that is. Dropped as
+            // it comes, so nothing is held.
+            let common = common_prefix(&self.partial.text[join.replayed_text..], &t);
+            join.replayed_text += common;
+            if common == t.len() {
+                return;
+            }
+            join.settled = true;
+            let rest = t[common..].to_owned();
+            self.partial.text.push_str(&rest);
+            self.emit(StreamEvent::TextDelta(rest), out);
+            return;
+        }
         join.held_text.push_str(&t);
         let tail = tail(&self.partial.text);
         if join.held_text.len() < MAX_OVERLAP && tail.contains(join.held_text.as_str()) {
@@ -377,6 +394,7 @@ impl Splice {
             held_text: String::new(),
             settled: false,
             replayed_tools: 0,
+            replayed_text: 0,
         });
     }
 }
@@ -388,6 +406,15 @@ fn tail(text: &str) -> &str {
         start += 1;
     }
     &text[start..]
+}
+
+/// How many bytes `a` and `b` start with in common, ending on a character boundary.
+fn common_prefix(a: &str, b: &str) -> usize {
+    let mut n = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    while !b.is_char_boundary(n) {
+        n -= 1;
+    }
+    n
 }
 
 /// How many bytes at the start of `next` repeat the end of `sent`: the longest such
@@ -576,6 +603,41 @@ mod tests {
             .collect();
         assert_eq!(deltas, [(0, "{\"q\":1}"), (1, "{\"q\":2}")]);
         assert!(s.finished());
+    }
+
+    #[test]
+    fn a_restart_drops_its_replay_however_long_the_answer_was() {
+        // 7 KB sent before the cut, more than a continuation's repeat check looks back.
+        let sent: String = (0..1200).map(|i| format!("w{i} ")).collect();
+        assert!(sent.len() > 2 * MAX_OVERLAP);
+        let mut s = Splice::default();
+        let mut out = Vec::new();
+        s.pass(vec![start(), text(&sent)], &mut out, true);
+        s.cut();
+        s.join(JoinMode::Restart, Usage::default());
+        // The restart replays it in other chunk sizes, then goes on.
+        let mut again = vec![start()];
+        again.extend(
+            sent.as_bytes()
+                .chunks(7)
+                .map(|c| text(std::str::from_utf8(c).unwrap())),
+        );
+        again.push(text("and é the end."));
+        s.pass(again, &mut out, true);
+        assert_eq!(joined_text(&out), format!("{sent}and é the end."));
+        assert_eq!(s.partial().text, format!("{sent}and é the end."));
+        // An answer that goes another way is passed on from where it leaves the replay.
+        let mut s = Splice::default();
+        let mut out = Vec::new();
+        s.pass(vec![start(), text("héllo wor")], &mut out, true);
+        s.cut();
+        s.join(JoinMode::Restart, Usage::default());
+        s.pass(
+            vec![start(), text("héllo"), text(" world!")],
+            &mut out,
+            true,
+        );
+        assert_eq!(joined_text(&out), "héllo world!");
     }
 
     #[test]

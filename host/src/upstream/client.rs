@@ -11,10 +11,11 @@
 //! hyper-util client would need its own connector for; a proxied deployment pays a proxy hop
 //! anyway.
 
+use crate::router::UpstreamUrl;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Uri};
+use http::{HeaderMap, HeaderValue, Method};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
@@ -56,32 +57,6 @@ pub enum HttpClient {
     Direct(PooledClient<HttpsConnector<HttpConnector>, Full<Bytes>>),
     /// reqwest, through the proxy the environment names.
     Proxied(reqwest::Client),
-}
-
-/// An address an upstream request goes to, parsed once for either client.
-#[derive(Clone, Debug)]
-pub struct UpstreamUrl {
-    url: reqwest::Url,
-    uri: Uri,
-}
-
-impl UpstreamUrl {
-    /// Parses `s` as an absolute URL (the error says why not).
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let url = reqwest::Url::parse(s).map_err(|e| e.to_string())?;
-        let uri = url.as_str().parse::<Uri>().map_err(|e| e.to_string())?;
-        Ok(UpstreamUrl { url, uri })
-    }
-
-    /// The URL as written (normalised by the parser).
-    pub fn as_str(&self) -> &str {
-        self.url.as_str()
-    }
-
-    /// The host name or address (no port).
-    pub fn host_str(&self) -> Option<&str> {
-        self.url.host_str()
-    }
 }
 
 impl HttpClient {
@@ -170,14 +145,14 @@ impl HttpClient {
                     .or_insert(HeaderValue::from_static("*/*"));
                 let mut request = http::Request::new(Full::new(body));
                 *request.method_mut() = method;
-                *request.uri_mut() = url.uri.clone();
+                *request.uri_mut() = url.uri().clone();
                 *request.headers_mut() = headers;
                 let response = client.request(request).await?;
                 Ok(response.map(|b| b.map_err(BodyError::from).boxed_unsync()))
             }
             HttpClient::Proxied(client) => {
                 let response = client
-                    .request(method, url.url.clone())
+                    .request(method, url.url().clone())
                     .headers(headers)
                     .body(body)
                     .send()
