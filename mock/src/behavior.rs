@@ -47,6 +47,15 @@ pub struct MockBehavior {
     pub cut_after: Option<usize>,
     /// Never answer; hold the connection until the client goes away.
     pub stall_before_headers: bool,
+    /// JSON answers: the headers (with the whole body's `Content-Length`) and the first half
+    /// of the body, then the connection is dropped.
+    pub cut_body: bool,
+    /// JSON answers: the headers, then nothing; the connection is held open.
+    pub stall_body: bool,
+    /// Reset the connection (TCP RST) once a request's first bytes arrived, before any
+    /// answer. Server-level only: read when the connection is accepted, so an in-prompt
+    /// override cannot set it.
+    pub reset: bool,
     /// Streams: after this many delta events, send nothing more and keep the connection open.
     /// `0` stalls right after the headers, before any event.
     pub stall_after_chunks: Option<usize>,

@@ -61,6 +61,11 @@ pub(crate) enum MockBody {
         head: Option<Bytes>,
         left: u64,
     },
+    /// `head` (part of a body whose `Content-Length` promised more), then an error: hyper
+    /// drops the connection with the body unfinished.
+    Cut(Option<Bytes>),
+    /// Nothing, ever: headers sent, the body never comes.
+    Stalled,
 }
 
 /// One frame of padding, shared by every padded body.
@@ -106,6 +111,14 @@ impl Body for MockBody {
                 *left -= n;
                 Poll::Ready(Some(Ok(Frame::data(PAD.slice(..n as usize)))))
             }
+            MockBody::Cut(head) => match head.take() {
+                Some(h) => Poll::Ready(Some(Ok(Frame::data(h)))),
+                None => Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "cut_body: the answer is cut here",
+                )))),
+            },
+            MockBody::Stalled => Poll::Pending,
         }
     }
 
@@ -117,7 +130,9 @@ impl Body for MockBody {
         match self {
             MockBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             MockBody::Full(None) => SizeHint::with_exact(0),
-            MockBody::Sse(_) | MockBody::Padded { .. } => SizeHint::default(),
+            MockBody::Sse(_) | MockBody::Padded { .. } | MockBody::Cut(_) | MockBody::Stalled => {
+                SizeHint::default()
+            }
         }
     }
 }

@@ -299,6 +299,9 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: oneshot::Re
         tokio::select! {
             _ = &mut stop => break,
             accepted = listener.accept() => match accepted {
+                Ok((stream, _)) if shared.behavior().reset => {
+                    connections.spawn(reset(stream));
+                }
                 Ok((stream, _)) => {
                     // Without it, small SSE writes wait on the peer's delayed ACK (~40 ms).
                     let _ = stream.set_nodelay(true);
@@ -323,6 +326,15 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: oneshot::Re
     }
     drop(listener);
     connections.shutdown().await;
+}
+
+/// `reset`: waits for the request's first bytes, then closes with `SO_LINGER` 0, which the
+/// kernel turns into a TCP RST instead of an orderly FIN.
+async fn reset(mut stream: tokio::net::TcpStream) {
+    let mut first = [0u8; 1024];
+    let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut first).await;
+    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    drop(stream);
 }
 
 enum Route {
@@ -447,6 +459,20 @@ async fn model_request(
                 r.headers_mut()
                     .insert(http::header::RETRY_AFTER, HeaderValue::from(s));
             }
+            r
+        }
+        Action::Json(bytes) if shared.behavior().cut_body => {
+            let whole = bytes.len();
+            let mut r = Response::new(MockBody::Cut(Some(bytes.slice(..whole / 2))));
+            let headers = r.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(whole));
+            r
+        }
+        Action::Json(_) if shared.behavior().stall_body => {
+            let mut r = Response::new(MockBody::Stalled);
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r
         }
         Action::Json(bytes) => match shared.behavior().pad_bytes {

@@ -324,9 +324,15 @@ try {
       for (const [limit, n] of Object.entries(s.rate_limited || {})) {
         expectNum(`rate-limited-${r}/${limit}`, n);
       }
+      for (const [who, limits] of Object.entries(s.rate_limited_callers || {})) {
+        for (const [limit, n] of Object.entries(limits)) expectNum(`rate-limited-caller-${r}/${who}/${limit}`, n);
+      }
     }
     if (!Object.values(m.routes || {}).some((s) => Object.keys(s.rate_limited || {}).length > 0)) {
       errs.push("no route has a rate-limited request: the page's table is not checked");
+    }
+    if (!Object.values(m.routes || {}).some((s) => Object.keys(s.rate_limited_callers || {}).length > 0)) {
+      errs.push("no route has a rate-limited caller: the page's callers table is not checked");
     }
     if (!Object.values(m.routes || {}).some((s) => Object.values(s.endpoints || {}).some((e) => e.mid_stream_failovers > 0))) {
       errs.push("no endpoint has a mid-stream failover: the page's column is not checked");

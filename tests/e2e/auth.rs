@@ -787,4 +787,26 @@ async fn minted_rate_claims_limit_the_token_through_the_real_binary() {
             (429, "0".to_owned())
         ]
     );
+    // The refusal is counted against the token's account on /admin/metrics.
+    let (ok, admin, err) = cli(&home, &["token", "mint", "--scope", "admin", "--exp", "1h"]);
+    assert!(ok, "{err}");
+    let metrics: Value = client
+        .get(gw.url("/admin/metrics"))
+        .bearer_auth(admin.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let callers = metrics["routes"]["fast"]["rate_limited_callers"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert_eq!(callers.len(), 1, "{metrics}");
+    let (account, limits) = callers.iter().next().unwrap();
+    assert!(
+        account.starts_with("solana:") || account.starts_with("eip155:"),
+        "{account}"
+    );
+    assert_eq!(limits, &json!({"token:requests": 1}), "{metrics}");
 }

@@ -1,6 +1,7 @@
 //! The fault suite: a fault-injecting upstream (error statuses, HTML error pages, a cut
-//! connection before or inside a stream, a stall before the headers or mid-stream, an answer
-//! past `max_response_size`, an event whose data is not JSON, a 1 MB SSE event) × every caller dialect × JSON and stream ×
+//! connection before or inside a stream or inside a JSON body, a stall before the headers,
+//! after a JSON answer's headers or mid-stream, a connection reset (TCP RST), an answer past
+//! `max_response_size`, an event whose data is not JSON, a 1 MB SSE event) × every caller dialect × JSON and stream ×
 //! with and without a healthy fallback. What must hold in every cell:
 //! - a fault before the first content, with a fallback: the caller sees no error at all;
 //! - without one: an error in the caller's dialect (a JSON error object with the right
@@ -75,6 +76,30 @@ fn faults() -> Vec<Fault> {
                 stall_before_headers: true,
                 ..b()
             },
+            json: true,
+            stream: Some(When::BeforeContent),
+        },
+        Fault {
+            name: "cut JSON body",
+            behavior: MockBehavior {
+                cut_body: true,
+                ..b()
+            },
+            json: true,
+            stream: None,
+        },
+        Fault {
+            name: "stall after the JSON headers",
+            behavior: MockBehavior {
+                stall_body: true,
+                ..b()
+            },
+            json: true,
+            stream: None,
+        },
+        Fault {
+            name: "connection reset",
+            behavior: MockBehavior { reset: true, ..b() },
             json: true,
             stream: Some(When::BeforeContent),
         },

@@ -28,6 +28,8 @@ struct Received {
     metrics: Vec<String>,
     /// The `authorization` header of every trace export.
     authorization: Vec<String>,
+    /// The `x-collector-key` header of every trace export (`observe.otlp.headers`).
+    collector_keys: Vec<String>,
     /// Trace exports answered with something other than 200.
     refused: usize,
     /// What trace exports are answered with (0: 200).
@@ -57,6 +59,11 @@ async fn receiver() -> (SocketAddr, Arc<Mutex<Received>>) {
                             let authorization = req
                                 .headers()
                                 .get("authorization")
+                                .map(|v| v.to_str().unwrap().to_owned())
+                                .unwrap_or_default();
+                            let collector_key = req
+                                .headers()
+                                .get("x-collector-key")
                                 .map(|v| v.to_str().unwrap().to_owned())
                                 .unwrap_or_default();
                             let encoding = req
@@ -95,6 +102,7 @@ async fn receiver() -> (SocketAddr, Arc<Mutex<Received>>) {
                                 }
                                 "/v1/traces" => {
                                     got.authorization.push(authorization);
+                                    got.collector_keys.push(collector_key);
                                     let r = ExportTraceServiceRequest::decode(body)
                                         .expect("a trace export");
                                     for rs in r.resource_spans {
@@ -286,6 +294,12 @@ async fn a_callers_trace_is_continued_exported_and_forwarded_to_the_provider() {
         assert!(encodings.iter().any(|(p, _)| p == path), "{encodings:?}");
     }
     assert!(encodings.iter().all(|(_, e)| e == "gzip"), "{encodings:?}");
+    // `observe.otlp.headers` went with every export.
+    let keys = got.lock().unwrap().collector_keys.clone();
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| k == "secret"),
+        "{keys:?}"
+    );
 
     // sample_ratio 0: a request that starts its own trace is not exported, nor forwarded
     // as sampled.
@@ -313,7 +327,7 @@ async fn a_stream_span_has_its_first_token_and_a_down_collector_costs_nothing() 
     let (otlp, got) = receiver().await;
     let m = mock().await;
     let gw = TestGateway::start(&format!(
-        "{}models:\n  r:\n    endpoints: [{{ provider: up, model_id: m }}]\nobserve:\n  otlp:\n    endpoint: http://{otlp}\n    metrics: false\n",
+        "{}models:\n  r:\n    endpoints: [{{ provider: up, model_id: m }}]\nobserve:\n  otlp:\n    endpoint: http://{otlp}\n    metrics_interval: 200ms\n",
         providers(&[("up", "openai", &m)])
     ))
     .await;
@@ -334,6 +348,13 @@ async fn a_stream_span_has_its_first_token_and_a_down_collector_costs_nothing() 
         attr(&request.attributes, "gen_ai.server.time_to_first_token"),
         Some(any_value::Value::DoubleValue(_))
     ));
+    // ... and as the GenAI time-to-first-token metric.
+    wait_for(&got, |g| {
+        g.metrics
+            .iter()
+            .any(|m| m == "gen_ai.server.time_to_first_token")
+    })
+    .await;
 
     // Nobody listens at the collector's address: requests are served as ever, the failures
     // are counted.

@@ -114,6 +114,13 @@ async fn over_the_limit_is_a_429_in_the_callers_dialect_with_retry_after() {
         metrics["routes"]["r"]["rate_limited"]["account:requests"], 4,
         "{metrics}"
     );
+    // ... and per caller: a caller without a verified token (this test's hook) is counted
+    // as `anonymous`; a verified account is named (`auth::minted_rate_claims_…`).
+    assert_eq!(
+        metrics["routes"]["r"]["rate_limited_callers"],
+        json!({ "anonymous": { "account:requests": 4 } }),
+        "{metrics}"
+    );
     let prom = get(&gw, "/metrics", &[]).await.text;
     assert!(
         prom.lines()

@@ -168,6 +168,11 @@ struct RouteStats {
     /// limit (`account:requests`, `route:tokens`, `provider:requests`, …): a handful of
     /// labels, never the account itself.
     rate_limited: std::collections::BTreeMap<String, u64>,
+    /// The same refusals by who was refused (the account; `anonymous` without auth), then
+    /// by limit: at most [`MAX_KEYS`] callers per route, the rest under `_other`. Not in
+    /// Prometheus, where an account label would be a series per caller.
+    rate_limited_callers:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
 }
 
 /// The collector. `record` is called inline once per request.
@@ -297,6 +302,19 @@ impl Metrics {
             }
             if let Some(limit) = &e.rate_limited {
                 *r.rate_limited.entry(limit.clone()).or_default() += 1;
+                let who = e.account_id.as_deref().unwrap_or("anonymous");
+                let who = if r.rate_limited_callers.len() >= MAX_KEYS
+                    && !r.rate_limited_callers.contains_key(who)
+                {
+                    OTHER
+                } else {
+                    who
+                };
+                *r.rate_limited_callers
+                    .entry(who.to_owned())
+                    .or_default()
+                    .entry(limit.clone())
+                    .or_default() += 1;
             }
         }
         self.prom.record(e, route.as_deref(), overhead);
@@ -319,6 +337,7 @@ impl Metrics {
                     .collect(),
             );
             v["rate_limited"] = json!(r.rate_limited);
+            v["rate_limited_callers"] = json!(r.rate_limited_callers);
             out.insert(name.clone(), v);
         }
         let overhead = self.overhead_ms.lock().unwrap_or_else(|p| p.into_inner());

@@ -447,6 +447,107 @@ mod tests {
             .and_then(|kv| kv.value.as_ref()?.value.as_ref())
     }
 
+    /// Every attribute and event the request span promises, read back through the official
+    /// definitions: cost, account, agent, cache and reasoning tokens, `gen_ai.system`, time to
+    /// first token, guardrail findings and the budget's reserve and settle events.
+    #[test]
+    fn the_request_span_carries_every_promised_attribute_and_event() {
+        let framing = Framing::new(
+            Resource::default(),
+            String::new(),
+            InstrumentationScope::default(),
+        );
+        let mut e = event("m", 1);
+        e.stream = true;
+        e.ttfb_ms = Some(250.0);
+        e.cost_nano_usd = 1_500_000_000;
+        e.budget_reserved_nano_usd = Some(4_000_000_000);
+        e.account_id = Some("eip155:1:0xabc".into());
+        e.agent = Some("planner".into());
+        e.route = Some("r".into());
+        e.server_address = Some("api.example".into());
+        e.finish_reason = Some("stop");
+        e.tokens.input_cache_read = 7;
+        e.tokens.input_cache_write = 5;
+        e.tokens.output_reasoning = 11;
+        e.guardrail_findings = vec![crate::observe::GuardrailFinding {
+            pattern: "acme/internal_token".into(),
+            count: 2,
+            action: "redact".into(),
+        }];
+        let mut spans = Vec::new();
+        SpanWriter::default().write(&e, &mut spans);
+        let req = ExportTraceServiceRequest::decode(framing.body(&spans).as_slice()).unwrap();
+        let s = &req.resource_spans[0].scope_spans[0].spans[0];
+        let text = |k: &str| match attr(s, k) {
+            Some(Value::StringValue(v)) => v.clone(),
+            other => panic!("{k}: {other:?}"),
+        };
+        let int = |k: &str| match attr(s, k) {
+            Some(Value::IntValue(v)) => *v,
+            other => panic!("{k}: {other:?}"),
+        };
+        let double = |k: &str| match attr(s, k) {
+            Some(Value::DoubleValue(v)) => *v,
+            other => panic!("{k}: {other:?}"),
+        };
+        assert_eq!(text("gen_ai.system"), "gcp.gemini");
+        assert_eq!(text("gen_ai.provider.name"), "gcp.gemini");
+        assert_eq!(text("bitrouter.account"), "eip155:1:0xabc");
+        assert_eq!(text("bitrouter.agent"), "planner");
+        assert_eq!(text("bitrouter.route"), "r");
+        assert_eq!(text("server.address"), "api.example");
+        assert!((double("bitrouter.cost_usd") - 1.5).abs() < 1e-9);
+        assert!((double("gen_ai.server.time_to_first_token") - 0.25).abs() < 1e-9);
+        assert_eq!(int("gen_ai.usage.cache_read.input_tokens"), 7);
+        assert_eq!(int("gen_ai.usage.cache_creation.input_tokens"), 5);
+        assert_eq!(int("bitrouter.usage.reasoning_tokens"), 11);
+        assert!(matches!(
+            attr(s, "gen_ai.response.finish_reasons"),
+            Some(Value::ArrayValue(a)) if a.values.len() == 1
+        ));
+        let names: Vec<&str> = s.events.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "gen_ai.first_token",
+                "bitrouter.guardrail.finding",
+                "bitrouter.budget.reserve",
+                "bitrouter.budget.settle"
+            ]
+        );
+        let event_attr = |i: usize, k: &str| {
+            s.events[i]
+                .attributes
+                .iter()
+                .find(|kv| kv.key == k)
+                .and_then(|kv| kv.value.as_ref()?.value.clone())
+        };
+        assert_eq!(
+            event_attr(1, "bitrouter.guardrail.pattern"),
+            Some(Value::StringValue("acme/internal_token".into()))
+        );
+        assert_eq!(
+            event_attr(1, "bitrouter.guardrail.count"),
+            Some(Value::IntValue(2))
+        );
+        assert_eq!(
+            event_attr(1, "bitrouter.guardrail.action"),
+            Some(Value::StringValue("redact".into()))
+        );
+        assert_eq!(
+            event_attr(2, "bitrouter.budget.reserved_usd"),
+            Some(Value::DoubleValue(4.0))
+        );
+        assert_eq!(
+            event_attr(3, "bitrouter.budget.settled_usd"),
+            Some(Value::DoubleValue(1.5))
+        );
+        // The first token's event sits at the start plus the time to it.
+        let offset = s.events[0].time_unix_nano - s.start_time_unix_nano;
+        assert!(offset.abs_diff(250_000_000) < 1_000, "{offset}");
+    }
+
     /// Requests of different shapes through one writer decode as if each had been written
     /// alone: nothing of a bigger request is left in a smaller one's spans.
     #[test]
