@@ -310,6 +310,71 @@ async fn upstream_answers_past_max_response_size_are_refused_and_failed_over() {
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
+/// `VmRSS` and `VmHWM` (peak) of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{status}"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The gateway's memory stays bounded whatever its upstreams send: 16 concurrent answers of
+/// 256 MiB each (4 GiB in all, the kind that took an unbounded gateway to 892 MB RSS for one
+/// 300 MB answer) each cost it at most `max_response_size`, and its peak RSS grows by far
+/// less than one of them.
+#[tokio::test]
+async fn memory_stays_bounded_when_upstreams_send_huge_answers() {
+    let huge = mock_with(MockBehavior {
+        pad_bytes: Some(256 << 20),
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bitrouter.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}models:\n  solo:\n    endpoints: [{{ provider: primary, model_id: p }}]\nupstream:\n  max_response_size: 1MiB\ndatabase:\n  url: memory://\n",
+            providers(&[("primary", "openai", &huge)])
+        ),
+    )
+    .unwrap();
+    let gw = crate::child::ChildGateway::spawn(&cfg, dir.path());
+    let client = crate::harness::client();
+    let send = || {
+        client
+            .post(gw.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(openai_chat("solo", "hi").to_string())
+            .send()
+    };
+    // Warm: one refused answer, so what start-up and the first request allocate is in.
+    assert_eq!(send().await.unwrap().status(), 502);
+    let (_, peak_before) = rss_kib(gw.pid());
+    for _ in 0..2 {
+        let statuses = futures_util::future::join_all((0..16).map(|_| send())).await;
+        for s in statuses {
+            assert_eq!(s.unwrap().status(), 502);
+        }
+    }
+    let (rss, peak) = rss_kib(gw.pid());
+    // 16 answers in flight at most 1 MiB each: 16 MiB of bodies, plus buffers; 64 MiB is
+    // far below one unbounded answer (256 MiB), let alone sixteen.
+    assert!(
+        peak.saturating_sub(peak_before) < 64 << 10,
+        "peak RSS grew from {peak_before} to {peak} KiB"
+    );
+    assert!(
+        rss < peak_before + (64 << 10),
+        "RSS {rss} KiB after, {peak_before} before"
+    );
+}
+
 #[tokio::test]
 async fn a_providers_own_max_response_size_overrides_the_global_one() {
     let primary = mock_with(MockBehavior {
