@@ -150,6 +150,11 @@ pub(crate) struct BehaviorPatch {
     continue_partial: Option<bool>,
     repeat_words: Option<usize>,
     refuse_prefill: Option<bool>,
+    cut_body: Option<bool>,
+    stall_body: Option<bool>,
+    /// Accepted as `false` only (a whole behavior serialized carries it): a connection is
+    /// reset when it is accepted, before any request's overrides are read.
+    reset: Option<bool>,
 }
 
 /// Only called for fields present in the input, so `null` becomes `Some(None)` ("clear it")
@@ -195,13 +200,25 @@ impl BehaviorPatch {
             continue_partial,
             repeat_words,
             refuse_prefill,
+            cut_body,
+            stall_body,
         );
+    }
+
+    /// Refuses what a per-request override cannot do.
+    fn checked(self) -> Result<BehaviorPatch, String> {
+        if self.reset == Some(true) {
+            return Err("reset is server-level only (MockServer::set_behavior or --behavior): a connection is reset when it is accepted, before its requests' overrides are read".into());
+        }
+        Ok(self)
     }
 }
 
 /// Parses the `x-mock` header value.
 pub(crate) fn parse_header(value: &[u8]) -> Result<BehaviorPatch, String> {
-    serde_json::from_slice(value).map_err(|e| format!("invalid x-mock header: {e}"))
+    serde_json::from_slice::<BehaviorPatch>(value)
+        .map_err(|e| format!("invalid x-mock header: {e}"))?
+        .checked()
 }
 
 const DIRECTIVE: &str = "[[mock";
@@ -227,7 +244,7 @@ pub(crate) fn parse_directives(text: &str) -> Result<Vec<BehaviorPatch>, String>
         // does not end the directive early.
         let mut values = serde_json::Deserializer::from_str(body).into_iter::<BehaviorPatch>();
         let patch = match values.next() {
-            Some(Ok(patch)) => patch,
+            Some(Ok(patch)) => patch.checked()?,
             Some(Err(e)) => return Err(format!("invalid [[mock ...]] directive: {e}")),
             None => return Err("invalid [[mock ...]] directive: empty".into()),
         };
@@ -278,6 +295,21 @@ mod tests {
             .unwrap()
             .apply(&mut b);
         assert_eq!(b.error_after, None);
+        // The JSON-body faults merge; a whole behavior (reset false) is accepted, a
+        // per-request reset is not.
+        parse_header(br#"{"cut_body": true, "stall_body": true, "reset": false}"#)
+            .unwrap()
+            .apply(&mut b);
+        assert!(b.cut_body && b.stall_body && !b.reset);
+        let e = parse_header(br#"{"reset": true}"#).err().unwrap();
+        assert!(e.contains("server-level"), "{e}");
+        let e = parse_directives(r#"hi [[mock {"reset": true}]]"#)
+            .err()
+            .unwrap();
+        assert!(e.contains("server-level"), "{e}");
+        // The whole default behavior, serialized as the bench sends it, parses.
+        let whole = serde_json::to_vec(&MockBehavior::default()).unwrap();
+        parse_header(&whole).unwrap();
     }
 
     #[test]

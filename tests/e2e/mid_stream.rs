@@ -210,6 +210,22 @@ async fn broken_streams_are_carried_on_by_the_next_endpoint_in_every_dialect() {
                     sent.contains("Alpha bravo charlie delta"),
                     "{what}: the backup did not get the partial answer: {sent}"
                 );
+                // The caller's final usage is both attempts' output summed, as the ledger's.
+                let id = r.header("x-request-id").to_owned();
+                let row = loop {
+                    let rows = gw.gateway.ledger().rows(0, i64::MAX).await.unwrap();
+                    if let Some(row) = rows.into_iter().find(|row| row.id == id) {
+                        break row;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                };
+                assert_eq!(row.attempts, 2, "{what}: {row:?}");
+                let shown = output_tokens_of(caller, &r)
+                    .unwrap_or_else(|| panic!("{what}: no usage in\n{}", r.text));
+                assert_eq!(shown, row.tokens.output_total(), "{what}: {row:?}");
+                // The broken attempt's 4 words (25 bytes: 7 tokens, estimated) plus the
+                // continuation's own.
+                assert!(shown > 7, "{what}: {shown} output tokens");
             }
         }
     }
@@ -237,6 +253,35 @@ fn pair(primary: &MockServer, backup: &MockServer, backup_protocol: &str, extra:
             ("backup", backup_protocol, backup)
         ])
     )
+}
+
+/// The output tokens a stream in `caller`'s dialect reported in its final usage.
+fn output_tokens_of(caller: &str, r: &Reply) -> Option<u64> {
+    let events: Vec<Value> = r
+        .sse_data()
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .collect();
+    let last = |f: &dyn Fn(&Value) -> Option<u64>| events.iter().rev().find_map(f);
+    match caller {
+        "openai" => last(&|v| v["usage"]["completion_tokens"].as_u64()),
+        "responses" => last(&|v| {
+            (v["type"] == "response.completed")
+                .then(|| v["response"]["usage"]["output_tokens"].as_u64())
+                .flatten()
+        }),
+        "anthropic" => last(&|v| {
+            (v["type"] == "message_delta")
+                .then(|| v["usage"]["output_tokens"].as_u64())
+                .flatten()
+        }),
+        _ => last(&|v| {
+            let u = &v["usageMetadata"];
+            u["candidatesTokenCount"]
+                .as_u64()
+                .map(|c| c + u["thoughtsTokenCount"].as_u64().unwrap_or(0))
+        }),
+    }
 }
 
 /// Whether a recorded request's conversation carries an assistant (or model) turn.

@@ -43,7 +43,8 @@ async fn over_the_limit_is_a_429_in_the_callers_dialect_with_retry_after() {
         "  defaults: { requests_per_minute: 3 }\n",
     ))
     .await;
-    gw.gateway.set_caller_for_tests(Some(caller(None)));
+    let limited = caller(None);
+    gw.gateway.set_caller_for_tests(Some(limited.clone()));
     // Every answer to a limited caller says what is left.
     for left in [2, 1, 0] {
         let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
@@ -53,6 +54,16 @@ async fn over_the_limit_is_a_429_in_the_callers_dialect_with_retry_after() {
         assert!(r.header("x-ratelimit-reset-requests").ends_with('s'));
         assert_eq!(r.header("retry-after"), "");
     }
+    // A streamed answer carries them too (another caller, with a fresh limit).
+    gw.gateway.set_caller_for_tests(Some(caller(None)));
+    let mut streamed = openai_chat("r", "hi");
+    streamed["stream"] = json!(true);
+    let r = post(&gw, "/v1/chat/completions", &streamed).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("[DONE]"), "{}", r.text);
+    assert_eq!(r.header("x-ratelimit-limit-requests"), "3");
+    assert_eq!(r.header("x-ratelimit-remaining-requests"), "2");
+    gw.gateway.set_caller_for_tests(Some(limited));
     let gemini = "/v1beta/models/r:generateContent".to_owned();
     for (dialect, path, body) in [
         (
@@ -103,8 +114,9 @@ async fn over_the_limit_is_a_429_in_the_callers_dialect_with_retry_after() {
             "{dialect}: {message}"
         );
     }
-    // The upstream saw only the admitted three; another account has its own limit.
-    assert_eq!(m.request_count(), 3);
+    // The upstream saw only the admitted three (and the other caller's stream); another
+    // account has its own limit.
+    assert_eq!(m.request_count(), 4);
     gw.gateway.set_caller_for_tests(Some(caller(None)));
     let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -220,6 +232,32 @@ async fn route_and_token_limits_narrow_the_account() {
     let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
     assert_eq!(r.status, 429, "{}", r.text);
     assert!(r.text.contains("token's limit"), "{}", r.text);
+
+    // `rate_scope: account`: the claim narrows the whole account, every token of it
+    // together: two sessions of one account share a limit of 2.
+    let claim = Some(RateClaim {
+        requests: Some(2),
+        tokens: None,
+        per_account: true,
+    });
+    let first = caller(claim);
+    let second = Arc::new(Caller {
+        session: format!("rl-{:x}", fastrand::u64(..)),
+        ..(*first).clone()
+    });
+    let other_account = caller(claim);
+    for who in [&first, &second] {
+        gw.gateway.set_caller_for_tests(Some(who.clone()));
+        let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
+    assert_eq!(r.status, 429, "a third request of the account: {}", r.text);
+    assert!(r.text.contains("account's limit"), "{}", r.text);
+    // Another account with the same claim has its own.
+    gw.gateway.set_caller_for_tests(Some(other_account));
+    let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
 }
 
 #[tokio::test]

@@ -117,16 +117,19 @@ pub fn fits(c: &Counts, limit: u64, cost: u64) -> bool {
 /// `now_ms`, before the request).
 pub fn decide(c: &Counts, now_ms: i64, limit: u64, cost: u64) -> Decision {
     let allowed = fits(c, limit, cost);
-    let mut after = c.clone();
-    if allowed {
-        after.add(bucket(now_ms), cost);
+    // What the counts are after the request, without building them: its cost adds to the
+    // total, and its bucket (the current one) may be the newest.
+    let mut used = c.total();
+    let mut newest = c.slots.last().map(|&(b, _)| b);
+    if allowed && cost > 0 {
+        used += u128::from(cost);
+        newest = Some(newest.map_or(bucket(now_ms), |b| b.max(bucket(now_ms))));
     }
-    let used = u64::try_from(after.total()).unwrap_or(u64::MAX);
     Decision {
         allowed,
         limit,
-        remaining: limit.saturating_sub(used),
-        reset_ms: after.slots.last().map_or(0, |&(b, _)| leaves_ms(b, now_ms)),
+        remaining: u64::try_from(u128::from(limit).saturating_sub(used)).unwrap_or(0),
+        reset_ms: newest.map_or(0, |b| leaves_ms(b, now_ms)),
         retry_after_ms: if allowed {
             Some(0)
         } else {
