@@ -508,3 +508,63 @@ async fn every_store_keeps_the_same_minute_of_seconds() {
     pool.close().await;
     scratch.drop().await;
 }
+
+/// Three replicas sharing a tokens limit through `store`: with every request held at the
+/// upstream, the reservations alone decide, so exactly the number of worst cases the limit
+/// holds are admitted across the replicas.
+async fn tokens_across_replicas(store: &str, database: &str) {
+    let m = mock_with(MockBehavior {
+        latency_ms: 1_500,
+        ..Default::default()
+    })
+    .await;
+    // One request's worst case, as a limit of 1 token names it.
+    let probe = TestGateway::start(&two_providers(
+        &m,
+        &m,
+        "  defaults: { tokens_per_minute: 1 }\n",
+    ))
+    .await;
+    probe.gateway.set_caller_for_tests(Some(caller(None)));
+    let r = post(&probe, "/v1/chat/completions", &openai_chat("r", "hi")).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    let worst: u64 = r
+        .text
+        .split("needs ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no worst case in {}", r.text));
+    // Room for five worst cases in flight, not six.
+    let yaml = format!(
+        "{}{database}",
+        two_providers(
+            &m,
+            &m,
+            &format!(
+                "  store: {store}\n  defaults: {{ tokens_per_minute: {} }}\n",
+                5 * worst + worst / 2
+            ),
+        )
+    );
+    let replicas = three_replicas(&yaml).await;
+    let admitted = admitted_across(&replicas, 10).await;
+    assert_eq!(
+        admitted,
+        5,
+        "{store}: admitted {admitted} requests of {worst} worst-case tokens each under a limit of {}",
+        5 * worst + worst / 2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_share_a_tokens_limit_through_redis_and_postgres() {
+    tokens_across_replicas("redis://127.0.0.1:6379", "").await;
+    let scratch = Scratch::postgres("ratetokens").await;
+    tokens_across_replicas(
+        "postgres",
+        &format!("database:\n  url: {}\n", scratch.url()),
+    )
+    .await;
+    scratch.drop().await;
+}
