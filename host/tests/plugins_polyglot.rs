@@ -546,3 +546,66 @@ async fn wasi_warm_instances_are_renewed_off_the_call_path() {
     .unwrap();
     renewal::renewed_off_the_call_path(&guardrail(&host, "c-guardrail")).await;
 }
+
+/// More concurrent calls than a stateless plugin has warm instances wait for a turn, and the
+/// wait is not charged to their deadline: a burst of concurrent `check` calls on the
+/// JavaScript and Python guardrails with `max_instances: 2`, whose last call waits about three
+/// deadlines for its turn (the deadline is four times one call, measured here first), all
+/// answer with the same findings and none is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_and_python_guardrails_skip_no_call_under_concurrent_load() {
+    let cache = tempfile::tempdir().unwrap();
+    let cfg = HostConfig {
+        cache_dir: Some(cache.path().join("cache")),
+        max_instances: 2,
+        ..HostConfig::default()
+    };
+    let plain = &expected_patterns()[0];
+    // Many candidates, so that one call takes a while.
+    let text = "please look at CONFIDENTIAL-123456 before friday; ".repeat(64);
+    let candidates = regex_candidates(plain, &text);
+    for id in ["js-guardrail", "python-guardrail"] {
+        // One call's time on this machine, in a warm instance.
+        let host = PluginHost::load(cfg.clone(), &specs_of(id, Duration::from_secs(2))).unwrap();
+        let g = guardrail(&host, id);
+        let want = g.check(&plain.id, &text, &candidates).await.unwrap();
+        assert_eq!(want.len(), 64, "{id}");
+        let started = Instant::now();
+        for _ in 0..5 {
+            g.check(&plain.id, &text, &candidates).await.unwrap();
+        }
+        let one = started.elapsed() / 5;
+        let deadline = (one * 4).max(Duration::from_millis(20));
+        // Two turns: the last of `n` calls waits about (n / 2) × one for its own.
+        let n = ((3.0 * 2.0 * deadline.as_secs_f64() / one.as_secs_f64()).ceil() as usize)
+            .clamp(16, 4_000);
+
+        let host = PluginHost::load(cfg.clone(), &specs_of(id, deadline)).unwrap();
+        let g = guardrail(&host, id);
+        assert_eq!(g.check(&plain.id, &text, &candidates).await.unwrap(), want);
+        let started = Instant::now();
+        let calls = (0..n).map(|_| g.check(&plain.id, &text, &candidates));
+        let results = futures_util::future::join_all(calls).await;
+        let waited = started.elapsed();
+        for r in results {
+            assert_eq!(r.unwrap(), want, "{id}");
+        }
+        let stats = g.stats();
+        assert_eq!(stats.failures(), 0, "{id}: {stats:?}");
+        assert!(
+            waited > deadline,
+            "{id}: {n} calls took {waited:?}, within one deadline ({deadline:?}): nothing waited"
+        );
+        println!(
+            "{id}: one call {one:?}; {n} concurrent calls on 2 instances answered in {waited:?}, deadline {deadline:?} each"
+        );
+    }
+}
+
+/// The one guardrail `id` with `deadline` per call.
+fn specs_of(id: &str, deadline: Duration) -> Vec<PluginSpec> {
+    vec![PluginSpec {
+        call_deadline: Some(deadline),
+        ..PluginSpec::new(built(id))
+    }]
+}
