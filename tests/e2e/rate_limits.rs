@@ -326,6 +326,73 @@ async fn a_store_that_cannot_be_reached_fails_closed_or_open_as_configured() {
     }
 }
 
+/// A TCP forwarder to `to` on a port of its own; aborting the handle closes the listener and
+/// every connection it carried (a database that went away).
+async fn forwarder(
+    to: std::net::SocketAddr,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            connections.spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_store_that_goes_away_fails_closed_within_a_second() {
+    let m = mock().await;
+    let scratch = Scratch::postgres("ratedown").await;
+    // The server's `host:port`, from `postgres://user@host:port/db?…`.
+    let authority = scratch
+        .url()
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no host:port in {}", scratch.url()))
+        .to_owned();
+    let server = tokio::net::lookup_host(&authority)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let (via, link) = forwarder(server).await;
+    let url = scratch.url().replacen(&authority, &via.to_string(), 1);
+    let gw = TestGateway::start(&format!(
+        "{}database:\n  url: {url}\n",
+        two_providers(
+            &m,
+            &m,
+            "  store: postgres\n  defaults: { requests_per_minute: 100 }\n",
+        )
+    ))
+    .await;
+    gw.gateway.set_caller_for_tests(Some(caller(None)));
+    let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The database goes away: a limited caller is refused (closed), after at most the
+    // store's timeout, not the connection pool's 30 s.
+    link.abort();
+    let _ = link.await;
+    let started = std::time::Instant::now();
+    let r = post(&gw, "/v1/chat/completions", &openai_chat("r", "hi")).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(r.text.contains("rate-limit store"), "{}", r.text);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refused after {:?}",
+        started.elapsed()
+    );
+    drop(gw);
+    scratch.drop().await;
+}
+
 /// `replicas` gateways on one store, `per_replica` concurrent requests each, against an
 /// account limit of `limit` requests a minute: how many got in.
 async fn admitted_across(replicas: &[TestGateway], per_replica: usize) -> usize {

@@ -36,6 +36,22 @@ pub enum StoreError {
     /// The store answered something this build does not understand.
     #[error("unexpected answer from the store: {0}")]
     Answer(String),
+    /// PostgreSQL did not answer within [`PG_TIMEOUT`].
+    #[error("postgres: no answer within {} ms", PG_TIMEOUT.as_millis())]
+    Timeout,
+}
+
+/// The longest a check waits for PostgreSQL (its pool's own wait for a connection is 30 s):
+/// like Redis's response timeout, so a database that went away costs a limited caller a
+/// second before `on_store_error` decides, not the pool's patience.
+pub const PG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `fut` within [`PG_TIMEOUT`].
+async fn pg<T>(fut: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, StoreError> {
+    match tokio::time::timeout(PG_TIMEOUT, fut).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(StoreError::Timeout),
+    }
 }
 
 /// Most keys the memory store tracks; keys with nothing in the last minute are swept first. The keys
@@ -244,15 +260,16 @@ impl Store {
                 let keys: Vec<&str> = takes.iter().map(|t| t.key.as_str()).collect();
                 let limits: Vec<i64> = takes.iter().map(|t| clamp(t.limit)).collect();
                 let costs: Vec<i64> = takes.iter().map(|t| clamp(t.cost)).collect();
-                let out: Vec<i64> =
-                    sqlx::query_scalar("SELECT bitrouter_rate_take_buckets($1, $2, $3, $4, $5)")
-                        .bind(&keys)
-                        .bind(now)
-                        .bind(SPAN)
-                        .bind(&limits)
-                        .bind(&costs)
-                        .fetch_one(pool)
-                        .await?;
+                let out: Vec<i64> = pg(sqlx::query_scalar(
+                    "SELECT bitrouter_rate_take_buckets($1, $2, $3, $4, $5)",
+                )
+                .bind(&keys)
+                .bind(now)
+                .bind(SPAN)
+                .bind(&limits)
+                .bind(&costs)
+                .fetch_one(pool))
+                .await?;
                 counts_from(&out, takes.len())?
             }
         };
@@ -286,12 +303,12 @@ impl Store {
                     .await?;
             }
             Store::Postgres(pool) => {
-                sqlx::query(PG_ADJUST)
+                pg(sqlx::query(PG_ADJUST)
                     .bind(key)
                     .bind(bucket)
                     .bind(delta)
-                    .execute(pool)
-                    .await?;
+                    .execute(pool))
+                .await?;
             }
         }
         Ok(())
