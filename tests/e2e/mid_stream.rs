@@ -737,3 +737,67 @@ async fn a_continuation_takes_its_tokens_from_the_callers_limit() {
     assert_one_clean_stream("openai", &r, "tokens for both");
     assert_eq!(backup.request_count(), 1);
 }
+
+#[tokio::test]
+async fn a_budget_that_cannot_cover_the_continuation_ends_the_stream_with_its_failure() {
+    use bitrouter::caller::{BudgetClaim, BudgetScope, BudgetWindow, Caller, Scope};
+    let primary = mock_with(MockBehavior {
+        cut_after: Some(BEFORE_FAULT),
+        ..words()
+    })
+    .await;
+    let backup = continuing().await;
+    // Input is what costs (1,000 µUSD a token at the backup, nothing at the primary), so a
+    // continuation, whose prompt carries the partial answer and the "continue" turn (50+
+    // tokens), needs more than the first request's hold.
+    let yaml = format!(
+        "providers:\n  primary:\n    api_protocol: openai\n    api_base: {}/v1\n    api_key: k\n    models:\n      broken: {{ pricing: {{ input_tokens: {{ no_cache: 0.0 }}, output_tokens: {{ text: 0.0 }} }} }}\n  backup:\n    api_protocol: openai\n    api_base: {}/v1\n    api_key: k\n    models:\n      steady: {{ pricing: {{ input_tokens: {{ no_cache: 1000.0 }}, output_tokens: {{ text: 0.0 }} }} }}\nrouting:\n  mid_stream_failover: continue\nmodels:\n  r:\n    endpoints:\n      - {{ provider: primary, model_id: broken }}\n      - {{ provider: backup, model_id: steady }}\n",
+        primary.base_url(),
+        backup.base_url(),
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let budgeted = |limit: u64| {
+        let claim = BudgetClaim {
+            limit_micro_usd: limit,
+            scope: BudgetScope::Session,
+            window: BudgetWindow::Lifetime,
+        };
+        std::sync::Arc::new(Caller {
+            account: "eip155:1:0x00000000000000000000000000000000000000cd".into(),
+            session: format!("mid-stream-{:x}", fastrand::u64(..)),
+            scope: Scope::Api,
+            models: None,
+            budget: Some(claim),
+            rate: None,
+        })
+    };
+    let (path, body) = stream_request("openai", "r");
+    // What the first request holds: a budget of 1 µUSD names it in the 402.
+    gw.gateway.set_caller_for_tests(Some(budgeted(1)));
+    let r = post(&gw, &path, &body).await;
+    assert_eq!(r.status, 402, "{}", r.text);
+    let hold = r.json()["error"]["required_micro_usd"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no required_micro_usd in {}", r.text));
+    // Room for that and 10 tokens more: the first attempt runs, the continuation cannot.
+    gw.gateway
+        .set_caller_for_tests(Some(budgeted(hold + 10 * 1_000)));
+    let r = post(&gw, &path, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.text.contains("\"error\"") && !r.text.contains("[DONE]"),
+        "the stream should end with its failure: {}",
+        r.text
+    );
+    assert_eq!(
+        backup.request_count(),
+        0,
+        "the continuation went past the budget"
+    );
+    // With room for both, the same stream is carried on.
+    gw.gateway
+        .set_caller_for_tests(Some(budgeted(hold * 3 + 1_000_000)));
+    let r = post(&gw, &path, &body).await;
+    assert_one_clean_stream("openai", &r, "budget for both");
+    assert_eq!(backup.request_count(), 1);
+}
