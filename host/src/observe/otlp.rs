@@ -437,3 +437,73 @@ impl ObserveCallback for OtlpSink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::event::TraceRecord;
+
+    /// A collector that is down: spans wait, at most [`MAX_PENDING`] requests' worth, the
+    /// oldest dropped and counted beyond it; nothing blocks the caller.
+    #[test]
+    fn spans_wait_for_a_down_collector_within_their_bound() {
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = dead.local_addr().unwrap();
+        drop(dead);
+        let sink = OtlpSink::new(&OtlpSettings {
+            endpoint: Some(format!("http://{addr}")),
+            headers: Vec::new(),
+            traces: true,
+            metrics: false,
+            sample_ratio: 1.0,
+            metrics_interval: Duration::from_secs(60),
+            service_name: None,
+            capture_content: false,
+            compression: None,
+        })
+        .unwrap();
+        let event = |i: usize| {
+            let mut e = crate::context::RequestContext::new(
+                format!("r{i}"),
+                crate::canonical::Dialect::OpenAiChat,
+            )
+            .event(200, None);
+            e.trace = Some(TraceRecord {
+                trace_id: format!("{:032x}", i + 1),
+                span_id: format!("{:016x}", i + 1),
+                parent_span_id: None,
+                sampled: true,
+            });
+            Arc::new(e)
+        };
+        let n = MAX_PENDING * 2;
+        let events: Vec<Arc<RequestEvent>> = (0..n).map(event).collect();
+        let started = Instant::now();
+        sink.on_events(&events);
+        // Recording is a local append, whatever the collector does.
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let waiting = sink.inner.lock().requests.len();
+        assert!(waiting <= MAX_PENDING, "{waiting} requests' spans wait");
+        let counts = sink.stats().snapshot();
+        assert!(counts.dropped_spans > 0, "{counts:?}");
+        assert_eq!(counts.exported_spans, 0);
+        // Every request's span is either waiting or counted as dropped (the exporter may
+        // have taken a batch out to post meanwhile: those are put back or counted too).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let p = sink.inner.lock();
+            let waiting = p.requests.len() as u64;
+            let in_flight = p.in_flight;
+            drop(p);
+            let dropped = sink.stats().snapshot().dropped_spans;
+            if !in_flight && waiting + dropped == n as u64 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{waiting} waiting + {dropped} dropped of {n}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
