@@ -326,6 +326,28 @@ fn keys_as_files_or_hex_and_check_config_dash_c() {
     let o = run(dir.path(), &["check-config", "-c", "b.yaml"], "");
     ok(&o);
     assert!(String::from_utf8_lossy(&o.stdout).contains("b.yaml: OK"));
+
+    // `check-config` compiles a plugin once, into the cache `serve` uses: the second run
+    // loads it from there.
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "guardrails:\n  builtin: false\n  plugins:\n    - path: c.wasm\nplugins:\n  cache_dir: cache\n",
+    )
+    .unwrap();
+    let first = run(dir.path(), &["check-config", "-c", "p.yaml"], "");
+    ok(&first);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        stdout.contains("plugins: 1 compiled now, 0 from the compile cache"),
+        "{stdout}"
+    );
+    let second = run(dir.path(), &["check-config", "-c", "p.yaml"], "");
+    ok(&second);
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        stdout.contains("plugins: 0 compiled now, 1 from the compile cache"),
+        "{stdout}"
+    );
 }
 
 /// A plugin that fails (fail-open) finds nothing; `plugin test` must say so and exit 1, not

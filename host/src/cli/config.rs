@@ -72,9 +72,27 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
         .remember_verified(&config.plugins.artifact_dir);
     println!("{}: OK", path.display());
     print_guardrails(&firewall);
+    print_compile_cache(&firewall);
     println!("listen: {}", config.server.listen);
     print_routes(&config);
     Ok(())
+}
+
+/// How the plugins' machine code was had: compiled now, or from the cache `serve` uses too.
+fn print_compile_cache(firewall: &bitrouter::guardrails::Firewall) {
+    let Some(host) = &firewall.plugins.host else {
+        return;
+    };
+    let stats = host.cache_stats();
+    match host.cache_dir() {
+        Some(dir) => println!(
+            "plugins: {} compiled now, {} from the compile cache ({})",
+            stats.misses,
+            stats.hits,
+            dir.display()
+        ),
+        None => println!("plugins: {} compiled now (no compile cache)", stats.misses),
+    }
 }
 
 fn print_guardrails(firewall: &bitrouter::guardrails::Firewall) {
