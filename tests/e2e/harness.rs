@@ -214,6 +214,18 @@ pub async fn get(gw: &TestGateway, path: &str, headers: &[(&str, &str)]) -> Repl
     Reply::from(req.send().await.unwrap()).await
 }
 
+/// The worst-case tokens a 429 from a tokens limit smaller than one request names ("this
+/// request needs N tokens alone"): how tests learn what a request reserves.
+pub fn tokens_needed(r: &Reply) -> u64 {
+    assert_eq!(r.status, 429, "{}", r.text);
+    r.text
+        .split("needs ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no \"needs N tokens\" in {}", r.text))
+}
+
 pub fn openai_chat(model: &str, text: &str) -> Value {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
 }
