@@ -130,28 +130,12 @@ impl Identity {
     }
 }
 
-/// What is known about one request while it runs; it becomes the log line, the observe
-/// event and the ledger row.
-#[derive(Debug)]
-pub struct RequestContext {
-    /// The request id (`x-request-id`).
-    pub id: String,
-    /// The dialect the caller speaks.
-    pub dialect: Dialect,
-    /// The model name the caller asked for.
-    pub model: String,
-    /// The route (virtual model) the model name resolved to; `None` for `provider:model`.
-    pub route: Option<String>,
-    /// The caller asked for a stream.
-    pub stream: bool,
-    /// When the request arrived, for latency.
-    pub started: Instant,
-    /// Wall-clock start, Unix milliseconds (the ledger's time column).
-    pub time_ms: i64,
-    /// Who is calling.
-    pub who: Identity,
-    /// Every target tried, in order.
-    pub attempts: Vec<Attempt>,
+/// The endpoint answering the request (or tried last) and what its answer has said so far:
+/// set by [`RequestContext::trying`] when an attempt starts, then filled in by the proxy and
+/// the stream relay as the answer comes; what a stream cut short is charged is computed from
+/// it here ([`Served::billed_usage`]).
+#[derive(Debug, Default)]
+pub struct Served {
     /// The target that served the request, or was tried last.
     pub provider: Option<String>,
     /// The upstream model id of that target.
@@ -169,89 +153,13 @@ pub struct RequestContext {
     pub output_bytes: u64,
     /// Time until the first byte of the answer went to the caller.
     pub ttfb: Option<Duration>,
-    /// Holds the request in the in-flight gauge until the context is dropped.
-    pub in_flight: Option<InFlight>,
-    /// What the guardrail firewall found and did, both directions.
-    pub guardrail: crate::guardrails::Tally,
-    /// The caller's hold on its budget while the request runs; dropped unsettled, it is
-    /// released.
-    pub budget: Option<crate::budget::Reservation>,
-    /// What is left of the caller's budget, as last known (micro-USD).
-    pub budget_remaining: Option<u64>,
-    /// Model and stream flag from the URL, for dialects that put them there (Gemini).
-    pub url_model: Option<crate::api::UrlModel>,
-    /// Earlier attempts of a stream that failed over mid-stream; `usage`, `output_bytes`
-    /// and `prices` are the current attempt's alone.
-    pub carried: Carried,
-    /// Rate limits: the caller's headroom, token holds, what refused it.
-    pub rate: crate::ratelimit::RequestRate,
-    /// The request's trace (OTLP tracing on).
-    pub trace: Option<crate::observe::trace_context::RequestTrace>,
-    /// The host of the endpoint tried last.
-    pub server_address: Option<String>,
     /// Why the model stopped, when it said.
     pub finish_reason: Option<&'static str>,
-    /// The budget hold taken for the request, nano-USD.
-    pub budget_reserved_nano_usd: Option<u64>,
-    /// Prompt and answer being captured for the trace (`observe.otlp.capture_content`).
-    pub content: Option<Box<crate::observe::content::Capture>>,
+    /// The host of the endpoint tried last.
+    pub server_address: Option<String>,
 }
 
-impl RequestContext {
-    /// A context for a request that just arrived.
-    pub fn new(id: String, dialect: Dialect) -> Self {
-        RequestContext {
-            id,
-            dialect,
-            model: String::new(),
-            route: None,
-            stream: false,
-            started: Instant::now(),
-            time_ms: crate::spend::query_now_ms(),
-            who: Identity::default(),
-            attempts: Vec::new(),
-            provider: None,
-            upstream_model: None,
-            prices: None,
-            usage: None,
-            complete: false,
-            input_estimate: 0,
-            output_bytes: 0,
-            ttfb: None,
-            in_flight: None,
-            guardrail: crate::guardrails::Tally::default(),
-            budget: None,
-            budget_remaining: None,
-            url_model: None,
-            carried: Carried::default(),
-            rate: Default::default(),
-            trace: None,
-            server_address: None,
-            finish_reason: None,
-            budget_reserved_nano_usd: None,
-            content: None,
-        }
-    }
-
-    /// Notes the target about to be tried.
-    pub fn trying(&mut self, target: &Target) {
-        if self.trace.is_some() {
-            // Only spans carry it: no allocation per attempt when tracing is off.
-            self.server_address = target.parsed_url.host_str().map(str::to_owned);
-        }
-        self.provider = Some(target.provider.clone());
-        self.upstream_model = Some(target.model_id.clone());
-        self.prices = target.prices;
-    }
-
-    fn served_by(&self) -> &str {
-        self.attempts
-            .last()
-            .filter(|a| a.error.is_none())
-            .map(|a| a.target.as_str())
-            .unwrap_or("-")
-    }
-
+impl Served {
     /// Tokens to charge, and whether they are an estimate. A complete answer is charged from
     /// the upstream's usage; a stream cut short is charged for what was produced — the
     /// upstream's figures where it sent them, else 4 bytes per token (flagged as estimated).
@@ -277,9 +185,126 @@ impl RequestContext {
     }
 
     /// The current attempt's cost at its endpoint's prices.
-    pub fn attempt_cost_nano_usd(&self) -> u64 {
+    pub fn cost_nano_usd(&self) -> u64 {
         let (tokens, _) = self.billed_tokens();
         self.prices.map(|p| cost_nano_usd(&tokens, &p)).unwrap_or(0)
+    }
+}
+
+/// The caller's budget while the request runs: the proxy's budget step holds it, the relay
+/// or the proxy settles it.
+#[derive(Debug, Default)]
+pub struct BudgetState {
+    /// The caller's hold on its budget while the request runs; dropped unsettled, it is
+    /// released.
+    pub hold: Option<crate::budget::Reservation>,
+    /// What is left of the caller's budget, as last known (micro-USD).
+    pub remaining: Option<u64>,
+    /// The budget hold taken for the request, nano-USD.
+    pub reserved_nano_usd: Option<u64>,
+}
+
+/// What is known about one request while it runs; it becomes the log line, the observe
+/// event and the ledger row.
+#[derive(Debug)]
+pub struct RequestContext {
+    /// The request id (`x-request-id`).
+    pub id: String,
+    /// The dialect the caller speaks.
+    pub dialect: Dialect,
+    /// The model name the caller asked for.
+    pub model: String,
+    /// The route (virtual model) the model name resolved to; `None` for `provider:model`.
+    pub route: Option<String>,
+    /// The caller asked for a stream.
+    pub stream: bool,
+    /// When the request arrived, for latency.
+    pub started: Instant,
+    /// Wall-clock start, Unix milliseconds (the ledger's time column).
+    pub time_ms: i64,
+    /// Who is calling.
+    pub who: Identity,
+    /// Every target tried, in order.
+    pub attempts: Vec<Attempt>,
+    /// The endpoint answering and what its answer said so far.
+    pub served: Served,
+    /// The caller's budget while the request runs.
+    pub budget: BudgetState,
+    /// Holds the request in the in-flight gauge until the context is dropped.
+    pub in_flight: Option<InFlight>,
+    /// What the guardrail firewall found and did, both directions.
+    pub guardrail: crate::guardrails::Tally,
+    /// Model and stream flag from the URL, for dialects that put them there (Gemini).
+    pub url_model: Option<crate::api::UrlModel>,
+    /// Earlier attempts of a stream that failed over mid-stream; `usage`, `output_bytes`
+    /// and `prices` are the current attempt's alone.
+    pub carried: Carried,
+    /// Rate limits: the caller's headroom, token holds, what refused it.
+    pub rate: crate::ratelimit::RequestRate,
+    /// The request's trace (OTLP tracing on).
+    pub trace: Option<crate::observe::trace_context::RequestTrace>,
+    /// Prompt and answer being captured for the trace (`observe.otlp.capture_content`).
+    pub content: Option<Box<crate::observe::content::Capture>>,
+}
+
+impl RequestContext {
+    /// A context for a request that just arrived.
+    pub fn new(id: String, dialect: Dialect) -> Self {
+        RequestContext {
+            id,
+            dialect,
+            model: String::new(),
+            route: None,
+            stream: false,
+            started: Instant::now(),
+            time_ms: crate::spend::query_now_ms(),
+            who: Identity::default(),
+            attempts: Vec::new(),
+            served: Served::default(),
+            budget: BudgetState::default(),
+            in_flight: None,
+            guardrail: crate::guardrails::Tally::default(),
+            url_model: None,
+            carried: Carried::default(),
+            rate: Default::default(),
+            trace: None,
+            content: None,
+        }
+    }
+
+    /// Notes the target about to be tried.
+    pub fn trying(&mut self, target: &Target) {
+        if self.trace.is_some() {
+            // Only spans carry it: no allocation per attempt when tracing is off.
+            self.served.server_address = target.parsed_url.host_str().map(str::to_owned);
+        }
+        self.served.provider = Some(target.provider.clone());
+        self.served.upstream_model = Some(target.model_id.clone());
+        self.served.prices = target.prices;
+    }
+
+    fn served_by(&self) -> &str {
+        self.attempts
+            .last()
+            .filter(|a| a.error.is_none())
+            .map(|a| a.target.as_str())
+            .unwrap_or("-")
+    }
+
+    /// Tokens to charge for the current attempt, and whether they are an estimate
+    /// ([`Served::billed_tokens`]).
+    pub fn billed_tokens(&self) -> (TokenBreakdown, bool) {
+        self.served.billed_tokens()
+    }
+
+    /// The current attempt's usage to charge ([`Served::billed_usage`]).
+    pub fn billed_usage(&self) -> (Usage, bool) {
+        self.served.billed_usage()
+    }
+
+    /// The current attempt's cost at its endpoint's prices.
+    pub fn attempt_cost_nano_usd(&self) -> u64 {
+        self.served.cost_nano_usd()
     }
 
     /// Closes the current attempt of a stream that failed mid-stream: its usage and cost
@@ -293,8 +318,8 @@ impl RequestContext {
             estimated: self.carried.estimated || estimated,
             settled_nano_usd: self.carried.settled_nano_usd,
         };
-        self.usage = None;
-        self.output_bytes = 0;
+        self.served.usage = None;
+        self.served.output_bytes = 0;
         cost
     }
 
@@ -311,8 +336,8 @@ impl RequestContext {
             time_ms: self.time_ms,
             route: self.route.clone(),
             requested_model: self.model.clone(),
-            provider: self.provider.clone(),
-            model: self.upstream_model.clone(),
+            provider: self.served.provider.clone(),
+            model: self.served.upstream_model.clone(),
             account_id: self.who.account().map(str::to_owned),
             agent: self.who.agent.as_deref().map(str::to_owned),
             session_id: self.who.session().map(str::to_owned),
@@ -323,7 +348,7 @@ impl RequestContext {
             error_type: error.map(|e| e.kind().as_str().to_owned()),
             error: error.map(|e| e.message().to_owned()),
             latency_ms: ms(self.started.elapsed()),
-            ttfb_ms: self.ttfb.map(ms),
+            ttfb_ms: self.served.ttfb.map(ms),
             upstream_ms: self.attempts.iter().map(|a| ms(a.duration)).sum(),
             input_tokens: tokens.input_total(),
             output_tokens: tokens.output_total(),
@@ -353,19 +378,19 @@ impl RequestContext {
                 parent_span_id: t.parent_span_id.map(hex::encode),
                 sampled: t.sampled,
             }),
-            server_address: self.server_address.clone(),
-            finish_reason: self.finish_reason,
-            budget_reserved_nano_usd: self.budget_reserved_nano_usd,
+            server_address: self.served.server_address.clone(),
+            finish_reason: self.served.finish_reason,
+            budget_reserved_nano_usd: self.budget.reserved_nano_usd,
             content: self
                 .content
                 .as_ref()
-                .map(|c| Box::new(c.finish(self.finish_reason))),
+                .map(|c| Box::new(c.finish(self.served.finish_reason))),
         }
     }
 
     /// The request's one log line.
     pub fn log(&self, status: u16, error: Option<&Error>) {
-        let usage = self.usage.unwrap_or_default();
+        let usage = self.served.usage.unwrap_or_default();
         tracing::info!(
             request_id = %self.id,
             dialect = self.dialect.as_str(),
@@ -375,7 +400,7 @@ impl RequestContext {
             stream = self.stream,
             status,
             latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
-            ttfb_ms = self.ttfb.map(|t| t.as_secs_f64() * 1000.0),
+            ttfb_ms = self.served.ttfb.map(|t| t.as_secs_f64() * 1000.0),
             attempts = self.attempts.len(),
             input_tokens = usage.input_tokens,
             output_tokens = usage.output_tokens,
@@ -393,8 +418,8 @@ mod tests {
     #[test]
     fn cut_streams_are_charged_for_what_was_produced() {
         let mut c = RequestContext::new("r".into(), Dialect::OpenAiChat);
-        c.input_estimate = 100;
-        c.output_bytes = 41;
+        c.served.input_estimate = 100;
+        c.served.output_bytes = 41;
         assert_eq!(
             c.billed_tokens(),
             (
@@ -407,7 +432,7 @@ mod tests {
             )
         );
         // Anthropic sent input usage in message_start, then the stream was cut.
-        c.usage = Some(Usage {
+        c.served.usage = Some(Usage {
             input_tokens: 80,
             output_tokens: 1,
             ..Default::default()
@@ -424,7 +449,7 @@ mod tests {
             )
         );
         // A complete answer is charged from usage alone.
-        c.complete = true;
+        c.served.complete = true;
         assert_eq!(
             c.billed_tokens(),
             (

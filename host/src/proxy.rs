@@ -114,7 +114,7 @@ impl Proxy {
     pub async fn fail(&self, ctx: &mut RequestContext, e: Error) -> Response<Body> {
         let row = self.outcomes.finish(ctx, e.status().as_u16(), Some(&e));
         self.rate_limits
-            .settle_request(&mut ctx.rate, &row, ctx.provider.as_deref());
+            .settle_request(&mut ctx.rate, &row, ctx.served.provider.as_deref());
         let remaining = self.settle_budget(ctx, row.cost_nano_usd).await;
         self.outcomes.ledger.record(row).await;
         let mut response = error_response(ctx.dialect, &e);
@@ -170,23 +170,23 @@ impl Proxy {
     /// Settles the request's reservation to `cost` and returns what is left of the budget
     /// (micro-USD) for the response header; `None` for a caller without a budget.
     async fn settle_budget(&self, ctx: &mut RequestContext, cost: u64) -> Option<u64> {
-        if let Some(r) = ctx.budget.take() {
+        if let Some(r) = ctx.budget.hold.take() {
             match r.settle(cost).await {
-                Ok(left) => ctx.budget_remaining = Some(left.remaining_micro_usd),
+                Ok(left) => ctx.budget.remaining = Some(left.remaining_micro_usd),
                 Err(e) => tracing::warn!(request_id = %ctx.id, error = %e, "budget settle failed"),
             }
-        } else if ctx.budget_remaining.is_none()
+        } else if ctx.budget.remaining.is_none()
             && let Some((claim, id)) = ctx.who.caller().and_then(|c| c.budget_key())
         {
             // Failed before its budget was looked at (bad request, unknown model).
-            ctx.budget_remaining = self
+            ctx.budget.remaining = self
                 .budgets
                 .remaining(id, &claim)
                 .await
                 .ok()
                 .map(|r| r.remaining_micro_usd);
         }
-        ctx.budget_remaining
+        ctx.budget.remaining
     }
 
     /// Reserves the request's worst case at the dearest endpoint of its plan. One
@@ -213,13 +213,13 @@ impl Proxy {
         match held {
             Ok(None) => Ok(()),
             Ok(Some(r)) => {
-                ctx.budget_remaining = Some(r.remaining().remaining_micro_usd);
-                ctx.budget_reserved_nano_usd = Some(r.amount_nano_usd());
-                ctx.budget = Some(r);
+                ctx.budget.remaining = Some(r.remaining().remaining_micro_usd);
+                ctx.budget.reserved_nano_usd = Some(r.amount_nano_usd());
+                ctx.budget.hold = Some(r);
                 Ok(())
             }
             Err(BudgetError::Exceeded(e)) => {
-                ctx.budget_remaining = Some(e.remaining.remaining_micro_usd);
+                ctx.budget.remaining = Some(e.remaining.remaining_micro_usd);
                 Err(e.to_error())
             }
             Err(e) => Err(Error::new(
@@ -263,7 +263,7 @@ impl Proxy {
             return self.fail(&mut ctx, e.to_error()).await;
         }
         if request.stream {
-            ctx.input_estimate = request.estimate_input_tokens();
+            ctx.served.input_estimate = request.estimate_input_tokens();
         }
         let plan = match self.router.plan(&request.model) {
             Ok(p) => p,
@@ -532,9 +532,9 @@ impl Proxy {
         let mut response = match answer {
             Answer::Json { body, mut response } => {
                 health.target.record_success();
-                ctx.usage = Some(response.usage);
-                ctx.finish_reason = Some(response.finish.as_str());
-                ctx.complete = true;
+                ctx.served.usage = Some(response.usage);
+                ctx.served.finish_reason = Some(response.finish.as_str());
+                ctx.served.complete = true;
                 let redacted = guardrails
                     .inspect_response(&mut response, &mut ctx.guardrail)
                     .await;
@@ -549,11 +549,14 @@ impl Proxy {
                     Some(b) if !redacted => b,
                     _ => api::encode_response(dialect, &response),
                 };
-                ctx.ttfb = Some(ctx.started.elapsed());
+                ctx.served.ttfb = Some(ctx.started.elapsed());
                 warnings = guardrail_headers(&ctx.guardrail);
                 let row = self.outcomes.finish(&ctx, 200, None);
-                self.rate_limits
-                    .settle_request(&mut ctx.rate, &row, ctx.provider.as_deref());
+                self.rate_limits.settle_request(
+                    &mut ctx.rate,
+                    &row,
+                    ctx.served.provider.as_deref(),
+                );
                 let remaining = self.settle_budget(&mut ctx, row.cost_nano_usd).await;
                 self.outcomes.ledger.record(row).await;
                 let mut r = json_response(StatusCode::OK, body);
@@ -567,9 +570,9 @@ impl Proxy {
                 idle,
                 total,
             } => {
-                ctx.ttfb = Some(ctx.started.elapsed());
+                ctx.served.ttfb = Some(ctx.started.elapsed());
                 // Headers leave first: what is left after this stream's reservation.
-                let remaining = ctx.budget_remaining;
+                let remaining = ctx.budget.remaining;
                 let guard = StreamGuard::new(guardrails);
                 warnings = guardrail_headers(&ctx.guardrail);
                 let fail_over = resume.is_some();

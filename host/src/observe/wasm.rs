@@ -88,8 +88,8 @@ mod tests {
         let mut c = RequestContext::new("r1".into(), Dialect::Anthropic);
         c.model = "fast".into();
         c.who.agent = Some(std::sync::Arc::from("Alice agent"));
-        c.provider = Some("openai".into());
-        c.upstream_model = Some("gpt-4o".into());
+        c.served.provider = Some("openai".into());
+        c.served.upstream_model = Some("gpt-4o".into());
         let mut event = c.event(200, None);
         // The account comes from a verified token; the event carries it as a string.
         event.account_id = Some("eip155:1:0xabc".into());

@@ -86,7 +86,7 @@ impl Resumer {
         health.stream_ended(Err(error));
         // The relay counts bytes as they are encoded, behind the guard's hold-back; the
         // splice saw all the attempt produced.
-        ctx.output_bytes = ctx.output_bytes.max(partial.attempt_bytes);
+        ctx.served.output_bytes = ctx.served.output_bytes.max(partial.attempt_bytes);
         let cost = ctx.carry_attempt();
         if let Some(last) = ctx.attempts.last_mut() {
             last.error = Some(error.into());
@@ -298,7 +298,7 @@ impl Resumer {
             Ok(None) => return true,
             Ok(Some(r)) => r,
             Err(BudgetError::Exceeded(e)) => {
-                ctx.budget_remaining = Some(e.remaining.remaining_micro_usd);
+                ctx.budget.remaining = Some(e.remaining.remaining_micro_usd);
                 tracing::info!(request_id = %ctx.id, "the budget cannot cover a mid-stream failover");
                 return false;
             }
@@ -308,9 +308,9 @@ impl Resumer {
             }
         };
         let unsettled = ctx.carried.cost_nano_usd - ctx.carried.settled_nano_usd;
-        if let Some(held) = ctx.budget.replace(next) {
+        if let Some(held) = ctx.budget.hold.replace(next) {
             match held.settle(unsettled).await {
-                Ok(left) => ctx.budget_remaining = Some(left.remaining_micro_usd),
+                Ok(left) => ctx.budget.remaining = Some(left.remaining_micro_usd),
                 Err(e) => {
                     tracing::warn!(request_id = %ctx.id, error = %e, "budget settle failed");
                 }

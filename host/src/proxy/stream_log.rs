@@ -74,15 +74,15 @@ impl RelayObserver for StreamLog {
             // After a mid-stream failover the caller's usage includes the earlier
             // attempts' (carried); the context keeps the current attempt's own.
             StreamEvent::Usage(u) => {
-                ctx.usage = Some(crate::stream::usage_less(*u, ctx.carried.usage));
+                ctx.served.usage = Some(crate::stream::usage_less(*u, ctx.carried.usage));
             }
             StreamEvent::TextDelta(t) | StreamEvent::ReasoningDelta(t) => {
-                ctx.output_bytes += t.len() as u64;
+                ctx.served.output_bytes += t.len() as u64;
             }
             StreamEvent::ToolCallDelta { arguments, .. } => {
-                ctx.output_bytes += arguments.len() as u64;
+                ctx.served.output_bytes += arguments.len() as u64;
             }
-            StreamEvent::Finish(f) => ctx.finish_reason = Some(f.as_str()),
+            StreamEvent::Finish(f) => ctx.served.finish_reason = Some(f.as_str()),
             _ => {}
         }
     }
@@ -102,7 +102,7 @@ impl RelayObserver for StreamLog {
 
     fn end(&mut self, outcome: Result<(), &Error>) -> Option<BoxFuture<'static, ()>> {
         let mut ctx = self.ctx.take()?;
-        ctx.complete = outcome.is_ok();
+        ctx.served.complete = outcome.is_ok();
         // A failure that a mid-stream failover already accounted for (its attempts all
         // failed) is not counted twice.
         let accounted = outcome.is_err() && ctx.attempts.last().is_some_and(|a| a.error.is_some());
@@ -115,9 +115,9 @@ impl RelayObserver for StreamLog {
         }
         let row = self.outcomes.finish(&ctx, 200, outcome.err());
         self.rate_limits
-            .settle_request(&mut ctx.rate, &row, ctx.provider.as_deref());
+            .settle_request(&mut ctx.rate, &row, ctx.served.provider.as_deref());
         let outcomes = self.outcomes.clone();
-        let budget = ctx.budget.take();
+        let budget = ctx.budget.hold.take();
         // Earlier attempts were settled against their own holds.
         let unsettled = row
             .cost_nano_usd
@@ -144,9 +144,9 @@ impl Drop for StreamLog {
             let mut ctx = ctx;
             let row = self.outcomes.finish(&ctx, 499, Some(&e));
             self.rate_limits
-                .settle_request(&mut ctx.rate, &row, ctx.provider.as_deref());
+                .settle_request(&mut ctx.rate, &row, ctx.served.provider.as_deref());
             // Charged for what was produced before the caller left.
-            if let Some(r) = ctx.budget.take() {
+            if let Some(r) = ctx.budget.hold.take() {
                 r.settle_detached(
                     row.cost_nano_usd
                         .saturating_sub(ctx.carried.settled_nano_usd),
