@@ -297,20 +297,13 @@ impl Proxy {
         let mut last_error = None;
         for (i, target) in plan.targets.iter().enumerate() {
             // A provider at its quota is skipped like an endpoint in cool-down.
-            if self.rate_limits.has_provider_quota(&target.provider) {
-                let worst = self.worst_tokens(&request, std::slice::from_ref(target));
-                match self.rate_limits.provider(&target.provider, worst).await {
-                    Ok(a) => ctx.rate.holds.extend(a.into_iter().flat_map(|a| a.holds)),
-                    Err(r) => {
-                        ctx.rate.skipped(&r);
-                        ctx.attempts.push(
-                            Attempt::new(target, Duration::ZERO, Some(&r.error))
-                                .at(ctx.started.elapsed(), None),
-                        );
-                        last_error = Some(r.error);
-                        continue;
-                    }
-                }
+            if let Err(e) = take_provider_quota(&self.rate_limits, &mut ctx, target, || {
+                self.worst_tokens(&request, std::slice::from_ref(target))
+            })
+            .await
+            {
+                last_error = Some(e);
+                continue;
             }
             ctx.trying(target);
             let span = ctx.trace.as_ref().map(|_| trace_context::span_id());
@@ -705,6 +698,35 @@ pub(crate) fn worst_tokens(
     crate::budget::input_bound(request)
         .for_context(context)
         .saturating_add(crate::budget::output_bound(request, default_max_output))
+}
+
+/// Takes a request and its worst-case tokens (`worst`, computed only when needed) from
+/// `target`'s provider quota, if it has one. A provider at its quota skips the endpoint like
+/// one in cool-down: the attempt record says why, and the refusal comes back for the
+/// caller's answer should every endpoint be skipped.
+pub(crate) async fn take_provider_quota(
+    rate_limits: &RateLimits,
+    ctx: &mut RequestContext,
+    target: &Target,
+    worst: impl FnOnce() -> u64,
+) -> Result<(), Error> {
+    if !rate_limits.has_provider_quota(&target.provider) {
+        return Ok(());
+    }
+    match rate_limits.provider(&target.provider, worst()).await {
+        Ok(a) => {
+            ctx.rate.holds.extend(a.into_iter().flat_map(|a| a.holds));
+            Ok(())
+        }
+        Err(r) => {
+            ctx.rate.skipped(&r);
+            ctx.attempts.push(
+                Attempt::new(target, Duration::ZERO, Some(&r.error))
+                    .at(ctx.started.elapsed(), None),
+            );
+            Err(r.error)
+        }
+    }
 }
 
 /// Counts a retryable failure `e` of `target`: a provider's 429 with `Retry-After` takes

@@ -244,18 +244,11 @@ impl Resumer {
                 self.default_max_output,
             )
         };
-        if self.rate_limits.has_provider_quota(&target.provider) {
-            match self.rate_limits.provider(&target.provider, worst()).await {
-                Ok(a) => ctx.rate.holds.extend(a.into_iter().flat_map(|a| a.holds)),
-                Err(r) => {
-                    ctx.rate.skipped(&r);
-                    ctx.attempts.push(
-                        Attempt::new(target, std::time::Duration::ZERO, Some(&r.error))
-                            .at(ctx.started.elapsed(), None),
-                    );
-                    return RateStep::Skip;
-                }
-            }
+        if super::take_provider_quota(&self.rate_limits, ctx, target, worst)
+            .await
+            .is_err()
+        {
+            return RateStep::Skip;
         }
         let limits = self
             .rate_limits

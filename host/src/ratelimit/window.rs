@@ -116,10 +116,10 @@ pub fn fits(c: &Counts, limit: u64, cost: u64) -> bool {
 /// Decides a request of `cost` against `limit` on counts `c` (already at the bucket of
 /// `now_ms`, before the request).
 pub fn decide(c: &Counts, now_ms: i64, limit: u64, cost: u64) -> Decision {
-    let allowed = fits(c, limit, cost);
+    let mut used = c.total();
+    let allowed = used + u128::from(cost) <= u128::from(limit);
     // What the counts are after the request, without building them: its cost adds to the
     // total, and its bucket (the current one) may be the newest.
-    let mut used = c.total();
     let mut newest = c.slots.last().map(|&(b, _)| b);
     if allowed && cost > 0 {
         used += u128::from(cost);
